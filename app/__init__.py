@@ -1,0 +1,26 @@
+"""The web edge: the webhook receiver, health checks (and later the operator API)."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask
+
+from core.config import Config
+from core.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, config: Config | None = None,
+               redis_client: redis.Redis | None = None) -> Flask:
+    """The receiver application. Reads env and config once; fails at start on bad config."""
+    from app import health, webhooks
+    from app.runtime import build_hub
+
+    settings = settings or Settings.from_env()
+    app = Flask("crmhub")
+    app.extensions["crmhub"] = build_hub(settings, config, redis_client)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(health.bp)
+    logging.getLogger("crmhub").setLevel(logging.INFO)
+    return app

@@ -1,0 +1,22 @@
+"""The `crmhub` command: serve the hub, and the operator's view of the ledger."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli.config_cmd import config_group
+from app.cli.events_cmd import events_group
+from app.cli.serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """crmhub: verified webhooks in, mapped writes to your CRMs, nothing lost.
+
+    Reads the CRMHUB_* environment and the YAML at CRMHUB_CONFIG (default ./crmhub.yaml).
+    """
+
+
+main.add_command(serve)
+main.add_command(config_group)
+main.add_command(events_group)

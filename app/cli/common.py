@@ -1,0 +1,85 @@
+"""What every CLI command shares: settings, config, the ledger, and --json output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from core.config import Config, load_config
+from core.errors import ConfigError, LedgerUnavailable
+from core.ledger import Ledger
+from core.queue import HintQueue
+from core.redis_client import connect, resolve_redis_url
+from core.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+EXIT_NOT_FOUND = 4
+
+
+@dataclass
+class CliContext:
+    _settings: Settings | None = None
+    _config: Config | None = None
+    _ledger: Ledger | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_env()
+        return self._settings
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.settings.config_path, self.settings.environ,
+                                       check_secrets=False)
+        return self._config
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            s = self.settings
+            self._ledger = Ledger(connect(resolve_redis_url(s)), prefix=s.key_prefix,
+                                  queue=HintQueue(s.celery_queue, s.celery_keyprefix),
+                                  dedupe_ttl_seconds=s.dedupe_ttl_seconds)
+        return self._ledger
+
+
+pass_ctx = click.make_pass_decorator(CliContext, ensure=True)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"crmhub: {message}", err=True)
+    sys.exit(code)
+
+
+def handles_hub_errors(func: F) -> F:
+    """Configuration and Redis problems end a command with a clear message and exit code."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(f"crmhub: {problem}", err=True)
+            sys.exit(EXIT_CONFIG)
+        except LedgerUnavailable as exc:
+            fail(f"{exc} (is the hub's Redis running? see CRMHUB_REDIS_URL)", EXIT_UNAVAILABLE)
+
+    return wrapper  # type: ignore[return-value]

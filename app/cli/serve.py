@@ -1,0 +1,94 @@
+"""`crmhub serve`: the whole hub in one command (receiver, worker, scheduler)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from app.cli.common import EXIT_UNAVAILABLE, CliContext, fail, handles_hub_errors, pass_ctx
+from app.supervisor import Child, Supervisor
+from core.config import load_config
+from core.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from core.redis_client import connect, describe
+
+GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn_conf.py"
+DEMO_TARGET = Path(__file__).resolve().parents[2] / "examples" / "demo_target.py"
+
+
+def _children(host: str, port: int, ctx: CliContext, demo: bool) -> list[Child]:
+    s = ctx.settings
+    py = sys.executable
+    children = [
+        Child("receiver", [py, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
+                           "--bind", f"{host}:{port}", "app.wsgi:app"]),
+        Child("scheduler", [py, "-m", "celery", "-A", "workers.celery_app", "beat",
+                            "--loglevel", "INFO",
+                            "--schedule", str(s.var_dir / "celerybeat-schedule")]),
+        Child("worker", [py, "-m", "celery", "-A", "workers.celery_app", "worker",
+                         "--loglevel", "INFO", "--concurrency", str(s.worker_concurrency),
+                         "--queues", s.celery_queue, "--without-gossip", "--without-mingle",
+                         "--hostname", f"crmhub-worker-{os.getpid()}@%h"], stop_timeout=60),
+    ]
+    if demo:
+        children.append(Child("demo target", [py, str(DEMO_TARGET), "--port",
+                                              os.environ.get("CRMHUB_DEMO_PORT", "8900")]))
+    return children
+
+
+@click.command()
+@click.option("--host", default=None, help="Bind address [env CRMHUB_HOST, 127.0.0.1].")
+@click.option("--port", default=None, type=int, help="Port [env CRMHUB_PORT, 8000].")
+@click.option("--demo", is_flag=True, help="Also run the demo target CRM (examples/).")
+@pass_ctx
+@handles_hub_errors
+def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> None:
+    """Run the receiver (gunicorn), a Celery worker and the scheduler; Ctrl-C stops all.
+
+    Without CRMHUB_REDIS_URL, an embedded redis-server (AOF on) runs under ./var/redis.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s crmhub serve: %(message)s")
+    settings = ctx.settings
+    host = host or settings.host
+    port = port or settings.port
+    config = load_config(settings.config_path, settings.environ, check_secrets=True)
+    click.echo(f"config: {config.path} ({len(config.sources)} sources, "
+               f"{len(config.connections)} connections, {len(config.mappings)} mappings)")
+
+    embedded: EmbeddedRedis | None = None
+    if settings.redis_url:
+        url = settings.redis_url
+        try:
+            connect(url).ping()
+        except Exception as exc:
+            fail(f"cannot reach CRMHUB_REDIS_URL {describe(url)}: {exc}", EXIT_UNAVAILABLE)
+        click.echo(f"redis: {describe(url)} (from CRMHUB_REDIS_URL)")
+    else:
+        try:
+            embedded = EmbeddedRedis(settings.embedded_redis_dir)
+            url = embedded.start()
+        except EmbeddedRedisError as exc:
+            fail(str(exc), EXIT_UNAVAILABLE)
+        click.echo(f"redis: embedded redis-server at {url} (AOF under "
+                   f"{settings.embedded_redis_dir}; binary {embedded.binary})")
+
+    env = dict(os.environ, CRMHUB_REDIS_URL=url, CRMHUB_HOST=host, CRMHUB_PORT=str(port))
+    env.setdefault("CRMHUB_CONFIG", str(settings.config_path))
+    children = _children(host, port, ctx, demo)
+    click.echo(f"receiver: http://{host}:{port} (gunicorn)  worker: celery, "
+               f"{settings.worker_concurrency} processes, queue {settings.celery_queue}  "
+               "scheduler: celery beat")
+    if demo:
+        click.echo(f"demo target: http://127.0.0.1:{os.environ.get('CRMHUB_DEMO_PORT', '8900')}")
+    click.echo("Ctrl-C stops everything.")
+    code = 0
+    try:
+        code = Supervisor(children, env).run()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+        click.echo("crmhub stopped.")
+    sys.exit(code)

@@ -1,0 +1,14 @@
+"""gunicorn settings shared by `crmhub serve`, the Procfile and the benchmark's baseline."""
+
+import os
+
+bind = f"{os.environ.get('CRMHUB_HOST', '127.0.0.1')}:{os.environ.get('CRMHUB_PORT', '8000')}"
+workers = int(os.environ.get("CRMHUB_WEB_WORKERS", "2"))
+worker_class = "gthread"          # keep-alive connections from load balancers and senders
+threads = int(os.environ.get("CRMHUB_WEB_THREADS", "4"))
+keepalive = 5
+timeout = 30
+graceful_timeout = 20
+accesslog = os.environ.get("CRMHUB_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("CRMHUB_LOG_LEVEL", "info").lower()

@@ -1,0 +1,65 @@
+"""What a receiver process holds: settings, configuration, the ledger and one Receiver per
+source (its verifier and secrets resolved once at start, not per request)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import redis
+
+from core.config import Config, MappingConfig, SourceConfig, load_config
+from core.ledger import Ledger
+from core.queue import HintQueue
+from core.redis_client import connect, resolve_redis_url
+from core.settings import Settings
+from core.signatures import Scheme, SignedRequest, get_scheme
+
+
+@dataclass(frozen=True)
+class Receiver:
+    source: SourceConfig
+    scheme: Scheme
+    secrets: Sequence[str]
+    mappings: tuple[MappingConfig, ...]
+    max_body_bytes: int
+
+    def verify(self, request: SignedRequest, now: float) -> None:
+        self.scheme.verify(request, self.secrets, self.source.verify, now)
+
+    def signed_url(self, request_url: str, query_string: str) -> str:
+        """The URL the sender signed: the configured public URL behind a proxy."""
+        if not self.source.public_url:
+            return request_url
+        return f"{self.source.public_url}?{query_string}" if query_string \
+            else self.source.public_url
+
+
+@dataclass(frozen=True)
+class Hub:
+    settings: Settings
+    config: Config
+    ledger: Ledger
+    receivers: Mapping[str, Receiver]
+
+
+def build_hub(settings: Settings, config: Config | None = None,
+              client: redis.Redis | None = None) -> Hub:
+    if config is None:
+        config = load_config(settings.config_path, settings.environ)
+    if client is None:
+        client = connect(resolve_redis_url(settings))
+    ledger = Ledger(client, prefix=settings.key_prefix,
+                    queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
+                    dedupe_ttl_seconds=settings.dedupe_ttl_seconds)
+    receivers = {
+        name: Receiver(
+            source=source,
+            scheme=get_scheme(source.verify.scheme),
+            secrets=tuple(settings.environ.get(var, "") for var in source.secret_env),
+            mappings=config.mappings_for(name),
+            max_body_bytes=source.max_body_bytes or settings.max_body_bytes,
+        )
+        for name, source in config.sources.items()
+    }
+    return Hub(settings=settings, config=config, ledger=ledger, receivers=receivers)

@@ -1,0 +1,219 @@
+"""Load crmhub.yaml: shape (marshmallow), then cross-section checks, then secrets.
+
+Every problem found is collected, each naming file, line and key, so an integration engineer
+fixes them all in one pass instead of one per restart.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields
+
+from core.config.model import (
+    Config,
+    ConnectionConfig,
+    FieldSpec,
+    MappingConfig,
+    MatchSpec,
+    Predicate,
+    RateLimit,
+    RetryPolicy,
+    SourceConfig,
+    WhenSpec,
+)
+from core.config.schema import ConfigSchema
+from core.config.yaml_source import YamlDocument, read_yaml
+from core.errors import ConfigError, ConfigProblem
+from core.signatures import VerifyOptions
+
+SECTIONS = ("sources", "connections", "mappings")
+
+
+def load_config(path: Path | str, environ: Mapping[str, str], *,
+                check_secrets: bool = True,
+                connectors: Iterable[str] | None = None) -> Config:
+    """Read, validate and build the configuration, or raise ConfigError with every problem.
+
+    `connectors`: the connector names this process knows (the registry in connectors/);
+    when given, a connection naming another connector is a problem.
+    """
+    doc = read_yaml(Path(path))
+    problems: list[ConfigProblem] = []
+    data = doc.data
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigProblem(str(doc.path), "", "expected a mapping with sources, "
+                                         "connections and mappings")])
+    data = {k: ({} if v is None and k in SECTIONS else v) for k, v in data.items()}
+    try:
+        loaded: dict[str, Any] = ConfigSchema().load(data)
+    except ValidationError as exc:
+        for key, message in _flatten(exc.messages):
+            problems.append(ConfigProblem(str(doc.path), key, _explain(key, message),
+                                          doc.line_of(key)))
+        raise ConfigError(problems) from None
+
+    config = _build(str(doc.path), loaded)
+    problems.extend(_cross_checks(config, doc, connectors))
+    if check_secrets:
+        problems.extend(_secret_checks(config, loaded, doc, environ))
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _flatten(messages: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if key in ("value", "_schema"):          # Dict-value / schema-level: same place
+                yield from _flatten(value, prefix)
+            elif key == "key":
+                yield from ((prefix, f"invalid name: {m}") for _, m in _flatten(value, ""))
+            else:
+                yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(messages, list):
+        for item in messages:
+            if isinstance(item, (dict, list)):
+                yield from _flatten(item, prefix)
+            else:
+                yield prefix, str(item)
+    else:
+        yield prefix, str(messages)
+
+
+def _schema_at(parts: list[str]) -> Schema | None:
+    """The marshmallow schema that validates the mapping at `parts` (None if dynamic/unknown)."""
+    schema: Schema = ConfigSchema()
+    i = 0
+    while i < len(parts):
+        field = next((f for name, f in schema.fields.items()
+                      if (f.data_key or name) == parts[i]), None)
+        if isinstance(field, fields.Nested) and isinstance(field.schema, Schema):
+            schema, i = field.schema, i + 1
+        elif isinstance(field, fields.Dict) and isinstance(field.value_field, fields.Nested):
+            nested = field.value_field.schema
+            if not isinstance(nested, Schema):
+                return None
+            schema, i = nested, i + 2                # skip the user-chosen name
+        else:
+            return None
+    return schema
+
+
+def _explain(key: str, message: str) -> str:
+    if message != "Unknown field.":
+        return message
+    parent, _, name = key.rpartition(".")
+    schema = _schema_at(parent.split(".") if parent else [])
+    if schema is None:
+        return "unknown key"
+    allowed = sorted(f.data_key or n for n, f in schema.fields.items())
+    close = difflib.get_close_matches(name, allowed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key; {hint}expected one of: {', '.join(allowed)}"
+
+
+def _build(path: str, loaded: dict[str, Any]) -> Config:
+    sources = {name: _source(name, spec) for name, spec in loaded["sources"].items()}
+    connections = {name: _connection(name, spec) for name, spec in loaded["connections"].items()}
+    mappings = {name: _mapping(name, spec) for name, spec in loaded["mappings"].items()}
+    return Config(path=path, sources=sources, connections=connections, mappings=mappings)
+
+
+def _source(name: str, spec: dict[str, Any]) -> SourceConfig:
+    verify = dict(spec["verify"])
+    secret_env = verify.pop("secret_env", ())
+    options = VerifyOptions(**verify)
+    return SourceConfig(
+        name=name, verify=options, secret_env=tuple(secret_env),
+        allow_unsigned=spec["allow_unsigned"], event_id=spec.get("event_id"),
+        event_type=spec.get("event_type"), occurred_at=spec.get("occurred_at"),
+        batch=spec["batch"], public_url=spec.get("public_url"),
+        max_body_bytes=spec.get("max_body_bytes"),
+    )
+
+
+def _connection(name: str, spec: dict[str, Any]) -> ConnectionConfig:
+    rate = spec.get("rate_limit")
+    return ConnectionConfig(
+        name=name, connector=spec["connector"], base_url=spec["base_url"].rstrip("/"),
+        auth=spec["auth"], rate_limit=RateLimit(**rate) if rate else None,
+        retry=RetryPolicy(**spec.get("retry", {})),
+        options=spec.get("options", {}),
+        **({"timeout_seconds": spec["timeout_seconds"]} if "timeout_seconds" in spec else {}),
+    )
+
+
+def _mapping(name: str, spec: dict[str, Any]) -> MappingConfig:
+    when = spec.get("when", {})
+    predicates = tuple(
+        Predicate(path=p["path"], equals=p.get("equals"), has_equals="equals" in p,
+                  one_of=tuple(p["in_"]) if "in_" in p else None, exists=p.get("exists"))
+        for p in when.get("fields_", ()))
+    match = spec.get("match")
+    return MappingConfig(
+        name=name, source=spec["source"], connection=spec["connection"], object=spec["object"],
+        when=WhenSpec(event_types=when.get("event_type"), predicates=predicates),
+        action=spec.get("action", "upsert"),
+        match=MatchSpec(field=match["field"], from_=match["from_"],
+                        normalize=match.get("normalize"),
+                        fold_plus_addressing=match.get("fold_plus_addressing", False))
+        if match else None,
+        fields=tuple(
+            FieldSpec(name=field, from_=f.get("from_", ()), const=f.get("const"),
+                      has_const="const" in f, default=f.get("default"),
+                      has_default="default" in f, required=f.get("required", False),
+                      transform=f.get("transform", ()), owner=f.get("owner", "source"))
+            for field, f in spec["fields_"].items()),
+        conflict=spec.get("conflict"),
+    )
+
+
+def _cross_checks(config: Config, doc: YamlDocument,
+                  connectors: Iterable[str] | None) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+
+    def problem(key: str, message: str) -> None:
+        problems.append(ConfigProblem(str(doc.path), key, message, doc.line_of(key)))
+
+    known = sorted(connectors) if connectors is not None else None
+    for conn in config.connections.values():
+        if known is not None and conn.connector not in known:
+            problem(f"connections.{conn.name}.connector",
+                    f"unknown connector {conn.connector!r}; expected one of: {', '.join(known)}")
+    for m in config.mappings.values():
+        if m.source not in config.sources:
+            problem(f"mappings.{m.name}.source", f"no source named {m.source!r} (defined: "
+                    f"{', '.join(sorted(config.sources)) or 'none'})")
+        if m.connection not in config.connections:
+            problem(f"mappings.{m.name}.connection", f"no connection named {m.connection!r} "
+                    f"(defined: {', '.join(sorted(config.connections)) or 'none'})")
+        elif m.when.event_types and m.source in config.sources \
+                and config.sources[m.source].event_type is None:
+            problem(f"mappings.{m.name}.when.event_type",
+                    f"source {m.source!r} has no `event_type`, so events cannot be filtered by "
+                    "type; set sources.<name>.event_type")
+    return problems
+
+
+def _secret_checks(config: Config, loaded: dict[str, Any], doc: YamlDocument,
+                   environ: Mapping[str, str]) -> list[ConfigProblem]:
+    problems: list[ConfigProblem] = []
+    for source in config.sources.values():
+        for var in source.secret_env:
+            if not environ.get(var):
+                key = f"sources.{source.name}.verify.secret_env"
+                problems.append(ConfigProblem(
+                    str(doc.path), key, f"environment variable {var} is not set (it holds the "
+                    "signing secret; set it before starting the hub)", doc.line_of(key)))
+    for name, spec in loaded["connections"].items():
+        for field, var in spec["auth"].items():
+            if field.endswith("_env") and not environ.get(var):
+                key = f"connections.{name}.auth.{field}"
+                problems.append(ConfigProblem(
+                    str(doc.path), key, f"environment variable {var} is not set",
+                    doc.line_of(key)))
+    return problems

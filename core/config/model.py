@@ -1,0 +1,111 @@
+"""The validated configuration as plain, immutable objects. Built by core.config.loader."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.paths import ValueRef
+from core.signatures import VerifyOptions
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    verify: VerifyOptions
+    secret_env: tuple[str, ...]
+    allow_unsigned: bool = False
+    event_id: ValueRef | None = None       # None: dedupe on a hash of the raw body
+    event_type: ValueRef | None = None
+    occurred_at: ValueRef | None = None
+    batch: bool = False                    # body is a JSON array, one event per element
+    public_url: str | None = None          # the URL senders sign, when behind a proxy
+    max_body_bytes: int | None = None     # None: CRMHUB_MAX_BODY_BYTES (default 1 MiB)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    requests: int
+    per_seconds: float
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    base_seconds: float = 5.0
+    max_seconds: float = 3600.0
+    give_up_after_seconds: float = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class ConnectionConfig:
+    name: str
+    connector: str
+    base_url: str
+    auth: Mapping[str, Any] = field(default_factory=dict)
+    rate_limit: RateLimit | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout_seconds: float = 10.0
+    options: Mapping[str, Any] = field(default_factory=dict)   # connector-specific
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """A condition on a body field: `equals`, `in` or `exists`."""
+
+    path: str
+    equals: Any = None
+    one_of: tuple[Any, ...] | None = None
+    exists: bool | None = None
+    has_equals: bool = False
+
+
+@dataclass(frozen=True)
+class WhenSpec:
+    event_types: tuple[str, ...] | None = None     # None: every event of the source
+    predicates: tuple[Predicate, ...] = ()
+
+
+@dataclass(frozen=True)
+class MatchSpec:
+    field: str
+    from_: tuple[str, ...]
+    normalize: str | None = None
+    fold_plus_addressing: bool = False
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    from_: tuple[str, ...] = ()          # several paths: the first non-empty wins
+    const: Any = None
+    has_const: bool = False
+    default: Any = None
+    has_default: bool = False
+    required: bool = False
+    transform: tuple[Mapping[str, Any], ...] = ()   # each {name: args}
+    owner: str = "source"                # source | target
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    name: str
+    source: str
+    connection: str
+    object: str
+    when: WhenSpec = field(default_factory=WhenSpec)
+    action: str = "upsert"               # upsert | create_only | update_only
+    match: MatchSpec | None = None
+    fields: tuple[FieldSpec, ...] = ()
+    conflict: str | None = None          # newest_wins | source_wins (None: by source)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    sources: Mapping[str, SourceConfig]
+    connections: Mapping[str, ConnectionConfig]
+    mappings: Mapping[str, MappingConfig]
+
+    def mappings_for(self, source: str) -> tuple[MappingConfig, ...]:
+        return tuple(m for m in self.mappings.values() if m.source == source)

@@ -1,0 +1,245 @@
+"""The YAML's shape, validated with marshmallow. Produces plain dicts; loader.py builds the
+model objects and runs the checks that span sections (references, secrets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from core.paths import PathSyntaxError, ValueRef, parse_path
+from core.signatures import SCHEMES
+
+NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                       error="names are 1-64 letters, digits, '_', '.', '-'")
+ENV_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not an environment variable name")
+
+
+class NameList(fields.Field):
+    """One string or a list of strings (e.g. `secret_env`, `event_type`)."""
+
+    def __init__(self, item_validator: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.item_validator = item_validator
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[str, ...]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+            raise ValidationError("expected a string or a non-empty list of strings")
+        if self.item_validator is not None:
+            for item in items:
+                self.item_validator(item)
+        return tuple(items)
+
+
+class ValueRefField(fields.Field):
+    """A dotted JSON path (`data.object.id`) or `header:Name`."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> ValueRef:
+        if not isinstance(value, str):
+            raise ValidationError("expected a dotted JSON path (data.object.id) or header:Name")
+        try:
+            return ValueRef.parse(value)
+        except PathSyntaxError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class PathList(fields.Field):
+    """One dotted path or a list of them (the first non-empty value wins)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[str, ...]:
+        paths = [value] if isinstance(value, str) else value
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise ValidationError("expected a dotted path or a list of dotted paths")
+        for path in paths:
+            try:
+                parse_path(path)
+            except PathSyntaxError as exc:
+                raise ValidationError(str(exc)) from None
+        return tuple(paths)
+
+
+class TransformList(fields.Field):
+    """`[email, {e164: {region: US}}, {truncate: 80}]` -> ({"email": None}, {"e164": {...}}, ...)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[dict, ...]:
+        items = value if isinstance(value, list) else [value]
+        steps: list[dict[str, Any]] = []
+        for item in items:
+            if isinstance(item, str):
+                steps.append({item: None})
+            elif isinstance(item, dict) and len(item) == 1:
+                steps.append(dict(item))
+            else:
+                raise ValidationError(
+                    f"each transform is a name (email) or a one-key mapping ({{e164: {{region: "
+                    f"US}}}}), got {item!r}")
+        return tuple(steps)
+
+
+class VerifySchema(Schema):
+    scheme = fields.String(required=True, validate=validate.OneOf(
+        sorted(SCHEMES), error="unknown scheme {input!r}; expected one of {choices}"))
+    secret_env = NameList(item_validator=ENV_NAME)
+    version = fields.String(validate=validate.OneOf(["v1", "v2", "v3"]))
+    tolerance_seconds = fields.Integer(validate=validate.Range(min=1, max=86400))
+    header = fields.String()
+    algorithm = fields.String(validate=validate.OneOf(["sha1", "sha256", "sha512"]))
+    encoding = fields.String(validate=validate.OneOf(["hex", "base64"]))
+    prefix = fields.String()
+    timestamp_header = fields.String()
+    timestamp_separator = fields.String()
+
+    @validates_schema
+    def _scheme_needs(self, data: dict[str, Any], **kwargs: Any) -> None:
+        scheme = data.get("scheme")
+        if scheme == "hmac" and not data.get("header"):
+            raise ValidationError("the hmac scheme needs `header` (the signature header's name)",
+                                  "header")
+        if scheme not in (None, "none") and not data.get("secret_env"):
+            raise ValidationError("name the environment variable(s) holding the signing secret",
+                                  "secret_env")
+        if scheme != "hubspot" and "version" in data:
+            raise ValidationError("`version` applies to the hubspot scheme only", "version")
+
+
+class SourceSchema(Schema):
+    verify = fields.Nested(VerifySchema, required=True)
+    allow_unsigned = fields.Boolean(load_default=False)
+    event_id = ValueRefField()
+    event_type = ValueRefField()
+    occurred_at = ValueRefField()
+    batch = fields.Boolean(load_default=False)
+    public_url = fields.Url(require_tld=False, schemes={"http", "https"})
+    max_body_bytes = fields.Integer(validate=validate.Range(min=1, max=64 * 1024 * 1024))
+
+    @validates_schema
+    def _unsigned_is_explicit(self, data: dict[str, Any], **kwargs: Any) -> None:
+        verify = data.get("verify") or {}
+        if verify.get("scheme") == "none" and not data.get("allow_unsigned"):
+            raise ValidationError("scheme `none` accepts unsigned webhooks from anyone; set "
+                                  "`allow_unsigned: true` on the source to mean it",
+                                  "allow_unsigned")
+
+
+class RateLimitSchema(Schema):
+    requests = fields.Integer(required=True, validate=validate.Range(min=1))
+    per_seconds = fields.Float(required=True, validate=validate.Range(min=0.001))
+
+
+class RetrySchema(Schema):
+    base_seconds = fields.Float(validate=validate.Range(min=0.01))
+    max_seconds = fields.Float(validate=validate.Range(min=0.01))
+    give_up_after_seconds = fields.Float(validate=validate.Range(min=1))
+
+
+class AuthSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(
+        ["none", "bearer", "basic", "header", "oauth2"]))
+    token_env = fields.String(validate=ENV_NAME)
+    username_env = fields.String(validate=ENV_NAME)
+    password_env = fields.String(validate=ENV_NAME)
+    header = fields.String()
+    value_env = fields.String(validate=ENV_NAME)
+    client_id_env = fields.String(validate=ENV_NAME)
+    client_secret_env = fields.String(validate=ENV_NAME)
+    refresh_token_env = fields.String(validate=ENV_NAME)
+    token_url = fields.Url(require_tld=False)
+
+    REQUIRED = {
+        "bearer": ("token_env",),
+        "basic": ("username_env", "password_env"),
+        "header": ("header", "value_env"),
+        "oauth2": ("client_id_env", "client_secret_env", "refresh_token_env"),
+    }
+
+    @validates_schema
+    def _required_for_type(self, data: dict[str, Any], **kwargs: Any) -> None:
+        missing = [k for k in self.REQUIRED.get(data.get("type", ""), ()) if not data.get(k)]
+        if missing:
+            raise ValidationError({k: [f"required for auth type {data['type']!r}"]
+                                   for k in missing})
+
+
+class ConnectionSchema(Schema):
+    connector = fields.String(required=True)
+    base_url = fields.Url(required=True, require_tld=False, schemes={"http", "https"})
+    auth = fields.Nested(AuthSchema, load_default=lambda: {"type": "none"})
+    rate_limit = fields.Nested(RateLimitSchema)
+    retry = fields.Nested(RetrySchema)
+    timeout_seconds = fields.Float(validate=validate.Range(min=0.1, max=300))
+    options = fields.Dict(keys=fields.String())
+
+
+class PredicateSchema(Schema):
+    path = fields.String(required=True)
+    equals = fields.Raw(allow_none=True)
+    in_ = fields.List(fields.Raw(allow_none=True), data_key="in")
+    exists = fields.Boolean()
+
+
+class WhenSchema(Schema):
+    event_type = NameList()
+    fields_ = fields.List(fields.Nested(PredicateSchema), data_key="fields")
+
+
+class MatchSchema(Schema):
+    field = fields.String(required=True)
+    from_ = PathList(required=True, data_key="from")
+    normalize = fields.String(validate=validate.OneOf(["email", "phone", "lower", "strip"]))
+    fold_plus_addressing = fields.Boolean()
+
+
+class FieldSchema(Schema):
+    from_ = PathList(data_key="from")
+    const = fields.Raw(allow_none=True)
+    default = fields.Raw(allow_none=True)
+    required = fields.Boolean()
+    transform = TransformList()
+    owner = fields.String(validate=validate.OneOf(["source", "target"]))
+
+    @validates_schema
+    def _one_origin(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "from_" in data and "const" in data:
+            raise ValidationError("give `from` or `const`, not both")
+        if "from_" not in data and "const" not in data:
+            raise ValidationError("each field needs `from` (a dotted path) or `const` (a value)")
+
+
+class FieldOrPath(fields.Field):
+    """A field is a full spec, or the shorthand `target_field: dotted.path`."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> dict[str, Any]:
+        if isinstance(value, str):
+            value = {"from": value}
+        if not isinstance(value, dict):
+            raise ValidationError("expected a dotted path or a mapping with `from`/`const`")
+        loaded: dict[str, Any] = FieldSchema().load(value)
+        return loaded
+
+
+class MappingSchema(Schema):
+    source = fields.String(required=True)
+    connection = fields.String(required=True)
+    object = fields.String(required=True)
+    when = fields.Nested(WhenSchema)
+    action = fields.String(validate=validate.OneOf(["upsert", "create_only", "update_only"]))
+    match = fields.Nested(MatchSchema)
+    fields_ = fields.Dict(keys=fields.String(), values=FieldOrPath(), data_key="fields",
+                          load_default=dict)
+    conflict = fields.String(validate=validate.OneOf(["newest_wins", "source_wins"]))
+
+    @validates_schema
+    def _match_for_upserts(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("action", "upsert") != "create_only" and "match" not in data:
+            raise ValidationError("upserts and updates need `match` (the find-or-create key); "
+                                  "only `action: create_only` may go without", "match")
+
+
+class ConfigSchema(Schema):
+    sources = fields.Dict(keys=fields.String(validate=NAME), values=fields.Nested(SourceSchema),
+                          load_default=dict)
+    connections = fields.Dict(keys=fields.String(validate=NAME),
+                              values=fields.Nested(ConnectionSchema), load_default=dict)
+    mappings = fields.Dict(keys=fields.String(validate=NAME),
+                           values=fields.Nested(MappingSchema), load_default=dict)

@@ -1,0 +1,93 @@
+"""Turn a verified webhook request into the events to record (pure: no I/O).
+
+A source's body is one JSON event, or with `batch: true` a JSON array whose elements are each
+their own event (HubSpot). Each event gets the sender's id for deduplication (a dotted path or
+a header), falling back to a hash of its JSON text, so a retried delivery is recognised even
+from senders that send no id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from core.config.model import MappingConfig, SourceConfig
+from core.ids import new_delivery_id, new_event_id
+from core.ledger.model import NewDelivery, NewEvent
+from core.routing import route
+
+#: never stored with an event, whatever the scheme
+ALWAYS_REDACTED = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+REDACTED = "[redacted]"
+
+
+class BadPayload(ValueError):
+    """The body is not what the source promises; `detail` says what and where."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+def decode_body(body: bytes) -> tuple[str, Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadPayload(f"body is not UTF-8: invalid byte at offset {exc.start}") from None
+    try:
+        return text, json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadPayload(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column "
+                         f"{exc.colno}") from None
+
+
+def stored_headers(headers: Iterable[tuple[str, str]],
+                   redact: Iterable[str]) -> dict[str, str]:
+    hidden = ALWAYS_REDACTED | {h.lower() for h in redact}
+    return {name: (REDACTED if name.lower() in hidden else value) for name, value in headers}
+
+
+def _scalar(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
+                 headers: Mapping[str, str], stored: dict[str, str], text: str, body: Any,
+                 now: float) -> list[NewEvent]:
+    """One NewEvent per event in the body, each with a delivery per matching mapping."""
+    if source.batch:
+        if not isinstance(body, list) or not body:
+            raise BadPayload("source is configured with batch: true, so the body must be a "
+                             "non-empty JSON array of events")
+        items = [(json.dumps(item, separators=(",", ":"), sort_keys=True), item, index)
+                 for index, item in enumerate(body)]
+    else:
+        items = [(text, body, None)]
+    candidates = tuple(mappings)
+    events = []
+    for item_text, item, index in items:
+        external = _scalar(source.event_id.resolve(item, headers)) if source.event_id else None
+        if external is not None and index is not None and source.event_id \
+                and source.event_id.header is not None:
+            external = f"{external}#{index}"     # one header id for a whole batch
+        if not external:
+            external = "sha256:" + hashlib.sha256(item_text.encode()).hexdigest()
+        event_type = _scalar(source.event_type.resolve(item, headers)) \
+            if source.event_type else None
+        occurred = _scalar(source.occurred_at.resolve(item, headers)) \
+            if source.occurred_at else None
+        event_id = new_event_id(now)
+        deliveries = tuple(
+            NewDelivery(id=new_delivery_id(now), mapping=m.name, connection=m.connection,
+                        object=m.object)
+            for m in route(candidates, event_type, item))
+        events.append(NewEvent(id=event_id, source=source.name, type=event_type,
+                               external_id=external, received_at=now, occurred_at=occurred,
+                               headers=stored, body=item_text, deliveries=deliveries))
+    return events

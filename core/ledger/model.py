@@ -1,0 +1,70 @@
+"""What the ledger stores: events, their deliveries, and the delivery states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    """Every delivery is in exactly one of these at every moment (DESIGN.md, the ledger)."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    SCHEDULED = "scheduled"
+    HELD = "held"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+    SUPERSEDED = "superseded"
+    DISCARDED = "discarded"
+
+
+class EventState(StrEnum):
+    RECORDED = "recorded"      # has at least one delivery
+    UNROUTED = "unrouted"      # matched no mapping; kept for audit
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    id: str
+    mapping: str
+    connection: str
+    object: str
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    id: str
+    source: str
+    type: str | None
+    external_id: str              # the sender's id, or "sha256:<hex>" of the body
+    received_at: float            # unix seconds
+    occurred_at: str | None
+    headers: dict[str, str]
+    body: str                     # the event's JSON text exactly as received (or its element)
+    deliveries: tuple[NewDelivery, ...] = field(default=())
+
+    @property
+    def state(self) -> EventState:
+        return EventState.RECORDED if self.deliveries else EventState.UNROUTED
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    event_id: str
+    deliveries: int
+    duplicate: bool
+
+    def as_json(self) -> dict[str, Any]:
+        if self.duplicate:
+            return {"event_id": self.event_id, "duplicate": True}
+        return {"event_id": self.event_id, "deliveries": self.deliveries}
+
+
+def iso_from_ms(value: str | int | None) -> str | None:
+    if value in (None, ""):
+        return None
+    dt = datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,84 @@
+"""Dotted paths into JSON bodies (`data.object.email`, `items[0].id`, `items.0.id`) and the
+`header:Name` form used by sources to take a value from a request header instead."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+MISSING: Any = object()
+_SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+class PathSyntaxError(ValueError):
+    pass
+
+
+@lru_cache(maxsize=1024)
+def parse_path(path: str) -> tuple[str | int, ...]:
+    """`a.b[0].c` -> ("a", "b", 0, "c"). Digits after a dot also index lists."""
+    if not path or path.startswith(".") or path.endswith(".") or ".." in path:
+        raise PathSyntaxError(f"{path!r} is not a dotted path (expected e.g. data.object.email)")
+    parts: list[str | int] = []
+    pos = 0
+    for match in _SEGMENT.finditer(path):
+        gap = path[pos:match.start()]
+        if gap not in ("", "."):
+            raise PathSyntaxError(f"{path!r}: unexpected {gap!r} at position {pos}")
+        name, index = match.groups()
+        parts.append(int(index) if index is not None else name)
+        pos = match.end()
+    if pos != len(path):
+        raise PathSyntaxError(f"{path!r}: unexpected {path[pos:]!r} at position {pos}")
+    return tuple(parts)
+
+
+def get_path(document: Any, path: str, default: Any = None) -> Any:
+    """The value at `path`, or `default` where any step is absent."""
+    node = document
+    for part in parse_path(path):
+        if isinstance(node, Mapping):
+            if isinstance(part, int):
+                part = str(part)
+            node = node.get(part, MISSING)
+        elif isinstance(node, list):
+            if isinstance(part, str):
+                if not part.isdigit():
+                    return default
+                part = int(part)
+            node = node[part] if -len(node) <= part < len(node) else MISSING
+        else:
+            return default
+        if node is MISSING:
+            return default
+    return node
+
+
+@dataclass(frozen=True)
+class ValueRef:
+    """Where a source finds a value: a dotted path into the JSON body, or a request header."""
+
+    path: str | None = None
+    header: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> ValueRef:
+        if spec.startswith("header:"):
+            name = spec[len("header:"):].strip()
+            if not name:
+                raise PathSyntaxError("header: needs a header name, e.g. header:X-Event-Id")
+            return cls(header=name)
+        parse_path(spec)  # validate now, not at the first webhook
+        return cls(path=spec)
+
+    def resolve(self, body: Any, headers: Mapping[str, str]) -> Any:
+        if self.header is not None:
+            return headers.get(self.header)
+        assert self.path is not None
+        return get_path(body, self.path)
+
+    def __str__(self) -> str:
+        return f"header:{self.header}" if self.header is not None else str(self.path)

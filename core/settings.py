@@ -1,0 +1,94 @@
+"""Deploy-specific and secret values, read from the environment once (prefix CRMHUB_).
+
+Everything else (sources, connections, mappings) lives in the YAML file at CRMHUB_CONFIG.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import ConfigError, ConfigProblem
+
+
+def _int(env: Mapping[str, str], name: str, default: int, problems: list[ConfigProblem]) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        problems.append(ConfigProblem("environment", name, f"expected an integer, got {raw!r}"))
+        return default
+    if value <= 0:
+        problems.append(ConfigProblem("environment", name, f"expected a positive integer, got {value}"))
+        return default
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None          # None: the embedded redis-server under var_dir
+    broker_url: str | None = None         # None: same as the ledger's Redis
+    config_path: Path = Path("crmhub.yaml")
+    var_dir: Path = Path("var")
+    key_prefix: str = "crmhub"
+    operator_token: str | None = None
+    sentry_dsn: str | None = None
+    alert_webhook_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    web_workers: int = 2
+    worker_concurrency: int = 2
+    lease_seconds: int = 60
+    dedupe_ttl_seconds: int = 30 * 24 * 3600
+    max_body_bytes: int = 1024 * 1024
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        problems: list[ConfigProblem] = []
+        settings = cls(
+            redis_url=env.get("CRMHUB_REDIS_URL") or None,
+            broker_url=env.get("CRMHUB_BROKER_URL") or None,
+            config_path=Path(env.get("CRMHUB_CONFIG") or "crmhub.yaml"),
+            var_dir=Path(env.get("CRMHUB_VAR_DIR") or "var"),
+            key_prefix=env.get("CRMHUB_KEY_PREFIX") or "crmhub",
+            operator_token=env.get("CRMHUB_OPERATOR_TOKEN") or None,
+            sentry_dsn=env.get("SENTRY_DSN") or None,
+            alert_webhook_url=env.get("CRMHUB_ALERT_WEBHOOK_URL") or None,
+            host=env.get("CRMHUB_HOST") or "127.0.0.1",
+            port=_int(env, "CRMHUB_PORT", 8000, problems),
+            web_workers=_int(env, "CRMHUB_WEB_WORKERS", 2, problems),
+            worker_concurrency=_int(env, "CRMHUB_WORKER_CONCURRENCY", 2, problems),
+            lease_seconds=_int(env, "CRMHUB_LEASE_SECONDS", 60, problems),
+            dedupe_ttl_seconds=_int(env, "CRMHUB_DEDUPE_TTL_SECONDS", 30 * 24 * 3600, problems),
+            max_body_bytes=_int(env, "CRMHUB_MAX_BODY_BYTES", 1024 * 1024, problems),
+            environ=env,
+        )
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+    def with_redis(self, url: str) -> Settings:
+        """The same settings pointed at a resolved Redis (the embedded one, say)."""
+        from dataclasses import replace
+
+        return replace(self, redis_url=url)
+
+    @property
+    def embedded_redis_dir(self) -> Path:
+        return self.var_dir / "redis"
+
+    @property
+    def celery_queue(self) -> str:
+        return f"{self.key_prefix}.deliveries"
+
+    @property
+    def celery_keyprefix(self) -> str:
+        """Kombu's global_keyprefix: the broker's keys live under ours, so tests and several
+        hubs can share one Redis without touching each other's data."""
+        return f"{self.key_prefix}:q:"

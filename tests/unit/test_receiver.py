@@ -1,0 +1,234 @@
+"""The receiver's contract (DESIGN.md, external contract), with fakeredis behind it."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import fakeredis
+import pytest
+import redis
+from flask.testing import FlaskClient
+from hubtest import (
+    FORMS_SECRET,
+    GITHUB_SECRET,
+    HUBSPOT_SECRET,
+    RECEIVER_CONFIG,
+    RECEIVER_ENV,
+    STRIPE_SECRET,
+    signed,
+    stripe_event,
+)
+
+from app import create_app
+from core.redis_client import connect
+from core.settings import Settings
+
+PREFIX = "crmhub-unit"
+
+
+@pytest.fixture
+def settings(write_config) -> Settings:  # type: ignore[no-untyped-def]
+    path = write_config(RECEIVER_CONFIG)
+    return Settings.from_env({"CRMHUB_CONFIG": str(path), "CRMHUB_KEY_PREFIX": PREFIX,
+                              "CRMHUB_REDIS_URL": "redis://unused", **RECEIVER_ENV})
+
+
+@pytest.fixture
+def client(settings: Settings, fake_redis: fakeredis.FakeRedis) -> FlaskClient:
+    return create_app(settings, redis_client=fake_redis).test_client()
+
+
+def post_stripe(client: FlaskClient, event: dict, secret: str = STRIPE_SECRET,
+                now: float | None = None):  # type: ignore[no-untyped-def]
+    body, headers = signed("stripe", event, secret, now=now)
+    return client.post("/webhooks/stripe", data=body, headers=headers)
+
+
+def queue_length(r: redis.Redis) -> int:
+    return int(r.llen(f"{PREFIX}:q:{PREFIX}.deliveries"))
+
+
+def test_accepted_event_is_recorded_with_one_delivery_per_matching_mapping(
+        client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
+    response = post_stripe(client, stripe_event("evt_A"))
+    assert response.status_code == 202
+    payload = response.get_json()
+    assert payload["deliveries"] == 2
+    event = client.application.extensions["crmhub"].ledger.event(payload["event_id"])
+    assert event["source"] == "stripe"
+    assert event["external_id"] == "evt_A"
+    assert event["type"] == "customer.created"
+    assert event["state"] == "recorded"
+    assert event["body"]["data"]["object"]["email"] == "ada@example.com"
+    assert sorted(d["mapping"] for d in event["deliveries"]) == [
+        "stripe-customer", "stripe-customer-audit"]
+    assert {d["state"] for d in event["deliveries"]} == {"pending"}
+    assert queue_length(fake_redis) == 2
+
+
+def test_queued_message_is_a_celery_task_carrying_only_the_delivery_id(
+        client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
+    import base64
+
+    post_stripe(client, stripe_event("evt_B", type_="customer.updated"))
+    message = json.loads(fake_redis.rpop(f"{PREFIX}:q:{PREFIX}.deliveries"))
+    assert message["headers"]["task"] == "crmhub.deliver"
+    args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+    assert kwargs == {} and len(args) == 1 and args[0].startswith("dlv_")
+    assert message["properties"]["delivery_info"]["routing_key"] == f"{PREFIX}.deliveries"
+
+
+def test_repeat_of_a_recorded_event_is_200_duplicate_and_records_nothing(
+        client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
+    first = post_stripe(client, stripe_event("evt_C")).get_json()
+    keys_before = set(fake_redis.keys())
+    queued_before = queue_length(fake_redis)
+    again = post_stripe(client, stripe_event("evt_C"))
+    assert again.status_code == 200
+    assert again.get_json() == {"event_id": first["event_id"], "duplicate": True}
+    assert set(fake_redis.keys()) == keys_before
+    assert queue_length(fake_redis) == queued_before
+
+
+def test_event_matching_no_mapping_is_recorded_as_unrouted(client: FlaskClient) -> None:
+    response = post_stripe(client, stripe_event("evt_D", type_="invoice.paid"))
+    assert response.status_code == 202
+    assert response.get_json()["deliveries"] == 0
+    event = client.application.extensions["crmhub"].ledger.event(
+        response.get_json()["event_id"])
+    assert event["state"] == "unrouted"
+    assert event["deliveries"] == []
+
+
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda h: h.pop("Stripe-Signature"), "missing"),
+    (lambda h: h.__setitem__("Stripe-Signature", "t=1,v1=" + "0" * 64), "invalid"),
+    (lambda h: h.__setitem__("Stripe-Signature", "garbage"), "invalid"),
+])
+def test_bad_signatures_are_401_saying_which(client: FlaskClient, mutate, reason) -> None:  # type: ignore[no-untyped-def]
+    body, headers = signed("stripe", stripe_event(), STRIPE_SECRET)
+    mutate(headers)
+    response = client.post("/webhooks/stripe", data=body, headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["reason"] == reason
+    assert STRIPE_SECRET not in response.get_data(as_text=True)
+
+
+def test_wrong_secret_is_401_invalid_and_nothing_is_recorded(
+        client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
+    response = post_stripe(client, stripe_event("evt_E"), secret="whsec_attacker")
+    assert response.status_code == 401
+    assert response.get_json()["reason"] == "invalid"
+    assert fake_redis.keys(f"{PREFIX}:evt:*") == []
+
+
+def test_stale_timestamp_outside_five_minutes_is_401_stale(client: FlaskClient) -> None:
+    response = post_stripe(client, stripe_event("evt_F"), now=time.time() - 301)
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "signature_stale"
+
+
+def test_rotated_secret_still_verifies(client: FlaskClient) -> None:
+    response = post_stripe(client, stripe_event("evt_G"), secret="whsec_old_rotated_out")
+    assert response.status_code == 202
+
+
+def test_unknown_source_is_404(client: FlaskClient) -> None:
+    response = client.post("/webhooks/nosuch", data=b"{}")
+    assert response.status_code == 404
+    assert "nosuch" in response.get_json()["detail"]
+
+
+def test_malformed_json_is_400_with_position(client: FlaskClient) -> None:
+    body, headers = signed("stripe", b'{"id": "evt_H", "type": ', STRIPE_SECRET)
+    response = client.post("/webhooks/stripe", data=body, headers=headers)
+    assert response.status_code == 400
+    assert "line 1 column" in response.get_json()["detail"]
+
+
+def test_body_over_the_source_limit_is_413(client: FlaskClient) -> None:
+    body, headers = signed("hmac", b'{"x": "' + b"a" * 3000 + b'"}', FORMS_SECRET,
+                           header="X-Signature", prefix="sha256=")
+    response = client.post("/webhooks/forms", data=body, headers=headers)
+    assert response.status_code == 413
+    assert "2048" in response.get_json()["detail"]
+
+
+def test_ledger_unreachable_is_503_with_retry_after_never_2xx(settings: Settings) -> None:
+    down = connect("redis://127.0.0.1:1/0")     # nothing listens on port 1
+    client = create_app(settings, redis_client=down).test_client()
+    response = post_stripe(client, stripe_event("evt_I"))
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+
+
+def test_without_an_event_id_the_body_hash_dedupes(client: FlaskClient) -> None:
+    body, headers = signed("hmac", {"form": "signup", "email": "x@example.com"}, FORMS_SECRET,
+                           header="X-Signature", prefix="sha256=")
+    first = client.post("/webhooks/forms", data=body, headers=headers)
+    again = client.post("/webhooks/forms", data=body, headers=headers)
+    assert first.status_code == 202
+    assert again.status_code == 200 and again.get_json()["duplicate"] is True
+    event = client.application.extensions["crmhub"].ledger.event(first.get_json()["event_id"])
+    assert event["external_id"].startswith("sha256:")
+
+
+def test_event_id_and_type_from_headers(client: FlaskClient) -> None:
+    body, headers = signed("github", {"action": "opened"}, GITHUB_SECRET)
+    headers |= {"X-GitHub-Delivery": "72d3162e-cc78", "X-GitHub-Event": "issues"}
+    response = client.post("/webhooks/github", data=body, headers=headers)
+    assert response.status_code == 202
+    event = client.application.extensions["crmhub"].ledger.event(response.get_json()["event_id"])
+    assert (event["external_id"], event["type"]) == ("72d3162e-cc78", "issues")
+    assert event["headers"]["X-Hub-Signature-256"] == "[redacted]"
+
+
+def hubspot_batch(*event_ids: int) -> list[dict]:
+    return [{"eventId": i, "subscriptionId": 7, "portalId": 62515, "occurredAt": 1_700_000_000_000,
+             "subscriptionType": "contact.propertyChange", "objectId": 100 + i,
+             "propertyName": "email", "propertyValue": f"c{i}@example.com"} for i in event_ids]
+
+
+def post_hubspot(client: FlaskClient, batch: list[dict]):  # type: ignore[no-untyped-def]
+    # HubSpot signs the URL it called, which behind a proxy is the public one.
+    body, headers = signed("hubspot", batch, HUBSPOT_SECRET,
+                           url="https://hooks.example.com/webhooks/hubspot", version="v3")
+    return client.post("/webhooks/hubspot", data=body, headers=headers,
+                       base_url="http://10.0.0.5:8000")
+
+
+def test_batch_source_records_each_element_as_its_own_event(client: FlaskClient) -> None:
+    response = post_hubspot(client, hubspot_batch(1, 2, 3))
+    assert response.status_code == 202
+    payload = response.get_json()
+    assert payload["accepted"] == 3 and payload["duplicates"] == 0
+    assert payload["deliveries"] == 3
+    ledger = client.application.extensions["crmhub"].ledger
+    ids = {ledger.event(e["event_id"])["external_id"] for e in payload["events"]}
+    assert ids == {"1", "2", "3"}
+
+
+def test_batch_elements_are_deduped_on_their_own_ids(client: FlaskClient) -> None:
+    post_hubspot(client, hubspot_batch(1, 2))
+    partly = post_hubspot(client, hubspot_batch(2, 3))
+    assert partly.status_code == 202
+    assert [("duplicate" in e) for e in partly.get_json()["events"]] == [True, False]
+    all_seen = post_hubspot(client, hubspot_batch(1, 3))
+    assert all_seen.status_code == 200
+    assert all_seen.get_json()["accepted"] == 0
+
+
+def test_batch_source_rejects_a_non_array_body(client: FlaskClient) -> None:
+    response = post_hubspot(client, {"eventId": 1})  # type: ignore[arg-type]
+    assert response.status_code == 400
+    assert "array" in response.get_json()["detail"]
+
+
+def test_healthz_and_readyz(client: FlaskClient) -> None:
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json()["checks"]["redis"] == "ok"

@@ -1,0 +1,1 @@
+"""The Celery side: thin tasks over the delivery policy, and the scheduler's sweeps."""

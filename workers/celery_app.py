@@ -1,0 +1,50 @@
+"""The Celery application: `celery -A workers.celery_app worker|beat`.
+
+Delivery guarantees live in the ledger, not the broker (see DESIGN.md); the settings here keep
+the broker from making things worse: a message is acknowledged only after its task ran
+(acks_late), a worker killed mid-task puts the message back (reject_on_worker_lost), each
+process holds one message at a time (prefetch 1), and no long countdowns are used, so the
+visibility timeout only needs to outlast the longest task.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from core.redis_client import resolve_redis_url
+from core.settings import Settings
+
+#: seconds before Redis redelivers an unacknowledged message; far above any task's run time
+VISIBILITY_TIMEOUT = 3600
+SWEEP_INTERVAL_SECONDS = 2.0
+
+
+def make_celery(settings: Settings) -> Celery:
+    redis_url = resolve_redis_url(settings)
+    app = Celery("crmhub", broker=settings.broker_url or redis_url,
+                 include=["workers.tasks"])
+    app.conf.update(
+        task_default_queue=settings.celery_queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "global_keyprefix": settings.celery_keyprefix,
+            "visibility_timeout": VISIBILITY_TIMEOUT,
+        },
+        worker_hijack_root_logger=True,
+        worker_max_tasks_per_child=10000,
+        beat_schedule={
+            "sweep": {"task": "crmhub.sweep", "schedule": SWEEP_INTERVAL_SECONDS,
+                      "options": {"expires": SWEEP_INTERVAL_SECONDS * 5}},
+        },
+    )
+    app.conf.crmhub_settings = settings
+    return app
+
+
+app = make_celery(Settings.from_env())
