@@ -23,6 +23,7 @@ class Receiver:
     secrets: Sequence[str]
     mappings: tuple[MappingConfig, ...]
     max_body_bytes: int
+    redacted_headers: tuple[str, ...]     # never stored with the event
 
     def verify(self, request: SignedRequest, now: float) -> None:
         self.scheme.verify(request, self.secrets, self.source.verify, now)
@@ -33,6 +34,12 @@ class Receiver:
             return request_url
         return f"{self.source.public_url}?{query_string}" if query_string \
             else self.source.public_url
+
+
+def _redacted(source: SourceConfig) -> tuple[str, ...]:
+    """The scheme's signature headers, plus the one a generic `hmac` source names."""
+    headers = get_scheme(source.verify.scheme).signature_headers
+    return (*headers, source.verify.header) if source.verify.header else tuple(headers)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ def build_hub(settings: Settings, config: Config | None = None,
             secrets=tuple(settings.environ.get(var, "") for var in source.secret_env),
             mappings=config.mappings_for(name),
             max_body_bytes=source.max_body_bytes or settings.max_body_bytes,
+            redacted_headers=_redacted(source),
         )
         for name, source in config.sources.items()
     }

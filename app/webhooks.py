@@ -60,8 +60,7 @@ def receive(source: str) -> Response | tuple[Response, int]:
     try:
         text, parsed = decode_body(body)
         events = build_events(receiver.source, receiver.mappings, request.headers,
-                              stored_headers(request.headers.items(),
-                                             receiver.scheme.signature_headers),
+                              stored_headers(request.headers.items(), receiver.redacted_headers),
                               text, parsed, now)
     except BadPayload as exc:
         return _error(400, "malformed", exc.detail)

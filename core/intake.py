@@ -16,6 +16,7 @@ from typing import Any
 from core.config.model import MappingConfig, SourceConfig
 from core.ids import new_delivery_id, new_event_id
 from core.ledger.model import NewDelivery, NewEvent
+from core.mapping import record_key
 from core.routing import route
 
 #: never stored with an event, whatever the scheme
@@ -83,11 +84,14 @@ def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
         occurred = _scalar(source.occurred_at.resolve(item, headers)) \
             if source.occurred_at else None
         event_id = new_event_id(now)
-        deliveries = tuple(
-            NewDelivery(id=new_delivery_id(now), mapping=m.name, connection=m.connection,
-                        object=m.object)
-            for m in route(candidates, event_type, item))
+        deliveries = []
+        for mapping in route(candidates, event_type, item):
+            delivery_id = new_delivery_id(now)
+            deliveries.append(NewDelivery(
+                id=delivery_id, mapping=mapping.name, connection=mapping.connection,
+                object=mapping.object, record_key=record_key(mapping, item, delivery_id)))
         events.append(NewEvent(id=event_id, source=source.name, type=event_type,
                                external_id=external, received_at=now, occurred_at=occurred,
-                               headers=stored, body=item_text, deliveries=deliveries))
+                               headers=stored, body=item_text,
+                               deliveries=tuple(deliveries)))
     return events

@@ -1,23 +1,25 @@
 """The work queue the ledger publishes to: Celery messages that carry one delivery id each.
 
-The receiver and the sweeper publish from inside the ledger's Lua scripts (the LPUSH is part of
-the same atomic step that records the state), so a message is built here as the exact bytes
-kombu's Redis transport would push for `deliver.apply_async((delivery_id,))`: Celery task
-protocol 2, JSON body, base64 body encoding. Messages are hints: losing or duplicating one
-does not break the ledger's invariant (the sweeper republishes; the worker's claim dedupes).
+Messages are published from inside the ledger's Lua scripts (the LPUSH is part of the same
+atomic step that records the state change), so this module builds, once per process, the exact
+message kombu's Redis transport would push for `deliver.apply_async((delivery_id,))` (Celery
+task protocol 2, JSON body) with two placeholders the script fills in: @DLV@ (the delivery id)
+and @TAG@ (a per-Redis counter that makes task id and delivery tag unique). The body is sent
+with `body_encoding: utf-8` (kombu then takes it as is) so the script can substitute into it.
+
+Messages are hints: losing or duplicating one does not break the ledger's invariant (the
+sweeper republishes; the worker's claim ignores anything that is not its turn).
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import socket
-import uuid
 
 DELIVER_TASK = "crmhub.deliver"
+DELIVERY_PLACEHOLDER = "@DLV@"
+TAG_PLACEHOLDER = "@TAG@"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-_ORIGIN = f"crmhub@{socket.gethostname()}"
 
 
 class HintQueue:
@@ -27,24 +29,31 @@ class HintQueue:
         self.queue_name = queue_name
         #: the Redis list kombu's Redis transport consumes (priority 0 lives at the bare name)
         self.key = f"{keyprefix}{queue_name}"
+        self.template = self._template(DELIVER_TASK)
 
-    def message(self, delivery_id: str, task: str = DELIVER_TASK) -> str:
-        task_id = str(uuid.UUID(bytes=os.urandom(16), version=4))
-        body = json.dumps([[delivery_id], {}, _EMBED], separators=(",", ":"))
+    def _template(self, task: str) -> str:
+        task_id = f"crmhub-{TAG_PLACEHOLDER}"
+        body = json.dumps([[DELIVERY_PLACEHOLDER], {}, _EMBED], separators=(",", ":"))
         return json.dumps({
-            "body": base64.b64encode(body.encode()).decode(),
+            "body": body,
             "content-encoding": "utf-8",
             "content-type": "application/json",
             "headers": {
                 "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None,
                 "expires": None, "group": None, "group_index": None, "retries": 0,
                 "timelimit": [None, None], "root_id": task_id, "parent_id": None,
-                "argsrepr": repr((delivery_id,)), "kwargsrepr": "{}", "origin": _ORIGIN,
-                "ignore_result": True, "stamped_headers": None, "stamps": {},
+                "argsrepr": f"('{DELIVERY_PLACEHOLDER}',)", "kwargsrepr": "{}",
+                "origin": f"crmhub@{socket.gethostname()}", "ignore_result": True,
+                "stamped_headers": None, "stamps": {},
             },
             "properties": {
                 "correlation_id": task_id, "reply_to": "", "delivery_mode": 2,
                 "delivery_info": {"exchange": "", "routing_key": self.queue_name},
-                "priority": 0, "body_encoding": "base64", "delivery_tag": str(uuid.uuid4()),
+                "priority": 0, "body_encoding": "utf-8", "delivery_tag": task_id,
             },
         }, separators=(",", ":"))
+
+    def message(self, delivery_id: str, tag: int | str = 0) -> str:
+        """The message as a script would publish it (for tests and one-off publishing)."""
+        return self.template.replace(DELIVERY_PLACEHOLDER, delivery_id).replace(
+            TAG_PLACEHOLDER, str(tag))

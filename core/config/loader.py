@@ -28,6 +28,7 @@ from core.config.model import (
 from core.config.schema import ConfigSchema
 from core.config.yaml_source import YamlDocument, read_yaml
 from core.errors import ConfigError, ConfigProblem
+from core.mapping.transforms import build_transform
 from core.signatures import VerifyOptions
 
 SECTIONS = ("sources", "connections", "mappings")
@@ -166,10 +167,18 @@ def _mapping(name: str, spec: dict[str, Any]) -> MappingConfig:
             FieldSpec(name=field, from_=f.get("from_", ()), const=f.get("const"),
                       has_const="const" in f, default=f.get("default"),
                       has_default="default" in f, required=f.get("required", False),
-                      transform=f.get("transform", ()), owner=f.get("owner", "source"))
+                      transform=f.get("transform", ()), owner=f.get("owner", "source"),
+                      steps=_steps(f.get("transform", ())))
             for field, f in spec["fields_"].items()),
         conflict=spec.get("conflict"),
     )
+
+
+def _steps(transform: tuple[dict[str, Any], ...]) -> tuple[Any, ...]:
+    try:
+        return tuple(build_transform(step) for step in transform)
+    except ValueError:
+        return ()     # reported by _cross_checks with its place
 
 
 def _cross_checks(config: Config, doc: YamlDocument,
@@ -185,6 +194,12 @@ def _cross_checks(config: Config, doc: YamlDocument,
             problem(f"connections.{conn.name}.connector",
                     f"unknown connector {conn.connector!r}; expected one of: {', '.join(known)}")
     for m in config.mappings.values():
+        for spec in m.fields:
+            for index, step in enumerate(spec.transform):
+                try:
+                    build_transform(step)
+                except ValueError as exc:
+                    problem(f"mappings.{m.name}.fields.{spec.name}.transform.{index}", str(exc))
         if m.source not in config.sources:
             problem(f"mappings.{m.name}.source", f"no source named {m.source!r} (defined: "
                     f"{', '.join(sorted(config.sources)) or 'none'})")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,8 +83,10 @@ class FieldSpec:
     default: Any = None
     has_default: bool = False
     required: bool = False
-    transform: tuple[Mapping[str, Any], ...] = ()   # each {name: args}
+    transform: tuple[Mapping[str, Any], ...] = ()   # each {name: args}, as written
     owner: str = "source"                # source | target
+    #: the transform steps built once at load time (core.mapping.transforms)
+    steps: tuple[Callable[[Any], Any], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)

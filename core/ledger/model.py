@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +31,7 @@ class NewDelivery:
     mapping: str
     connection: str
     object: str
+    record_key: str        # writes to one record run one at a time, in arrival order
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,3 @@ class RecordResult:
         if self.duplicate:
             return {"event_id": self.event_id, "duplicate": True}
         return {"event_id": self.event_id, "deliveries": self.deliveries}
-
-
-def iso_from_ms(value: str | int | None) -> str | None:
-    if value in (None, ""):
-        return None
-    dt = datetime.fromtimestamp(int(value) / 1000, tz=UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,7 +1,9 @@
 """The ledger in Redis: the durable record of every accepted event and every delivery.
 
-All state changes are Lua scripts (one atomic step each); reads are plain commands. Redis
-errors are translated here, once, into LedgerUnavailable.
+Every state change is one Lua script (core/ledger/*.lua, each prefixed with common.lua), so a
+delivery is at every moment in exactly one state and every publish to the work queue happens
+in the same atomic step as the state change that calls for it. Reads are plain commands.
+Redis errors are translated here, once, into LedgerUnavailable.
 """
 
 from __future__ import annotations
@@ -9,17 +11,24 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import redis
 
 from core.errors import LedgerUnavailable
-from core.ledger.model import NewEvent, RecordResult, iso_from_ms
+from core.ledger.model import NewEvent, RecordResult
+from core.ledger.views import decode, delivery_view, event_view, text
 from core.queue import HintQueue
 
-def _script(name: str) -> str:
-    return resources.files("core.ledger").joinpath(name).read_text(encoding="utf-8")
+SCRIPTS = ("record", "claim", "finish", "sweep", "pause", "resume", "replay")
+
+
+def _load(name: str) -> str:
+    folder = resources.files("core.ledger")
+    return (folder.joinpath("common.lua").read_text(encoding="utf-8") + "\n"
+            + folder.joinpath(f"{name}.lua").read_text(encoding="utf-8"))
 
 
 @contextmanager
@@ -36,6 +45,23 @@ def translate_redis_errors() -> Iterator[None]:
         raise
 
 
+@dataclass(frozen=True)
+class Claim:
+    """What `claim` decided: claimed (now ours), or why not."""
+
+    status: str                      # claimed | skip | held | deferred | wait
+    attempts: int = 0
+    wait_ms: int = 0
+    due_ms: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Finish:
+    lost: bool                       # the lease had expired and someone else owns it now
+    newly_paused: bool = False
+
+
 class Ledger:
     def __init__(self, client: redis.Redis, *, prefix: str, queue: HintQueue,
                  dedupe_ttl_seconds: int = 30 * 24 * 3600) -> None:
@@ -43,118 +69,196 @@ class Ledger:
         self.prefix = prefix
         self.queue = queue
         self.dedupe_ttl_seconds = dedupe_ttl_seconds
-        self._record = client.register_script(_script("record.lua"))
+        self._scripts = {name: client.register_script(_load(name)) for name in SCRIPTS}
 
     # keys -----------------------------------------------------------------------------
-    def event_key(self, event_id: str) -> str:
-        return f"{self.prefix}:evt:{event_id}"
-
-    def delivery_key(self, delivery_id: str) -> str:
-        return f"{self.prefix}:dlv:{delivery_id}"
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
 
     def dedupe_key(self, source: str, external_id: str) -> str:
-        return f"{self.prefix}:dedupe:{source}:{external_id}"
+        return self.key("dedupe", source, external_id)
 
-    # writes ---------------------------------------------------------------------------
+    def _run(self, script: str, now: float, **request: Any) -> Any:
+        payload = {"prefix": self.prefix, "now": int(now * 1000), "queue": self.queue.key,
+                   "template": self.queue.template, **request}
+        with translate_redis_errors():
+            return self._scripts[script](args=[json.dumps(payload, separators=(",", ":"))])
+
+    # the receiver ---------------------------------------------------------------------
     def record(self, events: Sequence[NewEvent], now: float) -> list[RecordResult]:
-        """Record events and their deliveries (publishing each delivery) atomically.
+        """Record events and their deliveries (publishing each) atomically.
 
         A repeat of an already recorded (source, external id) records nothing and reports the
         first event's id. Raises LedgerUnavailable if Redis cannot take the write.
         """
         now_ms = int(now * 1000)
-        payload = {
-            "prefix": self.prefix, "now": now_ms, "ttl": self.dedupe_ttl_seconds,
-            "queue": self.queue.key,
-            "events": [self._event_payload(ev, now_ms) for ev in events],
-        }
-        with translate_redis_errors():
-            flat = self._record(args=[json.dumps(payload, separators=(",", ":"))])
-        return [RecordResult(_text(flat[i]), int(flat[i + 1]), bool(int(flat[i + 2])))
+        flat = self._run("record", now, ttl=self.dedupe_ttl_seconds,
+                         events=[self._event_payload(ev, now_ms) for ev in events])
+        return [RecordResult(text(flat[i]), int(flat[i + 1]), bool(int(flat[i + 2])))
                 for i in range(0, len(flat), 3)]
 
     def _event_payload(self, ev: NewEvent, now_ms: int) -> dict[str, Any]:
-        received_ms = int(ev.received_at * 1000)
         fields = [
             "id", ev.id, "source", ev.source, "type", ev.type or "",
-            "external_id", ev.external_id, "received_at", received_ms,
+            "external_id", ev.external_id, "received_at", int(ev.received_at * 1000),
             "occurred_at", ev.occurred_at or "", "state", ev.state.value,
             "headers", json.dumps(ev.headers, separators=(",", ":")), "body", ev.body,
             "deliveries", ",".join(d.id for d in ev.deliveries),
         ]
         return {
             "dedupe": self.dedupe_key(ev.source, ev.external_id), "id": ev.id,
-            "source": ev.source, "received": received_ms, "fields": fields,
+            "source": ev.source, "received": int(ev.received_at * 1000), "fields": fields,
             "deliveries": [{
-                "id": d.id, "connection": d.connection,
-                "message": self.queue.message(d.id),
+                "id": d.id, "connection": d.connection, "rk": d.record_key,
                 "fields": ["id", d.id, "event_id", ev.id, "mapping", d.mapping,
                            "connection", d.connection, "object", d.object,
-                           "attempts", 0, "created_at", now_ms, "published_at", now_ms],
+                           "attempts", 0, "created_at", now_ms],
             } for d in ev.deliveries],
         }
+
+    # the worker -----------------------------------------------------------------------
+    def claim(self, delivery_id: str, *, token: str, now: float, lease_seconds: float,
+              rate: tuple[float, int] | None = None, max_wait_seconds: float = 1.0) -> Claim:
+        """Try to take a delivery for one attempt. `rate`: (requests, per_seconds)."""
+        request: dict[str, Any] = {"id": delivery_id, "token": token,
+                                   "lease_ms": int(lease_seconds * 1000),
+                                   "max_wait_ms": int(max_wait_seconds * 1000)}
+        if rate is not None:
+            requests, per_seconds = rate
+            interval = per_seconds * 1000 / requests
+            request["rate"] = {"interval_ms": interval, "burst_ms": interval * requests}
+        out = [text(x) for x in self._run("claim", now, **request)]
+        status = out[0]
+        if status == "claimed":
+            return Claim("claimed", attempts=int(out[1]))
+        if status == "wait":
+            return Claim("wait", wait_ms=int(float(out[1])))
+        if status == "deferred":
+            return Claim("deferred", due_ms=int(float(out[1])), reason=out[2])
+        return Claim(status, reason=out[1] if len(out) > 1 else "")
+
+    def finish(self, delivery_id: str, *, token: str, now: float, outcome: str,
+               attempt: dict[str, Any], due: float | None = None, error: str = "",
+               category: str = "", record: dict[str, Any] | None = None,
+               transient: bool = False, cooldown_until: float | None = None,
+               pause: dict[str, Any] | None = None,
+               breaker: tuple[int, float, float] = (5, 5.0, 300.0)) -> Finish:
+        threshold, open_s, max_open_s = breaker
+        out = self._run(
+            "finish", now, id=delivery_id, token=token, outcome=outcome,
+            attempt=json.dumps(attempt, separators=(",", ":"), default=str),
+            due=int((due or now) * 1000), error=error[:2000], category=category,
+            record=json.dumps(record, default=str) if record is not None else "",
+            transient=transient,
+            cooldown_until=int((cooldown_until or 0) * 1000),
+            pause=json.dumps(pause or {}), breaker={"threshold": threshold,
+                                                     "open_ms": int(open_s * 1000),
+                                                     "max_open_ms": int(max_open_s * 1000)})
+        if text(out[0]) == "lost":
+            return Finish(lost=True)
+        return Finish(lost=False, newly_paused=bool(int(out[1])))
+
+    # the scheduler --------------------------------------------------------------------
+    def sweep(self, now: float, *, republish_after_seconds: float,
+              limit: int = 1000) -> dict[str, int]:
+        lost = {"at": now, "outcome": "lease_expired",
+                "error": "the worker holding this delivery stopped before reporting back"}
+        due, expired, republished = self._run(
+            "sweep", now, limit=limit, stale_before=int((now - republish_after_seconds) * 1000),
+            lost_attempt=json.dumps(lost))
+        return {"due": int(due), "expired": int(expired), "republished": int(republished)}
+
+    # operators ------------------------------------------------------------------------
+    def pause(self, connection: str, *, reason: str, by: str, now: float,
+              detail: str = "") -> bool:
+        info = {"reason": reason, "since": now, "by": by, "detail": detail}
+        return bool(self._run("pause", now, conn=connection, info=json.dumps(info)))
+
+    def pause_info(self, connection: str) -> dict[str, Any] | None:
+        with translate_redis_errors():
+            raw = self.redis.get(self.key("conn", connection, "pause"))
+        return json.loads(raw) if raw else None
+
+    def resume(self, connection: str, now: float, *, chunk: int = 500) -> int:
+        """Lift the pause and release every held delivery in order; returns how many."""
+        released = 0
+        first = True
+        while True:
+            with translate_redis_errors():
+                before = int(self.redis.zcard(self.key("conn", connection, "held")))
+            remaining = int(self._run("resume", now, conn=connection, limit=chunk, lift=first))
+            first = False
+            if remaining < 0:          # paused again while draining
+                return released
+            released += before - remaining
+            if remaining == 0:
+                return released
+
+    def dead_letter_action(self, action: str, items: Sequence[tuple[str, str]], *, now: float,
+                           by: str, reason: str = "") -> dict[str, str]:
+        """Replay or discard DEAD deliveries. `items`: (delivery id, record key)."""
+        note = json.dumps({"at": now, "action": action, "by": by, "reason": reason})
+        out = self._run("replay", now, action=action, note=note,
+                        items=[{"id": i, "rk": rk} for i, rk in items])
+        return {item[0]: text(result) for item, result in zip(items, out, strict=True)}
 
     # reads ----------------------------------------------------------------------------
     def ping(self) -> None:
         with translate_redis_errors():
             self.redis.ping()
 
+    def raw_delivery(self, delivery_id: str) -> dict[str, str]:
+        with translate_redis_errors():
+            return decode(self.redis.hgetall(self.key("dlv", delivery_id)))
+
+    def raw_event(self, event_id: str) -> dict[str, str]:
+        with translate_redis_errors():
+            return decode(self.redis.hgetall(self.key("evt", event_id)))
+
     def event(self, event_id: str) -> dict[str, Any] | None:
         """The recorded event as the `events show` contract describes it, or None."""
-        with translate_redis_errors():
-            raw = _decode(self.redis.hgetall(self.event_key(event_id)))
-            if not raw:
-                return None
-            ids = [i for i in raw.get("deliveries", "").split(",") if i]
-            pipe = self.redis.pipeline(transaction=False)
-            for delivery_id in ids:
-                pipe.hgetall(self.delivery_key(delivery_id))
-            deliveries = [_delivery_view(_decode(d)) for d in pipe.execute() if d]
-        return {
-            "id": raw["id"],
-            "source": raw["source"],
-            "type": raw.get("type") or None,
-            "external_id": raw["external_id"],
-            "received_at": iso_from_ms(raw["received_at"]),
-            "occurred_at": raw.get("occurred_at") or None,
-            "state": raw["state"],
-            "headers": json.loads(raw.get("headers") or "{}"),
-            "body": _parse_body(raw.get("body", "")),
-            "deliveries": deliveries,
-        }
+        raw = self.raw_event(event_id)
+        if not raw:
+            return None
+        ids = [i for i in raw.get("deliveries", "").split(",") if i]
+        return event_view(raw, [d for d in (self.delivery(i) for i in ids) if d is not None])
 
-    def delivery(self, delivery_id: str) -> dict[str, Any] | None:
+    def delivery(self, delivery_id: str, *, history: bool = False) -> dict[str, Any] | None:
         with translate_redis_errors():
-            raw = _decode(self.redis.hgetall(self.delivery_key(delivery_id)))
-        return _delivery_view(raw) if raw else None
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(self.key("dlv", delivery_id))
+            pipe.lrange(self.key("dlv", delivery_id, "attempts"), 0, -1)
+            pipe.lrange(self.key("dlv", delivery_id, "actions"), 0, -1)
+            raw, attempts, actions = pipe.execute()
+        if not raw:
+            return None
+        view = delivery_view(decode(raw))
+        if history:
+            view["attempt_history"] = [json.loads(a) for a in attempts]
+            view["actions"] = [json.loads(a) for a in actions]
+        return view
 
     def recent_events(self, source: str | None = None, limit: int = 50) -> list[str]:
-        key = f"{self.prefix}:events:src:{source}" if source else f"{self.prefix}:events"
+        key = self.key("events", "src", source) if source else self.key("events")
         with translate_redis_errors():
-            return [_text(i) for i in self.redis.zrevrange(key, 0, limit - 1)]
+            return [text(i) for i in self.redis.zrevrange(key, 0, limit - 1)]
 
+    def dead_ids(self, limit: int = 1000, since: float | None = None) -> list[str]:
+        with translate_redis_errors():
+            return [text(i) for i in self.redis.zrevrangebyscore(
+                self.key("idx", "dead"), "+inf", int(since * 1000) if since else "-inf",
+                start=0, num=limit)]
 
-
-def _delivery_view(raw: dict[str, str]) -> dict[str, Any]:
-    return {
-        "id": raw["id"], "event_id": raw["event_id"], "mapping": raw["mapping"],
-        "connection": raw["connection"], "object": raw.get("object"),
-        "state": raw["state"], "attempts": int(raw.get("attempts", 0)),
-        "created_at": iso_from_ms(raw.get("created_at")),
-        "updated_at": iso_from_ms(raw.get("updated_at")),
-    }
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _decode(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _parse_body(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+    def connection_state(self, connection: str) -> dict[str, Any]:
+        with translate_redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hgetall(self.key("conn", connection, "counts"))
+            pipe.get(self.key("conn", connection, "pause"))
+            pipe.hgetall(self.key("conn", connection, "last"))
+            pipe.hgetall(self.key("conn", connection, "breaker"))
+            pipe.get(self.key("conn", connection, "cooldown"))
+            counts, pause, last, breaker, cooldown = pipe.execute()
+        return {"counts": {k: int(v) for k, v in decode(counts).items()},
+                "pause": json.loads(pause) if pause else None,
+                "last": decode(last), "breaker": decode(breaker),
+                "cooldown_until_ms": int(cooldown) if cooldown else None}

@@ -259,7 +259,7 @@ def test_sign_then_verify(variant: tuple[str, dict[str, Any]]) -> None:
 @pytest.mark.parametrize("variant", SIGNED, ids=_variant_id)
 def test_sign_matches_the_independent_reference(variant: tuple[str, dict[str, Any]]) -> None:
     scheme, overrides = variant
-    options, headers = _signed(scheme, overrides)
+    _, headers = _signed(scheme, overrides)
     msg_id = headers.get("webhook-id") or headers.get("svix-id") or "msg_ref"
     assert headers == reference_headers(scheme, overrides, _secrets(scheme)[0], "POST", URL,
                                         BODY, NOW, msg_id=msg_id)
@@ -462,6 +462,30 @@ def test_no_secret_configured_is_invalid() -> None:
     assert _outcome("github", _request(headers, BODY), [], options, NOW) == "invalid"
 
 
+@pytest.mark.parametrize("variant", SIGNED, ids=_variant_id)
+def test_empty_secrets_are_never_used_as_keys(variant: tuple[str, dict[str, Any]]) -> None:
+    """An unset secret variable must not let anyone sign with an empty key."""
+    scheme, overrides = variant
+    options = VerifyOptions(scheme=scheme, **overrides)
+    if scheme in GOOD:
+        empty_key_headers = reference_headers(scheme, overrides, "whsec_", "POST", URL, BODY, NOW)
+    else:
+        empty_key_headers = get_scheme(scheme).sign(body=BODY, secret="", options=options,
+                                                    now=NOW, url=URL)
+    request = _request(empty_key_headers, BODY, url=URL)
+    assert _outcome(scheme, request, [""], options, NOW) == "invalid"
+    assert _outcome(scheme, request, ["", _secrets(scheme)[0]], options, NOW) == "invalid"
+    _, genuine = _signed(scheme, overrides)
+    get_scheme(scheme).verify(_request(genuine, BODY, url=URL), ["", _secrets(scheme)[0]],
+                              options, NOW)
+
+
+def test_unknown_hubspot_version_is_invalid() -> None:
+    options = VerifyOptions(scheme="hubspot", version="v4")
+    assert _outcome("hubspot", _request({"X-HubSpot-Signature": "00"}), ["s"], options,
+                    NOW) == "invalid"
+
+
 def test_none_scheme_always_passes() -> None:
     scheme = get_scheme("none")
     assert scheme.signature_headers == ()
@@ -483,11 +507,12 @@ def test_registry_lists_every_scheme_and_explains_unknown_names() -> None:
 @pytest.mark.parametrize("variant", SIGNED, ids=_variant_id)
 def test_signature_headers_cover_what_sign_produces(variant: tuple[str, dict[str, Any]]) -> None:
     scheme, overrides = variant
-    options, headers = _signed(scheme, overrides)
+    _, headers = _signed(scheme, overrides)
     redacted = {h.lower() for h in get_scheme(scheme).signature_headers}
     if scheme == "hmac":
         redacted.add(overrides["header"].lower())  # per-source header, named in options
     carrying = [h for h in headers
-                if "signature" in h.lower() or "hmac" in h.lower() or h == overrides.get("header")]
+                if ("signature" in h.lower() or "hmac" in h.lower() or h == overrides.get("header"))
+                and not h.lower().endswith(("-version", "-timestamp"))]
     assert carrying
     assert all(h.lower() in redacted for h in carrying), (carrying, redacted)
