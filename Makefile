@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml
 
 ## run: the whole hub (receiver, worker, scheduler) on the example config, embedded Redis
 ## unless CRMHUB_REDIS_URL is set, plus the demo target.
+# The demo's signing secrets (override them in the environment for anything real).
+export STRIPE_WEBHOOK_SECRET ?= whsec_demo_stripe_secret_for_local_use_only
+export FORMS_WEBHOOK_SECRET ?= demo-forms-secret
+export CRMHUB_CONFIG ?= examples/crmhub.yaml
+
 run: $(STAMP)
-	CRMHUB_CONFIG=$${CRMHUB_CONFIG:-examples/crmhub.yaml} $(BIN)/crmhub serve --demo
+	$(BIN)/crmhub serve --demo
 
 ## test: lint, type check and the whole suite (unit, integration, end to end).
 test: $(STAMP)

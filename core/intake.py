@@ -62,6 +62,7 @@ def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
                  headers: Mapping[str, str], stored: dict[str, str], text: str, body: Any,
                  now: float) -> list[NewEvent]:
     """One NewEvent per event in the body, each with a delivery per matching mapping."""
+    items: list[tuple[str, Any, int | None]]
     if source.batch:
         if not isinstance(body, list) or not body:
             raise BadPayload("source is configured with batch: true, so the body must be a "

@@ -23,7 +23,8 @@ def _int(env: Mapping[str, str], name: str, default: int, problems: list[ConfigP
         problems.append(ConfigProblem("environment", name, f"expected an integer, got {raw!r}"))
         return default
     if value <= 0:
-        problems.append(ConfigProblem("environment", name, f"expected a positive integer, got {value}"))
+        problems.append(ConfigProblem("environment", name,
+                                      f"expected a positive integer, got {value}"))
         return default
     return value
 
@@ -86,6 +87,11 @@ class Settings:
     @property
     def celery_queue(self) -> str:
         return f"{self.key_prefix}.deliveries"
+
+    @property
+    def control_queue(self) -> str:
+        """Scheduler tasks: kept apart so a delivery backlog never delays the sweeper."""
+        return f"{self.key_prefix}.control"
 
     @property
     def celery_keyprefix(self) -> str:

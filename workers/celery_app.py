@@ -9,7 +9,10 @@ visibility timeout only needs to outlast the longest task.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
+from celery.signals import after_setup_logger
 
 from core.redis_client import resolve_redis_url
 from core.settings import Settings
@@ -17,6 +20,7 @@ from core.settings import Settings
 #: seconds before Redis redelivers an unacknowledged message; far above any task's run time
 VISIBILITY_TIMEOUT = 3600
 SWEEP_INTERVAL_SECONDS = 2.0
+ALERT_INTERVAL_SECONDS = 5.0
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -38,13 +42,25 @@ def make_celery(settings: Settings) -> Celery:
         },
         worker_hijack_root_logger=True,
         worker_max_tasks_per_child=10000,
+        task_routes={"crmhub.sweep": {"queue": settings.control_queue},
+                     "crmhub.send_alerts": {"queue": settings.control_queue}},
         beat_schedule={
             "sweep": {"task": "crmhub.sweep", "schedule": SWEEP_INTERVAL_SECONDS,
                       "options": {"expires": SWEEP_INTERVAL_SECONDS * 5}},
+            "send-alerts": {"task": "crmhub.send_alerts", "schedule": ALERT_INTERVAL_SECONDS,
+                            "options": {"expires": ALERT_INTERVAL_SECONDS * 5}},
         },
     )
     app.conf.crmhub_settings = settings
     return app
+
+
+@after_setup_logger.connect
+def _quiet_per_task_logs(**_: object) -> None:
+    """Celery logs every task received/succeeded at INFO: at hundreds of deliveries a second
+    that is noise that costs CPU. The ledger records every attempt; keep warnings and up."""
+    for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 app = make_celery(Settings.from_env())

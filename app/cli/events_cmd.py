@@ -33,7 +33,6 @@ def show(ctx: CliContext, event_id: str, as_json: bool) -> None:
     if event is None:
         fail(f"no event {event_id!r} (ids look like evt_...; see `crmhub events list`)",
              EXIT_NOT_FOUND)
-        return
     if as_json:
         emit_json(event)
         return

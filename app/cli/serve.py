@@ -30,7 +30,8 @@ def _children(host: str, port: int, ctx: CliContext, demo: bool) -> list[Child]:
                             "--schedule", str(s.var_dir / "celerybeat-schedule")]),
         Child("worker", [py, "-m", "celery", "-A", "workers.celery_app", "worker",
                          "--loglevel", "INFO", "--concurrency", str(s.worker_concurrency),
-                         "--queues", s.celery_queue, "--without-gossip", "--without-mingle",
+                         "--queues", f"{s.celery_queue},{s.control_queue}",
+                         "--without-gossip", "--without-mingle",
                          "--hostname", f"crmhub-worker-{os.getpid()}@%h"], stop_timeout=60),
     ]
     if demo:

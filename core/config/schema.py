@@ -60,7 +60,7 @@ class PathList(fields.Field):
 
 
 class TransformList(fields.Field):
-    """`[email, {e164: {region: US}}, {truncate: 80}]` -> ({"email": None}, {"e164": {...}}, ...)."""
+    """`[email, {e164: {region: US}}]` -> ({"email": None}, {"e164": {"region": "US"}})."""
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[dict, ...]:
         items = value if isinstance(value, list) else [value]

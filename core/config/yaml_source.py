@@ -35,8 +35,9 @@ def _walk(node: yaml.Node, prefix: str, lines: dict[str, int],
             key = str(key_node.value)
             path = f"{prefix}.{key}" if prefix else key
             if key in seen:
-                problems.append(ConfigProblem(file, path, "duplicate key: the later value would "
-                                              "silently win; keep one", key_node.start_mark.line + 1))
+                problems.append(ConfigProblem(
+                    file, path, "duplicate key: the later value would silently win; keep one",
+                    key_node.start_mark.line + 1))
             seen.add(key)
             lines[path] = key_node.start_mark.line + 1
             _walk(value_node, path, lines, problems, file)

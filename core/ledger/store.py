@@ -118,7 +118,7 @@ class Ledger:
 
     # the worker -----------------------------------------------------------------------
     def claim(self, delivery_id: str, *, token: str, now: float, lease_seconds: float,
-              rate: tuple[float, int] | None = None, max_wait_seconds: float = 1.0) -> Claim:
+              rate: tuple[int, float] | None = None, max_wait_seconds: float = 1.0) -> Claim:
         """Try to take a delivery for one attempt. `rate`: (requests, per_seconds)."""
         request: dict[str, Any] = {"id": delivery_id, "token": token,
                                    "lease_ms": int(lease_seconds * 1000),

@@ -82,7 +82,8 @@ def record_key(mapping: MappingConfig, body: Any, fallback: str) -> str:
         else f"#{fallback}"
     key = f"{mapping.connection}:{mapping.object}:{ident}"
     if len(key) > _MAX_KEY:
-        key = f"{mapping.connection}:{mapping.object}:sha256={hashlib.sha256(key.encode()).hexdigest()}"
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        key = f"{mapping.connection}:{mapping.object}:sha256={digest}"
     return key
 
 

@@ -1,0 +1,1 @@
+"""Connectors: one module per target system, each translating its errors once, at its edge."""

@@ -1,0 +1,159 @@
+"""What every connector shares: HTTP with classified failures, auth headers, field ownership.
+
+A connector turns a MappedRecord into a write at the target. Everything foreign (httpx
+exceptions, status codes, vendor error bodies) is translated here into the hub's taxonomy:
+TransientError, RateLimited, DataError, AuthError. Vendor modules override `classify` for
+their quirks and keep the default table for the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import httpx
+
+from core.config.model import ConnectionConfig
+from core.errors import AuthError, DataError, RateLimited, TransientError
+from core.mapping import MappedRecord
+
+EXCERPT_CHARS = 500
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    operation: str                       # created | updated | unchanged | skipped
+    status: int | None = None
+    record_id: str | None = None
+    excerpt: str = ""
+    skipped_fields: tuple[str, ...] = field(default=())
+    written_fields: tuple[str, ...] = field(default=())
+
+
+def excerpt(response: httpx.Response) -> str:
+    try:
+        body = response.text
+    except UnicodeDecodeError:
+        body = "<binary>"
+    return body[:EXCERPT_CHARS]
+
+
+def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP-date), or None."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def default_classify(response: httpx.Response) -> None:
+    """The default table (DESIGN.md): 2xx ok; 408, 5xx transient; 429 rate limited;
+    401/403 auth; any other 4xx is a data error the target rejected."""
+    status = response.status_code
+    if status < 400:
+        return
+    text = excerpt(response)
+    if status == 429:
+        raise RateLimited("rate limited by the target (HTTP 429)", status=status,
+                          retry_after=retry_after_seconds(response), excerpt=text)
+    if status == 408 or status >= 500:
+        raise TransientError(f"target answered HTTP {status}", status=status,
+                             retry_after=retry_after_seconds(response), excerpt=text)
+    if status in (401, 403):
+        raise AuthError(f"target refused our credentials (HTTP {status})", status=status,
+                        excerpt=text)
+    raise DataError(f"target rejected the record (HTTP {status})", category="rejected_by_target",
+                    status=status, excerpt=text)
+
+
+def static_auth_headers(auth: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """Headers for the static auth types (bearer, basic, header); oauth2 is the connector's."""
+    kind = auth.get("type", "none")
+    if kind == "bearer":
+        return {"Authorization": f"Bearer {environ.get(auth['token_env'], '')}"}
+    if kind == "basic":
+        pair = f"{environ.get(auth['username_env'], '')}:{environ.get(auth['password_env'], '')}"
+        return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+    if kind == "header":
+        return {auth["header"]: environ.get(auth["value_env"], "")}
+    return {}
+
+
+class Connector(ABC):
+    """One configured connection's writer. One instance per worker process and connection."""
+
+    name: ClassVar[str]
+
+    def __init__(self, connection: ConnectionConfig, environ: Mapping[str, str], *,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.connection = connection
+        self.environ = environ
+        self.client = httpx.Client(
+            base_url=connection.base_url, timeout=connection.timeout_seconds,
+            transport=transport, headers={"User-Agent": "crmhub/0.1",
+                                          **self.auth_headers()})
+
+    def auth_headers(self) -> dict[str, str]:
+        return static_auth_headers(self.connection.auth, self.environ)
+
+    def classify(self, response: httpx.Response) -> None:
+        """Raise the hub error this response means (vendor modules override)."""
+        default_classify(response)
+
+    def request(self, method: str, url: str, *, ok: tuple[int, ...] = (),
+                **kwargs: Any) -> httpx.Response:
+        """Send, translating transport failures and error statuses (except `ok` ones)."""
+        try:
+            response = self.client.request(method, url, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"{method} {url}: timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise TransientError(f"{method} {url}: {type(exc).__name__}: {exc}") from None
+        if response.status_code not in ok:
+            self.classify(response)
+        return response
+
+    # the contract ---------------------------------------------------------------------
+    @abstractmethod
+    def read(self, record: MappedRecord) -> dict[str, Any] | None:
+        """The target's current record for the match key, or None when absent."""
+
+    @abstractmethod
+    def write(self, record: MappedRecord, fields: dict[str, Any],
+              existing: dict[str, Any] | None) -> WriteResult:
+        """Create or update the record with `fields` (already filtered for ownership)."""
+
+    def deliver(self, record: MappedRecord) -> WriteResult:
+        """Find-or-create on the match key, honouring field ownership: a target-owned field
+        is written only where the target's value is empty (the record is read once)."""
+        values = record.values()
+        needs_read = bool(record.target_owned) or record.action == "update_only"
+        existing = self.read(record) if needs_read and record.match_value is not None else None
+        if record.action == "update_only" and existing is None:
+            return WriteResult("skipped", skipped_fields=tuple(values),
+                               excerpt="update_only: no such record at the target")
+        skipped = tuple(name for name in record.target_owned
+                        if existing is not None and not _empty(existing.get(name)))
+        fields = {k: v for k, v in values.items() if k not in skipped}
+        result = self.write(record, fields, existing)
+        return WriteResult(result.operation, result.status, result.record_id, result.excerpt,
+                           skipped_fields=skipped, written_fields=tuple(fields))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == []

@@ -1,0 +1,10 @@
+"""The explicit registry of connectors, by the name a connection's `connector:` uses."""
+
+from __future__ import annotations
+
+from connectors.base import Connector
+from connectors.http import HttpConnector
+
+CONNECTORS: dict[str, type[Connector]] = {
+    HttpConnector.name: HttpConnector,
+}

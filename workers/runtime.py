@@ -1,0 +1,57 @@
+"""What a worker process holds: configuration, the ledger, one connector per connection.
+
+Built once per process (after the prefork), on first use, from the same env and YAML as the
+receiver. Connectors keep their HTTP connections alive between deliveries.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import redis
+
+from connectors.base import Connector
+from connectors.registry import CONNECTORS
+from core.alerts import AlertOutbox
+from core.config import Config, load_config
+from core.ledger import Ledger
+from core.queue import HintQueue
+from core.redis_client import connect, resolve_redis_url
+from core.settings import Settings
+
+
+@dataclass
+class WorkerRuntime:
+    settings: Settings
+    config: Config
+    ledger: Ledger
+    alerts: AlertOutbox
+    connector_factory: dict[str, type[Connector]] = field(default_factory=lambda: CONNECTORS)
+    _connectors: dict[str, Connector] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def build(cls, settings: Settings, *, config: Config | None = None,
+              client: redis.Redis | None = None) -> WorkerRuntime:
+        config = config or load_config(settings.config_path, settings.environ,
+                                       connectors=CONNECTORS)
+        client = client or connect(resolve_redis_url(settings))
+        ledger = Ledger(client, prefix=settings.key_prefix,
+                        queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
+                        dedupe_ttl_seconds=settings.dedupe_ttl_seconds)
+        return cls(settings=settings, config=config, ledger=ledger,
+                   alerts=AlertOutbox(client, settings.key_prefix))
+
+    def connector(self, name: str) -> Connector:
+        with self._lock:
+            if name not in self._connectors:
+                connection = self.config.connections[name]
+                factory = self.connector_factory[connection.connector]
+                self._connectors[name] = factory(connection, self.settings.environ)
+            return self._connectors[name]
+
+    def close(self) -> None:
+        for connector in self._connectors.values():
+            connector.close()
+        self._connectors.clear()

@@ -1,0 +1,39 @@
+"""Celery tasks: thin wrappers over plain functions (workers.delivery, workers.sweeper)."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from workers import runtime_holder
+from workers.delivery import run_delivery
+from workers.sweeper import send_alerts, sweep
+
+log = logging.getLogger("crmhub.worker")
+
+
+@worker_process_init.connect
+def _fresh_runtime_after_fork(**_: object) -> None:
+    runtime_holder.reset()      # never share sockets across a fork
+
+
+@worker_process_shutdown.connect
+def _close_runtime(**_: object) -> None:
+    runtime_holder.reset()
+
+
+@shared_task(name="crmhub.deliver", ignore_result=True)
+def deliver(delivery_id: str) -> str:
+    return run_delivery(runtime_holder.get(), delivery_id)
+
+
+@shared_task(name="crmhub.sweep", ignore_result=True)
+def sweep_task() -> dict[str, int]:
+    return sweep(runtime_holder.get())
+
+
+@shared_task(name="crmhub.send_alerts", ignore_result=True)
+def send_alerts_task() -> int:
+    return send_alerts(runtime_holder.get())
