@@ -15,6 +15,7 @@ from typing import Any
 
 from core.config.model import MappingConfig, SourceConfig
 from core.ids import new_delivery_id, new_event_id
+from core.instants import instant_ms
 from core.ledger.model import NewDelivery, NewEvent
 from core.mapping import record_key
 from core.routing import route
@@ -58,6 +59,12 @@ def _scalar(value: Any) -> str | None:
     return str(value)
 
 
+def newest_wins(source: SourceConfig, mapping: MappingConfig) -> bool:
+    """The conflict rule: newest_wins by default when the source has `occurred_at`."""
+    rule = mapping.conflict or ("newest_wins" if source.occurred_at else "source_wins")
+    return rule == "newest_wins"
+
+
 def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
                  headers: Mapping[str, str], stored: dict[str, str], text: str, body: Any,
                  now: float) -> list[NewEvent]:
@@ -84,13 +91,15 @@ def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
             if source.event_type else None
         occurred = _scalar(source.occurred_at.resolve(item, headers)) \
             if source.occurred_at else None
+        occurred_ms = instant_ms(occurred)
         event_id = new_event_id(now)
         deliveries = []
         for mapping in route(candidates, event_type, item):
             delivery_id = new_delivery_id(now)
             deliveries.append(NewDelivery(
                 id=delivery_id, mapping=mapping.name, connection=mapping.connection,
-                object=mapping.object, record_key=record_key(mapping, item, delivery_id)))
+                object=mapping.object, record_key=record_key(mapping, item, delivery_id),
+                occurred_ms=occurred_ms if newest_wins(source, mapping) else None))
         events.append(NewEvent(id=event_id, source=source.name, type=event_type,
                                external_id=external, received_at=now, occurred_at=occurred,
                                headers=stored, body=item_text,

@@ -6,6 +6,7 @@ import click
 
 from app.cli.config_cmd import config_group
 from app.cli.events_cmd import events_group
+from app.cli.ops_cmd import dlq_group, pause, resume, status
 from app.cli.serve import serve
 
 
@@ -20,3 +21,8 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(config_group)
 main.add_command(events_group)
+main.add_command(status)
+main.add_command(status, name="connections")
+main.add_command(pause)
+main.add_command(resume)
+main.add_command(dlq_group)

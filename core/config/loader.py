@@ -206,6 +206,11 @@ def _cross_checks(config: Config, doc: YamlDocument,
         if m.connection not in config.connections:
             problem(f"mappings.{m.name}.connection", f"no connection named {m.connection!r} "
                     f"(defined: {', '.join(sorted(config.connections)) or 'none'})")
+        elif m.conflict == "newest_wins" and m.source in config.sources \
+                and config.sources[m.source].occurred_at is None:
+            problem(f"mappings.{m.name}.conflict",
+                    f"newest_wins compares the source's timestamps, but source {m.source!r} has "
+                    "no `occurred_at`; set it, or use conflict: source_wins")
         elif m.when.event_types and m.source in config.sources \
                 and config.sources[m.source].event_type is None:
             problem(f"mappings.{m.name}.when.event_type",

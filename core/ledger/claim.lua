@@ -3,17 +3,33 @@
 -- Returns one of:
 --   {'skip', why}                stale or duplicate message (not pending, not its turn)
 --   {'held'}                     the connection is paused: now HELD
+--   {'superseded'}               older than what was already applied to the record
 --   {'deferred', due_ms, why}    cooldown / circuit open / long rate wait: now SCHEDULED
 --   {'wait', ms}                 rate limit: try again after ms (state unchanged)
 --   {'claimed', attempts}        now IN_FLIGHT, owned by req.token
 local id = req.id
-local state, conn, rk, seq = unpack(redis.call('HMGET', dkey(id), 'state', 'connection', 'rk',
-                                               'seq'))
+local state, conn, rk, seq, occurred = unpack(redis.call('HMGET', dkey(id), 'state',
+                                                         'connection', 'rk', 'seq',
+                                                         'occurred_ms'))
 if state ~= 'pending' then return {'skip', state or 'missing'} end
 if head(rk) ~= id then
   -- Not this record's turn: it is published again when the writes before it finish.
   redis.call('ZREM', p .. ':idx:pending', id)
   return {'skip', 'waiting'}
+end
+-- newest_wins: an event older (by the source's timestamp) than the last one applied to this
+-- record must not overwrite it
+occurred = tonumber(occurred)
+if occurred then
+  local applied = tonumber(redis.call('HGET', rkmeta(rk), 'applied_ms'))
+  if applied and occurred < applied then
+    redis.call('ZREM', p .. ':idx:pending', id)
+    move(id, conn, 'pending', 'superseded')
+    redis.call('HSET', dkey(id), 'superseded_by_ms', applied)
+    redis.call('ZREM', rkey(rk), id)
+    advance(rk)
+    return {'superseded'}
+  end
 end
 if paused(conn) then
   redis.call('ZREM', p .. ':idx:pending', id)

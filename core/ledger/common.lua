@@ -49,6 +49,9 @@ local function advance(rk)
   end
 end
 
+-- The newest source timestamp applied to a record (conflict rule newest_wins).
+local function rkmeta(rk) return p .. ':rkmeta:' .. rk end
+
 -- PENDING (or IN_FLIGHT) -> SCHEDULED until `due` (ms).
 local function schedule(id, conn, from, due)
   move(id, conn, from, 'scheduled')

@@ -6,8 +6,8 @@
 -- {'ok', newly_paused (0|1)}.
 local id = req.id
 local d = dkey(id)
-local state, token, conn, rk, seq =
-  unpack(redis.call('HMGET', d, 'state', 'token', 'connection', 'rk', 'seq'))
+local state, token, conn, rk, seq, occurred =
+  unpack(redis.call('HMGET', d, 'state', 'token', 'connection', 'rk', 'seq', 'occurred_ms'))
 if state ~= 'in_flight' or token ~= req.token then return {'lost'} end
 
 redis.call('RPUSH', d .. ':attempts', req.attempt)
@@ -44,7 +44,16 @@ local outcome = req.outcome
 if outcome == 'delivered' or outcome == 'superseded' then
   terminal(outcome)
   redis.call('DEL', bkey)
-  if outcome == 'delivered' then redis.call('HSET', last, 'success_at', now) end
+  if outcome == 'delivered' then
+    redis.call('HSET', last, 'success_at', now)
+    occurred = tonumber(occurred)
+    if occurred then
+      local applied = tonumber(redis.call('HGET', rkmeta(rk), 'applied_ms'))
+      if not applied or occurred > applied then
+        redis.call('HSET', rkmeta(rk), 'applied_ms', occurred)
+      end
+    end
+  end
 elseif outcome == 'dead' then
   terminal('dead')
   redis.call('HSET', d, 'dead_at', now, 'dead_category', req.category,

@@ -32,6 +32,7 @@ class NewDelivery:
     connection: str
     object: str
     record_key: str        # writes to one record run one at a time, in arrival order
+    occurred_ms: int | None = None   # set when the conflict rule is newest_wins
 
 
 @dataclass(frozen=True)

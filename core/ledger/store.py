@@ -112,7 +112,9 @@ class Ledger:
                 "id": d.id, "connection": d.connection, "rk": d.record_key,
                 "fields": ["id", d.id, "event_id", ev.id, "mapping", d.mapping,
                            "connection", d.connection, "object", d.object,
-                           "attempts", 0, "created_at", now_ms],
+                           "attempts", 0, "created_at", now_ms,
+                           *(("occurred_ms", d.occurred_ms) if d.occurred_ms is not None
+                             else ())],
             } for d in ev.deliveries],
         }
 
