@@ -12,3 +12,6 @@ graceful_timeout = 20
 accesslog = os.environ.get("CRMHUB_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("CRMHUB_LOG_LEVEL", "info").lower()
+# gunicorn >= 24 opens a control socket under ~/.gunicorn by default; the hub does not use it,
+# and several hubs (or test runs) on one host would fight over the one path.
+control_socket_disable = True

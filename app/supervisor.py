@@ -7,10 +7,12 @@ worker (its running tasks finish or go back to the ledger by lease), the demo ta
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -23,6 +25,16 @@ MAX_RESTARTS = 5
 RESTART_WINDOW_SECONDS = 60.0
 
 
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if `crmhub serve` itself dies (even by SIGKILL), so no
+    orphaned receiver or worker keeps running unsupervised."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @dataclass
 class Child:
     name: str
@@ -33,7 +45,8 @@ class Child:
 
     def start(self, env: Mapping[str, str]) -> None:
         self.process = subprocess.Popen(list(self.argv), env=dict(env), start_new_session=True,
-                                        stdin=subprocess.DEVNULL)
+                                        stdin=subprocess.DEVNULL,
+                                        preexec_fn=_die_with_parent)
 
     @property
     def running(self) -> bool:

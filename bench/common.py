@@ -1,0 +1,388 @@
+"""Helpers shared by the benchmarks in bench/: child processes, Redis, gunicorn and wrk.
+
+Every process a benchmark starts goes through `Service` (its own session, so it and all its
+children are stopped together by process group, on success, error or Ctrl-C alike). wrk runs
+with a Lua script whose `request()` the benchmark generates; `WRK_LUA_REPORT` is appended to
+it and adds the status count and a one-line JSON summary that `run_wrk` parses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import redis
+
+from core.embedded_redis import EmbeddedRedis, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+GUNICORN_CONF = "app/gunicorn_conf.py"
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not be set up or run (the message says what to do)."""
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr, so stdout holds only the report (or the JSON)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so `finally` blocks stop what was started."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+# --- wrk ------------------------------------------------------------------------------------
+
+def ensure_wrk() -> str:
+    """The wrk binary; installs Debian's package when it is missing (needs root)."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    log("wrk is not on PATH: running `apt-get install -y wrk`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    detail = ""
+    for command in (["apt-get", "install", "-y", "wrk"],
+                    ["sh", "-c", "apt-get update && apt-get install -y wrk"]):
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True,
+                                  timeout=600, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            detail = str(exc)
+            continue
+        found = shutil.which("wrk")
+        if done.returncode == 0 and found:
+            return found
+        output = (done.stderr or done.stdout).strip()
+        detail = output.splitlines()[-1] if output else f"exit status {done.returncode}"
+    raise BenchError("wrk is required and could not be installed with `apt-get install -y "
+                     f"wrk` ({detail or 'unknown error'}); install it (Debian/Ubuntu package "
+                     "`wrk`, or build https://github.com/wg/wrk) and put it on PATH")
+
+
+#: Appended to every generated script. Threads keep their own counts (each wrk thread has its
+#: own Lua state); done() runs in the main state and sums them through the thread objects.
+#: A generated script may set the globals `cursor` (next unused request index) and
+#: `exhausted` (requests sent after the pre-generated ones ran out).
+WRK_LUA_REPORT = r"""
+local bench_threads = {}
+statuses = {}
+cursor = 0
+exhausted = 0
+
+function setup(thread)
+  thread:set("tid", #bench_threads)
+  table.insert(bench_threads, thread)
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local codes, parts = {}, {}
+  local next_cursor, out_of_requests = 0, 0
+  for _, t in ipairs(bench_threads) do
+    for code, n in pairs(t:get("statuses")) do codes[code] = (codes[code] or 0) + n end
+    next_cursor = math.max(next_cursor, t:get("cursor") or 0)
+    out_of_requests = out_of_requests + (t:get("exhausted") or 0)
+  end
+  for code, n in pairs(codes) do parts[#parts + 1] = string.format('"%d":%d', code, n) end
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_RESULT {"duration_us":%d,"requests":%d,"bytes":%d,' ..
+    '"errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d,"status":%d},' ..
+    '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"mean":%.1f,"max":%d},' ..
+    '"statuses":{%s},"cursor":%d,"exhausted":%d}\n',
+    summary.duration, summary.requests, summary.bytes,
+    e.connect, e.read, e.write, e.timeout, e.status,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.mean, latency.max, table.concat(parts, ","), next_cursor, out_of_requests))
+end
+"""
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    duration_s: float
+    requests: int                  # completed responses
+    statuses: dict[int, int]
+    socket_errors: dict[str, int]  # connect / read / write / timeout
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    max_ms: float
+    cursor: int                    # next unused pre-generated request index
+    exhausted: int                 # requests sent after the pre-generated ones ran out
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def ok_2xx(self) -> int:
+        return sum(n for code, n in self.statuses.items() if 200 <= code < 300)
+
+    @property
+    def non_2xx(self) -> int:
+        return self.requests - self.ok_2xx
+
+    @property
+    def errors(self) -> int:
+        return sum(self.socket_errors.values())
+
+    def as_json(self) -> dict[str, Any]:
+        return {"rps": round(self.rps, 1), "requests": self.requests,
+                "duration_s": round(self.duration_s, 3),
+                "latency_ms": {"p50": self.p50_ms, "p90": self.p90_ms, "p99": self.p99_ms,
+                               "mean": self.mean_ms, "max": self.max_ms},
+                "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+                "non_2xx": self.non_2xx, "socket_errors": self.socket_errors,
+                "exhausted": self.exhausted}
+
+
+def parse_wrk_output(stdout: str) -> WrkResult:
+    for line in stdout.splitlines():
+        if line.startswith("BENCH_RESULT "):
+            data = json.loads(line.removeprefix("BENCH_RESULT "))
+            break
+    else:
+        raise BenchError(f"wrk printed no BENCH_RESULT line; its output was:\n{stdout}")
+    lat = data["latency_us"]
+    errors = data["errors"]
+    return WrkResult(
+        duration_s=data["duration_us"] / 1e6, requests=int(data["requests"]),
+        statuses={int(k): int(v) for k, v in data["statuses"].items()},
+        socket_errors={k: int(errors[k]) for k in ("connect", "read", "write", "timeout")},
+        p50_ms=lat["p50"] / 1000, p90_ms=lat["p90"] / 1000, p99_ms=lat["p99"] / 1000,
+        mean_ms=round(lat["mean"] / 1000, 3), max_ms=lat["max"] / 1000,
+        cursor=int(data["cursor"]), exhausted=int(data["exhausted"]))
+
+
+def run_wrk(wrk: str, url: str, script: Path, script_args: Sequence[str], *, threads: int,
+            connections: int, seconds: int, pin_cpus: str | None = None,
+            timeout_s: int = 5) -> WrkResult:
+    """One wrk run; returns what the script's done() reported."""
+    command = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+               "--timeout", f"{timeout_s}s", "-s", str(script), url, "--", *script_args]
+    if pin_cpus:
+        command = ["taskset", "-c", pin_cpus, *command]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=seconds + 60)
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if proc.returncode != 0:
+        raise BenchError(f"wrk exited with {proc.returncode}: {stderr.strip() or stdout}")
+    return parse_wrk_output(stdout)
+
+
+# --- processes ------------------------------------------------------------------------------
+
+@dataclass
+class Service:
+    """A child process in its own session; stop() ends it and everything it started."""
+
+    name: str
+    args: list[str]
+    env: Mapping[str, str]
+    cwd: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _log: IO[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> None:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.args, env=dict(self.env), cwd=self.cwd,
+                                     stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            group = proc.pid               # start_new_session: the pid is the group id
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            # workers that outlived their master (or a master that ignored SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+            proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+@contextlib.contextmanager
+def running(service: Service) -> Iterator[Service]:
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def http_status(host: str, port: int, method: str, path: str, body: bytes = b"",
+                timeout: float = 2.0) -> int:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body or None)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def wait_http(service: Service, port: int, path: str, *, expect: int | None = None,
+              timeout: float = 30.0) -> None:
+    """Wait until `GET path` answers (with `expect`, when given)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not service.alive():
+            raise BenchError(f"{service.name} exited at start; its log ends with:\n"
+                             f"{service.log_tail()}")
+        try:
+            status = http_status("127.0.0.1", port, "GET", path)
+            if expect is None or status == expect:
+                return
+            last = f"status {status}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise BenchError(f"{service.name} did not become ready on port {port} within {timeout} s "
+                     f"({last}); its log ends with:\n{service.log_tail()}")
+
+
+def gunicorn_command(module: str, extra_flags: Sequence[str] = ()) -> list[str]:
+    """The receiver's gunicorn command line (`-c app/gunicorn_conf.py`), for any app."""
+    return [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, *extra_flags, module]
+
+
+# --- Redis ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class BenchRedis:
+    url: str
+    origin: str           # where it came from, for the report
+    persistence: str      # e.g. "appendonly=yes appendfsync=everysec"
+
+
+def _answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def _persistence(client: redis.Redis) -> str:
+    try:
+        aof = client.config_get("appendonly").get("appendonly", "?")
+        fsync = client.config_get("appendfsync").get("appendfsync", "?")
+        save = client.config_get("save").get("save", "?")
+    except redis.RedisError:
+        return "unknown (CONFIG GET refused)"
+    return f"appendonly={aof} appendfsync={fsync} save={save!r}"
+
+
+@contextlib.contextmanager
+def bench_redis(tmp: Path, *, embedded: bool = False) -> Iterator[BenchRedis]:
+    """CRMHUB_REDIS_URL if set, else a Redis on 127.0.0.1:6379 if one answers, else (or with
+    `embedded`) a redis-server of our own (core.embedded_redis) under `tmp`, stopped after."""
+    server: EmbeddedRedis | None = None
+    env_url = os.environ.get("CRMHUB_REDIS_URL")
+    if env_url and not embedded:
+        url, origin = env_url, "CRMHUB_REDIS_URL"
+        if not _answers(url):
+            raise BenchError("CRMHUB_REDIS_URL is set but that Redis does not answer PING")
+    elif not embedded and _answers(LOCAL_REDIS_URL):
+        url, origin = LOCAL_REDIS_URL, "local 127.0.0.1:6379"
+    else:
+        server = EmbeddedRedis(tmp / "redis")
+        url, origin = server.start(), "embedded (core.embedded_redis)"
+    try:
+        client = redis.Redis.from_url(url)
+        try:
+            persistence = _persistence(client)
+        finally:
+            client.close()
+        yield BenchRedis(url=url, origin=origin, persistence=persistence)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def delete_prefix(url: str, prefix: str) -> int:
+    """DEL every key under "<prefix>:" (SCAN MATCH, in batches); returns how many."""
+    client = redis.Redis.from_url(url)
+    deleted = 0
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += int(client.delete(*batch))
+                batch.clear()
+        if batch:
+            deleted += int(client.delete(*batch))
+    finally:
+        client.close()
+    return deleted
+
+
+__all__ = [
+    "GUNICORN_CONF",
+    "REPO",
+    "WRK_LUA_REPORT",
+    "BenchError",
+    "BenchRedis",
+    "Service",
+    "WrkResult",
+    "bench_redis",
+    "delete_prefix",
+    "ensure_wrk",
+    "free_port",
+    "gunicorn_command",
+    "log",
+    "raise_on_sigterm",
+    "run_wrk",
+    "running",
+    "wait_http",
+]

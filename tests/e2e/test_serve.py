@@ -1,0 +1,168 @@
+"""End to end: `crmhub serve` as a subprocess, signed webhooks over HTTP, the CLI reading back.
+
+Once against the real Redis (CRMHUB_REDIS_URL) and once with it unset (the embedded
+redis-server `crmhub serve` starts under ./var/redis, found again by the CLI and after a
+restart).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from hubtest import STRIPE_SECRET, signed, stripe_event
+from processes import DemoTarget, Hub, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve")]
+
+CONFIG = """
+sources:
+  stripe:
+    verify: {{scheme: stripe, secret_env: STRIPE_WEBHOOK_SECRET}}
+    event_id: id
+    event_type: type
+    occurred_at: created
+    max_body_bytes: 4096
+connections:
+  crm:
+    connector: http
+    base_url: {target}
+mappings:
+  customers:
+    source: stripe
+    when: {{event_type: [customer.created, customer.updated]}}
+    connection: crm
+    object: contacts
+    match: {{field: email, from: data.object.email, normalize: email}}
+    fields:
+      email: {{from: data.object.email, transform: [email]}}
+      name: data.object.name
+"""
+
+
+@pytest.fixture
+def target() -> Iterator[DemoTarget]:
+    server = DemoTarget()
+    yield server
+    server.stop()
+
+
+def hub_env(tmp_path: Path, target: DemoTarget, **extra: str) -> dict[str, str]:
+    config = tmp_path / "crmhub.yaml"
+    config.write_text(CONFIG.format(target=target.url))
+    return {"CRMHUB_CONFIG": str(config), "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+            "CRMHUB_VAR_DIR": str(tmp_path / "var"), "CRMHUB_WORKER_CONCURRENCY": "2",
+            **extra}
+
+
+def send(hub: Hub, event: dict, **kw: object) -> httpx.Response:
+    body, headers = signed("stripe", event, STRIPE_SECRET)
+    return hub.http.post("/webhooks/stripe", content=body, headers=headers, **kw)
+
+
+def exercise_contract(hub: Hub, target: DemoTarget) -> list[str]:
+    """The receiver's whole external contract over real HTTP; returns accepted event ids."""
+    accepted = []
+    for i in range(10):
+        response = send(hub, stripe_event(f"evt_e2e_{i}", email=f"  Person{i}@Example.COM "))
+        assert response.status_code == 202, response.text
+        assert response.json()["deliveries"] == 1
+        accepted.append(response.json()["event_id"])
+    repeat = send(hub, stripe_event("evt_e2e_3", email="person3@example.com"))
+    assert repeat.status_code == 200
+    assert repeat.json() == {"event_id": accepted[3], "duplicate": True}
+
+    body, headers = signed("stripe", stripe_event("evt_forged"), "whsec_not_ours")
+    forged = hub.http.post("/webhooks/stripe", content=body, headers=headers)
+    assert forged.status_code == 401 and forged.json()["reason"] == "invalid"
+    body, headers = signed("stripe", b"{not json", STRIPE_SECRET)
+    assert hub.http.post("/webhooks/stripe", content=body, headers=headers).status_code == 400
+    assert hub.http.post("/webhooks/nope", content=b"{}").status_code == 404
+    big, headers = signed("stripe", b'{"pad": "' + b"x" * 5000 + b'"}', STRIPE_SECRET)
+    assert hub.http.post("/webhooks/stripe", content=big, headers=headers).status_code == 413
+    chunked = hub.http.post("/webhooks/stripe", content=iter([big[:3000], big[3000:]]),
+                            headers=headers)
+    assert chunked.status_code == 413
+    assert hub.http.get("/healthz").status_code == 200
+
+    # the worker delivers every accepted event, one record per normalised email
+    wait_until(lambda: len(target.records("contacts")) == 10, timeout=60,
+               message="10 contacts at the target")
+    assert sorted(r["key"] for r in target.records("contacts")) == sorted(
+        f"person{i}@example.com" for i in range(10))
+    return accepted
+
+
+def check_events_show(hub: Hub, event_id: str) -> None:
+    wait_until(lambda: json.loads(hub.cli("events", "show", event_id, "--json").stdout)
+               ["deliveries"][0]["state"] == "delivered", timeout=30,
+               message="delivery state delivered")
+    shown = json.loads(hub.cli("events", "show", event_id, "--json").stdout)
+    assert shown["id"] == event_id
+    assert shown["source"] == "stripe" and shown["type"] == "customer.created"
+    assert shown["external_id"].startswith("evt_e2e_")
+    assert shown["received_at"].endswith("Z")
+    assert shown["state"] == "recorded"
+    assert shown["headers"]["Stripe-Signature"] == "[redacted]"
+    assert STRIPE_SECRET not in json.dumps(shown)
+    assert shown["body"]["data"]["object"]["name"] == "Ada Lovelace"
+    (delivery,) = shown["deliveries"]
+    assert {"id", "mapping", "connection", "state", "attempts"} <= set(delivery)
+    assert (delivery["mapping"], delivery["connection"], delivery["attempts"]) == (
+        "customers", "crm", 1)
+    missing = hub.cli("events", "show", "evt_nope", "--json", check=False)
+    assert missing.returncode != 0 and "no event" in missing.stderr
+
+
+def test_serve_against_the_real_redis(tmp_path: Path, target: DemoTarget,
+                                      real_redis_url: str) -> None:
+    prefix = f"crmhub-e2e-{uuid.uuid4().hex[:10]}"
+    env = hub_env(tmp_path, target, CRMHUB_REDIS_URL=real_redis_url, CRMHUB_KEY_PREFIX=prefix)
+    hub = Hub(env, tmp_path)
+    try:
+        assert "(from CRMHUB_REDIS_URL)" in hub.output()
+        accepted = exercise_contract(hub, target)
+        check_events_show(hub, accepted[0])
+        status = json.loads(hub.cli("status", "--json").stdout)
+        (crm,) = status["connections"]
+        assert crm["counts"]["delivered"] == 10 and crm["paused"] is False
+    finally:
+        code = hub.stop()
+        client = redis.Redis.from_url(real_redis_url)
+        for key in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(key)
+    assert code == 0, hub.output()
+    assert "crmhub stopped." in hub.output()
+
+
+def test_serve_with_the_embedded_redis_survives_a_restart(tmp_path: Path,
+                                                           target: DemoTarget) -> None:
+    env = hub_env(tmp_path, target)
+    env.pop("CRMHUB_REDIS_URL", None)
+    hub = Hub({**env, "CRMHUB_REDIS_URL": ""}, tmp_path)
+    try:
+        assert "redis: embedded redis-server" in hub.output()
+        address = json.loads((tmp_path / "var" / "redis" / "address.json").read_text())
+        assert address["url"].startswith("redis://127.0.0.1:")
+        accepted = exercise_contract(hub, target)
+        check_events_show(hub, accepted[0])      # the CLI finds the embedded Redis itself
+    finally:
+        assert hub.stop() == 0, hub.output()
+    assert not (tmp_path / "var" / "redis" / "address.json").exists()
+    assert list((tmp_path / "var" / "redis").glob("ledger.aof*")), "AOF must be on"
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(address["url"], socket_connect_timeout=0.5).ping()
+
+    # durable: a new `crmhub serve` replays the AOF and still knows every event
+    again = Hub({**env, "CRMHUB_REDIS_URL": ""}, tmp_path)
+    try:
+        shown = json.loads(again.cli("events", "show", accepted[5], "--json").stdout)
+        assert shown["deliveries"][0]["state"] == "delivered"
+        assert send(again, stripe_event("evt_e2e_5")).json()["duplicate"] is True
+    finally:
+        assert again.stop() == 0, again.output()

@@ -1,0 +1,130 @@
+"""Real processes for integration and end-to-end tests: `crmhub serve`, the demo target.
+
+Everything listens on 127.0.0.1 only, on free ports, and is stopped (and checked to have
+stopped) by the fixture that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from core.embedded_redis import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CRMHUB = str(Path(sys.executable).parent / "crmhub")
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1,  # type: ignore[no-untyped-def]
+               message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+class DemoTarget:
+    """examples/demo_target.py as a subprocess on a free port."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "demo_target.py"), "--port", "0", *args],
+            stdout=subprocess.PIPE, text=True, start_new_session=True)
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        match = re.search(r"http://[\d.]+:(\d+)", line)
+        if not match:
+            self.stop()
+            raise RuntimeError(f"demo target did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{match.group(1)}"
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def records(self, obj: str | None = None) -> list[dict]:
+        params = {"object": obj} if obj else {}
+        return list(self.http.get("/_control/records", params=params).json()["records"])
+
+    def log(self) -> list[dict]:
+        return list(self.http.get("/_control/log").json()["entries"])
+
+    def fault(self, **spec: object) -> None:
+        self.http.post("/_control/faults", json=spec).raise_for_status()
+
+    def clear_faults(self) -> None:
+        self.http.delete("/_control/faults").raise_for_status()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+class Hub:
+    """`crmhub serve` as a subprocess (gunicorn + Celery worker + beat) on a free port."""
+
+    def __init__(self, env: Mapping[str, str], cwd: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, **env, "CRMHUB_PORT": str(self.port),
+                    "CRMHUB_HOST": "127.0.0.1"}
+        self.cwd = cwd
+        self.log_path = cwd / f"serve-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen([CRMHUB, "serve", *args], env=self.env, cwd=cwd,
+                                        stdout=self._log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+        try:
+            wait_until(self._ready, timeout=60, message=f"crmhub serve on {self.url}/readyz")
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"crmhub serve did not become ready:\n{self.output()}") \
+                from None
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"crmhub serve exited early:\n{self.output()}")
+        try:
+            return self.http.get("/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([CRMHUB, *args], env=self.env, cwd=self.cwd,
+                                capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"crmhub {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def stop(self, timeout: float = 90) -> int:
+        """Ctrl-C, as an operator would; returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+                raise AssertionError(f"crmhub serve did not stop on Ctrl-C:\n{self.output()}")\
+                    from None
+        self._log.close()
+        return self.process.returncode
