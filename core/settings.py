@@ -44,6 +44,7 @@ class Settings:
     web_workers: int = 2
     worker_concurrency: int = 2
     lease_seconds: int = 60
+    republish_after_seconds: int = 60
     dedupe_ttl_seconds: int = 30 * 24 * 3600
     max_body_bytes: int = 1024 * 1024
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -66,6 +67,7 @@ class Settings:
             web_workers=_int(env, "CRMHUB_WEB_WORKERS", 2, problems),
             worker_concurrency=_int(env, "CRMHUB_WORKER_CONCURRENCY", 2, problems),
             lease_seconds=_int(env, "CRMHUB_LEASE_SECONDS", 60, problems),
+            republish_after_seconds=_int(env, "CRMHUB_REPUBLISH_AFTER_SECONDS", 60, problems),
             dedupe_ttl_seconds=_int(env, "CRMHUB_DEDUPE_TTL_SECONDS", 30 * 24 * 3600, problems),
             max_body_bytes=_int(env, "CRMHUB_MAX_BODY_BYTES", 1024 * 1024, problems),
             environ=env,

@@ -128,3 +128,56 @@ class Hub:
                     from None
         self._log.close()
         return self.process.returncode
+
+
+class Part:
+    """One part of the hub as its own process (as the Procfile runs them): web, worker, beat."""
+
+    COMMANDS = {
+        "web": lambda env: [sys.executable, "-m", "gunicorn", "-c",
+                            str(ROOT / "app" / "gunicorn_conf.py"),
+                            "--bind", f"127.0.0.1:{env['CRMHUB_PORT']}", "app.wsgi:app"],
+        "worker": lambda env: [sys.executable, "-m", "celery", "-A", "workers.celery_app",
+                               "worker", "--loglevel", "WARNING", "--concurrency",
+                               env.get("CRMHUB_WORKER_CONCURRENCY", "2"), "--queues",
+                               f"{env['CRMHUB_KEY_PREFIX']}.deliveries,"
+                               f"{env['CRMHUB_KEY_PREFIX']}.control",
+                               "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        "beat": lambda env: [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
+                             "--loglevel", "WARNING", "--schedule",
+                             env["CRMHUB_VAR_DIR"] + "/celerybeat-schedule"],
+    }
+
+    def __init__(self, name: str, env: Mapping[str, str], cwd: Path) -> None:
+        self.name = name
+        self.env = dict(env)
+        self.cwd = cwd
+        self.log_path = cwd / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(self.COMMANDS[self.name](self.env), env=self.env,
+                                        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        log.close()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a host losing power, as far as Redis can tell."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")

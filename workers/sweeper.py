@@ -18,9 +18,6 @@ from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("crmhub.sweeper")
 
-#: a PENDING delivery whose message was published this long ago without being claimed is
-#: published again (its message was lost: a killed worker's prefetched message, say)
-REPUBLISH_AFTER_SECONDS = 60.0
 LOCK_TTL_SECONDS = 30
 
 
@@ -33,8 +30,7 @@ def sweep(rt: WorkerRuntime, now: float | None = None) -> dict[str, int]:
         totals = {"due": 0, "expired": 0, "republished": 0}
         while True:                    # bounded batches keep each script short
             counts = rt.ledger.sweep(time.time() if now is None else now,
-                                     republish_after_seconds=max(
-                                         REPUBLISH_AFTER_SECONDS, rt.settings.lease_seconds))
+                                     republish_after_seconds=rt.settings.republish_after_seconds)
             for key, value in counts.items():
                 totals[key] += value
             if max(counts.values()) < 1000:

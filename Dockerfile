@@ -1,0 +1,12 @@
+FROM python:3.11-slim
+WORKDIR /srv/crmhub
+COPY pyproject.toml README.md ./
+COPY app app
+COPY core core
+COPY workers workers
+COPY connectors connectors
+COPY examples examples
+RUN pip install --no-cache-dir . && useradd --system crmhub
+USER crmhub
+EXPOSE 8000
+CMD ["crmhub", "serve", "--host", "0.0.0.0"]
