@@ -121,17 +121,22 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
             assert response.status_code == 202, response.text
             accepted[i] = response.json()["event_id"]
 
+        def progress_reaches(count: int) -> None:
+            wait_until(lambda: len(accepted) >= count, timeout=120,
+                       message=f"{count} webhooks accepted")
+
         with ThreadPoolExecutor(max_workers=8) as pool:
-            for i in range(EVENTS):
-                pool.submit(send, i)
-                if i == 500:
-                    parts["worker"].kill()            # first host crash ...
-                    parts["worker"].start()           # ... and its replacement
-                if i == 800:
-                    target.fault(mode="unauthorized", seconds=3, methods=["PUT"])
-                if i == 1300:
-                    parts["worker"].kill()
-                    parts["worker"].start()
+            futures = [pool.submit(send, i) for i in range(EVENTS)]
+            progress_reaches(500)
+            parts["worker"].kill()            # first host crash, mid-stream ...
+            parts["worker"].start()           # ... and its replacement
+            progress_reaches(800)
+            target.fault(mode="unauthorized", seconds=3, methods=["PUT"])
+            progress_reaches(1300)
+            parts["worker"].kill()
+            parts["worker"].start()
+            for future in futures:
+                future.result()
         assert len(accepted) == EVENTS
 
         # the auth outage paused the connection; once the credentials work, an operator resumes
@@ -174,10 +179,12 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
                 # at least once, and more only through retries of this same delivery
                 assert written[(key, i)] <= int(d["attempts"]), (i, written[(key, i)], d)
         records = {r["key"]: r["fields"] for r in target.records("contacts")}
-        assert len(records) == CUSTOMERS
+        newest = {}
         for customer in range(CUSTOMERS):
             versions = [i for i in range(customer, EVENTS, CUSTOMERS) if i not in invalid]
-            assert records[f"customer{customer}@example.com"]["version"] == max(versions)
+            if versions:           # some customers only ever sent invalid events
+                newest[f"customer{customer}@example.com"] = max(versions)
+        assert {key: fields["version"] for key, fields in records.items()} == newest
 
         paused_alerts = [a for a in AlertSink.received if a["kind"] == "connection_paused"]
         wait_until(lambda: len([a for a in AlertSink.received
@@ -188,9 +195,14 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
 
         statuses = Counter(e["status"] for e in target.log())
         retried = sum(1 for d in deliveries.values() if int(d["attempts"]) > 1)
+        lost_leases = sum(
+            1 for d in deliveries.values()
+            for a in ledger.lrange(f"{prefix}:dlv:{d['id']}:attempts", 0, -1)
+            if json.loads(a)["outcome"] == "lease_expired")
         print(f"\nfault test: {EVENTS} webhooks accepted in {elapsed:.1f} s end to end; "
               f"states {dict(states)}; target answered {dict(statuses)}; "
-              f"{retried} deliveries needed more than one attempt; "
+              f"{retried} deliveries needed more than one attempt; {lost_leases} leases "
+              f"recovered from killed workers; "
               f"{len(writes)} successful writes for {EVENTS - len(invalid)} valid events; "
               f"{len(paused_alerts)} pause alert")
     finally:
