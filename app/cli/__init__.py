@@ -6,6 +6,7 @@ import click
 
 from app.cli.config_cmd import config_group
 from app.cli.events_cmd import events_group
+from app.cli.mappings_cmd import mappings_group
 from app.cli.ops_cmd import dlq_group, pause, resume, status
 from app.cli.serve import serve
 
@@ -21,6 +22,7 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(config_group)
 main.add_command(events_group)
+main.add_command(mappings_group)
 main.add_command(status)
 main.add_command(status, name="connections")
 main.add_command(pause)

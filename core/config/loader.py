@@ -19,15 +19,18 @@ from core.config.model import (
     FieldSpec,
     MappingConfig,
     MatchSpec,
+    ObjectSpec,
     Predicate,
     RateLimit,
     RetryPolicy,
     SourceConfig,
+    TargetField,
     WhenSpec,
 )
-from core.config.schema import ConfigSchema
+from core.config.schema import ConfigSchema, FieldOrPath, FieldSchema
 from core.config.yaml_source import YamlDocument, read_yaml
 from core.errors import ConfigError, ConfigProblem
+from core.mapping.fieldspec import static_problems
 from core.mapping.transforms import build_transform
 from core.signatures import VerifyOptions
 
@@ -99,6 +102,11 @@ def _schema_at(parts: list[str]) -> Schema | None:
             if not isinstance(nested, Schema):
                 return None
             schema, i = nested, i + 2                # skip the user-chosen name
+        elif isinstance(field, fields.Dict) and isinstance(field.value_field, FieldOrPath):
+            schema, i = FieldSchema(), i + 2         # a mapping's field, written in full
+        elif isinstance(field, fields.List) and isinstance(field.inner, fields.Nested) \
+                and isinstance(field.inner.schema, Schema):
+            schema, i = field.inner.schema, i + 2    # skip the list index
         else:
             return None
     return schema
@@ -120,7 +128,8 @@ def _explain(key: str, message: str) -> str:
 def _build(path: str, loaded: dict[str, Any]) -> Config:
     sources = {name: _source(name, spec) for name, spec in loaded["sources"].items()}
     connections = {name: _connection(name, spec) for name, spec in loaded["connections"].items()}
-    mappings = {name: _mapping(name, spec) for name, spec in loaded["mappings"].items()}
+    mappings = {name: _mapping(name, spec, connections)
+                for name, spec in loaded["mappings"].items()}
     return Config(path=path, sources=sources, connections=connections, mappings=mappings)
 
 
@@ -144,11 +153,21 @@ def _connection(name: str, spec: dict[str, Any]) -> ConnectionConfig:
         auth=spec["auth"], rate_limit=RateLimit(**rate) if rate else None,
         retry=RetryPolicy(**spec.get("retry", {})),
         options=spec.get("options", {}),
+        objects={obj: _object_spec(obj, o) for obj, o in spec.get("objects", {}).items()},
         **({"timeout_seconds": spec["timeout_seconds"]} if "timeout_seconds" in spec else {}),
     )
 
 
-def _mapping(name: str, spec: dict[str, Any]) -> MappingConfig:
+def _object_spec(name: str, spec: dict[str, Any]) -> ObjectSpec:
+    return ObjectSpec(name=name, fields={
+        field: TargetField(name=field, type=f.get("type") or ("enum" if "values" in f else None),
+                           max_length=f.get("max_length"), required=f.get("required", False),
+                           values=tuple(f["values"]) if "values" in f else None)
+        for field, f in spec["fields_"].items()})
+
+
+def _mapping(name: str, spec: dict[str, Any],
+             connections: Mapping[str, ConnectionConfig]) -> MappingConfig:
     when = spec.get("when", {})
     predicates = tuple(
         Predicate(path=p["path"], equals=p.get("equals"), has_equals="equals" in p,
@@ -161,7 +180,8 @@ def _mapping(name: str, spec: dict[str, Any]) -> MappingConfig:
         action=spec.get("action", "upsert"),
         match=MatchSpec(field=match["field"], from_=match["from_"],
                         normalize=match.get("normalize"),
-                        fold_plus_addressing=match.get("fold_plus_addressing", False))
+                        fold_plus_addressing=match.get("fold_plus_addressing", False),
+                        region=match.get("region"))
         if match else None,
         fields=tuple(
             FieldSpec(name=field, from_=f.get("from_", ()), const=f.get("const"),
@@ -171,6 +191,8 @@ def _mapping(name: str, spec: dict[str, Any]) -> MappingConfig:
                       steps=_steps(f.get("transform", ())))
             for field, f in spec["fields_"].items()),
         conflict=spec.get("conflict"),
+        target=connections[spec["connection"]].objects.get(spec["object"])
+        if spec["connection"] in connections else None,
     )
 
 
@@ -200,6 +222,9 @@ def _cross_checks(config: Config, doc: YamlDocument,
                     build_transform(step)
                 except ValueError as exc:
                     problem(f"mappings.{m.name}.fields.{spec.name}.transform.{index}", str(exc))
+        if m.target is not None and all(len(s.steps) == len(s.transform) for s in m.fields):
+            for key, message in static_problems(m):
+                problem(f"mappings.{m.name}.{key}" if key else f"mappings.{m.name}", message)
         if m.source not in config.sources:
             problem(f"mappings.{m.name}.source", f"no source named {m.source!r} (defined: "
                     f"{', '.join(sorted(config.sources)) or 'none'})")

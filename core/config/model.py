@@ -38,6 +38,25 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class TargetField:
+    """What the target accepts in one field of an object (connections.<c>.objects.<o>.fields)."""
+
+    name: str
+    type: str | None = None   # string|number|boolean|date|datetime|enum|email|phone (None: any)
+    max_length: int | None = None
+    required: bool = False    # must be written whenever the record may be created
+    values: tuple[Any, ...] | None = None      # the picklist (type enum)
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """The target field spec of one connector object; mapped records are checked against it."""
+
+    name: str
+    fields: Mapping[str, TargetField] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ConnectionConfig:
     name: str
     connector: str
@@ -47,6 +66,7 @@ class ConnectionConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_seconds: float = 10.0
     options: Mapping[str, Any] = field(default_factory=dict)   # connector-specific
+    objects: Mapping[str, ObjectSpec] = field(default_factory=dict)   # target field specs
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,7 @@ class MatchSpec:
     from_: tuple[str, ...]
     normalize: str | None = None
     fold_plus_addressing: bool = False
+    region: str | None = None            # default phone region for `normalize: phone`
 
 
 @dataclass(frozen=True)
@@ -85,8 +106,9 @@ class FieldSpec:
     required: bool = False
     transform: tuple[Mapping[str, Any], ...] = ()   # each {name: args}, as written
     owner: str = "source"                # source | target
-    #: the transform steps built once at load time (core.mapping.transforms)
-    steps: tuple[Callable[[Any], Any], ...] = field(default=(), compare=False, repr=False)
+    #: the transform steps built once at load time (core.mapping.transforms); each is called
+    #: as step(value, body)
+    steps: tuple[Callable[..., Any], ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,8 @@ class MappingConfig:
     match: MatchSpec | None = None
     fields: tuple[FieldSpec, ...] = ()
     conflict: str | None = None          # newest_wins | source_wins (None: by source)
+    #: the target field spec of connection + object, resolved at load time (None: unchecked)
+    target: ObjectSpec | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,38 @@ class AuthSchema(Schema):
                                    for k in missing})
 
 
+TARGET_TYPES = ("string", "number", "boolean", "date", "datetime", "enum", "email", "phone")
+TEXT_TYPES = ("string", "email", "phone", "enum")
+
+
+class TargetFieldSchema(Schema):
+    """`connections.<c>.objects.<o>.fields.<field>`: what the target accepts in that field."""
+
+    type = fields.String(validate=validate.OneOf(
+        TARGET_TYPES, error="unknown type {input!r}; expected one of {choices}"))
+    max_length = fields.Integer(validate=validate.Range(min=1))
+    required = fields.Boolean()
+    values = fields.List(fields.Raw(allow_none=True), validate=validate.Length(
+        min=1, error="the picklist needs at least one value"))
+
+    @validates_schema
+    def _consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
+        kind = data.get("type")
+        if kind == "enum" and "values" not in data:
+            raise ValidationError("type enum needs `values` (the picklist)", "values")
+        if "values" in data and kind not in (None, "enum"):
+            raise ValidationError(f"`values` (a picklist) applies to type enum, not {kind}",
+                                  "values")
+        if "max_length" in data and kind not in (None, *TEXT_TYPES):
+            raise ValidationError(f"`max_length` applies to text types, not {kind}",
+                                  "max_length")
+
+
+class ObjectSpecSchema(Schema):
+    fields_ = fields.Dict(keys=fields.String(), values=fields.Nested(TargetFieldSchema),
+                          data_key="fields", required=True)
+
+
 class ConnectionSchema(Schema):
     connector = fields.String(required=True)
     base_url = fields.Url(required=True, require_tld=False, schemes={"http", "https"})
@@ -169,6 +201,7 @@ class ConnectionSchema(Schema):
     retry = fields.Nested(RetrySchema)
     timeout_seconds = fields.Float(validate=validate.Range(min=0.1, max=300))
     options = fields.Dict(keys=fields.String())
+    objects = fields.Dict(keys=fields.String(), values=fields.Nested(ObjectSpecSchema))
 
 
 class PredicateSchema(Schema):
@@ -183,11 +216,25 @@ class WhenSchema(Schema):
     fields_ = fields.List(fields.Nested(PredicateSchema), data_key="fields")
 
 
+def _phone_region(value: str) -> None:
+    import phonenumbers
+
+    if value not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValidationError(f"unknown region {value!r}; expected a two-letter country code "
+                              "such as US, GB or DE")
+
+
 class MatchSchema(Schema):
     field = fields.String(required=True)
     from_ = PathList(required=True, data_key="from")
     normalize = fields.String(validate=validate.OneOf(["email", "phone", "lower", "strip"]))
     fold_plus_addressing = fields.Boolean()
+    region = fields.String(validate=_phone_region)
+
+    @validates_schema
+    def _region_for_phones(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "region" in data and data.get("normalize") != "phone":
+            raise ValidationError("`region` applies to `normalize: phone`", "region")
 
 
 class FieldSchema(Schema):
@@ -202,8 +249,18 @@ class FieldSchema(Schema):
     def _one_origin(self, data: dict[str, Any], **kwargs: Any) -> None:
         if "from_" in data and "const" in data:
             raise ValidationError("give `from` or `const`, not both")
-        if "from_" not in data and "const" not in data:
-            raise ValidationError("each field needs `from` (a dotted path) or `const` (a value)")
+        if "from_" not in data and "const" not in data and not _builds(data.get("transform")):
+            raise ValidationError("each field needs `from` (a dotted path), `const` (a value), "
+                                  "or a first transform that builds the value from the event "
+                                  "({template: ...} or {join: {paths: [...]}})")
+
+
+def _builds(transform: tuple[dict[str, Any], ...] | None) -> bool:
+    """Whether the first transform builds the value from the event (template, join paths)."""
+    if not transform:
+        return False
+    (name, args), = transform[0].items()
+    return name == "template" or (name == "join" and isinstance(args, dict) and "paths" in args)
 
 
 class FieldOrPath(fields.Field):

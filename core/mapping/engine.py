@@ -2,17 +2,28 @@
 
 Pure (no I/O). Every field-level problem is collected, so a dead letter tells the operator
 everything to fix at once, not one problem per replay.
+
+Per field: the value is `const`, or the first non-empty of the `from` paths (or nothing, when
+the first transform builds it from the event: template, join), then each transform in order.
+A value that is empty (missing at the source, or empty after the transforms) is replaced by
+`default` as written (not transformed); still empty, it is a problem when `required` and
+otherwise skipped. `owner: target` fields are written only where the target's value is empty
+(the connector decides that, reading the record once).
+
+The record is then checked against the target field spec of its connection and object
+(core.mapping.fieldspec), when the configuration declares one.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from core.config.model import FieldSpec, MappingConfig
+from core.config.model import FieldSpec, MappingConfig, ObjectSpec
 from core.errors import DataError
+from core.mapping.fieldspec import check_record
 from core.mapping.normalize import normalize_match
 from core.mapping.transforms import TransformError
 from core.paths import get_path
@@ -23,6 +34,10 @@ _MAX_KEY = 200
 
 def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "") or value == []
+
+
+#: what the target is asked to do, by mapping action (the dry run's "operation")
+OPERATIONS = {"upsert": "upsert", "create_only": "create", "update_only": "update"}
 
 
 @dataclass(frozen=True)
@@ -56,22 +71,29 @@ class MappedRecord:
                 "fields": self.values()}
 
 
-def first_value(body: Any, paths: tuple[str, ...]) -> Any:
+def first_source(body: Any, paths: tuple[str, ...]) -> tuple[str | None, Any]:
+    """(path, value) of the first of `paths` with a non-empty value, or (None, None)."""
     for path in paths:
         value = get_path(body, path)
         if not _empty(value):
-            return value
-    return None
+            return path, value
+    return None, None
+
+
+def first_value(body: Any, paths: tuple[str, ...]) -> Any:
+    return first_source(body, paths)[1]
 
 
 def match_value(mapping: MappingConfig, body: Any) -> str | None:
+    """The normalised find-or-create key of `body`, or None when it has none."""
     if mapping.match is None:
         return None
     raw = first_value(body, mapping.match.from_)
     if _empty(raw) or isinstance(raw, (dict, list)):
         return None
     return normalize_match(mapping.match.normalize, raw,
-                           fold_plus_addressing=mapping.match.fold_plus_addressing) or None
+                           fold_plus_addressing=mapping.match.fold_plus_addressing,
+                           region=mapping.match.region) or None
 
 
 def record_key(mapping: MappingConfig, body: Any, fallback: str) -> str:
@@ -87,42 +109,148 @@ def record_key(mapping: MappingConfig, body: Any, fallback: str) -> str:
     return key
 
 
-def _field(spec: FieldSpec, body: Any, problems: list[dict[str, Any]]) -> FieldResult | None:
-    source_value = spec.const if spec.has_const else first_value(body, spec.from_)
-    value = source_value
-    if _empty(value) and spec.has_default:
-        value = spec.default
-    if _empty(value):
-        if spec.required:
-            where = spec.from_[0] if len(spec.from_) == 1 else " or ".join(spec.from_)
-            problems.append({"field": spec.name, "value": None,
-                             "problem": f"required, but {where} is missing or empty"})
-        return None
-    for step, apply in zip(spec.transform, spec.steps, strict=True):
-        try:
-            value = apply(value)
-        except TransformError as exc:
-            (name,) = step
-            problems.append({"field": spec.name, "value": source_value,
-                             "problem": f"{name}: {exc}"})
+@dataclass(frozen=True)
+class FieldOutcome:
+    """What became of one field of the mapping, written or not, and why (the dry run's view)."""
+
+    name: str
+    origin: str | None        # the path that gave the value, "const", "default", None (built)
+    source_value: Any
+    value: Any
+    owner: str
+    write: bool
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "from": self.origin, "source_value": self.source_value,
+                "value": self.value, "write": self.write, "reason": self.reason,
+                "owner": self.owner}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A mapping applied to one event: every field's outcome, every problem, and the record
+    (None when there are problems)."""
+
+    mapping: MappingConfig
+    match_value: str | None
+    fields: tuple[FieldOutcome, ...]
+    problems: tuple[dict[str, Any], ...]
+    category: str = ""                 # mapping | validation, when there are problems
+    record: MappedRecord | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def operation(self) -> str:
+        """upsert | create | update, or fail."""
+        return OPERATIONS.get(self.mapping.action, self.mapping.action) if self.ok else "fail"
+
+    def error(self) -> DataError | None:
+        if self.ok:
             return None
-    return FieldResult(spec.name, source_value, value, spec.owner)
+        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in self.problems)
+        what = f"mapping {self.mapping.name!r} failed" if self.category == "mapping" else \
+            f"mapping {self.mapping.name!r}: the record does not fit the target's field spec " \
+            f"({self.mapping.connection} {self.mapping.object})"
+        return DataError(f"{what}: {summary}", category=self.category,
+                         problems=[dict(p) for p in self.problems])
 
 
-def map_event(mapping: MappingConfig, body: Mapping[str, Any] | Any) -> MappedRecord:
-    """The record this mapping writes for `body`, or DataError(category='mapping')."""
+def _written(owner: str, how: str = "") -> str:
+    text = "written only if empty at the target" if owner == "target" else "written"
+    return f"{text} ({how})" if how else text
+
+
+def _field(spec: FieldSpec, body: Any, problems: list[dict[str, Any]]) -> FieldOutcome:
+    built = not spec.has_const and not spec.from_     # by a template/join transform
+    origin: str | None
+    if spec.has_const:
+        origin, source_value, where = "const", spec.const, "const"
+    elif built:
+        origin, source_value = None, None
+        where = f"the {next(iter(spec.transform[0]))} transform" if spec.transform \
+            else "the event"
+    else:
+        origin, source_value = first_source(body, spec.from_)
+        where = " or ".join(spec.from_)
+
+    def outcome(value: Any, write: bool, reason: str) -> FieldOutcome:
+        return FieldOutcome(spec.name, origin, source_value, value, spec.owner, write, reason)
+
+    value = source_value
+    transformed = False
+    if built or not _empty(value):
+        for step, apply in zip(spec.transform, spec.steps, strict=True):
+            try:
+                value = apply(value, body)
+            except TransformError as exc:
+                (name,) = step
+                problems.append({"field": spec.name, "value": source_value,
+                                 "problem": f"{name}: {exc}"})
+                return outcome(None, False, f"error: {name}: {exc}")
+            transformed = True
+    if not _empty(value):
+        return outcome(value, True, _written(spec.owner))
+    emptied = f"{where} is empty after the transforms" if transformed \
+        else f"{where} is missing or empty"
+    if spec.has_default and not _empty(spec.default):
+        origin = "default" if origin is None or _empty(source_value) else origin
+        return outcome(spec.default, True, _written(spec.owner, f"the default: {emptied}"))
+    if spec.required:
+        problems.append({"field": spec.name, "value": source_value,
+                         "problem": f"required, but {emptied}"})
+        return outcome(None, False, f"error: required, but {emptied}")
+    return outcome(None, False, f"skipped: {emptied}")
+
+
+def evaluate(mapping: MappingConfig, body: Mapping[str, Any] | Any,
+             spec: ObjectSpec | None = None) -> Evaluation:
+    """Apply `mapping` to `body` without raising: each field's outcome and every problem.
+
+    `spec`: the target field spec to check against; None uses the mapping's own (the spec of
+    its connection and object, resolved when the configuration was loaded).
+    """
     problems: list[dict[str, Any]] = []
-    results = [r for spec in mapping.fields if (r := _field(spec, body, problems)) is not None]
+    outcomes = [_field(f, body, problems) for f in mapping.fields]
     key = match_value(mapping, body)
     if mapping.match is not None and key is None and mapping.action != "create_only":
         problems.append({"field": mapping.match.field, "value": None,
                          "problem": f"match key missing: {' or '.join(mapping.match.from_)} is "
                                     "empty, so the record cannot be found or created safely"})
-    if problems:
-        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
-        raise DataError(f"mapping {mapping.name!r} failed: {summary}", category="mapping",
-                        problems=problems)
-    return MappedRecord(mapping=mapping.name, connection=mapping.connection,
-                        object=mapping.object, action=mapping.action,
-                        match_field=mapping.match.field if mapping.match else None,
-                        match_value=key, fields=tuple(results))
+    category = "mapping" if problems else ""
+    target = spec if spec is not None else mapping.target
+    if target is not None:
+        failed = {p["field"] for p in problems}
+        written = {o.name: o.value for o in outcomes if o.write}
+        invalid = check_record(target, written, creating=mapping.action != "update_only",
+                               failed=failed)
+        rejected = {p["field"]: p for p in invalid}
+        outcomes = [replace(o, write=False, reason=f"rejected: {rejected[o.name]['problem']}")
+                    if o.name in rejected else o for o in outcomes]
+        problems.extend(invalid)
+        category = category or ("validation" if invalid else "")
+    record = None
+    if not problems:
+        record = MappedRecord(
+            mapping=mapping.name, connection=mapping.connection, object=mapping.object,
+            action=mapping.action, match_field=mapping.match.field if mapping.match else None,
+            match_value=key, fields=tuple(FieldResult(o.name, o.source_value, o.value, o.owner)
+                                          for o in outcomes if o.write))
+    return Evaluation(mapping=mapping, match_value=key, fields=tuple(outcomes),
+                      problems=tuple(problems), category=category, record=record)
+
+
+def map_event(mapping: MappingConfig, body: Mapping[str, Any] | Any,
+              spec: ObjectSpec | None = None) -> MappedRecord:
+    """The record this mapping writes for `body`, or DataError with every field-level problem
+    (category 'mapping' when the event cannot be mapped, 'validation' when the mapped record
+    does not fit the target field spec). `spec`: as for `evaluate`."""
+    result = evaluate(mapping, body, spec)
+    error = result.error()
+    if error is not None:
+        raise error
+    assert result.record is not None
+    return result.record

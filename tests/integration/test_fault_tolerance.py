@@ -64,7 +64,7 @@ mappings:
 class AlertSink(BaseHTTPRequestHandler):
     received: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
         AlertSink.received.append(json.loads(self.rfile.read(length)))
         self.send_response(204)

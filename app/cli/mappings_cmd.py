@@ -1,0 +1,340 @@
+"""`crmhub mappings test`: a dry run of a mapping over a payload or the recent events of its
+source. Reads the configuration (and, with --replay, the ledger); writes nothing, changes no
+ledger state and never calls the target.
+
+Exit codes: 0 when the event maps (with --replay: when no event fails), 1 when it does not
+(not routed to the mapping, or a mapping/validation problem), EXIT_NOT_FOUND for an unknown
+mapping, and the usual ones of common.py for configuration and Redis problems.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import IO, Any
+
+import click
+
+from app.cli.common import (
+    EXIT_NOT_FOUND,
+    CliContext,
+    emit_json,
+    fail,
+    handles_hub_errors,
+    json_option,
+    pass_ctx,
+)
+from core.config.model import Config, MappingConfig, Predicate, SourceConfig, WhenSpec
+from core.ledger import Ledger
+from core.mapping.engine import evaluate
+from core.mapping.transforms import show
+from core.paths import MISSING, get_path
+from core.routing import matches
+
+EXIT_DOES_NOT_MAP = 1
+#: how many event ids a grouped failure lists
+EXAMPLES = 5
+OPERATIONS = ("upsert", "create", "update", "skip", "fail")
+
+
+@click.group("mappings")
+def mappings_group() -> None:
+    """Check mappings without writing anything."""
+
+
+# -- routing ------------------------------------------------------------------------------------
+
+def _scalar(value: Any) -> str | None:
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def event_type_of(source: SourceConfig | None, body: Any,
+                  given: str | None) -> tuple[str | None, str]:
+    """The event type of a payload, and where it came from (or why it is unknown)."""
+    if given is not None:
+        return given, "given with --event-type"
+    if source is None or source.event_type is None:
+        return None, "the source has no event_type"
+    if source.event_type.header is not None:
+        return None, (f"the source reads it from header {source.event_type.header}, which a "
+                      "payload file does not carry; pass --event-type")
+    return _scalar(source.event_type.resolve(body, {})), f"from {source.event_type}"
+
+
+def _describe(predicate: Predicate) -> str:
+    parts = []
+    if predicate.exists is not None:
+        parts.append("exists" if predicate.exists else "does not exist")
+    if predicate.has_equals:
+        parts.append(f"equals {json.dumps(predicate.equals, default=str)}")
+    if predicate.one_of is not None:
+        parts.append(f"is in {json.dumps(list(predicate.one_of), default=str)}")
+    return f"{predicate.path} {' and '.join(parts) or 'holds'}"
+
+
+def route_problems(mapping: MappingConfig, event_type: str | None, how: str,
+                   body: Any) -> list[str]:
+    """Why this event would not be routed to the mapping (empty: it would be)."""
+    problems = []
+    types = mapping.when.event_types
+    if types is not None and event_type not in types:
+        problems.append(f"event type {event_type!r} is not one of {', '.join(types)}"
+                        if event_type is not None else
+                        f"event type unknown ({how}); the mapping takes {', '.join(types)}")
+    for predicate in mapping.when.predicates:
+        alone = replace(mapping, when=WhenSpec(event_types=None, predicates=(predicate,)))
+        if not matches(alone, None, body):
+            value = get_path(body, predicate.path, MISSING)
+            shown = "missing" if value is MISSING else json.dumps(value, default=str)
+            problems.append(f"when.fields: {_describe(predicate)} does not hold "
+                            f"(value: {shown})")
+    if not problems and not matches(mapping, event_type, body):   # should not happen
+        problems.append("the mapping's `when` filter does not match this event")
+    return problems
+
+
+# -- one event ----------------------------------------------------------------------------------
+
+def dry_run(mapping: MappingConfig, body: Any, event_type: str | None,
+            how: str) -> dict[str, Any]:
+    """The dry run of one event: routing, match key, each field, every problem."""
+    not_routed = route_problems(mapping, event_type, how, body)
+    result = evaluate(mapping, body)
+    operation = "skip" if not_routed else result.operation
+    return {
+        "mapping": mapping.name,
+        "source": mapping.source,
+        "connection": mapping.connection,
+        "object": mapping.object,
+        "action": mapping.action,
+        "event_type": event_type,
+        "routed": not not_routed,
+        "not_routed": not_routed,
+        "operation": operation,
+        "match": {"field": mapping.match.field if mapping.match else None,
+                  "value": result.match_value},
+        "fields": [f.as_json() for f in result.fields],
+        "errors": [dict(p) for p in result.problems],
+        "category": result.category or None,
+        "ok": not not_routed and result.ok,
+    }
+
+
+def _value(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _operation_text(out: dict[str, Any]) -> str:
+    match = out["match"]
+    key = f"{match['field']} = {match['value']}" if match["field"] else ""
+    return {
+        "upsert": f"would upsert: find by {key}, update it or create it" if key
+        else "would upsert",
+        "create": "would create a new record",
+        "update": f"would update the record with {key}, only if it exists" if key
+        else "would update",
+        "skip": "would skip: the event is not routed to this mapping",
+        "fail": f"would fail: dead-lettered ({out['category']}), nothing written",
+    }[out["operation"]]
+
+
+def _print_event(out: dict[str, Any]) -> None:
+    click.echo(f"mapping    {out['mapping']}: {out['source']} -> {out['connection']} "
+               f"{out['object']} ({out['action']})")
+    click.echo(f"event type {out['event_type'] or '-'}")
+    if out["routed"]:
+        click.echo("routed     yes")
+    else:
+        click.echo("routed     NO")
+        for reason in out["not_routed"]:
+            click.echo(f"  - {reason}")
+    match = out["match"]
+    if match["field"]:
+        click.echo(f"match      {match['field']} = {match['value'] or '(missing)'}")
+    click.echo(f"operation  {_operation_text(out)}")
+    click.echo("fields")
+    width = max((len(f["name"]) for f in out["fields"]), default=0)
+    for f in out["fields"]:
+        change = _value(f["source_value"]) if f["source_value"] == f["value"] or not f["write"] \
+            else f"{_value(f['source_value'])} -> {_value(f['value'])}"
+        if f["from"] is None and f["write"]:
+            change = _value(f["value"])
+        click.echo(f"  {f['name']:<{width}}  {change:<44} {f['reason']}")
+    if out["errors"]:
+        click.echo("errors")
+        for p in out["errors"]:
+            expected = f" (expected {p['expected']})" if p.get("expected") else ""
+            click.echo(f"  {p['field']}: {p['problem']}{expected}; value {_value(p['value'])}")
+    verdict = "maps" if out["ok"] else "does NOT map"
+    click.echo(f"result     {verdict} (dry run: nothing was written)")
+
+
+# -- replay -------------------------------------------------------------------------------------
+
+def _group(items: Iterable[tuple[tuple[Any, ...], str]]) -> list[tuple[tuple[Any, ...], int,
+                                                                       list[str]]]:
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for key, event_id in items:
+        groups.setdefault(key, []).append(event_id)
+    return sorted(((k, len(v), v[:EXAMPLES]) for k, v in groups.items()),
+                  key=lambda g: (-g[1], str(g[0])))
+
+
+def _generic(problem: str, value: Any) -> str:
+    """The problem without the event's own value, so the same failure groups as one."""
+    if value is None or isinstance(value, (dict, list)) or value == "":
+        return problem
+    for token in {show(value), repr(value), json.dumps(value, default=str)}:
+        problem = problem.replace(token, "<value>")
+    return problem
+
+
+def replay(ledger: Ledger, mapping: MappingConfig, limit: int) -> dict[str, Any]:
+    """The dry run over the last `limit` recorded events of the mapping's source."""
+    counts = dict.fromkeys(OPERATIONS, 0)
+    events: list[dict[str, Any]] = []
+    failures: list[tuple[tuple[Any, ...], str]] = []
+    skips: list[tuple[tuple[Any, ...], str]] = []
+    for event_id in ledger.recent_events(mapping.source, limit):
+        raw = ledger.raw_event(event_id)
+        event_type = raw.get("type") or None
+        try:
+            body = json.loads(raw["body"])
+        except (KeyError, ValueError):
+            counts["fail"] += 1
+            failures.append((("(event)", "the recorded body is missing or not JSON"), event_id))
+            events.append({"event_id": event_id, "type": event_type, "operation": "fail",
+                           "match": None, "errors": [{"field": "(event)", "value": None,
+                                                      "problem": "unreadable body"}]})
+            continue
+        out = dry_run(mapping, body, event_type, "not recorded with the event")
+        counts[out["operation"]] += 1
+        if out["operation"] == "skip":
+            skips.extend(((reason,), event_id) for reason in out["not_routed"])
+        elif out["operation"] == "fail":
+            failures.extend(((p["field"], _generic(p["problem"], p["value"])), event_id)
+                            for p in out["errors"])
+        events.append({"event_id": event_id, "type": event_type,
+                       "operation": out["operation"], "match": out["match"]["value"],
+                       "errors": out["errors"]})
+    return {
+        "mapping": mapping.name,
+        "source": mapping.source,
+        "replayed": len(events),
+        "summary": counts,
+        "failures": [{"field": field, "problem": problem, "count": count, "events": ids}
+                     for (field, problem), count, ids in _group(failures)],
+        "skips": [{"reason": reason, "count": count, "events": ids}
+                  for (reason,), count, ids in _group(skips)],
+        "events": events,
+        "ok": counts["fail"] == 0,
+    }
+
+
+def _print_replay(out: dict[str, Any]) -> None:
+    if not out["replayed"]:
+        click.echo(f"no recorded events of source {out['source']!r} to replay")
+        return
+    click.echo(f"replayed the last {out['replayed']} events of source {out['source']} through "
+               f"{out['mapping']} (dry run: nothing was written)")
+    labels = {"upsert": "would upsert", "create": "would create", "update": "would update",
+              "skip": "would skip", "fail": "would fail"}
+    for op in OPERATIONS:
+        if out["summary"][op] or op in ("skip", "fail"):
+            note = "  (not routed to this mapping)" if op == "skip" and out["summary"][op] else ""
+            click.echo(f"  {labels[op]:<13} {out['summary'][op]:>5}{note}")
+    if out["failures"]:
+        click.echo("failures")
+        for g in out["failures"]:
+            click.echo(f"  {g['count']:>5}  {g['field']}: {g['problem']}  "
+                       f"(e.g. {', '.join(g['events'])})")
+    if out["skips"]:
+        click.echo("not routed")
+        for g in out["skips"]:
+            click.echo(f"  {g['count']:>5}  {g['reason']}")
+
+
+# -- the command --------------------------------------------------------------------------------
+
+def _mapping(config: Config, name: str) -> MappingConfig:
+    mapping = config.mappings.get(name)
+    if mapping is None:
+        close = difflib.get_close_matches(name, list(config.mappings), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        fail(f"no mapping named {name!r}; {hint}configured: "
+             f"{', '.join(sorted(config.mappings)) or 'none'}", EXIT_NOT_FOUND)
+    return mapping
+
+
+def _read_payload(payload: IO[str]) -> Any:
+    try:
+        return json.load(payload)
+    except ValueError as exc:
+        raise click.BadParameter(f"{payload.name} is not valid JSON: {exc}",
+                                 param_hint="PAYLOAD") from None
+
+
+@mappings_group.command("test")
+@click.argument("mapping_name", metavar="MAPPING")
+@click.argument("payload", metavar="[PAYLOAD.json]", required=False,
+                type=click.File("r", encoding="utf-8"))
+@click.option("--replay", "replay_count", type=click.IntRange(1, 10000), metavar="N",
+              help="Run over the last N recorded events of the mapping's source instead.")
+@click.option("--event-type", help="The payload's event type, when the source reads it from a "
+                                   "header (or to try another).")
+@json_option
+@pass_ctx
+@handles_hub_errors
+def test_command(ctx: CliContext, mapping_name: str, payload: IO[str] | None,
+         replay_count: int | None, event_type: str | None, as_json: bool) -> None:
+    """Dry-run MAPPING over PAYLOAD.json (the event body as the source sends it, `-` for
+    stdin) or, with --replay N, over recorded events: the match key, the operation, each
+    field's source and transformed value and whether it would be written. Nothing is written
+    and the target is not called. Exits 0 when the event maps, 1 when it does not."""
+    if (payload is None) == (replay_count is None):
+        raise click.UsageError("give either PAYLOAD.json or --replay N")
+    if replay_count is not None and event_type is not None:
+        raise click.UsageError("--event-type applies to a payload; replayed events carry "
+                               "their recorded type")
+    config = ctx.config
+    mapping = _mapping(config, mapping_name)
+    if replay_count is not None:
+        out = replay(ctx.ledger, mapping, replay_count)
+        if as_json:
+            emit_json(out)
+        else:
+            _print_replay(out)
+        sys.exit(0 if out["ok"] else EXIT_DOES_NOT_MAP)
+
+    assert payload is not None
+    body = _read_payload(payload)
+    source = config.sources.get(mapping.source)
+    if source is not None and source.batch and isinstance(body, list):
+        results = []
+        for item in body:
+            kind, how = event_type_of(source, item, event_type)
+            results.append(dry_run(mapping, item, kind, how))
+        ok = bool(results) and all(r["ok"] for r in results)
+        if as_json:
+            emit_json({"mapping": mapping.name, "batch": True, "results": results, "ok": ok})
+        else:
+            for index, r in enumerate(results):
+                click.echo(f"--- event [{index}]")
+                _print_event(r)
+        sys.exit(0 if ok else EXIT_DOES_NOT_MAP)
+
+    kind, how = event_type_of(source, body, event_type)
+    out = dry_run(mapping, body, kind, how)
+    if as_json:
+        emit_json(out)
+    else:
+        _print_event(out)
+    sys.exit(0 if out["ok"] else EXIT_DOES_NOT_MAP)
