@@ -14,7 +14,7 @@ from core.settings import Settings
 def create_app(settings: Settings | None = None, *, config: Config | None = None,
                redis_client: redis.Redis | None = None) -> Flask:
     """The receiver application. Reads env and config once; fails at start on bad config."""
-    from app import health, webhooks
+    from app import health, metrics, webhooks
     from app.runtime import build_hub
 
     settings = settings or Settings.from_env()
@@ -22,5 +22,6 @@ def create_app(settings: Settings | None = None, *, config: Config | None = None
     app.extensions["crmhub"] = build_hub(settings, config, redis_client)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     logging.getLogger("crmhub").setLevel(logging.INFO)
     return app

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from app.metrics import count_rejection
 from app.runtime import Hub
 from core.errors import LedgerUnavailable
 from core.intake import BadPayload, build_events, decode_body, stored_headers
@@ -40,10 +41,12 @@ def receive(source: str) -> Response | tuple[Response, int]:
 
     limit = receiver.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
+        count_rejection(hub, source, "too_large")
         return _error(413, "payload_too_large", f"body is {request.content_length} bytes; "
                       f"the limit for source {source!r} is {limit}")
     body = request.stream.read(limit + 1)     # chunked bodies have no Content-Length
     if len(body) > limit:
+        count_rejection(hub, source, "too_large")
         return _error(413, "payload_too_large",
                       f"body exceeds the limit of {limit} bytes for source {source!r}")
 
@@ -58,6 +61,7 @@ def receive(source: str) -> Response | tuple[Response, int]:
         receiver.verify(signed, now)
     except SignatureError as exc:
         log.warning("rejected webhook for %s: signature %s: %s", source, exc.reason, exc.detail)
+        count_rejection(hub, source, "unauthorized")
         return _error(401, f"signature_{exc.reason}", exc.detail, reason=exc.reason)
 
     try:
@@ -66,6 +70,7 @@ def receive(source: str) -> Response | tuple[Response, int]:
                               stored_headers(request.headers.items(), receiver.redacted_headers),
                               text, parsed, now)
     except BadPayload as exc:
+        count_rejection(hub, source, "malformed")
         return _error(400, "malformed", exc.detail)
 
     try:

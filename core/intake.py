@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from core.config.model import MappingConfig, SourceConfig
+from core.echo import inbound
 from core.ids import new_delivery_id, new_event_id
 from core.instants import instant_ms
 from core.ledger.model import NewDelivery, NewEvent
@@ -103,5 +104,6 @@ def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
         events.append(NewEvent(id=event_id, source=source.name, type=event_type,
                                external_id=external, received_at=now, occurred_at=occurred,
                                headers=stored, body=item_text,
-                               deliveries=tuple(deliveries)))
+                               deliveries=tuple(deliveries),
+                               echo=inbound(source.echo, item) if source.echo else None))
     return events

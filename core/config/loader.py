@@ -16,6 +16,7 @@ from marshmallow import Schema, ValidationError, fields
 from core.config.model import (
     Config,
     ConnectionConfig,
+    EchoSpec,
     FieldSpec,
     MappingConfig,
     MatchSpec,
@@ -143,6 +144,11 @@ def _source(name: str, spec: dict[str, Any]) -> SourceConfig:
         event_type=spec.get("event_type"), occurred_at=spec.get("occurred_at"),
         batch=spec["batch"], public_url=spec.get("public_url"),
         max_body_bytes=spec.get("max_body_bytes"),
+        echo=EchoSpec(connection=spec["echo"]["connection"], object=spec["echo"]["object"],
+                      record=spec["echo"]["record"], fields=spec["echo"].get("fields_", ()),
+                      field=spec["echo"].get("field", ()), value=spec["echo"].get("value", ()),
+                      window_seconds=spec["echo"]["window_seconds"])
+        if "echo" in spec else None,
     )
 
 
@@ -215,6 +221,10 @@ def _cross_checks(config: Config, doc: YamlDocument,
         if known is not None and conn.connector not in known:
             problem(f"connections.{conn.name}.connector",
                     f"unknown connector {conn.connector!r}; expected one of: {', '.join(known)}")
+    for source in config.sources.values():
+        if source.echo and source.echo.connection not in config.connections:
+            problem(f"sources.{source.name}.echo.connection",
+                    f"no connection named {source.echo.connection!r}")
     for m in config.mappings.values():
         for spec in m.fields:
             for index, step in enumerate(spec.transform):

@@ -11,6 +11,19 @@ from core.signatures import VerifyOptions
 
 
 @dataclass(frozen=True)
+class EchoSpec:
+    """How to recognise this source's events that only repeat what the hub wrote."""
+
+    connection: str
+    object: str
+    record: tuple[str, ...]
+    fields: tuple[str, ...] = ()
+    field: tuple[str, ...] = ()
+    value: tuple[str, ...] = ()
+    window_seconds: int = 600
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     name: str
     verify: VerifyOptions
@@ -22,6 +35,7 @@ class SourceConfig:
     batch: bool = False                    # body is a JSON array, one event per element
     public_url: str | None = None          # the URL senders sign, when behind a proxy
     max_body_bytes: int | None = None     # None: CRMHUB_MAX_BODY_BYTES (default 1 MiB)
+    echo: EchoSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -103,8 +103,29 @@ class VerifySchema(Schema):
             raise ValidationError("`version` applies to the hubspot scheme only", "version")
 
 
+class EchoSchema(Schema):
+    """Two-way sync: this source's events may be echoes of the hub's own writes."""
+
+    connection = fields.String(required=True)
+    object = fields.String(required=True)
+    record = PathList(required=True)        # the target's record id (or match value)
+    fields_ = PathList(data_key="fields")   # an object of field -> value
+    field = PathList()                      # or: one changed field's name ...
+    value = PathList()                      # ... and its new value
+    window_seconds = fields.Integer(load_default=600, validate=validate.Range(min=1,
+                                                                             max=7 * 86400))
+
+    @validates_schema
+    def _one_shape(self, data: dict[str, Any], **kwargs: Any) -> None:
+        single = "field" in data and "value" in data
+        if ("fields_" in data) == single or ("field" in data) != ("value" in data):
+            raise ValidationError("give `fields` (path to an object of field -> value) or "
+                                  "both `field` and `value` (one changed property)")
+
+
 class SourceSchema(Schema):
     verify = fields.Nested(VerifySchema, required=True)
+    echo = fields.Nested(EchoSchema)
     allow_unsigned = fields.Boolean(load_default=False)
     event_id = ValueRefField()
     event_type = ValueRefField()

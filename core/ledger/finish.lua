@@ -11,6 +11,7 @@ local state, token, conn, rk, seq, occurred =
 if state ~= 'in_flight' or token ~= req.token then return {'lost'} end
 
 redis.call('RPUSH', d .. ':attempts', req.attempt)
+redis.call('HINCRBY', p .. ':stats:attempts', conn .. '|' .. req.outcome, 1)
 redis.call('LTRIM', d .. ':attempts', -100, -1)
 redis.call('ZREM', p .. ':idx:inflight', id)
 redis.call('HDEL', d, 'token', 'lease_until')
@@ -63,7 +64,8 @@ elseif outcome == 'dead' then
   failed()
 elseif outcome == 'retry' then
   schedule(id, conn, 'in_flight', req.due)
-  breaker_failure()
+  -- only the target's failures count toward its breaker, not a bug in the hub
+  if req.transient then breaker_failure() end
   failed()
 elseif outcome == 'deferred' then
   redis.call('HINCRBY', d, 'attempts', -1)

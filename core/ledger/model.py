@@ -23,6 +23,7 @@ class State(StrEnum):
 class EventState(StrEnum):
     RECORDED = "recorded"      # has at least one delivery
     UNROUTED = "unrouted"      # matched no mapping; kept for audit
+    ECHO = "echo"              # repeats what the hub itself wrote; not routed back
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class NewEvent:
     headers: dict[str, str]
     body: str                     # the event's JSON text exactly as received (or its element)
     deliveries: tuple[NewDelivery, ...] = field(default=())
+    #: two-way sync: (record ref, field/value pairs); if the hub wrote exactly these values
+    #: within the window, the event is an echo of that write and is not routed
+    echo: tuple[str, tuple[tuple[str, str], ...]] | None = None
 
     @property
     def state(self) -> EventState:
@@ -57,8 +61,11 @@ class RecordResult:
     event_id: str
     deliveries: int
     duplicate: bool
+    echo: bool = False
 
     def as_json(self) -> dict[str, Any]:
         if self.duplicate:
             return {"event_id": self.event_id, "duplicate": True}
+        if self.echo:
+            return {"event_id": self.event_id, "deliveries": 0, "echo": True}
         return {"event_id": self.event_id, "deliveries": self.deliveries}

@@ -9,7 +9,7 @@ Redis errors are translated here, once, into LedgerUnavailable.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -94,8 +94,9 @@ class Ledger:
         now_ms = int(now * 1000)
         flat = self._run("record", now, ttl=self.dedupe_ttl_seconds,
                          events=[self._event_payload(ev, now_ms) for ev in events])
-        return [RecordResult(text(flat[i]), int(flat[i + 1]), bool(int(flat[i + 2])))
-                for i in range(0, len(flat), 3)]
+        return [RecordResult(text(flat[i]), int(flat[i + 1]), bool(int(flat[i + 2])),
+                             bool(int(flat[i + 3])))
+                for i in range(0, len(flat), 4)]
 
     def _event_payload(self, ev: NewEvent, now_ms: int) -> dict[str, Any]:
         fields = [
@@ -108,6 +109,8 @@ class Ledger:
         return {
             "dedupe": self.dedupe_key(ev.source, ev.external_id), "id": ev.id,
             "source": ev.source, "received": int(ev.received_at * 1000), "fields": fields,
+            **({"echo": {"ref": ev.echo[0], "pairs": [list(p) for p in ev.echo[1]]}}
+               if ev.echo else {}),
             "deliveries": [{
                 "id": d.id, "connection": d.connection, "rk": d.record_key,
                 "fields": ["id", d.id, "event_id", ev.id, "mapping", d.mapping,
@@ -203,6 +206,18 @@ class Ledger:
         out = self._run("replay", now, action=action, note=note,
                         items=[{"id": i, "rk": rk} for i, rk in items])
         return {item[0]: text(result) for item, result in zip(items, out, strict=True)}
+
+    def remember_writes(self, refs: Sequence[str], values: Mapping[str, str],
+                        window_seconds: int) -> None:
+        """Two-way sync: what the hub just wrote to a record, under each of its refs."""
+        if not values:
+            return
+        with translate_redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for ref in refs:
+                pipe.hset(self.key("echo", ref), mapping=dict(values))  # type: ignore[arg-type]
+                pipe.expire(self.key("echo", ref), window_seconds)
+            pipe.execute()
 
     # reads ----------------------------------------------------------------------------
     def ping(self) -> None:
