@@ -57,9 +57,10 @@ def make_celery(settings: Settings) -> Celery:
 
 @after_setup_logger.connect
 def _quiet_per_task_logs(**_: object) -> None:
-    """Celery logs every task received/succeeded at INFO: at hundreds of deliveries a second
-    that is noise that costs CPU. The ledger records every attempt; keep warnings and up."""
-    for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat"):
+    """Celery logs every task received/succeeded, httpx every request, at INFO: at hundreds
+    of deliveries a second that is noise that costs CPU. The ledger records every attempt;
+    keep warnings and up."""
+    for name in ("celery.app.trace", "celery.worker.strategy", "celery.beat", "httpx"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -12,9 +12,11 @@ import time
 import uuid
 from typing import Any
 
+from connectors.base import WriteResult
 from core.alerts import Alert
 from core.config import RetryPolicy
-from core.errors import DataError, HubError
+from core.echo import canonical, echo_window, record_ref
+from core.errors import DataError, HubError, LedgerUnavailable
 from core.mapping import MappedRecord, map_event
 from workers.policy import Decision, decide, describe
 from workers.runtime import WorkerRuntime
@@ -50,7 +52,11 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str) -> str:
     result = None
     error: BaseException | None = None
     try:
-        record, result = _attempt(rt, raw)
+        record = _map(rt, raw)          # kept for the dead letter even if the write fails
+        result = rt.connector(record.connection).deliver(record)
+        _remember_for_echo(rt, record, result)
+    except LedgerUnavailable:
+        raise       # not the delivery's failure: the lease runs out and the sweeper retries
     except HubError as exc:
         error = exc
     except Exception as exc:  # a bug in the hub: loud, and retried, never a data error
@@ -82,15 +88,27 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str) -> str:
     return decision.outcome
 
 
-def _attempt(rt: WorkerRuntime, raw: dict[str, str]) -> tuple[MappedRecord, Any]:
+def _remember_for_echo(rt: WorkerRuntime, record: MappedRecord, result: WriteResult) -> None:
+    """Two-way sync: if a source echoes this connection's writes, remember what was written,
+    under both the match value and the target's record id, so the echo is recognised."""
+    window = echo_window(rt.config, record.connection, record.object)
+    if window is None:
+        return
+    written = {name: canonical(value) for name, value in record.values().items()
+               if name in result.written_fields}
+    refs = [record_ref(record.connection, record.object, canonical(ref))
+            for ref in {record.match_value, result.record_id} if ref]
+    rt.ledger.remember_writes(refs, written, window)
+
+
+def _map(rt: WorkerRuntime, raw: dict[str, str]) -> MappedRecord:
     mapping = rt.config.mappings.get(raw["mapping"])
     if mapping is None or mapping.connection not in rt.config.connections:
         raise DataError(f"mapping {raw['mapping']!r} (or its connection) is no longer in the "
                         "configuration; restore it and replay, or discard", category="mapping")
     event = rt.ledger.raw_event(raw["event_id"])
     body = json.loads(event["body"])
-    record = map_event(mapping, body)
-    return record, rt.connector(mapping.connection).deliver(record)
+    return map_event(mapping, body)
 
 
 def _dead_letter(record: MappedRecord | None, error: BaseException | None) -> dict[str, Any]:

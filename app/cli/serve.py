@@ -56,6 +56,7 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
     host = host or settings.host
     port = port or settings.port
     config = load_config(settings.config_path, settings.environ, check_secrets=True)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)     # the beat schedule lives there
     click.echo(f"config: {config.path} ({len(config.sources)} sources, "
                f"{len(config.connections)} connections, {len(config.mappings)} mappings)")
 
