@@ -60,11 +60,18 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
 
 def default_classify(response: httpx.Response) -> None:
     """The default table (DESIGN.md): 2xx ok; 408, 5xx transient; 429 rate limited;
-    401/403 auth; any other 4xx is a data error the target rejected."""
+    401/403 auth; any other 4xx (and a 3xx: redirects are not followed) is a data error."""
     status = response.status_code
-    if status < 400:
+    if status < 300:
         return
     text = excerpt(response)
+    if status < 400:
+        # redirects are not followed, so nothing was written: never count it as delivered
+        location = response.headers.get("Location")
+        raise DataError(f"target answered HTTP {status}, a redirect"
+                        f"{f' to {location}' if location else ''}; point the connection's "
+                        "base_url at the final address", category="rejected_by_target",
+                        status=status, excerpt=text)
     if status == 429:
         raise RateLimited("rate limited by the target (HTTP 429)", status=status,
                           retry_after=retry_after_seconds(response), excerpt=text)

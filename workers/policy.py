@@ -38,7 +38,9 @@ class Decision:
 def backoff_seconds(attempt: int, retry: RetryPolicy, rng: random.Random) -> float:
     """Capped exponential with 'equal jitter': half fixed, half random, so retries spread
     out (no thundering herd) yet never come back immediately."""
-    delay = min(retry.max_seconds, retry.base_seconds * 2 ** max(0, attempt - 1))
+    # the exponent is bounded so thousands of attempts (a long give-up window) stay at the cap
+    # instead of overflowing a float
+    delay = min(retry.max_seconds, retry.base_seconds * 2 ** min(max(0, attempt - 1), 64))
     return delay / 2 + rng.uniform(0, delay / 2)
 
 

@@ -128,6 +128,8 @@ def _filters(func: Callable[..., Any]) -> Callable[..., Any]:
 def dlq_list(ctx: CliContext, connection: str | None, category: str | None, since: str | None,
              limit: int, as_json: bool) -> None:
     """Dead letters, newest first."""
+    if connection:
+        _known_connection(ctx, connection)     # a typo must not read as "no dead letters"
     rows = operations.dead_letters(ctx.ledger, connection=connection, category=category,
                                    since=_since(since), limit=limit)
     if as_json:
@@ -173,6 +175,8 @@ def dlq_replay(ctx: CliContext, delivery_ids: tuple[str, ...], replay_all: bool,
     """Re-run dead letters with the CURRENT mapping (fix the mapping, then replay)."""
     if bool(delivery_ids) == replay_all:
         fail("give delivery ids, or --all with optional filters (not both)", 2)
+    if connection:
+        _known_connection(ctx, connection)
     ids = list(delivery_ids) or [r["id"] for r in operations.dead_letters(
         ctx.ledger, connection=connection, category=category, since=_since(since),
         limit=100_000)]
