@@ -8,6 +8,7 @@ SENTRY_DSN is set.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -54,30 +55,45 @@ class AlertOutbox:
 
     def send_due(self, send: Callable[[dict[str, Any]], None], now: float,
                  limit: int = 50) -> int:
-        """Try each due alert once; failed ones go back with a later `next_at`."""
-        sent = 0
-        for _ in range(min(limit, self.pending())):
+        """Try each due alert once, oldest first. An alert leaves the outbox only once sent
+        (or given up on); a failed one is kept in place with its next try pushed back.
+        Single-flight, so two schedulers never send the same alert twice."""
+        lock = self.redis.lock(f"{self.key}:lock", timeout=120, blocking=False)
+        with translate_redis_errors():
+            if not lock.acquire():
+                return 0
+        try:
             with translate_redis_errors():
-                raw = cast(bytes | None, self.redis.lpop(self.key))
-            if raw is None:
-                break
-            entry = json.loads(raw)
-            if entry["next_at"] > now:
-                self.redis.rpush(self.key, raw)
-                continue
-            try:
-                send(entry["alert"])
-                sent += 1
-            except Exception as exc:  # any failure to send: retry later, never lose silently
-                entry["attempts"] += 1
-                if entry["attempts"] >= MAX_SEND_ATTEMPTS:
-                    log.error("giving up on alert after %d attempts: %s (%s)",
-                              entry["attempts"], entry["alert"], exc)
-                    continue
-                entry["next_at"] = now + min(600, 2 ** entry["attempts"])
-                log.warning("alert not sent (attempt %d): %s", entry["attempts"], exc)
-                self.redis.rpush(self.key, json.dumps(entry))
-        return sent
+                entries = [e.decode() for e in cast(list[bytes],
+                                                    self.redis.lrange(self.key, 0, limit - 1))]
+            return sum(self._try(raw, send, now) for raw in entries)
+        finally:
+            with contextlib.suppress(redis.exceptions.LockError):
+                lock.release()
+
+    def _try(self, raw: str, send: Callable[[dict[str, Any]], None], now: float) -> int:
+        entry = json.loads(raw)
+        if entry["next_at"] > now:
+            return 0
+        try:
+            send(entry["alert"])
+        except Exception as exc:  # any failure to send: retry later, never lose silently
+            entry["attempts"] += 1
+            if entry["attempts"] >= MAX_SEND_ATTEMPTS:
+                log.error("giving up on alert after %d attempts: %s (%s)",
+                          entry["attempts"], entry["alert"], exc)
+                self.redis.lrem(self.key, 1, raw)
+                return 0
+            entry["next_at"] = now + min(600, 2 ** entry["attempts"])
+            log.warning("alert not sent (attempt %d): %s", entry["attempts"], exc)
+            # replace in place (LSET by position would race with new alerts being added)
+            pipe = self.redis.pipeline()
+            pipe.linsert(self.key, "BEFORE", raw, json.dumps(entry))
+            pipe.lrem(self.key, 1, raw)
+            pipe.execute()
+            return 0
+        self.redis.lrem(self.key, 1, raw)
+        return 1
 
 
 def webhook_sender(url: str, client: httpx.Client) -> Callable[[dict[str, Any]], None]:

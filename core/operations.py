@@ -46,23 +46,23 @@ def connection_status(ledger: Ledger, config: Config) -> list[dict[str, Any]]:
 def dead_letters(ledger: Ledger, *, connection: str | None = None,
                  category: str | None = None, since: float | None = None,
                  limit: int = 1000) -> list[dict[str, Any]]:
-    """DEAD deliveries, newest first, filtered."""
-    out = []
-    for delivery_id in ledger.dead_ids(limit=100_000, since=since):
-        raw = ledger.raw_delivery(delivery_id)
-        if not raw or raw.get("state") != State.DEAD:
-            continue
-        if connection and raw["connection"] != connection:
-            continue
-        if category and raw.get("dead_category") != category:
-            continue
-        out.append({"id": raw["id"], "event_id": raw["event_id"],
-                    "connection": raw["connection"], "mapping": raw["mapping"],
-                    "category": raw.get("dead_category"), "error": raw.get("dead_error"),
-                    "dead_at": iso_from_ms(raw.get("dead_at")),
-                    "attempts": int(raw.get("attempts", 0))})
-        if len(out) >= limit:
-            break
+    """DEAD deliveries, newest first, filtered (read in pipelined pages)."""
+    out: list[dict[str, Any]] = []
+    ids = ledger.dead_ids(limit=1_000_000, since=since)
+    for start in range(0, len(ids), 500):
+        for raw in ledger.raw_deliveries(ids[start:start + 500]):
+            if not raw or raw.get("state") != State.DEAD:
+                continue
+            if (connection and raw["connection"] != connection) or \
+                    (category and raw.get("dead_category") != category):
+                continue
+            out.append({"id": raw["id"], "event_id": raw["event_id"],
+                        "connection": raw["connection"], "mapping": raw["mapping"],
+                        "category": raw.get("dead_category"), "error": raw.get("dead_error"),
+                        "dead_at": iso_from_ms(raw.get("dead_at")),
+                        "attempts": int(raw.get("attempts", 0))})
+            if len(out) >= limit:
+                return out
     return out
 
 

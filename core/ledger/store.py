@@ -228,6 +228,13 @@ class Ledger:
         with translate_redis_errors():
             return decode(self.redis.hgetall(self.key("dlv", delivery_id)))
 
+    def raw_deliveries(self, ids: Sequence[str]) -> list[dict[str, str]]:
+        with translate_redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for delivery_id in ids:
+                pipe.hgetall(self.key("dlv", delivery_id))
+            return [decode(raw) for raw in pipe.execute()]
+
     def raw_event(self, event_id: str) -> dict[str, str]:
         with translate_redis_errors():
             return decode(self.redis.hgetall(self.key("evt", event_id)))

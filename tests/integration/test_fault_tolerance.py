@@ -131,6 +131,11 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
             parts["worker"].kill()            # first host crash, mid-stream ...
             parts["worker"].start()           # ... and its replacement
             progress_reaches(800)
+            # the replacement worker is writing again before the credentials "expire", so the
+            # outage is seen (a window during the restart would pass unnoticed)
+            writes_before = target.http.get("/_control/stats").json()["requests"]
+            wait_until(lambda: target.http.get("/_control/stats").json()["requests"]
+                       > writes_before + 5, timeout=60, message="the worker to write again")
             target.fault(mode="unauthorized", seconds=3, methods=["PUT"])
             progress_reaches(1300)
             parts["worker"].kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -218,3 +219,27 @@ def test_send_alerts_without_a_url_sends_nothing(key_prefix: str) -> None:
     rt.alerts.put(paused_alert())
     assert sweeper.send_alerts(rt, now=T0) == 0
     assert rt.alerts.pending() == 1
+
+
+def test_alert_send_is_single_flight_and_keeps_the_alert_until_sent() -> None:
+    import fakeredis
+
+    from core.alerts import Alert, AlertOutbox
+
+    client = fakeredis.FakeRedis()
+    outbox = AlertOutbox(client, "single")
+    outbox.put(Alert(kind="connection_paused", connection="crm", summary="paused"))
+    sent: list[dict] = []
+    other = client.lock("single:alerts:lock", timeout=60)
+    assert other.acquire()
+    assert outbox.send_due(sent.append, now=1e10) == 0      # another scheduler is sending
+    assert outbox.pending() == 1 and sent == []
+    other.release()
+
+    def crash(alert: dict) -> None:
+        raise KeyboardInterrupt                              # the process dies mid-send
+    with contextlib.suppress(KeyboardInterrupt):
+        outbox.send_due(crash, now=1e10)
+    assert outbox.pending() == 1                             # still there to send next time
+    assert outbox.send_due(sent.append, now=1e10) == 1
+    assert outbox.pending() == 0 and sent[0]["connection"] == "crm"
