@@ -199,6 +199,121 @@ def run_wrk(wrk: str, url: str, script: Path, script_args: Sequence[str], *, thr
     return parse_wrk_output(stdout)
 
 
+# --- CPU accounting -------------------------------------------------------------------------
+# Throughput on a small shared machine moves with whatever else runs; CPU time per request
+# does much less. Linux only (/proc); elsewhere the figures are None.
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def group_cpu_seconds(pgid: int) -> float | None:
+    """User + system CPU of a process group's live members, with their reaped children."""
+    total = 0.0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue                 # exited meanwhile
+        if int(fields[2]) == pgid:   # fields[0] is the state: pgrp is stat's 5th field
+            utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+            total += (utime + stime + cutime + cstime) / _TICK
+    return total
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds all CPUs spent busy since boot (/proc/stat; idle and iowait excluded)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            values = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(values) - values[3] - values[4]) / _TICK
+
+
+def redis_cpu_seconds(client: redis.Redis) -> float | None:
+    try:
+        info = client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    except (redis.RedisError, KeyError, ValueError):
+        return None
+
+
+def children_cpu_seconds() -> float:
+    """CPU of this process's waited-for children (wrk, once each run has ended)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    at: float
+    server: float | None
+    redis: float | None
+    load_generator: float
+    machine: float | None
+
+
+def cpu_sample(server_pgid: int, client: redis.Redis | None) -> CpuSample:
+    return CpuSample(at=time.monotonic(), server=group_cpu_seconds(server_pgid),
+                     redis=redis_cpu_seconds(client) if client is not None else None,
+                     load_generator=children_cpu_seconds(), machine=machine_busy_seconds())
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU used during one run: per request (µs) and, for the rest of the machine, in cores."""
+
+    server_us: float | None          # gunicorn master + workers
+    redis_us: float | None
+    load_generator_us: float         # wrk
+    others_cores: float | None       # everything else on the machine, in CPUs busy
+
+    @classmethod
+    def between(cls, before: CpuSample, after: CpuSample, requests: int) -> CpuUse:
+        n = max(requests, 1)
+
+        def delta(a: float | None, b: float | None) -> float | None:
+            return None if a is None or b is None else max(b - a, 0.0)
+
+        server = delta(before.server, after.server)
+        rds = delta(before.redis, after.redis)
+        gen = max(after.load_generator - before.load_generator, 0.0)
+        machine = delta(before.machine, after.machine)
+        elapsed = max(after.at - before.at, 1e-9)
+        others = None if machine is None else \
+            max(machine - (server or 0.0) - (rds or 0.0) - gen, 0.0) / elapsed
+        return cls(server_us=None if server is None else server / n * 1e6,
+                   redis_us=None if rds is None else rds / n * 1e6,
+                   load_generator_us=gen / n * 1e6, others_cores=others)
+
+    @property
+    def total_us(self) -> float | None:
+        """Server + Redis + load generator: what one request costs the machine."""
+        if self.server_us is None:
+            return None
+        return self.server_us + (self.redis_us or 0.0) + self.load_generator_us
+
+    def as_json(self) -> dict[str, float | None]:
+        def r(x: float | None) -> float | None:
+            return None if x is None else round(x, 1)
+
+        return {"server_us_per_request": r(self.server_us),
+                "redis_us_per_request": r(self.redis_us),
+                "wrk_us_per_request": r(self.load_generator_us),
+                "total_us_per_request": r(self.total_us),
+                "other_processes_cpus": None if self.others_cores is None
+                else round(self.others_cores, 2)}
+
+
 # --- processes ------------------------------------------------------------------------------
 
 @dataclass
@@ -222,7 +337,7 @@ class Service:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def log_tail(self, lines: int = 20) -> str:
+    def log_tail(self, lines: int = 40) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
@@ -235,10 +350,8 @@ class Service:
             group = proc.pid               # start_new_session: the pid is the group id
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
             # workers that outlived their master (or a master that ignored SIGTERM)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
@@ -373,9 +486,12 @@ __all__ = [
     "WRK_LUA_REPORT",
     "BenchError",
     "BenchRedis",
+    "CpuSample",
+    "CpuUse",
     "Service",
     "WrkResult",
     "bench_redis",
+    "cpu_sample",
     "delete_prefix",
     "ensure_wrk",
     "free_port",
