@@ -12,15 +12,17 @@ import base64
 import email.utils
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
 
+from connectors.oauth import OAuth2Session
 from core.config.model import ConnectionConfig
-from core.errors import AuthError, DataError, RateLimited, TransientError
+from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
 from core.mapping import MappedRecord
+from core.tokens import TokenStore
 
 EXCERPT_CHARS = 500
 
@@ -102,15 +104,32 @@ class Connector(ABC):
     """One configured connection's writer. One instance per worker process and connection."""
 
     name: ClassVar[str]
+    #: where OAuth2 refresh requests go unless the connection's auth sets token_url
+    default_token_url: ClassVar[str] = ""
+    #: how many records one request may carry (1: no batching)
+    max_batch: ClassVar[int] = 1
 
     def __init__(self, connection: ConnectionConfig, environ: Mapping[str, str], *,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 tokens: TokenStore | None = None) -> None:
         self.connection = connection
         self.environ = environ
         self.client = httpx.Client(
             base_url=connection.base_url, timeout=connection.timeout_seconds,
             transport=transport, headers={"User-Agent": "crmhub/0.1",
                                           **self.auth_headers()})
+        self.oauth: OAuth2Session | None = None
+        if connection.auth.get("type") == "oauth2":
+            if tokens is None:
+                raise ValueError("an oauth2 connection needs the shared token store")
+            self.oauth = OAuth2Session(connection.name, connection.auth, environ, tokens,
+                                       self.client, self.default_token_url)
+
+    @property
+    def batch_size(self) -> int:
+        """Records per request for this connection (`options.batch_size`, capped)."""
+        wanted = int(self.connection.options.get("batch_size", self.max_batch))
+        return max(1, min(self.max_batch, wanted))
 
     def auth_headers(self) -> dict[str, str]:
         return static_auth_headers(self.connection.auth, self.environ)
@@ -119,18 +138,33 @@ class Connector(ABC):
         """Raise the hub error this response means (vendor modules override)."""
         default_classify(response)
 
+    def refresh_may_help(self, response: httpx.Response) -> bool:
+        """Whether a 401 means an expired access token (vendor modules narrow this)."""
+        return True
+
     def request(self, method: str, url: str, *, ok: tuple[int, ...] = (),
                 **kwargs: Any) -> httpx.Response:
-        """Send, translating transport failures and error statuses (except `ok` ones)."""
+        """Send, translating transport failures and error statuses (except `ok` ones).
+        With OAuth2, a 401 gets one token refresh and one more try before it counts."""
+        token = self.oauth.access_token() if self.oauth else None
+        response = self._send(method, url, token, **kwargs)
+        if response.status_code == 401 and self.oauth and token \
+                and self.refresh_may_help(response):
+            token = self.oauth.access_token(failed=token)
+            response = self._send(method, url, token, **kwargs)
+        if response.status_code not in ok:
+            self.classify(response)
+        return response
+
+    def _send(self, method: str, url: str, token: str | None, **kwargs: Any) -> httpx.Response:
+        if token is not None:
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Authorization": f"Bearer {token}"}
         try:
-            response = self.client.request(method, url, **kwargs)
+            return self.client.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
             raise TransientError(f"{method} {url}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise TransientError(f"{method} {url}: {type(exc).__name__}: {exc}") from None
-        if response.status_code not in ok:
-            self.classify(response)
-        return response
 
     # the contract ---------------------------------------------------------------------
     @abstractmethod
@@ -157,6 +191,17 @@ class Connector(ABC):
         result = self.write(record, fields, existing)
         return WriteResult(result.operation, result.status, result.record_id, result.excerpt,
                            skipped_fields=skipped, written_fields=tuple(fields))
+
+    def deliver_batch(self, records: Sequence[MappedRecord]) -> list[WriteResult | HubError]:
+        """Deliver several records; one outcome per record, in order. Connectors with a batch
+        API override this to send them in one request."""
+        outcomes: list[WriteResult | HubError] = []
+        for record in records:
+            try:
+                outcomes.append(self.deliver(record))
+            except HubError as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def close(self) -> None:
         self.client.close()

@@ -45,8 +45,9 @@ class AuthError(HubError):
         self.excerpt = excerpt
 
 
-class LedgerUnavailable(HubError):
-    """The ledger store (Redis) cannot be reached; the receiver answers 503 + Retry-After."""
+class LedgerUnavailable(Exception):
+    """The ledger store (Redis) cannot be reached: not a delivery failure (so not a HubError);
+    the receiver answers 503 + Retry-After, a worker leaves its lease to run out."""
 
 
 class ConfigError(Exception):

@@ -10,6 +10,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import WriteResult
@@ -27,8 +28,22 @@ log = logging.getLogger("crmhub.worker")
 MAX_RATE_WAIT_SECONDS = 1.0
 
 
+@dataclass
+class Item:
+    """One claimed delivery in this attempt (a batch holds several)."""
+
+    delivery_id: str
+    raw: dict[str, str]
+    attempts: int
+    record: MappedRecord | None = None
+    result: WriteResult | None = None
+    error: BaseException | None = None
+
+
 def run_delivery(rt: WorkerRuntime, delivery_id: str) -> str:
-    """Attempt one delivery if it is this message's turn. Returns what happened."""
+    """Attempt one delivery if it is this message's turn (with a batching connector, also
+    the other deliveries of its connection and object that are waiting). Returns what
+    happened to `delivery_id`."""
     token = uuid.uuid4().hex
     ledger = rt.ledger
     raw = ledger.raw_delivery(delivery_id)
@@ -47,40 +62,95 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str) -> str:
     if claim.status != "claimed":
         return claim.status
 
+    items = [Item(delivery_id, raw, claim.attempts)]
     started = time.time()
-    record: MappedRecord | None = None
-    result = None
-    error: BaseException | None = None
     try:
-        record = _map(rt, raw)          # kept for the dead letter even if the write fails
-        result = rt.connector(record.connection).deliver(record)
-        _remember_for_echo(rt, record, result)
+        if connection is not None:
+            items += _claim_companions(rt, connection.name, raw.get("object", ""), token)
+        _attempt(rt, items)
     except LedgerUnavailable:
-        raise       # not the delivery's failure: the lease runs out and the sweeper retries
-    except HubError as exc:
-        error = exc
-    except Exception as exc:  # a bug in the hub: loud, and retried, never a data error
-        log.exception("delivery %s hit an internal error", delivery_id)
-        _report_to_sentry(exc)
-        error = exc
+        raise       # not the deliveries' failure: their leases run out and the sweeper retries
     finished = time.time()
+    retry = connection.retry if connection else RetryPolicy()
+    outcome = ""
+    for item in items:
+        result = _finish(rt, item, token, retry, started, finished)
+        outcome = outcome or result
+    return outcome
 
-    retry_policy = connection.retry if connection else RetryPolicy()
+
+def _claim_companions(rt: WorkerRuntime, connection: str, obj: str, token: str) -> list[Item]:
+    """With a batch API, the other waiting deliveries for the same connection and object go
+    in the same request (each still its record's next write)."""
+    try:
+        size = rt.connector(connection).batch_size
+    except KeyError:
+        return []
+    if size <= 1:
+        return []
+    claimed = rt.ledger.claim_batch(connection, obj, token=token, now=time.time(),
+                                    lease_seconds=rt.settings.lease_seconds, limit=size - 1)
+    raws = rt.ledger.raw_deliveries([delivery_id for delivery_id, _ in claimed])
+    return [Item(delivery_id, raw, attempts)
+            for (delivery_id, attempts), raw in zip(claimed, raws, strict=True)]
+
+
+def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
+    """Map each delivery, then write the mapped ones (in one request where the connector
+    can). Each item ends with either a result or an error."""
+    for item in items:
+        try:
+            item.record = _map(rt, item.raw)   # kept for the dead letter if the write fails
+        except HubError as exc:
+            item.error = exc
+    ready = [item for item in items if item.error is None]
+    if not ready:
+        return
+    assert ready[0].record is not None
+    try:
+        connector = rt.connector(ready[0].record.connection)
+        records = [item.record for item in ready if item.record is not None]
+        if len(records) == 1:
+            outcomes: list[WriteResult | HubError] = [connector.deliver(records[0])]
+        else:
+            outcomes = connector.deliver_batch(records)
+    except LedgerUnavailable:
+        raise
+    except HubError as exc:
+        outcomes = [exc] * len(ready)
+    except Exception as exc:  # a bug in the hub: loud, and retried, never a data error
+        log.exception("delivery %s hit an internal error", ready[0].delivery_id)
+        _report_to_sentry(exc)
+        for item in ready:
+            item.error = exc
+        return
+    for item, outcome in zip(ready, outcomes, strict=True):
+        if isinstance(outcome, HubError):
+            item.error = outcome
+        else:
+            item.result = outcome
+            assert item.record is not None
+            _remember_for_echo(rt, item.record, outcome)
+
+
+def _finish(rt: WorkerRuntime, item: Item, token: str, retry: RetryPolicy, started: float,
+            finished: float) -> str:
+    raw = item.raw
     age = finished - float(raw.get("first_attempt_at") or started * 1000) / 1000 \
         - float(raw.get("paused_ms") or 0) / 1000
-    decision = decide(error, attempts=claim.attempts, age_seconds=age, now=finished,
-                      retry=retry_policy)
-    attempt = _attempt_entry(started, finished, decision, error, result)
-    done = ledger.finish(
-        delivery_id, token=token, now=finished, outcome=decision.outcome, attempt=attempt,
-        due=decision.due, error=decision.error, category=decision.category,
-        record=_dead_letter(record, error) if decision.outcome == "dead" else None,
+    decision = decide(item.error, attempts=item.attempts, age_seconds=age, now=finished,
+                      retry=retry)
+    attempt = _attempt_entry(started, finished, decision, item.error, item.result)
+    done = rt.ledger.finish(
+        item.delivery_id, token=token, now=finished, outcome=decision.outcome,
+        attempt=attempt, due=decision.due, error=decision.error, category=decision.category,
+        record=_dead_letter(item.record, item.error) if decision.outcome == "dead" else None,
         transient=decision.transient, cooldown_until=decision.cooldown_until,
         pause={"reason": "auth", "since": finished, "by": "crmhub",
                "detail": decision.error} if decision.outcome == "held" else None)
     if done.lost:
         log.warning("delivery %s: lease expired before the attempt finished; its outcome "
-                    "(%s) was not recorded and the delivery runs again", delivery_id,
+                    "(%s) was not recorded and the delivery runs again", item.delivery_id,
                     decision.outcome)
         return "lost"
     if done.newly_paused:

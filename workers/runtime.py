@@ -19,6 +19,7 @@ from core.ledger import Ledger
 from core.queue import HintQueue
 from core.redis_client import connect, resolve_redis_url
 from core.settings import Settings
+from core.tokens import TokenStore
 
 
 @dataclass
@@ -27,6 +28,7 @@ class WorkerRuntime:
     config: Config
     ledger: Ledger
     alerts: AlertOutbox
+    tokens: TokenStore
     connector_factory: dict[str, type[Connector]] = field(default_factory=lambda: CONNECTORS)
     _connectors: dict[str, Connector] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -41,14 +43,16 @@ class WorkerRuntime:
                         queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
                         dedupe_ttl_seconds=settings.dedupe_ttl_seconds)
         return cls(settings=settings, config=config, ledger=ledger,
-                   alerts=AlertOutbox(client, settings.key_prefix))
+                   alerts=AlertOutbox(client, settings.key_prefix),
+                   tokens=TokenStore(client, settings.key_prefix))
 
     def connector(self, name: str) -> Connector:
         with self._lock:
             if name not in self._connectors:
                 connection = self.config.connections[name]
                 factory = self.connector_factory[connection.connector]
-                self._connectors[name] = factory(connection, self.settings.environ)
+                self._connectors[name] = factory(connection, self.settings.environ,
+                                                 tokens=self.tokens)
             return self._connectors[name]
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ from core.ledger.model import NewEvent, RecordResult
 from core.ledger.views import decode, delivery_view, event_view, text
 from core.queue import HintQueue
 
-SCRIPTS = ("record", "claim", "finish", "sweep", "pause", "resume", "replay")
+SCRIPTS = ("record", "claim", "claim_batch", "finish", "sweep", "pause", "resume", "replay")
 
 
 def _load(name: str) -> str:
@@ -141,6 +141,16 @@ class Ledger:
         if status == "deferred":
             return Claim("deferred", due_ms=int(float(out[1])), reason=out[2])
         return Claim(status, reason=out[1] if len(out) > 1 else "")
+
+    def claim_batch(self, connection: str, obj: str, *, token: str, now: float,
+                    lease_seconds: float, limit: int) -> list[tuple[str, int]]:
+        """Claim up to `limit` more published deliveries of (connection, object) to send in
+        one batch request: [(delivery id, attempts)]. Per-record order still holds."""
+        if limit <= 0:
+            return []
+        flat = self._run("claim_batch", now, conn=connection, object=obj, limit=limit,
+                         token=token, lease_ms=int(lease_seconds * 1000))
+        return [(text(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     def finish(self, delivery_id: str, *, token: str, now: float, outcome: str,
                attempt: dict[str, Any], due: float | None = None, error: str = "",

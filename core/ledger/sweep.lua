@@ -42,7 +42,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. ':idx:pending', '-inf',
     publish(id)
     counts[3] = counts[3] + 1
   else
-    redis.call('ZREM', p .. ':idx:pending', id)
+    unpublish(id)
   end
 end
 return counts

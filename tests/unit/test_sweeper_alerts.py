@@ -16,6 +16,7 @@ from core.config import Config
 from core.ledger import Ledger, NewDelivery, NewEvent
 from core.queue import HintQueue
 from core.settings import Settings
+from core.tokens import TokenStore
 from workers import sweeper
 from workers.runtime import WorkerRuntime
 
@@ -30,7 +31,8 @@ def runtime(key_prefix: str, **settings: Any) -> WorkerRuntime:
                     queue=HintQueue(s.celery_queue, s.celery_keyprefix))
     return WorkerRuntime(settings=s, config=Config(path="crmhub.yaml", sources={},
                                                    connections={}, mappings={}),
-                         ledger=ledger, alerts=AlertOutbox(client, key_prefix))
+                         ledger=ledger, alerts=AlertOutbox(client, key_prefix),
+                         tokens=TokenStore(client, key_prefix))
 
 
 def record(rt: WorkerRuntime, count: int, now: float = T0) -> list[str]:

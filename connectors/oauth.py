@@ -1,0 +1,96 @@
+"""OAuth2 refresh-token flow for a connection, shared by every worker through Redis.
+
+The access token is refreshed before it expires (when less than a tenth of its life, and at
+least a minute, is left), by one worker at a time under a Redis lock; the others wait and
+read the new token. After a 401, one forced refresh is tried (unless another worker already
+replaced the token that failed); a refresh the provider refuses (invalid_grant,
+BAD_REFRESH_TOKEN) is an AuthError: the connection pauses until an operator re-authorises.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from core.errors import AuthError, TransientError
+from core.tokens import TokenState, TokenStore
+
+MIN_MARGIN_SECONDS = 60.0
+
+
+class OAuth2Session:
+    def __init__(self, connection: str, auth: Mapping[str, Any], environ: Mapping[str, str],
+                 store: TokenStore, client: httpx.Client, default_token_url: str) -> None:
+        self.connection = connection
+        self.auth = auth
+        self.environ = environ
+        self.store = store
+        self.client = client
+        self.token_url = str(auth.get("token_url") or default_token_url)
+
+    def _fresh(self, state: TokenState, now: float) -> bool:
+        lifetime = max(0.0, state.expires_at - state.obtained_at)
+        margin = max(MIN_MARGIN_SECONDS, lifetime / 10)
+        return bool(state.access_token) and state.expires_at - now > margin
+
+    def access_token(self, *, failed: str | None = None) -> str:
+        """A usable access token. `failed`: the token the target just refused (401)."""
+        state = self.store.get(self.connection)
+        if self._usable(state, failed):
+            return state.access_token
+        with self.store.refresh_lock(self.connection):
+            state = self.store.get(self.connection)      # someone may have refreshed
+            if self._usable(state, failed):
+                return state.access_token
+            return self._refresh(state).access_token
+
+    def _usable(self, state: TokenState, failed: str | None) -> bool:
+        if failed is not None:
+            return bool(state.access_token) and state.access_token != failed
+        return self._fresh(state, time.time())
+
+    def _refresh(self, state: TokenState) -> TokenState:
+        refresh_token = state.refresh_token or self.environ.get(
+            str(self.auth["refresh_token_env"]), "")
+        if not refresh_token:
+            raise AuthError(f"connection {self.connection!r} has no refresh token; install one "
+                            f"with `crmhub auth set-refresh-token {self.connection}`")
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token,
+                "client_id": self.environ.get(str(self.auth["client_id_env"]), ""),
+                "client_secret": self.environ.get(str(self.auth["client_secret_env"]), "")}
+        try:
+            response = self.client.post(self.token_url, data=form)
+        except httpx.TransportError as exc:
+            raise TransientError(f"token refresh failed: {type(exc).__name__}: {exc}") from None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(f"token endpoint answered HTTP {response.status_code}",
+                                 status=response.status_code)
+        if response.status_code != 200:
+            # invalid_grant / BAD_REFRESH_TOKEN / bad client credentials: a person must act
+            raise AuthError(f"the provider refused our refresh token (HTTP "
+                            f"{response.status_code}): {_reason(response)}; re-authorise and "
+                            f"run `crmhub auth set-refresh-token {self.connection}`",
+                            status=response.status_code, excerpt=response.text[:300])
+        body = response.json()
+        now = time.time()
+        new = TokenState(access_token=str(body["access_token"]),
+                         expires_at=now + float(body.get("expires_in", 1800)),
+                         refresh_token=str(body.get("refresh_token") or refresh_token),
+                         obtained_at=now)
+        self.store.save(self.connection, new)
+        return new
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("status") or body.get("error") or "") + (
+            f" ({body.get('message') or body.get('error_description')})"
+            if body.get("message") or body.get("error_description") else "")
+    return str(body)[:200]

@@ -1,0 +1,54 @@
+"""OAuth tokens per connection, kept in Redis so every worker shares one access token and
+one refresh at a time. Refresh tokens are seeded from the environment once, then kept (and
+rotated) here; an operator installs a new one with `crmhub auth set-refresh-token`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+from redis.lock import Lock
+
+from core.ledger.store import translate_redis_errors
+
+
+@dataclass(frozen=True)
+class TokenState:
+    access_token: str = ""
+    expires_at: float = 0.0          # unix seconds
+    refresh_token: str = ""
+    obtained_at: float = 0.0
+
+
+class TokenStore:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.redis = client
+        self.prefix = prefix
+
+    def _key(self, connection: str) -> str:
+        return f"{self.prefix}:conn:{connection}:oauth"
+
+    def get(self, connection: str) -> TokenState:
+        with translate_redis_errors():
+            raw = self.redis.get(self._key(connection))
+        if not raw:
+            return TokenState()
+        data: dict[str, Any] = json.loads(raw)
+        return TokenState(**data)
+
+    def save(self, connection: str, state: TokenState) -> None:
+        with translate_redis_errors():
+            self.redis.set(self._key(connection), json.dumps(asdict(state)))
+
+    def install_refresh_token(self, connection: str, refresh_token: str) -> None:
+        """After re-authorising: the new refresh token, and no access token (so the next
+        request refreshes with it)."""
+        self.save(connection, TokenState(refresh_token=refresh_token))
+
+    def refresh_lock(self, connection: str) -> Lock:
+        """One refresh at a time across every worker (refresh tokens may rotate: two
+        concurrent refreshes could invalidate each other's)."""
+        return self.redis.lock(f"{self._key(connection)}:lock", timeout=30,
+                               blocking_timeout=20)
