@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from connectors.base import Connector
 from connectors.http import HttpConnector
+from connectors.hubspot import HubSpotConnector
 
 CONNECTORS: dict[str, type[Connector]] = {
     HttpConnector.name: HttpConnector,
+    HubSpotConnector.name: HubSpotConnector,
 }

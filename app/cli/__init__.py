@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import click
 
+from app.cli.auth_cmd import auth_group
 from app.cli.config_cmd import config_group
 from app.cli.events_cmd import events_group
 from app.cli.mappings_cmd import mappings_group
 from app.cli.ops_cmd import dlq_group, pause, resume, status
+from app.cli.send_test import send_test
 from app.cli.serve import serve
 
 
@@ -28,3 +30,5 @@ main.add_command(status, name="connections")
 main.add_command(pause)
 main.add_command(resume)
 main.add_command(dlq_group)
+main.add_command(auth_group)
+main.add_command(send_test)
