@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 # The demo's signing secrets (override them in the environment for anything real).
 export STRIPE_WEBHOOK_SECRET ?= whsec_demo_stripe_secret_for_local_use_only
 export FORMS_WEBHOOK_SECRET ?= demo-forms-secret
+export HUBSPOT_CLIENT_ID ?= demo-hubspot-client
+export HUBSPOT_CLIENT_SECRET ?= demo-hubspot-client-secret
+export HUBSPOT_REFRESH_TOKEN ?= demo-hubspot-refresh-token
 export CRMHUB_CONFIG ?= examples/crmhub.yaml
 
 run: $(STAMP)

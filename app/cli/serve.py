@@ -16,7 +16,10 @@ from core.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from core.redis_client import connect, describe
 
 GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn_conf.py"
-DEMO_TARGET = Path(__file__).resolve().parents[2] / "examples" / "demo_target.py"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+#: the demo's fakes: a generic REST CRM and a HubSpot (its OAuth client from the environment)
+DEMO_TARGET_PORT = int(os.environ.get("CRMHUB_DEMO_PORT", "8900"))
+DEMO_HUBSPOT_PORT = int(os.environ.get("CRMHUB_DEMO_HUBSPOT_PORT", "8901"))
 
 
 def _children(host: str, port: int, ctx: CliContext, demo: bool) -> list[Child]:
@@ -35,8 +38,14 @@ def _children(host: str, port: int, ctx: CliContext, demo: bool) -> list[Child]:
                          "--hostname", f"crmhub-worker-{os.getpid()}@%h"], stop_timeout=60),
     ]
     if demo:
-        children.append(Child("demo target", [py, str(DEMO_TARGET), "--port",
-                                              os.environ.get("CRMHUB_DEMO_PORT", "8900")]))
+        env = s.environ
+        children.append(Child("demo target", [py, str(EXAMPLES / "demo_target.py"),
+                                              "--port", str(DEMO_TARGET_PORT)]))
+        children.append(Child("fake hubspot", [
+            py, str(EXAMPLES / "fake_hubspot.py"), "--port", str(DEMO_HUBSPOT_PORT),
+            "--client-id", env.get("HUBSPOT_CLIENT_ID", ""),
+            "--client-secret", env.get("HUBSPOT_CLIENT_SECRET", ""),
+            "--refresh-token", env.get("HUBSPOT_REFRESH_TOKEN", "")]))
     return children
 
 
@@ -84,7 +93,8 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
                f"{settings.worker_concurrency} processes, queue {settings.celery_queue}  "
                "scheduler: celery beat")
     if demo:
-        click.echo(f"demo target: http://127.0.0.1:{os.environ.get('CRMHUB_DEMO_PORT', '8900')}")
+        click.echo(f"demo CRM: http://127.0.0.1:{DEMO_TARGET_PORT}   fake HubSpot: "
+                   f"http://127.0.0.1:{DEMO_HUBSPOT_PORT} (records: /_control/records)")
     click.echo("Ctrl-C stops everything.")
     code = 0
     try:

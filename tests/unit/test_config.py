@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,9 @@ WriteConfig = Callable[..., Path]   # the conftest fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "crmhub.yaml"
-EXAMPLE_ENV = {"STRIPE_WEBHOOK_SECRET": "whsec_x", "FORMS_WEBHOOK_SECRET": "forms-x"}
+# exactly what `make run` exports for the demo
+EXAMPLE_ENV = dict(re.findall(r"^export (\w+) \?= (.+)$", (ROOT / "Makefile").read_text(),
+                              flags=re.MULTILINE))
 
 VALID = """\
 sources:
@@ -63,10 +66,10 @@ def by_key(problems: list[ConfigProblem]) -> dict[str, ConfigProblem]:
 # what loads -----------------------------------------------------------------------------
 def test_the_example_config_loads_with_its_secrets_set() -> None:
     config = load_config(EXAMPLE, EXAMPLE_ENV, connectors=CONNECTORS)
-    # the secrets are exactly the two `make run` exports
     assert {"stripe", "signup-form"} <= set(config.sources)
-    assert "demo-crm" in config.connections
-    assert {"stripe-customer-to-contact", "signup-to-contact"} <= set(config.mappings)
+    assert {"hubspot", "demo-crm"} <= set(config.connections)
+    assert config.connections["hubspot"].connector == "hubspot"
+    assert {"stripe-customer-to-hubspot-contact", "signup-to-contact"} <= set(config.mappings)
     demo = config.connections["demo-crm"]
     assert demo.rate_limit is not None and demo.rate_limit.requests == 100
     assert demo.retry.base_seconds == 2 and demo.retry.give_up_after_seconds == 86400
