@@ -23,17 +23,13 @@ from typing import Any
 
 from core.config.model import FieldSpec, MappingConfig, ObjectSpec
 from core.errors import DataError
-from core.mapping.fieldspec import check_record
+from core.mapping.fieldspec import check_record, empty
 from core.mapping.normalize import normalize_match
 from core.mapping.transforms import TransformError
 from core.paths import get_path
 
 #: record keys longer than this are hashed (they are Redis key names)
 _MAX_KEY = 200
-
-
-def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and value.strip() == "") or value == []
 
 
 #: what the target is asked to do, by mapping action (the dry run's "operation")
@@ -75,7 +71,7 @@ def first_source(body: Any, paths: tuple[str, ...]) -> tuple[str | None, Any]:
     """(path, value) of the first of `paths` with a non-empty value, or (None, None)."""
     for path in paths:
         value = get_path(body, path)
-        if not _empty(value):
+        if not empty(value):
             return path, value
     return None, None
 
@@ -89,7 +85,7 @@ def match_value(mapping: MappingConfig, body: Any) -> str | None:
     if mapping.match is None:
         return None
     raw = first_value(body, mapping.match.from_)
-    if _empty(raw) or isinstance(raw, (dict, list)):
+    if empty(raw) or isinstance(raw, (dict, list)):
         return None
     return normalize_match(mapping.match.normalize, raw,
                            fold_plus_addressing=mapping.match.fold_plus_addressing,
@@ -182,7 +178,7 @@ def _field(spec: FieldSpec, body: Any, problems: list[dict[str, Any]]) -> FieldO
 
     value = source_value
     transformed = False
-    if built or not _empty(value):
+    if built or not empty(value):
         for step, apply in zip(spec.transform, spec.steps, strict=True):
             try:
                 value = apply(value, body)
@@ -192,12 +188,12 @@ def _field(spec: FieldSpec, body: Any, problems: list[dict[str, Any]]) -> FieldO
                                  "problem": f"{name}: {exc}"})
                 return outcome(None, False, f"error: {name}: {exc}")
             transformed = True
-    if not _empty(value):
+    if not empty(value):
         return outcome(value, True, _written(spec.owner))
     emptied = f"{where} is empty after the transforms" if transformed \
         else f"{where} is missing or empty"
-    if spec.has_default and not _empty(spec.default):
-        origin = "default" if origin is None or _empty(source_value) else origin
+    if spec.has_default and not empty(spec.default):
+        origin = "default" if origin is None or empty(source_value) else origin
         return outcome(spec.default, True, _written(spec.owner, f"the default: {emptied}"))
     if spec.required:
         problems.append({"field": spec.name, "value": source_value,

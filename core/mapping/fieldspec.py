@@ -31,7 +31,7 @@ from datetime import date, datetime
 from typing import Any
 
 from core.config.model import MappingConfig, ObjectSpec, TargetField
-from core.mapping.transforms import show
+from core.mapping.transforms import kind_of, show
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -41,20 +41,6 @@ _MS_PER_DAY = 86_400_000
 def empty(value: Any) -> bool:
     """What the engine treats as no value: None, blank text, an empty list."""
     return value is None or (isinstance(value, str) and value.strip() == "") or value == []
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
 
 
 def _integer(value: Any) -> bool:
@@ -142,7 +128,7 @@ def check_value(spec: TargetField, value: Any) -> str | None:
     elif spec.type is not None:
         test, what, hint = _TYPES[spec.type]
         if not test(value):
-            return f"{_kind(value)} {show(value)} is not {what}{hint}"
+            return f"{kind_of(value)} {show(value)} is not {what}{hint}"
     if spec.max_length is not None and isinstance(value, str) and len(value) > spec.max_length:
         return (f"{len(value)} characters, more than the {spec.max_length} the target accepts "
                 f"(add {{truncate: {spec.max_length}}})")

@@ -63,7 +63,8 @@ def show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """A value's kind in an error message (text, number, boolean, list, object, null)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -81,7 +82,7 @@ def _kind(value: Any) -> str:
 
 def _require_text(name: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise TransformError(f"{name} expects text, got {_kind(value)} {show(value)}")
+        raise TransformError(f"{name} expects text, got {kind_of(value)} {show(value)}")
     return value
 
 
@@ -239,7 +240,7 @@ def parse_moment(value: Any, *, dayfirst: bool = False) -> datetime:
     Naive results stay naive (no zone was given). Raises TransformError only.
     """
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise TransformError(f"expects a date (text or epoch number), got {_kind(value)} "
+        raise TransformError(f"expects a date (text or epoch number), got {kind_of(value)} "
                              f"{show(value)}")
     if not isinstance(value, str):
         return _from_epoch(value)
@@ -335,7 +336,7 @@ def _map(args: Any) -> Transform:
 
     def apply(value: Any, body: Any) -> Any:
         if isinstance(value, (list, Mapping)):
-            raise TransformError(f"map expects a single value, got {_kind(value)} {show(value)}")
+            raise TransformError(f"map expects a single value, got {kind_of(value)} {show(value)}")
         key = _map_key(value, ignore_case)
         if key in table:
             return table[key]
@@ -379,7 +380,7 @@ def _render(value: Any, where: str) -> str:
         return "true" if value else "false"
     if isinstance(value, (str, int, float)):
         return str(value)
-    raise TransformError(f"{where} is {_kind(value)} {show(value)}, not a single value")
+    raise TransformError(f"{where} is {kind_of(value)} {show(value)}, not a single value")
 
 
 def _lookup(path: str, value: Any, body: Any) -> Any:
@@ -499,7 +500,7 @@ def to_bool(value: Any) -> bool:
 
 def to_number(value: Any) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise TransformError(f"not a number: {_kind(value)} {show(value)}")
+        raise TransformError(f"not a number: {kind_of(value)} {show(value)}")
     if isinstance(value, (int, float)):
         number: int | float = value
     else:

@@ -500,8 +500,9 @@ def test_match_region_is_checked(write_config: Any) -> None:
 def test_the_example_configuration_still_loads() -> None:
     root = Path(__file__).resolve().parents[2]
     config = load_config(root / "examples" / "crmhub.yaml", {}, check_secrets=False)
-    m = config.mappings["stripe-customer-to-contact"]
+    m = config.mappings["stripe-customer-to-hubspot-contact"]
     record = map_event(m, {"data": {"object": {"id": "cus_1", "email": "Ada@Example.com",
+                                               "name": "Ada King Lovelace",
                                                "phone": "(415) 555-0123"}}})
     assert record.values() == {"email": "ada@example.com", "phone": "+14155550123",
-                               "stripe_customer_id": "cus_1"}
+                               "firstname": "Ada", "lastname": "King Lovelace"}
