@@ -33,25 +33,30 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1,  # type:
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
 
 
-class DemoTarget:
-    """examples/demo_target.py as a subprocess on a free port."""
+class FakeServer:
+    """One of examples/' fakes as a subprocess on a free port (it prints its URL)."""
+
+    script = ""
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / "demo_target.py"), "--port", "0", *args],
+            [sys.executable, str(ROOT / "examples" / self.script), "--port", "0", *args],
             stdout=subprocess.PIPE, text=True, start_new_session=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         match = re.search(r"http://[\d.]+:(\d+)", line)
         if not match:
             self.stop()
-            raise RuntimeError(f"demo target did not start: {line!r}")
+            raise RuntimeError(f"{self.script} did not start: {line!r}")
         self.url = f"http://127.0.0.1:{match.group(1)}"
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
     def records(self, obj: str | None = None) -> list[dict]:
         params = {"object": obj} if obj else {}
         return list(self.http.get("/_control/records", params=params).json()["records"])
+
+    def stats(self) -> dict:
+        return dict(self.http.get("/_control/stats").json())
 
     def log(self) -> list[dict]:
         return list(self.http.get("/_control/log").json()["entries"])
@@ -70,6 +75,22 @@ class DemoTarget:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+class DemoTarget(FakeServer):
+    """examples/demo_target.py: a generic REST CRM."""
+
+    script = "demo_target.py"
+
+
+class FakeHubSpot(FakeServer):
+    """examples/fake_hubspot.py: HubSpot's CRM objects and OAuth APIs, checked against the
+    official request schemas (violations are recorded, and tests assert there are none)."""
+
+    script = "fake_hubspot.py"
+
+    def violations(self) -> list[dict]:
+        return list(self.http.get("/_control/violations").json()["violations"])
 
 
 class Hub:

@@ -1,0 +1,732 @@
+"""The HubSpot connector (connectors/hubspot.py) against a fake HubSpot behind httpx.MockTransport.
+
+Every fake answer below is shaped after HubSpot's own documentation or SDKs; the source is
+cited next to each one:
+  [errors]   https://developers.hubspot.com/docs/api-reference/error-handling (also
+             https://developers.hubspot.com/docs/faq/api-error-responses): {status, message,
+             correlationId, category, errors[]}; 207 multi-status for batch writes that carry
+             an objectWriteTraceId per input
+  [upsert]   https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/batch/upsert-contacts
+             and HubSpot/hubspot-api-python hubspot/crm/contacts/models/
+             simple_public_upsert_object.py (results[].new, .objectWriteTraceId),
+             batch_response_simple_public_upsert_object_with_errors.py (status COMPLETE,
+             numErrors, errors: list[StandardError]) and standard_error.py (context:
+             dict(str, list[str]))
+  [read]     batch/read answering 207 with OBJECT_NOT_FOUND and context.ids:
+             https://community.hubspot.com/t5/APIs-Integrations/Question-about-batch-read-API/td-p/1098283
+  [conflict] 409 "Contact already exists. Existing ID: N":
+             https://community.hubspot.com/t5/APIs-Integrations/Updated-409-Conflict-responses/m-p/951534
+  [usage]    429 {status, message, errorType: RATE_LIMIT, correlationId, policyName DAILY |
+             TEN_SECONDLY_ROLLING}, the daily limit resetting at midnight in the account's time
+             zone, and the X-HubSpot-RateLimit-* headers:
+             https://developers.hubspot.com/docs/api/usage-details and
+             https://developers.hubspot.com/changelog/2018-11-06-rate-limit-information-headers-will-be-included-in-http-responses;
+             TEN_SECONDLY_ROLLING as the SDK tests it: HubSpot/hubspot-api-nodejs
+             src/services/decorators/RetryDecorator.ts
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import connectors.hubspot as hubspot_module
+from connectors.base import WriteResult
+from connectors.hubspot import BATCH_LIMIT, HubSpotConnector, property_problems
+from connectors.registry import CONNECTORS
+from core.config import ConnectionConfig, load_config
+from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
+from core.mapping import map_event
+from core.mapping.engine import FieldResult, MappedRecord
+
+API = "https://api.hubapi.com"
+TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
+CORRELATION = "a43683b0-5717-4ceb-80b4-104d02915d8c"
+STAMP = "2025-06-15T10:00:00.000Z"
+Handler = Callable[[httpx.Request], httpx.Response | None]
+
+
+def hubspot_error(category: str, message: str, **extra: Any) -> dict[str, Any]:
+    """HubSpot's common error body [errors]."""
+    return {"status": "error", "message": message, "correlationId": CORRELATION,
+            "category": category, **extra}
+
+
+def validation_message(problems: dict[str, tuple[str, str]]) -> str:
+    """The "Property values were not valid: [...]" message form of a VALIDATION_ERROR
+    [errors]: a JSON list of {isValid, message, error, name} embedded in the message."""
+    listed = [{"isValid": False, "message": message, "error": code, "name": name}
+              for name, (code, message) in problems.items()]
+    return "Property values were not valid: " + json.dumps(listed)
+
+
+class FakeHubSpot:
+    """Contacts (and companies) in HubSpot's CRM v3 objects API, found by a unique property.
+
+    `invalid`: match values HubSpot refuses (a VALIDATION_ERROR on the email); a batch
+    containing one fails as a whole with 400 unless `multi_status` (then 207, per record).
+    `script`: consulted first for every request; answers instead when it returns a response.
+    """
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, dict[str, str]]] = {}     # object -> id -> props
+        self.requests: list[httpx.Request] = []
+        self.invalid: set[str] = set()
+        self.multi_status = False
+        self.echo_trace = True
+        self.reverse_results = False
+        self.script: Handler | None = None
+        self._next_id = 501
+
+    # state --------------------------------------------------------------------------------
+    def add(self, obj: str = "contacts", **props: str) -> str:
+        record_id = str(self._next_id)
+        self._next_id += 1
+        self.objects.setdefault(obj, {})[record_id] = {**props, "hs_object_id": record_id}
+        return record_id
+
+    def find(self, obj: str, prop: str, value: str) -> str | None:
+        for record_id, props in self.objects.get(obj, {}).items():
+            if props.get(prop, "").lower() == value.strip().lower():
+                return record_id
+        return None
+
+    def props(self, record_id: str, obj: str = "contacts") -> dict[str, str]:
+        return self.objects[obj][record_id]
+
+    def bodies(self, path_end: str) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests if r.url.path.endswith(path_end)]
+
+    # the API ------------------------------------------------------------------------------
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.script is not None and (answer := self.script(request)) is not None:
+            return answer
+        assert request.headers["authorization"] == f"Bearer {TOKEN}"
+        parts = request.url.path.strip("/").split("/")      # crm v3 objects {obj} ...
+        assert parts[:3] == ["crm", "v3", "objects"], request.url
+        obj, rest = parts[3], parts[4:]
+        body = json.loads(request.content) if request.content else {}
+        if request.method == "POST" and rest == ["batch", "upsert"]:
+            return self._upsert(obj, body)
+        if request.method == "POST" and rest == ["batch", "read"]:
+            return self._read(obj, body)
+        if request.method == "POST" and rest == []:
+            return self._create(obj, body)
+        if request.method == "PATCH" and len(rest) == 1:
+            return self._patch(obj, rest[0], body)
+        return httpx.Response(404, json=hubspot_error("OBJECT_NOT_FOUND", "not found"))
+
+    def _object(self, obj: str, record_id: str, **extra: Any) -> dict[str, Any]:
+        # SimplePublicObject / SimplePublicUpsertObject [upsert]
+        return {"id": record_id, "properties": dict(self.objects[obj][record_id]),
+                "createdAt": STAMP, "updatedAt": STAMP, "archived": False, **extra}
+
+    def _upsert(self, obj: str, body: dict[str, Any]) -> httpx.Response:
+        inputs = body["inputs"]
+        if len(inputs) > BATCH_LIMIT:
+            # batch endpoints take at most 100 inputs [upsert]
+            return httpx.Response(400, json=hubspot_error(
+                "VALIDATION_ERROR", f"Batch input of {len(inputs)} exceeds the limit of 100"))
+        bad = [i for i in inputs if i["id"].strip().lower() in self.invalid]
+        if bad and not self.multi_status:
+            # one invalid record fails the whole batch: 400 VALIDATION_ERROR, message form
+            # [errors]
+            return httpx.Response(400, json=hubspot_error(
+                "VALIDATION_ERROR", validation_message({
+                    "email": ("INVALID_EMAIL", f"Email address {i['id']} is invalid")
+                    for i in bad})))
+        results, errors = [], []
+        for item in inputs:
+            if item in bad:
+                # a per-record StandardError; context is dict(str, list[str]) [upsert]
+                errors.append({
+                    "status": "error", "category": "VALIDATION_ERROR",
+                    "message": validation_message({"email": (
+                        "INVALID_EMAIL", f"Email address {item['id']} is invalid")}),
+                    "context": {"objectWriteTraceId": [item["objectWriteTraceId"]]},
+                    "errors": [{"message": f"Email address {item['id']} is invalid",
+                                "code": "INVALID_EMAIL",
+                                "context": {"propertyName": ["email"]}}]})
+                continue
+            record_id = self.find(obj, item["idProperty"], item["id"])
+            new = record_id is None
+            if record_id is None:
+                record_id = self.add(obj, **{item["idProperty"]: item["id"].strip().lower()})
+            self.objects[obj][record_id].update(item["properties"])
+            extra = {"objectWriteTraceId": item["objectWriteTraceId"]} \
+                if self.echo_trace and "objectWriteTraceId" in item else {}
+            results.append(self._object(obj, record_id, new=new, **extra))
+        if self.reverse_results:
+            results.reverse()          # HubSpot does not promise the input order
+        answer: dict[str, Any] = {"status": "COMPLETE", "results": results,
+                                  "startedAt": STAMP, "completedAt": STAMP}
+        if errors:
+            # 207 multi-status with numErrors and errors [errors], [upsert]
+            return httpx.Response(207, json={**answer, "numErrors": len(errors),
+                                             "errors": errors})
+        return httpx.Response(200, json=answer)
+
+    def _read(self, obj: str, body: dict[str, Any]) -> httpx.Response:
+        results, missing = [], []
+        for item in body["inputs"]:
+            record_id = self.find(obj, body["idProperty"], item["id"])
+            if record_id is None:
+                missing.append(item["id"])
+                continue
+            props = {k: v for k, v in self.objects[obj][record_id].items()
+                     if k in body["properties"] or k == "hs_object_id"}
+            results.append({"id": record_id, "properties": props, "createdAt": STAMP,
+                            "updatedAt": STAMP, "archived": False})
+        answer: dict[str, Any] = {"status": "COMPLETE", "results": results,
+                                  "startedAt": STAMP, "completedAt": STAMP}
+        if missing:
+            # 207 with OBJECT_NOT_FOUND listing the ids [read]
+            return httpx.Response(207, json={**answer, "numErrors": 1, "errors": [{
+                "status": "error", "category": "OBJECT_NOT_FOUND",
+                "message": "Could not get some CONTACT objects, they may be deleted or not "
+                           "exist. Check that ids are valid.",
+                "context": {"ids": missing}}]})
+        return httpx.Response(200, json=answer)
+
+    def _create(self, obj: str, body: dict[str, Any]) -> httpx.Response:
+        email = body["properties"].get("email", "")
+        existing = self.find(obj, "email", email) if email else None
+        if existing is not None:
+            # 409 naming the existing record [conflict]
+            return httpx.Response(409, json=hubspot_error(
+                "CONFLICT", f"Contact already exists. Existing ID: {existing}"))
+        record_id = self.add(obj, **body["properties"])
+        return httpx.Response(201, json=self._object(obj, record_id))
+
+    def _patch(self, obj: str, record_id: str, body: dict[str, Any]) -> httpx.Response:
+        if record_id not in self.objects.get(obj, {}):
+            return httpx.Response(404, json=hubspot_error("OBJECT_NOT_FOUND",
+                                                          "resource not found"))
+        self.objects[obj][record_id].update(body["properties"])
+        return httpx.Response(200, json=self._object(obj, record_id))
+
+
+def connector(fake: FakeHubSpot, **options: Any) -> HubSpotConnector:
+    connection = ConnectionConfig(name="hubspot", connector="hubspot", base_url=API,
+                                  auth={"type": "bearer", "token_env": "HUBSPOT_TOKEN"},
+                                  options=options)
+    return HubSpotConnector(connection, {"HUBSPOT_TOKEN": TOKEN},
+                            transport=httpx.MockTransport(fake))
+
+
+def record(email: str = "ada@example.com", *, action: str = "upsert", obj: str = "contacts",
+           match_field: str = "email", **fields: Any) -> MappedRecord:
+    """A mapped record; a field given as (value, "target") is target-owned."""
+    results = []
+    for name, value in (fields or {"email": email, "firstname": "Ada"}).items():
+        owner = "source"
+        if isinstance(value, tuple):
+            value, owner = value
+        results.append(FieldResult(name=name, source_value=value, value=value, owner=owner))
+    return MappedRecord(mapping="m", connection="hubspot", object=obj, action=action,
+                        match_field=match_field, match_value=email, fields=tuple(results))
+
+
+def answering(status: int, body: Any, headers: dict[str, str] | None = None) -> Handler:
+    return lambda request: httpx.Response(status, json=body, headers=headers)
+
+
+# upsert ---------------------------------------------------------------------------------
+def test_an_upsert_is_one_batch_upsert_on_the_match_field_with_string_values() -> None:
+    fake = FakeHubSpot()
+    result = connector(fake).deliver(record(email="ada@example.com", firstname="Ada",
+                                            age=36, vip=True, tags=["a", "b"]))
+    [request] = fake.requests
+    assert request.method == "POST"
+    assert str(request.url) == f"{API}/crm/v3/objects/contacts/batch/upsert"
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert json.loads(request.content) == {"inputs": [{
+        "idProperty": "email", "id": "ada@example.com",
+        # a documented input field [upsert]: per-record results and errors for this input
+        "objectWriteTraceId": "t0",
+        "properties": {"firstname": "Ada", "age": "36", "vip": "true",
+                       "tags": '["a", "b"]'}}]}
+    record_id = fake.find("contacts", "email", "ada@example.com")
+    assert (result.operation, result.status, result.record_id) == ("created", 200, record_id)
+    assert result.written_fields == ("firstname", "age", "vip", "tags")
+
+
+def test_new_false_is_an_update_of_the_existing_record() -> None:
+    fake = FakeHubSpot()
+    existing = fake.add(email="ada@example.com", firstname="A")
+    result = connector(fake).deliver(record())
+    assert (result.operation, result.record_id) == ("updated", existing)
+    assert fake.props(existing)["firstname"] == "Ada"
+    assert len(fake.objects["contacts"]) == 1          # never a second record
+
+
+def test_a_record_built_from_a_mapping_is_upserted_on_its_normalised_email(
+        tmp_path: Path) -> None:
+    path = tmp_path / "crmhub.yaml"
+    path.write_text(textwrap.dedent("""
+        sources:
+          stripe: {verify: {scheme: stripe, secret_env: STRIPE_SECRET}, event_id: id}
+        connections:
+          hubspot:
+            connector: hubspot
+            base_url: https://api.hubapi.com
+            auth: {type: bearer, token_env: HUBSPOT_TOKEN}
+        mappings:
+          customer:
+            source: stripe
+            connection: hubspot
+            object: contacts
+            match: {field: email, from: data.object.email, normalize: email}
+            fields:
+              email: {from: data.object.email, transform: [email], required: true}
+              firstname: data.object.name
+    """))
+    config = load_config(path, {"STRIPE_SECRET": "whsec_x", "HUBSPOT_TOKEN": TOKEN},
+                         connectors=CONNECTORS)
+    mapped = map_event(config.mappings["customer"],
+                       {"data": {"object": {"email": " Ada@Example.COM ", "name": "Ada"}}})
+    fake = FakeHubSpot()
+    assert connector(fake).deliver(mapped).operation == "created"
+    [body] = fake.bodies("/batch/upsert")
+    assert body["inputs"][0]["idProperty"] == "email"
+    assert body["inputs"][0]["id"] == "ada@example.com"
+    assert body["inputs"][0]["properties"] == {"email": "ada@example.com", "firstname": "Ada"}
+
+
+# field ownership ------------------------------------------------------------------------
+def test_a_target_owned_field_is_read_first_and_kept_when_hubspot_has_a_value() -> None:
+    fake = FakeHubSpot()
+    fake.add(email="ada@example.com", lifecyclestage="opportunity")
+    result = connector(fake).deliver(record(email="ada@example.com", firstname="Ada",
+                                            lifecyclestage=("customer", "target")))
+    read, upsert = fake.requests
+    assert read.url.path == "/crm/v3/objects/contacts/batch/read"
+    assert json.loads(read.content) == {"idProperty": "email",
+                                        "properties": ["email", "lifecyclestage"],
+                                        "inputs": [{"id": "ada@example.com"}]}
+    assert upsert.url.path == "/crm/v3/objects/contacts/batch/upsert"
+    assert json.loads(upsert.content)["inputs"][0]["properties"] == {"firstname": "Ada"}
+    assert result.skipped_fields == ("lifecyclestage",)
+    assert result.written_fields == ("firstname",)
+
+
+@pytest.mark.parametrize("current", [None, ""])
+def test_a_target_owned_field_is_written_when_hubspot_has_none(current: str | None) -> None:
+    fake = FakeHubSpot()
+    if current is not None:
+        fake.add(email="ada@example.com", lifecyclestage=current)
+    result = connector(fake).deliver(record(email="ada@example.com",
+                                            lifecyclestage=("customer", "target")))
+    assert [r.url.path.rsplit("/", 1)[-1] for r in fake.requests] == ["read", "upsert"]
+    assert fake.bodies("/batch/upsert")[0]["inputs"][0]["properties"] == {
+        "lifecyclestage": "customer"}
+    assert result.skipped_fields == ()
+
+
+def test_update_only_skips_a_contact_hubspot_does_not_have() -> None:
+    fake = FakeHubSpot()
+    result = connector(fake).deliver(record(action="update_only"))
+    assert result.operation == "skipped"
+    assert [r.url.path for r in fake.requests] == ["/crm/v3/objects/contacts/batch/read"]
+
+
+# create_only ----------------------------------------------------------------------------
+def test_create_only_posts_a_new_record() -> None:
+    fake = FakeHubSpot()
+    result = connector(fake).deliver(record(action="create_only", email="ada@example.com",
+                                            firstname="Ada"))
+    [request] = fake.requests
+    assert (request.method, request.url.path) == ("POST", "/crm/v3/objects/contacts")
+    assert json.loads(request.content) == {"properties": {"email": "ada@example.com",
+                                                          "firstname": "Ada"}}
+    assert (result.operation, result.status) == ("created", 201)
+    assert result.record_id == fake.find("contacts", "email", "ada@example.com")
+
+
+def test_create_only_conflict_updates_the_existing_id_and_never_creates_again() -> None:
+    fake = FakeHubSpot()
+    existing = fake.add(email="ada@example.com", firstname="A")
+    result = connector(fake).deliver(record(action="create_only", email="ada@example.com",
+                                            firstname="Ada"))
+    assert [(r.method, r.url.path) for r in fake.requests] == [
+        ("POST", "/crm/v3/objects/contacts"),
+        ("PATCH", f"/crm/v3/objects/contacts/{existing}")]
+    assert json.loads(fake.requests[1].content) == {"properties": {
+        "email": "ada@example.com", "firstname": "Ada"}}
+    assert (result.operation, result.record_id, result.status) == ("updated", existing, 200)
+    assert len(fake.objects["contacts"]) == 1
+    assert fake.props(existing)["firstname"] == "Ada"
+
+
+def test_a_conflict_without_an_existing_id_is_a_data_error_not_a_create() -> None:
+    fake = FakeHubSpot()
+    # a 409 whose message names no record [errors]
+    fake.script = answering(409, hubspot_error("CONFLICT", "Conflicting write in progress"))
+    with pytest.raises(DataError) as info:
+        connector(fake).deliver(record(action="create_only"))
+    assert info.value.status == 409
+    assert [r.method for r in fake.requests] == ["POST"]
+
+
+# errors ---------------------------------------------------------------------------------
+def test_a_validation_error_in_the_message_form_names_each_property() -> None:
+    fake = FakeHubSpot()
+    # 400 VALIDATION_ERROR, "Property values were not valid: [...]" form [errors]
+    body = hubspot_error("VALIDATION_ERROR", validation_message({
+        "email": ("INVALID_EMAIL", "Email address ada@@example is invalid"),
+        "lifecyclestage": ("INVALID_OPTION", "customerx was not one of the allowed options")}))
+    fake.script = answering(400, body)
+    with pytest.raises(DataError) as info:
+        connector(fake).deliver(record())
+    error = info.value
+    assert (error.category, error.status) == ("rejected_by_target", 400)
+    assert error.problems == [
+        {"field": "email", "problem": "Email address ada@@example is invalid",
+         "code": "INVALID_EMAIL"},
+        {"field": "lifecyclestage", "problem": "customerx was not one of the allowed options",
+         "code": "INVALID_OPTION"}]
+    assert json.loads(error.excerpt) == body
+
+
+def test_a_validation_error_with_an_errors_list_names_each_property() -> None:
+    fake = FakeHubSpot()
+    # 400 VALIDATION_ERROR with errors[].context.propertyName (a list of names) [errors],
+    # [upsert] (ErrorDetail.context: dict(str, list[str]))
+    fake.script = answering(400, hubspot_error(
+        "VALIDATION_ERROR", "One or more validation errors occurred",
+        errors=[{"message": "\"hs_object_source\" is a read only property; its value cannot "
+                            "be set.", "code": "READ_ONLY_VALUE",
+                 "context": {"propertyName": ["hs_object_source"]}},
+                {"message": "Property \"favourite_colour\" does not exist",
+                 "code": "PROPERTY_DOESNT_EXIST",
+                 "context": {"propertyName": ["favourite_colour"]}}]))
+    with pytest.raises(DataError) as info:
+        connector(fake).deliver(record())
+    assert [(p["field"], p["code"]) for p in info.value.problems] == [
+        ("hs_object_source", "READ_ONLY_VALUE"), ("favourite_colour", "PROPERTY_DOESNT_EXIST")]
+    assert "read only property" in str(info.value.problems[0]["problem"])
+
+
+def test_both_validation_shapes_together_keep_the_property_names() -> None:
+    # HubSpot's documented example carries an errors list (without propertyName) next to the
+    # message form [errors]; the names are in the message
+    body = hubspot_error(
+        "VALIDATION_ERROR", validation_message({
+            "email": ("INVALID_EMAIL", "Email address ada@@example is invalid")}),
+        errors=[{"message": "Email address ada@@example is invalid", "in": "email"}])
+    assert property_problems(body) == [{"field": "email", "code": "INVALID_EMAIL",
+                                        "problem": "Email address ada@@example is invalid"}]
+
+
+def test_a_ten_secondly_429_waits_for_the_rate_limit_interval() -> None:
+    fake = FakeHubSpot()
+    # 429 TEN_SECONDLY_ROLLING with the X-HubSpot-RateLimit-* headers [usage]
+    fake.script = answering(429, {
+        "status": "error", "message": "You have reached your ten_secondly_rolling limit.",
+        "errorType": "RATE_LIMIT", "correlationId": CORRELATION,
+        "policyName": "TEN_SECONDLY_ROLLING"},
+        headers={"X-HubSpot-RateLimit-Max": "100", "X-HubSpot-RateLimit-Remaining": "0",
+                 "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"})
+    with pytest.raises(RateLimited) as info:
+        connector(fake).deliver(record())
+    assert info.value.retry_after == 10.0
+    assert info.value.status == 429
+    assert "TEN_SECONDLY_ROLLING" in str(info.value)
+
+
+def test_the_rate_limit_interval_header_is_what_sets_the_wait() -> None:
+    fake = FakeHubSpot()
+    # [usage]: a 1-second window
+    fake.script = answering(429, {"status": "error", "errorType": "RATE_LIMIT",
+                                  "message": "You have reached your secondly limit.",
+                                  "policyName": "SECONDLY", "correlationId": CORRELATION},
+                            headers={"X-HubSpot-RateLimit-Interval-Milliseconds": "1000"})
+    with pytest.raises(RateLimited) as info:
+        connector(fake).deliver(record())
+    assert info.value.retry_after == 1.0
+
+
+class _FrozenDatetime(datetime):
+    """datetime.now() at a fixed instant (set per test)."""
+
+    instant = datetime(2025, 6, 15, 12, 0, tzinfo=timezone.utc)
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        return cls.instant.astimezone(tz) if tz is not None else cls.instant
+
+
+@pytest.mark.parametrize("zone, instant, hours", [
+    # 22:00 in New York (EDT) -> 2 hours to midnight
+    ("America/New_York", datetime(2025, 6, 16, 2, 0, tzinfo=timezone.utc), 2.0),
+    # no zone configured: UTC
+    (None, datetime(2025, 6, 15, 18, 30, tzinfo=timezone.utc), 5.5),
+    # 23:00 in Berlin (CEST) is 21:00 UTC: one hour, not three
+    ("Europe/Berlin", datetime(2025, 6, 15, 21, 0, tzinfo=timezone.utc), 1.0),
+    # the night clocks go back (New York, 2 Nov 2025): from 00:30 EDT the next midnight
+    # (EST) is 24.5 real hours away; 23.5 would retry an hour before the reset
+    ("America/New_York", datetime(2025, 11, 2, 4, 30, tzinfo=timezone.utc), 24.5),
+    # the night clocks go forward (9 Mar 2025): from 01:30 EST it is 21.5 real hours
+    ("America/New_York", datetime(2025, 3, 9, 6, 30, tzinfo=timezone.utc), 21.5),
+])
+def test_a_daily_429_waits_until_midnight_in_the_account_time_zone(
+        monkeypatch: pytest.MonkeyPatch, zone: str | None, instant: datetime,
+        hours: float) -> None:
+    monkeypatch.setattr(_FrozenDatetime, "instant", instant)
+    monkeypatch.setattr(hubspot_module, "datetime", _FrozenDatetime)
+    fake = FakeHubSpot()
+    # 429 DAILY [usage]
+    fake.script = answering(429, {"status": "error",
+                                  "message": "You have reached your daily limit.",
+                                  "errorType": "RATE_LIMIT", "correlationId": CORRELATION,
+                                  "policyName": "DAILY",
+                                  "requestId": "3d3e35b7-0dae-4b9f-a6e3-9c230cbcf8dd"},
+                            headers={"X-HubSpot-RateLimit-Daily": "250000",
+                                     "X-HubSpot-RateLimit-Daily-Remaining": "0"})
+    options = {"account_timezone": zone} if zone else {}
+    with pytest.raises(RateLimited) as info:
+        connector(fake, **options).deliver(record())
+    assert info.value.retry_after == pytest.approx(hours * 3600)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 521])
+def test_server_errors_are_transient(status: int) -> None:
+    fake = FakeHubSpot()
+    # 502/504 timeouts, 503, 521 are HubSpot's "pause, then retry" answers [errors]
+    fake.script = answering(status, hubspot_error("INTERNAL_ERROR", "internal error"))
+    with pytest.raises(TransientError) as info:
+        connector(fake).deliver(record())
+    assert not isinstance(info.value, RateLimited)
+    assert info.value.status == status
+
+
+@pytest.mark.parametrize("exc", [httpx.ReadTimeout, httpx.ConnectTimeout, httpx.ConnectError])
+def test_timeouts_and_network_failures_are_transient(exc: type[httpx.TransportError]) -> None:
+    fake = FakeHubSpot()
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise exc("boom", request=request)
+
+    fake.script = fail
+    with pytest.raises(TransientError):
+        connector(fake).deliver(record())
+
+
+def test_a_403_is_an_auth_error() -> None:
+    fake = FakeHubSpot()
+    # 403: the token lacks a scope [errors] (MISSING_SCOPES, context as in [upsert])
+    fake.script = answering(403, hubspot_error(
+        "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this "
+                          "call.",
+        errors=[{"message": "One or more of the following scopes are required.",
+                 "context": {"requiredGranularScopes": ["crm.objects.contacts.write"]}}]))
+    with pytest.raises(AuthError) as info:
+        connector(fake).deliver(record())
+    assert info.value.status == 403
+    assert "MISSING_SCOPES" in info.value.excerpt
+
+
+def test_a_401_with_a_private_app_token_is_an_auth_error_without_a_second_try() -> None:
+    fake = FakeHubSpot()
+    # 401 INVALID_AUTHENTICATION [errors]
+    fake.script = answering(401, hubspot_error(
+        "INVALID_AUTHENTICATION", "Authentication credentials not found."))
+    with pytest.raises(AuthError):
+        connector(fake).deliver(record())
+    assert len(fake.requests) == 1
+
+
+# batches --------------------------------------------------------------------------------
+def outcomes_by_email(records: list[MappedRecord], outcomes: list[WriteResult | HubError]
+                      ) -> dict[str, WriteResult | HubError]:
+    assert len(outcomes) == len(records)
+    return {r.match_value or "": o for r, o in zip(records, outcomes, strict=True)}
+
+
+def test_a_batch_of_three_is_one_request_with_each_result_mapped_back() -> None:
+    fake = FakeHubSpot()
+    existing = fake.add(email="bob@example.com")
+    fake.reverse_results = True            # answers need not follow the input order
+    records = [record(email=e, firstname=e[:3]) for e in
+               ("ada@example.com", "bob@example.com", "cy@example.com")]
+    outcomes = connector(fake).deliver_batch(records)
+    [request] = fake.requests
+    assert request.url.path == "/crm/v3/objects/contacts/batch/upsert"
+    inputs = json.loads(request.content)["inputs"]
+    assert [(i["id"], i["objectWriteTraceId"], i["properties"]) for i in inputs] == [
+        ("ada@example.com", "t0", {"firstname": "ada"}),
+        ("bob@example.com", "t1", {"firstname": "bob"}),
+        ("cy@example.com", "t2", {"firstname": "cy@"})]
+    by_email = outcomes_by_email(records, outcomes)
+    assert all(isinstance(o, WriteResult) for o in outcomes)
+    ada, bob, cy = (by_email[e] for e in ("ada@example.com", "bob@example.com",
+                                          "cy@example.com"))
+    assert isinstance(ada, WriteResult) and isinstance(bob, WriteResult)
+    assert isinstance(cy, WriteResult)
+    assert (bob.operation, bob.record_id) == ("updated", existing)
+    assert (ada.operation, ada.record_id) == (
+        "created", fake.find("contacts", "email", "ada@example.com"))
+    assert (cy.operation, cy.record_id) == (
+        "created", fake.find("contacts", "email", "cy@example.com"))
+    assert ada.written_fields == ("firstname",)
+
+
+def test_batch_results_are_matched_by_email_when_no_trace_id_comes_back() -> None:
+    fake = FakeHubSpot()
+    fake.echo_trace = False
+    fake.reverse_results = True
+    existing = fake.add(email="bob@example.com")
+    records = [record(email="ada@example.com", firstname="Ada"),
+               record(email="Bob@Example.com", firstname="Bob")]
+    outcomes = connector(fake).deliver_batch(records)
+    assert [getattr(o, "operation", o) for o in outcomes] == ["created", "updated"]
+    assert getattr(outcomes[1], "record_id", None) == existing
+
+
+def test_a_207_fails_only_the_record_hubspot_refused() -> None:
+    fake = FakeHubSpot()
+    fake.multi_status = True
+    fake.invalid = {"bad@example"}
+    records = [record(email=e) for e in ("ada@example.com", "bad@example", "cy@example.com")]
+    outcomes = connector(fake).deliver_batch(records)
+    assert len(fake.requests) == 1
+    ada, bad, cy = outcomes
+    assert isinstance(ada, WriteResult) and ada.operation == "created"
+    assert isinstance(cy, WriteResult) and cy.operation == "created"
+    assert isinstance(bad, DataError)
+    assert bad.category == "rejected_by_target"
+    assert [p["field"] for p in bad.problems] == ["email"]
+    assert fake.find("contacts", "email", "bad@example") is None
+
+
+def test_a_record_the_batch_answer_does_not_mention_is_retried_not_delivered() -> None:
+    fake = FakeHubSpot()
+
+    def drop_second(request: httpx.Request) -> httpx.Response | None:
+        if not request.url.path.endswith("/batch/upsert"):
+            return None
+        inputs = json.loads(request.content)["inputs"]
+        # a COMPLETE batch answer [upsert] that lists only the first input
+        return httpx.Response(200, json={"status": "COMPLETE", "startedAt": STAMP,
+                                         "completedAt": STAMP, "results": [{
+            "id": "901", "properties": {"email": inputs[0]["id"]}, "new": True,
+            "createdAt": STAMP, "updatedAt": STAMP, "archived": False,
+            "objectWriteTraceId": inputs[0]["objectWriteTraceId"]}]})
+
+    fake.script = drop_second
+    first, second = connector(fake).deliver_batch([record(email="ada@example.com"),
+                                                   record(email="bob@example.com")])
+    assert isinstance(first, WriteResult) and first.record_id == "901"
+    assert isinstance(second, TransientError)
+
+
+def test_a_whole_batch_400_falls_back_so_only_the_bad_record_is_a_data_error() -> None:
+    fake = FakeHubSpot()
+    fake.invalid = {"bad@example"}
+    records = [record(email=e) for e in ("ada@example.com", "bad@example", "cy@example.com")]
+    outcomes = connector(fake).deliver_batch(records)
+    upserts = fake.bodies("/batch/upsert")
+    assert [len(b["inputs"]) for b in upserts] == [3, 1, 1, 1]
+    ada, bad, cy = outcomes
+    assert isinstance(ada, WriteResult) and isinstance(cy, WriteResult)
+    assert isinstance(bad, DataError) and bad.status == 400
+    assert [p["field"] for p in bad.problems] == ["email"]
+    assert fake.find("contacts", "email", "ada@example.com") is not None
+    assert fake.find("contacts", "email", "cy@example.com") is not None
+
+
+def test_a_batch_with_target_owned_fields_reads_once_for_all_records() -> None:
+    fake = FakeHubSpot()
+    fake.add(email="bob@example.com", lifecyclestage="opportunity")
+    fake.add(email="cy@example.com", lifecyclestage="")
+    records = [record(email=e, firstname="X", lifecyclestage=("customer", "target"))
+               for e in ("ada@example.com", "bob@example.com", "cy@example.com")]
+    outcomes = connector(fake).deliver_batch(records)
+    assert [r.url.path.rsplit("/", 1)[-1] for r in fake.requests] == ["read", "upsert"]
+    [read] = fake.bodies("/batch/read")
+    assert read["inputs"] == [{"id": "ada@example.com"}, {"id": "bob@example.com"},
+                              {"id": "cy@example.com"}]
+    [upsert] = fake.bodies("/batch/upsert")
+    assert [i["properties"] for i in upsert["inputs"]] == [
+        {"firstname": "X", "lifecyclestage": "customer"},     # new: nothing to keep
+        {"firstname": "X"},                                    # HubSpot's value is kept
+        {"firstname": "X", "lifecyclestage": "customer"}]     # empty at HubSpot: written
+    assert [getattr(o, "skipped_fields", None) for o in outcomes] == [
+        (), ("lifecyclestage",), ()]
+
+
+@pytest.mark.parametrize("second", [
+    record(email="acme.com", obj="companies", match_field="domain",
+           domain="acme.com", name="Acme"),
+    record(email="bob@example.com", action="create_only"),
+], ids=["another object", "another action"])
+def test_a_mixed_batch_falls_back_to_one_write_per_record(second: MappedRecord) -> None:
+    fake = FakeHubSpot()
+    outcomes = connector(fake).deliver_batch([record(email="ada@example.com"), second])
+    assert all(isinstance(o, WriteResult) for o in outcomes)
+    assert len(fake.requests) == 2
+    first_body = json.loads(fake.requests[0].content)
+    assert [i["id"] for i in first_body["inputs"]] == ["ada@example.com"]
+
+
+def test_a_batch_never_sends_more_than_100_inputs() -> None:
+    fake = FakeHubSpot()
+    records = [record(email=f"user{i}@example.com") for i in range(BATCH_LIMIT + 30)]
+    outcomes = connector(fake).deliver_batch(records)
+    sizes = [len(b["inputs"]) for b in fake.bodies("/batch/upsert")]
+    assert max(sizes) <= BATCH_LIMIT
+    assert sum(sizes) == len(records) and len(sizes) == 2
+    assert all(isinstance(o, WriteResult) and o.operation == "created" for o in outcomes)
+
+
+@pytest.mark.parametrize("wanted, expected", [(None, 100), (10, 10), (500, 100), (0, 1)])
+def test_batch_size_comes_from_the_options_capped_at_hubspots_limit(
+        wanted: int | None, expected: int) -> None:
+    options = {"batch_size": wanted} if wanted is not None else {}
+    assert connector(FakeHubSpot(), **options).batch_size == expected
+
+
+def test_a_batch_wide_rate_limit_is_raised_for_the_whole_batch() -> None:
+    fake = FakeHubSpot()
+    # [usage]
+    fake.script = answering(429, {"status": "error", "errorType": "RATE_LIMIT",
+                                  "message": "You have reached your ten_secondly_rolling "
+                                             "limit.", "policyName": "TEN_SECONDLY_ROLLING",
+                                  "correlationId": CORRELATION},
+                            headers={"X-HubSpot-RateLimit-Interval-Milliseconds": "10000"})
+    with pytest.raises(RateLimited):
+        connector(fake).deliver_batch([record(email="a@example.com"),
+                                       record(email="b@example.com")])
+    assert len(fake.requests) == 1            # no per-record hammering after a 429
+
+
+def test_a_failed_chunk_of_a_large_batch_does_not_undo_the_delivered_one() -> None:
+    fake = FakeHubSpot()
+    calls = {"upserts": 0}
+
+    def limit_second(request: httpx.Request) -> httpx.Response | None:
+        if request.url.path.endswith("/batch/upsert"):
+            calls["upserts"] += 1
+            if calls["upserts"] == 2:
+                # [usage]
+                return httpx.Response(429, json={
+                    "status": "error", "errorType": "RATE_LIMIT",
+                    "message": "You have reached your ten_secondly_rolling limit.",
+                    "policyName": "TEN_SECONDLY_ROLLING", "correlationId": CORRELATION},
+                    headers={"X-HubSpot-RateLimit-Interval-Milliseconds": "10000"})
+        return None
+
+    fake.script = limit_second
+    records = [record(email=f"user{i}@example.com") for i in range(BATCH_LIMIT + 5)]
+    outcomes = connector(fake).deliver_batch(records)
+    assert all(isinstance(o, WriteResult) for o in outcomes[:BATCH_LIMIT])
+    assert all(isinstance(o, RateLimited) for o in outcomes[BATCH_LIMIT:])
+    assert len(outcomes) == len(records)
