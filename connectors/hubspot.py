@@ -67,15 +67,17 @@ def property_problems(body: dict[str, Any]) -> list[dict[str, Any]]:
             problems.append({"field": name, "problem": err.get("message"),
                              "code": err.get("code")})
     message = str(body.get("message") or "")
-    if not problems and "[" in message:
+    # the message form names the properties; prefer it when the errors list names none
+    if not any(p["field"] for p in problems) and "[" in message:
         try:
             listed = json.loads(message[message.index("["):])
         except ValueError:
             listed = []
-        for item in listed if isinstance(listed, list) else []:
-            if isinstance(item, dict):
-                problems.append({"field": item.get("name"), "problem": item.get("message"),
-                                 "code": item.get("error")})
+        named = [{"field": item.get("name"), "problem": item.get("message"),
+                  "code": item.get("error")}
+                 for item in (listed if isinstance(listed, list) else [])
+                 if isinstance(item, dict)]
+        problems = named or problems
     return problems
 
 
@@ -112,7 +114,9 @@ class HubSpotConnector(Connector):
             now = datetime.now(zone)
             midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0,
                                                          microsecond=0)
-            return (midnight - now).total_seconds()
+            # real seconds (aware datetimes in one zone subtract as wall-clock times, an hour
+            # off on the nights the clocks change)
+            return midnight.timestamp() - now.timestamp()
         interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
         return int(interval) / 1000 if interval and interval.isdigit() else 10.0
 
@@ -147,6 +151,15 @@ class HubSpotConnector(Connector):
 
     def deliver_batch(self, records: Sequence[MappedRecord]) -> list[WriteResult | HubError]:
         """Up to 100 upserts in one request; HubSpot's per-record results mapped back."""
+        if len(records) > BATCH_LIMIT:
+            outcomes: list[WriteResult | HubError] = []
+            for start in range(0, len(records), BATCH_LIMIT):
+                chunk = records[start:start + BATCH_LIMIT]
+                try:
+                    outcomes += self.deliver_batch(chunk)
+                except HubError as exc:     # a chunk's failure is not the others'
+                    outcomes += [exc] * len(chunk)
+            return outcomes
         if any(r.action != "upsert" for r in records) or len({r.object for r in records}) > 1 \
                 or len({r.match_field for r in records}) > 1:
             return super().deliver_batch(records)
@@ -213,6 +226,11 @@ class HubSpotConnector(Connector):
 
     def _create(self, record: MappedRecord, fields: dict[str, Any]) -> WriteResult:
         properties = {k: _text(v) for k, v in fields.items()}
+        if record.match_field and record.match_value is not None \
+                and record.match_field not in record.values():
+            # the unique match property is what lets HubSpot answer 409 instead of creating
+            # a second record (the upsert sends it as idProperty/id)
+            properties[record.match_field] = _text(record.match_value)
         response = self.request("POST", f"/crm/v3/objects/{record.object}", ok=(409,),
                                 json={"properties": properties})
         if response.status_code != 409:

@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from redis.exceptions import LockError
 
 from core.errors import AuthError, TransientError
+from core.ledger.store import translate_redis_errors
 from core.tokens import TokenState, TokenStore
 
 MIN_MARGIN_SECONDS = 60.0
@@ -41,11 +43,17 @@ class OAuth2Session:
         state = self.store.get(self.connection)
         if self._usable(state, failed):
             return state.access_token
-        with self.store.refresh_lock(self.connection):
-            state = self.store.get(self.connection)      # someone may have refreshed
-            if self._usable(state, failed):
-                return state.access_token
-            return self._refresh(state).access_token
+        try:
+            with translate_redis_errors(), self.store.refresh_lock(self.connection):
+                state = self.store.get(self.connection)      # someone may have refreshed
+                if self._usable(state, failed):
+                    return state.access_token
+                return self._refresh(state).access_token
+        except LockError as exc:
+            # another worker's refresh outlasted our wait (or outlived the lock): not the
+            # delivery's fault, and not a bug in the hub
+            raise TransientError(f"token refresh for {self.connection!r} is held up by "
+                                 f"another worker: {exc}") from None
 
     def _usable(self, state: TokenState, failed: str | None) -> bool:
         if failed is not None:

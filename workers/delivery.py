@@ -10,7 +10,7 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from connectors.base import WriteResult
@@ -73,8 +73,13 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str) -> str:
     finished = time.time()
     retry = connection.retry if connection else RetryPolicy()
     outcome = ""
+    seen: set[int] = set()
     for item in items:
-        result = _finish(rt, item, token, retry, started, finished)
+        # a batch-wide failure is one failed request: it counts once toward the breaker
+        repeat = item.error is not None and id(item.error) in seen
+        if item.error is not None:
+            seen.add(id(item.error))
+        result = _finish(rt, item, token, retry, started, finished, repeat=repeat)
         outcome = outcome or result
     return outcome
 
@@ -134,12 +139,15 @@ def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
 
 
 def _finish(rt: WorkerRuntime, item: Item, token: str, retry: RetryPolicy, started: float,
-            finished: float) -> str:
+            finished: float, *, repeat: bool = False) -> str:
+    """`repeat`: the item shares an error already recorded for another item of the batch."""
     raw = item.raw
     age = finished - float(raw.get("first_attempt_at") or started * 1000) / 1000 \
         - float(raw.get("paused_ms") or 0) / 1000
     decision = decide(item.error, attempts=item.attempts, age_seconds=age, now=finished,
                       retry=retry)
+    if repeat and decision.outcome == "retry":
+        decision = replace(decision, transient=False)     # counted with the first item
     attempt = _attempt_entry(started, finished, decision, item.error, item.result)
     done = rt.ledger.finish(
         item.delivery_id, token=token, now=finished, outcome=decision.outcome,

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +59,12 @@ def hubspot_error(category: str, message: str, **extra: Any) -> dict[str, Any]:
             "category": category, **extra}
 
 
-def validation_message(problems: dict[str, tuple[str, str]]) -> str:
+def validation_message(*problems: tuple[str, str, str]) -> str:
     """The "Property values were not valid: [...]" message form of a VALIDATION_ERROR
-    [errors]: a JSON list of {isValid, message, error, name} embedded in the message."""
+    [errors]: a JSON list of {isValid, message, error, name} embedded in the message.
+    `problems`: (property name, error code, message)."""
     listed = [{"isValid": False, "message": message, "error": code, "name": name}
-              for name, (code, message) in problems.items()]
+              for name, code, message in problems]
     return "Property values were not valid: " + json.dumps(listed)
 
 
@@ -140,17 +141,17 @@ class FakeHubSpot:
             # one invalid record fails the whole batch: 400 VALIDATION_ERROR, message form
             # [errors]
             return httpx.Response(400, json=hubspot_error(
-                "VALIDATION_ERROR", validation_message({
-                    "email": ("INVALID_EMAIL", f"Email address {i['id']} is invalid")
-                    for i in bad})))
+                "VALIDATION_ERROR", validation_message(*[
+                    ("email", "INVALID_EMAIL", f"Email address {i['id']} is invalid")
+                    for i in bad])))
         results, errors = [], []
         for item in inputs:
             if item in bad:
                 # a per-record StandardError; context is dict(str, list[str]) [upsert]
                 errors.append({
                     "status": "error", "category": "VALIDATION_ERROR",
-                    "message": validation_message({"email": (
-                        "INVALID_EMAIL", f"Email address {item['id']} is invalid")}),
+                    "message": validation_message(
+                        ("email", "INVALID_EMAIL", f"Email address {item['id']} is invalid")),
                     "context": {"objectWriteTraceId": [item["objectWriteTraceId"]]},
                     "errors": [{"message": f"Email address {item['id']} is invalid",
                                 "code": "INVALID_EMAIL",
@@ -380,9 +381,9 @@ def test_a_conflict_without_an_existing_id_is_a_data_error_not_a_create() -> Non
 def test_a_validation_error_in_the_message_form_names_each_property() -> None:
     fake = FakeHubSpot()
     # 400 VALIDATION_ERROR, "Property values were not valid: [...]" form [errors]
-    body = hubspot_error("VALIDATION_ERROR", validation_message({
-        "email": ("INVALID_EMAIL", "Email address ada@@example is invalid"),
-        "lifecyclestage": ("INVALID_OPTION", "customerx was not one of the allowed options")}))
+    body = hubspot_error("VALIDATION_ERROR", validation_message(
+        ("email", "INVALID_EMAIL", "Email address ada@@example is invalid"),
+        ("lifecyclestage", "INVALID_OPTION", "customerx was not one of the allowed options")))
     fake.script = answering(400, body)
     with pytest.raises(DataError) as info:
         connector(fake).deliver(record())
@@ -419,8 +420,8 @@ def test_both_validation_shapes_together_keep_the_property_names() -> None:
     # HubSpot's documented example carries an errors list (without propertyName) next to the
     # message form [errors]; the names are in the message
     body = hubspot_error(
-        "VALIDATION_ERROR", validation_message({
-            "email": ("INVALID_EMAIL", "Email address ada@@example is invalid")}),
+        "VALIDATION_ERROR", validation_message(
+            ("email", "INVALID_EMAIL", "Email address ada@@example is invalid")),
         errors=[{"message": "Email address ada@@example is invalid", "in": "email"}])
     assert property_problems(body) == [{"field": "email", "code": "INVALID_EMAIL",
                                         "problem": "Email address ada@@example is invalid"}]
@@ -457,7 +458,7 @@ def test_the_rate_limit_interval_header_is_what_sets_the_wait() -> None:
 class _FrozenDatetime(datetime):
     """datetime.now() at a fixed instant (set per test)."""
 
-    instant = datetime(2025, 6, 15, 12, 0, tzinfo=timezone.utc)
+    instant = datetime(2025, 6, 15, 12, 0, tzinfo=UTC)
 
     @classmethod
     def now(cls, tz: Any = None) -> Any:
@@ -466,16 +467,16 @@ class _FrozenDatetime(datetime):
 
 @pytest.mark.parametrize("zone, instant, hours", [
     # 22:00 in New York (EDT) -> 2 hours to midnight
-    ("America/New_York", datetime(2025, 6, 16, 2, 0, tzinfo=timezone.utc), 2.0),
+    ("America/New_York", datetime(2025, 6, 16, 2, 0, tzinfo=UTC), 2.0),
     # no zone configured: UTC
-    (None, datetime(2025, 6, 15, 18, 30, tzinfo=timezone.utc), 5.5),
+    (None, datetime(2025, 6, 15, 18, 30, tzinfo=UTC), 5.5),
     # 23:00 in Berlin (CEST) is 21:00 UTC: one hour, not three
-    ("Europe/Berlin", datetime(2025, 6, 15, 21, 0, tzinfo=timezone.utc), 1.0),
+    ("Europe/Berlin", datetime(2025, 6, 15, 21, 0, tzinfo=UTC), 1.0),
     # the night clocks go back (New York, 2 Nov 2025): from 00:30 EDT the next midnight
     # (EST) is 24.5 real hours away; 23.5 would retry an hour before the reset
-    ("America/New_York", datetime(2025, 11, 2, 4, 30, tzinfo=timezone.utc), 24.5),
+    ("America/New_York", datetime(2025, 11, 2, 4, 30, tzinfo=UTC), 24.5),
     # the night clocks go forward (9 Mar 2025): from 01:30 EST it is 21.5 real hours
-    ("America/New_York", datetime(2025, 3, 9, 6, 30, tzinfo=timezone.utc), 21.5),
+    ("America/New_York", datetime(2025, 3, 9, 6, 30, tzinfo=UTC), 21.5),
 ])
 def test_a_daily_429_waits_until_midnight_in_the_account_time_zone(
         monkeypatch: pytest.MonkeyPatch, zone: str | None, instant: datetime,

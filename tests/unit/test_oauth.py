@@ -528,3 +528,18 @@ def test_set_refresh_token_refuses_and_stores_nothing(
     assert says in result.output
     assert SECRET not in result.output
     assert cli.tokens() == TokenState()
+
+
+def test_waiting_too_long_for_another_workers_refresh_is_transient(
+        server: fakeredis.FakeServer, client: fakeredis.FakeRedis,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeHubSpot()
+    key = f"{PREFIX}:conn:hubspot:oauth:lock"
+    # another worker holds the refresh lock and does not let go (a hung token request)
+    other = fakeredis.FakeRedis(server=server)
+    assert other.lock(key, timeout=30).acquire(blocking=False)
+    monkeypatch.setattr(TokenStore, "refresh_lock", lambda self, connection: self.redis.lock(
+        key, timeout=30, blocking_timeout=0.2))      # the real wait is 20 s
+    with pytest.raises(TransientError, match="refresh"):
+        worker(fake, client).deliver(record())
+    assert fake.token_requests == [] and fake.api_requests == []

@@ -1,0 +1,339 @@
+"""Batched delivery end to end (workers/delivery.py with Ledger.claim_batch and the HubSpot
+connector): the ledger on fakeredis, the configuration from YAML, events recorded as the
+receiver records them, and HubSpot behind an httpx.MockTransport.
+
+The fake HubSpot answers as HubSpot documents (cited next to each answer):
+  [upsert]  https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/batch/upsert-contacts
+            and HubSpot/hubspot-api-python hubspot/crm/contacts/models/
+            simple_public_upsert_object.py and
+            batch_response_simple_public_upsert_object_with_errors.py
+            (status COMPLETE, results[].new, numErrors, errors[] of StandardError)
+  [errors]  https://developers.hubspot.com/docs/api-reference/error-handling: the error body
+            {status, message, correlationId, category}, VALIDATION_ERROR's "Property values
+            were not valid: [...]" message, 207 multi-status for batch writes with an
+            objectWriteTraceId per input, 502/503 "pause, then retry"
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import httpx
+import pytest
+from conftest import make_settings
+from hubtest import stripe_event
+
+from connectors.hubspot import HubSpotConnector
+from core.intake import build_events
+from workers.delivery import run_delivery
+from workers.runtime import WorkerRuntime
+
+WriteConfig = Callable[..., Path]   # the conftest fixture
+
+CONFIG = """
+sources:
+  stripe:
+    verify: {scheme: stripe, secret_env: STRIPE_WEBHOOK_SECRET}
+    event_id: id
+    event_type: type
+    occurred_at: created
+connections:
+  hubspot:
+    connector: hubspot
+    base_url: https://api.hubapi.com
+    auth: {type: bearer, token_env: HUBSPOT_TOKEN}
+    rate_limit: {requests: 100, per_seconds: 10}
+    options: {batch_size: BATCH_SIZE}
+mappings:
+  customer-to-contact:
+    source: stripe
+    when: {event_type: [customer.created, customer.updated]}
+    connection: hubspot
+    object: contacts
+    match: {field: email, from: data.object.email, normalize: email}
+    fields:
+      email: {from: data.object.email, transform: [email], required: true}
+      firstname: {from: data.object.name, required: true}
+      lifecyclestage: data.object.metadata.stage
+"""
+TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
+ENV = {"STRIPE_WEBHOOK_SECRET": "whsec_test_0123456789", "HUBSPOT_TOKEN": TOKEN}
+STAMP = "2025-06-15T10:00:00.000Z"
+CORRELATION = "a43683b0-5717-4ceb-80b4-104d02915d8c"
+STAGES = {"subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead",
+          "opportunity", "customer", "evangelist", "other"}
+
+
+class FakeHubSpot:
+    """Contacts by email. A lifecyclestage outside HubSpot's options is a VALIDATION_ERROR:
+    for the whole batch (400) unless `multi_status` (207, only that input fails)."""
+
+    def __init__(self) -> None:
+        self.contacts: dict[str, dict[str, str]] = {}          # email -> properties
+        self.requests: list[httpx.Request] = []
+        self.multi_status = False
+        self.script: Callable[[httpx.Request], httpx.Response] | None = None
+
+    def upserts(self) -> list[list[dict[str, Any]]]:
+        return [json.loads(r.content)["inputs"] for r in self.requests
+                if r.url.path == "/crm/v3/objects/contacts/batch/upsert"]
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if self.script is not None:
+            return self.script(request)
+        assert request.headers["authorization"] == f"Bearer {TOKEN}"
+        assert (request.method, request.url.path) == (
+            "POST", "/crm/v3/objects/contacts/batch/upsert"), request.url
+        inputs = json.loads(request.content)["inputs"]
+        bad = [i for i in inputs if i["properties"].get("lifecyclestage", "customer")
+               not in STAGES]
+        if bad and not self.multi_status:
+            # one invalid input fails the whole batch: 400 VALIDATION_ERROR [errors]
+            return httpx.Response(400, json={
+                "status": "error", "category": "VALIDATION_ERROR",
+                "correlationId": CORRELATION, "message": problem_message(bad)})
+        results, errors = [], []
+        for index, item in enumerate(inputs):
+            if item in bad:
+                # a per-input StandardError, context dict(str, list[str]) [upsert], [errors]
+                errors.append({"status": "error", "category": "VALIDATION_ERROR",
+                               "message": problem_message([item]),
+                               "context": {"objectWriteTraceId": [item["objectWriteTraceId"]]}})
+                continue
+            email = item["id"].lower()
+            new = email not in self.contacts
+            props = self.contacts.setdefault(email, {"email": email,
+                                                     "hs_object_id": str(900 + index)})
+            props.update(item["properties"])
+            # SimplePublicUpsertObject [upsert]
+            results.append({"id": props["hs_object_id"], "properties": dict(props),
+                            "new": new, "objectWriteTraceId": item["objectWriteTraceId"],
+                            "createdAt": STAMP, "updatedAt": STAMP, "archived": False})
+        body: dict[str, Any] = {"status": "COMPLETE", "results": results,
+                                "startedAt": STAMP, "completedAt": STAMP}
+        if errors:
+            # 207 with numErrors [upsert], [errors]
+            return httpx.Response(207, json={**body, "numErrors": len(errors),
+                                             "errors": errors})
+        return httpx.Response(200, json=body)
+
+
+def problem_message(items: list[dict[str, Any]]) -> str:
+    """VALIDATION_ERROR's message form [errors]."""
+    listed = [{"isValid": False, "name": "lifecyclestage", "error": "INVALID_OPTION",
+               "message": f"{i['properties']['lifecyclestage']} was not one of the allowed "
+                          "options"} for i in items]
+    return "Property values were not valid: " + json.dumps(listed)
+
+
+class Env:
+    def __init__(self, rt: WorkerRuntime, fake: FakeHubSpot) -> None:
+        self.rt = rt
+        self.fake = fake
+        self.n = 0
+
+    def receive(self, email: str, name: str = "Ada Lovelace", stage: str = "customer") -> str:
+        """Record a Stripe customer.updated as the receiver would; its delivery id."""
+        self.n += 1
+        body = stripe_event(f"evt_{self.n}", type_="customer.updated", email=email, name=name,
+                            metadata={"stage": stage})
+        body["created"] += self.n                   # each event newer than the last
+        source = self.rt.config.sources["stripe"]
+        events = build_events(source, self.rt.config.mappings_for("stripe"), {}, {},
+                              json.dumps(body), body, time.time())
+        self.rt.ledger.record(events, time.time())
+        [delivery] = events[0].deliveries
+        return delivery.id
+
+    def run(self, delivery_id: str) -> str:
+        return run_delivery(self.rt, delivery_id)
+
+    def state(self, delivery_id: str) -> str:
+        return self.rt.ledger.raw_delivery(delivery_id)["state"]
+
+    def view(self, delivery_id: str) -> dict[str, Any]:
+        view = self.rt.ledger.delivery(delivery_id, history=True)
+        assert view is not None
+        return view
+
+    def messages(self) -> list[str]:
+        """Delivery ids of the queued Celery messages, oldest first (see test_ledger)."""
+        ids = []
+        for item in reversed(self.rt.ledger.redis.lrange(self.rt.ledger.queue.key, 0, -1)):
+            message = json.loads(item)
+            assert message["headers"]["task"] == "crmhub.deliver"
+            args, _, _ = json.loads(message["body"])
+            ids.append(args[0])
+        return ids
+
+    def conn(self) -> dict[str, Any]:
+        return self.rt.ledger.connection_state("hubspot")
+
+
+def build_env(write_config: WriteConfig, key_prefix: str, batch_size: int = 100) -> Env:
+    path = write_config(CONFIG.replace("BATCH_SIZE", str(batch_size)))
+    settings = make_settings(path, key_prefix, redis_url="redis://unused", **ENV)
+    rt = WorkerRuntime.build(settings, client=fakeredis.FakeRedis())
+    fake = FakeHubSpot()
+    rt._connectors["hubspot"] = HubSpotConnector(
+        rt.config.connections["hubspot"], settings.environ,
+        transport=httpx.MockTransport(fake), tokens=rt.tokens)
+    return Env(rt, fake)
+
+
+@pytest.fixture
+def env(write_config: WriteConfig, key_prefix: str) -> Iterator[Env]:
+    e = build_env(write_config, key_prefix)
+    yield e
+    e.rt.close()
+
+
+def emails(n: int) -> list[str]:
+    return [f"user{i}@example.com" for i in range(n)]
+
+
+# one request for many deliveries --------------------------------------------------------
+def test_ten_waiting_deliveries_go_out_in_one_batch_upsert(env: Env) -> None:
+    ids = [env.receive(e, name=f"User {i}") for i, e in enumerate(emails(10))]
+    assert env.messages() == ids
+
+    assert env.run(ids[0]) == "delivered"
+    [inputs] = env.fake.upserts()
+    assert len(env.fake.requests) == 1
+    assert sorted(i["id"] for i in inputs) == sorted(emails(10))
+    assert all(i["idProperty"] == "email" for i in inputs)
+    assert {e: p["firstname"] for e, p in env.fake.contacts.items()} == {
+        e: f"User {i}" for i, e in enumerate(emails(10))}
+    for d in ids:
+        view = env.view(d)
+        assert view["state"] == "delivered" and view["attempts"] == 1
+        [attempt] = view["attempt_history"]
+        assert (attempt["outcome"], attempt["operation"], attempt["status"]) == (
+            "delivered", "created", 200)
+    assert env.conn()["counts"]["delivered"] == 10
+    assert env.conn()["counts"]["in_flight"] == 0
+
+    # the companions' own messages are still queued; each is a no-op when a worker takes it
+    assert env.messages() == ids
+    for d in ids[1:]:
+        assert env.run(d) == "skip"
+    assert len(env.fake.requests) == 1
+    assert all(env.view(d)["attempts"] == 1 for d in ids)
+
+
+def test_batch_size_bounds_how_many_go_together(write_config: WriteConfig,
+                                                key_prefix: str) -> None:
+    env = build_env(write_config, key_prefix, batch_size=4)
+    ids = [env.receive(e) for e in emails(10)]
+    assert env.run(ids[0]) == "delivered"
+    assert [len(inputs) for inputs in env.fake.upserts()] == [4]
+    assert sorted(env.state(d) for d in ids) == ["delivered"] * 4 + ["pending"] * 6
+    waiting = [d for d in ids if env.state(d) == "pending"]
+    assert env.run(waiting[0]) == "delivered"
+    assert [len(inputs) for inputs in env.fake.upserts()] == [4, 4]
+    env.rt.close()
+
+
+def test_two_writes_to_one_contact_are_never_in_the_same_batch(env: Env) -> None:
+    first = env.receive("ada@example.com", name="Ada")
+    bob = env.receive("bob@example.com", name="Bob")
+    second = env.receive("Ada@Example.com", name="Ada Lovelace")
+    cy = env.receive("cy@example.com", name="Cy")
+    assert env.run(second) == "skip"                  # not its turn: the first is waiting
+
+    assert env.run(first) == "delivered"
+    [batch] = env.fake.upserts()
+    assert sorted(i["id"] for i in batch) == ["ada@example.com", "bob@example.com",
+                                              "cy@example.com"]
+    assert {env.state(d) for d in (first, bob, cy)} == {"delivered"}
+    assert env.state(second) == "pending"
+    # its message is published only now that it is the contact's next write
+    assert env.messages()[-1] == second and env.messages().count(second) == 1
+
+    assert env.run(second) == "delivered"
+    [_, later] = env.fake.upserts()
+    assert [(i["id"], i["properties"]["firstname"]) for i in later] == [
+        ("ada@example.com", "Ada Lovelace")]
+    assert env.fake.contacts["ada@example.com"]["firstname"] == "Ada Lovelace"
+
+
+# one bad record in a batch --------------------------------------------------------------
+@pytest.mark.parametrize("multi_status", [False, True], ids=["400 whole batch", "207"])
+def test_a_record_hubspot_rejects_is_dead_and_the_others_are_delivered(
+        env: Env, multi_status: bool) -> None:
+    env.fake.multi_status = multi_status
+    ids = [env.receive(e) for e in emails(2)]
+    bad = env.receive("bad@example.com", stage="customerx")
+    ids += [env.receive(e) for e in emails(5)[2:]]
+    assert env.run(ids[0]) == "delivered"
+
+    assert env.state(bad) == "dead"
+    dead = env.view(bad)["dead"]
+    assert dead["category"] == "rejected_by_target"
+    assert [p["field"] for p in dead["record"]["problems"]] == ["lifecyclestage"]
+    assert dead["record"]["record"]["match"] == {"field": "email", "value": "bad@example.com"}
+    assert {env.state(d) for d in ids} == {"delivered"}
+    assert sorted(env.fake.contacts) == sorted(emails(5))
+    assert env.rt.ledger.dead_ids() == [bad]
+    assert env.conn()["breaker"] == {}              # a rejected record is not an outage
+    first_batch = env.fake.upserts()[0]
+    assert len(first_batch) == 6
+    # 207: the one request was enough; 400: every record again on its own
+    assert len(env.fake.requests) == (1 if multi_status else 7)
+
+
+# the whole batch failing ----------------------------------------------------------------
+def test_a_failed_batch_request_counts_once_toward_the_circuit_breaker(env: Env) -> None:
+    # a 503 [errors]
+    env.fake.script = lambda request: httpx.Response(503, json={
+        "status": "error", "message": "Service Unavailable", "correlationId": CORRELATION})
+    ids = [env.receive(e) for e in emails(10)]
+    assert env.run(ids[0]) == "retry"
+    assert len(env.fake.requests) == 1
+    assert {env.state(d) for d in ids} == {"scheduled"}
+    assert all(env.view(d)["attempts"] == 1 for d in ids)
+    # one request failed, not ten: the circuit (5 in a row) stays closed
+    breaker = env.conn()["breaker"]
+    assert breaker.get("failures") == "1"
+    assert breaker.get("state") != "open"
+
+
+# a paused connection --------------------------------------------------------------------
+def test_a_pause_after_the_first_claim_keeps_the_others_unclaimed(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = [env.receive(e) for e in emails(5)]
+    claim = env.rt.ledger.claim
+
+    def claim_then_an_operator_pauses(*args: Any, **kwargs: Any) -> Any:
+        outcome = claim(*args, **kwargs)
+        env.rt.ledger.pause("hubspot", reason="maintenance", by="ops", now=time.time())
+        return outcome
+
+    monkeypatch.setattr(env.rt.ledger, "claim", claim_then_an_operator_pauses)
+    assert env.run(ids[0]) == "delivered"
+    monkeypatch.undo()
+    assert [[i["id"] for i in inputs] for inputs in env.fake.upserts()] == [[emails(5)[0]]]
+    assert [env.state(d) for d in ids[1:]] == ["held"] * 4
+    assert all(env.view(d)["attempts"] == 0 for d in ids[1:])
+
+    # once resumed they go out together
+    assert env.rt.ledger.resume("hubspot", time.time()) == 4
+    assert env.run(ids[1]) == "delivered"
+    assert [len(inputs) for inputs in env.fake.upserts()] == [1, 4]
+    assert {env.state(d) for d in ids} == {"delivered"}
+
+
+def test_deliveries_of_a_paused_connection_are_held_without_a_request(env: Env) -> None:
+    first = env.receive("ada@example.com")
+    env.rt.ledger.pause("hubspot", reason="maintenance", by="ops", now=time.time())
+    later = [env.receive(e) for e in emails(3)]           # held as they arrive
+    assert env.run(first) == "held"
+    assert [env.state(d) for d in [first, *later]] == ["held"] * 4
+    assert [env.run(d) for d in later] == ["skip"] * 3
+    assert env.fake.requests == []
