@@ -40,10 +40,14 @@ class Item:
     error: BaseException | None = None
 
 
-def run_delivery(rt: WorkerRuntime, delivery_id: str) -> str:
+def run_delivery(rt: WorkerRuntime, delivery_id: str, *, adopt: bool = True) -> str:
     """Attempt one delivery if it is this message's turn (with a batching connector, also
     the other deliveries of its connection and object that are waiting). Returns what
-    happened to `delivery_id`."""
+    happened to `delivery_id`.
+
+    With a batching connector, a message whose delivery already went out in another batch
+    (`adopt`) takes the next waiting delivery of the same connection and object instead, so
+    a backlog drains at batch speed rather than one skipped message at a time."""
     token = uuid.uuid4().hex
     ledger = rt.ledger
     raw = ledger.raw_delivery(delivery_id)
@@ -60,6 +64,8 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str) -> str:
             break
         time.sleep(claim.wait_ms / 1000)
     if claim.status != "claimed":
+        if adopt and claim.status == "skip" and connection is not None:
+            _adopt_waiting(rt, connection.name, raw.get("object", ""), delivery_id)
         return claim.status
 
     items = [Item(delivery_id, raw, claim.attempts)]
@@ -84,6 +90,16 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str) -> str:
     return outcome
 
 
+def _adopt_waiting(rt: WorkerRuntime, connection: str, obj: str, skipped: str) -> None:
+    try:
+        batching = rt.connector(connection).batch_size > 1
+    except KeyError:
+        return
+    waiting = rt.ledger.first_ready(connection, obj) if batching else None
+    if waiting and waiting != skipped:
+        run_delivery(rt, waiting, adopt=False)
+
+
 def _claim_companions(rt: WorkerRuntime, connection: str, obj: str, token: str) -> list[Item]:
     """With a batch API, the other waiting deliveries for the same connection and object go
     in the same request (each still its record's next write)."""
@@ -103,9 +119,10 @@ def _claim_companions(rt: WorkerRuntime, connection: str, obj: str, token: str) 
 def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
     """Map each delivery, then write the mapped ones (in one request where the connector
     can). Each item ends with either a result or an error."""
-    for item in items:
+    events = rt.ledger.raw_events([item.raw["event_id"] for item in items])
+    for item, event in zip(items, events, strict=True):
         try:
-            item.record = _map(rt, item.raw)   # kept for the dead letter if the write fails
+            item.record = _map(rt, item.raw, event)  # kept for the dead letter if the write fails
         except HubError as exc:
             item.error = exc
     ready = [item for item in items if item.error is None]
@@ -179,12 +196,11 @@ def _remember_for_echo(rt: WorkerRuntime, record: MappedRecord, result: WriteRes
     rt.ledger.remember_writes(refs, written, window)
 
 
-def _map(rt: WorkerRuntime, raw: dict[str, str]) -> MappedRecord:
+def _map(rt: WorkerRuntime, raw: dict[str, str], event: dict[str, str]) -> MappedRecord:
     mapping = rt.config.mappings.get(raw["mapping"])
     if mapping is None or mapping.connection not in rt.config.connections:
         raise DataError(f"mapping {raw['mapping']!r} (or its connection) is no longer in the "
                         "configuration; restore it and replay, or discard", category="mapping")
-    event = rt.ledger.raw_event(raw["event_id"])
     body = json.loads(event["body"])
     return map_event(mapping, body)
 

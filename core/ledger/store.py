@@ -245,6 +245,19 @@ class Ledger:
                 pipe.hgetall(self.key("dlv", delivery_id))
             return [decode(raw) for raw in pipe.execute()]
 
+    def raw_events(self, ids: Sequence[str]) -> list[dict[str, str]]:
+        with translate_redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for event_id in ids:
+                pipe.hgetall(self.key("evt", event_id))
+            return [decode(raw) for raw in pipe.execute()]
+
+    def first_ready(self, connection: str, obj: str) -> str | None:
+        """The longest-waiting published delivery of (connection, object), if any."""
+        with translate_redis_errors():
+            first = self.redis.zrange(self.key("ready", connection, obj), 0, 0)
+        return text(first[0]) if first else None
+
     def raw_event(self, event_id: str) -> dict[str, str]:
         with translate_redis_errors():
             return decode(self.redis.hgetall(self.key("evt", event_id)))

@@ -133,25 +133,23 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
             progress_reaches(800)
             # the replacement worker is writing again before the credentials "expire", so the
             # outage is seen (a window during the restart would pass unnoticed)
-            writes_before = target.http.get("/_control/stats").json()["requests"]
-            wait_until(lambda: target.http.get("/_control/stats").json()["requests"]
-                       > writes_before + 5, timeout=60, message="the worker to write again")
-            target.fault(mode="unauthorized", seconds=3, methods=["PUT"])
-            progress_reaches(1300)
-            parts["worker"].kill()
+            wait_for_writes(target)
+            target.fault(mode="unauthorized", methods=["PUT"])    # the token is revoked
+            wait_until(lambda: _status(env, tmp_path)["paused"], timeout=120,
+                       message="the connection to pause on 401")
+            status = _status(env, tmp_path)
+            assert status["pause_reason"] == "auth"
+            time.sleep(1)                      # in-flight writes meet the 401 too, and hold
+            # credentials fixed (the target's 500s go on); an operator resumes
+            target.clear_faults()
+            target.fault(mode="error500", ratio=0.2, seed=8, methods=["PUT"])
+            _crmhub(env, tmp_path, "resume", "crm")
+            wait_for_writes(target)
+            parts["worker"].kill()            # second crash, while the held ones drain
             parts["worker"].start()
             for future in futures:
                 future.result()
         assert len(accepted) == EVENTS
-
-        # the auth outage paused the connection; once the credentials work, an operator resumes
-        status = _status(env, tmp_path)
-        wait_until(lambda: _status(env, tmp_path)["paused"], timeout=60,
-                   message="the connection to pause on 401")
-        status = _status(env, tmp_path)
-        assert status["pause_reason"] == "auth"
-        time.sleep(3)                                  # the 401 window is over
-        _crmhub(env, tmp_path, "resume", "crm")
 
         def settled() -> bool:
             counts = _status(env, tmp_path)["counts"]
@@ -217,6 +215,12 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
         client = redis.Redis.from_url(real_redis_url)
         for key in client.scan_iter(match=f"{prefix}:*", count=1000):
             client.delete(key)
+
+
+def wait_for_writes(target: DemoTarget, count: int = 5) -> None:
+    before = target.http.get("/_control/stats").json()["requests"]
+    wait_until(lambda: target.http.get("/_control/stats").json()["requests"] > before + count,
+               timeout=60, message="the worker to write")
 
 
 def _ready(http: httpx.Client) -> bool:

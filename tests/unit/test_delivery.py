@@ -346,10 +346,10 @@ def test_losing_redis_mid_attempt_surfaces_as_ledger_unavailable(
         env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     d = env.receive()
 
-    def down(event_id: str) -> dict[str, str]:
+    def down(event_ids: list[str]) -> list[dict[str, str]]:
         raise LedgerUnavailable("Redis is unreachable: Error 111 connecting to redis:6379")
 
-    monkeypatch.setattr(env.rt.ledger, "raw_event", down)
+    monkeypatch.setattr(env.rt.ledger, "raw_events", down)
     # not a failure of the delivery to classify: the task fails, and the sweeper takes the
     # delivery back when its lease ends
     with pytest.raises(LedgerUnavailable):
