@@ -10,6 +10,7 @@ import redis
 
 from core.config import Config, MappingConfig, SourceConfig, load_config
 from core.ledger import Ledger
+from core.ledger.group import GroupRecorder
 from core.queue import HintQueue
 from core.redis_client import connect, resolve_redis_url
 from core.settings import Settings
@@ -47,6 +48,7 @@ class Hub:
     settings: Settings
     config: Config
     ledger: Ledger
+    recorder: GroupRecorder             # the receiver's writes, group-committed
     receivers: Mapping[str, Receiver]
 
 
@@ -70,4 +72,5 @@ def build_hub(settings: Settings, config: Config | None = None,
         )
         for name, source in config.sources.items()
     }
-    return Hub(settings=settings, config=config, ledger=ledger, receivers=receivers)
+    return Hub(settings=settings, config=config, ledger=ledger,
+               recorder=GroupRecorder(ledger), receivers=receivers)

@@ -53,10 +53,9 @@ def receive(source: str) -> Response | tuple[Response, int]:
     now = time.time()
     # werkzeug's Headers: case-insensitive get() and items(), which is all the schemes use
     headers = cast(Mapping[str, str], request.headers)
-    signed = SignedRequest(method=request.method,
-                           url=receiver.signed_url(request.url,
-                                                   request.query_string.decode("latin-1")),
-                           headers=headers, body=body)
+    url = receiver.signed_url(request.url, request.query_string.decode("latin-1")) \
+        if receiver.scheme.signs_url else ""           # building it costs; most never sign it
+    signed = SignedRequest(method=request.method, url=url, headers=headers, body=body)
     try:
         receiver.verify(signed, now)
     except SignatureError as exc:
@@ -74,7 +73,7 @@ def receive(source: str) -> Response | tuple[Response, int]:
         return _error(400, "malformed", exc.detail)
 
     try:
-        results = hub.ledger.record(events, now)
+        results = hub.recorder.record(events, now)
     except LedgerUnavailable as exc:
         log.error("ledger unavailable; answering 503 to %s: %s", source, exc)
         response = _error(503, "ledger_unavailable", "the hub cannot record events right now; "

@@ -1,6 +1,7 @@
--- Shared by every ledger script (prepended at load time). Each script receives
--- ARGV[1] = JSON request with at least: prefix (p), now (ms), queue (the Celery list key),
--- template (a Celery message with @DLV@ / @TAG@ placeholders).
+-- Shared by every ledger script (prepended at load time, after `local TEMPLATE = ...`: the
+-- Celery message with @DLV@ / @TAG@ placeholders, fixed per process, so it is not sent and
+-- decoded on every call). Each script receives ARGV[1] = JSON request with at least:
+-- prefix (p), now (ms), queue (the Celery list key).
 local req = cjson.decode(ARGV[1])
 local p = req.prefix
 local now = tonumber(req.now)
@@ -25,7 +26,7 @@ end
 -- Publish the Celery message for a PENDING delivery (in the same atomic step).
 local function publish(id)
   local n = redis.call('INCR', p .. ':msgseq')
-  local msg = (string.gsub(req.template, '@DLV@', id))
+  local msg = (string.gsub(TEMPLATE, '@DLV@', id))
   msg = (string.gsub(msg, '@TAG@', tostring(n)))
   redis.call('LPUSH', req.queue, msg)
   redis.call('ZADD', p .. ':idx:pending', now, id)

@@ -25,9 +25,12 @@ from core.queue import HintQueue
 SCRIPTS = ("record", "claim", "claim_batch", "finish", "sweep", "pause", "resume", "replay")
 
 
-def _load(name: str) -> str:
+def _load(name: str, template: str) -> str:
+    """A script's source: the message template as a Lua long string, common.lua, the script."""
     folder = resources.files("core.ledger")
-    return (folder.joinpath("common.lua").read_text(encoding="utf-8") + "\n"
+    level = "=" * next(n for n in range(1, 10) if f"]{'=' * n}]" not in template)
+    return (f"local TEMPLATE = [{level}[{template}]{level}]\n"
+            + folder.joinpath("common.lua").read_text(encoding="utf-8") + "\n"
             + folder.joinpath(f"{name}.lua").read_text(encoding="utf-8"))
 
 
@@ -69,7 +72,8 @@ class Ledger:
         self.prefix = prefix
         self.queue = queue
         self.dedupe_ttl_seconds = dedupe_ttl_seconds
-        self._scripts = {name: client.register_script(_load(name)) for name in SCRIPTS}
+        self._scripts = {name: client.register_script(_load(name, queue.template))
+                         for name in SCRIPTS}
 
     # keys -----------------------------------------------------------------------------
     def key(self, *parts: str) -> str:
@@ -80,7 +84,7 @@ class Ledger:
 
     def _run(self, script: str, now: float, **request: Any) -> Any:
         payload = {"prefix": self.prefix, "now": int(now * 1000), "queue": self.queue.key,
-                   "template": self.queue.template, **request}
+                   **request}
         with translate_redis_errors():
             return self._scripts[script](args=[json.dumps(payload, separators=(",", ":"))])
 

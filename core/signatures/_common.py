@@ -164,6 +164,7 @@ class BodyHmacScheme:
         self.encoding = encoding
         self.extra_signers = extra_signers
         self.signature_headers: tuple[str, ...] = (header, *(h for h, *_ in extra_signers))
+        self.signs_url = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -197,6 +198,7 @@ class TimestampV1Scheme:
         self.name = name
         self.header = header
         self.signature_headers: tuple[str, ...] = (header,)
+        self.signs_url = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

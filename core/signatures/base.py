@@ -85,6 +85,8 @@ class Scheme(Protocol):
     name: str
     #: Headers that carry signature material; redacted when the event's headers are stored.
     signature_headers: tuple[str, ...]
+    #: Whether the signature covers the request URL (only then does the receiver build it).
+    signs_url: bool
 
     def verify(self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions,
                now: float) -> None:

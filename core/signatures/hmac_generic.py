@@ -51,6 +51,7 @@ class HmacScheme:
     name = "hmac"
     #: The header is configured per source: the hub redacts `options.header` as well.
     signature_headers: tuple[str, ...] = ()
+    signs_url: bool = False
 
     def verify(self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions,
                now: float) -> None:

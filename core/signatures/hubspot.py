@@ -59,6 +59,7 @@ def _v3_source(method: str, url: str, body: bytes, stamp: str) -> bytes:
 class HubSpotScheme:
     name = "hubspot"
     signature_headers: tuple[str, ...] = (V3_HEADER, V1_V2_HEADER)
+    signs_url: bool = True
 
     @staticmethod
     def _version(options: VerifyOptions) -> str:

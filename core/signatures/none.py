@@ -13,6 +13,7 @@ from core.signatures.base import SignedRequest, VerifyOptions
 class NoneScheme:
     name = "none"
     signature_headers: tuple[str, ...] = ()
+    signs_url: bool = False
 
     def verify(self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions,
                now: float) -> None:

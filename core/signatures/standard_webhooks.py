@@ -52,6 +52,7 @@ class StandardWebhooksScheme:
         self.name = name
         self.prefixes = prefixes
         self.signature_headers: tuple[str, ...] = tuple(f"{p}signature" for p in prefixes)
+        self.signs_url = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"

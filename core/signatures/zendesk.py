@@ -49,6 +49,7 @@ def _seconds(value: str) -> float:
 class ZendeskScheme:
     name = "zendesk"
     signature_headers: tuple[str, ...] = (HEADER,)
+    signs_url: bool = False
 
     def verify(self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions,
                now: float) -> None:

@@ -1,0 +1,88 @@
+"""Group commit for the receiver: concurrent requests of one process share a script call.
+
+Under load, a receiver process has several requests in flight (gunicorn threads). Each one's
+record is a Redis round trip plus a script run; while one is on the wire, the others would
+wait for their own. Instead, the first request to arrive leads: it records everything queued
+so far in one atomic script call (the record script takes a list of events already) and hands
+each request its own results; requests that arrive meanwhile form the next group, led by the
+first of them. Nobody waits on a timer, so a lone request costs exactly what it did before.
+A group's failure (Redis down) is every member's failure: each answers 503, none 2xx.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from core.ledger.model import NewEvent, RecordResult
+from core.ledger.store import Ledger
+
+
+@dataclass(eq=False)
+class _Slot:
+    events: Sequence[NewEvent]
+    now: float
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    results: list[RecordResult] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class GroupRecorder:
+    def __init__(self, ledger: Ledger, max_events: int = 64) -> None:
+        self.ledger = ledger
+        self.max_events = max_events
+        self._lock = threading.Lock()
+        self._queue: list[_Slot] = []
+        self._leading = False
+
+    def record(self, events: Sequence[NewEvent], now: float) -> list[RecordResult]:
+        slot = _Slot(events, now)
+        with self._lock:
+            self._queue.append(slot)
+            follower = self._leading
+            self._leading = True
+        if follower:
+            slot.done.wait()               # recorded by a leader, or woken to lead
+            if not slot.lead:
+                return self._outcome(slot)
+        self._lead()
+        return self._outcome(slot)
+
+    def _lead(self) -> None:
+        with self._lock:
+            group: list[_Slot] = []
+            size = 0
+            while self._queue and (not group or size + len(self._queue[0].events)
+                                   <= self.max_events):
+                slot = self._queue.pop(0)
+                group.append(slot)
+                size += len(slot.events)
+        try:
+            results = self.ledger.record([e for s in group for e in s.events],
+                                         max(s.now for s in group))
+        except BaseException as exc:  # every member answers for it (503), none is lost
+            for slot in group:
+                slot.error = exc
+        else:
+            start = 0
+            for slot in group:
+                slot.results = results[start:start + len(slot.events)]
+                start += len(slot.events)
+        with self._lock:
+            if self._queue:
+                successor = self._queue[0]
+                successor.lead = True      # it wakes up and records the next group
+                successor.done.set()
+            else:
+                self._leading = False
+        for slot in group:
+            if not slot.lead:
+                slot.done.set()
+
+    @staticmethod
+    def _outcome(slot: _Slot) -> list[RecordResult]:
+        if slot.error is not None:
+            raise slot.error
+        return slot.results
