@@ -3,7 +3,9 @@
 import os
 
 bind = f"{os.environ.get('CRMHUB_HOST', '127.0.0.1')}:{os.environ.get('CRMHUB_PORT', '8000')}"
-workers = int(os.environ.get("CRMHUB_WEB_WORKERS", "2"))
+# two processes per core: a request waiting on Redis leaves its core to another process
+# rather than to a thread of its own process (which would then hold the GIL)
+workers = int(os.environ.get("CRMHUB_WEB_WORKERS") or 2 * (os.cpu_count() or 1))
 worker_class = "gthread"          # keep-alive connections from load balancers and senders
 threads = int(os.environ.get("CRMHUB_WEB_THREADS", "4"))
 keepalive = 5

@@ -350,7 +350,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--worker-class", default=None,
                         help="gunicorn -k for both apps (default: the config's gthread)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="CRMHUB_WEB_WORKERS for both apps (default: env, else 2)")
+                        help="CRMHUB_WEB_WORKERS for both apps (default: env, else 2 per core)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CRMHUB_WEB_THREADS (gunicorn threads per worker) for both apps "
                              "(default: env, else 4; 1 with --worker-class sync)")
@@ -366,7 +366,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
                      "made just before each run and expire after 300 s")
     if ns.connections < ns.wrk_threads:
         parser.error("--connections must be at least --wrk-threads")
-    workers = ns.workers or int(os.environ.get("CRMHUB_WEB_WORKERS") or 2)
+    # the hub's own default (app/gunicorn_conf.py): two processes per core
+    workers = ns.workers or int(os.environ.get("CRMHUB_WEB_WORKERS") or 2 * (os.cpu_count() or 1))
     if ns.threads is not None:
         threads = ns.threads
     elif ns.worker_class == "sync":

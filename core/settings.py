@@ -41,7 +41,6 @@ class Settings:
     alert_webhook_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
-    web_workers: int = 2
     worker_concurrency: int = 2
     lease_seconds: int = 60
     republish_after_seconds: int = 60
@@ -64,7 +63,6 @@ class Settings:
             alert_webhook_url=env.get("CRMHUB_ALERT_WEBHOOK_URL") or None,
             host=env.get("CRMHUB_HOST") or "127.0.0.1",
             port=_int(env, "CRMHUB_PORT", 8000, problems),
-            web_workers=_int(env, "CRMHUB_WEB_WORKERS", 2, problems),
             worker_concurrency=_int(env, "CRMHUB_WORKER_CONCURRENCY", 2, problems),
             lease_seconds=_int(env, "CRMHUB_LEASE_SECONDS", 60, problems),
             republish_after_seconds=_int(env, "CRMHUB_REPUBLISH_AFTER_SECONDS", 60, problems),

@@ -740,7 +740,7 @@ def property_error_body(errors: list[PropError], portal_id: int) -> Json:
 
 
 def conflict_body(otype: ObjectType, existing_id: str) -> Json:
-    """[CAPTURE 409: {"status":"error","message":"Contact already exists. Existing ID: XXX1",
+    """[CAPTURE 409: {"status":"error","message":"Contact already exists. Existing ID: 1234",
     "correlationId":...,"category":"CONFLICT"}, HubSpot/hubspot-api-python issue #51 (batch
     create) and many integrations that parse "Existing ID: <id>" out of it.] HubSpot began
     sending a longer variant (category OBJECT_ALREADY_EXISTS, error CONTACT_EXISTS) to some

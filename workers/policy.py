@@ -21,6 +21,8 @@ from core.errors import AuthError, DataError, HubError, RateLimited, TransientEr
 
 #: a delivery that keeps hitting a bug in the hub is dead-lettered after this many attempts
 BUG_ATTEMPTS = 5
+#: one generator for the jitter (building one per decision costs for nothing)
+_JITTER = random.Random()
 #: cooldown after a 429 that carries no Retry-After
 DEFAULT_RATE_LIMIT_COOLDOWN = 10.0
 
@@ -53,7 +55,7 @@ def describe(error: BaseException) -> str:
 def decide(error: BaseException | None, *, attempts: int, age_seconds: float, now: float,
            retry: RetryPolicy, rng: random.Random | None = None) -> Decision:
     """`age_seconds`: time since the first attempt, paused time excluded."""
-    rng = rng or random.Random()
+    rng = rng or _JITTER
     if error is None:
         return Decision("delivered")
     message = describe(error)
