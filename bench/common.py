@@ -8,6 +8,7 @@ it and adds the status count and a one-line JSON summary that `run_wrk` parses.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import json
@@ -16,11 +17,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import textwrap
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import redis
 
@@ -49,6 +52,24 @@ def raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL a still-running process started with `start_new_session`, with its group."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+REDIS_FLAG_HELP = "start a redis-server of our own even if one is reachable"
+
+
+def add_common_flags(parser: argparse.ArgumentParser, *,
+                     redis_help: str = REDIS_FLAG_HELP) -> None:
+    """The flags every benchmark takes: --embedded-redis and --json."""
+    parser.add_argument("--embedded-redis", action="store_true", help=redis_help)
+    parser.add_argument("--json", action="store_true", help="print a JSON summary instead")
+
+
 # --- wrk ------------------------------------------------------------------------------------
 
 def ensure_wrk() -> str:
@@ -75,6 +96,41 @@ def ensure_wrk() -> str:
     raise BenchError("wrk is required and could not be installed with `apt-get install -y "
                      f"wrk` ({detail or 'unknown error'}); install it (Debian/Ubuntu package "
                      "`wrk`, or build https://github.com/wg/wrk) and put it on PATH")
+
+
+def lua_long_string(text: str) -> str:
+    """`text` as a Lua long string literal ([[...]], or [=[...]=] and so on if it holds ]])."""
+    level = 1
+    while f"]{'=' * level}]" in text:
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
+def lua_body_parts(parts: Sequence[str]) -> tuple[str, str]:
+    """For a script whose bodies are `parts` joined by the event number `n`: the entries of
+    its Lua `parts` table and the Lua expression that builds one body."""
+    literals = ",\n  ".join(lua_long_string(p) for p in parts)
+    body_expr = " .. n .. ".join(f"parts[{i + 1}]" for i in range(len(parts)))
+    return literals, body_expr
+
+
+def lua_next_signed_request(exhausted_path: str, *, digits: int, source: str,
+                            body_expr: str) -> str:
+    """Lua for request() (indented two spaces, but for its first line): send event number
+    first + cursor, signed with the cursor-th 64-hex signature of `sigs`, and move `cursor`
+    on by `stride`; past the last one, count it in `exhausted` and send a request to
+    `exhausted_path` (which answers 404) instead."""
+    lua = textwrap.dedent(f"""\
+        local k = cursor
+        if k >= count then
+          exhausted = exhausted + 1
+          return wrk.format("POST", "{exhausted_path}", headers, "{{}}")
+        end
+        cursor = k + stride
+        local n = string.format("%0{digits}d", first + k)
+        headers["Stripe-Signature"] = sig_prefix .. string.sub(sigs, k * 64 + 1, k * 64 + 64)
+        return wrk.format("POST", "/webhooks/{source}", headers, {body_expr})""")
+    return textwrap.indent(lua, "  ").lstrip()
 
 
 #: Appended to every generated script. Threads keep their own counts (each wrk thread has its
@@ -190,10 +246,7 @@ def run_wrk(wrk: str, url: str, script: Path, script_args: Sequence[str], *, thr
     try:
         stdout, stderr = proc.communicate(timeout=seconds + 60)
     finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        kill_group(proc)
     if proc.returncode != 0:
         raise BenchError(f"wrk exited with {proc.returncode}: {stderr.strip() or stdout}")
     return parse_wrk_output(stdout)
@@ -206,6 +259,23 @@ def run_wrk(wrk: str, url: str, script: Path, script_args: Sequence[str], *, thr
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """/proc/PID/stat after the command name (fields[0] is the state); None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of one process (not its children), from /proc; None elsewhere."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def group_cpu_seconds(pgid: int) -> float | None:
     """User + system CPU of a process group's live members, with their reaped children."""
     total = 0.0
@@ -216,10 +286,8 @@ def group_cpu_seconds(pgid: int) -> float | None:
     for entry in entries:
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+        fields = _stat_fields(entry)
+        if fields is None:
             continue                 # exited meanwhile
         if int(fields[2]) == pgid:   # fields[0] is the state: pgrp is stat's 5th field
             utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
@@ -480,9 +548,44 @@ def delete_prefix(url: str, prefix: str) -> int:
     return deleted
 
 
+# --- main -----------------------------------------------------------------------------------
+
+Results = TypeVar("Results")
+
+
+def bench_main(script: str, tmp_prefix: str, *, embedded_redis: bool, as_json: bool,
+               setup: Callable[[], Callable[[Path, BenchRedis], Results]],
+               summarize: Callable[[Results, BenchRedis], dict[str, Any]],
+               report: Callable[[dict[str, Any], Results], None]) -> int:
+    """A benchmark's main() after its arguments are parsed: SIGTERM stops the run like ^C;
+    `setup()` gives the run, made in a temporary directory with a Redis (bench_redis);
+    then the summary is printed as JSON or by `report`. Exit 0 for a valid run, 1 for an
+    invalid one, 2 when it could not be set up or run (BenchError), 130 when interrupted."""
+    raise_on_sigterm()
+    try:
+        run = setup()
+        with tempfile.TemporaryDirectory(prefix=tmp_prefix) as tmp_name:
+            tmp = Path(tmp_name)
+            with bench_redis(tmp, embedded=embedded_redis) as rds:
+                results = run(tmp, rds)
+    except BenchError as exc:
+        log(f"{script}: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        log(f"{script}: interrupted; everything started was stopped")
+        return 130
+    summary = summarize(results, rds)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        report(summary, results)
+    return 0 if summary["valid"] else 1
+
+
 __all__ = [
     "GUNICORN_CONF",
     "LOCAL_REDIS_URL",
+    "REDIS_FLAG_HELP",
     "REPO",
     "WRK_LUA_REPORT",
     "BenchError",
@@ -491,6 +594,8 @@ __all__ = [
     "CpuUse",
     "Service",
     "WrkResult",
+    "add_common_flags",
+    "bench_main",
     "bench_redis",
     "children_cpu_seconds",
     "cpu_sample",
@@ -500,9 +605,14 @@ __all__ = [
     "group_cpu_seconds",
     "gunicorn_command",
     "http_status",
+    "kill_group",
     "log",
+    "lua_body_parts",
+    "lua_long_string",
+    "lua_next_signed_request",
     "machine_busy_seconds",
     "parse_wrk_output",
+    "process_cpu_seconds",
     "raise_on_sigterm",
     "redis_cpu_seconds",
     "run_wrk",

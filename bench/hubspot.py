@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import re
 import secrets
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -64,12 +64,13 @@ from common import (
     BenchError,
     BenchRedis,
     Service,
-    bench_redis,
+    add_common_flags,
+    bench_main,
     delete_prefix,
     group_cpu_seconds,
     log,
     machine_busy_seconds,
-    raise_on_sigterm,
+    process_cpu_seconds,
     redis_cpu_seconds,
     running,
 )
@@ -90,7 +91,6 @@ OBJECT = "contacts"
 RECORD_CHUNK = 200
 POLL_SECONDS = 0.2
 READ_CHUNK = 1000
-TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 LISTENING = re.compile(r"fake hubspot listening on http://[\d.]+:(\d+)")
 TERMINAL = ("delivered", "dead", "superseded", "discarded")
 
@@ -308,16 +308,6 @@ def worker_command(prefix: str, concurrency: int) -> list[str]:
 
 def _delta(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else max(b - a, 0.0)
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of one process (not its children), from /proc; None elsewhere."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def redis_commands(client: redis.Redis) -> int | None:
@@ -541,10 +531,9 @@ def parse_args(argv: list[str] | None) -> Options:
                              "the connector's 100)")
     parser.add_argument("--stall-timeout", type=float, default=60.0,
                         help="give up after this many seconds without a delivery (60)")
-    parser.add_argument("--embedded-redis", action="store_true",
-                        help="start a redis-server of our own even if one is reachable (its "
-                             "CPU and command counts are then the bench's alone)")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary instead")
+    add_common_flags(parser, redis_help="start a redis-server of our own even if one is "
+                                        "reachable (its CPU and command counts are then the "
+                                        "bench's alone)")
     ns = parser.parse_args(argv)
     if ns.events < 1 or (ns.batch_size is not None and ns.batch_size < 1):
         parser.error("--events and --batch-size must be positive")
@@ -615,24 +604,11 @@ def print_report(summary: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
-    raise_on_sigterm()
-    try:
-        with tempfile.TemporaryDirectory(prefix="crmhub-bench-hubspot-") as tmp_name:
-            tmp = Path(tmp_name)
-            with bench_redis(tmp, embedded=opts.embedded_redis) as rds:
-                results = bench(opts, tmp, rds)
-    except BenchError as exc:
-        log(f"bench/hubspot.py: {exc}")
-        return 2
-    except KeyboardInterrupt:
-        log("bench/hubspot.py: interrupted; everything started was stopped")
-        return 130
-    summary = summarize(opts, results, rds)
-    if opts.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print_report(summary)
-    return 0 if summary["valid"] else 1
+    return bench_main("bench/hubspot.py", "crmhub-bench-hubspot-",
+                      embedded_redis=opts.embedded_redis, as_json=opts.json,
+                      setup=lambda: functools.partial(bench, opts),
+                      summarize=functools.partial(summarize, opts),
+                      report=lambda summary, _results: print_report(summary))
 
 
 if __name__ == "__main__":
