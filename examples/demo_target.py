@@ -50,111 +50,72 @@ The control API under ``/_control`` is never faulted and never checks the token:
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hmac
 import json
 import os
-import random
-import signal
-import socket
-import socketserver
 import sys
-import threading
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from itertools import islice
-from types import FrameType
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import unquote
 
-LOG_LIMIT = 200_000
-MAX_BODY_BYTES = 16 * 1024 * 1024
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fakehttp import (
+    BadRequest,
+    FakeServer,
+    FaultBase,
+    Json,
+    JsonHandler,
+    Response,
+    StateBase,
+    add_verbose,
+    cli_parser,
+    common_fault_args,
+    new_log,
+    parse_fault_spec,
+    serve,
+    validation_body,
+)
+
 FAULT_MODES = ("error500", "rate_limit", "unauthorized", "validation", "latency", "drop")
-JSON_TYPE = "application/json"
 
-Json = dict[str, Any]
-
-
-class BadRequest(Exception):
-    """A request the target refuses with 400 and field errors."""
-
-    def __init__(self, message: str, errors: list[Json]) -> None:
-        super().__init__(message)
-        self.message = message
-        self.errors = errors
-
-
-def validation_body(message: str, errors: list[Json]) -> Json:
-    return {"error": "validation", "message": message, "errors": errors}
+__all__ = ["BadRequest", "DemoTargetHandler", "DemoTargetServer", "Fault", "State", "main"]
 
 
 @dataclass
-class Response:
-    status: int
-    payload: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False
+class Fault(FaultBase):
+    DESCRIBE_KEYS: ClassVar[tuple[str, ...]] = (
+        "id",
+        "mode",
+        "count",
+        "remaining",
+        "seconds",
+        "expires_in",
+        "ratio",
+        "seed",
+        "retry_after",
+        "latency_ms",
+        "methods",
+        "objects",
+        "status",
+        "field",
+        "message",
+        "hits",
+        "active",
+    )
 
-
-@dataclass
-class Fault:
-    id: int
-    mode: str
-    count: int | None = None
-    seconds: float | None = None
-    ratio: float | None = None
-    seed: int | str | None = None
     retry_after: float = 1
-    latency_ms: float = 200
-    methods: frozenset[str] | None = None
-    objects: frozenset[str] | None = None
-    status: int = 500
     error_field: str | None = None
-    message: str | None = None
-    created: float = field(default_factory=time.monotonic)
-    hits: int = 0
-    rng: random.Random = field(default_factory=lambda: random.Random())
-
-    @property
-    def remaining(self) -> int | None:
-        return None if self.count is None else max(self.count - self.hits, 0)
-
-    def active(self, now: float) -> bool:
-        if self.count is not None and self.hits >= self.count:
-            return False
-        return self.seconds is None or now < self.created + self.seconds
 
     def matches(self, method: str, obj: str) -> bool:
-        if self.methods is not None and method not in self.methods:
-            return False
-        return self.objects is None or obj in self.objects
+        return self.targets(method, obj)
 
-    def describe(self, now: float) -> Json:
-        expires_in = None
-        if self.seconds is not None:
-            expires_in = round(max(self.created + self.seconds - now, 0.0), 3)
-        return {
-            "id": self.id,
-            "mode": self.mode,
-            "count": self.count,
-            "remaining": self.remaining,
-            "seconds": self.seconds,
-            "expires_in": expires_in,
-            "ratio": self.ratio,
-            "seed": self.seed,
-            "retry_after": self.retry_after,
-            "latency_ms": self.latency_ms,
-            "methods": sorted(self.methods) if self.methods is not None else None,
-            "objects": sorted(self.objects) if self.objects is not None else None,
-            "status": self.status,
-            "field": self.error_field,
-            "message": self.message,
-            "hits": self.hits,
-            "active": self.active(now),
-        }
+    def describe_extra(self) -> Json:
+        return {"retry_after": self.retry_after, "field": self.error_field}
 
     def answer(self, body: Any) -> Response:
         """The response for an error-answering mode (not latency, not drop)."""
@@ -182,106 +143,20 @@ class Fault:
         return Response(400, validation_body(message, [{"field": name, "message": message}]))
 
 
-def _number(
-    spec: Json,
-    name: str,
-    errors: list[Json],
-    *,
-    minimum: float = 0.0,
-    maximum: float | None = None,
-    integer: bool = False,
-    exclusive_min: bool = False,
-) -> Any:
-    value = spec.get(name)
-    if value is None:
-        return None
-    kind = "an integer" if integer else "a number"
-    ok = (isinstance(value, int) if integer else isinstance(value, int | float)) and not isinstance(
-        value, bool
-    )
-    if ok:
-        too_small = value <= minimum if exclusive_min else value < minimum
-        ok = not too_small and (maximum is None or value <= maximum)
-    if not ok:
-        bound = f"> {minimum:g}" if exclusive_min else f">= {minimum:g}"
-        if maximum is not None:
-            bound += f" and <= {maximum:g}"
-        errors.append({"field": name, "message": f"must be {kind} {bound}"})
-        return None
-    return value
-
-
-def _names(spec: Json, name: str, errors: list[Json], upper: bool = False) -> frozenset[str] | None:
-    value = spec.get(name)
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        errors.append({"field": name, "message": "must be a list of strings"})
-        return None
-    return frozenset(v.upper() if upper else v for v in value)
-
-
 def parse_fault(spec: Any, fault_id: int) -> Fault:
-    if not isinstance(spec, dict):
-        raise BadRequest(
-            "a fault must be a JSON object",
-            [{"field": "body", "message": "expected a JSON object"}],
-        )
-    errors: list[Json] = []
-    mode = spec.get("mode")
-    if mode not in FAULT_MODES:
-        errors.append({"field": "mode", "message": f"must be one of {', '.join(FAULT_MODES)}"})
-    known = {
-        "mode",
-        "count",
-        "seconds",
-        "ratio",
-        "seed",
-        "retry_after",
-        "latency_ms",
-        "methods",
-        "objects",
-        "status",
-        "field",
-        "message",
-    }
-    errors.extend({"field": k, "message": "unknown fault option"} for k in spec if k not in known)
-    count = _number(spec, "count", errors, minimum=1, integer=True)
-    seconds = _number(spec, "seconds", errors, exclusive_min=True)
-    ratio = _number(spec, "ratio", errors, maximum=1.0)
-    retry_after = _number(spec, "retry_after", errors)
-    latency_ms = _number(spec, "latency_ms", errors)
-    status = _number(spec, "status", errors, minimum=500, maximum=599, integer=True)
-    seed = spec.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | str)):
-        errors.append({"field": "seed", "message": "must be an integer or a string"})
-        seed = None
-    texts: dict[str, str | None] = {}
-    for name in ("field", "message"):
-        texts[name] = spec.get(name)
-        if texts[name] is not None and not isinstance(texts[name], str):
-            errors.append({"field": name, "message": "must be a string"})
-    methods = _names(spec, "methods", errors, upper=True)
-    objects = _names(spec, "objects", errors)
-    if errors:
-        raise BadRequest("invalid fault", errors)
+    options = parse_fault_spec(
+        spec,
+        FAULT_MODES,
+        numbers=("count", "seconds", "ratio", "retry_after", "latency_ms", "status"),
+        texts=("field", "message"),
+        lists=("methods", "objects"),
+    )
+    retry_after = options["retry_after"]
     return Fault(
         id=fault_id,
-        mode=str(mode),
-        count=count,
-        seconds=float(seconds) if seconds is not None else None,
-        ratio=float(ratio) if ratio is not None else None,
-        seed=seed,
+        **common_fault_args(options),
         retry_after=retry_after if retry_after is not None else 1,
-        latency_ms=latency_ms if latency_ms is not None else 200,
-        methods=methods,
-        objects=objects,
-        status=status if status is not None else 500,
-        error_field=texts["field"],
-        message=texts["message"],
-        rng=random.Random(seed),
+        error_field=options["field"],
     )
 
 
@@ -306,69 +181,29 @@ def parse_record_body(raw: bytes) -> tuple[Json | None, Any, list[Json]]:
     return value, value, []
 
 
-class State:
+class State(StateBase[Fault]):
     """Records, write counts, the request log, counters and faults, behind one lock."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.seq = 0  # never reset, so a cursor taken before a reset stays valid
-        self.fault_ids = 0
+        super().__init__()
         self.clear()
 
     def clear(self) -> None:
         self.records: dict[str, dict[str, Json]] = {}
         self.writes: dict[tuple[str, str], int] = {}
         self.total_writes = 0
-        self.log: deque[Json] = deque(maxlen=LOG_LIMIT)
+        self.log = new_log()
         self.requests = 0
         self.by_status: Counter[str] = Counter()
-        self.by_fault: Counter[str] = Counter()
-        self.faults: list[Fault] = []
+        self.by_fault = Counter()
+        self.faults = []
 
-    # --- faults -------------------------------------------------------------------------------
+    def parse_fault(self, spec: Any, fault_id: int) -> Fault:
+        return parse_fault(spec, fault_id)
 
     def take_fault(self, method: str, obj: str) -> Fault | None:
         """The first active matching fault that fires for this request (counts the hit)."""
-        if not self.faults:
-            return None
-        now = time.monotonic()
-        with self.lock:
-            for fault in self.faults:
-                if not fault.active(now) or not fault.matches(method, obj):
-                    continue
-                if fault.ratio is not None and fault.rng.random() >= fault.ratio:
-                    continue
-                fault.hits += 1
-                self.by_fault[fault.mode] += 1
-                return fault
-        return None
-
-    def add_faults(self, body: Any) -> Response:
-        specs = body if isinstance(body, list) else [body]
-        with self.lock:
-            added: list[Fault] = []
-            for spec in specs:
-                added.append(parse_fault(spec, self.fault_ids + len(added) + 1))
-            self.fault_ids += len(added)
-            self.faults.extend(added)
-            now = time.monotonic()
-            return Response(
-                201,
-                {
-                    "added": [f.describe(now) for f in added],
-                    "faults": [f.describe(now) for f in self.faults],
-                },
-            )
-
-    def list_faults(self) -> Json:
-        with self.lock:
-            now = time.monotonic()
-            return {"faults": [f.describe(now) for f in self.faults]}
-
-    def clear_faults(self) -> Json:
-        with self.lock:
-            self.faults = []
-            return {"faults": []}
+        return self.first_fault(lambda fault: fault.matches(method, obj))
 
     # --- record requests ----------------------------------------------------------------------
 
@@ -473,15 +308,6 @@ class State:
 
     # --- control reads ------------------------------------------------------------------------
 
-    def log_since(self, since: int, limit: int | None) -> Json:
-        with self.lock:
-            start = 0
-            if self.log:
-                start = min(max(since - self.log[0]["seq"] + 1, 0), len(self.log))
-            stop = None if limit is None else start + limit
-            entries = list(islice(self.log, start, stop))
-            return {"entries": entries, "last_seq": self.seq}
-
     def stats(self) -> Json:
         with self.lock:
             return {
@@ -490,7 +316,7 @@ class State:
                 "records": sum(len(t) for t in self.records.values()),
                 "writes": self.total_writes,
                 "faults_applied": dict(self.by_fault),
-                "faults_active": sum(f.active(time.monotonic()) for f in self.faults),
+                "faults_active": self.active_faults(time.monotonic()),
                 "log_entries": len(self.log),
                 "last_seq": self.seq,
             }
@@ -506,164 +332,42 @@ class State:
                 ]
             }
 
-    def reset(self) -> Json:
-        with self.lock:
-            self.clear()
-            return {"ok": True, "last_seq": self.seq}
 
-
-class DemoTargetServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    allow_reuse_address = True
+class DemoTargetServer(FakeServer):
+    state: State
 
     def __init__(
         self, address: tuple[str, int], token: str | None, verbose: bool, prefix: str = ""
     ) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, DemoTargetHandler)
-        self.state = State()
+        super().__init__(address, DemoTargetHandler, State(), verbose)
         self.token = token
-        self.verbose = verbose
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
 
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN, which can stall on a reverse lookup.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
 
-
-class DemoTargetHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class DemoTargetHandler(JsonHandler):
     server_version = "crmhub-demo-target/1.0"
-    disable_nagle_algorithm = True
+    control_routes: ClassVar[dict[str, str]] = {
+        "health": "GET",
+        "faults": "GET, POST, DELETE",
+        "log": "GET",
+        "stats": "GET",
+        "records": "GET",
+        "reset": "POST",
+    }
 
     @property
     def target(self) -> DemoTargetServer:
         assert isinstance(self.server, DemoTargetServer)
         return self.server
 
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.target.verbose:
-            super().log_message(format, *args)
+    def handle_api(self, path: str, query: dict[str, list[str]], raw: bytes) -> Response:
+        return self._record(self.command, path, raw)
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    # --- plumbing -----------------------------------------------------------------------------
-
-    def _read_body(self) -> bytes | None:
-        """The request body, or None after answering an unreadable one."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                line = self.rfile.readline(1024)
-                try:
-                    length = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    self._bad_framing("malformed chunked body")
-                    return None
-                if length == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                size += length
-                if size > MAX_BODY_BYTES:
-                    self._bad_framing("body too large", 413)
-                    return None
-                chunks.append(self.rfile.read(length))
-                self.rfile.readline(1024)
-        length_header = self.headers.get("Content-Length")
-        if not length_header:
-            return b""
-        try:
-            length = int(length_header)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._bad_framing("invalid Content-Length")
-            return None
-        if length > MAX_BODY_BYTES:
-            self._bad_framing("body too large", 413)
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _bad_framing(self, message: str, status: int = 400) -> None:
-        self.close_connection = True
-        self._send(
-            Response(
-                status,
-                validation_body(message, [{"field": "body", "message": message}]),
-                {"Connection": "close"},
-            )
-        )
-
-    def _send(self, response: Response) -> None:
-        if response.drop:
-            self._drop()
-            return
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        if response.status == 204 or response.status < 200:
-            self.end_headers()
-            return
-        data = json.dumps(response.payload, separators=(",", ":")).encode()
-        self.send_header("Content-Type", JSON_TYPE)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _drop(self) -> None:
-        """Close the connection without a single byte of answer."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
-        self.connection.close()
-
-    def _json_body(self, raw: bytes) -> Any:
-        if not raw.strip():
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise BadRequest(
-                "invalid JSON", [{"field": "body", "message": f"invalid JSON: {exc}"}]
-            ) from exc
-
-    def _dispatch(self) -> None:
-        raw = self._read_body()
-        if raw is None:
-            return
-        method = self.command
-        parts = urlsplit(self.path)
-        path = parts.path
-        try:
-            if path == "/_control" or path.startswith("/_control/"):
-                response = self._control(
-                    method, path[len("/_control") :].strip("/"), parse_qs(parts.query), raw
-                )
-            else:
-                response = self._record(method, path, raw)
-        except BadRequest as exc:
-            response = Response(400, validation_body(exc.message, exc.errors))
-        self._send(response)
+    def control_extra(
+        self, method: str, route: str, query: dict[str, list[str]], raw: bytes
+    ) -> Response:
+        # route == "records"
+        return Response(200, self.target.state.dump(query.get("object", [None])[-1]))
 
     # --- record API ---------------------------------------------------------------------------
 
@@ -700,60 +404,9 @@ class DemoTargetHandler(BaseHTTPRequestHandler):
 
     # --- control API --------------------------------------------------------------------------
 
-    def _control(
-        self, method: str, route: str, query: dict[str, list[str]], raw: bytes
-    ) -> Response:
-        state = self.target.state
-        allowed = {
-            "health": "GET",
-            "faults": "GET, POST, DELETE",
-            "log": "GET",
-            "stats": "GET",
-            "records": "GET",
-            "reset": "POST",
-        }
-        if route not in allowed:
-            return Response(404, {"error": "not_found"})
-        if method not in allowed[route].split(", "):
-            return Response(405, {"error": "method_not_allowed"}, {"Allow": allowed[route]})
-        if route == "health":
-            return Response(200, {"ok": True})
-        if route == "faults":
-            if method == "GET":
-                return Response(200, state.list_faults())
-            if method == "DELETE":
-                return Response(200, state.clear_faults())
-            return state.add_faults(self._json_body(raw))
-        if route == "log":
-            since = _query_int(query, "since", 0)
-            limit = _query_int(query, "limit", None)
-            return Response(200, state.log_since(since or 0, limit))
-        if route == "stats":
-            return Response(200, state.stats())
-        if route == "records":
-            return Response(200, state.dump(query.get("object", [None])[-1]))
-        return Response(200, state.reset())
-
-
-def _query_int(query: dict[str, list[str]], name: str, default: int | None) -> int | None:
-    values = query.get(name)
-    if not values:
-        return default
-    try:
-        value = int(values[-1])
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise BadRequest(
-            f"invalid {name}", [{"field": name, "message": "must be a non-negative integer"}]
-        )
-    return value
-
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="A fake generic REST CRM for crmhub demos.")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address [127.0.0.1]")
-    parser.add_argument("--port", type=int, default=8900, help="port; 0 picks a free one [8900]")
+    parser = cli_parser("A fake generic REST CRM for crmhub demos.", 8900)
     parser.add_argument(
         "--token",
         default=os.environ.get("DEMO_TARGET_TOKEN") or None,
@@ -764,25 +417,11 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("DEMO_TARGET_PREFIX", ""),
         help="path prefix for the record API, e.g. /api [env DEMO_TARGET_PREFIX]",
     )
-    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    add_verbose(parser)
     args = parser.parse_args(argv)
 
     server = DemoTargetServer((args.host, args.port), args.token, args.verbose, args.prefix)
-    host, port = str(server.server_address[0]), int(server.server_address[1])
-    shown = f"[{host}]" if ":" in host else host
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    print(f"demo target listening on http://{shown}:{port}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    return serve(server, "demo target")
 
 
 if __name__ == "__main__":

@@ -89,37 +89,47 @@ daily window never rolls over by itself (``/_control/reset`` or ``/_control/limi
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import dataclasses
 import datetime as dt
 import hmac
 import json
 import math
 import os
-import random
 import re
 import secrets
-import signal
-import socket
-import socketserver
 import sys
-import threading
 import time
 import uuid
 from collections import Counter, deque
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from itertools import islice
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, unquote
+
+if str(Path(__file__).resolve().parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fakehttp import (
+    BadRequest,
+    FakeServer,
+    FaultBase,
+    Json,
+    JsonHandler,
+    Response,
+    StateBase,
+    add_verbose,
+    base_url,
+    cli_parser,
+    common_fault_args,
+    control_json,
+    new_log,
+    number_option,
+    parse_fault_spec,
+    serve,
+)
 
 SCHEMA_FILE = Path(__file__).with_name("hubspot_schemas.json")
-LOG_LIMIT = 200_000
 VIOLATION_LIMIT = 10_000
-MAX_BODY_BYTES = 16 * 1024 * 1024
 # HubSpot answers application/json;charset=utf-8, no space [CAPTURE: header dump quoted in
 # a public sandbox-fidelity document, "Content type | application/json;charset=utf-8"].
 JSON_TYPE = "application/json;charset=utf-8"
@@ -141,7 +151,8 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DAY_MS = 86_400_000
 
-Json = dict[str, Any]
+# A control request the fake refuses with 400.
+BadControl = BadRequest
 
 # --- HubSpot's texts ------------------------------------------------------------------------
 
@@ -192,14 +203,6 @@ def hs_error(
 
 
 @dataclass
-class Response:
-    status: int
-    payload: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False
-
-
-@dataclass
 class Request:
     method: str
     path: str
@@ -234,15 +237,6 @@ class Outcome:
     fault: str | None = None
     auth: str | None = None
     problems: list[Json] | None = None  # not None: a contract violation
-
-
-class BadControl(Exception):
-    """A control request the fake refuses with 400."""
-
-    def __init__(self, message: str, errors: list[Json]) -> None:
-        super().__init__(message)
-        self.message = message
-        self.errors = errors
 
 
 class Rejected(Exception):
@@ -777,33 +771,32 @@ def objects_not_found(otype: ObjectType, ids: list[str]) -> Json:
 
 
 @dataclass
-class Fault:
-    id: int
-    mode: str
-    count: int | None = None
-    seconds: float | None = None
-    ratio: float | None = None
-    seed: int | str | None = None
-    status: int = 500
-    latency_ms: float = 200
-    retry_after: float | None = None
-    methods: frozenset[str] | None = None
-    objects: frozenset[str] | None = None
-    endpoints: tuple[str, ...] | None = None
-    message: str | None = None
-    created: float = field(default_factory=time.monotonic)
-    hits: int = 0
-    rng: random.Random = field(default_factory=random.Random)
+class Fault(FaultBase):
+    DESCRIBE_KEYS: ClassVar[tuple[str, ...]] = (
+        "id",
+        "mode",
+        "count",
+        "remaining",
+        "seconds",
+        "expires_in",
+        "ratio",
+        "seed",
+        "status",
+        "latency_ms",
+        "retry_after",
+        "methods",
+        "objects",
+        "endpoints",
+        "message",
+        "hits",
+        "active",
+    )
 
-    def active(self, now: float) -> bool:
-        if self.count is not None and self.hits >= self.count:
-            return False
-        return self.seconds is None or now < self.created + self.seconds
+    retry_after: float | None = None
+    endpoints: tuple[str, ...] | None = None
 
     def matches(self, method: str, endpoint: str, obj: str | None) -> bool:
-        if self.methods is not None and method not in self.methods:
-            return False
-        if self.objects is not None and obj not in self.objects:
+        if not self.targets(method, obj):
             return False
         if self.endpoints is None:
             return endpoint != "oauth.token"
@@ -815,132 +808,29 @@ class Fault:
             for pattern in self.endpoints
         )
 
-    def describe(self, now: float) -> Json:
-        expires_in = None
-        if self.seconds is not None:
-            expires_in = round(max(self.created + self.seconds - now, 0.0), 3)
+    def describe_extra(self) -> Json:
         return {
-            "id": self.id,
-            "mode": self.mode,
-            "count": self.count,
-            "remaining": None if self.count is None else max(self.count - self.hits, 0),
-            "seconds": self.seconds,
-            "expires_in": expires_in,
-            "ratio": self.ratio,
-            "seed": self.seed,
-            "status": self.status,
-            "latency_ms": self.latency_ms,
             "retry_after": self.retry_after,
-            "methods": sorted(self.methods) if self.methods is not None else None,
-            "objects": sorted(self.objects) if self.objects is not None else None,
             "endpoints": list(self.endpoints) if self.endpoints is not None else None,
-            "message": self.message,
-            "hits": self.hits,
-            "active": self.active(now),
         }
 
 
-def _number(
-    spec: Json,
-    name: str,
-    errors: list[Json],
-    *,
-    minimum: float = 0.0,
-    maximum: float | None = None,
-    integer: bool = False,
-    exclusive_min: bool = False,
-) -> Any:
-    value = spec.get(name)
-    if value is None:
-        return None
-    ok = (isinstance(value, int) if integer else isinstance(value, int | float)) and not isinstance(
-        value, bool
-    )
-    if ok:
-        too_small = value <= minimum if exclusive_min else value < minimum
-        ok = not too_small and (maximum is None or value <= maximum)
-    if not ok:
-        kind = "an integer" if integer else "a number"
-        bound = f"> {minimum:g}" if exclusive_min else f">= {minimum:g}"
-        if maximum is not None:
-            bound += f" and <= {maximum:g}"
-        errors.append({"field": name, "message": f"must be {kind} {bound}"})
-        return None
-    return value
-
-
-def _names(spec: Json, name: str, errors: list[Json], upper: bool = False) -> list[str] | None:
-    value = spec.get(name)
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        errors.append({"field": name, "message": "must be a list of strings"})
-        return None
-    return [v.upper() if upper else v for v in value]
-
-
 def parse_fault(spec: Any, fault_id: int) -> Fault:
-    if not isinstance(spec, dict):
-        raise BadControl(
-            "a fault must be a JSON object",
-            [{"field": "body", "message": "expected a JSON object"}],
-        )
-    errors: list[Json] = []
-    mode = spec.get("mode")
-    if mode not in FAULT_MODES:
-        errors.append({"field": "mode", "message": f"must be one of {', '.join(FAULT_MODES)}"})
-    known = {
-        "mode",
-        "count",
-        "seconds",
-        "ratio",
-        "seed",
-        "status",
-        "latency_ms",
-        "retry_after",
-        "methods",
-        "objects",
-        "endpoints",
-        "message",
-    }
-    errors.extend({"field": k, "message": "unknown fault option"} for k in spec if k not in known)
-    count = _number(spec, "count", errors, minimum=1, integer=True)
-    seconds = _number(spec, "seconds", errors, exclusive_min=True)
-    ratio = _number(spec, "ratio", errors, maximum=1.0)
-    status = _number(spec, "status", errors, minimum=500, maximum=599, integer=True)
-    latency_ms = _number(spec, "latency_ms", errors)
-    retry_after = _number(spec, "retry_after", errors)
-    seed = spec.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | str)):
-        errors.append({"field": "seed", "message": "must be an integer or a string"})
-        seed = None
-    message = spec.get("message")
-    if message is not None and not isinstance(message, str):
-        errors.append({"field": "message", "message": "must be a string"})
-    methods = _names(spec, "methods", errors, upper=True)
-    objects = _names(spec, "objects", errors)
-    endpoints = _names(spec, "endpoints", errors)
-    if objects is not None:
-        objects = [OBJECT_ALIASES.get(o, o) for o in objects]
-    if errors:
-        raise BadControl("invalid fault", errors)
+    options = parse_fault_spec(
+        spec,
+        FAULT_MODES,
+        numbers=("count", "seconds", "ratio", "status", "latency_ms", "retry_after"),
+        texts=("message",),
+        lists=("methods", "objects", "endpoints"),
+    )
+    if options["objects"] is not None:
+        options["objects"] = [OBJECT_ALIASES.get(o, o) for o in options["objects"]]
+    endpoints = options["endpoints"]
     return Fault(
         id=fault_id,
-        mode=str(mode),
-        count=count,
-        seconds=float(seconds) if seconds is not None else None,
-        ratio=float(ratio) if ratio is not None else None,
-        seed=seed,
-        status=status if status is not None else 500,
-        latency_ms=latency_ms if latency_ms is not None else 200,
-        retry_after=retry_after,
-        methods=frozenset(methods) if methods is not None else None,
-        objects=frozenset(objects) if objects is not None else None,
+        **common_fault_args(options),
+        retry_after=options["retry_after"],
         endpoints=tuple(endpoints) if endpoints is not None else None,
-        message=message,
-        rng=random.Random(seed),
     )
 
 
@@ -968,17 +858,15 @@ class AccessToken:
     issued_at: float
 
 
-class State:
+class State(StateBase[Fault]):
     """Records, tokens, rate windows, the log, counters, faults and violations, behind one lock."""
 
     def __init__(self, config: Config, book: SchemaBook, types: dict[str, ObjectType]) -> None:
-        self.lock = threading.Lock()
+        super().__init__()
         self.initial = dataclasses.replace(config)  # what /_control/reset goes back to
         self.config = config
         self.book = book
         self.types = types
-        self.seq = 0  # never reset, so a log cursor taken before a reset stays valid
-        self.fault_ids = 0
         self.next_id = 1001
         self.access_tokens: dict[str, AccessToken] = {}
         self.clear()
@@ -988,10 +876,10 @@ class State:
         self.records: dict[str, dict[str, Json]] = {name: {} for name in self.types}
         self.unique: dict[tuple[str, str], dict[str, str]] = {}
         self.refresh_tokens: set[str] = {self.config.refresh_token}
-        self.log: deque[Json] = deque(maxlen=LOG_LIMIT)
+        self.log = new_log()
         self.violations: deque[Json] = deque(maxlen=VIOLATION_LIMIT)
         self.violation_count = 0
-        self.faults: list[Fault] = []
+        self.faults = []
         self.window: deque[float] = deque()  # ten-secondly counted calls (monotonic)
         self.search_window: deque[float] = deque()
         self.daily_used = 0
@@ -999,7 +887,7 @@ class State:
         self.api_calls = 0
         self.by_endpoint: Counter[str] = Counter()
         self.by_status: Counter[str] = Counter()
-        self.by_fault: Counter[str] = Counter()
+        self.by_fault = Counter()
         self.rate_limited: Counter[str] = Counter()
         self.token_refreshes = 0
         self.token_errors: Counter[str] = Counter()
@@ -1008,66 +896,35 @@ class State:
 
     # --- faults -------------------------------------------------------------------------------
 
+    def parse_fault(self, spec: Any, fault_id: int) -> Fault:
+        return parse_fault(spec, fault_id)
+
     def take_fault(
         self, method: str, endpoint: str, obj: str | None, modes: tuple[str, ...]
     ) -> Fault | None:
-        if not self.faults:
-            return None
-        now = time.monotonic()
-        with self.lock:
-            for fault in self.faults:
-                if fault.mode not in modes or not fault.active(now):
-                    continue
-                if not fault.matches(method, endpoint, obj):
-                    continue
-                if fault.ratio is not None and fault.rng.random() >= fault.ratio:
-                    continue
-                fault.hits += 1
-                self.by_fault[fault.mode] += 1
-                return fault
-        return None
+        return self.first_fault(
+            lambda fault: fault.mode in modes and fault.matches(method, endpoint, obj)
+        )
 
-    def add_faults(self, body: Any) -> Response:
-        specs = body if isinstance(body, list) else [body]
-        with self.lock:
-            parsed = [parse_fault(spec, self.fault_ids + i + 1) for i, spec in enumerate(specs)]
-            self.fault_ids += len(parsed)
-            added: list[Fault] = []
-            applied: list[Json] = []
-            for fault in parsed:
-                if fault.mode == "expire_tokens":
-                    now = time.time()
-                    expired = 0
-                    for token in self.access_tokens.values():
-                        if token.expires_at > now:
-                            token.expires_at = now
-                            expired += 1
-                    applied.append({"mode": fault.mode, "expired": expired})
-                elif fault.mode == "revoke_refresh_token":
-                    applied.append({"mode": fault.mode, "revoked": len(self.refresh_tokens)})
-                    self.refresh_tokens = set()
-                else:
-                    added.append(fault)
-            self.faults.extend(added)
-            now_m = time.monotonic()
-            return Response(
-                201,
-                {
-                    "added": [f.describe(now_m) for f in added],
-                    "applied": applied,
-                    "faults": [f.describe(now_m) for f in self.faults],
-                },
-            )
-
-    def list_faults(self) -> Json:
-        with self.lock:
-            now = time.monotonic()
-            return {"faults": [f.describe(now) for f in self.faults]}
-
-    def clear_faults(self) -> Json:
-        with self.lock:
-            self.faults = []
-            return {"faults": []}
+    def install_faults(self, parsed: list[Fault]) -> tuple[list[Fault], Json]:
+        """Apply the immediate modes now; keep the others."""
+        added: list[Fault] = []
+        applied: list[Json] = []
+        for fault in parsed:
+            if fault.mode == "expire_tokens":
+                now = time.time()
+                expired = 0
+                for token in self.access_tokens.values():
+                    if token.expires_at > now:
+                        token.expires_at = now
+                        expired += 1
+                applied.append({"mode": fault.mode, "expired": expired})
+            elif fault.mode == "revoke_refresh_token":
+                applied.append({"mode": fault.mode, "revoked": len(self.refresh_tokens)})
+                self.refresh_tokens = set()
+            else:
+                added.append(fault)
+        return added, {"applied": applied}
 
     # --- logging ------------------------------------------------------------------------------
 
@@ -1160,7 +1017,7 @@ class State:
         logged = {k: ("[redacted]" if k == "client_secret" else v) for k, v in form.items()}
         problems = self.book.validate("OAuthTokenForm", form)
 
-        def fail(status: str, message: str) -> Response:
+        def fail(status: str, message: str) -> tuple[Response, Any, list[Json] | None]:
             # [CAPTURE: {"status":"BAD_REFRESH_TOKEN","message":"missing or unknown refresh
             # token"} (a HubSpot body quoted in a public test suite; HubSpot/oauth-quickstart-
             # nodejs issue #17 shows 400 with content-length 171, which fits status, message,
@@ -1170,55 +1027,33 @@ class State:
             # BAD_CLIENT_SECRET, BAD_GRANT_TYPE and BAD_AUTH_CODE are observed status names;
             # their message texts here are the fake's, in the same "missing or unknown" form.]
             self.token_errors[status] += 1
-            return Response(
-                400,
-                {
-                    "status": status,
-                    "message": message,
-                    "correlationId": new_correlation_id(),
-                    "requestId": uuid.uuid4().hex,
-                },
-            )
+            body = {
+                "status": status,
+                "message": message,
+                "correlationId": new_correlation_id(),
+                "requestId": uuid.uuid4().hex,
+            }
+            return Response(400, body), logged, problems or None
 
         with self.lock:
             client_id = form.get("client_id", "")
             if not client_id or not hmac.compare_digest(
                 client_id.encode(), config.client_id.encode()
             ):
-                return (
-                    fail("BAD_CLIENT_ID", "missing or unknown client id"),
-                    logged,
-                    problems or None,
-                )
+                return fail("BAD_CLIENT_ID", "missing or unknown client id")
             grant = form.get("grant_type", "")
             if grant == "authorization_code":
-                return (
-                    fail("BAD_AUTH_CODE", "missing or unknown auth code"),
-                    logged,
-                    problems or None,
-                )
+                return fail("BAD_AUTH_CODE", "missing or unknown auth code")
             if grant != "refresh_token":
-                return (
-                    fail("BAD_GRANT_TYPE", "missing or unknown grant type"),
-                    logged,
-                    problems or None,
-                )
+                return fail("BAD_GRANT_TYPE", "missing or unknown grant type")
             secret = form.get("client_secret", "")
             if not secret or not hmac.compare_digest(
                 secret.encode(), config.client_secret.encode()
             ):
-                return (
-                    fail("BAD_CLIENT_SECRET", "missing or unknown client secret"),
-                    logged,
-                    problems or None,
-                )
+                return fail("BAD_CLIENT_SECRET", "missing or unknown client secret")
             refresh = form.get("refresh_token", "")
             if refresh not in self.refresh_tokens:
-                return (
-                    fail("BAD_REFRESH_TOKEN", "missing or unknown refresh token"),
-                    logged,
-                    problems or None,
-                )
+                return fail("BAD_REFRESH_TOKEN", "missing or unknown refresh token")
             if config.rotate_refresh_tokens:
                 self.refresh_tokens.discard(refresh)
                 refresh = str(uuid.uuid4())
@@ -1351,7 +1186,7 @@ class State:
         errors: list[Json] = []
         known = ("ten_secondly", "daily", "search_per_second", "token_ttl")
         errors.extend({"field": k, "message": "unknown limit"} for k in body if k not in known)
-        values = {k: _number(body, k, errors, integer=True) for k in known}
+        values = {k: number_option(body, k, errors, integer=True) for k in known}
         if errors:
             raise BadControl("invalid limits", errors)
         with self.lock:
@@ -1500,14 +1335,6 @@ class State:
 
     # --- control reads ------------------------------------------------------------------------
 
-    def log_since(self, since: int, limit: int | None) -> Json:
-        with self.lock:
-            start = 0
-            if self.log:
-                start = min(max(since - self.log[0]["seq"] + 1, 0), len(self.log))
-            stop = None if limit is None else start + limit
-            return {"entries": list(islice(self.log, start, stop)), "last_seq": self.seq}
-
     def stats(self) -> Json:
         with self.lock:
             now = time.monotonic()
@@ -1524,7 +1351,7 @@ class State:
                 "updated": self.updated,
                 "violations": self.violation_count,
                 "faults_applied": dict(self.by_fault),
-                "faults_active": sum(f.active(now) for f in self.faults),
+                "faults_active": self.active_faults(now),
                 "daily_used": self.daily_used,
                 "log_entries": len(self.log),
                 "last_seq": self.seq,
@@ -1533,11 +1360,6 @@ class State:
     def violation_list(self) -> Json:
         with self.lock:
             return {"violations": list(self.violations), "count": self.violation_count}
-
-    def reset(self) -> Json:
-        with self.lock:
-            self.clear()
-            return {"ok": True, "last_seq": self.seq}
 
 
 def expired_body(ago: float, expired_at: float) -> Json:
@@ -2308,231 +2130,76 @@ def _sort_spec(sorts: list[Any]) -> tuple[str | None, bool]:
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
-class FakeHubSpotServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-    allow_reuse_address = True
+class FakeHubSpotServer(FakeServer):
+    state: State
 
     def __init__(self, address: tuple[str, int], state: State, verbose: bool) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, FakeHubSpotHandler)
-        self.state = state
+        super().__init__(address, FakeHubSpotHandler, state, verbose)
         self.api = Api(state)
-        self.verbose = verbose
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN, which can stall on a reverse lookup.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
 
 
-class FakeHubSpotHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class FakeHubSpotHandler(JsonHandler):
     server_version = "crmhub-fake-hubspot/1.0"
-    disable_nagle_algorithm = True
+    json_type = JSON_TYPE
+    ensure_ascii = False
+    length_on_empty = True
+    keep_blank_values = True
+    control_routes: ClassVar[dict[str, str]] = {
+        "health": "GET",
+        "faults": "GET, POST, DELETE",
+        "refresh-token": "POST",
+        "auth": "GET",
+        "limits": "GET, POST",
+        "records": "GET",
+        "log": "GET",
+        "stats": "GET",
+        "violations": "GET",
+        "reset": "POST",
+    }
 
     @property
     def hub(self) -> FakeHubSpotServer:
         assert isinstance(self.server, FakeHubSpotServer)
         return self.server
 
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.hub.verbose:
-            super().log_message(format, *args)
+    def framing_error(self, message: str) -> Any:
+        return hs_error(message)
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    # --- plumbing -----------------------------------------------------------------------------
-
-    def _read_body(self) -> bytes | None:
-        """The request body, or None after answering an unreadable one."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            size = 0
-            while True:
-                line = self.rfile.readline(1024)
-                try:
-                    length = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    self._bad_framing("malformed chunked body")
-                    return None
-                if length == 0:
-                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                size += length
-                if size > MAX_BODY_BYTES:
-                    self._bad_framing("body too large", 413)
-                    return None
-                chunks.append(self.rfile.read(length))
-                self.rfile.readline(1024)
-        length_header = self.headers.get("Content-Length")
-        if not length_header:
-            return b""
-        try:
-            length = int(length_header)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self._bad_framing("invalid Content-Length")
-            return None
-        if length > MAX_BODY_BYTES:
-            self._bad_framing("body too large", 413)
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _bad_framing(self, message: str, status: int = 400) -> None:
-        self.close_connection = True
-        self._send(Response(status, hs_error(message), {"Connection": "close"}))
-
-    def _send(self, response: Response) -> None:
-        if response.drop:
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            self.connection.close()
-            return
-        self.send_response(response.status)
+    def first_headers(self, response: Response) -> dict[str, str]:
         payload = response.payload
         correlation = payload.get("correlationId") if isinstance(payload, dict) else None
-        self.send_header("x-hubspot-correlation-id", str(correlation or new_correlation_id()))
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        if response.status == 204 or response.status < 200:
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        self.send_header("Content-Type", JSON_TYPE)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        return {"x-hubspot-correlation-id": str(correlation or new_correlation_id())}
 
-    def _dispatch(self) -> None:
-        raw = self._read_body()
-        if raw is None:
-            return
-        parts = urlsplit(self.path)
-        path = parts.path
-        query = parse_qs(parts.query, keep_blank_values=True)
-        if path == "/_control" or path.startswith("/_control/"):
-            try:
-                response = self._control(
-                    self.command, path[len("/_control") :].strip("/"), query, raw
-                )
-            except BadControl as exc:
-                response = Response(
-                    400, {"error": "validation", "message": exc.message, "errors": exc.errors}
-                )
-            self._send(response)
-            return
+    def handle_api(self, path: str, query: dict[str, list[str]], raw: bytes) -> Response:
         headers = {k.lower(): v for k, v in self.headers.items()}
         req = Request(self.command, path, query, headers, raw)
-        state = self.hub.state
         out = self.hub.api.handle(req)
-        state.record(req, out)
-        self._send(out.response)
+        self.hub.state.record(req, out)
+        return out.response
 
-    # --- control API --------------------------------------------------------------------------
-
-    def _control(
+    def control_extra(
         self, method: str, route: str, query: dict[str, list[str]], raw: bytes
     ) -> Response:
         state = self.hub.state
-        allowed = {
-            "health": "GET",
-            "faults": "GET, POST, DELETE",
-            "refresh-token": "POST",
-            "auth": "GET",
-            "limits": "GET, POST",
-            "records": "GET",
-            "log": "GET",
-            "stats": "GET",
-            "violations": "GET",
-            "reset": "POST",
-        }
-        if route not in allowed:
-            return Response(404, {"error": "not_found"})
-        if method not in allowed[route].split(", "):
-            return Response(405, {"error": "method_not_allowed"}, {"Allow": allowed[route]})
-        if route == "health":
-            return Response(200, {"ok": True})
-        if route == "faults":
-            if method == "GET":
-                return Response(200, state.list_faults())
-            if method == "DELETE":
-                return Response(200, state.clear_faults())
-            return state.add_faults(_control_json(raw))
         if route == "refresh-token":
-            return Response(200, state.set_refresh_token(_control_json(raw) or {}))
+            return Response(200, state.set_refresh_token(control_json(raw) or {}))
         if route == "auth":
             return Response(200, state.auth_state())
         if route == "limits":
             if method == "POST":
-                return Response(200, state.set_limits(_control_json(raw)))
+                return Response(200, state.set_limits(control_json(raw)))
             with state.lock:
                 return Response(200, state.limits())
         if route == "records":
             obj = query.get("object", [None])[-1]
             return Response(200, state.dump(OBJECT_ALIASES.get(obj, obj) if obj else None))
-        if route == "log":
-            since = _query_int(query, "since", 0)
-            limit = _query_int(query, "limit", None)
-            return Response(200, state.log_since(since or 0, limit))
-        if route == "stats":
-            return Response(200, state.stats())
-        if route == "violations":
-            return Response(200, state.violation_list())
-        return Response(200, state.reset())
-
-
-def _control_json(raw: bytes) -> Any:
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise BadControl(
-            "invalid JSON", [{"field": "body", "message": f"invalid JSON: {exc}"}]
-        ) from exc
-
-
-def _query_int(query: dict[str, list[str]], name: str, default: int | None) -> int | None:
-    values = query.get(name)
-    if not values:
-        return default
-    try:
-        value = int(values[-1])
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise BadControl(
-            f"invalid {name}", [{"field": name, "message": "must be a non-negative integer"}]
-        )
-    return value
+        # route == "violations"
+        return Response(200, state.violation_list())
 
 
 def main(argv: list[str] | None = None) -> int:
     env = os.environ.get
-    parser = argparse.ArgumentParser(description="A faithful fake HubSpot API for crmhub.")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address [127.0.0.1]")
-    parser.add_argument("--port", type=int, default=8910, help="port; 0 picks a free one [8910]")
+    parser = cli_parser("A faithful fake HubSpot API for crmhub.", 8910)
     parser.add_argument(
         "--client-id",
         default=env("FAKE_HUBSPOT_CLIENT_ID", "fake-client-id"),
@@ -2598,7 +2265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--schemas", default=str(SCHEMA_FILE), help="the schema file [hubspot_schemas.json]"
     )
-    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    add_verbose(parser)
     args = parser.parse_args(argv)
 
     book = SchemaBook.load(Path(args.schemas))
@@ -2617,22 +2284,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     state = State(config, book, build_object_types(book, args.custom_property))
     server = FakeHubSpotServer((args.host, args.port), state, args.verbose)
-    host, port = str(server.server_address[0]), int(server.server_address[1])
-    shown = f"[{host}]" if ":" in host else host
-    server.api.base_url = f"http://{shown}:{port}"
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    print(f"fake hubspot listening on http://{shown}:{port}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
+    server.api.base_url = base_url(server)
+    return serve(server, "fake hubspot")
 
 
 if __name__ == "__main__":
