@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any, NoReturn, TypeVar
 
@@ -30,7 +30,6 @@ class CliContext:
     _settings: Settings | None = None
     _config: Config | None = None
     _ledger: Ledger | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
