@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint typecheck bench clean env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ export CRMHUB_CONFIG ?= examples/crmhub.yaml
 
 run: $(STAMP)
 	$(BIN)/crmhub serve --demo
+
+## env: the demo's environment for a second shell: eval "$(make -s env)"
+DEMO_VARS := CRMHUB_CONFIG STRIPE_WEBHOOK_SECRET FORMS_WEBHOOK_SECRET HUBSPOT_CLIENT_ID \
+             HUBSPOT_CLIENT_SECRET HUBSPOT_REFRESH_TOKEN
+env:
+	@$(foreach v,$(DEMO_VARS),echo "export $(v)='$($(v))'";)
 
 ## test: lint, type check and the whole suite (unit, integration, end to end).
 test: $(STAMP)
