@@ -19,8 +19,10 @@ def create_app(settings: Settings | None = None, *, config: Config | None = None
 
     settings = settings or Settings.from_env()
     app = Flask("crmhub")
-    app.extensions["crmhub"] = build_hub(settings, config, redis_client)
-    app.register_blueprint(webhooks.bp)
+    hub = build_hub(settings, config, redis_client)
+    app.extensions["crmhub"] = hub
+    # the hot endpoint is plain WSGI in front of Flask (see app/webhooks.py for why)
+    app.wsgi_app = webhooks.WebhookReceiver(app.wsgi_app, hub)  # type: ignore[method-assign]
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     logging.getLogger("crmhub").setLevel(logging.INFO)
