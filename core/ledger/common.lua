@@ -24,14 +24,16 @@ local function ready_key(id)
 end
 
 -- Publish the Celery message for a PENDING delivery (in the same atomic step).
-local function publish(id)
+-- (`ready`: the delivery's ready key when the caller knows it; `stamped`: the caller writes
+-- published_at itself, with the delivery's other fields.)
+local function publish(id, ready, stamped)
   local n = redis.call('INCR', p .. ':msgseq')
   local msg = (string.gsub(TEMPLATE, '@DLV@', id))
   msg = (string.gsub(msg, '@TAG@', tostring(n)))
   redis.call('LPUSH', req.queue, msg)
   redis.call('ZADD', p .. ':idx:pending', now, id)
-  redis.call('ZADD', ready_key(id), now, id)
-  redis.call('HSET', dkey(id), 'published_at', now)
+  redis.call('ZADD', ready or ready_key(id), now, id)
+  if not stamped then redis.call('HSET', dkey(id), 'published_at', now) end
 end
 
 -- The delivery no longer waits for a worker (claimed, held, scheduled, or not its turn).

@@ -1,6 +1,7 @@
 -- Record a batch of webhook events and their deliveries, deduplicated, in one atomic step.
 -- req: {ttl, events: [{dedupe, id, source, received, fields, echo: {ref, pairs} or absent,
---                      deliveries: [{id, connection, rk, fields}]}]}
+--                      deliveries: [{id, connection, object, rk, fields}]}]}
+-- ARGV[2k], ARGV[2k+1]: event k's body and headers JSON, as plain strings.
 -- Returns a flat array: per event {event_id, deliveries_count, duplicate(0|1), echo(0|1)}.
 local out = {}
 
@@ -15,7 +16,10 @@ local function is_echo(echo)
 end
 
 local stats = p .. ':stats:webhooks'
-for _, ev in ipairs(req.events) do
+for index, ev in ipairs(req.events) do
+  -- each event's body and headers come as plain arguments after the JSON request
+  table.insert(ev.fields, 'body'); table.insert(ev.fields, ARGV[2 * index])
+  table.insert(ev.fields, 'headers'); table.insert(ev.fields, ARGV[2 * index + 1])
   local first = redis.call('GET', ev.dedupe)
   if first then
     redis.call('HINCRBY', stats, ev.source .. '|duplicate', 1)
@@ -35,14 +39,19 @@ for _, ev in ipairs(req.events) do
     redis.call('ZADD', p .. ':events', ev.received, ev.id)
     redis.call('ZADD', p .. ':events:src:' .. ev.source, ev.received, ev.id)
     for _, d in ipairs(ev.deliveries) do
+      -- one write of the delivery's hash, state included (this runs for every webhook)
       local seq = redis.call('INCR', p .. ':seq')
-      redis.call('HSET', dkey(d.id), 'seq', seq, 'rk', d.rk, unpack(d.fields))
       redis.call('ZADD', rkey(d.rk), seq, d.id)
-      if paused(d.connection) then
-        hold(d.id, d.connection, nil, seq)
-      else
-        move(d.id, d.connection, nil, 'pending')
-        if head(d.rk) == d.id then publish(d.id) end
+      local held = paused(d.connection)
+      local first = not held and head(d.rk) == d.id
+      local state = held and 'held' or 'pending'
+      redis.call('HSET', dkey(d.id), 'seq', seq, 'rk', d.rk, 'state', state, 'updated_at', now,
+                 held and 'held_at' or 'published_at', now, unpack(d.fields))
+      redis.call('HINCRBY', ckey(d.connection, 'counts'), state, 1)
+      if held then
+        redis.call('ZADD', ckey(d.connection, 'held'), seq, d.id)
+      elseif first then
+        publish(d.id, p .. ':ready:' .. d.connection .. ':' .. d.object, true)
       end
     end
     out[#out + 1] = ev.id; out[#out + 1] = #ev.deliveries; out[#out + 1] = 0

@@ -82,11 +82,13 @@ class Ledger:
     def dedupe_key(self, source: str, external_id: str) -> str:
         return self.key("dedupe", source, external_id)
 
-    def _run(self, script: str, now: float, **request: Any) -> Any:
+    def _run(self, script: str, now: float, *raw: str, **request: Any) -> Any:
+        """Run a ledger script: ARGV[1] is the JSON request, `raw` strings follow as is."""
         payload = {"prefix": self.prefix, "now": int(now * 1000), "queue": self.queue.key,
                    **request}
         with translate_redis_errors():
-            return self._scripts[script](args=[json.dumps(payload, separators=(",", ":"))])
+            return self._scripts[script](args=[json.dumps(payload, separators=(",", ":")),
+                                               *raw])
 
     # the receiver ---------------------------------------------------------------------
     def record(self, events: Sequence[NewEvent], now: float) -> list[RecordResult]:
@@ -96,7 +98,12 @@ class Ledger:
         first event's id. Raises LedgerUnavailable if Redis cannot take the write.
         """
         now_ms = int(now * 1000)
-        flat = self._run("record", now, ttl=self.dedupe_ttl_seconds,
+        # bodies and headers travel as plain arguments: no escaping into (and decoding out
+        # of) the JSON request, which is the bulk of the bytes
+        raw: list[str] = []
+        for ev in events:
+            raw += (ev.body, json.dumps(ev.headers, separators=(",", ":")))
+        flat = self._run("record", now, *raw, ttl=self.dedupe_ttl_seconds,
                          events=[self._event_payload(ev, now_ms) for ev in events])
         return [RecordResult(text(flat[i]), int(flat[i + 1]), bool(int(flat[i + 2])),
                              bool(int(flat[i + 3])))
@@ -107,7 +114,6 @@ class Ledger:
             "id", ev.id, "source", ev.source, "type", ev.type or "",
             "external_id", ev.external_id, "received_at", int(ev.received_at * 1000),
             "occurred_at", ev.occurred_at or "", "state", ev.state.value,
-            "headers", json.dumps(ev.headers, separators=(",", ":")), "body", ev.body,
             "deliveries", ",".join(d.id for d in ev.deliveries),
         ]
         return {
@@ -116,7 +122,8 @@ class Ledger:
             **({"echo": {"ref": ev.echo[0], "pairs": [list(p) for p in ev.echo[1]]}}
                if ev.echo else {}),
             "deliveries": [{
-                "id": d.id, "connection": d.connection, "rk": d.record_key,
+                "id": d.id, "connection": d.connection, "object": d.object,
+                "rk": d.record_key,
                 "fields": ["id", d.id, "event_id", ev.id, "mapping", d.mapping,
                            "connection", d.connection, "object", d.object,
                            "attempts", 0, "created_at", now_ms,
