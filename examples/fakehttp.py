@@ -22,6 +22,7 @@ import socket
 import socketserver
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -252,7 +253,7 @@ def common_fault_args(options: Json) -> Json:
 F = TypeVar("F", bound=FaultBase)
 
 
-class StateBase(Generic[F]):
+class StateBase(ABC, Generic[F]):
     """The in-memory state both fakes keep behind one lock: the request log (with a sequence
     number that survives resets), the counters and the faults."""
 
@@ -268,11 +269,13 @@ class StateBase(Generic[F]):
         self.seq = 0  # never reset, so a log cursor taken before a reset stays valid
         self.fault_ids = 0
 
+    @abstractmethod
     def clear(self) -> None:
-        raise NotImplementedError
+        """Each fake defines this."""
 
+    @abstractmethod
     def parse_fault(self, spec: Any, fault_id: int) -> F:
-        raise NotImplementedError
+        """Each fake defines this."""
 
     def install_faults(self, parsed: list[F]) -> tuple[list[F], Json]:
         """(the faults to keep, extra keys of the answer) for newly parsed faults, under the
@@ -331,8 +334,9 @@ class StateBase(Generic[F]):
             stop = None if limit is None else start + limit
             return {"entries": list(islice(self.log, start, stop)), "last_seq": self.seq}
 
+    @abstractmethod
     def stats(self) -> Json:
-        raise NotImplementedError
+        """Each fake defines this."""
 
     def reset(self) -> Json:
         with self.lock:
@@ -403,7 +407,7 @@ class FakeServer(ThreadingHTTPServer):
         self.server_port = int(port)
 
 
-class JsonHandler(BaseHTTPRequestHandler):
+class JsonHandler(BaseHTTPRequestHandler, ABC):
     """Reads bodies, routes ``/_control`` and everything else, writes JSON answers."""
 
     protocol_version = "HTTP/1.1"
@@ -443,13 +447,15 @@ class JsonHandler(BaseHTTPRequestHandler):
 
     # --- hooks --------------------------------------------------------------------------------
 
+    @abstractmethod
     def handle_api(self, path: str, query: dict[str, list[str]], raw: bytes) -> Response:
-        raise NotImplementedError
+        """Each fake defines this."""
 
+    @abstractmethod
     def control_extra(
         self, method: str, route: str, query: dict[str, list[str]], raw: bytes
     ) -> Response:
-        raise NotImplementedError
+        """Each fake's own /_control routes."""
 
     def framing_error(self, message: str) -> Any:
         """The body answering an unreadable request body."""
