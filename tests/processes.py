@@ -6,13 +6,16 @@ stopped) by the fixture that started it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -202,3 +205,31 @@ class Part:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+class AlertSink:
+    """An on-call webhook on loopback: records every alert the hub POSTs to it."""
+
+    def __init__(self) -> None:
+        self.received: list[dict] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                sink.received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def paused(self) -> list[dict]:
+        return [a for a in self.received if a.get("kind") == "connection_paused"]
+
+    def stop(self) -> None:
+        self.server.shutdown()

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from conftest import delete_prefix
 from hubtest import STRIPE_SECRET, signed, stripe_event
 from processes import DemoTarget, Hub, wait_until
 
@@ -133,9 +134,7 @@ def test_serve_against_the_real_redis(tmp_path: Path, target: DemoTarget,
         assert crm["counts"]["delivered"] == 10 and crm["paused"] is False
     finally:
         code = hub.stop()
-        client = redis.Redis.from_url(real_redis_url)
-        for key in client.scan_iter(match=f"{prefix}:*"):
-            client.delete(key)
+        delete_prefix(redis.Redis.from_url(real_redis_url), prefix)
     assert code == 0, hub.output()
     assert "crmhub stopped." in hub.output()
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from conftest import delete_prefix
 from hubtest import STRIPE_SECRET, signed, stripe_event
 from processes import DemoTarget, Hub, wait_until
 
@@ -87,9 +88,7 @@ def running(tmp_path_factory: pytest.TempPathFactory,
     finally:
         hub.stop()
         target.stop()
-        client = redis.Redis.from_url(real_redis_url)
-        for key in client.scan_iter(match=f"{prefix}:*"):
-            client.delete(key)
+        delete_prefix(redis.Redis.from_url(real_redis_url), prefix)
 
 
 @pytest.fixture

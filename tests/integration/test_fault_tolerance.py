@@ -11,20 +11,19 @@ than its delivery was attempted.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
+from conftest import delete_prefix
 from hubtest import STRIPE_SECRET, signed, stripe_event
-from processes import CRMHUB, DemoTarget, Part, wait_until
+from processes import CRMHUB, AlertSink, DemoTarget, Part, wait_until
 
 from core.embedded_redis import free_port
 
@@ -61,26 +60,11 @@ mappings:
 """
 
 
-class AlertSink(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        AlertSink.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def alert_sink() -> Iterator[str]:
-    AlertSink.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), AlertSink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/alerts"
-    server.shutdown()
+def alert_sink() -> Iterator[AlertSink]:
+    sink = AlertSink()
+    yield sink
+    sink.stop()
 
 
 def event_for(i: int) -> dict:
@@ -94,7 +78,7 @@ def event_for(i: int) -> dict:
 
 
 def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outage(
-        tmp_path: Path, real_redis_url: str, alert_sink: str) -> None:
+        tmp_path: Path, real_redis_url: str, alert_sink: AlertSink) -> None:
     target = DemoTarget()
     prefix = f"crmhub-fault-{uuid.uuid4().hex[:10]}"
     config = tmp_path / "crmhub.yaml"
@@ -104,7 +88,7 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
            "CRMHUB_REDIS_URL": real_redis_url, "CRMHUB_KEY_PREFIX": prefix,
            "CRMHUB_VAR_DIR": str(tmp_path), "CRMHUB_PORT": str(port),
            "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET, "CRMHUB_LEASE_SECONDS": "5",
-           "CRMHUB_REPUBLISH_AFTER_SECONDS": "10", "CRMHUB_ALERT_WEBHOOK_URL": alert_sink,
+           "CRMHUB_REPUBLISH_AFTER_SECONDS": "10", "CRMHUB_ALERT_WEBHOOK_URL": alert_sink.url,
            "CRMHUB_WEB_WORKERS": "2"}
     parts = {name: Part(name, env, tmp_path) for name in ("web", "worker", "beat")}
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
@@ -189,11 +173,8 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
                 newest[f"customer{customer}@example.com"] = max(versions)
         assert {key: fields["version"] for key, fields in records.items()} == newest
 
-        paused_alerts = [a for a in AlertSink.received if a["kind"] == "connection_paused"]
-        wait_until(lambda: len([a for a in AlertSink.received
-                                if a["kind"] == "connection_paused"]) >= 1, timeout=30,
-                   message="the on-call alert")
-        paused_alerts = [a for a in AlertSink.received if a["kind"] == "connection_paused"]
+        wait_until(alert_sink.paused, timeout=30, message="the on-call alert")
+        paused_alerts = alert_sink.paused()
         assert len(paused_alerts) == 1 and paused_alerts[0]["connection"] == "crm"
 
         statuses = Counter(e["status"] for e in target.log())
@@ -212,9 +193,7 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
         for part in parts.values():
             part.stop()
         target.stop()
-        client = redis.Redis.from_url(real_redis_url)
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.delete(key)
+        delete_prefix(redis.Redis.from_url(real_redis_url), prefix)
 
 
 def wait_for_writes(target: DemoTarget, count: int = 5) -> None:

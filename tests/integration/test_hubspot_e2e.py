@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
+from conftest import delete_prefix
 from hubtest import STRIPE_SECRET, signed, stripe_event
-from processes import CRMHUB, FakeHubSpot, Hub, wait_until
+from processes import CRMHUB, AlertSink, FakeHubSpot, Hub, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serve")]
 
@@ -55,26 +54,13 @@ mappings:
 """
 
 
-class AlertSink(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self) -> None:
-        AlertSink.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory,
-            real_redis_url: str) -> Iterator[tuple[Hub, FakeHubSpot]]:
+            real_redis_url: str) -> Iterator[tuple[Hub, FakeHubSpot, AlertSink]]:
     tmp = tmp_path_factory.mktemp("hubspot")
     fake = FakeHubSpot("--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
                        "--refresh-token", REFRESH)
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), AlertSink)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    sink = AlertSink()
     prefix = f"crmhub-hubspot-{uuid.uuid4().hex[:10]}"
     config = tmp / "crmhub.yaml"
     config.write_text(CONFIG.format(fake=fake.url))
@@ -82,23 +68,26 @@ def running(tmp_path_factory: pytest.TempPathFactory,
                "CRMHUB_KEY_PREFIX": prefix, "CRMHUB_VAR_DIR": str(tmp / "var"),
                "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET, "HUBSPOT_CLIENT_ID": CLIENT_ID,
                "HUBSPOT_CLIENT_SECRET": CLIENT_SECRET, "HUBSPOT_REFRESH_TOKEN": REFRESH,
-               "CRMHUB_ALERT_WEBHOOK_URL": f"http://127.0.0.1:{sink.server_address[1]}/page"},
+               "CRMHUB_ALERT_WEBHOOK_URL": sink.url},
               tmp)
     try:
-        yield hub, fake
+        yield hub, fake, sink
     finally:
         hub.stop()
         fake.stop()
-        sink.shutdown()
-        client = redis.Redis.from_url(real_redis_url)
-        for key in client.scan_iter(match=f"{prefix}:*"):
-            client.delete(key)
+        sink.stop()
+        delete_prefix(redis.Redis.from_url(real_redis_url), prefix)
 
 
 @pytest.fixture
-def hub(running: tuple[Hub, FakeHubSpot]) -> Iterator[tuple[Hub, FakeHubSpot]]:
-    yield running
+def hub(running: tuple[Hub, FakeHubSpot, AlertSink]) -> Iterator[tuple[Hub, FakeHubSpot]]:
+    yield running[0], running[1]
     assert running[1].violations() == [], "the connector sent a request HubSpot would refuse"
+
+
+@pytest.fixture
+def alerts(running: tuple[Hub, FakeHubSpot, AlertSink]) -> AlertSink:
+    return running[2]
 
 
 def send(hub: Hub, event_id: str, email: str, name: str, title: str = "",
@@ -160,7 +149,7 @@ def test_an_expired_access_token_is_refreshed_and_nothing_is_lost(
 
 
 def test_a_revoked_refresh_token_pauses_holds_alerts_and_resumes_in_order(
-        hub: tuple[Hub, FakeHubSpot]) -> None:
+        hub: tuple[Hub, FakeHubSpot], alerts: AlertSink) -> None:
     h, fake = hub
     fake.fault(mode="revoke_refresh_token")
     fake.fault(mode="expire_tokens")
@@ -174,9 +163,8 @@ def test_a_revoked_refresh_token_pauses_holds_alerts_and_resumes_in_order(
         send(h, f"evt_rev_{i}", "revoked@example.com" if i % 2 else f"other{i}@example.com",
              held_names[i], created=1_800_000_000 + i)
     wait_until(lambda: status(h)["counts"]["held"] >= 1, timeout=30, message="held deliveries")
-    wait_until(lambda: any(a.get("kind") == "connection_paused" for a in AlertSink.received),
-               timeout=30, message="the on-call alert")
-    assert [a["connection"] for a in AlertSink.received] == ["hubspot"]
+    wait_until(alerts.paused, timeout=30, message="the on-call alert")
+    assert [a["connection"] for a in alerts.received] == ["hubspot"]
     assert "revoked@example.com" not in contacts(fake)
 
     # on-call re-authorises the app, installs the new refresh token and resumes
