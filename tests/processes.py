@@ -233,3 +233,40 @@ class AlertSink:
 
     def stop(self) -> None:
         self.server.shutdown()
+
+
+def start_example(script: str, banner: str, *args: str, env: Mapping[str, str] | None = None,
+                  timeout: float = 15.0) -> tuple[subprocess.Popen[str], str]:
+    """Start examples/<script> on a free port; its first line must be `<banner> http://...`.
+    Returns the process and its base URL (fails the test if it does not start in time)."""
+    import selectors
+
+    import pytest
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / script), "--port", "0",
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **(env or {})})
+    assert proc.stdout is not None
+    line = ""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        if sel.select(timeout=timeout):
+            line = proc.stdout.readline().strip()
+    if not line.startswith(f"{banner} http://127.0.0.1:"):
+        stop_example(proc)
+        pytest.fail(f"{script} did not start: {line!r}")
+    return proc, f"http://127.0.0.1:{int(line.rsplit(':', 1)[1])}"
+
+
+def stop_example(proc: subprocess.Popen[str]) -> int | None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    return proc.returncode

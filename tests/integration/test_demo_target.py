@@ -3,8 +3,6 @@ loopback with httpx: the record API, every fault mode, auth, the request log, st
 
 from __future__ import annotations
 
-import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -12,53 +10,24 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from processes import start_example, stop_example
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "examples" / "demo_target.py"
-START_TIMEOUT = 15.0
 
 
 def start_target(
     *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], str]:
     """Start the target on a free port; return the process and its base URL."""
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    assert proc.stdout is not None
-    line = ""
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        if sel.select(timeout=START_TIMEOUT):
-            line = proc.stdout.readline().strip()
-    if not line.startswith("demo target listening on http://127.0.0.1:"):
-        stop_target(proc)
-        pytest.fail(f"demo target did not start: {line!r}")
-    return proc, f"http://127.0.0.1:{int(line.rsplit(':', 1)[1])}"
+    return start_example("demo_target.py", "demo target listening on", *args, env=env)
 
 
-def stop_target(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
+stop_target = stop_example
 
 
 @contextmanager

@@ -7,23 +7,18 @@ from __future__ import annotations
 
 import json
 import re
-import selectors
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from processes import start_example, stop_example
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "examples" / "fake_hubspot.py"
-START_TIMEOUT = 15.0
 CLIENT_ID = "test-client-id"
 CLIENT_SECRET = "test-client-secret"
 REFRESH_TOKEN = "test-refresh-token"
@@ -48,36 +43,10 @@ Json = dict[str, Any]
 
 
 def start_fake(*args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = ""
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        if sel.select(timeout=START_TIMEOUT):
-            line = proc.stdout.readline().strip()
-    if not line.startswith("fake hubspot listening on http://127.0.0.1:"):
-        stop_fake(proc)
-        pytest.fail(f"fake hubspot did not start: {line!r}")
-    return proc, f"http://127.0.0.1:{int(line.rsplit(':', 1)[1])}"
+    return start_example("fake_hubspot.py", "fake hubspot listening on", *args)
 
 
-def stop_fake(proc: subprocess.Popen[str]) -> int | None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
-    return proc.returncode
+stop_fake = stop_example
 
 
 @contextmanager
