@@ -1,6 +1,6 @@
--- Shared by every ledger script (prepended at load time, after `local TEMPLATE = ...`: the
--- Celery message with @DLV@ / @TAG@ placeholders, fixed per process, so it is not sent and
--- decoded on every call). Each script receives ARGV[1] = JSON request with at least:
+-- Shared by every ledger script (prepended at load time, after `message(id, tag)`: the
+-- Celery message for a delivery, built from the queue's template fixed per process, so it is
+-- not sent and decoded on every call). Each script receives ARGV[1] = JSON request with at least:
 -- prefix (p), now (ms), queue (the Celery list key).
 local req = cjson.decode(ARGV[1])
 local p = req.prefix
@@ -28,9 +28,7 @@ end
 -- published_at itself, with the delivery's other fields.)
 local function publish(id, ready, stamped)
   local n = redis.call('INCR', p .. ':msgseq')
-  local msg = (string.gsub(TEMPLATE, '@DLV@', id))
-  msg = (string.gsub(msg, '@TAG@', tostring(n)))
-  redis.call('LPUSH', req.queue, msg)
+  redis.call('LPUSH', req.queue, message(id, tostring(n)))
   redis.call('ZADD', p .. ':idx:pending', now, id)
   redis.call('ZADD', ready or ready_key(id), now, id)
   if not stamped then redis.call('HSET', dkey(id), 'published_at', now) end

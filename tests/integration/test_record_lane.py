@@ -1,0 +1,121 @@
+"""The receiver records on a Redis connection of its own (core/ledger/lane.py). A long-lived
+connection meets what a pooled one rarely does: the server restarting under it (the socket is
+dead and the script cache empty) and a flushed script cache. Each must cost nothing but a
+reconnect: the next webhook is recorded, and a call that cannot be made raises
+LedgerUnavailable (the receiver's 503), never a raw Redis error.
+
+These run against a redis-server of their own, restarted on the same port, so no other test's
+server is disturbed."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from core.embedded_redis import find_redis_server, free_port
+from core.errors import LedgerUnavailable
+from core.ledger import Ledger, NewDelivery, NewEvent
+from core.queue import HintQueue
+from core.redis_client import connect
+
+
+class PrivateRedis:
+    """A throwaway redis-server on a fixed port that can be stopped and started again."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[PrivateRedis]:
+    srv = PrivateRedis(tmp_path)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def event(n: int) -> NewEvent:
+    return NewEvent(id=f"evt_{n}", source="stripe", type="customer.created",
+                    external_id=f"evt_ext_{n}", received_at=time.time(), occurred_at=None,
+                    headers={}, body=f'{{"n": {n}}}',
+                    deliveries=(NewDelivery(id=f"dlv_{n}", mapping="m", connection="crm",
+                                            object="contacts", record_key=f"crm:contacts:{n}"),))
+
+
+def make_ledger(url: str) -> Ledger:
+    return Ledger(connect(url), prefix="lane", queue=HintQueue("lane.deliveries", "lane:q:"))
+
+
+def test_recording_goes_on_after_redis_restarts(server: PrivateRedis) -> None:
+    ledger = make_ledger(server.url)
+    assert not ledger.record([event(1)], time.time())[0].duplicate
+
+    server.stop()
+    server.start()                 # same port: the old connection is dead, no scripts loaded
+
+    (result,) = ledger.record([event(2)], time.time())
+    assert (result.event_id, result.duplicate, result.deliveries) == ("evt_2", False, 1)
+    assert ledger.raw_event("evt_2")["state"] == "recorded"
+    assert ledger.raw_delivery("dlv_2")["state"] == "pending"
+
+
+def test_recording_goes_on_after_the_script_cache_is_flushed(server: PrivateRedis) -> None:
+    ledger = make_ledger(server.url)
+    ledger.record([event(1)], time.time())
+    redis.Redis.from_url(server.url).script_flush()
+
+    (result,) = ledger.record([event(2)], time.time())
+    assert not result.duplicate
+    # and a repeat is still recognised as one: the reloaded script is the same script
+    (again,) = ledger.record([event(2)], time.time())
+    assert (again.event_id, again.duplicate) == ("evt_2", True)
+
+
+def test_redis_down_is_ledger_unavailable_and_up_again_is_recorded(
+        server: PrivateRedis) -> None:
+    ledger = make_ledger(server.url)
+    ledger.record([event(1)], time.time())
+    server.stop()
+
+    with pytest.raises(LedgerUnavailable, match="unreachable"):
+        ledger.record([event(2)], time.time())
+
+    server.start()
+    (result,) = ledger.record([event(2)], time.time())
+    assert (result.event_id, result.duplicate) == ("evt_2", False)
