@@ -8,6 +8,10 @@ restart).
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from conftest import delete_prefix
+from conftest import ROOT, delete_prefix
 from hubtest import STRIPE_SECRET, signed, stripe_event
 from processes import DemoTarget, Hub, wait_until
 
@@ -165,3 +169,21 @@ def test_serve_with_the_embedded_redis_survives_a_restart(tmp_path: Path,
         assert send(again, stripe_event("evt_e2e_5")).json()["duplicate"] is True
     finally:
         assert again.stop() == 0, again.output()
+
+
+def test_the_receiver_refuses_a_port_another_server_listens_on(tmp_path: Path) -> None:
+    """Workers bind their own SO_REUSEPORT sockets; without the start-up check a second
+    server on a busy port would quietly take a share of the first one's webhooks."""
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # even a reuse-port one
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "app" / "gunicorn_conf.py"),
+             "app.wsgi:app"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, CRMHUB_HOST="127.0.0.1", CRMHUB_PORT=str(port),
+                     CRMHUB_CONFIG=str(tmp_path / "absent.yaml")))
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "choose another port" in done.stderr
