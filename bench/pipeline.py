@@ -96,6 +96,7 @@ from common import (
 )
 from receiver import DIGITS, SECRET_ENV, SOURCE, body_parts
 
+from app import gunicorn_conf
 from core.signatures import VerifyOptions, get_scheme
 
 TARGET_RATIO = 0.60
@@ -770,7 +771,7 @@ def parse_args(argv: list[str] | None) -> Options:
                    rounds=ns.rounds, connections=ns.connections, wrk_threads=ns.wrk_threads,
                    warmup_events=ns.warmup_events, stall_timeout=ns.stall_timeout,
                    web_workers=int(env.get("CRMHUB_WEB_WORKERS") or 2),
-                   web_threads=int(env.get("CRMHUB_WEB_THREADS") or 4),
+                   web_threads=gunicorn_conf.threads,
                    concurrency=int(env.get("CRMHUB_WORKER_CONCURRENCY") or 2),
                    drain=not ns.no_drain, embedded_redis=ns.embedded_redis, json=ns.json)
 

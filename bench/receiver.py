@@ -82,6 +82,7 @@ from common import (
     wait_http,
 )
 
+from app import gunicorn_conf
 from core.signatures import SignedRequest, VerifyOptions, get_scheme
 
 TARGET_RATIO = 0.50
@@ -339,10 +340,10 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
     parser.add_argument("--worker-class", default=None,
                         help="gunicorn -k for both apps (default: the config's gthread)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="CRMHUB_WEB_WORKERS for both apps (default: env, else 2 per core)")
+                        help="CRMHUB_WEB_WORKERS for both apps (default: app/gunicorn_conf.py's)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CRMHUB_WEB_THREADS (gunicorn threads per worker) for both apps "
-                             "(default: env, else 4; 1 with --worker-class sync)")
+                             "(default: app/gunicorn_conf.py's; 1 with --worker-class sync)")
     add_common_flags(parser)
     ns = parser.parse_args(argv)
     for name in ("duration", "warmup", "rounds", "connections", "wrk_threads", "max_rate"):
@@ -353,14 +354,14 @@ def parse_args(argv: list[str] | None) -> tuple[Options, argparse.Namespace]:
                      "made just before each run and expire after 300 s")
     if ns.connections < ns.wrk_threads:
         parser.error("--connections must be at least --wrk-threads")
-    # the hub's own default (app/gunicorn_conf.py): two processes per core
-    workers = ns.workers or int(os.environ.get("CRMHUB_WEB_WORKERS") or 2 * (os.cpu_count() or 1))
+    # the hub's own defaults (app/gunicorn_conf.py, which reads the same environment)
+    workers = ns.workers or gunicorn_conf.workers
     if ns.threads is not None:
         threads = ns.threads
     elif ns.worker_class == "sync":
         threads = 1
     else:
-        threads = int(os.environ.get("CRMHUB_WEB_THREADS") or 4)
+        threads = gunicorn_conf.threads
     flags = ["-k", ns.worker_class] if ns.worker_class else []
     options = Options(duration=ns.duration, warmup=ns.warmup, rounds=ns.rounds,
                       connections=ns.connections, wrk_threads=ns.wrk_threads,
