@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 
 from core.settings import Settings
@@ -16,6 +17,7 @@ def get() -> WorkerRuntime:
     with _lock:
         if _runtime is None:
             _runtime = WorkerRuntime.build(Settings.from_env())
+            gc.freeze()   # it lives as long as the process (see workers.tasks)
         return _runtime
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from celery import shared_task
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import beat_init, worker_process_init, worker_process_shutdown, worker_ready
 
 from workers import runtime_holder
 from workers.delivery import run_delivery
@@ -22,6 +23,19 @@ def _fresh_runtime_after_fork(**_: object) -> None:
 @worker_process_shutdown.connect
 def _close_runtime(**_: object) -> None:
     runtime_holder.reset()
+
+
+@worker_ready.connect
+@beat_init.connect
+def _freeze_long_lived_objects(**_: object) -> None:
+    """Take what start-up built out of the cyclic collector's view (gc.freeze).
+
+    Everything imported and configured by now lives as long as the process; left in view, each
+    full collection walks all of it again (~45,000-70,000 objects here, 15-40 ms with the GIL
+    held on 2 cores, during which the consumer hands out no task). The pool's processes freeze
+    theirs once their runtime is built (workers.runtime_holder).
+    """
+    gc.freeze()
 
 
 @shared_task(name="crmhub.deliver", ignore_result=True)
