@@ -187,6 +187,21 @@ def test_record_makes_one_pending_delivery_and_publishes_one_message(hub: Hub) -
     hub.check_invariant()
 
 
+def test_the_published_message_is_exactly_what_kombu_would_push(hub: Hub) -> None:
+    # The scripts build the message from the template split at load time; it must come out
+    # byte for byte as HintQueue.message renders it, whatever the id holds (Lua pattern
+    # characters and long-bracket closers included).
+    odd = "dlv_%1]]=]x"
+    event = NewEvent(id="evt_odd", source="stripe", type=None, external_id="evt_odd",
+                     received_at=T0, occurred_at=None, headers={}, body="{}",
+                     deliveries=(NewDelivery(id=odd, mapping="m", connection=CRM,
+                                             object="contacts", record_key="crm:contacts:1"),))
+    hub.ledger.record([event], T0)
+    (raw,) = hub.redis.lrange(hub.ledger.queue.key, 0, -1)
+    tag = int(hub.redis.get(hub.ledger.key("msgseq")))
+    assert raw.decode() == hub.ledger.queue.message(odd, tag)
+
+
 def test_recording_the_same_sender_event_again_records_and_publishes_nothing(
         hub: Hub) -> None:
     delivery = NewDelivery(id="dlv_x", mapping="m", connection=CRM, object="contacts",
