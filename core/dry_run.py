@@ -26,14 +26,6 @@ OPERATIONS = ("upsert", "create", "update", "skip", "fail")
 
 # -- routing ------------------------------------------------------------------------------------
 
-def _scalar(value: Any) -> str | None:
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
 def event_type_of(source: SourceConfig | None, body: Any,
                   given: str | None) -> tuple[str | None, str]:
     """The event type of a payload, and where it came from (or why it is unknown)."""
@@ -44,7 +36,7 @@ def event_type_of(source: SourceConfig | None, body: Any,
     if source.event_type.header is not None:
         return None, (f"the source reads it from header {source.event_type.header}, which a "
                       "payload file does not carry; pass --event-type")
-    return _scalar(source.event_type.resolve(body, {})), f"from {source.event_type}"
+    return source.event_type.resolve_text(body, {}), f"from {source.event_type}"
 
 
 def _describe(predicate: Predicate) -> str:

@@ -52,14 +52,6 @@ def stored_headers(headers: Iterable[tuple[str, str]],
     return {name: (REDACTED if name.lower() in hidden else value) for name, value in headers}
 
 
-def _scalar(value: Any) -> str | None:
-    if value is None or isinstance(value, (dict, list)):
-        return None
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
 def newest_wins(source: SourceConfig, mapping: MappingConfig) -> bool:
     """The conflict rule: newest_wins by default when the source has `occurred_at`."""
     rule = mapping.conflict or ("newest_wins" if source.occurred_at else "source_wins")
@@ -82,15 +74,15 @@ def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
     candidates = tuple(mappings)
     events = []
     for item_text, item, index in items:
-        external = _scalar(source.event_id.resolve(item, headers)) if source.event_id else None
+        external = source.event_id.resolve_text(item, headers) if source.event_id else None
         if external is not None and index is not None and source.event_id \
                 and source.event_id.header is not None:
             external = f"{external}#{index}"     # one header id for a whole batch
         if not external:
             external = "sha256:" + hashlib.sha256(item_text.encode()).hexdigest()
-        event_type = _scalar(source.event_type.resolve(item, headers)) \
+        event_type = source.event_type.resolve_text(item, headers) \
             if source.event_type else None
-        occurred = _scalar(source.occurred_at.resolve(item, headers)) \
+        occurred = source.occurred_at.resolve_text(item, headers) \
             if source.occurred_at else None
         occurred_ms = instant_ms(occurred)
         event_id = new_event_id(now)

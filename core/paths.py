@@ -80,5 +80,15 @@ class ValueRef:
         assert self.path is not None
         return get_path(body, self.path)
 
+    def resolve_text(self, body: Any, headers: Mapping[str, str]) -> str | None:
+        """The value as an event records it (its id, type, time): None when it is missing or
+        not a scalar, booleans as JSON spells them."""
+        value = self.resolve(body, headers)
+        if value is None or isinstance(value, (dict, list)):
+            return None
+        if isinstance(value, bool):
+            return str(value).lower()
+        return str(value)
+
     def __str__(self) -> str:
         return f"header:{self.header}" if self.header is not None else str(self.path)
