@@ -2,7 +2,6 @@
 
 import gc
 import os
-import socket
 import sys
 
 bind = f"{os.environ.get('CRMHUB_HOST', '127.0.0.1')}:{os.environ.get('CRMHUB_PORT', '8000')}"
@@ -32,24 +31,14 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Refuse a port something already listens on.
+    """Refuse an address something already listens on (see app/listen.py for why)."""
+    from app.listen import address_in_use
 
-    With reuse_port the workers bind their own sockets, so a second server started on the same
-    port would not fail: it would silently take a share of the first one's traffic. A plain
-    bind (no SO_REUSEPORT) fails while any socket listens there, whoever owns it.
-    """
     for address in server.cfg.address:
-        if not isinstance(address, tuple):
-            continue                      # a unix socket path: gunicorn checks those itself
-        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
-            try:
-                probe.bind(address[:2])
-            except OSError as exc:
-                server.log.error("cannot listen on %s:%s: %s (is another server running "
-                                 "there? choose another port with --port / CRMHUB_PORT)",
-                                 address[0], address[1], exc.strerror)
+        if isinstance(address, tuple):        # a unix socket path: gunicorn checks those itself
+            problem = address_in_use(address[0], address[1])
+            if problem:
+                server.log.error(problem)
                 sys.exit(1)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from app.cli.common import EXIT_UNAVAILABLE, CliContext, fail, handles_hub_errors, pass_ctx
+from app.listen import address_in_use
 from app.supervisor import Child, Supervisor
 from core.config import load_config
 from core.embedded_redis import EmbeddedRedis, EmbeddedRedisError
@@ -65,6 +66,9 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
     host = host or settings.host
     port = port or settings.port
     config = load_config(settings.config_path, settings.environ, check_secrets=True)
+    busy = address_in_use(host, port)
+    if busy:
+        fail(busy, EXIT_UNAVAILABLE)
     settings.var_dir.mkdir(parents=True, exist_ok=True)     # the beat schedule lives there
     click.echo(f"config: {config.path} ({len(config.sources)} sources, "
                f"{len(config.connections)} connections, {len(config.mappings)} mappings)")

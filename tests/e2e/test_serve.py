@@ -21,7 +21,7 @@ import pytest
 import redis
 from conftest import ROOT, delete_prefix
 from hubtest import STRIPE_SECRET, signed, stripe_event
-from processes import DemoTarget, Hub, wait_until
+from processes import CRMHUB, DemoTarget, Hub, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve")]
 
@@ -171,19 +171,45 @@ def test_serve_with_the_embedded_redis_survives_a_restart(tmp_path: Path,
         assert again.stop() == 0, again.output()
 
 
-def test_the_receiver_refuses_a_port_another_server_listens_on(tmp_path: Path) -> None:
-    """Workers bind their own SO_REUSEPORT sockets; without the start-up check a second
-    server on a busy port would quietly take a share of the first one's webhooks."""
+UNSIGNED = """
+sources:
+  forms: {verify: {scheme: none}, allow_unsigned: true}
+connections: {}
+mappings: {}
+"""
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port something listens on, with SO_REUSEPORT as our own workers do: a bind that
+    shared ports would succeed, so only the explicit check can refuse it."""
     with socket.socket() as other:
-        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # even a reuse-port one
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         other.bind(("127.0.0.1", 0))
         other.listen()
-        port = other.getsockname()[1]
-        done = subprocess.run(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "app" / "gunicorn_conf.py"),
-             "app.wsgi:app"], cwd=ROOT, capture_output=True, text=True, timeout=60,
-            env=dict(os.environ, CRMHUB_HOST="127.0.0.1", CRMHUB_PORT=str(port),
-                     CRMHUB_CONFIG=str(tmp_path / "absent.yaml")))
+        yield other.getsockname()[1]
+
+
+def test_serve_refuses_a_busy_port_before_starting_anything(tmp_path: Path,
+                                                             busy_port: int) -> None:
+    (tmp_path / "crmhub.yaml").write_text(UNSIGNED)
+    done = subprocess.run(
+        [CRMHUB, "serve", "--port", str(busy_port)], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60,
+        env=dict(os.environ, CRMHUB_CONFIG=str(tmp_path / "crmhub.yaml"), CRMHUB_REDIS_URL=""))
+    assert done.returncode == 3                          # EXIT_UNAVAILABLE
+    assert f"cannot listen on 127.0.0.1:{busy_port}: Address already in use" in done.stderr
+    assert "choose another port with --port / CRMHUB_PORT" in done.stderr
+    assert not (tmp_path / "var").exists()               # no embedded Redis was started
+
+
+def test_gunicorn_alone_refuses_a_busy_port(tmp_path: Path, busy_port: int) -> None:
+    """The Procfile's `web` runs gunicorn directly: its start makes the same check."""
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "app" / "gunicorn_conf.py"),
+         "app.wsgi:app"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, CRMHUB_HOST="127.0.0.1", CRMHUB_PORT=str(busy_port),
+                 CRMHUB_CONFIG=str(tmp_path / "absent.yaml")))
     assert done.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert f"cannot listen on 127.0.0.1:{busy_port}: Address already in use" in done.stderr
     assert "choose another port" in done.stderr
