@@ -560,12 +560,22 @@ class Sent:
 
 def paced_send(url: str, requests: list[tuple[int, bytes, dict[str, str]]],
                rate: float) -> list[Sent]:
-    """Send request i at start + i / rate (SENDER_THREADS threads, keep-alive clients)."""
-    start = time.time() + 0.1
+    """Send request i at start + i / rate (SENDER_THREADS threads, keep-alive clients).
+
+    Each thread opens its connection before the clock starts: otherwise the first sends wait
+    for thread start and TCP set-up and then go out together, a burst of ~5x the rate that the
+    latency figures would count against the pipeline."""
     results: list[Sent | None] = [None] * len(requests)
+    connected = threading.Barrier(SENDER_THREADS + 1)
+    go = threading.Event()
+    start = 0.0
 
     def sender(offset: int) -> None:
         with httpx.Client(base_url=url, timeout=30) as client:
+            with contextlib.suppress(httpx.HTTPError):
+                client.get("/")                # any answer will do: the connection is open
+            connected.wait()
+            go.wait()
             for i in range(offset, len(requests), SENDER_THREADS):
                 pause = start + i / rate - time.time()
                 if pause > 0:
@@ -587,6 +597,9 @@ def paced_send(url: str, requests: list[tuple[int, bytes, dict[str, str]]],
                for k in range(SENDER_THREADS)]
     for t in threads:
         t.start()
+    connected.wait()
+    start = time.time() + 0.05
+    go.set()
     for t in threads:
         t.join()
     return [s for s in results if s is not None]
