@@ -1,7 +1,7 @@
 -- Shared by every ledger script (prepended at load time, after `message(id, tag)`: the
 -- Celery message for a delivery, built from the queue's template fixed per process, so it is
--- not sent and decoded on every call). Each script receives ARGV[1] = JSON request with at least:
--- prefix (p), now (ms), queue (the Celery list key).
+-- not sent and decoded on every call; see core/ledger/scripts.py). Each script receives
+-- ARGV[1] = JSON request with at least: prefix (p), now (ms), queue (the Celery list key).
 local req = cjson.decode(ARGV[1])
 local p = req.prefix
 local now = tonumber(req.now)
