@@ -35,6 +35,7 @@ class Item:
     delivery_id: str
     raw: dict[str, str]
     attempts: int
+    event: dict[str, str] | None = None     # read with the claim, or with the batch's others
     record: MappedRecord | None = None
     result: WriteResult | None = None
     error: BaseException | None = None
@@ -50,25 +51,24 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str, *, adopt: bool = True) -> 
     a backlog drains at batch speed rather than one skipped message at a time."""
     token = uuid.uuid4().hex
     ledger = rt.ledger
-    raw = ledger.raw_delivery(delivery_id)
-    if not raw:
-        return "missing"
-    connection = rt.config.connections.get(raw["connection"])
-    rate = (connection.rate_limit.requests, connection.rate_limit.per_seconds) \
-        if connection and connection.rate_limit else None
     while True:
+        # one round trip: the claim, and the delivery and its event to work with
         claim = ledger.claim(delivery_id, token=token, now=time.time(),
-                             lease_seconds=rt.settings.lease_seconds, rate=rate,
-                             max_wait_seconds=MAX_RATE_WAIT_SECONDS)
+                             lease_seconds=rt.settings.lease_seconds, rates=rt.rate_limits,
+                             max_wait_seconds=MAX_RATE_WAIT_SECONDS, with_record=True)
         if claim.status != "wait":
             break
         time.sleep(claim.wait_ms / 1000)
+    raw = dict(claim.delivery)
+    if not raw:
+        return "missing"
+    connection = rt.config.connections.get(raw["connection"])
     if claim.status != "claimed":
         if adopt and claim.status == "skip" and connection is not None:
             _adopt_waiting(rt, connection.name, raw.get("object", ""), delivery_id)
         return claim.status
 
-    items = [Item(delivery_id, raw, claim.attempts)]
+    items = [Item(delivery_id, raw, claim.attempts, event=dict(claim.event))]
     started = time.time()
     try:
         if connection is not None:
@@ -119,10 +119,14 @@ def _claim_companions(rt: WorkerRuntime, connection: str, obj: str, token: str) 
 def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
     """Map each delivery, then write the mapped ones (in one request where the connector
     can). Each item ends with either a result or an error."""
-    events = rt.ledger.raw_events([item.raw["event_id"] for item in items])
-    for item, event in zip(items, events, strict=True):
+    unread = [item for item in items if item.event is None]
+    for item, event in zip(unread, rt.ledger.raw_events([i.raw["event_id"] for i in unread]),
+                           strict=True):
+        item.event = event
+    for item in items:
         try:
-            item.record = _map(rt, item.raw, event)  # kept for the dead letter if the write fails
+            # kept for the dead letter if the write fails
+            item.record = _map(rt, item.raw, item.event or {})
         except HubError as exc:
             item.error = exc
     ready = [item for item in items if item.error is None]

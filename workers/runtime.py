@@ -6,6 +6,7 @@ receiver. Connectors keep their HTTP connections alive between deliveries.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass, field
 
@@ -45,6 +46,12 @@ class WorkerRuntime:
         return cls(settings=settings, config=config, ledger=ledger,
                    alerts=AlertOutbox(client, settings.key_prefix),
                    tokens=TokenStore(client, settings.key_prefix))
+
+    @functools.cached_property
+    def rate_limits(self) -> dict[str, tuple[int, float]]:
+        """(requests, per_seconds) of each connection that has a rate limit."""
+        return {name: (c.rate_limit.requests, c.rate_limit.per_seconds)
+                for name, c in self.config.connections.items() if c.rate_limit}
 
     def connector(self, name: str) -> Connector:
         with self._lock:

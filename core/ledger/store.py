@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -38,6 +38,17 @@ def translate_redis_errors() -> Iterator[None]:
         raise
 
 
+def _gcra(requests: int, per_seconds: float) -> dict[str, float]:
+    """A rate limit as the claim script's GCRA parameters."""
+    interval = per_seconds * 1000 / requests
+    return {"interval_ms": interval, "burst_ms": interval * requests}
+
+
+def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
+    """A flat HGETALL reply from a script ([field, value, ...]) as a dict."""
+    return dict(zip(flat[0::2], flat[1::2], strict=True))
+
+
 @dataclass(frozen=True)
 class Claim:
     """What `claim` decided: claimed (now ours), or why not."""
@@ -47,6 +58,9 @@ class Claim:
     wait_ms: int = 0
     due_ms: int = 0
     reason: str = ""
+    #: with_record: the delivery (as the claim left it) and its event; empty when missing
+    delivery: Mapping[str, str] = field(default_factory=dict)
+    event: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,8 +78,7 @@ class Ledger:
         self.dedupe_ttl_seconds = dedupe_ttl_seconds
         self._scripts = {name: client.register_script(load_script(name, queue.template))
                          for name in SCRIPTS}
-        #: the receiver's hot path: every accepted webhook is one call of this script
-        self._record = ScriptLane(client, self._scripts["record"])
+        self._lane = ScriptLane(client)     # scripts run on a connection of their own
 
     # keys -----------------------------------------------------------------------------
     def key(self, *parts: str) -> str:
@@ -80,9 +93,7 @@ class Ledger:
                    **request}
         args = [json.dumps(payload, separators=(",", ":")), *raw]
         with translate_redis_errors():
-            if script == "record":
-                return self._record(args)
-            return self._scripts[script](args=args)
+            return self._lane(self._scripts[script], args)
 
     # the receiver ---------------------------------------------------------------------
     def record(self, events: Sequence[NewEvent], now: float) -> list[RecordResult]:
@@ -128,24 +139,38 @@ class Ledger:
 
     # the worker -----------------------------------------------------------------------
     def claim(self, delivery_id: str, *, token: str, now: float, lease_seconds: float,
-              rate: tuple[int, float] | None = None, max_wait_seconds: float = 1.0) -> Claim:
-        """Try to take a delivery for one attempt. `rate`: (requests, per_seconds)."""
+              rates: Mapping[str, tuple[int, float]] | None = None,
+              max_wait_seconds: float = 1.0, with_record: bool = False) -> Claim:
+        """Try to take a delivery for one attempt.
+
+        `rates`: (requests, per_seconds) by connection, for those with a rate limit (the
+        delivery's own connection picks its entry). `with_record`: also return the delivery
+        and its event, read in the same step (a worker then makes no reads of its own).
+        """
         request: dict[str, Any] = {"id": delivery_id, "token": token,
                                    "lease_ms": int(lease_seconds * 1000),
-                                   "max_wait_ms": int(max_wait_seconds * 1000)}
-        if rate is not None:
-            requests, per_seconds = rate
-            interval = per_seconds * 1000 / requests
-            request["rate"] = {"interval_ms": interval, "burst_ms": interval * requests}
-        out = [text(x) for x in self._run("claim", now, **request)]
+                                   "max_wait_ms": int(max_wait_seconds * 1000),
+                                   "with_record": with_record}
+        if rates:
+            request["rates"] = {conn: _gcra(requests, per_seconds)
+                                for conn, (requests, per_seconds) in rates.items()}
+        reply = self._run("claim", now, **request)
+        delivery: dict[str, str] = {}
+        event: dict[str, str] = {}
+        if with_record:
+            reply, raw_delivery, raw_event = reply
+            delivery, event = decode(_pairs(raw_delivery)), decode(_pairs(raw_event))
+        out = [text(x) for x in reply]
         status = out[0]
         if status == "claimed":
-            return Claim("claimed", attempts=int(out[1]))
+            return Claim("claimed", attempts=int(out[1]), delivery=delivery, event=event)
         if status == "wait":
-            return Claim("wait", wait_ms=int(float(out[1])))
+            return Claim("wait", wait_ms=int(float(out[1])), delivery=delivery, event=event)
         if status == "deferred":
-            return Claim("deferred", due_ms=int(float(out[1])), reason=out[2])
-        return Claim(status, reason=out[1] if len(out) > 1 else "")
+            return Claim("deferred", due_ms=int(float(out[1])), reason=out[2],
+                         delivery=delivery, event=event)
+        return Claim(status, reason=out[1] if len(out) > 1 else "", delivery=delivery,
+                     event=event)
 
     def claim_batch(self, connection: str, obj: str, *, token: str, now: float,
                     lease_seconds: float, limit: int) -> list[tuple[str, int]]:

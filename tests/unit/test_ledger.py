@@ -462,22 +462,46 @@ def test_time_held_is_accumulated_so_it_does_not_count_toward_giving_up(hub: Hub
 # rate limits, 429 and the circuit breaker -----------------------------------------------
 def test_the_rate_limit_lets_a_burst_through_then_asks_to_wait_or_defers(hub: Hub) -> None:
     a, b, c, d = (hub.record(f"r{i}") for i in range(4))
-    rate = (2, 1.0)                                   # 2 per second: one every 500 ms
-    assert hub.claim(a, token="a", rate=rate).status == "claimed"
-    assert hub.claim(b, token="b", rate=rate).status == "claimed"
+    rate = {CRM: (2, 1.0), "other": (1, 60.0)}        # 2 per second: one every 500 ms
+    assert hub.claim(a, token="a", rates=rate).status == "claimed"
+    assert hub.claim(b, token="b", rates=rate).status == "claimed"
 
-    wait = hub.claim(c, token="c", rate=rate, max_wait_seconds=1.0)
+    wait = hub.claim(c, token="c", rates=rate, max_wait_seconds=1.0)
     assert wait.status == "wait" and 490 <= wait.wait_ms <= 500
     assert hub.state(c) == "pending"                  # nothing changed: try again shortly
 
-    deferred = hub.claim(c, token="c", rate=rate, max_wait_seconds=0.1)
+    deferred = hub.claim(c, token="c", rates=rate, max_wait_seconds=0.1)
     assert deferred.status == "deferred" and deferred.reason == "rate_limit"
     assert deferred.due_ms == int(T0 * 1000) + 500
     assert hub.state(c) == "scheduled"
 
     # half a second later there is room for one more
-    assert hub.claim(d, token="d", now=T0 + 0.5, rate=rate).status == "claimed"
+    assert hub.claim(d, token="d", now=T0 + 0.5, rates=rate).status == "claimed"
     hub.check_invariant()
+
+
+def test_a_rate_limit_applies_to_its_own_connection_only(hub: Hub) -> None:
+    a, b, c = (hub.record(f"r{i}") for i in range(3))
+    others_only = {"other": (1, 60.0)}                 # CRM has no limit of its own
+    assert [hub.claim(d, token=d, rates=others_only).status for d in (a, b, c)] == \
+        ["claimed"] * 3
+
+
+def test_a_claim_with_the_record_returns_the_delivery_and_its_event(hub: Hub) -> None:
+    d = hub.record("ada@example.com")
+    claim = hub.claim(d, with_record=True)
+    assert claim.status == "claimed"
+    assert claim.delivery["state"] == "in_flight"      # as the claim left it
+    assert claim.delivery["attempts"] == "1" and claim.delivery["token"] == "tok"
+    event = hub.ledger.raw_event(claim.delivery["event_id"])
+    assert claim.event == event and claim.event["body"]
+
+    skipped = hub.claim(d, token="other", with_record=True)       # not pending any more
+    assert (skipped.status, skipped.delivery["connection"]) == ("skip", CRM)
+
+    missing = hub.claim("dlv_nope", with_record=True)
+    assert (missing.status, missing.reason) == ("skip", "missing")
+    assert missing.delivery == {} and missing.event == {}
 
 
 def test_a_429_defers_without_using_an_attempt_and_cools_the_connection_down(
@@ -710,7 +734,7 @@ def test_random_operations_keep_the_invariant_order_and_lose_nothing(hub: Hub,
     def claim(delivery_id: str) -> None:
         token = f"t{rng.random()}"
         claim = hub.claim(delivery_id, token=token, now=now, lease=rng.choice([5, 60]),
-                          rate=rng.choice([None, (5, 1.0)]), max_wait_seconds=0.05)
+                          rates=rng.choice([None, {CRM: (5, 1.0)}]), max_wait_seconds=0.05)
         if claim.status == "claimed":
             inflight[delivery_id] = token
         elif claim.status == "superseded":
