@@ -58,7 +58,7 @@ class Claim:
     wait_ms: int = 0
     due_ms: int = 0
     reason: str = ""
-    #: with_record: the delivery (as the claim left it) and its event; empty when missing
+    #: with_record: the delivery as the claim left it, and (when claimed) its event
     delivery: Mapping[str, str] = field(default_factory=dict)
     event: Mapping[str, str] = field(default_factory=dict)
 

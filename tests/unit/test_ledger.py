@@ -498,6 +498,7 @@ def test_a_claim_with_the_record_returns_the_delivery_and_its_event(hub: Hub) ->
 
     skipped = hub.claim(d, token="other", with_record=True)       # not pending any more
     assert (skipped.status, skipped.delivery["connection"]) == ("skip", CRM)
+    assert skipped.event == {}                         # no attempt: no body to carry
 
     missing = hub.claim("dlv_nope", with_record=True)
     assert (missing.status, missing.reason) == ("skip", "missing")
