@@ -132,8 +132,9 @@ class Env:
         return [json.loads(a) for a in self.rt.ledger.redis.lrange(self.rt.alerts.key, 0, -1)]
 
 
-def build_env(write_config: WriteConfig, key_prefix: str, **extra_env: str) -> Env:
-    settings = make_settings(write_config(CONFIG), key_prefix, redis_url="redis://unused",
+def build_env(write_config: WriteConfig, key_prefix: str, config: str = CONFIG,
+              **extra_env: str) -> Env:
+    settings = make_settings(write_config(config), key_prefix, redis_url="redis://unused",
                              **ENV, **extra_env)
     rt = WorkerRuntime.build(settings, client=fakeredis.FakeRedis())
     target = Target()
@@ -152,6 +153,26 @@ def env(write_config: WriteConfig, key_prefix: str) -> Iterator[Env]:
 def respond(status: int, body: Any = None, headers: dict[str, str] | None = None
             ) -> Callable[[httpx.Request], httpx.Response]:
     return lambda request: httpx.Response(status, json=body, headers=headers)
+
+
+def test_the_connections_rate_limit_holds_back_what_is_over_it(write_config: WriteConfig,
+                                                              key_prefix: str) -> None:
+    # 2 requests per 10 s: two go at once, the third would wait 5 s, longer than a worker
+    # waits in place (1 s), so it is scheduled for when there is room
+    limited = CONFIG.replace("    retry: {base_seconds", "    rate_limit: {requests: 2, "
+                             "per_seconds: 10}\n    retry: {base_seconds")
+    env = build_env(write_config, key_prefix, config=limited)
+    try:
+        first, second, third = (env.receive(f"user{i}@example.com", name="Ada")
+                                for i in range(3))
+        before = time.time()
+        assert [env.run(d) for d in (first, second, third)] == \
+            ["delivered", "delivered", "deferred"]
+        assert env.raw(third)["state"] == "scheduled"
+        assert before + 4 <= int(env.raw(third)["due_at"]) / 1000 <= time.time() + 5
+        assert len(env.target.writes()) == 2
+    finally:
+        env.rt.close()
 
 
 # success --------------------------------------------------------------------------------
