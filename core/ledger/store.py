@@ -144,8 +144,9 @@ class Ledger:
         """Try to take a delivery for one attempt.
 
         `rates`: (requests, per_seconds) by connection, for those with a rate limit (the
-        delivery's own connection picks its entry). `with_record`: also return the delivery
-        and its event, read in the same step (a worker then makes no reads of its own).
+        delivery's own connection picks its entry). `with_record`: also return the delivery as
+        the claim left it and, when claimed, its event, read in the same step (a worker then
+        makes no reads of its own).
         """
         request: dict[str, Any] = {"id": delivery_id, "token": token,
                                    "lease_ms": int(lease_seconds * 1000),
