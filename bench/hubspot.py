@@ -18,8 +18,9 @@ What is measured
     the time from starting the worker until the ledger counted N delivered (polled every
     0.2 s) and until the Celery queue was empty, how many tasks ran, how many batches
     (attempts share their start time within a batch) and their sizes, the tasks that found
-    their delivery already taken ("skips": the messages of deliveries sent as companions of
-    another), and the CPU per event of the worker, Redis and the fake.
+    their delivery already taken ("skips": messages of deliveries that went out in another's
+    batch before it could withdraw them), the messages batches withdrew, and the CPU per event
+    of the worker, Redis and the fake.
 
 Method
     The backlog is recorded through the hub's own code, as the receiver does it minus the
@@ -428,6 +429,7 @@ def run_mode(mode: Mode, opts: Options, tmp: Path, rds: BenchRedis, fake: FakeHu
     t_first_call, t_last_call = fake.call_times()
     contacts = len(fake.get("/_control/records", object=OBJECT)["records"])
     published = int(client.get(f"{prefix}:msgseq") or 0)
+    withdrawn = int(client.get(f"{prefix}:msgwithdrawn") or 0)   # taken back by batches
     waiting, unacked = queue_depth(client, prefix)
     dead = int(client.zcard(f"{prefix}:idx:dead"))
     delete_prefix(rds.url, prefix)
@@ -435,7 +437,7 @@ def run_mode(mode: Mode, opts: Options, tmp: Path, rds: BenchRedis, fake: FakeHu
     delivered = now_counts.get("delivered", 0)
     seconds = _delta(facts.first_claim, facts.last_delivered)
     api_calls = int(stats["api_calls"])
-    tasks = published - waiting - unacked
+    tasks = published - withdrawn - waiting - unacked
     cpu = cpu_per_event(base or end, end, n - finished_at_base)
     if delivered != n:
         problems.append(f"{mode.name}: {delivered} of {n} delivered (counts {now_counts})")
@@ -461,7 +463,7 @@ def run_mode(mode: Mode, opts: Options, tmp: Path, rds: BenchRedis, fake: FakeHu
             if t_first_call is not None and t_last_call is not None else None,
         "first_claim_after_worker_start_s": round(facts.first_claim - spawned, 3)
             if facts.first_claim else None,
-        "messages_published": published, "tasks_run": tasks,
+        "messages_published": published, "messages_withdrawn": withdrawn, "tasks_run": tasks,
         "claiming_tasks": facts.batches, "skip_tasks": tasks - facts.batches,
         "attempts": facts.attempts,
         "batch_size_mean": round(facts.attempts / facts.batches, 1) if facts.batches else None,
@@ -584,7 +586,8 @@ def print_report(summary: dict[str, Any]) -> None:
               f"calls {r['api_calls_by_endpoint']}")
         print(f"    {r['tasks_run']} tasks: {r['claiming_tasks']} claimed a delivery (batch "
               f"size mean {_fmt(r['batch_size_mean'], 1)}, min {r['batch_size_min']}, max "
-              f"{r['batch_size_max']}), {r['skip_tasks']} skipped one already taken; "
+              f"{r['batch_size_max']}), {r['skip_tasks']} skipped one already taken, "
+              f"{r['messages_withdrawn']} messages withdrawn by batches; "
               f"attempts took {_fmt(r['attempt_time_s'], 1)} s in all, "
               f"{_fmt((r['attempt_share_of_worker_time'] or 0) * 100)}% of the pool's time")
         print(f"    per event (after the worker's boot): CPU worker {_fmt(cpu['worker'])} us "

@@ -14,12 +14,15 @@ sweeper republishes; the worker's claim ignores anything that is not its turn).
 from __future__ import annotations
 
 import json
-import socket
 
 DELIVER_TASK = "crmhub.deliver"
 DELIVERY_PLACEHOLDER = "@DLV@"
 TAG_PLACEHOLDER = "@TAG@"
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+#: Celery's informational sender field. Not the host name: a delivery's message must be the
+#: same bytes whichever process published it (receiver, worker, sweeper, on any host), so that
+#: a batch can withdraw the messages of the deliveries it took (core/ledger/claim_batch.lua).
+ORIGIN = "crmhub"
 
 
 class HintQueue:
@@ -43,7 +46,7 @@ class HintQueue:
                 "expires": None, "group": None, "group_index": None, "retries": 0,
                 "timelimit": [None, None], "root_id": task_id, "parent_id": None,
                 "argsrepr": f"('{DELIVERY_PLACEHOLDER}',)", "kwargsrepr": "{}",
-                "origin": f"crmhub@{socket.gethostname()}", "ignore_result": True,
+                "origin": ORIGIN, "ignore_result": True,
                 "stamped_headers": None, "stamps": {},
             },
             "properties": {

@@ -23,15 +23,18 @@ local function ready_key(id)
   return p .. ':ready:' .. tostring(conn) .. ':' .. tostring(obj)
 end
 
--- Publish the Celery message for a PENDING delivery (in the same atomic step).
+-- Publish the Celery message for a PENDING delivery (in the same atomic step). The message's
+-- tag is kept as the delivery's `msg`, so the exact message can be withdrawn again when the
+-- delivery goes out in another's batch (claim_batch.lua). Returns the tag.
 -- (`ready`: the delivery's ready key when the caller knows it; `stamped`: the caller writes
--- published_at itself, with the delivery's other fields.)
+-- published_at and msg itself, with the delivery's other fields.)
 local function publish(id, ready, stamped)
-  local n = redis.call('INCR', p .. ':msgseq')
-  redis.call('LPUSH', req.queue, message(id, tostring(n)))
+  local n = tostring(redis.call('INCR', p .. ':msgseq'))
+  redis.call('LPUSH', req.queue, message(id, n))
   redis.call('ZADD', p .. ':idx:pending', now, id)
   redis.call('ZADD', ready or ready_key(id), now, id)
-  if not stamped then redis.call('HSET', dkey(id), 'published_at', now) end
+  if not stamped then redis.call('HSET', dkey(id), 'published_at', now, 'msg', n) end
+  return n
 end
 
 -- The delivery no longer waits for a worker (claimed, held, scheduled, or not its turn).

@@ -45,14 +45,15 @@ for index, ev in ipairs(req.events) do
       local held = paused(d.connection)
       local first = not held and head(d.rk) == d.id
       local state = held and 'held' or 'pending'
-      redis.call('HSET', dkey(d.id), 'seq', seq, 'rk', d.rk, 'state', state, 'updated_at', now,
-                 held and 'held_at' or 'published_at', now, unpack(d.fields))
-      redis.call('HINCRBY', ckey(d.connection, 'counts'), state, 1)
+      local tag = ''
       if held then
         redis.call('ZADD', ckey(d.connection, 'held'), seq, d.id)
       elseif first then
-        publish(d.id, p .. ':ready:' .. d.connection .. ':' .. d.object, true)
+        tag = publish(d.id, p .. ':ready:' .. d.connection .. ':' .. d.object, true)
       end
+      redis.call('HSET', dkey(d.id), 'seq', seq, 'rk', d.rk, 'state', state, 'updated_at', now,
+                 held and 'held_at' or 'published_at', now, 'msg', tag, unpack(d.fields))
+      redis.call('HINCRBY', ckey(d.connection, 'counts'), state, 1)
     end
     out[#out + 1] = ev.id; out[#out + 1] = #ev.deliveries; out[#out + 1] = 0
     out[#out + 1] = 0

@@ -219,8 +219,10 @@ def test_ten_waiting_deliveries_go_out_in_one_batch_upsert(env: Env) -> None:
     assert env.conn()["counts"]["delivered"] == 10
     assert env.conn()["counts"]["in_flight"] == 0
 
-    # the companions' own messages are still queued; each is a no-op when a worker takes it
-    assert env.messages() == ids
+    # the batch withdrew its companions' messages: what is left is the message of the one the
+    # worker ran (called directly here, so no broker took it off the queue), not a task per
+    # companion; one that slipped through (taken by a broker meanwhile) is still a no-op
+    assert env.messages() == [ids[0]]
     for d in ids[1:]:
         assert env.run(d) == "skip"
     assert len(env.fake.requests) == 1

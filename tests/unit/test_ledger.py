@@ -202,6 +202,22 @@ def test_the_published_message_is_exactly_what_kombu_would_push(hub: Hub) -> Non
     assert raw.decode() == hub.ledger.queue.message(odd, tag)
 
 
+def test_a_batch_withdraws_the_messages_of_the_deliveries_it_takes(hub: Hub) -> None:
+    a, b, c = (hub.record(f"b{i}") for i in range(3))
+    same_record = hub.record("b0")                     # waits behind `a`: never in a batch
+    other = hub.record("x", conn="other")              # another connection: not this batch
+    assert hub.messages() == [a, b, c, other]          # the waiting one has no message yet
+    assert hub.claim(a, token="w").status == "claimed"
+
+    taken = hub.ledger.claim_batch(CRM, "contacts", token="w", now=T0, lease_seconds=60,
+                                   limit=10)
+    assert sorted(d for d, _ in taken) == [b, c]
+    # b's and c's messages are gone; a's (its worker's own) and the other connection's stay
+    assert hub.messages() == [a, other]
+    assert hub.state(same_record) == "pending"
+    hub.check_invariant()
+
+
 def test_recording_the_same_sender_event_again_records_and_publishes_nothing(
         hub: Hub) -> None:
     delivery = NewDelivery(id="dlv_x", mapping="m", connection=CRM, object="contacts",
