@@ -39,8 +39,14 @@ class LedgerCollector(Collector):
         ledger = self.hub.ledger
         up = GaugeMetricFamily("crmhub_ledger_up", "1 if the ledger's Redis answers")
         try:
-            webhooks = decode(ledger.redis.hgetall(ledger.key("stats", "webhooks")))
-            attempts = decode(ledger.redis.hgetall(ledger.key("stats", "attempts")))
+            pipe = ledger.redis.pipeline(transaction=False)
+            pipe.hgetall(ledger.key("stats", "webhooks"))
+            pipe.hgetall(ledger.key("stats", "attempts"))
+            pipe.get(ledger.key("msgseq"))
+            pipe.get(ledger.key("msgwithdrawn"))
+            pipe.llen(ledger.queue.key)
+            raw_webhooks, raw_attempts, published, withdrawn, queued = pipe.execute()
+            webhooks, attempts = decode(raw_webhooks), decode(raw_attempts)
             states = {name: ledger.connection_state(name)
                       for name in self.hub.config.connections}
         except (LedgerUnavailable, redis.RedisError):     # report the ledger down, not a 500
@@ -65,6 +71,18 @@ class LedgerCollector(Collector):
             connection, _, outcome = key.rpartition("|")
             tried.add_metric([connection, outcome], float(value))
         yield tried
+
+        messages = CounterMetricFamily(
+            "crmhub_queue_messages", "Celery messages (hints) the ledger published, and those "
+            "batches withdrew again because their delivery went out with another",
+            labels=["kind"])
+        messages.add_metric(["published"], float(published or 0))
+        messages.add_metric(["withdrawn"], float(withdrawn or 0))
+        yield messages
+        depth = GaugeMetricFamily("crmhub_queue_depth",
+                                  "Messages waiting in the deliveries queue (not yet taken)")
+        depth.add_metric([], float(queued))
+        yield depth
 
         deliveries = GaugeMetricFamily("crmhub_deliveries", "Deliveries in each ledger state",
                                        labels=["connection", "state"])

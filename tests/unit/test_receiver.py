@@ -19,6 +19,7 @@ from hubtest import (
     signed,
     stripe_event,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
 from core.redis_client import connect
@@ -231,3 +232,38 @@ def test_healthz_and_readyz(client: FlaskClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json()["checks"]["redis"] == "ok"
+
+
+def metric_samples(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(response.get_data(as_text=True))
+            for s in family.samples}
+
+
+def test_metrics_count_webhooks_queue_and_deliveries_hub_wide(
+        client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
+    post_stripe(client, stripe_event("evt_M1"))
+    post_stripe(client, stripe_event("evt_M1"))                       # a duplicate
+    post_stripe(client, stripe_event("evt_M2"), secret="whsec_wrong")  # unauthorized
+    samples = metric_samples(client)
+
+    assert samples[("crmhub_ledger_up", ())] == 1
+    webhooks = {dict(labels)["outcome"]: value for (name, labels), value in samples.items()
+                if name == "crmhub_webhooks_total" and dict(labels)["source"] == "stripe"}
+    assert webhooks == {"accepted": 1, "duplicate": 1, "unauthorized": 1}
+    # one accepted event, two mappings: two messages published, both still waiting
+    assert samples[("crmhub_queue_messages_total", (("kind", "published"),))] == 2
+    assert samples[("crmhub_queue_messages_total", (("kind", "withdrawn"),))] == 0
+    assert samples[("crmhub_queue_depth", ())] == queue_length(fake_redis) == 2
+    pending = sum(value for (name, labels), value in samples.items()
+                  if name == "crmhub_deliveries" and dict(labels)["state"] == "pending")
+    assert pending == 2
+
+
+def test_metrics_report_the_ledger_down_instead_of_failing(settings: Settings) -> None:
+    down = connect("redis://127.0.0.1:1/0")              # nothing listens on port 1
+    client = create_app(settings, redis_client=down).test_client()
+    samples = metric_samples(client)
+    assert samples[("crmhub_ledger_up", ())] == 0
