@@ -39,14 +39,9 @@ class LedgerCollector(Collector):
         ledger = self.hub.ledger
         up = GaugeMetricFamily("crmhub_ledger_up", "1 if the ledger's Redis answers")
         try:
-            pipe = ledger.redis.pipeline(transaction=False)
-            pipe.hgetall(ledger.key("stats", "webhooks"))
-            pipe.hgetall(ledger.key("stats", "attempts"))
-            pipe.get(ledger.key("msgseq"))
-            pipe.get(ledger.key("msgwithdrawn"))
-            pipe.llen(ledger.queue.key)
-            raw_webhooks, raw_attempts, published, withdrawn, queued = pipe.execute()
-            webhooks, attempts = decode(raw_webhooks), decode(raw_attempts)
+            webhooks = decode(ledger.redis.hgetall(ledger.key("stats", "webhooks")))
+            attempts = decode(ledger.redis.hgetall(ledger.key("stats", "attempts")))
+            queue = ledger.queue_figures()
             states = {name: ledger.connection_state(name)
                       for name in self.hub.config.connections}
         except (LedgerUnavailable, redis.RedisError):     # report the ledger down, not a 500
@@ -76,12 +71,12 @@ class LedgerCollector(Collector):
             "crmhub_queue_messages", "Celery messages (hints) the ledger published, and those "
             "batches withdrew again because their delivery went out with another",
             labels=["kind"])
-        messages.add_metric(["published"], float(published or 0))
-        messages.add_metric(["withdrawn"], float(withdrawn or 0))
+        messages.add_metric(["published"], float(queue["published"]))
+        messages.add_metric(["withdrawn"], float(queue["withdrawn"]))
         yield messages
         depth = GaugeMetricFamily("crmhub_queue_depth",
                                   "Messages waiting in the deliveries queue (not yet taken)")
-        depth.add_metric([], float(queued))
+        depth.add_metric([], float(queue["waiting"]))
         yield depth
 
         deliveries = GaugeMetricFamily("crmhub_deliveries", "Deliveries in each ledger state",

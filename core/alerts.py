@@ -19,7 +19,7 @@ from typing import Any, cast
 import httpx
 import redis
 
-from core.ledger.store import translate_redis_errors
+from core.ledger.translate import translate_redis_errors
 
 log = logging.getLogger("crmhub.alerts")
 

@@ -11,7 +11,7 @@ from typing import Any
 import redis
 from redis.lock import Lock
 
-from core.ledger.store import translate_redis_errors
+from core.ledger.translate import translate_redis_errors
 
 
 @dataclass(frozen=True)

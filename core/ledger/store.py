@@ -2,40 +2,27 @@
 
 Every state change is one Lua script (core/ledger/*.lua, each prefixed with common.lua), so a
 delivery is at every moment in exactly one state and every publish to the work queue happens
-in the same atomic step as the state change that calls for it. Reads are plain commands.
-Redis errors are translated here, once, into LedgerUnavailable.
+in the same atomic step as the state change that calls for it.
+Reads are core.ledger.reads; Redis errors are translated once, at this edge
+(core.ledger.translate), into LedgerUnavailable.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-from core.errors import LedgerUnavailable
 from core.ledger.lane import ScriptLane
 from core.ledger.model import NewEvent, RecordResult
+from core.ledger.reads import LedgerReads
 from core.ledger.scripts import SCRIPTS, load_script
-from core.ledger.views import decode, delivery_view, event_view, text
+from core.ledger.translate import translate_redis_errors
+from core.ledger.views import decode, text
 from core.queue import HintQueue
-
-
-@contextmanager
-def translate_redis_errors() -> Iterator[None]:
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise LedgerUnavailable(f"Redis is unreachable: {exc}") from exc
-    except redis.ResponseError as exc:
-        # OOM under noeviction, MISCONF (AOF write failing), READONLY replica: all mean the
-        # store cannot take the write right now, which senders should retry.
-        if str(exc).startswith(("OOM", "MISCONF", "READONLY", "LOADING", "BUSY")):
-            raise LedgerUnavailable(f"Redis refused the write: {exc}") from exc
-        raise
 
 
 def _gcra(requests: int, per_seconds: float) -> dict[str, float]:
@@ -69,7 +56,7 @@ class Finish:
     newly_paused: bool = False
 
 
-class Ledger:
+class Ledger(LedgerReads):
     def __init__(self, client: redis.Redis, *, prefix: str, queue: HintQueue,
                  dedupe_ttl_seconds: int = 30 * 24 * 3600) -> None:
         self.redis = client
@@ -81,9 +68,6 @@ class Ledger:
         self._lane = ScriptLane(client)     # scripts run on a connection of their own
 
     # keys -----------------------------------------------------------------------------
-    def key(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
-
     def dedupe_key(self, source: str, external_id: str) -> str:
         return self.key("dedupe", source, external_id)
 
@@ -220,11 +204,6 @@ class Ledger:
         info = {"reason": reason, "since": now, "by": by, "detail": detail}
         return bool(self._run("pause", now, conn=connection, info=json.dumps(info)))
 
-    def pause_info(self, connection: str) -> dict[str, Any] | None:
-        with translate_redis_errors():
-            raw = self.redis.get(self.key("conn", connection, "pause"))
-        return json.loads(raw) if raw else None
-
     def resume(self, connection: str, now: float, *, chunk: int = 500) -> int:
         """Lift the pause and release every held delivery in order; returns how many."""
         released = 0
@@ -259,84 +238,3 @@ class Ledger:
                 pipe.hset(self.key("echo", ref), mapping=dict(values))  # type: ignore[arg-type]
                 pipe.expire(self.key("echo", ref), window_seconds)
             pipe.execute()
-
-    # reads ----------------------------------------------------------------------------
-    def ping(self) -> None:
-        with translate_redis_errors():
-            self.redis.ping()
-
-    def raw_delivery(self, delivery_id: str) -> dict[str, str]:
-        with translate_redis_errors():
-            return decode(self.redis.hgetall(self.key("dlv", delivery_id)))
-
-    def raw_deliveries(self, ids: Sequence[str]) -> list[dict[str, str]]:
-        with translate_redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            for delivery_id in ids:
-                pipe.hgetall(self.key("dlv", delivery_id))
-            return [decode(raw) for raw in pipe.execute()]
-
-    def raw_events(self, ids: Sequence[str]) -> list[dict[str, str]]:
-        with translate_redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            for event_id in ids:
-                pipe.hgetall(self.key("evt", event_id))
-            return [decode(raw) for raw in pipe.execute()]
-
-    def first_ready(self, connection: str, obj: str) -> str | None:
-        """The longest-waiting published delivery of (connection, object), if any."""
-        with translate_redis_errors():
-            first = self.redis.zrange(self.key("ready", connection, obj), 0, 0)
-        return text(first[0]) if first else None
-
-    def raw_event(self, event_id: str) -> dict[str, str]:
-        with translate_redis_errors():
-            return decode(self.redis.hgetall(self.key("evt", event_id)))
-
-    def event(self, event_id: str) -> dict[str, Any] | None:
-        """The recorded event as the `events show` contract describes it, or None."""
-        raw = self.raw_event(event_id)
-        if not raw:
-            return None
-        ids = [i for i in raw.get("deliveries", "").split(",") if i]
-        return event_view(raw, [d for d in (self.delivery(i) for i in ids) if d is not None])
-
-    def delivery(self, delivery_id: str, *, history: bool = False) -> dict[str, Any] | None:
-        with translate_redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hgetall(self.key("dlv", delivery_id))
-            pipe.lrange(self.key("dlv", delivery_id, "attempts"), 0, -1)
-            pipe.lrange(self.key("dlv", delivery_id, "actions"), 0, -1)
-            raw, attempts, actions = pipe.execute()
-        if not raw:
-            return None
-        view = delivery_view(decode(raw))
-        if history:
-            view["attempt_history"] = [json.loads(a) for a in attempts]
-            view["actions"] = [json.loads(a) for a in actions]
-        return view
-
-    def recent_events(self, source: str | None = None, limit: int = 50) -> list[str]:
-        key = self.key("events", "src", source) if source else self.key("events")
-        with translate_redis_errors():
-            return [text(i) for i in self.redis.zrevrange(key, 0, limit - 1)]
-
-    def dead_ids(self, limit: int = 1000, since: float | None = None) -> list[str]:
-        with translate_redis_errors():
-            return [text(i) for i in self.redis.zrevrangebyscore(
-                self.key("idx", "dead"), "+inf", int(since * 1000) if since else "-inf",
-                start=0, num=limit)]
-
-    def connection_state(self, connection: str) -> dict[str, Any]:
-        with translate_redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hgetall(self.key("conn", connection, "counts"))
-            pipe.get(self.key("conn", connection, "pause"))
-            pipe.hgetall(self.key("conn", connection, "last"))
-            pipe.hgetall(self.key("conn", connection, "breaker"))
-            pipe.get(self.key("conn", connection, "cooldown"))
-            counts, pause, last, breaker, cooldown = pipe.execute()
-        return {"counts": {k: int(v) for k, v in decode(counts).items()},
-                "pause": json.loads(pause) if pause else None,
-                "last": decode(last), "breaker": decode(breaker),
-                "cooldown_until_ms": int(cooldown) if cooldown else None}
