@@ -41,17 +41,17 @@ class LedgerReads:
             return decode(self.redis.hgetall(self.key("dlv", delivery_id)))
 
     def raw_deliveries(self, ids: Sequence[str]) -> list[dict[str, str]]:
-        with translate_redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            for delivery_id in ids:
-                pipe.hgetall(self.key("dlv", delivery_id))
-            return [decode(raw) for raw in pipe.execute()]
+        return self._hashes("dlv", ids)
 
     def raw_events(self, ids: Sequence[str]) -> list[dict[str, str]]:
+        return self._hashes("evt", ids)
+
+    def _hashes(self, kind: str, ids: Sequence[str]) -> list[dict[str, str]]:
+        """Several records of one kind in one round trip, in order ({} where missing)."""
         with translate_redis_errors():
             pipe = self.redis.pipeline(transaction=False)
-            for event_id in ids:
-                pipe.hgetall(self.key("evt", event_id))
+            for record_id in ids:
+                pipe.hgetall(self.key(kind, record_id))
             return [decode(raw) for raw in pipe.execute()]
 
     def queue_figures(self) -> dict[str, int]:
