@@ -4,13 +4,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean env
+.PHONY: run test test-fast lint typecheck bench clean env lock
 
-$(STAMP): pyproject.toml
+# Installs exactly the tested versions: constraints.txt pins every package (see `make lock`).
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+## lock: re-pin constraints.txt to the newest versions pyproject.toml allows (then `make test`
+## and commit both). To move one package only: `make lock LOCK_ARGS='--upgrade-package celery'`.
+LOCK_ARGS ?= --upgrade
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --all-extras --strip-extras --no-emit-index-url \
+	    --no-emit-find-links $(LOCK_ARGS) --output-file constraints.txt pyproject.toml
 
 ## run: the whole hub (receiver, worker, scheduler) on the example config, embedded Redis
 ## unless CRMHUB_REDIS_URL is set, plus the demo target.

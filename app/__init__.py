@@ -8,6 +8,7 @@ import redis
 from flask import Flask
 
 from core.config import Config
+from core.observability import init_sentry
 from core.settings import Settings
 
 
@@ -18,6 +19,7 @@ def create_app(settings: Settings | None = None, *, config: Config | None = None
     from app.runtime import build_hub
 
     settings = settings or Settings.from_env()
+    init_sentry(settings, "web")
     app = Flask("crmhub")
     hub = build_hub(settings, config, redis_client)
     app.extensions["crmhub"] = hub

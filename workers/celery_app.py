@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from celery.signals import after_setup_logger
+from celery.signals import after_setup_logger, beat_init, celeryd_init
 
+from core.observability import init_sentry
 from core.redis_client import resolve_redis_url
 from core.settings import Settings
 
@@ -40,6 +41,9 @@ def make_celery(settings: Settings) -> Celery:
             "global_keyprefix": settings.celery_keyprefix,
             "visibility_timeout": VISIBILITY_TIMEOUT,
         },
+        # under the var directory, like the embedded Redis: never a path shared by every hub
+        # (and every test run) on the host
+        beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
         worker_hijack_root_logger=True,
         worker_max_tasks_per_child=10000,
         task_routes={"crmhub.sweep": {"queue": settings.control_queue},
@@ -53,6 +57,20 @@ def make_celery(settings: Settings) -> Celery:
     )
     app.conf.crmhub_settings = settings
     return app
+
+
+@celeryd_init.connect
+def _sentry_in_worker(**_: object) -> None:
+    # before the pool forks: its processes inherit the initialised client
+    init_sentry(app.conf.crmhub_settings, "worker")
+
+
+@beat_init.connect
+def _prepare_beat(**_: object) -> None:
+    settings: Settings = app.conf.crmhub_settings
+    init_sentry(settings, "beat")
+    # the schedule file is opened after this signal; its directory may not exist yet
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
 
 
 @after_setup_logger.connect

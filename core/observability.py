@@ -1,0 +1,61 @@
+"""Error reporting to Sentry, initialised once per process wherever SENTRY_DSN is set.
+
+The receiver (create_app), the Celery worker and beat (workers.celery_app) each call
+`init_sentry` at start; without a DSN nothing is initialised and nothing is sent. What leaves
+the process is scrubbed first: webhook bodies, request headers (signatures, tokens, cookies)
+and query strings never reach Sentry, whatever an integration attaches.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import metadata
+from typing import Any
+
+from core.settings import Settings
+
+log = logging.getLogger("crmhub.sentry")
+
+#: request headers worth keeping on an error report: none of them can carry a secret
+SAFE_HEADERS = frozenset({"content-type", "content-length", "user-agent"})
+
+
+def _release() -> str:
+    try:
+        return f"crmhub@{metadata.version('crmhub')}"
+    except metadata.PackageNotFoundError:
+        return "crmhub@unknown"
+
+
+def scrub(event: dict[str, Any], hint: object = None) -> dict[str, Any]:
+    """Sentry's before_send: keep the error, drop anything a sender or target sent us."""
+    request = event.get("request")
+    if isinstance(request, dict):
+        headers = request.get("headers")
+        if isinstance(headers, dict):
+            request["headers"] = {k: v for k, v in headers.items()
+                                  if k.lower() in SAFE_HEADERS}
+        for key in ("data", "cookies", "query_string", "env"):
+            request.pop(key, None)
+    return event
+
+
+def init_sentry(settings: Settings, process: str) -> bool:
+    """Initialise the Sentry SDK for this process (`web`, `worker`, `beat`); True if it was.
+
+    Flask's and Celery's integrations switch on by themselves when those are importable, so an
+    unhandled error in a request or a task is reported with its traceback.
+    """
+    if not settings.sentry_dsn:
+        return False
+    import sentry_sdk
+
+    try:
+        sentry_sdk.init(dsn=settings.sentry_dsn, release=_release(),
+                        before_send=scrub,  # type: ignore[arg-type]
+                        max_request_body_size="never", include_local_variables=False)
+    except Exception as exc:  # a malformed DSN must not keep the hub from starting
+        log.error("SENTRY_DSN is set but Sentry could not be initialised: %s", exc)
+        return False
+    sentry_sdk.set_tag("crmhub.process", process)
+    return True

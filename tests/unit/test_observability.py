@@ -1,0 +1,125 @@
+"""Sentry is initialised wherever SENTRY_DSN is set, and what it sends is scrubbed.
+
+The SDK is real and so is its HTTP: errors go to a collector on loopback that speaks Sentry's
+envelope endpoint (POST /api/<project>/envelope/), as a self-hosted Sentry would receive them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import fakeredis
+import pytest
+import sentry_sdk
+from conftest import make_settings
+
+from core.observability import init_sentry
+from core.settings import Settings
+
+
+class SentryCollector:
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    raw = gzip.decompress(raw)
+                # an envelope: a header line, then (item header, item payload) line pairs
+                lines = raw.decode().splitlines()
+                for header, payload in zip(lines[1::2], lines[2::2], strict=False):
+                    if json.loads(header).get("type") == "event":
+                        collector.items.append(json.loads(payload))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.dsn = f"http://publickey@127.0.0.1:{self.server.server_address[1]}/42"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def collector() -> Iterator[SentryCollector]:
+    sink = SentryCollector()
+    try:
+        yield sink
+    finally:
+        sentry_sdk.get_client().close()
+        sentry_sdk.get_global_scope().set_client(None)   # later tests run without Sentry
+        sink.server.shutdown()
+
+
+def test_no_dsn_initialises_nothing() -> None:
+    assert init_sentry(Settings.from_env({}), "web") is False
+    assert not sentry_sdk.get_client().is_active()
+
+
+def test_a_receiver_error_reaches_sentry_without_the_senders_secrets(
+        collector: SentryCollector, write_config, key_prefix: str) -> None:
+    from app import create_app
+
+    path = write_config("""
+        sources:
+          forms: {verify: {scheme: none}, allow_unsigned: true}
+        connections: {}
+        mappings: {}
+    """)
+    app = create_app(make_settings(path, key_prefix, SENTRY_DSN=collector.dsn),
+                     redis_client=fakeredis.FakeRedis())
+
+    def broken() -> str:
+        raise RuntimeError("a bug in a view")
+
+    app.add_url_rule("/broken", view_func=broken, methods=["POST"])
+    # made at run time: Sentry attaches this file's source lines to the traceback
+    signature, token, query, body = (uuid.uuid4().hex for _ in range(4))
+    app.test_client().post(f"/broken?token={query}", data=json.dumps({"ssn": body}),
+                           headers={"Stripe-Signature": f"t=1,v1={signature}",
+                                    "Authorization": f"Bearer {token}",
+                                    "Content-Type": "application/json"})
+    sentry_sdk.flush(timeout=5)
+
+    [event] = collector.items
+    assert event["exception"]["values"][0]["value"] == "a bug in a view"
+    assert event["tags"]["crmhub.process"] == "web"
+    request = event["request"]
+    assert request["headers"]["Content-Type"] == "application/json"
+    assert set(request["headers"]) <= {"Content-Type", "Content-Length", "User-Agent"}
+    sent = json.dumps(event)
+    for secret in (signature, token, query, body):
+        assert secret not in sent
+
+
+@pytest.mark.parametrize("process", ["worker", "beat"])
+def test_the_worker_and_beat_initialise_sentry_at_start(
+        process: str, collector: SentryCollector, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from celery.signals import beat_init, celeryd_init
+
+    monkeypatch.setenv("CRMHUB_REDIS_URL", "redis://127.0.0.1:9/0")   # read at import only
+
+    from workers.celery_app import app
+
+    previous = app.conf.crmhub_settings
+    app.conf.crmhub_settings = Settings.from_env({"SENTRY_DSN": collector.dsn,
+                                                  "CRMHUB_VAR_DIR": str(tmp_path / "var")})
+    try:
+        (celeryd_init if process == "worker" else beat_init).send(sender=None)
+    finally:
+        app.conf.crmhub_settings = previous
+    sentry_sdk.capture_message("from a task")
+    sentry_sdk.flush(timeout=5)
+    [event] = collector.items
+    assert event["tags"]["crmhub.process"] == process
+    if process == "beat":      # beat's schedule lives under the var directory it creates
+        assert (tmp_path / "var").is_dir()
