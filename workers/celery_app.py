@@ -10,8 +10,10 @@ visibility timeout only needs to outlast the longest task.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from celery import Celery
+from celery.beat import PersistentScheduler
 from celery.signals import after_setup_logger, beat_init, celeryd_init
 
 from core.observability import init_sentry
@@ -44,6 +46,7 @@ def make_celery(settings: Settings) -> Celery:
         # under the var directory, like the embedded Redis: never a path shared by every hub
         # (and every test run) on the host
         beat_schedule_filename=str(settings.var_dir / "celerybeat-schedule"),
+        beat_scheduler="workers.celery_app:Scheduler",
         worker_hijack_root_logger=True,
         worker_max_tasks_per_child=10000,
         task_routes={"crmhub.sweep": {"queue": settings.control_queue},
@@ -66,11 +69,16 @@ def _sentry_in_worker(**_: object) -> None:
 
 
 @beat_init.connect
-def _prepare_beat(**_: object) -> None:
-    settings: Settings = app.conf.crmhub_settings
-    init_sentry(settings, "beat")
-    # the schedule file is opened after this signal; its directory may not exist yet
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+def _sentry_in_beat(**_: object) -> None:
+    init_sentry(app.conf.crmhub_settings, "beat")
+
+
+class Scheduler(PersistentScheduler):
+    """Celery's persistent schedule, kept under the var directory (made when missing)."""
+
+    def setup_schedule(self) -> None:
+        Path(self.schedule_filename).parent.mkdir(parents=True, exist_ok=True)
+        super().setup_schedule()
 
 
 @after_setup_logger.connect

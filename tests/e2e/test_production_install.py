@@ -1,0 +1,173 @@
+"""The production path, as a user runs it: a wheel, installed without dev extras, and the
+Procfile's own commands started from a directory that is not the checkout.
+
+Every test elsewhere imports crmhub from the source tree with the dev extras installed, which
+hides what a wheel lacks (package data, an undeclared dependency that pytest happens to pull
+in, a path into the checkout). This test builds the wheel from the tracked files, installs it
+into a fresh virtual environment with the pinned versions (constraints.txt) and runs web,
+worker and beat exactly as the Procfile says; a signed webhook must end up at the target.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import delete_prefix
+from hubtest import STRIPE_SECRET, signed, stripe_event
+from processes import ROOT, DemoTarget, wait_until
+
+from core.embedded_redis import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("install")]
+
+CONFIG = """
+sources:
+  stripe:
+    verify: {{scheme: stripe, secret_env: STRIPE_WEBHOOK_SECRET}}
+    event_id: id
+    event_type: type
+connections:
+  crm:
+    connector: http
+    base_url: {target}
+mappings:
+  customers:
+    source: stripe
+    when: {{event_type: customer.created}}
+    connection: crm
+    object: contacts
+    match: {{field: email, from: data.object.email, normalize: email}}
+    fields:
+      email: {{from: data.object.email, transform: [email]}}
+      name: data.object.name
+      phone: {{from: data.object.phone, transform: [{{e164: {{region: US}}}}]}}
+"""
+
+
+def procfile() -> dict[str, str]:
+    """The Procfile's process types and their command lines."""
+    commands = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, command = line.partition(":")
+            commands[name.strip()] = command.strip()
+    return commands
+
+
+def tracked_tree(destination: Path) -> Path:
+    """The project as a clean clone has it (no .venv, no egg-info, no caches)."""
+    ignore = shutil.ignore_patterns(".git", ".venv", "var", "build", "dist", "*.egg-info",
+                                    "__pycache__", ".*_cache", ".hypothesis", "*.log")
+    shutil.copytree(ROOT, destination, ignore=ignore)
+    return destination
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A virtual environment with the wheel and its pinned dependencies, no dev extras."""
+    work = tmp_path_factory.mktemp("install")
+    source = tracked_tree(work / "source")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--wheel-dir", str(work / "dist"), str(source)], check=True,
+                   capture_output=True, timeout=300)
+    [wheel] = (work / "dist").glob("crmhub-*.whl")
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    result = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet",
+                             "--disable-pip-version-check", "-c", str(ROOT / "constraints.txt"),
+                             str(wheel)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    return venv
+
+
+class ProcfileProcess:
+    """One Procfile line run by a shell, as honcho or Heroku would."""
+
+    def __init__(self, name: str, command: str, env: dict[str, str], cwd: Path) -> None:
+        self.name = name
+        self.log_path = cwd / f"{name}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(["bash", "-c", f"exec {command}"], env=env, cwd=cwd,
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def output(self) -> str:
+        return f"--- {self.name} ---\n{self.log_path.read_text(errors='replace')}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture
+def target() -> Iterator[DemoTarget]:
+    server = DemoTarget()
+    yield server
+    server.stop()
+
+
+def test_the_wheel_without_dev_extras_runs_the_procfile_from_outside_the_checkout(
+        installed: Path, target: DemoTarget, real_redis_url: str, key_prefix: str,
+        tmp_path: Path) -> None:
+    python = str(installed / "bin" / "python")
+    # a production install: no test tooling, and crmhub comes from site-packages
+    assert subprocess.run([python, "-c", "import pytest"], capture_output=True).returncode != 0
+    where = subprocess.run([python, "-c", "import app, core; print(app.__file__)"],
+                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert "site-packages" in where and str(ROOT) not in where
+
+    (tmp_path / "crmhub.yaml").write_text(CONFIG.format(target=target.url))
+    port = free_port()
+    env = {"PATH": f"{installed / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "LANG": "C.UTF-8", "PORT": str(port), "CRMHUB_REDIS_URL": real_redis_url,
+           "CRMHUB_KEY_PREFIX": key_prefix, "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
+    processes = [ProcfileProcess(name, command, env, tmp_path)
+                 for name, command in procfile().items()]
+    assert {p.name for p in processes} == {"web", "worker", "beat"}
+    http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+
+    def ready() -> bool:
+        for p in processes:
+            assert p.process.poll() is None, "\n".join(q.output() for q in processes)
+        try:
+            return http.get("/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until(ready, timeout=60, message="the Procfile's web process to be ready")
+        body, headers = signed("stripe", stripe_event("evt_wheel_1", email=" Ada@Example.COM ",
+                                                      phone="(415) 555-0100"), STRIPE_SECRET)
+        answer = http.post("/webhooks/stripe", content=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        wait_until(lambda: bool(target.records("contacts")), timeout=60,
+                   message="the delivery at the target")
+        [record] = target.records("contacts")
+        # mapped by the installed package: normalised email, E.164 phone (phonenumbers' data)
+        assert record["fields"] == {"email": "ada@example.com", "name": "Ada Lovelace",
+                                    "phone": "+14155550100"}
+        # beat runs too, its schedule under the run directory's var/, not a shared /tmp path
+        assert any((tmp_path / "var").glob("celerybeat-schedule*"))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n" + "\n".join(p.output() for p in processes)
+                             + f"\n{shlex.join(['Procfile', *procfile()])}") from None
+    finally:
+        for p in processes:
+            p.stop()
+        import redis
+
+        delete_prefix(redis.Redis.from_url(real_redis_url), key_prefix)
