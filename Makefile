@@ -45,6 +45,10 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist loadgroup
 
+## test-fast: the unit tests only (fakeredis, in-process fakes): the loop while editing.
+test-fast: $(STAMP)
+	$(BIN)/pytest tests/unit -n 2 -q
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
