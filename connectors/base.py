@@ -138,18 +138,17 @@ class Connector(ABC):
         """Raise the hub error this response means (vendor modules override)."""
         default_classify(response)
 
-    def refresh_may_help(self, response: httpx.Response) -> bool:
-        """Whether a 401 means an expired access token (vendor modules narrow this)."""
-        return True
-
     def request(self, method: str, url: str, *, ok: tuple[int, ...] = (),
                 **kwargs: Any) -> httpx.Response:
         """Send, translating transport failures and error statuses (except `ok` ones).
-        With OAuth2, a 401 gets one token refresh and one more try before it counts."""
+
+        With OAuth2, any 401 gets one forced token refresh and one more try before it
+        counts: whatever the body says (expired, or a token the target no longer knows,
+        as after a restart of the target's auth service), a new access token is the fix
+        worth one request; only a 401 that outlives the refresh pauses the connection."""
         token = self.oauth.access_token() if self.oauth else None
         response = self._send(method, url, token, **kwargs)
-        if response.status_code == 401 and self.oauth and token \
-                and self.refresh_may_help(response):
+        if response.status_code == 401 and self.oauth and token:
             token = self.oauth.access_token(failed=token)
             response = self._send(method, url, token, **kwargs)
         if response.status_code not in ok:
