@@ -219,7 +219,7 @@ def _unencodable(name: str, value: Any, problems: list[dict[str, Any]]) -> str |
     problem = (f"cannot be encoded as UTF-8 text: {escaped(char)} (a lone surrogate) at "
                f"character {index}{f' of {where}' if where else ''}; the sender's JSON "
                "holds invalid Unicode, so fix the value at the source, then replay")
-    problems.append({"field": name, "value": escaped_all(value), "problem": problem})
+    problems.append({"field": name, "value": value, "problem": problem})
     return problem
 
 

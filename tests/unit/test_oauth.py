@@ -334,7 +334,8 @@ def test_a_plain_401_from_a_generic_oauth2_target_is_refreshed_once_and_retried_
     result = connector.deliver(record())
     assert (result.operation, result.status) == ("created", 201)
     assert len(fake.token_requests) == 1
-    assert [(r.method, r.url.path) for r in fake.api_requests] == [("PUT", "/contacts/ada@example.com")] * 2
+    assert [(r.method, r.url.path) for r in fake.api_requests] == [
+        ("PUT", "/contacts/ada@example.com")] * 2
     assert fake.bearers() == ["stale-token", "CJSP-access-1"]
 
 
