@@ -22,6 +22,7 @@ from connectors.oauth import OAuth2Session
 from core.config.model import ConnectionConfig
 from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
 from core.mapping import MappedRecord
+from core.text import escaped
 from core.tokens import TokenStore
 
 EXCERPT_CHARS = 500
@@ -87,6 +88,15 @@ def default_classify(response: httpx.Response) -> None:
                     status=status, excerpt=text)
 
 
+def unencodable(exc: UnicodeEncodeError, where: str) -> DataError:
+    """Text UTF-8 cannot carry (a lone surrogate) in a request: the mapping engine rejects
+    such values first; anything else of the record's is its data error too, never a bug to
+    retry (and a batch that meets it falls back to isolate the record)."""
+    return DataError(f"{where}: the record holds text that cannot be encoded as UTF-8 "
+                     f"({escaped(exc.object[exc.start:exc.end])}, a lone surrogate); fix the "
+                     "value at the source, then replay", category="mapping")
+
+
 def static_auth_headers(auth: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
     """Headers for the static auth types (bearer, basic, header); oauth2 is the connector's."""
     kind = auth.get("type", "none")
@@ -138,18 +148,17 @@ class Connector(ABC):
         """Raise the hub error this response means (vendor modules override)."""
         default_classify(response)
 
-    def refresh_may_help(self, response: httpx.Response) -> bool:
-        """Whether a 401 means an expired access token (vendor modules narrow this)."""
-        return True
-
     def request(self, method: str, url: str, *, ok: tuple[int, ...] = (),
                 **kwargs: Any) -> httpx.Response:
         """Send, translating transport failures and error statuses (except `ok` ones).
-        With OAuth2, a 401 gets one token refresh and one more try before it counts."""
+
+        With OAuth2, any 401 gets one forced token refresh and one more try before it
+        counts: whatever the body says (expired, or a token the target no longer knows,
+        as after a restart of the target's auth service), a new access token is the fix
+        worth one request; only a 401 that outlives the refresh pauses the connection."""
         token = self.oauth.access_token() if self.oauth else None
         response = self._send(method, url, token, **kwargs)
-        if response.status_code == 401 and self.oauth and token \
-                and self.refresh_may_help(response):
+        if response.status_code == 401 and self.oauth and token:
             token = self.oauth.access_token(failed=token)
             response = self._send(method, url, token, **kwargs)
         if response.status_code not in ok:
@@ -165,6 +174,8 @@ class Connector(ABC):
             raise TransientError(f"{method} {url}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise TransientError(f"{method} {url}: {type(exc).__name__}: {exc}") from None
+        except UnicodeEncodeError as exc:
+            raise unencodable(exc, f"{method} {escaped(url)}") from None
 
     # the contract ---------------------------------------------------------------------
     @abstractmethod
@@ -179,6 +190,12 @@ class Connector(ABC):
     def deliver(self, record: MappedRecord) -> WriteResult:
         """Find-or-create on the match key, honouring field ownership: a target-owned field
         is written only where the target's value is empty (the record is read once)."""
+        try:
+            return self._deliver(record)
+        except UnicodeEncodeError as exc:       # in a URL built from the record, say
+            raise unencodable(exc, f"{self.name} connector") from None
+
+    def _deliver(self, record: MappedRecord) -> WriteResult:
         values = record.values()
         needs_read = bool(record.target_owned) or record.action == "update_only"
         existing = self.read(record) if needs_read and record.match_value is not None else None

@@ -9,8 +9,11 @@ ID: N" is resolved by updating N, never by creating another.
 Errors are translated here, once (https://developers.hubspot.com/docs/api/error-handling,
 https://developers.hubspot.com/docs/api/usage-details):
   400 VALIDATION_ERROR           -> DataError carrying HubSpot's per-property detail
-  401 EXPIRED_AUTHENTICATION     -> one token refresh and one more try (OAuth2)
-  401/403 otherwise              -> AuthError: the connection pauses
+  401 (EXPIRED_AUTHENTICATION,   -> one token refresh and one more try (OAuth2): HubSpot
+       INVALID_AUTHENTICATION)      answers INVALID_AUTHENTICATION for a token it no longer
+                                    knows, which a new token fixes as well
+  401 again after the refresh,   -> AuthError: the connection pauses
+  403, or 401 without OAuth2
   429 TEN_SECONDLY_ROLLING       -> RateLimited for the window in X-HubSpot-RateLimit-*
   429 DAILY                      -> RateLimited until the daily reset (midnight, account zone)
   5xx, timeouts                  -> TransientError
@@ -87,10 +90,6 @@ class HubSpotConnector(Connector):
     max_batch = BATCH_LIMIT
 
     # errors ---------------------------------------------------------------------------
-    def refresh_may_help(self, response: httpx.Response) -> bool:
-        category = _body(response).get("category")
-        return category in (None, "EXPIRED_AUTHENTICATION")
-
     def classify(self, response: httpx.Response) -> None:
         status = response.status_code
         body = _body(response)

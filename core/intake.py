@@ -4,6 +4,10 @@ A source's body is one JSON event, or with `batch: true` a JSON array whose elem
 their own event (HubSpot). Each event gets the sender's id for deduplication (a dotted path or
 a header), falling back to a hash of its JSON text, so a retried delivery is recognised even
 from senders that send no id.
+
+What the ledger keeps apart from the body (ids, types, instants, echo values) is escaped where
+UTF-8 cannot encode it (a lone surrogate: JSON's `"\ud800"`), so such an event is still
+recorded; the body is kept as sent, and mapping it dead-letters the delivery naming the field.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from core.instants import instant_ms
 from core.ledger.model import NewDelivery, NewEvent
 from core.mapping import record_key
 from core.routing import route
+from core.text import escaped
 
 #: never stored with an event, whatever the scheme
 ALWAYS_REDACTED = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
@@ -80,6 +85,7 @@ def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
             external = f"{external}#{index}"     # one header id for a whole batch
         if not external:
             external = "sha256:" + hashlib.sha256(item_text.encode()).hexdigest()
+        external = escaped(external)
         event_type = source.event_type.resolve_text(item, headers) \
             if source.event_type else None
         occurred = source.occurred_at.resolve_text(item, headers) \
@@ -93,9 +99,19 @@ def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
                 id=delivery_id, mapping=mapping.name, connection=mapping.connection,
                 object=mapping.object, record_key=record_key(mapping, item, delivery_id),
                 occurred_ms=occurred_ms if newest_wins(source, mapping) else None))
-        events.append(NewEvent(id=event_id, source=source.name, type=event_type,
-                               external_id=external, received_at=now, occurred_at=occurred,
+        echo = inbound(source.echo, item) if source.echo else None
+        # what the ledger stores apart from the body must be text UTF-8 can encode
+        events.append(NewEvent(id=event_id, source=source.name,
+                               type=escaped(event_type) if event_type else event_type,
+                               external_id=external, received_at=now,
+                               occurred_at=escaped(occurred) if occurred else occurred,
                                headers=stored, body=item_text,
                                deliveries=tuple(deliveries),
-                               echo=inbound(source.echo, item) if source.echo else None))
+                               echo=_escaped_echo(echo) if echo else None))
     return events
+
+
+def _escaped_echo(echo: tuple[str, tuple[tuple[str, str], ...]]
+                  ) -> tuple[str, tuple[tuple[str, str], ...]]:
+    ref, pairs = echo
+    return escaped(ref), tuple((escaped(name), escaped(value)) for name, value in pairs)

@@ -27,6 +27,7 @@ from app.cli.common import (
 )
 from core.config.model import Config, MappingConfig
 from core.dry_run import OPERATIONS, dry_run, event_type_of, replay
+from core.text import escaped
 
 EXIT_DOES_NOT_MAP = 1
 
@@ -37,7 +38,7 @@ def mappings_group() -> None:
 
 
 def _value(value: Any, limit: int = 40) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
+    text = escaped(json.dumps(value, ensure_ascii=False, default=str))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -55,58 +56,64 @@ def _operation_text(out: dict[str, Any]) -> str:
     }[out["operation"]]
 
 
+def _say(line: str) -> None:
+    """Print a line of the dry run: a lone surrogate from the payload (JSON's "\\ud800")
+    cannot be printed as is, so it is shown as its escape."""
+    click.echo(escaped(line))
+
+
 def _print_event(out: dict[str, Any]) -> None:
-    click.echo(f"mapping    {out['mapping']}: {out['source']} -> {out['connection']} "
+    _say(f"mapping    {out['mapping']}: {out['source']} -> {out['connection']} "
                f"{out['object']} ({out['action']})")
-    click.echo(f"event type {out['event_type'] or '-'}")
+    _say(f"event type {out['event_type'] or '-'}")
     if out["routed"]:
-        click.echo("routed     yes")
+        _say("routed     yes")
     else:
-        click.echo("routed     NO")
+        _say("routed     NO")
         for reason in out["not_routed"]:
-            click.echo(f"  - {reason}")
+            _say(f"  - {reason}")
     match = out["match"]
     if match["field"]:
-        click.echo(f"match      {match['field']} = {match['value'] or '(missing)'}")
-    click.echo(f"operation  {_operation_text(out)}")
-    click.echo("fields")
+        _say(f"match      {match['field']} = {match['value'] or '(missing)'}")
+    _say(f"operation  {_operation_text(out)}")
+    _say("fields")
     width = max((len(f["name"]) for f in out["fields"]), default=0)
     for f in out["fields"]:
         change = _value(f["source_value"]) if f["source_value"] == f["value"] or not f["write"] \
             else f"{_value(f['source_value'])} -> {_value(f['value'])}"
         if f["from"] is None and f["write"]:
             change = _value(f["value"])
-        click.echo(f"  {f['name']:<{width}}  {change:<44} {f['reason']}")
+        _say(f"  {f['name']:<{width}}  {change:<44} {f['reason']}")
     if out["errors"]:
-        click.echo("errors")
+        _say("errors")
         for p in out["errors"]:
             expected = f" (expected {p['expected']})" if p.get("expected") else ""
-            click.echo(f"  {p['field']}: {p['problem']}{expected}; value {_value(p['value'])}")
+            _say(f"  {p['field']}: {p['problem']}{expected}; value {_value(p['value'])}")
     verdict = "maps" if out["ok"] else "does NOT map"
-    click.echo(f"result     {verdict} (dry run: nothing was written)")
+    _say(f"result     {verdict} (dry run: nothing was written)")
 
 
 def _print_replay(out: dict[str, Any]) -> None:
     if not out["replayed"]:
-        click.echo(f"no recorded events of source {out['source']!r} to replay")
+        _say(f"no recorded events of source {out['source']!r} to replay")
         return
-    click.echo(f"replayed the last {out['replayed']} events of source {out['source']} through "
+    _say(f"replayed the last {out['replayed']} events of source {out['source']} through "
                f"{out['mapping']} (dry run: nothing was written)")
     labels = {"upsert": "would upsert", "create": "would create", "update": "would update",
               "skip": "would skip", "fail": "would fail"}
     for op in OPERATIONS:
         if out["summary"][op] or op in ("skip", "fail"):
             note = "  (not routed to this mapping)" if op == "skip" and out["summary"][op] else ""
-            click.echo(f"  {labels[op]:<13} {out['summary'][op]:>5}{note}")
+            _say(f"  {labels[op]:<13} {out['summary'][op]:>5}{note}")
     if out["failures"]:
-        click.echo("failures")
+        _say("failures")
         for g in out["failures"]:
-            click.echo(f"  {g['count']:>5}  {g['field']}: {g['problem']}  "
+            _say(f"  {g['count']:>5}  {g['field']}: {g['problem']}  "
                        f"(e.g. {', '.join(g['events'])})")
     if out["skips"]:
-        click.echo("not routed")
+        _say("not routed")
         for g in out["skips"]:
-            click.echo(f"  {g['count']:>5}  {g['reason']}")
+            _say(f"  {g['count']:>5}  {g['reason']}")
 
 
 # -- the command --------------------------------------------------------------------------------

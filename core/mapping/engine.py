@@ -10,6 +10,10 @@ A value that is empty (missing at the source, or empty after the transforms) is 
 otherwise skipped. `owner: target` fields are written only where the target's value is empty
 (the connector decides that, reading the record once).
 
+Every written value and the match key must be encodable as UTF-8 text: a lone surrogate
+(JSON's `"\ud800"`) can be neither sent nor stored, so it is a mapping problem naming the
+field (a data error on the first attempt, never a bug to retry).
+
 The record is then checked against the target field spec of its connection and object
 (core.mapping.fieldspec), when the configuration declares one.
 """
@@ -27,6 +31,7 @@ from core.mapping.fieldspec import check_record, empty
 from core.mapping.normalize import normalize_match
 from core.mapping.transforms import TransformError
 from core.paths import get_path
+from core.text import escaped, escaped_all, first_unencodable
 
 #: record keys longer than this are hashed (they are Redis key names)
 _MAX_KEY = 200
@@ -99,8 +104,10 @@ def record_key(mapping: MappingConfig, body: Any, fallback: str) -> str:
     ident = f"{mapping.match.field}={value}" if value is not None and mapping.match \
         else f"#{fallback}"
     key = f"{mapping.connection}:{mapping.object}:{ident}"
-    if len(key) > _MAX_KEY:
-        digest = hashlib.sha256(key.encode()).hexdigest()
+    if len(key) > _MAX_KEY or first_unencodable(key):
+        # a key Redis could not store as text (a lone surrogate) is hashed too, so the
+        # receiver records the event and the worker dead-letters it naming the field
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         key = f"{mapping.connection}:{mapping.object}:sha256={digest}"
     return key
 
@@ -147,12 +154,13 @@ class Evaluation:
     def error(self) -> DataError | None:
         if self.ok:
             return None
-        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in self.problems)
+        # escaped: the dead letter is stored as text, so must hold nothing UTF-8 cannot encode
+        problems = [escaped_all(dict(p)) for p in self.problems]
+        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
         what = f"mapping {self.mapping.name!r} failed" if self.category == "mapping" else \
             f"mapping {self.mapping.name!r}: the record does not fit the target's field spec " \
             f"({self.mapping.connection} {self.mapping.object})"
-        return DataError(f"{what}: {summary}", category=self.category,
-                         problems=[dict(p) for p in self.problems])
+        return DataError(f"{what}: {summary}", category=self.category, problems=problems)
 
 
 def _written(owner: str, how: str = "") -> str:
@@ -202,6 +210,25 @@ def _field(spec: FieldSpec, body: Any, problems: list[dict[str, Any]]) -> FieldO
     return outcome(None, False, f"skipped: {emptied}")
 
 
+def _unencodable(name: str, value: Any, problems: list[dict[str, Any]]) -> str | None:
+    """If `value` holds text UTF-8 cannot encode, record the problem and return it."""
+    found = first_unencodable(value)
+    if found is None:
+        return None
+    where, index, char = found
+    problem = (f"cannot be encoded as UTF-8 text: {escaped(char)} (a lone surrogate) at "
+               f"character {index}{f' of {where}' if where else ''}; the sender's JSON "
+               "holds invalid Unicode, so fix the value at the source, then replay")
+    problems.append({"field": name, "value": value, "problem": problem})
+    return problem
+
+
+def _encodable(outcome: FieldOutcome, problems: list[dict[str, Any]]) -> FieldOutcome:
+    problem = _unencodable(outcome.name, outcome.value, problems) if outcome.write else None
+    return outcome if problem is None else replace(outcome, write=False,
+                                                   reason=f"error: {problem}")
+
+
 def evaluate(mapping: MappingConfig, body: Mapping[str, Any] | Any,
              spec: ObjectSpec | None = None) -> Evaluation:
     """Apply `mapping` to `body` without raising: each field's outcome and every problem.
@@ -210,8 +237,11 @@ def evaluate(mapping: MappingConfig, body: Mapping[str, Any] | Any,
     its connection and object, resolved when the configuration was loaded).
     """
     problems: list[dict[str, Any]] = []
-    outcomes = [_field(f, body, problems) for f in mapping.fields]
+    outcomes = [_encodable(_field(f, body, problems), problems) for f in mapping.fields]
     key = match_value(mapping, body)
+    if mapping.match is not None and key is not None \
+            and all(p["field"] != mapping.match.field for p in problems):
+        _unencodable(mapping.match.field, key, problems)
     if mapping.match is not None and key is None and mapping.action != "create_only":
         problems.append({"field": mapping.match.field, "value": None,
                          "problem": f"match key missing: {' or '.join(mapping.match.from_)} is "

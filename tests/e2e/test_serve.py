@@ -23,6 +23,8 @@ from conftest import ROOT, delete_prefix
 from hubtest import STRIPE_SECRET, signed, stripe_event
 from processes import CRMHUB, DemoTarget, Hub, wait_until
 
+from core.embedded_redis import free_port
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve")]
 
 CONFIG = """
@@ -169,6 +171,57 @@ def test_serve_with_the_embedded_redis_survives_a_restart(tmp_path: Path,
         assert send(again, stripe_event("evt_e2e_5")).json()["duplicate"] is True
     finally:
         assert again.stop() == 0, again.output()
+
+
+def test_the_demo_survives_ctrl_c_and_make_run_again(tmp_path: Path) -> None:
+    """`make run`, Ctrl-C, `make run` again in the same directory: the embedded Redis keeps
+    the cached HubSpot access token while the fake HubSpot restarts knowing none, and answers
+    it with 401 INVALID_AUTHENTICATION. One refresh and one retry deliver; nothing pauses."""
+    target_port, hubspot_port = free_port(), free_port()
+    config = tmp_path / "crmhub.yaml"          # the demo's own configuration, on free ports
+    config.write_text((ROOT / "examples" / "crmhub.yaml").read_text()
+                      .replace("127.0.0.1:8901", f"127.0.0.1:{hubspot_port}")
+                      .replace("127.0.0.1:8900", f"127.0.0.1:{target_port}"))
+    env = {"CRMHUB_CONFIG": str(config), "CRMHUB_REDIS_URL": "",
+           "CRMHUB_VAR_DIR": str(tmp_path / "var"), "CRMHUB_WORKER_CONCURRENCY": "1",
+           "CRMHUB_DEMO_PORT": str(target_port), "CRMHUB_DEMO_HUBSPOT_PORT": str(hubspot_port),
+           "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET, "FORMS_WEBHOOK_SECRET": "demo-forms",
+           "HUBSPOT_CLIENT_ID": "demo-client", "HUBSPOT_CLIENT_SECRET": "demo-secret",
+           "HUBSPOT_REFRESH_TOKEN": "demo-refresh-token"}
+    fake_hubspot = httpx.Client(base_url=f"http://127.0.0.1:{hubspot_port}", timeout=10)
+
+    def delivered(hub: Hub, event_id: str) -> None:
+        def done() -> bool:
+            [delivery] = json.loads(hub.cli("events", "show", event_id, "--json").stdout)[
+                "deliveries"]
+            assert delivery["state"] not in ("held", "dead"), delivery
+            return bool(delivery["state"] == "delivered")
+        wait_until(done, timeout=30, message=f"{event_id} delivered to HubSpot")
+
+    def contacts() -> list[str]:
+        records = fake_hubspot.get("/_control/records", params={"object": "contacts"}).json()
+        return sorted(r["properties"]["email"] for r in records["records"])
+
+    hub = Hub(env, tmp_path, "--demo")
+    try:
+        delivered(hub, send(hub, stripe_event("evt_before", email="ada@example.com"))
+                  .json()["event_id"])
+    finally:
+        assert hub.stop() == 0, hub.output()
+
+    again = Hub(env, tmp_path, "--demo")
+    try:
+        assert contacts() == []                          # a new fake HubSpot, knowing nothing
+        delivered(again, send(again, stripe_event("evt_after", email="grace@example.com"))
+                  .json()["event_id"])
+        assert contacts() == ["grace@example.com"]
+        assert fake_hubspot.get("/_control/stats").json()["token_refreshes"] == 1
+        status = json.loads(again.cli("status", "--json").stdout)
+        [hubspot] = [c for c in status["connections"] if c["name"] == "hubspot"]
+        assert hubspot["paused"] is False
+    finally:
+        assert again.stop() == 0, again.output()
+        fake_hubspot.close()
 
 
 UNSIGNED = """

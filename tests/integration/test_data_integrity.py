@@ -189,3 +189,29 @@ def test_the_crms_echo_of_the_hubs_own_write_is_not_synced_back(
     settled(h, real["event_id"])
     wait_until(lambda: target.records("people"), timeout=10, message="the warehouse write")
     assert target.records("people")[0]["fields"]["name"] == "E. W. Dijkstra"
+
+
+def test_a_value_utf8_cannot_encode_is_recorded_then_dead_at_once_naming_the_field(
+        hub: tuple[Hub, DemoTarget]) -> None:
+    """JSON's "\\ud800" (a lone surrogate) through the real receiver, Redis and worker: the
+    events are recorded (never a 500), each delivery is dead on its first attempt as a
+    mapping error naming the field, and a good event beside them is delivered."""
+    h, target = hub
+    poison = post(h, "stripe", customer("evt_poison_\ud800", 1000, "Poison@example.com",
+                                        "Ada \ud800", "x"), STRIPE_SECRET)
+    echo = post(h, "crm-changes", {"change_id": "c-\ud800", "email": "grace\udfff@example.com",
+                                   "changes": {"name": "G\ud800"}},
+                CRM_HOOK_SECRET, header="X-Signature")
+    good = post(h, "stripe", customer("evt_poison_ok", 1000, "fine@example.com", "Fine", "x"),
+                STRIPE_SECRET)
+    for accepted, fields in ((poison, ["name"]), (echo, ["email", "name"])):
+        shown = settled(h, accepted["event_id"])
+        [delivery] = shown["deliveries"]
+        assert (delivery["state"], delivery["attempts"]) == ("dead", 1)
+        dead = json.loads(h.cli("dlq", "show", delivery["id"], "--json").stdout)["dead"]
+        assert dead["category"] == "mapping"
+        assert [p["field"] for p in dead["record"]["problems"]] == fields
+        assert f"{fields[0]}: cannot be encoded as UTF-8 text: \\u" in dead["error"]
+    assert settled(h, good["event_id"])["deliveries"][0]["state"] == "delivered"
+    assert [r["key"] for r in target.records("contacts")] == ["fine@example.com"]
+    assert target.records("people") == []

@@ -292,6 +292,41 @@ def test_a_record_hubspot_rejects_is_dead_and_the_others_are_delivered(
     assert len(env.fake.requests) == (1 if multi_status else 7)
 
 
+@pytest.mark.parametrize("field, email, name, says", [
+    ("firstname", "bad@example.com", "Ada \ud800",
+     "firstname: cannot be encoded as UTF-8 text: \\ud800 (a lone surrogate) at character 4"),
+    # the match key (and so the record key) too; the email transform is first to object
+    ("email", "bad\udfff@example.com", "Ada", "email: not a valid email address"),
+], ids=["a field", "the match key"])
+def test_a_value_utf8_cannot_encode_is_dead_at_once_and_its_companions_go_out(
+        env: Env, field: str, email: str, name: str, says: str) -> None:
+    """JSON's "\ud800" decodes to a lone surrogate, which no request can carry: a data error
+    of this record on its first attempt, never an internal error retried for the batch."""
+    ids = [env.receive(e) for e in emails(2)]
+    bad = env.receive(email, name=name)
+    ids += [env.receive(e) for e in emails(5)[2:]]
+    assert env.run(ids[0]) == "delivered"
+
+    view = env.view(bad)
+    assert (view["state"], view["attempts"]) == ("dead", 1)
+    dead = view["dead"]
+    assert dead["category"] == "mapping"
+    [problem] = dead["record"]["problems"]
+    assert problem["field"] == field
+    assert says in dead["error"]
+    [attempt] = view["attempt_history"]
+    assert "next_attempt_at" not in attempt
+
+    # the five others went out in the same run, in one request that never held the bad one
+    [batch] = env.fake.upserts()
+    assert sorted(i["id"] for i in batch) == sorted(emails(5))
+    assert {env.state(d) for d in ids} == {"delivered"}
+    assert all(env.view(d)["attempts"] == 1 for d in ids)
+    assert env.rt.ledger.dead_ids() == [bad]
+    assert env.conn()["counts"].get("scheduled", 0) == 0
+    assert env.conn()["breaker"] == {}
+
+
 # the whole batch failing ----------------------------------------------------------------
 def test_a_failed_batch_request_counts_once_toward_the_circuit_breaker(env: Env) -> None:
     # a 503 [errors]

@@ -109,6 +109,21 @@ def answering(status: int, body: Any = None, headers: dict[str, str] | None = No
     return Target(respond)
 
 
+# text UTF-8 cannot encode ---------------------------------------------------------------
+@pytest.mark.parametrize("rec", [
+    record(firstname="Ada \ud800"),
+    record(match="ada\ud800@example.com", firstname="Ada"),       # in the URL
+], ids=["body", "url"])
+def test_text_utf8_cannot_encode_is_a_data_error_of_the_record(rec: MappedRecord) -> None:
+    target = Target()
+    with pytest.raises(DataError) as info:
+        connector(target).deliver(rec)
+    assert info.value.category == "mapping"
+    assert "cannot be encoded as UTF-8 (\\ud800, a lone surrogate)" in str(info.value)
+    str(info.value).encode("utf-8")                 # the message itself is storable text
+    assert target.requests == []
+
+
 # the default table ----------------------------------------------------------------------
 def test_201_is_created_and_200_updated() -> None:
     target = Target()

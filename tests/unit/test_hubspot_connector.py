@@ -644,6 +644,20 @@ def test_a_whole_batch_400_falls_back_so_only_the_bad_record_is_a_data_error() -
     assert fake.find("contacts", "email", "cy@example.com") is not None
 
 
+def test_text_utf8_cannot_encode_fails_only_its_own_record_as_a_data_error() -> None:
+    """The mapping engine rejects a lone surrogate first; should one reach the request, it is
+    still that record's data error (never an internal error retried for the whole batch)."""
+    fake = FakeHubSpot()
+    records = [record(email="ada@example.com"),
+               record(email="bad@example.com", firstname="Ada \ud800"),
+               record(email="cy@example.com")]
+    ada, bad, cy = connector(fake).deliver_batch(records)
+    assert isinstance(ada, WriteResult) and isinstance(cy, WriteResult)
+    assert isinstance(bad, DataError) and bad.category == "mapping"
+    assert "cannot be encoded as UTF-8 (\\ud800, a lone surrogate)" in str(bad)
+    assert [len(b["inputs"]) for b in fake.bodies("/batch/upsert")] == [1, 1]
+
+
 def test_a_batch_with_target_owned_fields_reads_once_for_all_records() -> None:
     fake = FakeHubSpot()
     fake.add(email="bob@example.com", lifecyclestage="opportunity")

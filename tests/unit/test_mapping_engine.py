@@ -3,6 +3,7 @@ ownership, target field specs, and the configuration errors they can raise."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +247,35 @@ def test_match_key_missing_is_a_problem_for_upserts(write_config: Any) -> None:
     assert problem["field"] == "email"
     assert "email or contact.email is empty" in problem["problem"]
     assert match_value(m, {"contact": {"email": "B@x.com"}}) == "b@x.com"
+
+
+def test_text_utf8_cannot_encode_is_a_mapping_problem_naming_each_field(
+        write_config: Any) -> None:
+    """A lone surrogate (JSON's "\\ud800") can be neither sent nor stored: each field (a
+    nested value too) and the match key holding one is a problem, told in encodable text."""
+    m = mapping(write_config, "      name: name\n      address: address\n"
+                "      company: {from: company, transform: [upper]}\n      note: note\n",
+                match="{field: key, from: key, normalize: lower}")
+    body = {"key": "K\ud800", "name": "Ada \udc00", "address": {"lines": ["1 Rd", "\udbff"]},
+            "company": "acme\ud800", "note": "fine \U0001f600"}   # a whole pair is fine
+    with pytest.raises(DataError) as info:
+        map_event(m, body)
+    assert info.value.category == "mapping"
+    problems = {p["field"]: p for p in info.value.problems}
+    assert sorted(problems) == ["address", "company", "key", "name"]
+    assert problems["name"]["problem"].startswith(
+        "cannot be encoded as UTF-8 text: \\udc00 (a lone surrogate) at character 4;")
+    assert "at character 0 of .lines[1]" in problems["address"]["problem"]
+    assert problems["company"]["value"] == "ACME\\ud800"           # the value as mapped
+    assert problems["key"]["value"] == "k\\ud800"
+    # the dead letter is stored as text: nothing in it that UTF-8 cannot encode
+    json.dumps([str(info.value), info.value.problems], ensure_ascii=False).encode("utf-8")
+
+    # the record key (a Redis key name) is hashed, the same for the same key every time
+    key = record_key(m, body, "dlv_1")
+    assert key.startswith("crm:contacts:sha256=") and key.encode("utf-8")
+    assert record_key(m, {"key": "k\ud800"}, "dlv_2") == key
+    assert record_key(m, {"key": "k\ud801"}, "dlv_2") != key
 
 
 def test_map_event_keeps_its_old_call(write_config: Any) -> None:

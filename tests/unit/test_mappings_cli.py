@@ -186,6 +186,21 @@ def test_a_payload_that_does_not_map_lists_every_error_and_exits_1(config_path: 
     assert "firstname: 11 characters, more than the 10 the target accepts" in text.output
 
 
+def test_a_value_utf8_cannot_encode_is_shown_escaped_naming_the_field(
+        config_path: Path, tmp_path: Path) -> None:
+    """The dry run of a dead letter's payload: JSON's "\\ud800" (a lone surrogate) is
+    printed as its escape, never a UnicodeEncodeError."""
+    path = payload(tmp_path, customer(company="Acme \ud800"))
+    text = invoke(config_path, ["mappings", "test", "customer", path])
+    assert text.exit_code == 1, text.output
+    assert "would fail: dead-lettered (mapping), nothing written" in text.output
+    assert ('company: cannot be encoded as UTF-8 text: \\ud800 (a lone surrogate) at '
+            'character 5;') in text.output
+    assert 'value "Acme \\ud800"' in text.output
+    code, out = run_json(config_path, ["mappings", "test", "customer", path])
+    assert code == 1 and [e["field"] for e in out["errors"]] == ["company"]
+
+
 def test_spec_only_failures_are_validation_errors(config_path: Path, tmp_path: Path) -> None:
     body = customer(name="Bartholomew Smith")
     code, out = run_json(config_path, ["mappings", "test", "customer", payload(tmp_path, body)])

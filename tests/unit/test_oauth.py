@@ -285,27 +285,58 @@ def test_an_expired_token_is_refreshed_once_and_the_request_retried_once(
     assert store(client).get("hubspot").access_token == "CJSP-access-1"
 
 
+@pytest.mark.parametrize("answer", [EXPIRED, INVALID], ids=["expired", "invalid"])
 def test_a_401_that_persists_after_the_refresh_is_an_auth_error(
-        client: fakeredis.FakeRedis) -> None:
+        client: fakeredis.FakeRedis, answer: dict[str, str]) -> None:
     fake = FakeHubSpot()
-    fake.api_script = lambda request: httpx.Response(401, json=EXPIRED)    # [expired]
+    fake.api_script = lambda request: httpx.Response(401, json=answer)    # [expired], [errors]
     seed(client, "CJSP-a", left=1500)
     with pytest.raises(AuthError) as info:
         worker(fake, client).deliver(record())
     assert info.value.status == 401
+    assert answer["category"] in info.value.excerpt
     assert len(fake.token_requests) == 1
-    assert len(fake.api_requests) == 2
+    assert fake.bearers() == ["CJSP-a", "CJSP-access-1"]
 
 
-def test_an_invalid_token_is_an_auth_error_without_a_refresh(
+def test_a_token_hubspot_no_longer_knows_is_refreshed_once_and_the_request_retried_once(
         client: fakeredis.FakeRedis) -> None:
+    """The demo restarted: the shared store still holds a token the new HubSpot never
+    issued, which it answers with 401 INVALID_AUTHENTICATION [errors], not EXPIRED."""
     fake = FakeHubSpot()
-    seed(client, "CJSP-not-ours", left=1500)          # not issued: INVALID_AUTHENTICATION
-    with pytest.raises(AuthError) as info:
-        worker(fake, client).deliver(record())
-    assert "INVALID_AUTHENTICATION" in info.value.excerpt
-    assert fake.token_requests == []
-    assert len(fake.api_requests) == 1
+    seed(client, "CJSP-before-the-restart", left=1500)
+    result = worker(fake, client).deliver(record())
+    assert result.operation == "created"
+    assert len(fake.token_requests) == 1
+    assert fake.bearers() == ["CJSP-before-the-restart", "CJSP-access-1"]
+    assert json.loads(fake.api_requests[0].content) == json.loads(fake.api_requests[1].content)
+    assert store(client).get("hubspot").access_token == "CJSP-access-1"
+
+
+def test_a_plain_401_from_a_generic_oauth2_target_is_refreshed_once_and_retried_once(
+        client: fakeredis.FakeRedis) -> None:
+    """The generic http connector: a 401 with no body to read gets the same one refresh."""
+    fake = FakeHubSpot()
+    seed(client, "stale-token", left=1500)
+
+    def crm(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == TOKEN_URL:
+            return fake(request)
+        fake.api_requests.append(request)
+        if request.headers["authorization"] != "Bearer CJSP-access-1":
+            return httpx.Response(401, text="Unauthorized")
+        return httpx.Response(201, json=json.loads(request.content))
+
+    conn = ConnectionConfig(name="hubspot", connector="http", base_url="https://crm.example",
+                            auth={**AUTH, "token_url": TOKEN_URL})
+    connector = CONNECTORS["http"](conn, ENV, transport=httpx.MockTransport(crm),
+                                   tokens=store(client))
+    result = connector.deliver(record())
+    assert (result.operation, result.status) == ("created", 201)
+    assert len(fake.token_requests) == 1
+    assert [(r.method, r.url.path) for r in fake.api_requests] == [
+        ("PUT", "/contacts/ada@example.com")] * 2
+    assert fake.bearers() == ["stale-token", "CJSP-access-1"]
 
 
 def test_a_token_another_worker_already_replaced_is_used_without_a_refresh(

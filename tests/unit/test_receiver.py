@@ -101,6 +101,32 @@ def test_event_matching_no_mapping_is_recorded_as_unrouted(client: FlaskClient) 
     assert event["deliveries"] == []
 
 
+def test_text_utf8_cannot_encode_is_recorded_never_a_500(client: FlaskClient) -> None:
+    """JSON's "\\ud800" decodes to a lone surrogate, which Redis cannot store as text: the
+    event is still recorded (its body as sent; ids, types and keys escaped), and a worker
+    dead-letters the delivery naming the field."""
+    ledger = client.application.extensions["crmhub"].ledger
+    event = stripe_event("evt_\ud800", email="ada\udfff@example.com", name="Ada \ud800")
+    event["created"] = "1700000000\udc00"
+    response = post_stripe(client, event)
+    assert response.status_code == 202, response.get_data()
+    assert response.get_json()["deliveries"] == 2
+    stored = ledger.event(response.get_json()["event_id"])
+    assert stored["external_id"] == "evt_\\ud800"
+    assert stored["body"]["data"]["object"]["name"] == "Ada \ud800"
+    again = post_stripe(client, event)
+    assert (again.status_code, again.get_json()) == (200, {
+        "event_id": response.get_json()["event_id"], "duplicate": True})
+
+    unrouted = post_stripe(client, stripe_event("evt_E", type_="customer.\ud800"))
+    assert unrouted.status_code == 202 and unrouted.get_json()["deliveries"] == 0
+    assert ledger.event(unrouted.get_json()["event_id"])["type"] == "customer.\\ud800"
+
+    batch = hubspot_batch(1, 2)
+    batch[1]["objectId"] = "102\ud800"                   # the match key of hubspot-contacts
+    assert post_hubspot(client, batch).get_json()["deliveries"] == 2
+
+
 @pytest.mark.parametrize("mutate, reason", [
     (lambda h: h.pop("Stripe-Signature"), "missing"),
     (lambda h: h.__setitem__("Stripe-Signature", "t=1,v1=" + "0" * 64), "invalid"),
