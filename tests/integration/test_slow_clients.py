@@ -159,7 +159,7 @@ def test_300_slow_clients_neither_block_webhooks_nor_stay_past_10_s(
                         closed_after[sock] = time.monotonic() - opened
                         selector.unregister(sock)
         assert len(closed_after) == HELD, f"{HELD - len(closed_after)} still open after 25 s"
-        assert 8.0 <= min(closed_after.values()) and max(closed_after.values()) <= 15.0, \
+        assert min(closed_after.values()) >= 8.0 and max(closed_after.values()) <= 15.0, \
             (min(closed_after.values()), max(closed_after.values()))
         timed_out = [r for r in received.values() if r.startswith(b"HTTP/1.1 408 ")]
         assert len(timed_out) == HELD
