@@ -17,6 +17,7 @@ import httpx
 import pytest
 from hubtest import RECEIVER_CONFIG, RECEIVER_ENV, STRIPE_SECRET, signed, stripe_event
 from processes import Part, wait_until
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.embedded_redis import free_port
 
@@ -196,6 +197,13 @@ def test_the_read_timeout_is_a_setting_and_bounds_the_whole_request(
         assert time.monotonic() - started < 2 + 2.5
         silent.settimeout(5)
         assert silent.recv(4096) == b""
+
+    def counted() -> bool:       # the worker's own answers are counted like the app's
+        return any(s.name == "crmhub_http_responses_total" and s.value == 1 and s.labels == {
+            "route": "webhooks", "status_class": "4xx", "source": "stripe"}
+            for family in text_string_to_metric_families(quick_receiver.http.get("/metrics").text)
+            for s in family.samples)
+    wait_until(counted, timeout=10, message="the 408 in /metrics")
 
 
 def test_requests_read_whole_in_the_worker_keep_http_working(
