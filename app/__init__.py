@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import InternalServerError
 
 from core.config import Config
 from core.observability import init_sentry
@@ -27,5 +28,20 @@ def create_app(settings: Settings | None = None, *, config: Config | None = None
     app.wsgi_app = webhooks.WebhookReceiver(app.wsgi_app, hub)  # type: ignore[method-assign]
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
+    app.register_error_handler(InternalServerError, _internal_error)
+    # for the gunicorn worker (app/buffered_worker.py): the largest body any source accepts
+    # (it reads whole requests before a thread runs them), and where to count its own answers
+    app.config["CRMHUB_LARGEST_BODY_BYTES"] = max(
+        (r.max_body_bytes for r in hub.receivers.values()), default=settings.max_body_bytes)
+    app.config["CRMHUB_COUNT_ANSWER"] = hub.answers.answer
     logging.getLogger("crmhub").setLevel(logging.INFO)
     return app
+
+
+def _internal_error(exc: InternalServerError) -> tuple[Response, int]:
+    """A bug in a Flask route: JSON like every other answer, not werkzeug's HTML page (Flask
+    has logged the exception and signalled it to error reporting before calling this)."""
+    from app.webhooks import internal_error
+
+    status, payload, _ = internal_error()
+    return jsonify(payload), status

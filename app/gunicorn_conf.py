@@ -8,7 +8,11 @@ bind = f"{os.environ.get('CRMHUB_HOST', '127.0.0.1')}:{os.environ.get('CRMHUB_PO
 # two processes per core: a request waiting on Redis leaves its core to another process
 # rather than to a thread of its own process (which would then hold the GIL)
 workers = int(os.environ.get("CRMHUB_WEB_WORKERS") or 2 * (os.cpu_count() or 1))
-worker_class = "gthread"          # keep-alive connections from load balancers and senders
+# gthread (threads, keep-alive connections from load balancers and senders), but each request
+# is read whole in the worker's main loop before a thread runs it, and a client slower than
+# CRMHUB_REQUEST_READ_TIMEOUT_SECONDS is cut off: slow clients cannot take the threads (why
+# this and not a proxy or gevent: app/buffered_worker.py)
+worker_class = "app.buffered_worker.BufferedThreadWorker"
 # Requests of one process that wait on Redis together are recorded together (group commit:
 # one script call for all of them), so more of them in flight means fewer, larger calls.
 # Measured with bench/receiver.py on 2 cores: 4 threads ~2,900 req/s, 8 threads ~3,200 (16:

@@ -1,34 +1,43 @@
 """GET /metrics: Prometheus metrics for the whole hub, read from the ledger at scrape time.
 
 Counting happens inside the ledger's scripts (webhooks per source and outcome, attempts per
-connection and outcome) and the receiver (rejections), so every receiver and worker host
-reports the same hub-wide numbers, with no per-process state to aggregate.
+connection and outcome) and in the receivers' processes (every answer, rejections; added to
+the ledger's counters within a second, see app/answer_counts.py), so every receiver and
+worker host reports the same hub-wide numbers. Every label value comes from a bounded set
+(configured names, fixed outcomes, status classes), never from a request's or an operator's
+free text.
 """
 
 from __future__ import annotations
 
-import contextlib
+import hmac
 from collections.abc import Iterator
+from typing import Any
 
 import redis
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from app.answer_counts import ANSWERS, WEBHOOKS
 from app.runtime import Hub
 from core.errors import LedgerUnavailable
-from core.ledger.views import decode
 from core.operations import STATE_NAMES
 
 bp = Blueprint("metrics", __name__)
 
+#: why a connection is paused, as a label: the hub's own pause on a refused credential, an
+#: operator's (`crmhub pause`, whatever reason text they gave), or anything else
+PAUSE_REASONS = ("auth", "manual", "other")
+#: who pauses a connection when it is not an operator (workers/delivery.py)
+HUB_ITSELF = "crmhub"
 
-def count_rejection(hub: Hub, source: str, reason: str) -> None:
-    """Best effort: a rejection is counted when Redis is up (its answer never depends on it)."""
-    # metrics must never change the receiver's answer
-    with contextlib.suppress(Exception):
-        hub.ledger.redis.hincrby(hub.ledger.key("stats", "webhooks"), f"{source}|{reason}", 1)
+
+def pause_reason(pause: dict[str, Any]) -> str:
+    if pause.get("reason") == "auth":
+        return "auth"
+    return "manual" if pause.get("by") not in (None, "", HUB_ITSELF) else "other"
 
 
 class LedgerCollector(Collector):
@@ -38,9 +47,9 @@ class LedgerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         ledger = self.hub.ledger
         up = GaugeMetricFamily("crmhub_ledger_up", "1 if the ledger's Redis answers")
+        self.hub.answers.flush()        # this process's own counts, up to this instant
         try:
-            webhooks = decode(ledger.redis.hgetall(ledger.key("stats", "webhooks")))
-            attempts = decode(ledger.redis.hgetall(ledger.key("stats", "attempts")))
+            stats = ledger.stats(WEBHOOKS, "attempts", ANSWERS)
             queue = ledger.queue_figures()
             states = {name: ledger.connection_state(name)
                       for name in self.hub.config.connections}
@@ -53,16 +62,27 @@ class LedgerCollector(Collector):
 
         received = CounterMetricFamily(
             "crmhub_webhooks", "Webhooks by source and outcome (accepted, duplicate, echo, "
-            "unauthorized, malformed, too_large)", labels=["source", "outcome"])
-        for key, value in webhooks.items():
+            "unauthorized, malformed, too_large, unavailable, internal_error)",
+            labels=["source", "outcome"])
+        for key, value in stats[WEBHOOKS].items():
             source, _, outcome = key.rpartition("|")
             received.add_metric([source, outcome], float(value))
         yield received
 
+        answered = CounterMetricFamily(
+            "crmhub_http_responses", "Every answer of the receivers, by route (webhooks, "
+            "healthz, readyz, metrics, other), status class and source (a configured source, "
+            "'unknown' for any other name, empty off the webhooks route)",
+            labels=["route", "status_class", "source"])
+        for key, value in stats[ANSWERS].items():
+            route, status_class, source = key.split("|", 2)
+            answered.add_metric([route, status_class, source], float(value))
+        yield answered
+
         tried = CounterMetricFamily("crmhub_delivery_attempts",
                                     "Delivery attempts by connection and outcome",
                                     labels=["connection", "outcome"])
-        for key, value in attempts.items():
+        for key, value in stats["attempts"].items():
             connection, _, outcome = key.rpartition("|")
             tried.add_metric([connection, outcome], float(value))
         yield tried
@@ -81,26 +101,41 @@ class LedgerCollector(Collector):
 
         deliveries = GaugeMetricFamily("crmhub_deliveries", "Deliveries in each ledger state",
                                        labels=["connection", "state"])
-        paused = GaugeMetricFamily("crmhub_connection_paused", "1 while a connection is paused",
-                                   labels=["connection", "reason"])
+        paused = GaugeMetricFamily(
+            "crmhub_connection_paused", "1 while a connection is paused, under its reason "
+            "(auth: the target refused the credentials; manual: an operator paused it; "
+            "other), 0 under the others", labels=["connection", "reason"])
         circuit = GaugeMetricFamily("crmhub_circuit_open",
                                     "1 while a connection's circuit breaker is open",
                                     labels=["connection"])
         for name, state in states.items():
             for s in STATE_NAMES:
                 deliveries.add_metric([name, s], max(0, state["counts"].get(s, 0)))
-            pause = state["pause"]
-            paused.add_metric([name, pause.get("reason", "") if pause else ""],
-                              1 if pause else 0)
+            reason = pause_reason(state["pause"]) if state["pause"] else None
+            for label in PAUSE_REASONS:
+                paused.add_metric([name, label], 1 if label == reason else 0)
             circuit.add_metric([name], 1 if state["breaker"].get("state") == "open" else 0)
         yield deliveries
         yield paused
         yield circuit
 
 
+def _authorized(token: str) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                              token.encode())
+
+
 @bp.get("/metrics")
-def metrics() -> Response:
+def metrics() -> Response | tuple[Response, int, dict[str, str]]:
     hub: Hub = current_app.extensions["crmhub"]
+    token = hub.settings.metrics_token
+    if token and not _authorized(token):
+        return jsonify({"error": "unauthorized", "detail": "/metrics needs the header "
+                        "`Authorization: Bearer <CRMHUB_METRICS_TOKEN>`"}), 401, \
+            {"WWW-Authenticate": 'Bearer realm="crmhub metrics"'}
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LedgerCollector(hub))
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # CONTENT_TYPE_LATEST carries its charset already: content_type, not mimetype (which
+    # would append a second one)
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

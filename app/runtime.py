@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import redis
 
+from app.answer_counts import AnswerCounts
 from core.config import Config, MappingConfig, SourceConfig, load_config
 from core.ledger import Ledger
 from core.ledger.group import GroupRecorder
@@ -50,6 +51,7 @@ class Hub:
     ledger: Ledger
     recorder: GroupRecorder             # the receiver's writes, group-committed
     receivers: Mapping[str, Receiver]
+    answers: AnswerCounts               # what the receiver answered, for /metrics
 
 
 def build_hub(settings: Settings, config: Config | None = None,
@@ -73,4 +75,5 @@ def build_hub(settings: Settings, config: Config | None = None,
         for name, source in config.sources.items()
     }
     return Hub(settings=settings, config=config, ledger=ledger,
-               recorder=GroupRecorder(ledger), receivers=receivers)
+               recorder=GroupRecorder(ledger), receivers=receivers,
+               answers=AnswerCounts(ledger, set(receivers)))

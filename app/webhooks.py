@@ -21,7 +21,6 @@ from typing import Any, cast
 from werkzeug.datastructures import EnvironHeaders
 from werkzeug.wsgi import get_current_url
 
-from app.metrics import count_rejection
 from app.runtime import Hub
 from core.errors import LedgerUnavailable
 from core.intake import BadPayload, build_events, decode_body, stored_headers
@@ -51,14 +50,14 @@ def receive(hub: Hub, source: str, environ: dict[str, Any]) -> Answer:
     raw_length = environ.get("CONTENT_LENGTH")
     length = int(raw_length) if raw_length and raw_length.isdigit() else None
     if length is not None and length > limit:
-        count_rejection(hub, source, "too_large")
+        hub.answers.outcome(source, "too_large")
         return _error(413, "payload_too_large", f"body is {length} bytes; the limit for "
                       f"source {source!r} is {limit}")
     # chunked bodies have no Content-Length: read one byte past the limit to notice
     body = environ["wsgi.input"].read(min(length, limit + 1) if length is not None
                                       else limit + 1)
     if len(body) > limit:
-        count_rejection(hub, source, "too_large")
+        hub.answers.outcome(source, "too_large")
         return _error(413, "payload_too_large",
                       f"body exceeds the limit of {limit} bytes for source {source!r}")
 
@@ -72,7 +71,7 @@ def receive(hub: Hub, source: str, environ: dict[str, Any]) -> Answer:
         receiver.verify(signed, now)
     except SignatureError as exc:
         log.warning("rejected webhook for %s: signature %s: %s", source, exc.reason, exc.detail)
-        count_rejection(hub, source, "unauthorized")
+        hub.answers.outcome(source, "unauthorized")
         return _error(401, f"signature_{exc.reason}", exc.detail, reason=exc.reason)
 
     try:
@@ -81,13 +80,14 @@ def receive(hub: Hub, source: str, environ: dict[str, Any]) -> Answer:
                               stored_headers(headers.items(), receiver.redacted_headers),
                               text, parsed, now)
     except BadPayload as exc:
-        count_rejection(hub, source, "malformed")
+        hub.answers.outcome(source, "malformed")
         return _error(400, "malformed", exc.detail)
 
     try:
         results = hub.recorder.record(events, now)
     except LedgerUnavailable as exc:
         log.error("ledger unavailable; answering 503 to %s: %s", source, exc)
+        hub.answers.outcome(source, "unavailable")
         status, payload, _ = _error(503, "ledger_unavailable", "the hub cannot record events "
                                     "right now; retry later (nothing was recorded)")
         return status, payload, [("Retry-After", str(LEDGER_RETRY_AFTER))]
@@ -104,8 +104,16 @@ def receive(hub: Hub, source: str, environ: dict[str, Any]) -> Answer:
     }, []
 
 
+def internal_error() -> Answer:
+    """The answer to a bug: JSON like every other answer (a sender retries a 5xx, which is
+    right: nothing was recorded), never gunicorn's HTML page."""
+    return _error(500, "internal_error", "the hub failed to handle this request; nothing was "
+                  "recorded. Retry later; the hub's log has the details")
+
+
 class WebhookReceiver:
-    """WSGI middleware: `POST /webhooks/<source>` here, everything else to the Flask app."""
+    """WSGI middleware: `POST /webhooks/<source>` here, everything else to the Flask app.
+    Every answer, from either, is counted for /metrics (app/answer_counts.py)."""
 
     def __init__(self, app: Callable[..., Iterable[bytes]], hub: Hub) -> None:
         self.app = app
@@ -117,8 +125,37 @@ class WebhookReceiver:
         source = path[len(PREFIX):]
         if environ.get("REQUEST_METHOD") != "POST" or not path.startswith(PREFIX) \
                 or not source or "/" in source:
-            return self.app(environ, start_response)
-        status, payload, extra = receive(self.hub, source, environ)
+            return self._other(path, environ, start_response)
+        try:
+            status, payload, extra = receive(self.hub, source, environ)
+        except Exception:
+            log.exception("unhandled error receiving a webhook for %r", source)
+            if source in self.hub.receivers:
+                self.hub.answers.outcome(source, "internal_error")
+            status, payload, extra = internal_error()
+        self.hub.answers.answer(path, status)
+        return self._send(start_response, status, payload, extra)
+
+    def _other(self, path: str, environ: dict[str, Any], start_response: StartResponse
+               ) -> Iterable[bytes]:
+        """The Flask app (health, metrics), counting its answer as it starts."""
+        answers = self.hub.answers
+
+        def counted(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answers.answer(path, int(status[:3]) if status[:3].isdigit() else 0)
+            return start_response(status, headers, exc_info)
+
+        try:
+            return self.app(environ, counted)
+        except Exception:               # Flask answers its own errors; this is a backstop
+            log.exception("unhandled error answering %s", path)
+            answers.answer(path, 500)
+            status, payload, extra = internal_error()
+            return self._send(start_response, status, payload, extra)
+
+    @staticmethod
+    def _send(start_response: StartResponse, status: int, payload: dict[str, Any],
+              extra: list[tuple[str, str]]) -> Iterable[bytes]:
         body = json.dumps(payload, separators=(",", ":")).encode()
         start_response(f"{status} {HTTPStatus(status).phrase}",
                        [("Content-Type", "application/json"),

@@ -317,7 +317,7 @@ class Options:
 
 
 def _effective_worker_class(requested: str | None, threads: int) -> str:
-    cls = requested or "gthread"          # what app/gunicorn_conf.py sets
+    cls = requested or gunicorn_conf.worker_class     # what app/gunicorn_conf.py sets
     if cls == "sync" and threads > 1:
         return "gthread"                  # gunicorn upgrades sync to gthread when threads > 1
     return cls

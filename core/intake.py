@@ -1,9 +1,11 @@
 """Turn a verified webhook request into the events to record (pure: no I/O).
 
-A source's body is one JSON event, or with `batch: true` a JSON array whose elements are each
-their own event (HubSpot). Each event gets the sender's id for deduplication (a dotted path or
-a header), falling back to a hash of its JSON text, so a retried delivery is recognised even
-from senders that send no id.
+A source's body is one JSON object (the event), or with `batch: true` a JSON array whose
+elements are each an object and their own event (HubSpot). Each event gets the sender's id for
+deduplication (a dotted path or a header, as the source's `event_id` says); an event without
+that id is refused, never recorded under a made-up one. A source with no `event_id` falls back
+to a hash of the event's JSON text, so a retried delivery is recognised even from senders that
+send no id.
 
 What the ledger keeps apart from the body (ids, types, instants, echo values) is escaped where
 UTF-8 cannot encode it (a lone surrogate: JSON's `"\ud800"`), so such an event is still
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -29,6 +32,16 @@ from core.text import escaped
 #: never stored with an event, whatever the scheme
 ALWAYS_REDACTED = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
 REDACTED = "[redacted]"
+#: the deepest nesting of arrays and objects a body may have. Webhooks nest a handful of levels
+#: (Stripe's deepest is about 6); a body nested thousands deep is an attack on the parser (and
+#: on everything that walks the event afterwards), refused before json.loads sees it.
+MAX_JSON_DEPTH = 64
+# what decides nesting: quotes (strings hide brackets) and the brackets themselves
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
+_STRING = re.compile(rb'"[^"]*"')
+_INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+               int: "a number", float: "a number", type(None): "null"}
 
 
 class BadPayload(ValueError):
@@ -39,16 +52,48 @@ class BadPayload(ValueError):
         self.detail = detail
 
 
+def json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def nesting_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether arrays and objects in `body` nest deeper than `limit` (brackets inside strings
+    do not count). It runs on every body before json.loads, so all of it is C-level byte
+    work: a body with no more brackets than the limit cannot nest deeper (two counts);
+    otherwise escapes and everything but quotes and brackets are dropped, then the strings,
+    and each pass removes the innermost pairs, one level per pass."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    # escaped backslashes first, so that in `\\"` the quote still ends its string
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in body else body
+    # quotes alternate open, close: dropping two adjacent ones keeps that (and drops the many
+    # strings with no brackets in them at C speed), the regex takes the few that are left
+    quoted = unescaped.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
+    brackets = _STRING.sub(b"", quoted)
+    for _ in range(limit):
+        reduced = _INNERMOST_PAIR.sub(b"", brackets)
+        if not reduced or reduced == brackets:   # all matched, or unbalanced: json.loads says
+            return False
+        brackets = reduced
+    return True
+
+
 def decode_body(body: bytes) -> tuple[str, Any]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise BadPayload(f"body is not UTF-8: invalid byte at offset {exc.start}") from None
+    if nesting_too_deep(body):
+        raise BadPayload(f"body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
+                         f"deep; the hub accepts at most {MAX_JSON_DEPTH}")
     try:
         return text, json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadPayload(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column "
                          f"{exc.colno}") from None
+    except RecursionError:     # the scan above should make this unreachable; never a 500
+        raise BadPayload(f"body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
+                         f"deep; the hub accepts at most {MAX_JSON_DEPTH}") from None
 
 
 def stored_headers(headers: Iterable[tuple[str, str]],
@@ -63,6 +108,24 @@ def newest_wins(source: SourceConfig, mapping: MappingConfig) -> bool:
     return rule == "newest_wins"
 
 
+def _external_id(source: SourceConfig, item: Any, item_text: str,
+                 headers: Mapping[str, str], index: int | None) -> str:
+    """The sender's id for dedupe. A source that names where its id is must send it: hashing
+    the body instead would record a retry whose body differs (a new timestamp) as a new event."""
+    if source.event_id is None:
+        return "sha256:" + hashlib.sha256(item_text.encode()).hexdigest()
+    external = source.event_id.resolve_text(item, headers)
+    if not external:
+        where = f"header {source.event_id.header}" if source.event_id.header is not None \
+            else f"`{source.event_id.path}`"
+        event = "the event" if index is None else f"element {index} of the batch"
+        raise BadPayload(f"{event} has no id at {where} (the source's event_id); the hub "
+                         "deduplicates on it, so an event without it is refused")
+    if index is not None and source.event_id.header is not None:
+        external = f"{external}#{index}"     # one header id for a whole batch
+    return external
+
+
 def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
                  headers: Mapping[str, str], stored: dict[str, str], text: str, body: Any,
                  now: float) -> list[NewEvent]:
@@ -71,21 +134,22 @@ def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
     if source.batch:
         if not isinstance(body, list) or not body:
             raise BadPayload("source is configured with batch: true, so the body must be a "
-                             "non-empty JSON array of events")
-        items = [(json.dumps(item, separators=(",", ":"), sort_keys=True), item, index)
-                 for index, item in enumerate(body)]
+                             f"non-empty JSON array of events; it is {json_type(body)}"
+                             + (" (empty)" if body == [] else ""))
+        for position, element in enumerate(body):
+            if not isinstance(element, dict):
+                raise BadPayload(f"element {position} of the batch is {json_type(element)}; "
+                                 "each event must be a JSON object")
+        items = [(json.dumps(element, separators=(",", ":"), sort_keys=True), element, position)
+                 for position, element in enumerate(body)]
     else:
+        if not isinstance(body, dict):
+            raise BadPayload(f"body is {json_type(body)}; an event must be a JSON object")
         items = [(text, body, None)]
     candidates = tuple(mappings)
     events = []
     for item_text, item, index in items:
-        external = source.event_id.resolve_text(item, headers) if source.event_id else None
-        if external is not None and index is not None and source.event_id \
-                and source.event_id.header is not None:
-            external = f"{external}#{index}"     # one header id for a whole batch
-        if not external:
-            external = "sha256:" + hashlib.sha256(item_text.encode()).hexdigest()
-        external = escaped(external)
+        external = escaped(_external_id(source, item, item_text, headers, index))
         event_type = source.event_type.resolve_text(item, headers) \
             if source.event_type else None
         occurred = source.occurred_at.resolve_text(item, headers) \

@@ -37,6 +37,7 @@ class Settings:
     var_dir: Path = Path("var")
     key_prefix: str = "crmhub"
     operator_token: str | None = None
+    metrics_token: str | None = None      # None: /metrics is open (to whoever reaches it)
     sentry_dsn: str | None = None
     alert_webhook_url: str | None = None
     host: str = "127.0.0.1"
@@ -46,6 +47,7 @@ class Settings:
     republish_after_seconds: int = 60
     dedupe_ttl_seconds: int = 30 * 24 * 3600
     max_body_bytes: int = 1024 * 1024
+    request_read_timeout_seconds: int = 10
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -59,6 +61,7 @@ class Settings:
             var_dir=Path(env.get("CRMHUB_VAR_DIR") or "var"),
             key_prefix=env.get("CRMHUB_KEY_PREFIX") or "crmhub",
             operator_token=env.get("CRMHUB_OPERATOR_TOKEN") or None,
+            metrics_token=env.get("CRMHUB_METRICS_TOKEN") or None,
             sentry_dsn=env.get("SENTRY_DSN") or None,
             alert_webhook_url=env.get("CRMHUB_ALERT_WEBHOOK_URL") or None,
             host=env.get("CRMHUB_HOST") or "127.0.0.1",
@@ -68,6 +71,8 @@ class Settings:
             republish_after_seconds=_int(env, "CRMHUB_REPUBLISH_AFTER_SECONDS", 60, problems),
             dedupe_ttl_seconds=_int(env, "CRMHUB_DEDUPE_TTL_SECONDS", 30 * 24 * 3600, problems),
             max_body_bytes=_int(env, "CRMHUB_MAX_BODY_BYTES", 1024 * 1024, problems),
+            request_read_timeout_seconds=_int(env, "CRMHUB_REQUEST_READ_TIMEOUT_SECONDS", 10,
+                                              problems),
             environ=env,
         )
         if problems:

@@ -66,6 +66,15 @@ class LedgerReads:
         return {"published": int(published or 0), "withdrawn": int(withdrawn or 0),
                 "waiting": int(waiting)}
 
+    def stats(self, *names: str) -> dict[str, dict[str, int]]:
+        """The hub-wide counters (`stats:<name>` hashes: field -> count), in one round trip."""
+        with translate_redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(self.key("stats", name))
+            return {name: {k: int(v) for k, v in decode(raw).items()}
+                    for name, raw in zip(names, pipe.execute(), strict=True)}
+
     def first_ready(self, connection: str, obj: str) -> str | None:
         """The longest-waiting published delivery of (connection, object), if any."""
         with translate_redis_errors():

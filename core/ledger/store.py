@@ -198,6 +198,15 @@ class Ledger(LedgerReads):
             lost_attempt=json.dumps(lost))
         return {"due": int(due), "expired": int(expired), "republished": int(republished)}
 
+    def add_stats(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add to the hub-wide counters: {(name, field): n} into the `stats:<name>` hashes,
+        all or none (MULTI), so a caller that keeps its counts on failure never adds twice."""
+        with translate_redis_errors():
+            pipe = self.redis.pipeline(transaction=True)
+            for (name, field), n in counts.items():
+                pipe.hincrby(self.key("stats", name), field, n)
+            pipe.execute()
+
     # operators ------------------------------------------------------------------------
     def pause(self, connection: str, *, reason: str, by: str, now: float,
               detail: str = "") -> bool:
