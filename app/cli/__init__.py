@@ -6,9 +6,10 @@ import click
 
 from app.cli.auth_cmd import auth_group
 from app.cli.config_cmd import config_group
+from app.cli.dlq_cmd import dlq_group
 from app.cli.events_cmd import events_group
 from app.cli.mappings_cmd import mappings_group
-from app.cli.ops_cmd import dlq_group, pause, resume, status
+from app.cli.ops_cmd import pause, resume, status
 from app.cli.send_test import send_test
 from app.cli.serve import serve
 

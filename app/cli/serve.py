@@ -9,10 +9,16 @@ from pathlib import Path
 
 import click
 
-from app.cli.common import EXIT_UNAVAILABLE, CliContext, fail, handles_hub_errors, pass_ctx
+from app.cli.common import (
+    EXIT_UNAVAILABLE,
+    CliContext,
+    fail,
+    handles_hub_errors,
+    pass_ctx,
+    validated_config,
+)
 from app.listen import address_in_use
 from app.supervisor import Child, Supervisor
-from core.config import load_config
 from core.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from core.redis_client import connect, describe
 
@@ -65,7 +71,7 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
     settings = ctx.settings
     host = host or settings.host
     port = port or settings.port
-    config = load_config(settings.config_path, settings.environ, check_secrets=True)
+    config = validated_config(settings)
     busy = address_in_use(host, port)
     if busy:
         fail(busy, EXIT_UNAVAILABLE)
