@@ -18,7 +18,7 @@ from app.cli.common import (
     validated_config,
 )
 from app.listen import address_in_use
-from app.supervisor import Child, Supervisor
+from app.supervisor import Child, EmbeddedRedisPart, Supervisor
 from core.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from core.redis_client import connect, describe
 
@@ -107,8 +107,9 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
                    f"http://127.0.0.1:{DEMO_HUBSPOT_PORT} (records: /_control/records)")
     click.echo("Ctrl-C stops everything.")
     code = 0
+    services = [EmbeddedRedisPart(embedded)] if embedded is not None else []
     try:
-        code = Supervisor(children, env).run()
+        code = Supervisor(children, env, services=services).run()
     finally:
         if embedded is not None:
             embedded.stop()

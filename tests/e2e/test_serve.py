@@ -2,13 +2,14 @@
 
 Once against the real Redis (CRMHUB_REDIS_URL) and once with it unset (the embedded
 redis-server `crmhub serve` starts under ./var/redis, found again by the CLI and after a
-restart).
+restart, and restarted by the supervisor when it dies).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -213,3 +214,52 @@ def test_gunicorn_alone_refuses_a_busy_port(tmp_path: Path, busy_port: int) -> N
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{busy_port}: Address already in use" in done.stderr
     assert "choose another port" in done.stderr
+
+
+def _aof_holds(directory: Path, needle: bytes) -> bool:
+    return any(needle in f.read_bytes() for f in directory.rglob("ledger.aof*") if f.is_file())
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False                                # gone: reaped
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_serve_restarts_a_killed_embedded_redis_on_its_port_with_its_data(
+        tmp_path: Path, target: DemoTarget) -> None:
+    """Before: a killed embedded redis-server stayed dead (a zombie), and with it the hub."""
+    env = hub_env(tmp_path, target)
+    hub = Hub({**env, "CRMHUB_REDIS_URL": ""}, tmp_path)
+    redis_dir = tmp_path / "var" / "redis"
+    try:
+        before = send(hub, stripe_event("evt_before_the_crash", email="before@example.com"))
+        assert before.status_code == 202, before.text
+        # fsync every second: wait until the event is on disk, which is what the AOF promises
+        wait_until(lambda: _aof_holds(redis_dir, b"evt_before_the_crash"), timeout=10,
+                   message="the event in the AOF")
+        address = json.loads((redis_dir / "address.json").read_text())
+        os.kill(address["pid"], signal.SIGKILL)
+
+        def restarted() -> bool:
+            now = json.loads((redis_dir / "address.json").read_text())
+            return bool(now["pid"] != address["pid"])
+        wait_until(restarted, timeout=15, message="the embedded redis restarted")
+        assert json.loads((redis_dir / "address.json").read_text())["url"] == address["url"]
+        assert not _zombie(address["pid"])
+        assert "embedded redis exited (killed by SIGKILL); restarting it" in hub.output()
+
+        # the receiver takes webhooks again within a few seconds, on its own
+        wait_until(lambda: send(hub, stripe_event(
+            "evt_after_the_crash", email="after@example.com")).status_code in (200, 202),
+            timeout=10, interval=0.25, message="a webhook accepted after the restart")
+        shown = json.loads(hub.cli("events", "show", before.json()["event_id"],
+                                   "--json").stdout)
+        assert shown["external_id"] == "evt_before_the_crash"      # kept by the AOF
+        # and the worker delivers again
+        wait_until(lambda: "after@example.com" in {r["key"] for r in target.records("contacts")},
+                   timeout=30, message="the new event delivered")
+    finally:
+        assert hub.stop() == 0, hub.output()
