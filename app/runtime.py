@@ -4,10 +4,11 @@ source (its verifier and secrets resolved once at start, not per request)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
+from connectors.registry import CONNECTORS
 from core.config import Config, MappingConfig, SourceConfig, load_config
 from core.ledger import Ledger
 from core.ledger.group import GroupRecorder
@@ -52,6 +53,14 @@ class Hub:
     receivers: Mapping[str, Receiver]
 
 
+def validated_config(settings: Settings) -> Config:
+    """The configuration as the hub runs it: shape, references, the connectors this install
+    has, and every secret in the environment; or ConfigError with every problem. What `crmhub
+    config check`, `crmhub reload` and `crmhub serve` accept, so what every process loads."""
+    return load_config(settings.config_path, settings.environ, check_secrets=True,
+                       connectors=CONNECTORS)
+
+
 def build_hub(settings: Settings, config: Config | None = None,
               client: redis.Redis | None = None) -> Hub:
     if config is None:
@@ -61,7 +70,18 @@ def build_hub(settings: Settings, config: Config | None = None,
     ledger = Ledger(client, prefix=settings.key_prefix,
                     queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
                     dedupe_ttl_seconds=settings.dedupe_ttl_seconds)
-    receivers = {
+    return Hub(settings=settings, config=config, ledger=ledger,
+               recorder=GroupRecorder(ledger), receivers=_receivers(settings, config))
+
+
+def reconfigured(hub: Hub, config: Config) -> Hub:
+    """The same hub (its Redis connections, its group recorder) with another configuration:
+    what a configuration reload swaps in."""
+    return replace(hub, config=config, receivers=_receivers(hub.settings, config))
+
+
+def _receivers(settings: Settings, config: Config) -> dict[str, Receiver]:
+    return {
         name: Receiver(
             source=source,
             scheme=get_scheme(source.verify.scheme),
@@ -72,5 +92,3 @@ def build_hub(settings: Settings, config: Config | None = None,
         )
         for name, source in config.sources.items()
     }
-    return Hub(settings=settings, config=config, ledger=ledger,
-               recorder=GroupRecorder(ledger), receivers=receivers)

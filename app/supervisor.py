@@ -143,7 +143,7 @@ class EmbeddedRedisPart:
 class Supervisor:
     def __init__(self, children: Sequence[Part], env: Mapping[str, str], *,
                  services: Sequence[Part] = (),
-                 on_hangup: Callable[[], None] | None = None) -> None:
+                 on_hangup: Callable[[], object] | None = None) -> None:
         self.children = list(children)
         self.services = list(services)
         self.env = env

@@ -25,6 +25,7 @@ from app.metrics import count_rejection
 from app.runtime import Hub
 from core.errors import LedgerUnavailable
 from core.intake import BadPayload, build_events, decode_body, stored_headers
+from core.reload import Reloadable
 from core.signatures import SignatureError, SignedRequest
 
 log = logging.getLogger("crmhub.receiver")
@@ -107,9 +108,9 @@ def receive(hub: Hub, source: str, environ: dict[str, Any]) -> Answer:
 class WebhookReceiver:
     """WSGI middleware: `POST /webhooks/<source>` here, everything else to the Flask app."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], hub: Hub) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], live: Reloadable[Hub]) -> None:
         self.app = app
-        self.hub = hub
+        self.live = live        # the hub as the current configuration builds it
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
                  ) -> Iterable[bytes]:
@@ -118,7 +119,7 @@ class WebhookReceiver:
         if environ.get("REQUEST_METHOD") != "POST" or not path.startswith(PREFIX) \
                 or not source or "/" in source:
             return self.app(environ, start_response)
-        status, payload, extra = receive(self.hub, source, environ)
+        status, payload, extra = receive(self.live.current(), source, environ)
         body = json.dumps(payload, separators=(",", ":")).encode()
         start_response(f"{status} {HTTPStatus(status).phrase}",
                        [("Content-Type", "application/json"),

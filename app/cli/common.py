@@ -11,7 +11,6 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from connectors.registry import CONNECTORS
 from core.config import Config, load_config
 from core.errors import ConfigError, LedgerUnavailable
 from core.ledger import Ledger
@@ -53,14 +52,6 @@ class CliContext:
                                   queue=HintQueue(s.celery_queue, s.celery_keyprefix),
                                   dedupe_ttl_seconds=s.dedupe_ttl_seconds)
         return self._ledger
-
-
-def validated_config(settings: Settings) -> Config:
-    """The configuration as the hub would run it: shape, references, the connectors this
-    install has, and every secret in the environment; or ConfigError with every problem.
-    What `config check`, `reload` and `serve` accept, and so what the worker will load."""
-    return load_config(settings.config_path, settings.environ, check_secrets=True,
-                       connectors=CONNECTORS)
 
 
 pass_ctx = click.make_pass_decorator(CliContext, ensure=True)

@@ -12,8 +12,8 @@ from app.cli.common import (
     emit_json,
     json_option,
     pass_ctx,
-    validated_config,
 )
+from app.runtime import validated_config
 from core.errors import ConfigError
 
 

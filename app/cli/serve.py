@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -15,12 +16,14 @@ from app.cli.common import (
     fail,
     handles_hub_errors,
     pass_ctx,
-    validated_config,
 )
 from app.listen import address_in_use
+from app.runtime import validated_config
 from app.supervisor import Child, EmbeddedRedisPart, Supervisor
 from core.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from core.redis_client import connect, describe
+from core.reload import reload_now
+from core.settings import Settings
 
 GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn_conf.py"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -54,6 +57,12 @@ def _children(host: str, port: int, ctx: CliContext, demo: bool) -> list[Child]:
             "--client-secret", env.get("HUBSPOT_CLIENT_SECRET", ""),
             "--refresh-token", env.get("HUBSPOT_REFRESH_TOKEN", "")]))
     return children
+
+
+def reload_on_hangup(settings: Settings, url: str) -> Callable[[], object]:
+    """SIGHUP to `crmhub serve`: what `crmhub reload` does (check, then announce)."""
+    return lambda: reload_now("serve", lambda: validated_config(settings),
+                              lambda: connect(url), settings.key_prefix)
 
 
 @click.command()
@@ -109,7 +118,8 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
     code = 0
     services = [EmbeddedRedisPart(embedded)] if embedded is not None else []
     try:
-        code = Supervisor(children, env, services=services).run()
+        code = Supervisor(children, env, services=services,
+                          on_hangup=reload_on_hangup(settings, url)).run()
     finally:
         if embedded is not None:
             embedded.stop()
