@@ -21,6 +21,7 @@ import threading
 import time
 import weakref
 from collections import Counter
+from collections.abc import Iterable
 
 from core.ledger import Ledger
 
@@ -50,6 +51,10 @@ class AnswerCounts:
         self._pending: Counter[tuple[str, str]] = Counter()
         self._flusher_pid: int | None = None
         _live.add(self)
+
+    def count_sources(self, sources: Iterable[str]) -> None:
+        """The configured sources (after a reload): any other source is labelled `unknown`."""
+        self._sources = frozenset(sources)
 
     def labels(self, path: str) -> tuple[str, str]:
         """(route, source) for a request path, from bounded sets: the source only when it is

@@ -46,6 +46,25 @@ def on_starting(server):
                 sys.exit(1)
 
 
+def when_ready(server):
+    """SIGHUP to gunicorn's master: `crmhub reload` from here (validate, then announce; every
+    receiver and worker process loads the new configuration in place, core/reload.py),
+    instead of gunicorn's own reload, which would start new workers on a configuration nobody
+    checked (a bad one would stop the receiver)."""
+    from app.runtime import validated_config
+    from core.redis_client import connect, resolve_redis_url
+    from core.reload import reload_now
+    from core.settings import Settings
+
+    settings = Settings.from_env()
+
+    def handle_hup():
+        reload_now("web", lambda: validated_config(settings),
+                   lambda: connect(resolve_redis_url(settings)), settings.key_prefix)
+
+    server.handle_hup = handle_hup      # the master's loop calls handle_<signal>()
+
+
 def post_worker_init(worker):
     """The app is loaded and lives as long as the process: take its objects out of the cyclic
     collector's view (gc.freeze), so a full collection walks only what requests create. Measured

@@ -4,11 +4,12 @@ source (its verifier and secrets resolved once at start, not per request)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
 from app.answer_counts import AnswerCounts
+from connectors.registry import CONNECTORS
 from core.config import Config, MappingConfig, SourceConfig, load_config
 from core.ledger import Ledger
 from core.ledger.group import GroupRecorder
@@ -54,6 +55,14 @@ class Hub:
     answers: AnswerCounts               # what the receiver answered, for /metrics
 
 
+def validated_config(settings: Settings) -> Config:
+    """The configuration as the hub runs it: shape, references, the connectors this install
+    has, and every secret in the environment; or ConfigError with every problem. What `crmhub
+    config check`, `crmhub reload` and `crmhub serve` accept, so what every process loads."""
+    return load_config(settings.config_path, settings.environ, check_secrets=True,
+                       connectors=CONNECTORS)
+
+
 def build_hub(settings: Settings, config: Config | None = None,
               client: redis.Redis | None = None) -> Hub:
     if config is None:
@@ -63,7 +72,22 @@ def build_hub(settings: Settings, config: Config | None = None,
     ledger = Ledger(client, prefix=settings.key_prefix,
                     queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
                     dedupe_ttl_seconds=settings.dedupe_ttl_seconds)
-    receivers = {
+    receivers = _receivers(settings, config)
+    return Hub(settings=settings, config=config, ledger=ledger,
+               recorder=GroupRecorder(ledger), receivers=receivers,
+               answers=AnswerCounts(ledger, set(receivers)))
+
+
+def reconfigured(hub: Hub, config: Config) -> Hub:
+    """The same hub (its Redis connections, its group recorder) with another configuration:
+    what a configuration reload swaps in."""
+    receivers = _receivers(hub.settings, config)
+    hub.answers.count_sources(receivers)     # the same counters: their thread keeps running
+    return replace(hub, config=config, receivers=receivers)
+
+
+def _receivers(settings: Settings, config: Config) -> dict[str, Receiver]:
+    return {
         name: Receiver(
             source=source,
             scheme=get_scheme(source.verify.scheme),
@@ -74,6 +98,3 @@ def build_hub(settings: Settings, config: Config | None = None,
         )
         for name, source in config.sources.items()
     }
-    return Hub(settings=settings, config=config, ledger=ledger,
-               recorder=GroupRecorder(ledger), receivers=receivers,
-               answers=AnswerCounts(ledger, set(receivers)))

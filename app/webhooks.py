@@ -24,6 +24,7 @@ from werkzeug.wsgi import get_current_url
 from app.runtime import Hub
 from core.errors import LedgerUnavailable
 from core.intake import BadPayload, build_events, decode_body, stored_headers
+from core.reload import Reloadable
 from core.signatures import SignatureError, SignedRequest
 
 log = logging.getLogger("crmhub.receiver")
@@ -115,9 +116,9 @@ class WebhookReceiver:
     """WSGI middleware: `POST /webhooks/<source>` here, everything else to the Flask app.
     Every answer, from either, is counted for /metrics (app/answer_counts.py)."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], hub: Hub) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], live: Reloadable[Hub]) -> None:
         self.app = app
-        self.hub = hub
+        self.live = live        # the hub as the current configuration builds it
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse
                  ) -> Iterable[bytes]:
@@ -126,20 +127,21 @@ class WebhookReceiver:
         if environ.get("REQUEST_METHOD") != "POST" or not path.startswith(PREFIX) \
                 or not source or "/" in source:
             return self._other(path, environ, start_response)
+        hub = self.live.current()
         try:
-            status, payload, extra = receive(self.hub, source, environ)
+            status, payload, extra = receive(hub, source, environ)
         except Exception:
             log.exception("unhandled error receiving a webhook for %r", source)
-            if source in self.hub.receivers:
-                self.hub.answers.outcome(source, "internal_error")
+            if source in hub.receivers:
+                hub.answers.outcome(source, "internal_error")
             status, payload, extra = internal_error()
-        self.hub.answers.answer(path, status)
+        hub.answers.answer(path, status)
         return self._send(start_response, status, payload, extra)
 
     def _other(self, path: str, environ: dict[str, Any], start_response: StartResponse
                ) -> Iterable[bytes]:
         """The Flask app (health, metrics), counting its answer as it starts."""
-        answers = self.hub.answers
+        answers = self.live.current().answers
 
         def counted(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             answers.answer(path, int(status[:3]) if status[:3].isdigit() else 0)

@@ -89,9 +89,32 @@ class EmbeddedRedis:
         self.address_file.unlink(missing_ok=True)
 
     def start(self, timeout: float = 10.0) -> str:
+        """Start on a free port (stopping a leftover server of a killed `crmhub serve`)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._stop_leftover()
         self.port = free_port()
+        return self._launch(timeout)
+
+    def restart(self, timeout: float = 10.0) -> str:
+        """Start again after the server died: the same port (the hub's processes were given
+        its URL and reconnect to it by themselves), the same directory and so the same AOF,
+        replayed before it answers. The dead process is reaped first (no zombie)."""
+        if self.port == 0:
+            raise EmbeddedRedisError("restart() before start()")
+        if self.process is not None:
+            if self.process.poll() is None:
+                raise EmbeddedRedisError(f"redis-server (pid {self.process.pid}) is running")
+            self.process.wait()
+            if self.process.stderr is not None:
+                self.process.stderr.close()
+        return self._launch(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the server process is alive (asking reaps it if it died)."""
+        return self.process is not None and self.process.poll() is None
+
+    def _launch(self, timeout: float) -> str:
         args = [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.directory), "--appendonly", "yes",

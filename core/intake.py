@@ -70,6 +70,8 @@ def nesting_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     # strings with no brackets in them at C speed), the regex takes the few that are left
     quoted = unescaped.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
     brackets = _STRING.sub(b"", quoted)
+    if not brackets:                      # every bracket was inside a string
+        return False
     for _ in range(limit):
         reduced = _INNERMOST_PAIR.sub(b"", brackets)
         if not reduced or reduced == brackets:   # all matched, or unbalanced: json.loads says

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Sequence
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from core.config import Config
@@ -43,27 +46,63 @@ def connection_status(ledger: Ledger, config: Config) -> list[dict[str, Any]]:
     return rows
 
 
-def dead_letters(ledger: Ledger, *, connection: str | None = None,
-                 category: str | None = None, since: float | None = None,
-                 limit: int = 1000) -> list[dict[str, Any]]:
-    """DEAD deliveries, newest first, filtered (read in pipelined pages)."""
-    out: list[dict[str, Any]] = []
-    ids = ledger.dead_ids(limit=1_000_000, since=since)
-    for start in range(0, len(ids), 500):
-        for raw in ledger.raw_deliveries(ids[start:start + 500]):
-            if not raw or raw.get("state") != State.DEAD:
-                continue
-            if (connection and raw["connection"] != connection) or \
-                    (category and raw.get("dead_category") != category):
-                continue
-            out.append({"id": raw["id"], "event_id": raw["event_id"],
-                        "connection": raw["connection"], "mapping": raw["mapping"],
-                        "category": raw.get("dead_category"), "error": raw.get("dead_error"),
-                        "dead_at": iso_from_ms(raw.get("dead_at")),
-                        "attempts": int(raw.get("attempts", 0))})
-            if len(out) >= limit:
-                return out
-    return out
+@dataclass(frozen=True)
+class DeadLetterFilter:
+    """Which dead letters an operator means (`dlq list`, `replay --all`, `discard --all`)."""
+
+    connection: str | None = None
+    category: str | None = None
+    since: float | None = None          # dead at or after (epoch seconds)
+
+    def matches(self, raw: dict[str, str]) -> bool:
+        return raw.get("state") == State.DEAD and \
+            (not self.connection or raw.get("connection") == self.connection) and \
+            (not self.category or raw.get("dead_category") == self.category)
+
+
+#: what a dead letter's row shows (not its record, which can be large)
+ROW_FIELDS = ("id", "event_id", "connection", "mapping", "state", "dead_category",
+              "dead_error", "dead_at", "attempts")
+CHUNK = 500
+
+
+def _row(raw: dict[str, str]) -> dict[str, Any]:
+    return {"id": raw["id"], "event_id": raw.get("event_id"),
+            "connection": raw.get("connection"), "mapping": raw.get("mapping"),
+            "category": raw.get("dead_category"), "error": raw.get("dead_error"),
+            "dead_at": iso_from_ms(raw.get("dead_at")), "attempts": int(raw.get("attempts", 0))}
+
+
+def _matching(ledger: Ledger, which: DeadLetterFilter) -> Iterator[dict[str, str]]:
+    """Every dead letter `which` matches, newest first (read in pipelined chunks)."""
+    ids = ledger.dead_ids(limit=None, since=which.since)
+    for start in range(0, len(ids), CHUNK):
+        for raw in ledger.delivery_fields(ids[start:start + CHUNK], ROW_FIELDS):
+            if raw and which.matches(raw):
+                yield raw
+
+
+def dead_letter_page(ledger: Ledger, which: DeadLetterFilter, *, limit: int,
+                     offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """Dead letters newest first: up to `limit` rows after the first `offset` that match,
+    and how many match in all (so a truncated list can say so)."""
+    if not which.connection and not which.category:      # the index alone answers
+        ids = ledger.dead_ids(limit=limit, since=which.since, offset=offset)
+        rows = [_row(raw) for raw in ledger.delivery_fields(ids, ROW_FIELDS)
+                if raw and which.matches(raw)]
+        return rows, ledger.dead_count(which.since)
+    rows = []
+    total = 0
+    for raw in _matching(ledger, which):
+        if offset <= total < offset + limit:
+            rows.append(_row(raw))
+        total += 1
+    return rows, total
+
+
+def dead_letter_ids(ledger: Ledger, which: DeadLetterFilter) -> list[str]:
+    """Every dead letter `which` matches (for `--all`: no cap)."""
+    return [raw["id"] for raw in _matching(ledger, which)]
 
 
 def replay(ledger: Ledger, config: Config, ids: Sequence[str], *, by: str,
@@ -93,3 +132,42 @@ def discard(ledger: Ledger, ids: Iterable[str], *, reason: str, by: str,
             now: float) -> dict[str, str]:
     items = [(i, "") for i in ids]
     return ledger.dead_letter_action("discard", items, now=now, by=by, reason=reason)
+
+
+#: a replayed delivery in these states is still on its way (waiting its turn, or being sent)
+UNDER_WAY = (State.PENDING, State.IN_FLIGHT)
+
+
+def outcome(ledger: Ledger, ids: Sequence[str]) -> dict[str, Any]:
+    """Where the given deliveries stand: a count per state (pending and in_flight together as
+    `pending`), and the reasons of those that are dead, most common first."""
+    counts: Counter[str] = Counter()
+    reasons: Counter[tuple[str, str]] = Counter()
+    for start in range(0, len(ids), CHUNK):
+        for raw in ledger.delivery_fields(ids[start:start + CHUNK],
+                                          ("state", "dead_category", "dead_error")):
+            state = raw.get("state", "missing")
+            counts[State.PENDING if state in UNDER_WAY else state] += 1
+            if state == State.DEAD:
+                reasons[(raw.get("dead_category", ""), raw.get("dead_error", ""))] += 1
+    return {"counts": {state: counts.get(state, 0) for state in OUTCOME_STATES}
+            | {state: n for state, n in counts.items() if state not in OUTCOME_STATES},
+            "dead_reasons": [{"category": category, "error": error, "count": n}
+                             for (category, error), n in reasons.most_common()]}
+
+
+OUTCOME_STATES = ("delivered", "dead", "pending", "scheduled", "held", "superseded")
+
+
+def await_outcome(ledger: Ledger, ids: Sequence[str], *, timeout: float, poll: float = 0.2,
+                  clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """The deliveries' outcome once none is still on its way, or when `timeout` runs out;
+    with `waited_seconds` and `settled` (False: some were still pending at the deadline)."""
+    began = clock()
+    while True:
+        result = outcome(ledger, ids)
+        settled = result["counts"]["pending"] == 0
+        if settled or clock() - began >= timeout:
+            return result | {"settled": settled, "waited_seconds": round(clock() - began, 1)}
+        sleep(min(poll, max(0.0, timeout - (clock() - began))))

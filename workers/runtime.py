@@ -1,7 +1,9 @@
 """What a worker process holds: configuration, the ledger, one connector per connection.
 
 Built once per process (after the prefork), on first use, from the same env and YAML as the
-receiver. Connectors keep their HTTP connections alive between deliveries.
+receiver, and built again (sharing the Redis connections) when `crmhub reload` announces a new
+configuration (workers.runtime_holder). Connectors keep their HTTP connections alive between
+deliveries.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from core.settings import Settings
 from core.tokens import TokenStore
 
 
+def load_worker_config(settings: Settings) -> Config:
+    """The YAML with every check, including that each connection's connector exists here."""
+    return load_config(settings.config_path, settings.environ, connectors=CONNECTORS)
+
+
 @dataclass
 class WorkerRuntime:
     settings: Settings
@@ -37,8 +44,7 @@ class WorkerRuntime:
     @classmethod
     def build(cls, settings: Settings, *, config: Config | None = None,
               client: redis.Redis | None = None) -> WorkerRuntime:
-        config = config or load_config(settings.config_path, settings.environ,
-                                       connectors=CONNECTORS)
+        config = config or load_worker_config(settings)
         client = client or connect(resolve_redis_url(settings))
         ledger = Ledger(client, prefix=settings.key_prefix,
                         queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
@@ -46,6 +52,13 @@ class WorkerRuntime:
         return cls(settings=settings, config=config, ledger=ledger,
                    alerts=AlertOutbox(client, settings.key_prefix),
                    tokens=TokenStore(client, settings.key_prefix))
+
+    def reconfigured(self, config: Config) -> WorkerRuntime:
+        """The same runtime (its Redis connections) with another configuration and fresh
+        connectors: what a configuration reload swaps in."""
+        return WorkerRuntime(settings=self.settings, config=config, ledger=self.ledger,
+                             alerts=self.alerts, tokens=self.tokens,
+                             connector_factory=self.connector_factory)
 
     @functools.cached_property
     def rate_limits(self) -> dict[str, tuple[int, float]]:

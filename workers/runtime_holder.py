@@ -1,29 +1,50 @@
-"""The one WorkerRuntime of this process, built on first use."""
+"""The one WorkerRuntime of this process: built on first use, rebuilt on a configuration reload.
+
+A task asks for the runtime as it starts (workers.tasks), so a reload announced by `crmhub
+reload` is picked up between tasks, never during one: in the prefork pool a process runs one
+task at a time, so the old runtime's connectors are closed when nothing uses them.
+"""
 
 from __future__ import annotations
 
 import gc
 import threading
 
+from core.redis_client import connect, resolve_redis_url
+from core.reload import Reloadable, read_generation
 from core.settings import Settings
-from workers.runtime import WorkerRuntime
+from workers.runtime import WorkerRuntime, load_worker_config
 
 _lock = threading.Lock()
-_runtime: WorkerRuntime | None = None
+_live: Reloadable[WorkerRuntime] | None = None
+
+
+def _retire(old: WorkerRuntime, new: WorkerRuntime) -> None:
+    old.close()
 
 
 def get() -> WorkerRuntime:
-    global _runtime
+    """The runtime for the task about to start (its configuration the current one)."""
+    global _live
     with _lock:
-        if _runtime is None:
-            _runtime = WorkerRuntime.build(Settings.from_env())
+        if _live is None:
+            settings = Settings.from_env()
+            client = connect(resolve_redis_url(settings))
+            generation = read_generation(client, settings.key_prefix)   # before the file
+            runtime = WorkerRuntime.build(settings, config=load_worker_config(settings),
+                                          client=client)
+            _live = Reloadable(runtime, generation=generation, client=client,
+                               prefix=settings.key_prefix, kind="worker",
+                               load=lambda: load_worker_config(settings),
+                               rebuild=WorkerRuntime.reconfigured, swapped=_retire)
             gc.freeze()   # it lives as long as the process (see workers.tasks)
-        return _runtime
+        live = _live
+    return live.current()
 
 
 def reset() -> None:
-    global _runtime
+    global _live
     with _lock:
-        if _runtime is not None:
-            _runtime.close()
-        _runtime = None
+        if _live is not None:
+            _live.value.close()
+        _live = None

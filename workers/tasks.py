@@ -8,8 +8,12 @@ import logging
 from celery import shared_task
 from celery.signals import beat_init, worker_process_init, worker_process_shutdown, worker_ready
 
+from core.redis_client import connect, resolve_redis_url
+from core.reload import reload_on_hangup
+from core.settings import Settings
 from workers import runtime_holder
 from workers.delivery import run_delivery
+from workers.runtime import load_worker_config
 from workers.sweeper import send_alerts, sweep
 
 log = logging.getLogger("crmhub.worker")
@@ -36,6 +40,26 @@ def _freeze_long_lived_objects(**_: object) -> None:
     theirs once their runtime is built (workers.runtime_holder).
     """
     gc.freeze()
+
+
+@worker_ready.connect
+def _reload_on_hangup_in_the_worker(**_: object) -> None:
+    """SIGHUP to the worker's main process: `crmhub reload` from here (validate, announce)
+    instead of Celery's re-exec of the whole worker; its processes then load the new
+    configuration between tasks. Installed once the worker is ready, after Celery's own."""
+    _reload_on_hangup("worker")
+
+
+@beat_init.connect
+def _reload_on_hangup_in_beat(**_: object) -> None:
+    """SIGHUP to the beat (which otherwise ends it): the same as to the worker."""
+    _reload_on_hangup("beat")
+
+
+def _reload_on_hangup(kind: str) -> None:
+    settings = Settings.from_env()
+    reload_on_hangup(kind, lambda: load_worker_config(settings),
+                     lambda: connect(resolve_redis_url(settings)), settings.key_prefix)
 
 
 @shared_task(name="crmhub.deliver", ignore_result=True)

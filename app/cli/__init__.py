@@ -6,9 +6,11 @@ import click
 
 from app.cli.auth_cmd import auth_group
 from app.cli.config_cmd import config_group
+from app.cli.dlq_cmd import dlq_group
 from app.cli.events_cmd import events_group
 from app.cli.mappings_cmd import mappings_group
-from app.cli.ops_cmd import dlq_group, pause, resume, status
+from app.cli.ops_cmd import pause, resume, status
+from app.cli.reload_cmd import reload_cmd
 from app.cli.send_test import send_test
 from app.cli.serve import serve
 
@@ -23,6 +25,7 @@ def main() -> None:
 
 main.add_command(serve)
 main.add_command(config_group)
+main.add_command(reload_cmd)
 main.add_command(events_group)
 main.add_command(mappings_group)
 main.add_command(status)

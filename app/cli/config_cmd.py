@@ -6,8 +6,14 @@ import sys
 
 import click
 
-from app.cli.common import EXIT_CONFIG, CliContext, emit_json, json_option, pass_ctx
-from core.config import load_config
+from app.cli.common import (
+    EXIT_CONFIG,
+    CliContext,
+    emit_json,
+    json_option,
+    pass_ctx,
+)
+from app.runtime import validated_config
 from core.errors import ConfigError
 
 
@@ -20,10 +26,10 @@ def config_group() -> None:
 @json_option
 @pass_ctx
 def check(ctx: CliContext, as_json: bool) -> None:
-    """Validate the YAML and the secrets it names; exit 2 on any problem."""
+    """Validate the YAML, its references, connectors and the secrets it names; every
+    problem at once (file:line and key), exit 2 on any."""
     try:
-        settings = ctx.settings
-        config = load_config(settings.config_path, settings.environ, check_secrets=True)
+        config = validated_config(ctx.settings)
     except ConfigError as exc:
         if as_json:
             emit_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})

@@ -5,16 +5,25 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from app.cli.common import EXIT_UNAVAILABLE, CliContext, fail, handles_hub_errors, pass_ctx
+from app.cli.common import (
+    EXIT_UNAVAILABLE,
+    CliContext,
+    fail,
+    handles_hub_errors,
+    pass_ctx,
+)
 from app.listen import address_in_use
-from app.supervisor import Child, Supervisor
-from core.config import load_config
+from app.runtime import validated_config
+from app.supervisor import Child, EmbeddedRedisPart, Supervisor
 from core.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from core.redis_client import connect, describe
+from core.reload import reload_now
+from core.settings import Settings
 
 GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn_conf.py"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -49,6 +58,12 @@ def _children(host: str, port: int, ctx: CliContext, demo: bool) -> list[Child]:
     return children
 
 
+def reload_on_hangup(settings: Settings, url: str) -> Callable[[], object]:
+    """SIGHUP to `crmhub serve`: what `crmhub reload` does (check, then announce)."""
+    return lambda: reload_now("serve", lambda: validated_config(settings),
+                              lambda: connect(url), settings.key_prefix)
+
+
 @click.command()
 @click.option("--host", default=None, help="Bind address [env CRMHUB_HOST, 127.0.0.1].")
 @click.option("--port", default=None, type=int, help="Port [env CRMHUB_PORT, 8000].")
@@ -64,7 +79,7 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
     settings = ctx.settings
     host = host or settings.host
     port = port or settings.port
-    config = load_config(settings.config_path, settings.environ, check_secrets=True)
+    config = validated_config(settings)
     busy = address_in_use(host, port)
     if busy:
         fail(busy, EXIT_UNAVAILABLE)
@@ -100,8 +115,10 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
                    f"http://127.0.0.1:{DEMO_HUBSPOT_PORT} (records: /_control/records)")
     click.echo("Ctrl-C stops everything.")
     code = 0
+    services = [EmbeddedRedisPart(embedded)] if embedded is not None else []
     try:
-        code = Supervisor(children, env).run()
+        code = Supervisor(children, env, services=services,
+                          on_hangup=reload_on_hangup(settings, url)).run()
     finally:
         if embedded is not None:
             embedded.stop()

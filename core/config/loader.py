@@ -1,4 +1,4 @@
-"""Load crmhub.yaml: shape (marshmallow), then cross-section checks, then secrets.
+"""Load crmhub.yaml: shape (marshmallow), cross-section checks and secrets, all at once.
 
 Every problem found is collected, each naming file, line and key, so an integration engineer
 fixes them all in one pass instead of one per restart.
@@ -13,6 +13,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields
 
+from core.config.document_checks import reference_problems, secret_problems
 from core.config.model import (
     Config,
     ConnectionConfig,
@@ -43,31 +44,53 @@ def load_config(path: Path | str, environ: Mapping[str, str], *,
                 connectors: Iterable[str] | None = None) -> Config:
     """Read, validate and build the configuration, or raise ConfigError with every problem.
 
+    Every check runs even when another found problems: shape (per entry), references between
+    sections and secrets (both read from the document as written, so an entry with a typo
+    still has its references and secrets checked), then the checks that need built objects
+    (on the entries whose shape is valid). Problems come in file order.
+
     `connectors`: the connector names this process knows (the registry in connectors/);
     when given, a connection naming another connector is a problem.
     """
     doc = read_yaml(Path(path))
-    problems: list[ConfigProblem] = []
+    problems: list[ConfigProblem] = list(doc.problems)
     data = doc.data
     if not isinstance(data, dict):
         raise ConfigError([ConfigProblem(str(doc.path), "", "expected a mapping with sources, "
                                          "connections and mappings")])
     data = {k: ({} if v is None and k in SECTIONS else v) for k, v in data.items()}
+    loaded = _load_shape(data, doc, problems)
+    config = _build(str(doc.path), loaded)
+    problems.extend(reference_problems(data, doc))
+    problems.extend(_cross_checks(config, doc, connectors))
+    if check_secrets:
+        problems.extend(secret_problems(data, doc, environ))
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: p.line or 0))
+    return config
+
+
+def _load_shape(data: dict[str, Any], doc: YamlDocument,
+                problems: list[ConfigProblem]) -> dict[str, Any]:
+    """The document through the schema: every shape problem goes to `problems`; returns the
+    entries that are valid (an entry with any problem is left out of the built config)."""
     try:
         loaded: dict[str, Any] = ConfigSchema().load(data)
+        return loaded
     except ValidationError as exc:
         for key, message in _flatten(exc.messages):
             problems.append(ConfigProblem(str(doc.path), key, _explain(key, message),
                                           doc.line_of(key)))
-        raise ConfigError(problems) from None
-
-    config = _build(str(doc.path), loaded)
-    problems.extend(_cross_checks(config, doc, connectors))
-    if check_secrets:
-        problems.extend(_secret_checks(config, loaded, doc, environ))
-    if problems:
-        raise ConfigError(problems)
-    return config
+        errors = exc.messages if isinstance(exc.messages, dict) else {}
+        valid = exc.valid_data if isinstance(exc.valid_data, dict) else {}
+        out: dict[str, Any] = {}
+        for section in SECTIONS:
+            bad = errors.get(section, {})
+            entries = valid.get(section)
+            out[section] = {name: spec for name, spec in entries.items()
+                            if not isinstance(bad, dict) or name not in bad} \
+                if isinstance(entries, dict) and isinstance(bad, dict) else {}
+        return out
 
 
 def _flatten(messages: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
@@ -221,10 +244,6 @@ def _cross_checks(config: Config, doc: YamlDocument,
         if known is not None and conn.connector not in known:
             problem(f"connections.{conn.name}.connector",
                     f"unknown connector {conn.connector!r}; expected one of: {', '.join(known)}")
-    for source in config.sources.values():
-        if source.echo and source.echo.connection not in config.connections:
-            problem(f"sources.{source.name}.echo.connection",
-                    f"no connection named {source.echo.connection!r}")
     for m in config.mappings.values():
         for spec in m.fields:
             for index, step in enumerate(spec.transform):
@@ -235,13 +254,9 @@ def _cross_checks(config: Config, doc: YamlDocument,
         if m.target is not None and all(len(s.steps) == len(s.transform) for s in m.fields):
             for key, message in static_problems(m):
                 problem(f"mappings.{m.name}.{key}" if key else f"mappings.{m.name}", message)
-        if m.source not in config.sources:
-            problem(f"mappings.{m.name}.source", f"no source named {m.source!r} (defined: "
-                    f"{', '.join(sorted(config.sources)) or 'none'})")
         if m.connection not in config.connections:
-            problem(f"mappings.{m.name}.connection", f"no connection named {m.connection!r} "
-                    f"(defined: {', '.join(sorted(config.connections)) or 'none'})")
-        elif m.conflict == "newest_wins" and m.source in config.sources \
+            continue          # missing (a reference problem) or invalid (a shape problem)
+        if m.conflict == "newest_wins" and m.source in config.sources \
                 and config.sources[m.source].occurred_at is None:
             problem(f"mappings.{m.name}.conflict",
                     f"newest_wins compares the source's timestamps, but source {m.source!r} has "
@@ -251,24 +266,4 @@ def _cross_checks(config: Config, doc: YamlDocument,
             problem(f"mappings.{m.name}.when.event_type",
                     f"source {m.source!r} has no `event_type`, so events cannot be filtered by "
                     "type; set sources.<name>.event_type")
-    return problems
-
-
-def _secret_checks(config: Config, loaded: dict[str, Any], doc: YamlDocument,
-                   environ: Mapping[str, str]) -> list[ConfigProblem]:
-    problems: list[ConfigProblem] = []
-    for source in config.sources.values():
-        for var in source.secret_env:
-            if not environ.get(var):
-                key = f"sources.{source.name}.verify.secret_env"
-                problems.append(ConfigProblem(
-                    str(doc.path), key, f"environment variable {var} is not set (it holds the "
-                    "signing secret; set it before starting the hub)", doc.line_of(key)))
-    for name, spec in loaded["connections"].items():
-        for field, var in spec["auth"].items():
-            if field.endswith("_env") and not environ.get(var):
-                key = f"connections.{name}.auth.{field}"
-                problems.append(ConfigProblem(
-                    str(doc.path), key, f"environment variable {var} is not set",
-                    doc.line_of(key)))
     return problems

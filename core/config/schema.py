@@ -3,6 +3,7 @@ model objects and runs the checks that span sections (references, secrets)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -12,7 +13,8 @@ from core.signatures import SCHEMES
 
 NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
                        error="names are 1-64 letters, digits, '_', '.', '-'")
-ENV_NAME = validate.Regexp(r"^[A-Za-z_][A-Za-z0-9_]*$", error="not an environment variable name")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = validate.Regexp(ENV_NAME_PATTERN, error="not an environment variable name")
 
 
 class VerifySchema(Schema):

@@ -11,12 +11,15 @@ from core.errors import ConfigError, ConfigProblem
 
 
 class YamlDocument:
-    """The parsed data plus a map from dotted key path to its 1-based line number."""
+    """The parsed data, a map from dotted key path to its 1-based line number, and the
+    problems found while reading (duplicate keys), reported with every other problem."""
 
-    def __init__(self, path: Path, data: Any, lines: dict[str, int]) -> None:
+    def __init__(self, path: Path, data: Any, lines: dict[str, int],
+                 problems: list[ConfigProblem] | None = None) -> None:
         self.path = path
         self.data = data
         self.lines = lines
+        self.problems = problems or []
 
     def line_of(self, key: str) -> int | None:
         """The line of `key`, or of its nearest ancestor that has one."""
@@ -69,6 +72,4 @@ def read_yaml(path: Path) -> YamlDocument:
     problems: list[ConfigProblem] = []
     if root is not None:
         _walk(root, "", lines, problems, file)
-    if problems:
-        raise ConfigError(problems)
-    return YamlDocument(path, data if data is not None else {}, lines)
+    return YamlDocument(path, data if data is not None else {}, lines, problems)

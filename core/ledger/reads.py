@@ -113,11 +113,32 @@ class LedgerReads:
         with translate_redis_errors():
             return [text(i) for i in self.redis.zrevrange(key, 0, limit - 1)]
 
-    def dead_ids(self, limit: int = 1000, since: float | None = None) -> list[str]:
+    def dead_ids(self, limit: int | None = 1000, since: float | None = None,
+                 offset: int = 0) -> list[str]:
+        """Dead letters' ids, newest first: `limit` of them (None: all) after the first
+        `offset`."""
         with translate_redis_errors():
             return [text(i) for i in self.redis.zrevrangebyscore(
                 self.key("idx", "dead"), "+inf", int(since * 1000) if since else "-inf",
-                start=0, num=limit)]
+                start=offset, num=-1 if limit is None else limit)]
+
+    def dead_count(self, since: float | None = None) -> int:
+        with translate_redis_errors():
+            return int(self.redis.zcount(self.key("idx", "dead"),
+                                         int(since * 1000) if since else "-inf", "+inf"))
+
+    def delivery_fields(self, ids: Sequence[str], fields: Sequence[str]
+                        ) -> list[dict[str, str]]:
+        """Some fields of several deliveries in one round trip, in order (a field the
+        delivery lacks is left out; a missing delivery reads as {}). Cheaper than whole
+        hashes where those carry a dead letter's record."""
+        with translate_redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for record_id in ids:
+                pipe.hmget(self.key("dlv", record_id), list(fields))
+            replies = pipe.execute()
+        return [{name: text(value) for name, value in zip(fields, reply, strict=True)
+                 if value is not None} for reply in replies]
 
     def connection_state(self, connection: str) -> dict[str, Any]:
         with translate_redis_errors():

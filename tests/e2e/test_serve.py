@@ -2,16 +2,18 @@
 
 Once against the real Redis (CRMHUB_REDIS_URL) and once with it unset (the embedded
 redis-server `crmhub serve` starts under ./var/redis, found again by the CLI and after a
-restart).
+restart, and restarted by the supervisor when it dies).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -266,3 +268,114 @@ def test_gunicorn_alone_refuses_a_busy_port(tmp_path: Path, busy_port: int) -> N
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{busy_port}: Address already in use" in done.stderr
     assert "choose another port" in done.stderr
+
+
+def _aof_holds(directory: Path, needle: bytes) -> bool:
+    return any(needle in f.read_bytes() for f in directory.rglob("ledger.aof*") if f.is_file())
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False                                # gone: reaped
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_serve_restarts_a_killed_embedded_redis_on_its_port_with_its_data(
+        tmp_path: Path, target: DemoTarget) -> None:
+    """Before: a killed embedded redis-server stayed dead (a zombie), and with it the hub."""
+    env = hub_env(tmp_path, target)
+    hub = Hub({**env, "CRMHUB_REDIS_URL": ""}, tmp_path)
+    redis_dir = tmp_path / "var" / "redis"
+    try:
+        before = send(hub, stripe_event("evt_before_the_crash", email="before@example.com"))
+        assert before.status_code == 202, before.text
+        # fsync every second: wait until the event is on disk, which is what the AOF promises
+        wait_until(lambda: _aof_holds(redis_dir, b"evt_before_the_crash"), timeout=10,
+                   message="the event in the AOF")
+        address = json.loads((redis_dir / "address.json").read_text())
+        os.kill(address["pid"], signal.SIGKILL)
+
+        def restarted() -> bool:
+            now = json.loads((redis_dir / "address.json").read_text())
+            return bool(now["pid"] != address["pid"])
+        wait_until(restarted, timeout=15, message="the embedded redis restarted")
+        assert json.loads((redis_dir / "address.json").read_text())["url"] == address["url"]
+        assert not _zombie(address["pid"])
+        assert "embedded redis exited (killed by SIGKILL); restarting it" in hub.output()
+
+        # the receiver takes webhooks again within a few seconds, on its own
+        wait_until(lambda: send(hub, stripe_event(
+            "evt_after_the_crash", email="after@example.com")).status_code in (200, 202),
+            timeout=10, interval=0.25, message="a webhook accepted after the restart")
+        shown = json.loads(hub.cli("events", "show", before.json()["event_id"],
+                                   "--json").stdout)
+        assert shown["external_id"] == "evt_before_the_crash"      # kept by the AOF
+        # and the worker delivers again
+        wait_until(lambda: "after@example.com" in {r["key"] for r in target.records("contacts")},
+                   timeout=30, message="the new event delivered")
+    finally:
+        assert hub.stop() == 0, hub.output()
+
+
+BROKEN_NAME = "name: {from: data.object.full_name, required: true}"   # the events say `name`
+
+
+def _children(pid: int) -> set[int]:
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def test_crmhub_reload_makes_the_running_hub_use_a_fixed_mapping(
+        tmp_path: Path, target: DemoTarget, real_redis_url: str) -> None:
+    """Before: a fixed mapping was used only after restarting the workers, which `crmhub
+    serve` offered no way to do; now: fix, check, reload, replay, with no process restarted."""
+    prefix = f"crmhub-e2e-{uuid.uuid4().hex[:10]}"
+    env = hub_env(tmp_path, target, CRMHUB_REDIS_URL=real_redis_url, CRMHUB_KEY_PREFIX=prefix)
+    config = Path(env["CRMHUB_CONFIG"])
+    good = config.read_text()
+    config.write_text(good.replace("name: data.object.name", BROKEN_NAME))
+    hub = Hub(env, tmp_path)
+    try:
+        processes = _children(hub.process.pid)
+        assert send(hub, stripe_event("evt_r1", email="ada@example.com")).status_code == 202
+
+        def dead() -> list[dict]:
+            return list(json.loads(hub.cli("dlq", "list", "--json").stdout)["dead_letters"])
+        wait_until(lambda: len(dead()) == 1, timeout=30, message="the dead letter")
+        assert dead()[0]["category"] == "mapping"
+
+        # a configuration that does not validate is refused; the running one is kept
+        config.write_text(good.replace("object: contacts", "object: contacts\n    acton: x"))
+        refused = hub.cli("reload", check=False)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "mappings.customers.acton: unknown key; did you mean 'action'?" in refused.stdout
+        assert "nothing reloaded" in refused.stdout
+
+        # fix, check, reload, replay
+        config.write_text(good)
+        hub.cli("config", "check")
+        reloaded = hub.cli("reload")
+        assert "reloaded as generation 1" in reloaded.stdout
+        replayed = json.loads(hub.cli("dlq", "replay", "--all", "--wait", "20",
+                                      "--json").stdout)
+        assert replayed["outcome"]["counts"]["delivered"] == 1, replayed
+        assert {r["key"]: r["fields"]["name"] for r in target.records("contacts")} == {
+            "ada@example.com": "Ada Lovelace"}
+
+        # SIGHUP to `crmhub serve` does the same as `crmhub reload`
+        config.write_text(good.replace("name: data.object.name", "name: {const: Grace}"))
+        hub.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "announced configuration generation 2" in hub.output(),
+                   timeout=10, message="the reload announced")
+        time.sleep(1.2)                      # what `crmhub reload` waits: one check interval
+        assert send(hub, stripe_event("evt_r2", email="bob@example.com")).status_code == 202
+        wait_until(lambda: any(r["fields"].get("name") == "Grace"
+                                         for r in target.records("contacts")),
+                   timeout=30, message="the next delivery on the SIGHUP'd configuration")
+        assert _children(hub.process.pid) == processes             # nothing was restarted
+        assert "restarting it" not in hub.output()
+    finally:
+        code = hub.stop()
+        delete_prefix(redis.Redis.from_url(real_redis_url), prefix)
+    assert code == 0, hub.output()

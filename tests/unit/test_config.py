@@ -370,3 +370,61 @@ def test_config_check_of_malformed_yaml_exits_2_with_the_line(write_config: Writ
     assert result.exit_code == 2
     [problem] = json.loads(result.stdout)["problems"]
     assert problem["line"] == 2 and problem["message"].startswith("not valid YAML")
+
+
+def test_config_check_lists_shape_reference_and_secret_problems_together(
+        write_config: WriteConfig, key_prefix: str) -> None:
+    """Before: a shape problem hid every missing secret and every dangling reference, so each
+    fix-and-retry revealed the next problem."""
+    path = write_config(VALID.replace("    event_type: type\n", "    event_typ: type\n")
+                        .replace("token_env: CRM_TOKEN}", "token_env: CRM_TOKEN}\n"
+                                 "    timeout_seconds: -1")
+                        .replace("connection: crm\n", "connection: crn\n"))
+    result = check(path, key_prefix, "--json")                 # no secrets set
+    assert result.exit_code == EXIT_CONFIG
+    found = {(p["key"], p["line"]) for p in json.loads(result.stdout)["problems"]}
+    assert found == {
+        ("sources.stripe.event_typ", 5),                                # shape
+        ("sources.stripe.verify.secret_env", 3),                        # secret
+        ("connections.crm.auth.token_env", 11),                         # secret
+        ("connections.crm.timeout_seconds", 12),                        # shape
+        ("mappings.customer-to-contact.connection", 17),                # reference
+    }
+    text = check(path, key_prefix)
+    lines = text.output.splitlines()
+    assert lines[-1] == "5 problem(s) found."
+    assert [int(line.split(":")[1]) for line in lines[:-1]] == [3, 5, 11, 12, 17]  # file order
+    assert f"{path}:11: connections.crm.auth.token_env: environment variable CRM_TOKEN is " \
+        "not set" in text.output
+
+
+def test_an_entry_with_a_shape_problem_still_has_its_secrets_and_references_checked(
+        write_config: WriteConfig) -> None:
+    path = write_config(VALID.replace("    auth: {type: bearer, token_env: CRM_TOKEN}",
+                                      "    auth: {type: bearer, token_env: CRM_TOKEN}\n"
+                                      "    connectr: http")
+                        .replace("    object: contacts\n", "    object: contacts\n"
+                                 "    acton: upsert\n")
+                        .replace("source: stripe\n", "source: stripee\n"))
+    problems = by_key(problems_of(path, {"STRIPE_WEBHOOK_SECRET": "x"}))
+    assert set(problems) == {"connections.crm.connectr", "connections.crm.auth.token_env",
+                             "mappings.customer-to-contact.acton",
+                             "mappings.customer-to-contact.source"}
+    # the connection is invalid, not missing: the mapping naming it is not told otherwise
+    assert "mappings.customer-to-contact.connection" not in problems
+
+
+def test_duplicate_keys_are_reported_with_every_other_problem(write_config: WriteConfig) -> None:
+    path = write_config(VALID.replace("    event_id: id\n", "    event_id: id\n    event_id: x\n"))
+    problems = by_key(problems_of(path, {}))
+    assert problems["sources.stripe.event_id"].message.startswith("duplicate key")
+    assert "sources.stripe.verify.secret_env" in problems
+
+
+def test_config_check_reports_an_unknown_connector(write_config: WriteConfig,
+                                                   key_prefix: str) -> None:
+    """The worker refuses a connector it does not know; so must the check (and reload)."""
+    path = write_config(VALID.replace("connector: http", "connector: htp"))
+    result = check(path, key_prefix, **VALID_ENV)
+    assert result.exit_code == EXIT_CONFIG
+    assert "connections.crm.connector: unknown connector 'htp'" in result.output

@@ -4,6 +4,7 @@ dead-letter queue, run through click's CliRunner against a ledger on fakeredis."
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -260,7 +261,8 @@ def test_dlq_show_of_an_unknown_id_exits_not_found(ops: Ops) -> None:
 # dlq replay / discard -------------------------------------------------------------------
 def test_dlq_replay_by_id(ops: Ops) -> None:
     d, other = ops.kill("crm"), ops.kill("crm")
-    assert ops.json("dlq", "replay", d) == {"replayed": [d], "not_dead": {}}
+    assert ops.json("dlq", "replay", d, "--no-wait") == {"replayed": [d], "not_dead": {},
+                                                         "outcome": None}
     assert ops.state(d) == "pending" and ops.state(other) == "dead"
     actions = ops.actions(d)
     assert actions[0]["action"] == "replay" and actions[0]["by"].endswith("(cli)")
@@ -269,11 +271,11 @@ def test_dlq_replay_by_id(ops: Ops) -> None:
 
 def test_dlq_replay_all_with_filters(ops: Ops) -> None:
     crm1, crm2, erp = ops.kill("crm"), ops.kill("crm", category="mapping"), ops.kill("erp")
-    result = ops.json("dlq", "replay", "--all", "--connection", "crm")
+    result = ops.json("dlq", "replay", "--all", "--connection", "crm", "--no-wait")
     assert sorted(result["replayed"]) == sorted([crm1, crm2])
     assert (ops.state(crm1), ops.state(crm2), ops.state(erp)) == ("pending", "pending", "dead")
-    assert ops.json("dlq", "replay", "--all")["replayed"] == [erp]
-    text = ops.cli("dlq", "replay", "--all")
+    assert ops.json("dlq", "replay", "--all", "--no-wait")["replayed"] == [erp]
+    text = ops.cli("dlq", "replay", "--all", "--no-wait")
     assert text.exit_code == 0 and "0 replayed" in text.output
 
 
@@ -288,7 +290,7 @@ def test_dlq_replay_needs_ids_or_all_but_not_both(ops: Ops) -> None:
 
 def test_dlq_replay_of_a_delivery_that_is_not_dead_is_refused(ops: Ops) -> None:
     pending = ops.receive()["crm"]
-    result = ops.cli("dlq", "replay", pending, "dlv_missing")
+    result = ops.cli("dlq", "replay", pending, "dlv_missing", "--no-wait")
     assert result.exit_code == EXIT_NOT_FOUND
     assert f"{pending}: not dead (state pending)" in result.output
     assert "dlv_missing: not dead (state missing)" in result.output
@@ -305,7 +307,7 @@ def test_dlq_discard_records_who_and_why(ops: Ops) -> None:
     assert action["reason"] == "test customer, not real"
     assert action["by"].endswith("(cli)")
     # discarded is final
-    again = ops.cli("dlq", "replay", d)
+    again = ops.cli("dlq", "replay", d, "--no-wait")
     assert again.exit_code == EXIT_NOT_FOUND and "state discarded" in again.output
 
 
@@ -315,3 +317,132 @@ def test_dlq_discard_requires_a_reason(ops: Ops) -> None:
     assert result.exit_code == 2
     assert "--reason" in result.output
     assert ops.state(d) == "dead"
+
+
+class FakeWorker(threading.Thread):
+    """Stands in for the Celery worker: takes each delivery of `plan` once it is pending
+    again and ends it as planned: "delivered", or (category, error) to die again."""
+
+    def __init__(self, ledger: Ledger, plan: dict[str, str | tuple[str, str]]) -> None:
+        super().__init__(daemon=True)
+        self.ledger = ledger
+        self.plan = dict(plan)
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 20
+        while self.plan and time.monotonic() < deadline:
+            for delivery_id, end in list(self.plan.items()):
+                now = time.time()
+                if self.ledger.claim(delivery_id, token="w", now=now,
+                                     lease_seconds=60).status != "claimed":
+                    continue
+                category, error = ("", "") if end == "delivered" else end
+                self.ledger.finish(delivery_id, token="w", now=now,
+                                   outcome="delivered" if end == "delivered" else "dead",
+                                   attempt={"at": now}, category=category, error=error)
+                del self.plan[delivery_id]
+            time.sleep(0.02)
+
+
+def test_dlq_replay_waits_and_reports_delivered_dead_again_and_why(ops: Ops) -> None:
+    """Before: "3 replayed", though two of them died again at once."""
+    fixed, again1, again2 = ops.kill("crm"), ops.kill("crm"), ops.kill("crm")
+    required = ("mapping", "mapping failed: email: required")
+    FakeWorker(ops.ledger, {fixed: "delivered", again1: required, again2: required}).start()
+    result = ops.cli("dlq", "replay", fixed, again1, again2)
+    assert result.exit_code == 1, result.output               # some died again
+    first, *rest = result.output.splitlines()
+    assert first.startswith("3 replayed: 1 delivered, 2 dead again, 0 still pending (after ")
+    assert "  dead again: 2 mapping: mapping failed: email: required" in rest
+    assert (ops.state(fixed), ops.state(again1)) == ("delivered", "dead")
+
+
+def test_dlq_replay_json_gives_the_same_outcome(ops: Ops) -> None:
+    fixed, again = ops.kill("crm"), ops.kill("crm")
+    FakeWorker(ops.ledger, {fixed: "delivered",
+                            again: ("rejected_by_target", "HTTP 422: bad phone")}).start()
+    result = ops.cli("dlq", "replay", fixed, again, "--json")
+    assert result.exit_code == 1
+    outcome = json.loads(result.stdout)["outcome"]
+    assert outcome["counts"] == {"delivered": 1, "dead": 1, "pending": 0, "scheduled": 0,
+                                 "held": 0, "superseded": 0}
+    assert outcome["dead_reasons"] == [{"category": "rejected_by_target",
+                                        "error": "HTTP 422: bad phone", "count": 1}]
+    assert outcome["settled"] is True and 0 <= outcome["waited_seconds"] < 5
+
+
+def test_dlq_replay_says_what_is_still_pending_when_the_wait_runs_out(ops: Ops) -> None:
+    a, b = ops.kill("crm"), ops.kill("crm")                      # and no worker running
+    began = time.monotonic()
+    result = ops.cli("dlq", "replay", a, b, "--wait", "0.5")
+    assert result.exit_code == 0, result.output
+    assert 0.5 <= time.monotonic() - began < 5                     # the wait is bounded
+    assert result.output.startswith(
+        "2 replayed: 0 delivered, 0 dead again, 2 still pending (after 0.5 s)")
+    assert "is the worker running?" in result.output
+    payload = ops.json("dlq", "replay", "--all", "--wait", "0")    # nothing left to replay
+    assert payload == {"replayed": [], "not_dead": {}, "outcome": None}
+
+
+def test_dlq_replay_no_wait_says_they_were_queued(ops: Ops) -> None:
+    d = ops.kill("crm")
+    result = ops.cli("dlq", "replay", d, "--no-wait")
+    assert result.exit_code == 0
+    assert result.output.startswith("1 replayed: queued for delivery (not waited for")
+
+
+def test_dlq_list_says_there_are_more_and_how_to_page(ops: Ops) -> None:
+    """Before: `dlq list` stopped at 100 rows without a word."""
+    now = time.time()
+    ids = [ops.kill("crm", now=now - 200 + i) for i in range(101)]   # ids[-1] is the newest
+    result = ops.cli("dlq", "list")
+    lines = result.output.splitlines()
+    assert len(lines) == 101 and lines[0].startswith(ids[-1])
+    assert lines[-1] == "... 1 more (showing 1-100 of 101); next page: crmhub dlq list " \
+                        "--offset 100"
+    last = ops.cli("dlq", "list", "--offset", "100").output.splitlines()
+    assert len(last) == 1 and last[0].startswith(ids[0])
+
+    page = ops.json("dlq", "list", "--limit", "40", "--offset", "40")
+    assert [r["id"] for r in page["dead_letters"]] == ids[::-1][40:80]
+    assert (page["total"], page["offset"], page["next_offset"]) == (101, 40, 80)
+    assert ops.json("dlq", "list", "--offset", "100")["next_offset"] is None
+
+
+def test_dlq_list_pages_with_filters_too(ops: Ops) -> None:
+    now = time.time()
+    crm = [ops.kill("crm", now=now - 100 + i) for i in range(3)]
+    ops.kill("erp", now=now)
+    result = ops.cli("dlq", "list", "--connection", "crm", "--since", "1h", "--limit", "2")
+    assert result.output.splitlines()[-1] == (
+        "... 1 more (showing 1-2 of 3); next page: crmhub dlq list --connection crm "
+        "--since 1h --offset 2 --limit 2")
+    page = ops.json("dlq", "list", "--connection", "crm", "--limit", "2", "--offset", "2")
+    assert [r["id"] for r in page["dead_letters"]] == [crm[0]]
+    assert (page["total"], page["next_offset"]) == (3, None)
+
+
+def test_dlq_discard_all_with_filters_asks_first_then_discards(ops: Ops) -> None:
+    """Before: discard took ids only, so 300 dead letters meant 300 ids typed out."""
+    crm1, crm2, erp = ops.kill("crm"), ops.kill("crm", category="mapping"), ops.kill("erp")
+    args = ["dlq", "discard", "--all", "--connection", "crm", "--reason", "test data"]
+    declined = CliRunner().invoke(main, args, obj=ops.ctx, input="n\n")
+    assert declined.exit_code == 1
+    assert "Discard 2 dead letter(s) for good (--connection crm)?" in declined.output
+    assert {ops.state(crm1), ops.state(crm2)} == {"dead"}
+
+    accepted = CliRunner().invoke(main, args, obj=ops.ctx, input="y\n")
+    assert accepted.exit_code == 0 and "2 discarded" in accepted.output
+    assert (ops.state(crm1), ops.state(crm2), ops.state(erp)) == ("discarded", "discarded",
+                                                                    "dead")
+    assert ops.actions(crm1)[0]["reason"] == "test data"
+
+
+def test_dlq_discard_all_with_yes_does_not_ask(ops: Ops) -> None:
+    mapping, other = ops.kill("crm", category="mapping"), ops.kill("crm")
+    for args in ([], [other, "--all"], [other, "--connection", "crm"]):   # ids, or --all
+        assert ops.cli("dlq", "discard", *args, "--reason", "x", "--yes").exit_code == 2
+    result = ops.json("dlq", "discard", "--all", "--category", "mapping", "--reason", "x",
+                      "--yes")
+    assert result == {"discarded": [mapping], "not_dead": {}}
+    assert ops.state(other) == "dead"

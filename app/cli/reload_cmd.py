@@ -1,0 +1,67 @@
+"""`crmhub reload`: the running hub takes the configuration as it is now, without a restart."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from app.cli.common import (
+    EXIT_CONFIG,
+    CliContext,
+    emit_json,
+    handles_hub_errors,
+    json_option,
+    pass_ctx,
+)
+from app.runtime import validated_config
+from core import reload as config_reload
+from core.errors import ConfigError
+
+
+@click.command("reload")
+@json_option
+@pass_ctx
+@handles_hub_errors
+def reload_cmd(ctx: CliContext, as_json: bool) -> None:
+    """Make every receiver and worker process use the configuration as it is now.
+
+    Checked first exactly as `crmhub config check` does: with any problem, nothing is
+    reloaded (every problem listed, exit 2) and the hub keeps running on what it has.
+    Otherwise each process loads it before its next request or delivery (work under way
+    finishes as it started); this command returns once that holds. Works the same for
+    `crmhub serve` and for separate processes on several hosts (they share the Redis).
+    """
+    settings = ctx.settings
+    try:
+        config = validated_config(settings)
+    except ConfigError as exc:
+        if as_json:
+            emit_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})
+        else:
+            for problem in exc.problems:
+                click.echo(str(problem))
+            click.echo(f"{len(exc.problems)} problem(s) found; nothing reloaded: the hub "
+                       "keeps running on its current configuration.")
+        sys.exit(EXIT_CONFIG)
+    client = ctx.ledger.redis
+    generation = config_reload.announce(client, settings.key_prefix)
+    # every process checks at least this often before starting work: from now on, what
+    # starts uses the new configuration
+    time.sleep(config_reload.CHECK_INTERVAL_SECONDS + 0.1)
+    refused = config_reload.refusals(client, settings.key_prefix, generation)
+    if as_json:
+        emit_json({"ok": not refused, "file": config.path, "generation": generation,
+                   "refused": refused})
+    else:
+        click.echo(f"{config.path}: valid ({len(config.sources)} sources, "
+                   f"{len(config.connections)} connections, {len(config.mappings)} mappings); "
+                   f"reloaded as generation {generation}: every receiver and worker process "
+                   "uses it from its next request or delivery.")
+        for entry in refused:
+            click.echo(f"  {entry['process']} refused it and keeps its configuration:")
+            for problem in entry["problems"]:
+                click.echo(f"    {problem}")
+    if refused:
+        sys.exit(1)
