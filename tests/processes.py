@@ -1,4 +1,5 @@
-"""Real processes for integration and end-to-end tests: `crmhub serve`, the demo target.
+"""Real processes for integration and end-to-end tests: `crmhub serve`, the demo target, a
+redis-server of a test's own.
 
 Everything listens on 127.0.0.1 only, on free ports, and is stopped (and checked to have
 stopped) by the fixture that started it.
@@ -19,8 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import redis
 
-from core.embedded_redis import free_port
+from core.embedded_redis import find_redis_server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CRMHUB = str(Path(sys.executable).parent / "crmhub")
@@ -34,6 +36,60 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1,  # type:
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+class PrivateRedis:
+    """A throwaway redis-server on a fixed port that can be stopped (or killed) and started
+    again on that port, for tests that take Redis away; never the shared one.
+
+    `appendonly`: keep the data across a restart, with the ledger's own durability settings
+    (AOF, fsync every second, noeviction); a clean stop loses nothing.
+    """
+
+    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
+        self.directory = directory
+        self.appendonly = appendonly
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        durability = (["--appendonly", "yes", "--appendfsync", "everysec",
+                       "--maxmemory-policy", "noeviction"] if self.appendonly
+                      else ["--appendonly", "no"])
+        self.process = subprocess.Popen(
+            [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", *durability, "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                # after a restart the AOF is replayed first (LOADING until done)
+                client.ping()
+                break
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def stop(self) -> None:
+        """A clean shutdown (SIGTERM): Redis writes out its AOF before it exits."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: the host losing power, as far as the hub can tell."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
 
 
 class FakeServer:

@@ -29,7 +29,7 @@ ALERT_INTERVAL_SECONDS = 5.0
 def make_celery(settings: Settings) -> Celery:
     redis_url = resolve_redis_url(settings)
     app = Celery("crmhub", broker=settings.broker_url or redis_url,
-                 include=["workers.tasks"])
+                 include=["workers.tasks"], amqp="workers.broker:PromptReconnectAMQP")
     app.conf.update(
         task_default_queue=settings.celery_queue,
         task_acks_late=True,
@@ -39,6 +39,10 @@ def make_celery(settings: Settings) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
+        # a lost broker is tried again every second (workers.broker) for as long as it takes:
+        # a worker or scheduler that gave up would stay down after Redis came back
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
         broker_transport_options={
             "global_keyprefix": settings.celery_keyprefix,
             "visibility_timeout": VISIBILITY_TIMEOUT,

@@ -32,10 +32,6 @@ class LedgerReads:
             raw = self.redis.get(self.key("conn", connection, "pause"))
         return json.loads(raw) if raw else None
 
-    def ping(self) -> None:
-        with translate_redis_errors():
-            self.redis.ping()
-
     def raw_delivery(self, delivery_id: str) -> dict[str, str]:
         with translate_redis_errors():
             return decode(self.redis.hgetall(self.key("dlv", delivery_id)))

@@ -67,6 +67,12 @@ class Ledger(LedgerReads):
                          for name in SCRIPTS}
         self._lane = ScriptLane(client)     # scripts run on a connection of their own
 
+    def ping(self) -> None:
+        """Redis answers on the scripts' own connection, the one every record goes through
+        (the shared pool answering says nothing about it)."""
+        with translate_redis_errors():
+            self._lane.ping()
+
     # keys -----------------------------------------------------------------------------
     def dedupe_key(self, source: str, external_id: str) -> str:
         return self.key("dedupe", source, external_id)

@@ -9,55 +9,18 @@ server is disturbed."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+from processes import PrivateRedis
 
-from core.embedded_redis import find_redis_server, free_port
 from core.errors import LedgerUnavailable
 from core.ledger import Ledger, NewDelivery, NewEvent
 from core.queue import HintQueue
 from core.redis_client import connect
-
-
-class PrivateRedis:
-    """A throwaway redis-server on a fixed port that can be stopped and started again."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
 
 @pytest.fixture
@@ -119,3 +82,26 @@ def test_redis_down_is_ledger_unavailable_and_up_again_is_recorded(
     server.start()
     (result,) = ledger.record([event(2)], time.time())
     assert (result.event_id, result.duplicate) == ("evt_2", False)
+
+
+def test_a_thousand_failed_calls_leave_nothing_behind_and_the_next_is_recorded(
+        server: PrivateRedis) -> None:
+    """Issue 9: each failed call used to leak a slot of redis-py's connection pool (100), so
+    after ~50 the ledger answered "Too many connections" for good, Redis back or not."""
+    ledger = make_ledger(server.url)
+    ledger.record([event(0)], time.time())
+    server.stop()
+
+    for n in range(1, 1001):
+        with pytest.raises(LedgerUnavailable, match="unreachable") as failure:
+            ledger.record([event(n)], time.time())
+    assert "Too many connections" not in str(failure.value)
+    with pytest.raises(LedgerUnavailable):
+        ledger.ping()
+
+    server.start()
+    ledger.ping()
+    (result,) = ledger.record([event(1001)], time.time())
+    assert (result.event_id, result.duplicate) == ("evt_1001", False)
+    # and the shared pool is untouched for everything else (reads, locks)
+    assert ledger.raw_event("evt_1001")["state"] == "recorded"

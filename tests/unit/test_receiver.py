@@ -293,3 +293,24 @@ def test_metrics_report_the_ledger_down_instead_of_failing(settings: Settings) -
     client = create_app(settings, redis_client=down).test_client()
     samples = metric_samples(client)
     assert samples[("crmhub_ledger_up", ())] == 0
+
+
+def test_after_a_redis_outage_of_1000_refused_webhooks_the_next_is_recorded(
+        settings: Settings) -> None:
+    """Issue 9: failed calls used to leak connection-pool slots (~50 exhausted it), and every
+    webhook after Redis came back was 503 "Too many connections" while /readyz said ready."""
+    server = fakeredis.FakeServer()
+    client = create_app(settings, redis_client=fakeredis.FakeRedis(server=server)).test_client()
+    assert client.get("/readyz").status_code == 200
+    assert post_stripe(client, stripe_event("evt_before")).status_code == 202
+
+    server.connected = False                       # Redis goes away
+    for n in range(1000):
+        assert post_stripe(client, stripe_event(f"evt_down_{n}")).status_code == 503
+    assert client.get("/readyz").status_code == 503
+
+    server.connected = True                        # and comes back
+    assert client.get("/readyz").status_code == 200
+    response = post_stripe(client, stripe_event("evt_after"))
+    assert response.status_code == 202, response.get_json()
+    assert post_stripe(client, stripe_event("evt_down_7")).status_code == 202   # the retry
