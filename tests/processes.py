@@ -210,27 +210,31 @@ class Hub:
         return self.process.returncode
 
 
+def procfile() -> dict[str, str]:
+    """The Procfile's process types and their command lines."""
+    commands = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, command = line.partition(":")
+            commands[name.strip()] = command.strip()
+    return commands
+
+
 class Part:
-    """One part of the hub as its own process (as the Procfile runs them): web, worker, beat."""
+    """One part of the hub as its own process, started with the Procfile's own command line
+    (web, worker, beat) by a shell, as honcho or Heroku would: the path production runs.
 
-    COMMANDS = {
-        "web": lambda env: [sys.executable, "-m", "gunicorn", "-c",
-                            str(ROOT / "app" / "gunicorn_conf.py"),
-                            "--bind", f"127.0.0.1:{env['CRMHUB_PORT']}", "app.wsgi:app"],
-        "worker": lambda env: [sys.executable, "-m", "celery", "-A", "workers.celery_app",
-                               "worker", "--loglevel", "WARNING", "--concurrency",
-                               env.get("CRMHUB_WORKER_CONCURRENCY", "2"), "--queues",
-                               f"{env['CRMHUB_KEY_PREFIX']}.deliveries,"
-                               f"{env['CRMHUB_KEY_PREFIX']}.control",
-                               "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        "beat": lambda env: [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
-                             "--loglevel", "WARNING", "--schedule",
-                             env["CRMHUB_VAR_DIR"] + "/celerybeat-schedule"],
-    }
+    `bin_dir`: where `gunicorn` and `celery` come from (this interpreter's environment unless
+    told otherwise, such as a virtual environment the wheel was installed into)."""
 
-    def __init__(self, name: str, env: Mapping[str, str], cwd: Path) -> None:
+    def __init__(self, name: str, env: Mapping[str, str], cwd: Path,
+                 bin_dir: Path | None = None) -> None:
         self.name = name
-        self.env = dict(env)
+        bin_path = str(bin_dir or Path(sys.executable).parent)
+        self.env = {**env, "PATH": f"{bin_path}:{env.get('PATH', '/usr/bin:/bin')}"}
+        if "CRMHUB_PORT" in self.env:
+            self.env.setdefault("PORT", self.env["CRMHUB_PORT"])   # the Procfile binds $PORT
+        self.env.setdefault("CRMHUB_HOST", "127.0.0.1")             # loopback only, in tests
         self.cwd = cwd
         self.log_path = cwd / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -238,9 +242,9 @@ class Part:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.COMMANDS[self.name](self.env), env=self.env,
-                                        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(["bash", "-c", f"exec {procfile()[self.name]}"],
+                                        env=self.env, cwd=self.cwd, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
     def kill(self) -> None:

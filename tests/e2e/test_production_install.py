@@ -10,10 +10,7 @@ worker and beat exactly as the Procfile says; a signed webhook must end up at th
 
 from __future__ import annotations
 
-import os
-import shlex
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,11 +20,12 @@ import httpx
 import pytest
 from conftest import delete_prefix
 from hubtest import STRIPE_SECRET, signed, stripe_event
-from processes import ROOT, DemoTarget, wait_until
+from processes import ROOT, DemoTarget, Part, procfile, wait_until
 
 from core.embedded_redis import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("install")]
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("install"),
+              pytest.mark.timeout(900)]  # minutes on a loaded 2-core machine
 
 CONFIG = """
 sources:
@@ -51,16 +49,6 @@ mappings:
       name: data.object.name
       phone: {{from: data.object.phone, transform: [{{e164: {{region: US}}}}]}}
 """
-
-
-def procfile() -> dict[str, str]:
-    """The Procfile's process types and their command lines."""
-    commands = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            name, _, command = line.partition(":")
-            commands[name.strip()] = command.strip()
-    return commands
 
 
 def tracked_tree(destination: Path) -> Path:
@@ -89,30 +77,6 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
-class ProcfileProcess:
-    """One Procfile line run by a shell, as honcho or Heroku would."""
-
-    def __init__(self, name: str, command: str, env: dict[str, str], cwd: Path) -> None:
-        self.name = name
-        self.log_path = cwd / f"{name}.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(["bash", "-c", f"exec {command}"], env=env, cwd=cwd,
-                                            stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-
-    def output(self) -> str:
-        return f"--- {self.name} ---\n{self.log_path.read_text(errors='replace')}"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-
-
 @pytest.fixture
 def target() -> Iterator[DemoTarget]:
     server = DemoTarget()
@@ -132,17 +96,17 @@ def test_the_wheel_without_dev_extras_runs_the_procfile_from_outside_the_checkou
 
     (tmp_path / "crmhub.yaml").write_text(CONFIG.format(target=target.url))
     port = free_port()
-    env = {"PATH": f"{installed / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
-           "LANG": "C.UTF-8", "PORT": str(port), "CRMHUB_REDIS_URL": real_redis_url,
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+           "PORT": str(port), "CRMHUB_REDIS_URL": real_redis_url,
            "CRMHUB_KEY_PREFIX": key_prefix, "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
-    processes = [ProcfileProcess(name, command, env, tmp_path)
-                 for name, command in procfile().items()]
+    processes = [Part(name, env, tmp_path, bin_dir=installed / "bin") for name in procfile()]
     assert {p.name for p in processes} == {"web", "worker", "beat"}
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
 
     def ready() -> bool:
         for p in processes:
-            assert p.process.poll() is None, "\n".join(q.output() for q in processes)
+            assert p.process is not None and p.process.poll() is None, \
+                "\n".join(q.output() for q in processes)
         try:
             return http.get("/readyz").status_code == 200
         except httpx.TransportError:
@@ -163,8 +127,8 @@ def test_the_wheel_without_dev_extras_runs_the_procfile_from_outside_the_checkou
         # beat runs too, its schedule under the run directory's var/, not a shared /tmp path
         assert any((tmp_path / "var").glob("celerybeat-schedule*"))
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n" + "\n".join(p.output() for p in processes)
-                             + f"\n{shlex.join(['Procfile', *procfile()])}") from None
+        raise AssertionError(f"{exc}\n" + "\n".join(f"--- {p.name} ---\n{p.output()}"
+                                                  for p in processes)) from None
     finally:
         for p in processes:
             p.stop()

@@ -31,7 +31,8 @@ from processes import CRMHUB, AlertSink, DemoTarget, Part, PrivateRedis, wait_un
 
 from core.embedded_redis import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serve")]
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serve"),
+              pytest.mark.timeout(900)]  # minutes on a loaded 2-core machine
 
 EVENTS = 2000
 CUSTOMERS = 800
@@ -175,10 +176,17 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
                 raise
         assert len(accepted) == EVENTS
 
+        counts: dict[str, int] = {}
+
         def settled() -> bool:
-            counts = _status(env, tmp_path)["counts"]
+            counts.update(_status(env, tmp_path)["counts"])
             return counts["delivered"] + counts["dead"] + counts["superseded"] == EVENTS
-        wait_until(settled, timeout=240, interval=1, message="every delivery to settle")
+        try:
+            wait_until(settled, timeout=480, interval=1, message="every delivery to settle")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; deliveries by state: {counts}\n"
+                                 + "\n".join(f"--- {name} ---\n{part.output()[-3000:]}"
+                                              for name, part in parts.items())) from None
         elapsed = time.monotonic() - started
 
         ledger = redis.Redis.from_url(redis_server.url, decode_responses=True)
