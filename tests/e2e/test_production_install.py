@@ -171,3 +171,34 @@ def test_the_wheel_without_dev_extras_runs_the_procfile_from_outside_the_checkou
         import redis
 
         delete_prefix(redis.Redis.from_url(real_redis_url), key_prefix)
+
+
+def test_the_procfile_processes_refuse_what_config_check_refuses_with_the_same_problems(
+        installed: Path, real_redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    """Each process type checks the configuration as `crmhub config check` does and, on any
+    problem, lists them all and exits 2, instead of running on it (a worker that fails every
+    task, a receiver that accepts webhooks nothing can deliver)."""
+    bad = CONFIG.format(target="http://127.0.0.1:9").replace("connector: http",
+                                                             "connector: htp")
+    (tmp_path / "crmhub.yaml").write_text(bad)                    # and no secret set
+    env = {"PATH": f"{installed / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "LANG": "C.UTF-8", "PORT": str(free_port()), "CRMHUB_REDIS_URL": real_redis_url,
+           "CRMHUB_KEY_PREFIX": key_prefix}
+    check = subprocess.run([str(installed / "bin" / "crmhub"), "config", "check"], env=env,
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert check.returncode == 2, check.stdout + check.stderr
+    problems = check.stdout.splitlines()[:-1]
+    assert len(problems) == 2 and "unknown connector 'htp'" in problems[1]
+    assert "STRIPE_WEBHOOK_SECRET is not set" in problems[0]
+
+    processes = [ProcfileProcess(name, command, env, tmp_path)
+                 for name, command in procfile().items()]
+    try:
+        for p in processes:
+            assert p.process.wait(60) == 2, p.output()
+            output = p.output()
+            for problem in problems:
+                assert f"crmhub {p.name}: {problem}" in output, output
+    finally:
+        for p in processes:
+            p.stop()
