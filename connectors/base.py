@@ -132,7 +132,7 @@ class Connector(ABC):
         self.oauth: OAuth2Session | None = None
         if connection.auth.get("type") == "oauth2":
             if tokens is None:
-                raise ValueError("an oauth2 connection needs the shared token store")
+                raise TypeError("an oauth2 connection needs the shared token store (tokens=)")
             self.oauth = OAuth2Session(connection.name, connection.auth, environ, tokens,
                                        self.client, self.default_token_url)
 

@@ -516,3 +516,33 @@ def test_signature_headers_cover_what_sign_produces(variant: tuple[str, dict[str
                 and not h.lower().endswith(("-version", "-timestamp"))]
     assert carrying
     assert all(h.lower() in redacted for h in carrying), (carrying, redacted)
+
+
+def test_send_test_says_when_a_secret_cannot_sign_for_its_scheme(write_config: Any,
+                                                                   tmp_path: Path) -> None:
+    """A Standard Webhooks secret must be whsec_<base64>: signing with another is a
+    SignatureError, and `crmhub send-test` names the variable instead of a traceback."""
+    from click.testing import CliRunner
+    from conftest import make_settings
+
+    from app.cli import main
+    from app.cli.common import CliContext
+
+    path = write_config("""
+        sources:
+          orders: {verify: {scheme: standard_webhooks, secret_env: ORDERS_SECRET}}
+        connections: {}
+        mappings: {}
+    """)
+    with pytest.raises(SignatureError, match="not a Standard Webhooks key"):
+        get_scheme("standard_webhooks").sign(body=b"{}", secret="plain-text",
+                                             options=VerifyOptions(scheme="standard_webhooks"),
+                                             now=0)
+    payload = tmp_path / "order.json"
+    payload.write_text("{}")
+    settings = make_settings(path, "unused", ORDERS_SECRET="plain-text")
+    result = CliRunner().invoke(main, ["send-test", "orders", str(payload)],
+                                obj=CliContext(_settings=settings))
+    assert result.exit_code == 2, result.output
+    assert "cannot sign for 'orders' (standard_webhooks): the secret is not a Standard " \
+        "Webhooks key (whsec_<base64>); check ORDERS_SECRET" in result.output
