@@ -34,6 +34,8 @@ TypeError for a caller's bug (an argument missing, a case that cannot happen).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CrmhubError(Exception):
     """The root of everything crmhub raises on purpose."""
@@ -62,7 +64,7 @@ class DataError(HubError):
     """Never retried: the event cannot be written as it is. Dead-lettered with a category."""
 
     def __init__(self, message: str, *, category: str = "rejected_by_target",
-                 problems: list[dict[str, object]] | None = None,
+                 problems: list[dict[str, Any]] | None = None,
                  status: int | None = None, excerpt: str = "") -> None:
         super().__init__(message)
         self.category = category

@@ -12,7 +12,7 @@ import os
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import fakeredis
@@ -55,6 +55,16 @@ def real_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+def text(reply: object) -> str:
+    """A Redis reply as text. The suite's clients answer bytes (str with decode_responses) and
+    redis-py types every reply as either: one place that says which it is."""
+    if isinstance(reply, bytes):
+        return reply.decode()
+    if isinstance(reply, str):
+        return reply
+    raise AssertionError(f"expected text from Redis, got {reply!r}")
+
+
 def delete_prefix(client: redis.Redis, prefix: str) -> None:
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
         client.delete(key)
@@ -76,7 +86,7 @@ def real_redis(real_redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def write_config(tmp_path: Path):  # type: ignore[no-untyped-def]
+def write_config(tmp_path: Path) -> Callable[..., Path]:
     """Write a YAML config (dedented) into the test's directory and return its path."""
 
     def write(text: str, name: str = "crmhub.yaml") -> Path:

@@ -69,9 +69,9 @@ def hub_env(tmp_path: Path, target: DemoTarget, **extra: str) -> dict[str, str]:
             **extra}
 
 
-def send(hub: Hub, event: dict, **kw: object) -> httpx.Response:
+def send(hub: Hub, event: dict) -> httpx.Response:
     body, headers = signed("stripe", event, STRIPE_SECRET)
-    return hub.http.post("/webhooks/stripe", content=body, headers=headers, **kw)
+    return hub.http.post("/webhooks/stripe", content=body, headers=headers)
 
 
 def exercise_contract(hub: Hub, target: DemoTarget) -> list[str]:

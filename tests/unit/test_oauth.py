@@ -34,7 +34,7 @@ import fakeredis
 import httpx
 import pytest
 from click.testing import CliRunner
-from conftest import make_settings
+from conftest import make_settings, text
 
 from app.cli import main
 from app.cli.common import EXIT_NOT_FOUND, CliContext
@@ -206,7 +206,7 @@ def test_first_use_refreshes_with_the_env_token_and_shares_the_result_in_redis(
                     "client_id": ENV["HUBSPOT_CLIENT_ID"],
                     "client_secret": ENV["HUBSPOT_CLIENT_SECRET"]}
     assert fake.bearers() == ["CJSP-access-1"]
-    raw = json.loads(client.get(f"{PREFIX}:conn:hubspot:oauth"))
+    raw = json.loads(text(client.get(f"{PREFIX}:conn:hubspot:oauth")))
     assert raw["access_token"] == "CJSP-access-1"
     assert raw["refresh_token"] == ENV["HUBSPOT_REFRESH_TOKEN"]
     assert before <= raw["obtained_at"] <= time.time()

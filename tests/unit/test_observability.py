@@ -10,8 +10,9 @@ import gzip
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -103,8 +104,8 @@ def test_a_receiver_error_reaches_sentry_without_the_senders_secrets(
 
 @pytest.mark.parametrize("process", ["worker", "beat"])
 def test_the_worker_and_beat_initialise_sentry_at_start(
-        process: str, collector: SentryCollector, tmp_path, write_config,  # type: ignore[no-untyped-def]
-        monkeypatch) -> None:
+        process: str, collector: SentryCollector, tmp_path: Path,
+        write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     from celery.signals import beat_init, celeryd_init
 
     monkeypatch.setenv("CRMHUB_REDIS_URL", "redis://127.0.0.1:9/0")   # read at import only

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import fakeredis
 import pytest
 from click.testing import CliRunner
-from conftest import make_settings
+from conftest import make_settings, text
 from hubtest import STRIPE_SECRET, signed, stripe_event
 
 from app import create_app
@@ -177,7 +177,7 @@ def test_a_running_receiver_and_worker_refuse_a_reload_with_the_same_problems(
     body, headers = signed("stripe", stripe_event("evt_1"), STRIPE_SECRET)
     assert web.post("/webhooks/stripe", data=body, headers=headers).status_code == 202
     assert runtime_holder.get() is runtime
-    refused = {process.decode().partition("@")[0]: json.loads(entry)["problems"]
+    refused = {text(process).partition("@")[0]: json.loads(entry)["problems"]
                for process, entry in install.redis.hgetall(f"{install.prefix}:config:refused")
                .items()}
     assert refused == {"web": checked, "worker": checked}

@@ -336,7 +336,7 @@ class FakeWorker(threading.Thread):
                 if self.ledger.claim(delivery_id, token="w", now=now,
                                      lease_seconds=60).status != "claimed":
                     continue
-                category, error = ("", "") if end == "delivered" else end
+                category, error = end if isinstance(end, tuple) else ("", "")
                 self.ledger.finish(delivery_id, token="w", now=now,
                                    outcome="delivered" if end == "delivered" else "dead",
                                    attempt={"at": now}, category=category, error=error)

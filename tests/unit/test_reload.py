@@ -21,7 +21,7 @@ import fakeredis
 import httpx
 import pytest
 from click.testing import CliRunner, Result
-from conftest import make_settings
+from conftest import make_settings, text
 from hubtest import STRIPE_SECRET, signed, stripe_event
 
 from app import create_app
@@ -187,7 +187,7 @@ def test_a_configuration_a_process_cannot_load_is_refused_and_the_old_one_kept(
     now[0] += 2
     assert live.current() is kept and live.generation == 0
     [(process, entry)] = hub.redis.hgetall(f"{hub.prefix}:config:refused").items()
-    assert process.decode().startswith("worker@")
+    assert text(process).startswith("worker@")
     assert json.loads(entry)["generation"] == 1
     assert "acton" in json.loads(entry)["problems"][0]
     hub.write(FIXED)                     # not tried again until the next announcement

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from werkzeug.datastructures import Headers
@@ -121,7 +121,9 @@ def _request(headers: Mapping[str, str] | Headers, body: bytes = b"{}", method: 
              url: str = "https://hub.example.com/hooks/src") -> SignedRequest:
     if not isinstance(headers, Headers):
         headers = CaseInsensitiveHeaders(headers)
-    return SignedRequest(method=method, url=url, headers=headers, body=body)
+    # werkzeug's Headers is what the receiver has; it reads as a Mapping without being one
+    return SignedRequest(method=method, url=url, headers=cast(Mapping[str, str], headers),
+                         body=body)
 
 
 def _outcome(scheme: str, request: SignedRequest, secrets: list[str], options: VerifyOptions,
