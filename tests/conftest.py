@@ -22,7 +22,14 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from click.testing import CliRunner, Result  # noqa: E402
+
+from app.cli import main  # noqa: E402
+from app.cli.common import CliContext  # noqa: E402
+from core.config import Config  # noqa: E402
 from core.embedded_redis import EmbeddedRedis  # noqa: E402
+from core.ledger import Ledger  # noqa: E402
+from core.queue import HintQueue  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 
@@ -103,3 +110,20 @@ def make_settings(config_path: Path, key_prefix: str, redis_url: str | None = No
     if redis_url:
         environ["CRMHUB_REDIS_URL"] = redis_url
     return Settings.from_env(environ)
+
+
+def hub_ledger(settings: Settings, client: redis.Redis | None = None) -> Ledger:
+    """The ledger a hub with `settings` uses (as its processes build it), on `client` (a
+    fresh fakeredis unless given)."""
+    return Ledger(client if client is not None else fakeredis.FakeRedis(),
+                  prefix=settings.key_prefix,
+                  queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
+                  dedupe_ttl_seconds=settings.dedupe_ttl_seconds)
+
+
+def crmhub(settings: Settings, *args: str, ledger: Ledger | None = None,
+           config: Config | None = None, stdin: str | None = None) -> Result:
+    """`crmhub ARGS` in-process with `settings` (and the `ledger` or `config` given, instead
+    of the ones the command would build from them)."""
+    ctx = CliContext(_settings=settings, _config=config, _ledger=ledger)
+    return CliRunner().invoke(main, list(args), obj=ctx, input=stdin)

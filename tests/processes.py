@@ -155,7 +155,11 @@ class Hub:
 
 
 class Part:
-    """One part of the hub as its own process (as the Procfile runs them): web, worker, beat."""
+    """One part of the hub as its own process (as the Procfile runs them): web, worker, beat.
+
+    `command`: a Procfile line's command, run by a shell from `cwd` as honcho or Heroku would
+    (with the environment's PATH); without it, the part's command from this checkout.
+    """
 
     COMMANDS = {
         "web": lambda env: [sys.executable, "-m", "gunicorn", "-c",
@@ -172,19 +176,22 @@ class Part:
                              env["CRMHUB_VAR_DIR"] + "/celerybeat-schedule"],
     }
 
-    def __init__(self, name: str, env: Mapping[str, str], cwd: Path) -> None:
+    def __init__(self, name: str, env: Mapping[str, str], cwd: Path,
+                 command: str | None = None) -> None:
         self.name = name
         self.env = dict(env)
         self.cwd = cwd
+        self.command = command
         self.log_path = cwd / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
+        args, cwd = (["bash", "-c", f"exec {self.command}"], self.cwd) if self.command \
+            else (self.COMMANDS[self.name](self.env), ROOT)
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.COMMANDS[self.name](self.env), env=self.env,
-                                        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(args, env=self.env, cwd=cwd, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
     def kill(self) -> None:

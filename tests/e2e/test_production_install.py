@@ -10,10 +10,8 @@ worker and beat exactly as the Procfile says; a signed webhook must end up at th
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,35 +20,12 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import delete_prefix
-from hubtest import STRIPE_SECRET, signed, stripe_event
-from processes import ROOT, DemoTarget, wait_until
+from hubtest import DEMO_CRM_CONFIG, STRIPE_SECRET, signed, stripe_event
+from processes import ROOT, DemoTarget, Part, wait_until
 
 from core.embedded_redis import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("install")]
-
-CONFIG = """
-sources:
-  stripe:
-    verify: {{scheme: stripe, secret_env: STRIPE_WEBHOOK_SECRET}}
-    event_id: id
-    event_type: type
-connections:
-  crm:
-    connector: http
-    base_url: {target}
-mappings:
-  customers:
-    source: stripe
-    when: {{event_type: customer.created}}
-    connection: crm
-    object: contacts
-    match: {{field: email, from: data.object.email, normalize: email}}
-    fields:
-      email: {{from: data.object.email, transform: [email]}}
-      name: data.object.name
-      phone: {{from: data.object.phone, transform: [{{e164: {{region: US}}}}]}}
-"""
 
 
 def procfile() -> dict[str, str]:
@@ -89,28 +64,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
-class ProcfileProcess:
-    """One Procfile line run by a shell, as honcho or Heroku would."""
+def procfile_parts(env: dict[str, str], cwd: Path) -> list[Part]:
+    """Each Procfile line run by a shell from `cwd`, as honcho or Heroku would."""
+    return [Part(name, env, cwd, command=command) for name, command in procfile().items()]
 
-    def __init__(self, name: str, command: str, env: dict[str, str], cwd: Path) -> None:
-        self.name = name
-        self.log_path = cwd / f"{name}.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(["bash", "-c", f"exec {command}"], env=env, cwd=cwd,
-                                            stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
 
-    def output(self) -> str:
-        return f"--- {self.name} ---\n{self.log_path.read_text(errors='replace')}"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+def outputs(parts: list[Part]) -> str:
+    return "\n".join(f"--- {p.name} ---\n{p.output()}" for p in parts)
 
 
 @pytest.fixture
@@ -130,19 +90,18 @@ def test_the_wheel_without_dev_extras_runs_the_procfile_from_outside_the_checkou
                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert "site-packages" in where and str(ROOT) not in where
 
-    (tmp_path / "crmhub.yaml").write_text(CONFIG.format(target=target.url))
+    (tmp_path / "crmhub.yaml").write_text(DEMO_CRM_CONFIG.format(target=target.url))
     port = free_port()
     env = {"PATH": f"{installed / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
            "LANG": "C.UTF-8", "PORT": str(port), "CRMHUB_REDIS_URL": real_redis_url,
            "CRMHUB_KEY_PREFIX": key_prefix, "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
-    processes = [ProcfileProcess(name, command, env, tmp_path)
-                 for name, command in procfile().items()]
+    processes = procfile_parts(env, tmp_path)
     assert {p.name for p in processes} == {"web", "worker", "beat"}
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
 
     def ready() -> bool:
         for p in processes:
-            assert p.process.poll() is None, "\n".join(q.output() for q in processes)
+            assert p.process is not None and p.process.poll() is None, outputs(processes)
         try:
             return http.get("/readyz").status_code == 200
         except httpx.TransportError:
@@ -163,7 +122,7 @@ def test_the_wheel_without_dev_extras_runs_the_procfile_from_outside_the_checkou
         # beat runs too, its schedule under the run directory's var/, not a shared /tmp path
         assert any((tmp_path / "var").glob("celerybeat-schedule*"))
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n" + "\n".join(p.output() for p in processes)
+        raise AssertionError(f"{exc}\n" + outputs(processes)
                              + f"\n{shlex.join(['Procfile', *procfile()])}") from None
     finally:
         for p in processes:
@@ -178,7 +137,7 @@ def test_the_procfile_processes_refuse_what_config_check_refuses_with_the_same_p
     """Each process type checks the configuration as `crmhub config check` does and, on any
     problem, lists them all and exits 2, instead of running on it (a worker that fails every
     task, a receiver that accepts webhooks nothing can deliver)."""
-    bad = CONFIG.format(target="http://127.0.0.1:9").replace("connector: http",
+    bad = DEMO_CRM_CONFIG.format(target="http://127.0.0.1:9").replace("connector: http",
                                                              "connector: htp")
     (tmp_path / "crmhub.yaml").write_text(bad)                    # and no secret set
     env = {"PATH": f"{installed / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
@@ -191,14 +150,12 @@ def test_the_procfile_processes_refuse_what_config_check_refuses_with_the_same_p
     assert len(problems) == 2 and "unknown connector 'htp'" in problems[1]
     assert "STRIPE_WEBHOOK_SECRET is not set" in problems[0]
 
-    processes = [ProcfileProcess(name, command, env, tmp_path)
-                 for name, command in procfile().items()]
+    processes = procfile_parts(env, tmp_path)
     try:
         for p in processes:
-            assert p.process.wait(60) == 2, p.output()
-            output = p.output()
+            assert p.process is not None and p.process.wait(60) == 2, outputs([p])
             for problem in problems:
-                assert f"crmhub {p.name}: {problem}" in output, output
+                assert f"crmhub {p.name}: {problem}" in p.output(), outputs([p])
     finally:
         for p in processes:
             p.stop()

@@ -14,42 +14,20 @@ from types import SimpleNamespace
 
 import fakeredis
 import pytest
-from click.testing import CliRunner
-from conftest import make_settings, text
-from hubtest import STRIPE_SECRET, signed, stripe_event
+from conftest import crmhub, make_settings, text
+from hubtest import CRM_CONFIG, CRM_ENV, STRIPE_SECRET, signed, stripe_event
 
 from app import create_app
-from app.cli import main
-from app.cli.common import CliContext
 from core.errors import ConfigError
 from core.reload import generation_key
 
 ROOT = Path(__file__).resolve().parents[2]
 WriteConfig = Callable[..., Path]   # the conftest fixture
 
-GOOD = """\
-sources:
-  stripe:
-    verify: {scheme: stripe, secret_env: STRIPE_WEBHOOK_SECRET}
-    event_id: id
-    event_type: type
-connections:
-  crm:
-    connector: http
-    base_url: https://crm.example.com/api
-    auth: {type: bearer, token_env: CRM_TOKEN}
-mappings:
-  customers:
-    source: stripe
-    connection: crm
-    object: contacts
-    match: {field: email, from: data.object.email}
-    fields: {email: data.object.email}
-"""
+GOOD = CRM_CONFIG
 #: what the worker refused and `config check` used to accept (an unknown connector), and a
 #: secret this host lacks: neither is a shape problem
 BAD = GOOD.replace("connector: http", "connector: htp").replace("CRM_TOKEN", "CRM_TOKN")
-ENV = {"STRIPE_WEBHOOK_SECRET": STRIPE_SECRET, "CRM_TOKEN": "pat-1"}
 
 
 class Install:
@@ -59,7 +37,7 @@ class Install:
                  monkeypatch: pytest.MonkeyPatch) -> None:
         self.path = write_config(GOOD)
         self.prefix = key_prefix
-        self.settings = make_settings(self.path, key_prefix, redis_url="redis://unused", **ENV)
+        self.settings = make_settings(self.path, key_prefix, redis_url="redis://unused", **CRM_ENV)
         self.redis = fakeredis.FakeRedis()
         for name, value in self.settings.environ.items():     # for what reads os.environ
             monkeypatch.setenv(name, value)
@@ -70,7 +48,7 @@ class Install:
 
     def cli(self, *args: str) -> list[str]:
         """The problems a `crmhub` command prints (stdout or stderr), having exited 2."""
-        result = CliRunner().invoke(main, list(args), obj=CliContext(_settings=self.settings))
+        result = crmhub(self.settings, *args)
         assert result.exit_code == 2, result.output
         return [line.removeprefix("crmhub: ") for line in result.output.splitlines()
                 if line.startswith((str(self.path), f"crmhub: {self.path}"))]
@@ -133,8 +111,7 @@ def test_config_check_and_every_process_accept_and_refuse_the_same_configuration
         install: Install, celery_settings: None, capsys: pytest.CaptureFixture[str]) -> None:
     from workers import runtime_holder
 
-    result = CliRunner().invoke(main, ["config", "check"],
-                                obj=CliContext(_settings=install.settings))
+    result = crmhub(install.settings, "config", "check")
     assert result.exit_code == 0, result.output
     gunicorn_master_start()
     worker_start()

@@ -524,11 +524,7 @@ def test_send_test_says_when_a_secret_cannot_sign_for_its_scheme(write_config: A
                                                                    tmp_path: Path) -> None:
     """A Standard Webhooks secret must be whsec_<base64>: signing with another is a
     SignatureError, and `crmhub send-test` names the variable instead of a traceback."""
-    from click.testing import CliRunner
-    from conftest import make_settings
-
-    from app.cli import main
-    from app.cli.common import CliContext
+    from conftest import crmhub, make_settings
 
     path = write_config("""
         sources:
@@ -543,8 +539,7 @@ def test_send_test_says_when_a_secret_cannot_sign_for_its_scheme(write_config: A
     payload = tmp_path / "order.json"
     payload.write_text("{}")
     settings = make_settings(path, "unused", ORDERS_SECRET="plain-text")
-    result = CliRunner().invoke(main, ["send-test", "orders", str(payload)],
-                                obj=CliContext(_settings=settings))
+    result = crmhub(settings, "send-test", "orders", str(payload))
     assert result.exit_code == 2, result.output
     assert "cannot sign for 'orders' (standard_webhooks): the secret is not a Standard " \
         "Webhooks key (whsec_<base64>); check ORDERS_SECRET" in result.output
