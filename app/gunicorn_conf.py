@@ -35,14 +35,12 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Refuse a configuration `crmhub config check` refuses (every problem listed once, exit
-    2, instead of each worker failing to boot with a traceback), and an address something
-    already listens on (see app/listen.py for why)."""
+    """Refuse an address something already listens on (see app/listen.py for why), then a
+    configuration `crmhub config check` refuses (every problem listed once, exit 2, instead
+    of each worker failing to boot with a traceback)."""
     from app.listen import address_in_use
     from connectors.validation import config_or_exit
     from core.settings import Settings
-
-    config_or_exit(Settings.from_env(), "web")
 
     for address in server.cfg.address:
         if isinstance(address, tuple):        # a unix socket path: gunicorn checks those itself
@@ -50,6 +48,7 @@ def on_starting(server):
             if problem:
                 server.log.error(problem)
                 sys.exit(1)
+    config_or_exit(Settings.from_env(), "web")
 
 
 def when_ready(server):
