@@ -8,7 +8,7 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import InternalServerError
 
-from core.config import Config, load_config
+from core.config import Config
 from core.observability import init_sentry
 from core.settings import Settings
 
@@ -19,6 +19,7 @@ def create_app(settings: Settings | None = None, *, config: Config | None = None
     a `crmhub reload` makes it read the config again, keeping the old one if that fails."""
     from app import health, metrics, webhooks
     from app.runtime import Hub, build_hub, reconfigured
+    from connectors.validation import validated_config
     from core.redis_client import connect, resolve_redis_url
     from core.reload import Reloadable, read_generation
 
@@ -35,8 +36,7 @@ def create_app(settings: Settings | None = None, *, config: Config | None = None
 
     # `crmhub reload`: checked before each webhook, at most once a second (core/reload.py)
     live = Reloadable(hub, generation=generation, client=client, prefix=settings.key_prefix,
-                      kind="web", load=lambda: load_config(settings.config_path,
-                                                           settings.environ),
+                      kind="web", load=lambda: validated_config(settings),
                       rebuild=reconfigured, swapped=swapped)
     # the hot endpoint is plain WSGI in front of Flask (see app/webhooks.py for why)
     app.wsgi_app = webhooks.WebhookReceiver(app.wsgi_app, live)  # type: ignore[method-assign]

@@ -35,8 +35,12 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Refuse an address something already listens on (see app/listen.py for why)."""
+    """Refuse an address something already listens on (see app/listen.py for why), then a
+    configuration `crmhub config check` refuses (every problem listed once, exit 2, instead
+    of each worker failing to boot with a traceback)."""
     from app.listen import address_in_use
+    from connectors.validation import config_or_exit
+    from core.settings import Settings
 
     for address in server.cfg.address:
         if isinstance(address, tuple):        # a unix socket path: gunicorn checks those itself
@@ -44,6 +48,7 @@ def on_starting(server):
             if problem:
                 server.log.error(problem)
                 sys.exit(1)
+    config_or_exit(Settings.from_env(), "web")
 
 
 def when_ready(server):
@@ -51,7 +56,7 @@ def when_ready(server):
     receiver and worker process loads the new configuration in place, core/reload.py),
     instead of gunicorn's own reload, which would start new workers on a configuration nobody
     checked (a bad one would stop the receiver)."""
-    from app.runtime import validated_config
+    from connectors.validation import validated_config
     from core.redis_client import connect, resolve_redis_url
     from core.reload import reload_now
     from core.settings import Settings

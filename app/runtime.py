@@ -9,8 +9,8 @@ from dataclasses import dataclass, replace
 import redis
 
 from app.answer_counts import AnswerCounts
-from connectors.registry import CONNECTORS
-from core.config import Config, MappingConfig, SourceConfig, load_config
+from connectors.validation import validated_config
+from core.config import Config, MappingConfig, SourceConfig
 from core.ledger import Ledger
 from core.ledger.group import GroupRecorder
 from core.queue import HintQueue
@@ -55,18 +55,10 @@ class Hub:
     answers: AnswerCounts               # what the receiver answered, for /metrics
 
 
-def validated_config(settings: Settings) -> Config:
-    """The configuration as the hub runs it: shape, references, the connectors this install
-    has, and every secret in the environment; or ConfigError with every problem. What `crmhub
-    config check`, `crmhub reload` and `crmhub serve` accept, so what every process loads."""
-    return load_config(settings.config_path, settings.environ, check_secrets=True,
-                       connectors=CONNECTORS)
-
-
 def build_hub(settings: Settings, config: Config | None = None,
               client: redis.Redis | None = None) -> Hub:
     if config is None:
-        config = load_config(settings.config_path, settings.environ)
+        config = validated_config(settings)     # as `crmhub config check` checks it
     if client is None:
         client = connect(resolve_redis_url(settings))
     ledger = Ledger(client, prefix=settings.key_prefix,

@@ -22,6 +22,7 @@ from connectors.oauth import OAuth2Session
 from core.config.model import ConnectionConfig
 from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
 from core.mapping import MappedRecord
+from core.mapping.empty import is_empty
 from core.text import escaped
 from core.tokens import TokenStore
 
@@ -131,7 +132,7 @@ class Connector(ABC):
         self.oauth: OAuth2Session | None = None
         if connection.auth.get("type") == "oauth2":
             if tokens is None:
-                raise ValueError("an oauth2 connection needs the shared token store")
+                raise TypeError("an oauth2 connection needs the shared token store (tokens=)")
             self.oauth = OAuth2Session(connection.name, connection.auth, environ, tokens,
                                        self.client, self.default_token_url)
 
@@ -203,7 +204,7 @@ class Connector(ABC):
             return WriteResult("skipped", skipped_fields=tuple(values),
                                excerpt="update_only: no such record at the target")
         skipped = tuple(name for name in record.target_owned
-                        if existing is not None and not _empty(existing.get(name)))
+                        if existing is not None and not is_empty(existing.get(name)))
         fields = {k: v for k, v in values.items() if k not in skipped}
         result = self.write(record, fields, existing)
         return WriteResult(result.operation, result.status, result.record_id, result.excerpt,
@@ -222,7 +223,3 @@ class Connector(ABC):
 
     def close(self) -> None:
         self.client.close()
-
-
-def _empty(value: Any) -> bool:
-    return value is None or value == "" or value == []

@@ -33,6 +33,7 @@ import httpx
 from connectors.base import Connector, WriteResult, default_classify, excerpt
 from core.errors import DataError, HubError, RateLimited, TransientError
 from core.mapping import MappedRecord
+from core.mapping.empty import is_empty
 
 API = "https://api.hubapi.com"
 TOKEN_URL = "https://api.hubapi.com/oauth/v1/token"
@@ -169,7 +170,7 @@ class HubSpotConnector(Connector):
         for record in records:
             current = existing.get(_key(record.match_value))
             skipped = tuple(name for name in record.target_owned
-                            if current is not None and current.get(name) not in (None, ""))
+                            if current is not None and not is_empty(current.get(name)))
             plans.append((record, {k: v for k, v in record.values().items()
                                    if k not in skipped}, skipped))
         try:

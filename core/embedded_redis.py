@@ -19,11 +19,12 @@ from pathlib import Path
 
 import redis
 
+from core.errors import CrmhubError
 from core.redis_client import ADDRESS_FILE
 
 
-class EmbeddedRedisError(RuntimeError):
-    pass
+class EmbeddedRedisError(CrmhubError, RuntimeError):
+    """The embedded redis-server cannot be found, started or reached; says what to do."""
 
 
 def find_redis_server() -> str:

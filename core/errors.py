@@ -1,11 +1,48 @@
 """The error taxonomy. Foreign errors (httpx, vendor bodies, redis) are translated into these
-once, at the edge that meets them; everything inside the hub speaks only these."""
+once, at the edge that meets them; everything inside the hub speaks only these.
+
+Everything crmhub raises on purpose derives from CrmhubError (tests/unit/test_errors.py walks
+the packages to hold that), so "one of ours, with a message meant for a person" is one
+`except`. Some also keep a builtin base that callers rely on (in parentheses):
+
+    CrmhubError
+    ├── HubError                        a delivery failed, classified (workers/policy.py)
+    │   ├── TransientError              worth retrying: network, timeouts, 408, 5xx
+    │   │   └── RateLimited             429: a connection-wide cooldown, no attempt used
+    │   ├── DataError                   never retried: dead-lettered with a category
+    │   └── AuthError                   credentials refused after a refresh: pause
+    ├── LedgerUnavailable               Redis cannot be reached: 503, the lease runs out
+    ├── ConfigError                     the configuration is invalid: every ConfigProblem
+    ├── BadPayload (ValueError)         a webhook body is not what its source promises: 400
+    │                                   (core/intake.py)
+    ├── SignatureError                  a webhook not proven to come from its sender: 401
+    │                                   (core/signatures/base.py)
+    ├── UnknownScheme (KeyError)        no signature scheme of that name
+    │                                   (core/signatures/registry.py)
+    ├── PathSyntaxError (ValueError)    a dotted path written wrongly (core/paths.py)
+    ├── TransformSpecError (ValueError) a transform written wrongly in the YAML: a
+    │                                   configuration problem (core/mapping/transforms/base.py)
+    ├── TransformError (ValueError)     a value a transform cannot convert: a mapping problem
+    │                                   of that event (core/mapping/transforms/base.py)
+    └── EmbeddedRedisError (RuntimeError)  the embedded redis-server cannot start or answer
+                                        (core/embedded_redis.py)
+
+Not in the tree, on purpose: marshmallow's ValidationError inside the config schema (its
+protocol; the loader turns each into a ConfigProblem), SystemExit (a command's exit code) and
+TypeError for a caller's bug (an argument missing, a case that cannot happen).
+"""
 
 from __future__ import annotations
 
+from typing import Any
 
-class HubError(Exception):
-    """Base of every classified failure."""
+
+class CrmhubError(Exception):
+    """The root of everything crmhub raises on purpose."""
+
+
+class HubError(CrmhubError):
+    """Base of every classified delivery failure."""
 
 
 class TransientError(HubError):
@@ -27,7 +64,7 @@ class DataError(HubError):
     """Never retried: the event cannot be written as it is. Dead-lettered with a category."""
 
     def __init__(self, message: str, *, category: str = "rejected_by_target",
-                 problems: list[dict[str, object]] | None = None,
+                 problems: list[dict[str, Any]] | None = None,
                  status: int | None = None, excerpt: str = "") -> None:
         super().__init__(message)
         self.category = category
@@ -45,12 +82,12 @@ class AuthError(HubError):
         self.excerpt = excerpt
 
 
-class LedgerUnavailable(Exception):
+class LedgerUnavailable(CrmhubError):
     """The ledger store (Redis) cannot be reached: not a delivery failure (so not a HubError);
     the receiver answers 503 + Retry-After, a worker leaves its lease to run out."""
 
 
-class ConfigError(Exception):
+class ConfigError(CrmhubError):
     """The configuration is invalid. Carries every problem found, each naming file and key."""
 
     def __init__(self, problems: list[ConfigProblem]) -> None:

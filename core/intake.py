@@ -22,6 +22,7 @@ from typing import Any
 
 from core.config.model import MappingConfig, SourceConfig
 from core.echo import inbound
+from core.errors import CrmhubError
 from core.ids import new_delivery_id, new_event_id
 from core.instants import instant_ms
 from core.ledger.model import NewDelivery, NewEvent
@@ -44,7 +45,7 @@ _JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a bo
                int: "a number", float: "a number", type(None): "null"}
 
 
-class BadPayload(ValueError):
+class BadPayload(CrmhubError, ValueError):
     """The body is not what the source promises; `detail` says what and where."""
 
     def __init__(self, detail: str) -> None:

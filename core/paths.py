@@ -9,12 +9,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from core.errors import CrmhubError
+
 MISSING: Any = object()
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
-class PathSyntaxError(ValueError):
-    pass
+class PathSyntaxError(CrmhubError, ValueError):
+    """A dotted path (or `header:Name`) written wrongly; says where."""
 
 
 @lru_cache(maxsize=1024)

@@ -12,7 +12,7 @@ import os
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import fakeredis
@@ -22,7 +22,14 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from click.testing import CliRunner, Result  # noqa: E402
+
+from app.cli import main  # noqa: E402
+from app.cli.common import CliContext  # noqa: E402
+from core.config import Config  # noqa: E402
 from core.embedded_redis import EmbeddedRedis  # noqa: E402
+from core.ledger import Ledger  # noqa: E402
+from core.queue import HintQueue  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 
@@ -55,6 +62,16 @@ def real_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+def text(reply: object) -> str:
+    """A Redis reply as text. The suite's clients answer bytes (str with decode_responses) and
+    redis-py types every reply as either: one place that says which it is."""
+    if isinstance(reply, bytes):
+        return reply.decode()
+    if isinstance(reply, str):
+        return reply
+    raise AssertionError(f"expected text from Redis, got {reply!r}")
+
+
 def delete_prefix(client: redis.Redis, prefix: str) -> None:
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
         client.delete(key)
@@ -76,7 +93,7 @@ def real_redis(real_redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def write_config(tmp_path: Path):  # type: ignore[no-untyped-def]
+def write_config(tmp_path: Path) -> Callable[..., Path]:
     """Write a YAML config (dedented) into the test's directory and return its path."""
 
     def write(text: str, name: str = "crmhub.yaml") -> Path:
@@ -93,3 +110,20 @@ def make_settings(config_path: Path, key_prefix: str, redis_url: str | None = No
     if redis_url:
         environ["CRMHUB_REDIS_URL"] = redis_url
     return Settings.from_env(environ)
+
+
+def hub_ledger(settings: Settings, client: redis.Redis | None = None) -> Ledger:
+    """The ledger a hub with `settings` uses (as its processes build it), on `client` (a
+    fresh fakeredis unless given)."""
+    return Ledger(client if client is not None else fakeredis.FakeRedis(),
+                  prefix=settings.key_prefix,
+                  queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
+                  dedupe_ttl_seconds=settings.dedupe_ttl_seconds)
+
+
+def crmhub(settings: Settings, *args: str, ledger: Ledger | None = None,
+           config: Config | None = None, stdin: str | None = None) -> Result:
+    """`crmhub ARGS` in-process with `settings` (and the `ledger` or `config` given, instead
+    of the ones the command would build from them)."""
+    ctx = CliContext(_settings=settings, _config=config, _ledger=ledger)
+    return CliRunner().invoke(main, list(args), obj=ctx, input=stdin)

@@ -1,4 +1,5 @@
-"""Helpers for building signed webhook requests and hub configs in tests."""
+"""Helpers for building signed webhook requests and hub configs in tests, and for recording a
+webhook as the receiver would."""
 
 from __future__ import annotations
 
@@ -6,12 +7,69 @@ import json
 import time
 from typing import Any
 
+from core.config import Config
+from core.intake import build_events
+from core.ledger import Ledger, NewEvent
 from core.signatures import VerifyOptions, get_scheme
 
 STRIPE_SECRET = "whsec_test_stripe_0123456789"
 HUBSPOT_SECRET = "hubspot-client-secret-abcdef"
 GITHUB_SECRET = "github-secret"
 FORMS_SECRET = "forms-secret"
+
+#: Stripe customers to a generic REST CRM with a bearer token: the configuration unit tests
+#: start from (tests/unit/test_config.py counts on its line numbers)
+CRM_CONFIG = """\
+sources:
+  stripe:
+    verify: {scheme: stripe, secret_env: STRIPE_WEBHOOK_SECRET}
+    event_id: id
+    event_type: type
+    occurred_at: created
+connections:
+  crm:
+    connector: http
+    base_url: https://crm.example.com/api/
+    auth: {type: bearer, token_env: CRM_TOKEN}
+mappings:
+  customer-to-contact:
+    source: stripe
+    when: {event_type: [customer.created, customer.updated]}
+    connection: crm
+    object: contacts
+    match: {field: email, from: data.object.email, normalize: email}
+    fields:
+      email: {from: data.object.email, required: true}
+      name: data.object.name
+"""
+CRM_ENV = {"STRIPE_WEBHOOK_SECRET": STRIPE_SECRET, "CRM_TOKEN": "pat-x"}
+
+#: Stripe customers to the demo CRM (examples/demo_target.py) at {target}: what the tests that
+#: run the hub's processes configure (a str.format template)
+DEMO_CRM_CONFIG = """
+sources:
+  stripe:
+    verify: {{scheme: stripe, secret_env: STRIPE_WEBHOOK_SECRET}}
+    event_id: id
+    event_type: type
+    occurred_at: created
+    max_body_bytes: 4096
+connections:
+  crm:
+    connector: http
+    base_url: {target}
+mappings:
+  customers:
+    source: stripe
+    when: {{event_type: [customer.created, customer.updated]}}
+    connection: crm
+    object: contacts
+    match: {{field: email, from: data.object.email, normalize: email}}
+    fields:
+      email: {{from: data.object.email, transform: [email]}}
+      name: data.object.name
+      phone: {{from: data.object.phone, transform: [{{e164: {{region: US}}}}]}}
+"""
 
 RECEIVER_CONFIG = """
 sources:
@@ -87,3 +145,14 @@ def signed(scheme: str, body: bytes | dict[str, Any] | list[Any], secret: str, *
         body=raw, secret=secret, options=VerifyOptions(scheme=scheme, **options),
         now=time.time() if now is None else now, method=method, url=url)
     return raw, {"Content-Type": "application/json", **headers}
+
+
+def record_webhook(config: Config, ledger: Ledger, body: dict[str, Any], *,
+                   source: str = "stripe", now: float | None = None) -> list[NewEvent]:
+    """Record `body` as the receiver does once `source`'s signature checks out: its events
+    with a delivery per mapping that takes them, recorded and published in one step."""
+    now = time.time() if now is None else now
+    events = build_events(config.sources[source], config.mappings_for(source), {}, {},
+                          json.dumps(body), body, now)
+    ledger.record(events, now)
+    return events

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CRMHUB = str(Path(sys.executable).parent / "crmhub")
 
 
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1,  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.1,
                message: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -16,6 +16,7 @@ from celery import Celery
 from celery.beat import PersistentScheduler
 from celery.signals import after_setup_logger, beat_init, celeryd_init
 
+from connectors.validation import config_or_exit
 from core.observability import init_sentry
 from core.redis_client import resolve_redis_url
 from core.settings import Settings
@@ -75,6 +76,20 @@ def _sentry_in_worker(**_: object) -> None:
 @beat_init.connect
 def _sentry_in_beat(**_: object) -> None:
     init_sentry(app.conf.crmhub_settings, "beat")
+
+
+@celeryd_init.connect
+def _worker_refuses_a_bad_configuration(**_: object) -> None:
+    """Check the configuration as `crmhub config check` does before the pool starts: on any
+    problem, list them all and exit 2 (otherwise every task would fail on it)."""
+    config_or_exit(app.conf.crmhub_settings, "worker")
+
+
+@beat_init.connect
+def _beat_refuses_a_bad_configuration(**_: object) -> None:
+    """The beat holds nothing from the YAML, but a hub half-started on a configuration its
+    worker refuses is worse than one that says why it does not start: the same check."""
+    config_or_exit(app.conf.crmhub_settings, "beat")
 
 
 class Scheduler(PersistentScheduler):

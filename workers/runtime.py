@@ -16,18 +16,14 @@ import redis
 
 from connectors.base import Connector
 from connectors.registry import CONNECTORS
+from connectors.validation import validated_config
 from core.alerts import AlertOutbox
-from core.config import Config, load_config
+from core.config import Config
 from core.ledger import Ledger
 from core.queue import HintQueue
 from core.redis_client import connect, resolve_redis_url
 from core.settings import Settings
 from core.tokens import TokenStore
-
-
-def load_worker_config(settings: Settings) -> Config:
-    """The YAML with every check, including that each connection's connector exists here."""
-    return load_config(settings.config_path, settings.environ, connectors=CONNECTORS)
 
 
 @dataclass
@@ -44,7 +40,7 @@ class WorkerRuntime:
     @classmethod
     def build(cls, settings: Settings, *, config: Config | None = None,
               client: redis.Redis | None = None) -> WorkerRuntime:
-        config = config or load_worker_config(settings)
+        config = config or validated_config(settings)
         client = client or connect(resolve_redis_url(settings))
         ledger = Ledger(client, prefix=settings.key_prefix,
                         queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),

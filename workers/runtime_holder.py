@@ -10,10 +10,11 @@ from __future__ import annotations
 import gc
 import threading
 
+from connectors.validation import validated_config
 from core.redis_client import connect, resolve_redis_url
 from core.reload import Reloadable, read_generation
 from core.settings import Settings
-from workers.runtime import WorkerRuntime, load_worker_config
+from workers.runtime import WorkerRuntime
 
 _lock = threading.Lock()
 _live: Reloadable[WorkerRuntime] | None = None
@@ -31,11 +32,11 @@ def get() -> WorkerRuntime:
             settings = Settings.from_env()
             client = connect(resolve_redis_url(settings))
             generation = read_generation(client, settings.key_prefix)   # before the file
-            runtime = WorkerRuntime.build(settings, config=load_worker_config(settings),
+            runtime = WorkerRuntime.build(settings, config=validated_config(settings),
                                           client=client)
             _live = Reloadable(runtime, generation=generation, client=client,
                                prefix=settings.key_prefix, kind="worker",
-                               load=lambda: load_worker_config(settings),
+                               load=lambda: validated_config(settings),
                                rebuild=WorkerRuntime.reconfigured, swapped=_retire)
             gc.freeze()   # it lives as long as the process (see workers.tasks)
         live = _live

@@ -8,12 +8,12 @@ import logging
 from celery import shared_task
 from celery.signals import beat_init, worker_process_init, worker_process_shutdown, worker_ready
 
+from connectors.validation import validated_config
 from core.redis_client import connect, resolve_redis_url
 from core.reload import reload_on_hangup
 from core.settings import Settings
 from workers import runtime_holder
 from workers.delivery import run_delivery
-from workers.runtime import load_worker_config
 from workers.sweeper import send_alerts, sweep
 
 log = logging.getLogger("crmhub.worker")
@@ -58,7 +58,7 @@ def _reload_on_hangup_in_beat(**_: object) -> None:
 
 def _reload_on_hangup(kind: str) -> None:
     settings = Settings.from_env()
-    reload_on_hangup(kind, lambda: load_worker_config(settings),
+    reload_on_hangup(kind, lambda: validated_config(settings),
                      lambda: connect(resolve_redis_url(settings)), settings.key_prefix)
 
 

@@ -11,6 +11,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
+from connectors.validation import EXIT_CONFIG
 from core.config import Config, load_config
 from core.errors import ConfigError, LedgerUnavailable
 from core.ledger import Ledger
@@ -20,7 +21,6 @@ from core.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
 EXIT_NOT_FOUND = 4
 
@@ -39,6 +39,9 @@ class CliContext:
 
     @property
     def config(self) -> Config:
+        """For operator commands (dlq, events, mappings): they read names and mappings, not
+        secrets or connectors, so they work from a host without the hub's secrets. What runs
+        the hub loads connectors.validation.validated_config (every check)."""
         if self._config is None:
             self._config = load_config(self.settings.config_path, self.settings.environ,
                                        check_secrets=False)

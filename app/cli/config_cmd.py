@@ -13,7 +13,7 @@ from app.cli.common import (
     json_option,
     pass_ctx,
 )
-from app.runtime import validated_config
+from connectors.validation import validated_config
 from core.errors import ConfigError
 
 

@@ -15,7 +15,7 @@ from app.cli.common import (
     json_option,
     pass_ctx,
 )
-from app.runtime import validated_config
+from connectors.validation import validated_config
 from core import reload as config_reload
 from core.errors import ConfigError
 

@@ -12,7 +12,7 @@ import click
 import httpx
 
 from app.cli.common import CliContext, emit_json, fail, handles_hub_errors, json_option, pass_ctx
-from core.signatures import get_scheme
+from core.signatures import SignatureError, get_scheme
 
 
 def sample_stripe_customer(email: str, name: str) -> dict[str, Any]:
@@ -57,9 +57,13 @@ def send_test(ctx: CliContext, source: str, payload: Path | None, email: str, na
         fail(f"set {' or '.join(spec.secret_env)} (the source's signing secret) to sign", 2)
     base = url or f"http://{ctx.settings.host}:{ctx.settings.port}"
     target = spec.public_url or f"{base}/webhooks/{source}"
-    headers = get_scheme(spec.verify.scheme).sign(body=body, secret=secret,
-                                                  options=spec.verify, now=time.time(),
-                                                  url=target)
+    try:
+        headers = get_scheme(spec.verify.scheme).sign(body=body, secret=secret,
+                                                      options=spec.verify, now=time.time(),
+                                                      url=target)
+    except SignatureError as exc:      # a secret of the wrong form for the scheme, say
+        fail(f"cannot sign for {source!r} ({spec.verify.scheme}): {exc.detail}; check "
+             f"{' or '.join(spec.secret_env)}", 2)
     try:
         response = httpx.post(f"{base}/webhooks/{source}", content=body, timeout=10,
                               headers={"Content-Type": "application/json", **headers})

@@ -18,8 +18,8 @@ from app.cli.common import (
     pass_ctx,
 )
 from app.listen import address_in_use
-from app.runtime import validated_config
 from app.supervisor import Child, EmbeddedRedisPart, Supervisor
+from connectors.validation import validated_config
 from core.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from core.redis_client import connect, describe
 from core.reload import reload_now

@@ -27,7 +27,8 @@ from typing import Any
 
 from core.config.model import FieldSpec, MappingConfig, ObjectSpec
 from core.errors import DataError
-from core.mapping.fieldspec import check_record, empty
+from core.mapping.empty import is_empty
+from core.mapping.fieldspec import check_record
 from core.mapping.normalize import normalize_match
 from core.mapping.transforms import TransformError
 from core.paths import get_path
@@ -76,7 +77,7 @@ def first_source(body: Any, paths: tuple[str, ...]) -> tuple[str | None, Any]:
     """(path, value) of the first of `paths` with a non-empty value, or (None, None)."""
     for path in paths:
         value = get_path(body, path)
-        if not empty(value):
+        if not is_empty(value):
             return path, value
     return None, None
 
@@ -90,7 +91,7 @@ def match_value(mapping: MappingConfig, body: Any) -> str | None:
     if mapping.match is None:
         return None
     raw = first_value(body, mapping.match.from_)
-    if empty(raw) or isinstance(raw, (dict, list)):
+    if is_empty(raw) or isinstance(raw, (dict, list)):
         return None
     return normalize_match(mapping.match.normalize, raw,
                            fold_plus_addressing=mapping.match.fold_plus_addressing,
@@ -186,7 +187,7 @@ def _field(spec: FieldSpec, body: Any, problems: list[dict[str, Any]]) -> FieldO
 
     value = source_value
     transformed = False
-    if built or not empty(value):
+    if built or not is_empty(value):
         for step, apply in zip(spec.transform, spec.steps, strict=True):
             try:
                 value = apply(value, body)
@@ -196,12 +197,12 @@ def _field(spec: FieldSpec, body: Any, problems: list[dict[str, Any]]) -> FieldO
                                  "problem": f"{name}: {exc}"})
                 return outcome(None, False, f"error: {name}: {exc}")
             transformed = True
-    if not empty(value):
+    if not is_empty(value):
         return outcome(value, True, _written(spec.owner))
     emptied = f"{where} is empty after the transforms" if transformed \
         else f"{where} is missing or empty"
-    if spec.has_default and not empty(spec.default):
-        origin = "default" if origin is None or empty(source_value) else origin
+    if spec.has_default and not is_empty(spec.default):
+        origin = "default" if origin is None or is_empty(source_value) else origin
         return outcome(spec.default, True, _written(spec.owner, f"the default: {emptied}"))
     if spec.required:
         problems.append({"field": spec.name, "value": source_value,

@@ -31,16 +31,12 @@ from datetime import date, datetime
 from typing import Any
 
 from core.config.model import MappingConfig, ObjectSpec, TargetField
+from core.mapping.empty import is_empty
 from core.mapping.transforms import kind_of, show
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _MS_PER_DAY = 86_400_000
-
-
-def empty(value: Any) -> bool:
-    """What the engine treats as no value: None, blank text, an empty list."""
-    return value is None or (isinstance(value, str) and value.strip() == "") or value == []
 
 
 def _integer(value: Any) -> bool:
@@ -146,7 +142,7 @@ def check_record(spec: ObjectSpec, values: Mapping[str, Any], *, creating: bool,
     skip = set(failed)
     for name, value in values.items():
         field = spec.fields.get(name)
-        if field is None or empty(value):
+        if field is None or is_empty(value):
             continue
         problem = check_value(field, value)
         if problem is not None:
@@ -154,7 +150,7 @@ def check_record(spec: ObjectSpec, values: Mapping[str, Any], *, creating: bool,
                              "expected": expected(field)})
     if creating:
         for name, field in spec.fields.items():
-            if field.required and name not in skip and empty(values.get(name)):
+            if field.required and name not in skip and is_empty(values.get(name)):
                 problems.append({"field": name, "value": values.get(name),
                                  "problem": "required by the target, but the mapping gave it "
                                             "no value", "expected": expected(field)})
@@ -190,7 +186,7 @@ def static_problems(mapping: MappingConfig) -> list[tuple[str, str]]:
             fixed.extend((f"fields.{f.name}.transform.{len(f.steps) - 1}", out)
                          for out in outputs)
         for key, value in fixed:
-            if empty(value):
+            if is_empty(value):
                 continue
             problem = check_value(target, value)
             if problem is not None:

@@ -12,12 +12,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from core.errors import CrmhubError
+
 Reason = Literal["missing", "invalid", "stale"]
 
 DEFAULT_TOLERANCE_SECONDS = 300
 
 
-class SignatureError(Exception):
+class SignatureError(CrmhubError):
     """The request is not proven to come from the sender.
 
     `reason` is one of missing (no signature header), invalid (does not match any secret,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from core.errors import CrmhubError
 from core.signatures.base import Scheme
 from core.signatures.calendly import CalendlyScheme
 from core.signatures.github import GitHubScheme
@@ -31,11 +32,20 @@ SCHEMES: dict[str, Scheme] = {
 }
 
 
+class UnknownScheme(CrmhubError, KeyError):
+    """No signature scheme has that name (the configuration's schema refuses such a name
+    first, so this is for code that looks one up itself)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])      # KeyError would quote the message
+
+
 def get_scheme(name: str) -> Scheme:
-    """The scheme registered under `name`; KeyError naming the valid ones otherwise."""
+    """The scheme registered under `name`; UnknownScheme (a KeyError) naming the valid ones
+    otherwise."""
     try:
         return SCHEMES[name]
     except KeyError:
-        raise KeyError(
+        raise UnknownScheme(
             f"unknown signature scheme {name!r}; expected one of: {', '.join(sorted(SCHEMES))}"
         ) from None

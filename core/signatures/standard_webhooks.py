@@ -92,7 +92,8 @@ class StandardWebhooksScheme:
              method: str = "POST", url: str = "") -> dict[str, str]:
         key = secret_key(secret)
         if key is None:
-            raise ValueError("the secret is not a Standard Webhooks key (whsec_<base64>)")
+            raise SignatureError("invalid", "the secret is not a Standard Webhooks key "
+                                 "(whsec_<base64>)")
         msg_id = str(options.extra.get("message_id") or f"msg_{secrets_module.token_hex(12)}")
         stamp = str(int(now))
         signature = encode(mac(key, f"{msg_id}.{stamp}.".encode() + body), "base64")

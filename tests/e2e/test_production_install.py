@@ -19,36 +19,13 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import delete_prefix
-from hubtest import STRIPE_SECRET, signed, stripe_event
+from hubtest import DEMO_CRM_CONFIG, STRIPE_SECRET, signed, stripe_event
 from processes import ROOT, DemoTarget, Part, procfile, wait_until
 
 from core.embedded_redis import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("install"),
               pytest.mark.timeout(900)]  # minutes on a loaded 2-core machine
-
-CONFIG = """
-sources:
-  stripe:
-    verify: {{scheme: stripe, secret_env: STRIPE_WEBHOOK_SECRET}}
-    event_id: id
-    event_type: type
-connections:
-  crm:
-    connector: http
-    base_url: {target}
-mappings:
-  customers:
-    source: stripe
-    when: {{event_type: customer.created}}
-    connection: crm
-    object: contacts
-    match: {{field: email, from: data.object.email, normalize: email}}
-    fields:
-      email: {{from: data.object.email, transform: [email]}}
-      name: data.object.name
-      phone: {{from: data.object.phone, transform: [{{e164: {{region: US}}}}]}}
-"""
 
 
 def tracked_tree(destination: Path) -> Path:
@@ -77,6 +54,15 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
+def procfile_parts(env: dict[str, str], cwd: Path, bin_dir: Path) -> list[Part]:
+    """Each Procfile line run by a shell from `cwd`, with `bin_dir`'s gunicorn and celery."""
+    return [Part(name, env, cwd, bin_dir=bin_dir) for name in procfile()]
+
+
+def outputs(parts: list[Part]) -> str:
+    return "\n".join(f"--- {p.name} ---\n{p.output()}" for p in parts)
+
+
 @pytest.fixture
 def target() -> Iterator[DemoTarget]:
     server = DemoTarget()
@@ -94,19 +80,18 @@ def test_the_wheel_without_dev_extras_runs_the_procfile_from_outside_the_checkou
                            cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert "site-packages" in where and str(ROOT) not in where
 
-    (tmp_path / "crmhub.yaml").write_text(CONFIG.format(target=target.url))
+    (tmp_path / "crmhub.yaml").write_text(DEMO_CRM_CONFIG.format(target=target.url))
     port = free_port()
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
            "PORT": str(port), "CRMHUB_REDIS_URL": real_redis_url,
            "CRMHUB_KEY_PREFIX": key_prefix, "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
-    processes = [Part(name, env, tmp_path, bin_dir=installed / "bin") for name in procfile()]
+    processes = procfile_parts(env, tmp_path, installed / "bin")
     assert {p.name for p in processes} == {"web", "worker", "beat"}
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
 
     def ready() -> bool:
         for p in processes:
-            assert p.process is not None and p.process.poll() is None, \
-                "\n".join(q.output() for q in processes)
+            assert p.process is not None and p.process.poll() is None, outputs(processes)
         try:
             return http.get("/readyz").status_code == 200
         except httpx.TransportError:
@@ -127,11 +112,39 @@ def test_the_wheel_without_dev_extras_runs_the_procfile_from_outside_the_checkou
         # beat runs too, its schedule under the run directory's var/, not a shared /tmp path
         assert any((tmp_path / "var").glob("celerybeat-schedule*"))
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n" + "\n".join(f"--- {p.name} ---\n{p.output()}"
-                                                  for p in processes)) from None
+        raise AssertionError(f"{exc}\n" + outputs(processes)) from None
     finally:
         for p in processes:
             p.stop()
         import redis
 
         delete_prefix(redis.Redis.from_url(real_redis_url), key_prefix)
+
+
+def test_the_procfile_processes_refuse_what_config_check_refuses_with_the_same_problems(
+        installed: Path, real_redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    """Each process type checks the configuration as `crmhub config check` does and, on any
+    problem, lists them all and exits 2, instead of running on it (a worker that fails every
+    task, a receiver that accepts webhooks nothing can deliver)."""
+    bad = DEMO_CRM_CONFIG.format(target="http://127.0.0.1:9").replace("connector: http",
+                                                             "connector: htp")
+    (tmp_path / "crmhub.yaml").write_text(bad)                    # and no secret set
+    env = {"PATH": f"{installed / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "LANG": "C.UTF-8", "PORT": str(free_port()), "CRMHUB_REDIS_URL": real_redis_url,
+           "CRMHUB_KEY_PREFIX": key_prefix}
+    check = subprocess.run([str(installed / "bin" / "crmhub"), "config", "check"], env=env,
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert check.returncode == 2, check.stdout + check.stderr
+    problems = check.stdout.splitlines()[:-1]
+    assert len(problems) == 2 and "unknown connector 'htp'" in problems[1]
+    assert "STRIPE_WEBHOOK_SECRET is not set" in problems[0]
+
+    processes = procfile_parts(env, tmp_path, installed / "bin")
+    try:
+        for p in processes:
+            assert p.process is not None and p.process.wait(60) == 2, outputs([p])
+            for problem in problems:
+                assert f"crmhub {p.name}: {problem}" in p.output(), outputs([p])
+    finally:
+        for p in processes:
+            p.stop()

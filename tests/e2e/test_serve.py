@@ -22,36 +22,12 @@ import httpx
 import pytest
 import redis
 from conftest import ROOT, delete_prefix
-from hubtest import STRIPE_SECRET, signed, stripe_event
+from hubtest import DEMO_CRM_CONFIG, STRIPE_SECRET, signed, stripe_event
 from processes import CRMHUB, DemoTarget, Hub, wait_until
 
 from core.embedded_redis import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve")]
-
-CONFIG = """
-sources:
-  stripe:
-    verify: {{scheme: stripe, secret_env: STRIPE_WEBHOOK_SECRET}}
-    event_id: id
-    event_type: type
-    occurred_at: created
-    max_body_bytes: 4096
-connections:
-  crm:
-    connector: http
-    base_url: {target}
-mappings:
-  customers:
-    source: stripe
-    when: {{event_type: [customer.created, customer.updated]}}
-    connection: crm
-    object: contacts
-    match: {{field: email, from: data.object.email, normalize: email}}
-    fields:
-      email: {{from: data.object.email, transform: [email]}}
-      name: data.object.name
-"""
 
 
 @pytest.fixture
@@ -63,15 +39,15 @@ def target() -> Iterator[DemoTarget]:
 
 def hub_env(tmp_path: Path, target: DemoTarget, **extra: str) -> dict[str, str]:
     config = tmp_path / "crmhub.yaml"
-    config.write_text(CONFIG.format(target=target.url))
+    config.write_text(DEMO_CRM_CONFIG.format(target=target.url))
     return {"CRMHUB_CONFIG": str(config), "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
             "CRMHUB_VAR_DIR": str(tmp_path / "var"), "CRMHUB_WORKER_CONCURRENCY": "2",
             **extra}
 
 
-def send(hub: Hub, event: dict, **kw: object) -> httpx.Response:
+def send(hub: Hub, event: dict) -> httpx.Response:
     body, headers = signed("stripe", event, STRIPE_SECRET)
-    return hub.http.post("/webhooks/stripe", content=body, headers=headers, **kw)
+    return hub.http.post("/webhooks/stripe", content=body, headers=headers)
 
 
 def exercise_contract(hub: Hub, target: DemoTarget) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -98,7 +99,7 @@ def hub(running: tuple[Hub, DemoTarget]) -> tuple[Hub, DemoTarget]:
     return running
 
 
-def post(hub: Hub, source: str, body: dict, secret: str, **options: str) -> dict:
+def post(hub: Hub, source: str, body: dict, secret: str, **options: Any) -> dict:
     scheme = "stripe" if source == "stripe" else "hmac"
     raw, headers = signed(scheme, body, secret, **options)
     response = hub.http.post(f"/webhooks/{source}", content=raw, headers=headers)

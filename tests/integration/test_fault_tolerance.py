@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
+from conftest import text
 from hubtest import STRIPE_SECRET, signed, stripe_event
 from processes import CRMHUB, AlertSink, DemoTarget, Part, PrivateRedis, wait_until
 
@@ -192,10 +193,11 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
         ledger = redis.Redis.from_url(redis_server.url, decode_responses=True)
         # recorded once each: no sender's retry (after a 503) became a second event
         assert sum(1 for _ in ledger.scan_iter(f"{prefix}:evt:*", count=1000)) == EVENTS
-        deliveries = {}
+        deliveries: dict[int, dict[str, str]] = {}
         for i, event_id in accepted.items():
-            (delivery_id,) = ledger.hget(f"{prefix}:evt:{event_id}", "deliveries").split(",")
-            deliveries[i] = ledger.hgetall(f"{prefix}:dlv:{delivery_id}")
+            (delivery_id,) = text(ledger.hget(f"{prefix}:evt:{event_id}", "deliveries")).split(",")
+            deliveries[i] = {text(k): text(v) for k, v in
+                             ledger.hgetall(f"{prefix}:dlv:{delivery_id}").items()}
         invalid = {i for i in accepted if i % INVALID_EVERY == INVALID_EVERY - 1}
         states = Counter(d["state"] for d in deliveries.values())
         dead = {i for i, d in deliveries.items() if d["state"] == "dead"}

@@ -26,10 +26,9 @@ import fakeredis
 import httpx
 import pytest
 from conftest import make_settings
-from hubtest import stripe_event
+from hubtest import record_webhook, stripe_event
 
 from connectors.hubspot import HubSpotConnector
-from core.intake import build_events
 from workers.delivery import run_delivery
 from workers.runtime import WorkerRuntime
 
@@ -144,11 +143,8 @@ class Env:
         body = stripe_event(f"evt_{self.n}", type_="customer.updated", email=email, name=name,
                             metadata={"stage": stage})
         body["created"] += self.n                   # each event newer than the last
-        source = self.rt.config.sources["stripe"]
-        events = build_events(source, self.rt.config.mappings_for("stripe"), {}, {},
-                              json.dumps(body), body, time.time())
-        self.rt.ledger.record(events, time.time())
-        [delivery] = events[0].deliveries
+        [event] = record_webhook(self.rt.config, self.rt.ledger, body)
+        [delivery] = event.deliveries
         return delivery.id
 
     def run(self, delivery_id: str) -> str:

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
-from conftest import make_settings
+from click.testing import Result
+from conftest import crmhub, make_settings
+from hubtest import CRM_CONFIG as VALID
+from hubtest import CRM_ENV as VALID_ENV
 
-from app.cli import main
-from app.cli.common import EXIT_CONFIG, CliContext
+from app.cli.common import EXIT_CONFIG
 from connectors.registry import CONNECTORS
 from core.config import Config, load_config
 from core.errors import ConfigError, ConfigProblem
@@ -26,30 +27,6 @@ EXAMPLE = ROOT / "examples" / "crmhub.yaml"
 EXAMPLE_ENV = dict(re.findall(r"^export (\w+) \?= (.+)$", (ROOT / "Makefile").read_text(),
                               flags=re.MULTILINE))
 
-VALID = """\
-sources:
-  stripe:
-    verify: {scheme: stripe, secret_env: STRIPE_WEBHOOK_SECRET}
-    event_id: id
-    event_type: type
-    occurred_at: created
-connections:
-  crm:
-    connector: http
-    base_url: https://crm.example.com/api/
-    auth: {type: bearer, token_env: CRM_TOKEN}
-mappings:
-  customer-to-contact:
-    source: stripe
-    when: {event_type: [customer.created, customer.updated]}
-    connection: crm
-    object: contacts
-    match: {field: email, from: data.object.email, normalize: email}
-    fields:
-      email: {from: data.object.email, required: true}
-      name: data.object.name
-"""
-VALID_ENV = {"STRIPE_WEBHOOK_SECRET": "whsec_x", "CRM_TOKEN": "pat-x"}
 
 
 def problems_of(path: Path, environ: dict[str, str] | None = None,
@@ -327,8 +304,7 @@ def test_a_document_that_is_not_a_mapping_is_refused(write_config: WriteConfig) 
 
 # crmhub config check --------------------------------------------------------------------
 def check(path: Path, key_prefix: str, *args: str, **env: str) -> Result:
-    ctx = CliContext(_settings=make_settings(path, key_prefix, **env))
-    return CliRunner().invoke(main, ["config", "check", *args], obj=ctx)
+    return crmhub(make_settings(path, key_prefix, **env), "config", "check", *args)
 
 
 def test_config_check_ok(write_config: WriteConfig, key_prefix: str) -> None:

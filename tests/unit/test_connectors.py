@@ -331,7 +331,9 @@ def test_a_target_owned_field_is_not_overwritten_when_the_target_has_a_value() -
         "opportunity"
 
 
-@pytest.mark.parametrize("existing", [{"lifecyclestage": ""}, {"lifecyclestage": None}, {}])
+@pytest.mark.parametrize("existing", [{"lifecyclestage": ""}, {"lifecyclestage": None},
+                                      {"lifecyclestage": "   "}, {"lifecyclestage": []},
+                                      {"lifecyclestage": {}}, {}])
 def test_a_target_owned_field_is_written_where_the_target_value_is_empty(
         existing: dict[str, Any]) -> None:
     target = Target()

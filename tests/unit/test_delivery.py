@@ -20,11 +20,10 @@ import fakeredis
 import httpx
 import pytest
 from conftest import make_settings
-from hubtest import stripe_event
+from hubtest import record_webhook, stripe_event
 
 from connectors.http import HttpConnector
 from core.errors import LedgerUnavailable
-from core.intake import build_events
 from workers.delivery import run_delivery
 from workers.runtime import WorkerRuntime
 
@@ -106,12 +105,8 @@ class Env:
         body = stripe_event(f"evt_{self.n}", type_="customer.updated", email=email,
                             **object_fields)
         body["created"] += self.n                   # each event newer than the last
-        text = json.dumps(body)
-        source = self.rt.config.sources["stripe"]
-        events = build_events(source, self.rt.config.mappings_for("stripe"), {}, {}, text,
-                              body, time.time())
-        self.rt.ledger.record(events, time.time())
-        [delivery] = events[0].deliveries
+        [event] = record_webhook(self.rt.config, self.rt.ledger, body)
+        [delivery] = event.deliveries
         return delivery.id
 
     def run(self, delivery_id: str) -> str:

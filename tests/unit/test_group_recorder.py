@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 
 import fakeredis
 import pytest
 
 from core.errors import LedgerUnavailable
-from core.ledger import Ledger, NewDelivery, NewEvent
+from core.ledger import Ledger, NewDelivery, NewEvent, RecordResult
 from core.ledger.group import GroupRecorder
 from core.queue import HintQueue
 
@@ -25,7 +26,7 @@ def event(i: int, external: str | None = None) -> NewEvent:
 class CountingLedger(Ledger):
     calls: list[int]
 
-    def record(self, events, now):  # type: ignore[no-untyped-def]
+    def record(self, events: Sequence[NewEvent], now: float) -> list[RecordResult]:
         self.calls.append(len(events))
         time.sleep(0.02)                   # a round trip during which others queue up
         return super().record(events, now)
@@ -68,7 +69,7 @@ def test_concurrent_requests_share_calls_and_each_gets_its_own_results() -> None
 def test_a_failed_group_call_fails_every_member() -> None:
     led = ledger()
 
-    def down(events, now):  # type: ignore[no-untyped-def]
+    def down(events: Sequence[NewEvent], now: float) -> list[RecordResult]:
         time.sleep(0.02)
         raise LedgerUnavailable("Redis is unreachable")
 

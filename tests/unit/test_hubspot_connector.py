@@ -87,7 +87,7 @@ class FakeHubSpot:
         self._next_id = 501
 
     # state --------------------------------------------------------------------------------
-    def add(self, obj: str = "contacts", **props: str) -> str:
+    def add(self, obj: str = "contacts", **props: Any) -> str:
         record_id = str(self._next_id)
         self._next_id += 1
         self.objects.setdefault(obj, {})[record_id] = {**props, "hs_object_id": record_id}
@@ -330,6 +330,38 @@ def test_a_target_owned_field_is_written_when_hubspot_has_none(current: str | No
     assert fake.bodies("/batch/upsert")[0]["inputs"][0]["properties"] == {
         "lifecyclestage": "customer"}
     assert result.skipped_fields == ()
+
+
+#: a target's current value of a target-owned field -> whether the hub keeps it (one
+#: definition of empty, core/mapping/empty.py: None, blank text, [] and {} are empty)
+EXISTING_VALUES = [(None, False), ("", False), ("   ", False), ("\t\n", False), ([], False),
+                   ({}, False), ("opportunity", True), ("0", True), (0, True), (False, True),
+                   (["lead"], True), ({"a": 1}, True)]
+
+
+@pytest.mark.parametrize(("current", "kept"), EXISTING_VALUES)
+def test_a_single_write_and_a_batch_write_keep_exactly_the_same_fields(current: Any,
+                                                                       kept: bool) -> None:
+    def owned(email: str) -> MappedRecord:
+        return record(email=email, firstname="Ada", lifecyclestage=("customer", "target"))
+
+    def hubspot() -> FakeHubSpot:
+        fake = FakeHubSpot()
+        for email in ("ada@example.com", "bob@example.com"):
+            fake.add(email=email, lifecyclestage=current)
+        return fake
+
+    single = connector(hubspot()).deliver(owned("ada@example.com"))
+    batched = hubspot()
+    outcomes = connector(batched).deliver_batch([owned("ada@example.com"),
+                                                 owned("bob@example.com")])
+    [read, upsert] = [r.url.path.rsplit("/", 1)[-1] for r in batched.requests]
+    assert (read, upsert) == ("read", "upsert")              # the batch path, not one by one
+    expected = ("lifecyclestage",) if kept else ()
+    assert single.skipped_fields == expected
+    assert [o.skipped_fields for o in outcomes if isinstance(o, WriteResult)] == [expected] * 2
+    written = [i["properties"] for i in batched.bodies("/batch/upsert")[0]["inputs"]]
+    assert all(("lifecyclestage" in w) is not kept for w in written)
 
 
 def test_update_only_skips_a_contact_hubspot_does_not_have() -> None:

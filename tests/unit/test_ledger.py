@@ -20,6 +20,7 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+from conftest import text
 
 from core.ledger import Claim, Finish, Ledger, NewDelivery, NewEvent
 from core.queue import HintQueue
@@ -117,7 +118,7 @@ class Hub:
         return ids
 
     def zset(self, *parts: str) -> set[str]:
-        return {m.decode() for m in self.redis.zrange(self.ledger.key(*parts), 0, -1)}
+        return {text(m) for m in self.redis.zrange(self.ledger.key(*parts), 0, -1)}
 
     def deliveries(self) -> dict[str, dict[str, str]]:
         """Every delivery this test recorded (read in one round trip), by id."""
@@ -198,8 +199,8 @@ def test_the_published_message_is_exactly_what_kombu_would_push(hub: Hub) -> Non
                                              object="contacts", record_key="crm:contacts:1"),))
     hub.ledger.record([event], T0)
     (raw,) = hub.redis.lrange(hub.ledger.queue.key, 0, -1)
-    tag = int(hub.redis.get(hub.ledger.key("msgseq")))
-    assert raw.decode() == hub.ledger.queue.message(odd, tag)
+    tag = int(text(hub.redis.get(hub.ledger.key("msgseq"))))
+    assert text(raw) == hub.ledger.queue.message(odd, tag)
 
 
 def test_a_batch_withdraws_the_messages_of_the_deliveries_it_takes(hub: Hub) -> None:

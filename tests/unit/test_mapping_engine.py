@@ -81,6 +81,7 @@ def test_from_paths_with_list_indexes(write_config: Any) -> None:
     ({"email": "a@x.com", "work": "  ", "home": "h@x.com"}, "h@x.com"),
     ({"email": "a@x.com", "work": [], "home": "h@x.com"}, "h@x.com"),
     ({"email": "a@x.com", "work": None, "home": "h@x.com"}, "h@x.com"),
+    ({"email": "a@x.com", "work": {}, "home": "h@x.com"}, "h@x.com"),     # core/mapping/empty
 ])
 def test_several_paths_the_first_non_empty_wins(write_config: Any, body: dict,
                                                 expected: str) -> None:

@@ -33,10 +33,9 @@ from urllib.parse import parse_qs
 import fakeredis
 import httpx
 import pytest
-from click.testing import CliRunner
-from conftest import make_settings
+from click.testing import Result
+from conftest import crmhub, hub_ledger, make_settings, text
 
-from app.cli import main
 from app.cli.common import EXIT_NOT_FOUND, CliContext
 from connectors.hubspot import TOKEN_URL, HubSpotConnector
 from connectors.registry import CONNECTORS
@@ -44,7 +43,6 @@ from core.config import ConnectionConfig, load_config
 from core.errors import AuthError, TransientError
 from core.ledger import Ledger
 from core.mapping.engine import FieldResult, MappedRecord
-from core.queue import HintQueue
 from core.tokens import TokenState, TokenStore
 from workers.runtime import WorkerRuntime
 
@@ -206,7 +204,7 @@ def test_first_use_refreshes_with_the_env_token_and_shares_the_result_in_redis(
                     "client_id": ENV["HUBSPOT_CLIENT_ID"],
                     "client_secret": ENV["HUBSPOT_CLIENT_SECRET"]}
     assert fake.bearers() == ["CJSP-access-1"]
-    raw = json.loads(client.get(f"{PREFIX}:conn:hubspot:oauth"))
+    raw = json.loads(text(client.get(f"{PREFIX}:conn:hubspot:oauth")))
     assert raw["access_token"] == "CJSP-access-1"
     assert raw["refresh_token"] == ENV["HUBSPOT_REFRESH_TOKEN"]
     assert before <= raw["obtained_at"] <= time.time()
@@ -499,8 +497,9 @@ class Cli:
         self.ledger = ledger
         self.settings = settings
 
-    def run(self, *args: str, stdin: str = "") -> Any:
-        return CliRunner().invoke(main, list(args), input=stdin, obj=self.ctx)
+    def run(self, *args: str, stdin: str = "") -> Result:
+        return crmhub(self.settings, *args, config=self.ctx.config, ledger=self.ledger,
+                      stdin=stdin)
 
     def tokens(self) -> TokenState:
         return TokenStore(self.ledger.redis, self.settings.key_prefix).get("hubspot")
@@ -512,8 +511,7 @@ def cli(write_config: Callable[..., Path], key_prefix: str) -> Iterator[Cli]:
     path = write_config(CONFIG)
     settings = make_settings(path, key_prefix, redis_url="redis://unused", **environ)
     config = load_config(path, settings.environ, connectors=CONNECTORS)
-    ledger = Ledger(fakeredis.FakeRedis(), prefix=key_prefix,
-                    queue=HintQueue(settings.celery_queue, settings.celery_keyprefix))
+    ledger = hub_ledger(settings)
     yield Cli(CliContext(_settings=settings, _config=config, _ledger=ledger), ledger, settings)
 
 

@@ -10,8 +10,9 @@ import gzip
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -103,7 +104,8 @@ def test_a_receiver_error_reaches_sentry_without_the_senders_secrets(
 
 @pytest.mark.parametrize("process", ["worker", "beat"])
 def test_the_worker_and_beat_initialise_sentry_at_start(
-        process: str, collector: SentryCollector, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+        process: str, collector: SentryCollector, tmp_path: Path,
+        write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
     from celery.signals import beat_init, celeryd_init
 
     monkeypatch.setenv("CRMHUB_REDIS_URL", "redis://127.0.0.1:9/0")   # read at import only
@@ -111,7 +113,10 @@ def test_the_worker_and_beat_initialise_sentry_at_start(
     from workers.celery_app import app
 
     previous = app.conf.crmhub_settings
+    # a valid configuration: the worker and beat check it at start too
+    path = write_config("{sources: {}, connections: {}, mappings: {}}")
     app.conf.crmhub_settings = Settings.from_env({"SENTRY_DSN": collector.dsn,
+                                                  "CRMHUB_CONFIG": str(path),
                                                   "CRMHUB_VAR_DIR": str(tmp_path / "var")})
     try:
         (celeryd_init if process == "worker" else beat_init).send(sender=None)

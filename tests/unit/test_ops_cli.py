@@ -11,18 +11,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import fakeredis
 import pytest
-from click.testing import CliRunner, Result
-from conftest import make_settings
-from hubtest import stripe_event
+from click.testing import Result
+from conftest import crmhub, hub_ledger, make_settings
+from hubtest import record_webhook, stripe_event
 
-from app.cli import main
-from app.cli.common import EXIT_NOT_FOUND, CliContext
+from app.cli.common import EXIT_NOT_FOUND
 from core.config import Config, load_config
-from core.intake import build_events
 from core.ledger import Ledger
-from core.queue import HintQueue
+from core.settings import Settings
 
 WriteConfig = Callable[..., Path]   # the conftest fixture
 
@@ -57,14 +54,14 @@ STATES = ["pending", "in_flight", "scheduled", "held", "delivered", "dead", "sup
 
 
 class Ops:
-    def __init__(self, config: Config, ledger: Ledger, ctx: CliContext) -> None:
+    def __init__(self, settings: Settings, config: Config, ledger: Ledger) -> None:
+        self.settings = settings
         self.config = config
         self.ledger = ledger
-        self.ctx = ctx
         self.n = 0
 
-    def cli(self, *args: str) -> Result:
-        return CliRunner().invoke(main, list(args), obj=self.ctx)
+    def cli(self, *args: str, stdin: str | None = None) -> Result:
+        return crmhub(self.settings, *args, config=self.config, ledger=self.ledger, stdin=stdin)
 
     def json(self, *args: str) -> Any:
         result = self.cli(*args, "--json")
@@ -74,13 +71,10 @@ class Ops:
     def receive(self, now: float | None = None) -> dict[str, str]:
         """Record one Stripe customer.updated; {connection: delivery id}."""
         self.n += 1
-        now = time.time() if now is None else now
         body = stripe_event(f"evt_{self.n}", type_="customer.updated",
                             email=f"user{self.n}@example.com", id=f"cus_{self.n}")
-        events = build_events(self.config.sources["stripe"], self.config.mappings_for("stripe"),
-                              {}, {}, json.dumps(body), body, now)
-        self.ledger.record(events, now)
-        return {d.connection: d.id for d in events[0].deliveries}
+        [event] = record_webhook(self.config, self.ledger, body, now=now)
+        return {d.connection: d.id for d in event.deliveries}
 
     def kill(self, connection: str, category: str = "rejected_by_target",
              error: str = "target rejected the record (HTTP 422)",
@@ -109,9 +103,7 @@ def ops(write_config: WriteConfig, key_prefix: str) -> Ops:
     path = write_config(CONFIG)
     settings = make_settings(path, key_prefix, redis_url="redis://unused", **ENV)
     config = load_config(path, settings.environ)
-    ledger = Ledger(fakeredis.FakeRedis(), prefix=key_prefix,
-                    queue=HintQueue(settings.celery_queue, settings.celery_keyprefix))
-    return Ops(config, ledger, CliContext(_settings=settings, _config=config, _ledger=ledger))
+    return Ops(settings, config, hub_ledger(settings))
 
 
 def iso(value: str) -> float:
@@ -336,7 +328,7 @@ class FakeWorker(threading.Thread):
                 if self.ledger.claim(delivery_id, token="w", now=now,
                                      lease_seconds=60).status != "claimed":
                     continue
-                category, error = ("", "") if end == "delivered" else end
+                category, error = end if isinstance(end, tuple) else ("", "")
                 self.ledger.finish(delivery_id, token="w", now=now,
                                    outcome="delivered" if end == "delivered" else "dead",
                                    attempt={"at": now}, category=category, error=error)
@@ -426,12 +418,12 @@ def test_dlq_discard_all_with_filters_asks_first_then_discards(ops: Ops) -> None
     """Before: discard took ids only, so 300 dead letters meant 300 ids typed out."""
     crm1, crm2, erp = ops.kill("crm"), ops.kill("crm", category="mapping"), ops.kill("erp")
     args = ["dlq", "discard", "--all", "--connection", "crm", "--reason", "test data"]
-    declined = CliRunner().invoke(main, args, obj=ops.ctx, input="n\n")
+    declined = ops.cli(*args, stdin="n\n")
     assert declined.exit_code == 1
     assert "Discard 2 dead letter(s) for good (--connection crm)?" in declined.output
     assert {ops.state(crm1), ops.state(crm2)} == {"dead"}
 
-    accepted = CliRunner().invoke(main, args, obj=ops.ctx, input="y\n")
+    accepted = ops.cli(*args, stdin="y\n")
     assert accepted.exit_code == 0 and "2 discarded" in accepted.output
     assert (ops.state(crm1), ops.state(crm2), ops.state(erp)) == ("discarded", "discarded",
                                                                     "dead")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import fakeredis
 import pytest
 import redis
+from conftest import text
 from flask.testing import FlaskClient
 from hubtest import (
     FORMS_SECRET,
@@ -20,6 +24,7 @@ from hubtest import (
     stripe_event,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from werkzeug.test import TestResponse
 
 from app import create_app
 from core.redis_client import connect
@@ -29,7 +34,7 @@ PREFIX = "crmhub-unit"
 
 
 @pytest.fixture
-def settings(write_config) -> Settings:  # type: ignore[no-untyped-def]
+def settings(write_config: Callable[..., Path]) -> Settings:
     path = write_config(RECEIVER_CONFIG)
     return Settings.from_env({"CRMHUB_CONFIG": str(path), "CRMHUB_KEY_PREFIX": PREFIX,
                               "CRMHUB_REDIS_URL": "redis://unused", **RECEIVER_ENV})
@@ -41,7 +46,7 @@ def client(settings: Settings, fake_redis: fakeredis.FakeRedis) -> FlaskClient:
 
 
 def post_stripe(client: FlaskClient, event: dict, secret: str = STRIPE_SECRET,
-                now: float | None = None):  # type: ignore[no-untyped-def]
+                now: float | None = None) -> TestResponse:
     body, headers = signed("stripe", event, secret, now=now)
     return client.post("/webhooks/stripe", data=body, headers=headers)
 
@@ -71,7 +76,7 @@ def test_accepted_event_is_recorded_with_one_delivery_per_matching_mapping(
 def test_queued_message_is_a_celery_task_carrying_only_the_delivery_id(
         client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
     post_stripe(client, stripe_event("evt_B", type_="customer.updated"))
-    message = json.loads(fake_redis.rpop(f"{PREFIX}:q:{PREFIX}.deliveries"))
+    message = json.loads(text(fake_redis.rpop(f"{PREFIX}:q:{PREFIX}.deliveries")))
     assert message["headers"]["task"] == "crmhub.deliver"
     assert message["properties"]["body_encoding"] == "utf-8"   # kombu takes the body as is
     args, kwargs, _ = json.loads(message["body"])
@@ -132,7 +137,9 @@ def test_text_utf8_cannot_encode_is_recorded_never_a_500(client: FlaskClient) ->
     (lambda h: h.__setitem__("Stripe-Signature", "t=1,v1=" + "0" * 64), "invalid"),
     (lambda h: h.__setitem__("Stripe-Signature", "garbage"), "invalid"),
 ])
-def test_bad_signatures_are_401_saying_which(client: FlaskClient, mutate, reason) -> None:  # type: ignore[no-untyped-def]
+def test_bad_signatures_are_401_saying_which(client: FlaskClient,
+                                             mutate: Callable[[dict[str, str]], object],
+                                             reason: str) -> None:
     body, headers = signed("stripe", stripe_event(), STRIPE_SECRET)
     mutate(headers)
     response = client.post("/webhooks/stripe", data=body, headers=headers)
@@ -218,7 +225,7 @@ def hubspot_batch(*event_ids: int) -> list[dict]:
              "propertyName": "email", "propertyValue": f"c{i}@example.com"} for i in event_ids]
 
 
-def post_hubspot(client: FlaskClient, batch: list[dict]):  # type: ignore[no-untyped-def]
+def post_hubspot(client: FlaskClient, batch: list[Any]) -> TestResponse:
     # HubSpot signs the URL it called, which behind a proxy is the public one.
     body, headers = signed("hubspot", batch, HUBSPOT_SECRET,
                            url="https://hooks.example.com/webhooks/hubspot", version="v3")

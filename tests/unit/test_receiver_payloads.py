@@ -14,16 +14,17 @@ from hubtest import GITHUB_SECRET, STRIPE_SECRET, signed, stripe_event
 from hypothesis import given
 from hypothesis import strategies as st
 from test_receiver import client, hubspot_batch, post_hubspot, settings  # noqa: F401
+from werkzeug.test import TestResponse
 
 from core.intake import MAX_JSON_DEPTH, nesting_too_deep
 
 
-def post_stripe_raw(client: FlaskClient, body: bytes):  # type: ignore[no-untyped-def]  # noqa: F811
+def post_stripe_raw(client: FlaskClient, body: bytes) -> TestResponse:  # noqa: F811
     body, headers = signed("stripe", body, STRIPE_SECRET)
     return client.post("/webhooks/stripe", data=body, headers=headers)
 
 
-def assert_malformed(response, *words: str) -> None:  # type: ignore[no-untyped-def]
+def assert_malformed(response: TestResponse, *words: str) -> None:
     assert response.status_code == 400, response.get_data(as_text=True)
     assert response.content_type == "application/json"
     payload = response.get_json()

@@ -20,19 +20,14 @@ from typing import Any
 import fakeredis
 import httpx
 import pytest
-from click.testing import CliRunner, Result
-from conftest import make_settings
-from hubtest import STRIPE_SECRET, signed, stripe_event
+from click.testing import Result
+from conftest import crmhub, hub_ledger, make_settings, text
+from hubtest import STRIPE_SECRET, record_webhook, signed, stripe_event
 
 from app import create_app
-from app.cli import main
-from app.cli.common import CliContext
 from connectors.http import HttpConnector
 from core.config import Config, load_config
 from core.errors import ConfigError, ConfigProblem
-from core.intake import build_events
-from core.ledger import Ledger
-from core.queue import HintQueue
 from core.reload import Reloadable, generation_key, read_generation
 from core.settings import Settings
 from workers.delivery import run_delivery
@@ -71,17 +66,14 @@ class Hub:
         self.path = write_config(CONFIG)
         self.settings = make_settings(self.path, key_prefix, redis_url="redis://unused", **ENV)
         self.redis = fakeredis.FakeRedis()
+        self.ledger = hub_ledger(self.settings, self.redis)
         self.prefix = key_prefix
 
     def write(self, text: str) -> None:
         self.path.write_text(text)
 
     def cli(self, *args: str) -> Result:
-        ledger = Ledger(self.redis, prefix=self.prefix,
-                        queue=HintQueue(self.settings.celery_queue,
-                                        self.settings.celery_keyprefix))
-        return CliRunner().invoke(main, list(args),
-                                  obj=CliContext(_settings=self.settings, _ledger=ledger))
+        return crmhub(self.settings, *args, ledger=self.ledger)
 
     def generation(self) -> int:
         return read_generation(self.redis, self.prefix)
@@ -187,7 +179,7 @@ def test_a_configuration_a_process_cannot_load_is_refused_and_the_old_one_kept(
     now[0] += 2
     assert live.current() is kept and live.generation == 0
     [(process, entry)] = hub.redis.hgetall(f"{hub.prefix}:config:refused").items()
-    assert process.decode().startswith("worker@")
+    assert text(process).startswith("worker@")
     assert json.loads(entry)["generation"] == 1
     assert "acton" in json.loads(entry)["problems"][0]
     hub.write(FIXED)                     # not tried again until the next announcement
@@ -232,12 +224,8 @@ def test_a_worker_delivers_with_the_fixed_mapping_after_reload_and_replay(hub: H
     live = Reloadable(runtime, generation=0, client=hub.redis, prefix=hub.prefix,
                       kind="worker", load=hub.config, rebuild=WorkerRuntime.reconfigured,
                       swapped=lambda old, new: old.close(), interval=0.2)
-    body = stripe_event("evt_1")
-    events = build_events(runtime.config.sources["stripe"],
-                          runtime.config.mappings_for("stripe"), {}, {}, json.dumps(body),
-                          body, time.time())
-    runtime.ledger.record(events, time.time())
-    [delivery] = events[0].deliveries
+    [event] = record_webhook(runtime.config, runtime.ledger, stripe_event("evt_1"))
+    [delivery] = event.deliveries
     assert run_delivery(live.current(), delivery.id) == "dead"
 
     hub.write(FIXED)

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from werkzeug.datastructures import Headers
@@ -121,7 +121,9 @@ def _request(headers: Mapping[str, str] | Headers, body: bytes = b"{}", method: 
              url: str = "https://hub.example.com/hooks/src") -> SignedRequest:
     if not isinstance(headers, Headers):
         headers = CaseInsensitiveHeaders(headers)
-    return SignedRequest(method=method, url=url, headers=headers, body=body)
+    # werkzeug's Headers is what the receiver has; it reads as a Mapping without being one
+    return SignedRequest(method=method, url=url, headers=cast(Mapping[str, str], headers),
+                         body=body)
 
 
 def _outcome(scheme: str, request: SignedRequest, secrets: list[str], options: VerifyOptions,
@@ -516,3 +518,28 @@ def test_signature_headers_cover_what_sign_produces(variant: tuple[str, dict[str
                 and not h.lower().endswith(("-version", "-timestamp"))]
     assert carrying
     assert all(h.lower() in redacted for h in carrying), (carrying, redacted)
+
+
+def test_send_test_says_when_a_secret_cannot_sign_for_its_scheme(write_config: Any,
+                                                                   tmp_path: Path) -> None:
+    """A Standard Webhooks secret must be whsec_<base64>: signing with another is a
+    SignatureError, and `crmhub send-test` names the variable instead of a traceback."""
+    from conftest import crmhub, make_settings
+
+    path = write_config("""
+        sources:
+          orders: {verify: {scheme: standard_webhooks, secret_env: ORDERS_SECRET}}
+        connections: {}
+        mappings: {}
+    """)
+    with pytest.raises(SignatureError, match="not a Standard Webhooks key"):
+        get_scheme("standard_webhooks").sign(body=b"{}", secret="plain-text",
+                                             options=VerifyOptions(scheme="standard_webhooks"),
+                                             now=0)
+    payload = tmp_path / "order.json"
+    payload.write_text("{}")
+    settings = make_settings(path, "unused", ORDERS_SECRET="plain-text")
+    result = crmhub(settings, "send-test", "orders", str(payload))
+    assert result.exit_code == 2, result.output
+    assert "cannot sign for 'orders' (standard_webhooks): the secret is not a Standard " \
+        "Webhooks key (whsec_<base64>); check ORDERS_SECRET" in result.output

@@ -2,8 +2,8 @@
 
 A transform step in YAML is a name (`email`) or a one-key mapping with its arguments
 (`{e164: {region: US}}`, `{truncate: 80}`). `build_transform` turns a step into a callable
-once, at configuration time, so a bad argument is a configuration error (ValueError, reported
-by the loader with file, line and key), never a dead letter.
+once, at configuration time, so a bad argument is a configuration error (TransformSpecError,
+reported by the loader with file, line and key), never a dead letter.
 
 Every step is a pure function of (value, event body): most look only at the value; `template`
 and `join` may also read other paths of the body. At run time a step raises TransformError
@@ -31,6 +31,7 @@ from core.mapping.transforms.base import (
     Step,
     Transform,
     TransformError,
+    TransformSpecError,
     _no_args,
     _require_text,
     kind_of,
@@ -54,6 +55,7 @@ __all__ = [
     "Step",
     "Transform",
     "TransformError",
+    "TransformSpecError",
     "build_transform",
     "kind_of",
     "parse_moment",
@@ -89,13 +91,13 @@ FACTORIES: dict[str, Callable[[Any], Transform]] = {
 
 
 def build_transform(step: Mapping[str, Any]) -> Step:
-    """`{"e164": {"region": "US"}}` -> a Step. Raises ValueError on unknown names/args."""
+    """`{"e164": {"region": "US"}}` -> a Step. Raises TransformSpecError on unknown names/args."""
     if not isinstance(step, Mapping) or len(step) != 1:
-        raise ValueError(f"a transform is a name or a one-key mapping, got {show(step)}")
+        raise TransformSpecError(f"a transform is a name or a one-key mapping, got {show(step)}")
     (name, args), = step.items()
     factory = FACTORIES.get(name)
     if factory is None:
-        raise ValueError(f"unknown transform {name!r}; expected one of: "
-                         f"{', '.join(sorted(FACTORIES))}")
+        raise TransformSpecError(f"unknown transform {name!r}; expected one of: "
+                                 f"{', '.join(sorted(FACTORIES))}")
     built = factory(args)
     return built if isinstance(built, Step) else Step(str(name), built)

@@ -3,7 +3,7 @@
 TransformError is what a step raises at run time for a value it cannot convert; Step is one
 built step (a callable of value and event body); `show` and `kind_of` describe values in error
 messages; CURRENT is the path meaning "the field's own value". The argument helpers below check
-a step's YAML arguments at build time and raise ValueError, so a bad argument is a
+a step's YAML arguments at build time and raise TransformSpecError, so a bad argument is a
 configuration error, never a dead letter.
 """
 
@@ -13,14 +13,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import CrmhubError
+
 Transform = Callable[[Any, Any], Any]
 
 #: the placeholder / path that means "the field's own value" in template and join
 CURRENT = "."
 
 
-class TransformError(ValueError):
+class TransformError(CrmhubError, ValueError):
     """A value that the transform cannot turn into what the target expects."""
+
+
+class TransformSpecError(CrmhubError, ValueError):
+    """A transform step written wrongly in the YAML (unknown name, bad arguments): found when
+    the configuration is loaded, and reported there with file, line and key."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ def _require_text(name: str, value: Any) -> str:
 def _no_args(name: str, func: Callable[[Any], Any]) -> Callable[[Any], Transform]:
     def factory(args: Any) -> Transform:
         if args is not None:
-            raise ValueError(f"{name} takes no arguments (write it as `{name}`)")
+            raise TransformSpecError(f"{name} takes no arguments (write it as `{name}`)")
         return lambda value, body: func(value)
 
     return factory
@@ -81,22 +88,22 @@ def _options(name: str, args: Any, allowed: Mapping[str, str], example: str) -> 
     if args is None:
         return {}
     if not isinstance(args, Mapping):
-        raise ValueError(f"{name} takes a mapping of options, e.g. {example}")
+        raise TransformSpecError(f"{name} takes a mapping of options, e.g. {example}")
     unknown = sorted(str(k) for k in args if k not in allowed)
     if unknown:
-        raise ValueError(f"{name}: unknown option {unknown[0]!r}; expected: "
-                         f"{', '.join(allowed)} (e.g. {example})")
+        raise TransformSpecError(f"{name}: unknown option {unknown[0]!r}; expected: "
+                                 f"{', '.join(allowed)} (e.g. {example})")
     return dict(args)
 
 
 def _choice(name: str, option: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise ValueError(f"{name}: {option} must be one of {', '.join(choices)}, "
-                         f"got {show(value)}")
+        raise TransformSpecError(f"{name}: {option} must be one of {', '.join(choices)}, "
+                                 f"got {show(value)}")
     return str(value)
 
 
 def _flag(name: str, option: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"{name}: {option} must be true or false, got {show(value)}")
+        raise TransformSpecError(f"{name}: {option} must be true or false, got {show(value)}")
     return value

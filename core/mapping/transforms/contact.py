@@ -13,6 +13,7 @@ from core.mapping.normalize import normalize_email
 from core.mapping.transforms.base import (
     Transform,
     TransformError,
+    TransformSpecError,
     _options,
     _require_text,
     show,
@@ -41,8 +42,8 @@ def phone_region(value: Any) -> str:
 
     region = value.upper() if isinstance(value, str) else None
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValueError(f"e164: unknown region {show(value)}; expected a two-letter country "
-                         "code such as US, GB or DE")
+        raise TransformSpecError(f"e164: unknown region {show(value)}; expected a two-letter "
+                                 "country code such as US, GB or DE")
     return str(region)
 
 

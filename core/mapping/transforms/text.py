@@ -14,6 +14,7 @@ from core.mapping.transforms.base import (
     CURRENT,
     Transform,
     TransformError,
+    TransformSpecError,
     _no_args,
     _options,
     _require_text,
@@ -30,7 +31,7 @@ def _text(name: str, func: Callable[[str], Any]) -> Callable[[Any], Transform]:
 
 def _truncate(args: Any) -> Transform:
     if not isinstance(args, int) or isinstance(args, bool) or args < 1:
-        raise ValueError("truncate takes a positive length, e.g. {truncate: 80}")
+        raise TransformSpecError("truncate takes a positive length, e.g. {truncate: 80}")
     return lambda value, body: _require_text("truncate", value)[:args]
 
 
@@ -74,13 +75,13 @@ def _lookup(path: str, value: Any, body: Any) -> Any:
 
 def _check_path(name: str, path: Any) -> str:
     if not isinstance(path, str):
-        raise ValueError(f"{name}: {show(path)} is not a dotted path")
+        raise TransformSpecError(f"{name}: {show(path)} is not a dotted path")
     path = path.strip()
     if path != CURRENT:
         try:
             parse_path(path)
         except PathSyntaxError as exc:
-            raise ValueError(f"{name}: {exc}") from None
+            raise TransformSpecError(f"{name}: {exc}") from None
     return path
 
 
@@ -97,16 +98,16 @@ def parse_template(text: str) -> tuple[str | tuple[str], ...]:
         elif char == "{":
             end = text.find("}", i)
             if end == -1 or "{" in text[i + 1:end]:
-                raise ValueError(f"template: '{{' at position {i} is not closed (write '{{{{' "
-                                 "for a literal brace)")
+                raise TransformSpecError(f"template: '{{' at position {i} is not closed "
+                                         "(write '{{{{' for a literal brace)")
             if literal:
                 parts.append("".join(literal))
                 literal = []
             parts.append((_check_path("template", text[i + 1:end]),))
             i = end + 1
         elif char == "}":
-            raise ValueError(f"template: '}}' at position {i} has no opening '{{' (write "
-                             "'}}}}' for a literal brace)")
+            raise TransformSpecError(f"template: '}}' at position {i} has no opening '{{' (write "
+                                     "'}}}}' for a literal brace)")
         else:
             literal.append(char)
             i += 1
@@ -117,11 +118,11 @@ def parse_template(text: str) -> tuple[str | tuple[str], ...]:
 
 def _template(args: Any) -> Transform:
     if not isinstance(args, str):
-        raise ValueError('template takes a text with {dotted.paths}, e.g. '
-                         '{template: "{data.object.first} {data.object.last}"}')
+        raise TransformSpecError('template takes a text with {dotted.paths}, e.g. '
+                                 '{template: "{data.object.first} {data.object.last}"}')
     parts = parse_template(args)
     if not any(isinstance(p, tuple) for p in parts):
-        raise ValueError("template has no {placeholders}; for a fixed value use `const`")
+        raise TransformSpecError("template has no {placeholders}; for a fixed value use `const`")
 
     def apply(value: Any, body: Any) -> str:
         out = [p if isinstance(p, str) else _render(_lookup(p[0], value, body),
@@ -139,13 +140,13 @@ def _join(args: Any) -> Transform:
     options = _options("join", args, {"paths": "", "separator": ""}, example)
     separator = options.get("separator", " ")
     if not isinstance(separator, str):
-        raise ValueError(f"join: separator must be text, got {show(separator)}")
+        raise TransformSpecError(f"join: separator must be text, got {show(separator)}")
     paths: tuple[str, ...] | None = None
     if "paths" in options:
         raw = options["paths"]
         if not isinstance(raw, list) or not raw:
-            raise ValueError(f"join: paths must be a non-empty list of dotted paths, e.g. "
-                             f"{example}")
+            raise TransformSpecError(f"join: paths must be a non-empty list of dotted paths, e.g. "
+                                     f"{example}")
         paths = tuple(_check_path("join", p) for p in raw)
 
     def apply(value: Any, body: Any) -> str:

@@ -16,6 +16,7 @@ from core.mapping.transforms.base import (
     Step,
     Transform,
     TransformError,
+    TransformSpecError,
     _flag,
     _options,
     kind_of,
@@ -39,18 +40,18 @@ def _map(args: Any) -> Transform:
     options = _options("map", args, {"values": "", "default": "", "ignore_case": ""}, example)
     values = options.get("values")
     if not isinstance(values, Mapping) or not values:
-        raise ValueError(f"map needs `values`, a non-empty mapping from source to target "
-                         f"values, e.g. {example}")
+        raise TransformSpecError(f"map needs `values`, a non-empty mapping from source to target "
+                                 f"values, e.g. {example}")
     ignore_case = _flag("map", "ignore_case", options.get("ignore_case", False))
     table: dict[str, Any] = {}
     for source, target in values.items():
         if isinstance(source, (list, dict)):
-            raise ValueError(f"map: {show(source)} cannot be a source value")
+            raise TransformSpecError(f"map: {show(source)} cannot be a source value")
         key = _map_key(source, ignore_case)
         if key in table and table[key] != target:
-            raise ValueError(f"map: source values {show(source)} and another one are the same "
-                             f"key {key!r} (values are compared as trimmed text"
-                             f"{', ignoring case' if ignore_case else ''})")
+            raise TransformSpecError(f"map: source values {show(source)} and another one are "
+                                     f"the same key {key!r} (values are compared as trimmed text"
+                                     f"{', ignoring case' if ignore_case else ''})")
         table[key] = target
     has_default = "default" in options
     default = options.get("default")
