@@ -17,6 +17,7 @@ from types import ModuleType
 import click
 import marshmallow
 import pytest
+import redis
 
 import core.errors
 from core.errors import CrmhubError
@@ -27,8 +28,11 @@ PACKAGES = ("core", "app", "workers", "connectors")
 NOT_IMPORTED = {"app.wsgi"}
 #: raised on purpose but not ours, and rightly so: a command's exit code, a caller's bug
 #: (core/errors.py says why), the schema library's protocol inside the config schema (the
-#: loader turns each into a ConfigProblem) and click's, for a bad command-line argument
-FOREIGN = (SystemExit, TypeError, marshmallow.ValidationError, click.ClickException)
+#: loader turns each into a ConfigProblem), click's, for a bad command-line argument, and the
+#: Redis client's own, raised inside the ledger's Redis adapter (core/ledger/lane.py) so that
+#: the ledger's edge translates it with the rest (LedgerUnavailable)
+FOREIGN = (SystemExit, TypeError, marshmallow.ValidationError, click.ClickException,
+           redis.RedisError)
 
 
 @pytest.fixture(scope="module")
