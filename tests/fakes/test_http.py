@@ -1,5 +1,6 @@
-"""The demo target CRM (examples/demo_target.py), run as a real subprocess and spoken to over
-loopback with httpx: the record API, every fault mode, auth, the request log, stats and reset."""
+"""The generic REST CRM fake (connectors/fakes/http.py), run as a real subprocess and spoken to
+over loopback with httpx (and, through the `client` fixture, also in-process behind
+FakeTransport): the record API, every fault mode, auth, the request log, stats and reset."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from processes import start_example, stop_example
+from processes import start_fake, stop_fake
+
+from connectors.fakes.http import HttpCrm
+from connectors.fakes.transport import FakeTransport
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +28,10 @@ def start_target(
     *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], str]:
     """Start the target on a free port; return the process and its base URL."""
-    return start_example("demo_target.py", "demo target listening on", *args, env=env)
+    return start_fake("http", "demo target listening on", *args, env=env)
 
 
-stop_target = stop_example
+stop_target = stop_fake
 
 
 @contextmanager
@@ -46,9 +50,15 @@ def target_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def client(target_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=target_url, timeout=10.0) as c:
+@pytest.fixture(params=["loopback", "in-process"])
+def client(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    """The fake over HTTP (its own process), and the same fake in-process behind
+    FakeTransport: every test below holds for both."""
+    if request.param == "loopback":
+        c = httpx.Client(base_url=request.getfixturevalue("target_url"), timeout=10.0)
+    else:
+        c = httpx.Client(transport=FakeTransport(HttpCrm()), base_url="http://crm.test")
+    with c:
         assert c.post("/_control/reset").status_code == 200
         yield c
 
