@@ -161,6 +161,14 @@ class Hub:
         return self.process.returncode
 
 
+def sourced(env_file: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a shell has after `. env_file` (as a user does with var/demo/env)."""
+    shown = subprocess.run(["sh", "-c", '. "$1" && env -0', "sh", str(env_file)],
+                           env=dict(env or {"PATH": os.environ["PATH"]}), capture_output=True,
+                           check=True).stdout.decode()
+    return dict(item.split("=", 1) for item in shown.split("\0") if "=" in item)
+
+
 class Part:
     """One part of the hub as its own process (as the Procfile runs them): web, worker, beat."""
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from conftest import make_settings
 
 from app.cli import main
 from app.cli.common import EXIT_CONFIG, CliContext
+from app.demo import DEMO_SECRETS
 from connectors.registry import CONNECTORS
 from core.config import Config, load_config
 from core.errors import ConfigError, ConfigProblem
@@ -22,9 +22,8 @@ WriteConfig = Callable[..., Path]   # the conftest fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "crmhub.yaml"
-# exactly what `make run` exports for the demo
-EXAMPLE_ENV = dict(re.findall(r"^export (\w+) \?= (.+)$", (ROOT / "Makefile").read_text(),
-                              flags=re.MULTILINE))
+# exactly the secrets `crmhub serve --demo` supplies
+EXAMPLE_ENV = dict(DEMO_SECRETS)
 
 VALID = """\
 sources:
