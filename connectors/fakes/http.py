@@ -380,8 +380,8 @@ class HttpCrm(FakeApp):
         return state.handle(method, path, obj, key, request.raw, authorized, fault, latency)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = cli_parser("A fake generic REST CRM for crmhub demos.", 8900)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = cli_parser("A fake generic REST CRM for crmhub demos.", 8900, prog)
     parser.add_argument(
         "--token",
         default=os.environ.get("DEMO_TARGET_TOKEN") or None,

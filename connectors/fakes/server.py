@@ -151,9 +151,9 @@ class FakeHandler(BaseHTTPRequestHandler):
 # --- command line -----------------------------------------------------------------------------
 
 
-def cli_parser(description: str, port: int) -> argparse.ArgumentParser:
+def cli_parser(description: str, port: int, prog: str | None = None) -> argparse.ArgumentParser:
     """A parser with --host, --port (0 picks a free one) and --verbose."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--host", default="127.0.0.1", help="bind address [127.0.0.1]")
     parser.add_argument("--port", type=int, default=port, help=f"port; 0 picks a free one [{port}]")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")

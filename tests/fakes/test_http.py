@@ -5,6 +5,7 @@ FakeTransport): the record API, every fault mode, auth, the request log, stats a
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from processes import start_fake, stop_fake
+from processes import CRMHUB, fake_command, start_fake, stop_fake
 
 from connectors.fakes.http import HttpCrm
 from connectors.fakes.transport import FakeTransport
@@ -481,3 +482,31 @@ def test_sigterm_exits_cleanly() -> None:
         assert proc.wait(timeout=10) == 0
     finally:
         stop_target(proc)
+
+
+def test_crmhub_fake_runs_a_connectors_fake_with_its_own_options() -> None:
+    """`crmhub fake http ...` is `python -m connectors.fakes.http ...` for whoever installed the
+    package (no checkout needed)."""
+    proc = subprocess.Popen([CRMHUB, "fake", "http", "--port", "0", "--token", "s3cret"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("demo target listening on http://127.0.0.1:"), line
+        _check_token_auth(line.split(" on ", 1)[1].strip(), "s3cret")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        stop_target(proc)
+
+
+def test_a_port_in_use_is_one_line_and_exit_status_1_not_a_traceback() -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = subprocess.run([*fake_command("http"), "--port", str(port)], capture_output=True,
+                              text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr == (f"demo target: cannot listen on 127.0.0.1:{port}: "
+                           "Address already in use\n")

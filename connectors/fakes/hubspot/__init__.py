@@ -91,6 +91,7 @@ and idProperty checks), ``properties`` (property values), ``schemas``, ``auth``,
 """
 
 from connectors.fakes.hubspot.app import FakeHubSpot
+from connectors.fakes.hubspot.cli import main
 from connectors.fakes.hubspot.config import Config
 
-__all__ = ["Config", "FakeHubSpot"]
+__all__ = ["Config", "FakeHubSpot", "main"]

@@ -11,9 +11,9 @@ from connectors.fakes.hubspot.schemas import SCHEMA_FILE
 from connectors.fakes.server import base_url, cli_parser, listen, serve
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     env = os.environ.get
-    parser = cli_parser("A faithful fake HubSpot API for crmhub.", 8910)
+    parser = cli_parser("A faithful fake HubSpot API for crmhub.", 8910, prog)
     parser.add_argument(
         "--client-id",
         default=env("FAKE_HUBSPOT_CLIENT_ID", "fake-client-id"),
