@@ -5,6 +5,8 @@ on every answer). The HTTP server runs it (``python -m connectors.fakes.hubspot`
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -12,8 +14,13 @@ from typing import Any, ClassVar
 
 from connectors.fakes.app import FakeApp, Json, Request, Response, control_json
 from connectors.fakes.hubspot.api import Api
+from connectors.fakes.hubspot.auth import AccessToken
 from connectors.fakes.hubspot.config import Config
-from connectors.fakes.hubspot.properties import OBJECT_ALIASES, build_object_types
+from connectors.fakes.hubspot.properties import (
+    OBJECT_ALIASES,
+    build_object_types,
+    check_properties,
+)
 from connectors.fakes.hubspot.schemas import SCHEMA_FILE, SchemaBook
 from connectors.fakes.hubspot.state import State
 from connectors.fakes.hubspot.texts import JSON_TYPE, hs_error, new_correlation_id
@@ -86,6 +93,47 @@ class FakeHubSpot(FakeApp):
         """Inject a fault (``POST /_control/faults``); answers the control API's answer."""
         answer: Json = self.state.add_faults(spec).payload
         return answer
+
+    # --- what a test arranges, as if it had happened in HubSpot ---------------------------------
+
+    def add_record(self, obj: str = "contacts", **properties: str) -> str:
+        """A record as if made in HubSpot's own UI (checked as an API write would be, not
+        logged): its id."""
+        otype = self.state.types[OBJECT_ALIASES.get(obj, obj)]
+        clean, errors = check_properties(otype, properties)
+        if errors:
+            raise ValueError("; ".join(f"{e.name}: {e.message}" for e in errors))
+        with self.state.lock:
+            if self.state.unique_conflict(otype, clean, None) is not None:
+                raise ValueError(f"a {otype.singular} with these unique values exists")
+            record_id: str = self.state.create(otype, clean)["id"]
+            return record_id
+
+    def issue_token(self, access_token: str | None = None, expires_in: float | None = None
+                    ) -> str:
+        """An access token this HubSpot issued earlier (to whom does not matter): it expires
+        in ``expires_in`` seconds (the token TTL when None; 0 or less: already expired)."""
+        with self.state.lock:
+            token = access_token or "CN" + secrets.token_urlsafe(48)
+            now = time.time()
+            ttl = self.state.config.token_ttl if expires_in is None else expires_in
+            self.state.access_tokens[token] = AccessToken(now + ttl, now)
+            return token
+
+    def access_tokens(self) -> list[str]:
+        """Every access token issued so far, oldest first."""
+        with self.state.lock:
+            return list(self.state.access_tokens)
+
+    def refresh_tokens(self) -> set[str]:
+        """The refresh tokens the token endpoint accepts now."""
+        with self.state.lock:
+            return set(self.state.refresh_tokens)
+
+    def set_refresh_token(self, token: str) -> None:
+        """Make ``token`` the one valid refresh token, as after re-authorising the app
+        (``POST /_control/refresh-token``)."""
+        self.state.set_refresh_token({"refresh_token": token})
 
     # --- FakeApp ------------------------------------------------------------------------------
 
