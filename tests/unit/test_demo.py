@@ -6,6 +6,7 @@ tests/e2e/test_production_install.py runs it from the installed wheel.)"""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -117,3 +118,17 @@ def test_the_env_file_gives_a_second_shell_what_it_needs_and_only_its_owner_read
     assert (exported["CRMHUB_HOST"], exported["CRMHUB_PORT"]) == ("127.0.0.1", "8123")
     assert exported["CRMHUB_KEY_PREFIX"] == "demo one"
     assert exported["STRIPE_WEBHOOK_SECRET"] == demo.DEMO_SECRETS["STRIPE_WEBHOOK_SECRET"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_env_prints_the_running_demos_environment(tmp_path: Path) -> None:
+    """`eval "$(make -s env)"` in the quickstart: the file `crmhub serve --demo` wrote."""
+    run = {"PATH": os.environ["PATH"], "CRMHUB_VAR_DIR": str(tmp_path / "var")}
+    make = ["make", "-s", "-C", str(ROOT), "env"]
+    missing = subprocess.run(make, env=run, capture_output=True, text=True, timeout=30)
+    assert missing.returncode != 0
+    assert "no demo environment yet; start the demo with 'make run'" in missing.stderr
+    settings = demo.prepare(Settings.from_env({"CRMHUB_VAR_DIR": str(tmp_path / "var")}))
+    path = demo.write_env_file(settings, "127.0.0.1", 8000)
+    shown = subprocess.run(make, env=run, capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and shown.stdout == path.read_text()
