@@ -20,24 +20,16 @@ lock: $(STAMP)
 	$(BIN)/pip-compile --quiet --all-extras --strip-extras --no-emit-index-url \
 	    --no-emit-find-links $(LOCK_ARGS) --output-file constraints.txt pyproject.toml
 
-## run: the whole hub (receiver, worker, scheduler) on the example config, embedded Redis
-## unless CRMHUB_REDIS_URL is set, plus the demo target.
-# The demo's signing secrets (override them in the environment for anything real).
-export STRIPE_WEBHOOK_SECRET ?= whsec_demo_stripe_secret_for_local_use_only
-export FORMS_WEBHOOK_SECRET ?= demo-forms-secret
-export HUBSPOT_CLIENT_ID ?= demo-hubspot-client
-export HUBSPOT_CLIENT_SECRET ?= demo-hubspot-client-secret
-export HUBSPOT_REFRESH_TOKEN ?= demo-hubspot-refresh-token
-export CRMHUB_CONFIG ?= examples/crmhub.yaml
-
+## run: the whole hub (receiver, worker, scheduler) and the two fake CRMs, on the demo's own
+## configuration and secrets (var/demo/crmhub.yaml), embedded Redis unless CRMHUB_REDIS_URL is
+## set. The fakes' ports: CRMHUB_DEMO_PORT (8900), CRMHUB_DEMO_HUBSPOT_PORT (8901).
 run: $(STAMP)
 	$(BIN)/crmhub serve --demo
 
-## env: the demo's environment for a second shell: eval "$(make -s env)"
-DEMO_VARS := CRMHUB_CONFIG STRIPE_WEBHOOK_SECRET FORMS_WEBHOOK_SECRET HUBSPOT_CLIENT_ID \
-             HUBSPOT_CLIENT_SECRET HUBSPOT_REFRESH_TOKEN
+## env: the running demo's environment for a second shell: eval "$(make -s env)"
 env:
-	@$(foreach v,$(DEMO_VARS),echo "export $(v)='$($(v))'";)
+	@cat "$${CRMHUB_VAR_DIR:-var}/demo/env" 2>/dev/null || \
+	    { echo "make env: no demo environment yet; start the demo with 'make run'" >&2; exit 1; }
 
 ## test: lint, type check and the whole suite (unit, integration, end to end).
 test: $(STAMP)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import socket
 
 
-def address_in_use(host: str, port: int) -> str | None:
-    """Why nothing can listen on host:port (a sentence for the operator), or None if it can."""
+def address_in_use(host: str, port: int, choose: str = "--port / CRMHUB_PORT") -> str | None:
+    """Why nothing can listen on host:port (a sentence for the operator, naming `choose`, the
+    setting that moves it), or None if it can."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT is fine
@@ -20,5 +21,5 @@ def address_in_use(host: str, port: int) -> str | None:
             probe.bind((host, port))
         except OSError as exc:
             return (f"cannot listen on {host}:{port}: {exc.strerror} (is another server "
-                    "running there? choose another port with --port / CRMHUB_PORT)")
+                    f"running there? choose another port with {choose})")
     return None

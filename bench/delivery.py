@@ -3,7 +3,7 @@
 What is measured
     hub: `workers.delivery.run_delivery` for N recorded deliveries, one after another, in this
     process: claim in the ledger (Lua), map the event, PUT it through the http connector to the
-    demo target (examples/demo_target.py), record the outcome (Lua). bare: the same PUT of the
+    demo target (connectors/fakes/http.py), record the outcome (Lua). bare: the same PUT of the
     same fields to the same target with a keep-alive httpx client (what bench/pipeline_bare.py's
     task does), nothing else. Per delivery: this process's CPU (time.process_time), wall time,
     and for the hub the Redis server's CPU (INFO cpu). ratio = bare CPU / hub CPU: the share of

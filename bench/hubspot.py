@@ -5,7 +5,8 @@ What is measured
     email, so distinct record key and contact), are recorded while no worker runs; then the
     hub's Celery worker (`celery -A workers.celery_app worker`, prefork, `--concurrency`
     CRMHUB_WORKER_CONCURRENCY, default 2, as tests/processes.py `Part` runs it) drains them
-    into examples/fake_hubspot.py through connectors/hubspot.py. Twice in one invocation:
+    into the fake HubSpot (connectors/fakes/hubspot/) through connectors/hubspot.py. Twice in
+    one invocation:
 
     batching on   the connection as configured by default (batch upsert, up to 100 records
                   per request: the worker claims a delivery, then up to batch_size - 1 more
@@ -145,12 +146,13 @@ class Mode:
 # --- the fake HubSpot -----------------------------------------------------------------------
 
 class FakeHubSpot:
-    """examples/fake_hubspot.py as a Service; its port is read from the line it prints."""
+    """The fake HubSpot (connectors/fakes/hubspot/) as a Service; its port is read from the
+    line it prints."""
 
     def __init__(self, tmp: Path, token: str) -> None:
         self.service = Service(
             name="fake hubspot", cwd=REPO, env=os.environ, log_path=tmp / "fake-hubspot.log",
-            args=[sys.executable, str(REPO / "examples" / "fake_hubspot.py"), "--host",
+            args=[sys.executable, "-m", "connectors.fakes.hubspot", "--host",
                   "127.0.0.1", "--port", "0", "--private-app-token", token,
                   "--ten-secondly", "0"])
         self.url = ""

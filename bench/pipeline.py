@@ -3,7 +3,7 @@
 What is measured
     Two pipelines carry the same signed 1 KB Stripe `customer.created` events (each its own
     event id and customer email, so each is its own record) to the same fake CRM
-    (examples/demo_target.py), which logs every write with its own clock:
+    (connectors/fakes/http.py), which logs every write with its own clock:
 
     hub   the real thing: gunicorn `app.wsgi:app` (verify, dedupe, record event + delivery
           and publish the Celery message in one Lua call, 202), `celery -A workers.celery_app
@@ -792,7 +792,7 @@ def parse_args(argv: list[str] | None) -> Options:
 def start_target(tmp: Path) -> tuple[Service, int]:
     port = free_port()
     service = Service(name="demo target", cwd=REPO, log_path=tmp / "target.log", env=os.environ,
-                      args=[sys.executable, str(REPO / "examples" / "demo_target.py"),
+                      args=[sys.executable, "-m", "connectors.fakes.http",
                             "--port", str(port)])
     return service, port
 
@@ -958,7 +958,7 @@ def print_report(summary: dict[str, Any]) -> None:
           f"Stripe customer.created, each its own record; {s['rounds']} round(s), medians")
     print(f"gunicorn -c app/gunicorn_conf.py ({s['web_workers']} workers x {s['web_threads']} "
           f"threads), celery prefork --concurrency {s['worker_concurrency']}, wrk "
-          f"{s['wrk_threads']} thread / {s['connections']} connections; examples/demo_target.py;"
+          f"{s['wrk_threads']} thread / {s['connections']} connections; connectors/fakes/http.py;"
           f" Redis: {s['redis']} ({s['redis_persistence']}); {s['cpus']} CPUs")
     print()
 

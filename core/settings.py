@@ -29,6 +29,16 @@ def _int(env: Mapping[str, str], name: str, default: int, problems: list[ConfigP
     return value
 
 
+def _port(env: Mapping[str, str], name: str, default: int,
+          problems: list[ConfigProblem]) -> int:
+    value = _int(env, name, default, problems)
+    if value > 65535:
+        problems.append(ConfigProblem("environment", name,
+                                      f"expected a TCP port (1-65535), got {value}"))
+        return default
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None          # None: the embedded redis-server under var_dir
@@ -48,6 +58,8 @@ class Settings:
     dedupe_ttl_seconds: int = 30 * 24 * 3600
     max_body_bytes: int = 1024 * 1024
     request_read_timeout_seconds: int = 10
+    demo_port: int = 8900                 # `crmhub serve --demo`: the generic REST CRM fake
+    demo_hubspot_port: int = 8901         # `crmhub serve --demo`: the fake HubSpot
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -73,6 +85,8 @@ class Settings:
             max_body_bytes=_int(env, "CRMHUB_MAX_BODY_BYTES", 1024 * 1024, problems),
             request_read_timeout_seconds=_int(env, "CRMHUB_REQUEST_READ_TIMEOUT_SECONDS", 10,
                                               problems),
+            demo_port=_port(env, "CRMHUB_DEMO_PORT", 8900, problems),
+            demo_hubspot_port=_port(env, "CRMHUB_DEMO_HUBSPOT_PORT", 8901, problems),
             environ=env,
         )
         if problems:

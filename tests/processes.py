@@ -1,4 +1,4 @@
-"""Real processes for integration and end-to-end tests: `crmhub serve`, the demo target, a
+"""Real processes for integration and end-to-end tests: `crmhub serve`, the fakes, a
 redis-server of a test's own.
 
 Everything listens on 127.0.0.1 only, on free ports, and is stopped (and checked to have
@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from connectors.fakes import FAKE_MODULES
 from core.embedded_redis import find_redis_server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,21 +93,27 @@ class PrivateRedis:
             self.process = None
 
 
-class FakeServer:
-    """One of examples/' fakes as a subprocess on a free port (it prints its URL)."""
+def fake_command(connector: str, *args: str) -> list[str]:
+    """The command line running the fake of `connector` (connectors/fakes/) on a free port."""
+    return [sys.executable, "-m", FAKE_MODULES[connector], "--port", "0", *args]
 
-    script = ""
+
+class FakeServer:
+    """A connector's fake (connectors/fakes/) as a subprocess on a free port (it prints its
+    URL)."""
+
+    connector = ""
 
     def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / self.script), "--port", "0", *args],
-            stdout=subprocess.PIPE, text=True, start_new_session=True)
+        self.process = subprocess.Popen(fake_command(self.connector, *args),
+                                        stdout=subprocess.PIPE, text=True,
+                                        start_new_session=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         match = re.search(r"http://[\d.]+:(\d+)", line)
         if not match:
             self.stop()
-            raise RuntimeError(f"{self.script} did not start: {line!r}")
+            raise RuntimeError(f"the {self.connector} fake did not start: {line!r}")
         self.url = f"http://127.0.0.1:{match.group(1)}"
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
@@ -137,16 +144,16 @@ class FakeServer:
 
 
 class DemoTarget(FakeServer):
-    """examples/demo_target.py: a generic REST CRM."""
+    """connectors/fakes/http.py: a generic REST CRM."""
 
-    script = "demo_target.py"
+    connector = "http"
 
 
 class FakeHubSpot(FakeServer):
-    """examples/fake_hubspot.py: HubSpot's CRM objects and OAuth APIs, checked against the
+    """connectors/fakes/hubspot/: HubSpot's CRM objects and OAuth APIs, checked against the
     official request schemas (violations are recorded, and tests assert there are none)."""
 
-    script = "fake_hubspot.py"
+    connector = "hubspot"
 
     def violations(self) -> list[dict]:
         return list(self.http.get("/_control/violations").json()["violations"])
@@ -218,6 +225,14 @@ def procfile() -> dict[str, str]:
             name, _, command = line.partition(":")
             commands[name.strip()] = command.strip()
     return commands
+
+
+def sourced(env_file: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a shell has after `. env_file` (as a user does with var/demo/env)."""
+    shown = subprocess.run(["sh", "-c", '. "$1" && env -0', "sh", str(env_file)],
+                           env=dict(env or {"PATH": os.environ["PATH"]}), capture_output=True,
+                           check=True).stdout.decode()
+    return dict(item.split("=", 1) for item in shown.split("\0") if "=" in item)
 
 
 class Part:
@@ -295,17 +310,17 @@ class AlertSink:
         self.server.shutdown()
 
 
-def start_example(script: str, banner: str, *args: str, env: Mapping[str, str] | None = None,
-                  timeout: float = 15.0) -> tuple[subprocess.Popen[str], str]:
-    """Start examples/<script> on a free port; its first line must be `<banner> http://...`.
-    Returns the process and its base URL (fails the test if it does not start in time)."""
+def start_fake(connector: str, banner: str, *args: str, env: Mapping[str, str] | None = None,
+               timeout: float = 15.0) -> tuple[subprocess.Popen[str], str]:
+    """Start the fake of `connector` on a free port; its first line must be
+    `<banner> http://...`. Returns the process and its base URL (fails the test if it does not
+    start in time)."""
     import selectors
 
     import pytest
 
-    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / script), "--port", "0",
-                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(fake_command(connector, *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     assert proc.stdout is not None
     line = ""
     with selectors.DefaultSelector() as sel:
@@ -313,12 +328,12 @@ def start_example(script: str, banner: str, *args: str, env: Mapping[str, str] |
         if sel.select(timeout=timeout):
             line = proc.stdout.readline().strip()
     if not line.startswith(f"{banner} http://127.0.0.1:"):
-        stop_example(proc)
-        pytest.fail(f"{script} did not start: {line!r}")
+        stop_fake(proc)
+        pytest.fail(f"the {connector} fake did not start: {line!r}")
     return proc, f"http://127.0.0.1:{int(line.rsplit(':', 1)[1])}"
 
 
-def stop_example(proc: subprocess.Popen[str]) -> int | None:
+def stop_fake(proc: subprocess.Popen[str]) -> int | None:
     if proc.poll() is None:
         proc.terminate()
         try:

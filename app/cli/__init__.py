@@ -8,6 +8,7 @@ from app.cli.auth_cmd import auth_group
 from app.cli.config_cmd import config_group
 from app.cli.dlq_cmd import dlq_group
 from app.cli.events_cmd import events_group
+from app.cli.fake_cmd import fake
 from app.cli.mappings_cmd import mappings_group
 from app.cli.ops_cmd import pause, resume, status
 from app.cli.reload_cmd import reload_cmd
@@ -35,3 +36,4 @@ main.add_command(resume)
 main.add_command(dlq_group)
 main.add_command(auth_group)
 main.add_command(send_test)
+main.add_command(fake)

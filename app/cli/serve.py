@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from app import demo as demo_mode
 from app.cli.common import (
     EXIT_UNAVAILABLE,
     CliContext,
@@ -26,14 +27,9 @@ from core.reload import reload_now
 from core.settings import Settings
 
 GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn_conf.py"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-#: the demo's fakes: a generic REST CRM and a HubSpot (its OAuth client from the environment)
-DEMO_TARGET_PORT = int(os.environ.get("CRMHUB_DEMO_PORT", "8900"))
-DEMO_HUBSPOT_PORT = int(os.environ.get("CRMHUB_DEMO_HUBSPOT_PORT", "8901"))
 
 
-def _children(host: str, port: int, ctx: CliContext, demo: bool) -> list[Child]:
-    s = ctx.settings
+def _children(host: str, port: int, s: Settings, demo: bool) -> list[Child]:
     py = sys.executable
     children = [
         Child("receiver", [py, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
@@ -47,15 +43,23 @@ def _children(host: str, port: int, ctx: CliContext, demo: bool) -> list[Child]:
                          "--hostname", f"crmhub-worker-{os.getpid()}@%h"], stop_timeout=60),
     ]
     if demo:
-        env = s.environ
-        children.append(Child("demo target", [py, str(EXAMPLES / "demo_target.py"),
-                                              "--port", str(DEMO_TARGET_PORT)]))
-        children.append(Child("fake hubspot", [
-            py, str(EXAMPLES / "fake_hubspot.py"), "--port", str(DEMO_HUBSPOT_PORT),
-            "--client-id", env.get("HUBSPOT_CLIENT_ID", ""),
-            "--client-secret", env.get("HUBSPOT_CLIENT_SECRET", ""),
-            "--refresh-token", env.get("HUBSPOT_REFRESH_TOKEN", "")]))
+        children.extend(Child(name, argv)
+                        for name, argv in demo_mode.fake_commands(s).items())
     return children
+
+
+def _demo_ports_free(settings: Settings, receiver_port: int) -> None:
+    """A demo port taken (or two parts on one port) ends `serve` here, before anything
+    starts, with the setting to change; not a fake restarting until the hub gives up."""
+    clash = demo_mode.port_clash(settings, receiver_port)
+    if clash:
+        fail(clash, EXIT_UNAVAILABLE)
+    for what, port, setting in (("the demo CRM", settings.demo_port, "CRMHUB_DEMO_PORT"),
+                                ("the fake HubSpot", settings.demo_hubspot_port,
+                                 "CRMHUB_DEMO_HUBSPOT_PORT")):
+        busy = address_in_use(demo_mode.FAKES_HOST, port, setting)
+        if busy:
+            fail(f"{what}: {busy}", EXIT_UNAVAILABLE)
 
 
 def reload_on_hangup(settings: Settings, url: str) -> Callable[[], object]:
@@ -67,7 +71,9 @@ def reload_on_hangup(settings: Settings, url: str) -> Callable[[], object]:
 @click.command()
 @click.option("--host", default=None, help="Bind address [env CRMHUB_HOST, 127.0.0.1].")
 @click.option("--port", default=None, type=int, help="Port [env CRMHUB_PORT, 8000].")
-@click.option("--demo", is_flag=True, help="Also run the demo target CRM (examples/).")
+@click.option("--demo", is_flag=True,
+              help="Also run the fake CRMs (a HubSpot, a generic REST CRM); without "
+                   "CRMHUB_CONFIG or ./crmhub.yaml, on the demo's own configuration.")
 @pass_ctx
 @handles_hub_errors
 def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> None:
@@ -79,6 +85,9 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
     settings = ctx.settings
     host = host or settings.host
     port = port or settings.port
+    if demo:
+        _demo_ports_free(settings, port)
+        settings = demo_mode.prepare(settings)
     config = validated_config(settings)
     busy = address_in_use(host, port)
     if busy:
@@ -104,15 +113,17 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
         click.echo(f"redis: embedded redis-server at {url} (AOF under "
                    f"{settings.embedded_redis_dir}; binary {embedded.binary})")
 
-    env = dict(os.environ, CRMHUB_REDIS_URL=url, CRMHUB_HOST=host, CRMHUB_PORT=str(port))
+    env = dict(settings.environ, CRMHUB_REDIS_URL=url, CRMHUB_HOST=host, CRMHUB_PORT=str(port))
     env.setdefault("CRMHUB_CONFIG", str(settings.config_path))
-    children = _children(host, port, ctx, demo)
+    children = _children(host, port, settings, demo)
     click.echo(f"receiver: http://{host}:{port} (gunicorn)  worker: celery, "
                f"{settings.worker_concurrency} processes, queue {settings.celery_queue}  "
                "scheduler: celery beat")
     if demo:
-        click.echo(f"demo CRM: http://127.0.0.1:{DEMO_TARGET_PORT}   fake HubSpot: "
-                   f"http://127.0.0.1:{DEMO_HUBSPOT_PORT} (records: /_control/records)")
+        env_file = demo_mode.write_env_file(settings, host, port)
+        click.echo(f"demo CRM: {demo_mode.crm_url(settings)}   fake HubSpot: "
+                   f"{demo_mode.hubspot_url(settings)} (records: /_control/records)")
+        click.echo(f"another shell: . {env_file}   then: crmhub send-test stripe")
     click.echo("Ctrl-C stops everything.")
     code = 0
     services = [EmbeddedRedisPart(embedded)] if embedded is not None else []

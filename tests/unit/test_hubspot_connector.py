@@ -1,7 +1,13 @@
-"""The HubSpot connector (connectors/hubspot.py) against a fake HubSpot behind httpx.MockTransport.
+"""The HubSpot connector (connectors/hubspot.py) against the fake HubSpot the package ships
+(connectors/fakes/hubspot/), in-process behind its httpx transport: HubSpot's own answers,
+checked against HubSpot's request schemas (tests assert the connector never sent a request
+HubSpot would refuse for its shape: `fake.violations()`).
 
-Every fake answer below is shaped after HubSpot's own documentation or SDKs; the source is
-cited next to each one:
+Where a test needs an answer the fake does not give by itself (an unusual but documented
+shape, a timeout, a scope error), `fake.script` answers instead, and where HubSpot is free to
+answer differently than the fake does (results in another order, without trace ids),
+`fake.rewrite` changes the fake's answer. Each such answer is shaped after HubSpot's own
+documentation or SDKs; the source is cited next to each one:
   [errors]   https://developers.hubspot.com/docs/api-reference/error-handling (also
              https://developers.hubspot.com/docs/faq/api-error-responses): {status, message,
              correlationId, category, errors[]}; 207 multi-status for batch writes that carry
@@ -12,10 +18,6 @@ cited next to each one:
              batch_response_simple_public_upsert_object_with_errors.py (status COMPLETE,
              numErrors, errors: list[StandardError]) and standard_error.py (context:
              dict(str, list[str]))
-  [read]     batch/read answering 207 with OBJECT_NOT_FOUND and context.ids:
-             https://community.hubspot.com/t5/APIs-Integrations/Question-about-batch-read-API/td-p/1098283
-  [conflict] 409 "Contact already exists. Existing ID: N":
-             https://community.hubspot.com/t5/APIs-Integrations/Updated-409-Conflict-responses/m-p/951534
   [usage]    429 {status, message, errorType: RATE_LIMIT, correlationId, policyName DAILY |
              TEN_SECONDLY_ROLLING}, the daily limit resetting at midnight in the account's time
              zone, and the X-HubSpot-RateLimit-* headers:
@@ -30,6 +32,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,10 @@ import pytest
 
 import connectors.hubspot as hubspot_module
 from connectors.base import WriteResult
+from connectors.fakes.hubspot import FakeHubSpot
+from connectors.fakes.hubspot.properties import PropError
+from connectors.fakes.hubspot.texts import property_error_body
+from connectors.fakes.transport import FakeTransport
 from connectors.hubspot import BATCH_LIMIT, HubSpotConnector, property_problems
 from connectors.registry import CONNECTORS
 from core.config import ConnectionConfig, load_config
@@ -49,7 +56,8 @@ from core.mapping.engine import FieldResult, MappedRecord
 API = "https://api.hubapi.com"
 TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
 CORRELATION = "a43683b0-5717-4ceb-80b4-104d02915d8c"
-STAMP = "2025-06-15T10:00:00.000Z"
+# properties of this account beyond HubSpot's defaults (as created in its settings)
+CUSTOM = ("contacts:age:number", "contacts:vip:bool", "contacts:tags")
 Handler = Callable[[httpx.Request], httpx.Response | None]
 
 
@@ -68,154 +76,56 @@ def validation_message(*problems: tuple[str, str, str]) -> str:
     return "Property values were not valid: " + json.dumps(listed)
 
 
-class FakeHubSpot:
-    """Contacts (and companies) in HubSpot's CRM v3 objects API, found by a unique property.
+class HubSpot:
+    """The fake HubSpot in-process, the private-app token TOKEN valid, every request kept.
 
-    `invalid`: match values HubSpot refuses (a VALIDATION_ERROR on the email); a batch
-    containing one fails as a whole with 400 unless `multi_status` (then 207, per record).
     `script`: consulted first for every request; answers instead when it returns a response.
+    `rewrite`: changes the JSON body of the fake's batch answers (HubSpot's freedom).
     """
 
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, dict[str, str]]] = {}     # object -> id -> props
+    def __init__(self, **config: Any) -> None:
+        self.app = FakeHubSpot(custom_properties=CUSTOM, **{"private_app_token": TOKEN, **config})
         self.requests: list[httpx.Request] = []
-        self.invalid: set[str] = set()
-        self.multi_status = False
-        self.echo_trace = True
-        self.reverse_results = False
         self.script: Handler | None = None
-        self._next_id = 501
+        self.rewrite: Callable[[dict[str, Any]], None] | None = None
+        self._transport = FakeTransport(self.app)
 
-    # state --------------------------------------------------------------------------------
-    def add(self, obj: str = "contacts", **props: Any) -> str:
-        record_id = str(self._next_id)
-        self._next_id += 1
-        self.objects.setdefault(obj, {})[record_id] = {**props, "hs_object_id": record_id}
-        return record_id
-
-    def find(self, obj: str, prop: str, value: str) -> str | None:
-        for record_id, props in self.objects.get(obj, {}).items():
-            if props.get(prop, "").lower() == value.strip().lower():
-                return record_id
-        return None
-
-    def props(self, record_id: str, obj: str = "contacts") -> dict[str, str]:
-        return self.objects[obj][record_id]
-
-    def bodies(self, path_end: str) -> list[dict[str, Any]]:
-        return [json.loads(r.content) for r in self.requests if r.url.path.endswith(path_end)]
-
-    # the API ------------------------------------------------------------------------------
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         if self.script is not None and (answer := self.script(request)) is not None:
             return answer
-        assert request.headers["authorization"] == f"Bearer {TOKEN}"
-        parts = request.url.path.strip("/").split("/")      # crm v3 objects {obj} ...
-        assert parts[:3] == ["crm", "v3", "objects"], request.url
-        obj, rest = parts[3], parts[4:]
-        body = json.loads(request.content) if request.content else {}
-        if request.method == "POST" and rest == ["batch", "upsert"]:
-            return self._upsert(obj, body)
-        if request.method == "POST" and rest == ["batch", "read"]:
-            return self._read(obj, body)
-        if request.method == "POST" and rest == []:
-            return self._create(obj, body)
-        if request.method == "PATCH" and len(rest) == 1:
-            return self._patch(obj, rest[0], body)
-        return httpx.Response(404, json=hubspot_error("OBJECT_NOT_FOUND", "not found"))
+        response = self._transport.handle_request(request)
+        if self.rewrite is not None and "/batch/" in request.url.path and response.content:
+            body = json.loads(response.content)
+            self.rewrite(body)
+            return httpx.Response(response.status_code, json=body, request=request)
+        return response
 
-    def _object(self, obj: str, record_id: str, **extra: Any) -> dict[str, Any]:
-        # SimplePublicObject / SimplePublicUpsertObject [upsert]
-        return {"id": record_id, "properties": dict(self.objects[obj][record_id]),
-                "createdAt": STAMP, "updatedAt": STAMP, "archived": False, **extra}
+    # state --------------------------------------------------------------------------------
+    def add(self, obj: str = "contacts", **props: str) -> str:
+        return self.app.add_record(obj, **props)
 
-    def _upsert(self, obj: str, body: dict[str, Any]) -> httpx.Response:
-        inputs = body["inputs"]
-        if len(inputs) > BATCH_LIMIT:
-            # batch endpoints take at most 100 inputs [upsert]
-            return httpx.Response(400, json=hubspot_error(
-                "VALIDATION_ERROR", f"Batch input of {len(inputs)} exceeds the limit of 100"))
-        bad = [i for i in inputs if i["id"].strip().lower() in self.invalid]
-        if bad and not self.multi_status:
-            # one invalid record fails the whole batch: 400 VALIDATION_ERROR, message form
-            # [errors]
-            return httpx.Response(400, json=hubspot_error(
-                "VALIDATION_ERROR", validation_message(*[
-                    ("email", "INVALID_EMAIL", f"Email address {i['id']} is invalid")
-                    for i in bad])))
-        results, errors = [], []
-        for item in inputs:
-            if item in bad:
-                # a per-record StandardError; context is dict(str, list[str]) [upsert]
-                errors.append({
-                    "status": "error", "category": "VALIDATION_ERROR",
-                    "message": validation_message(
-                        ("email", "INVALID_EMAIL", f"Email address {item['id']} is invalid")),
-                    "context": {"objectWriteTraceId": [item["objectWriteTraceId"]]},
-                    "errors": [{"message": f"Email address {item['id']} is invalid",
-                                "code": "INVALID_EMAIL",
-                                "context": {"propertyName": ["email"]}}]})
-                continue
-            record_id = self.find(obj, item["idProperty"], item["id"])
-            new = record_id is None
-            if record_id is None:
-                record_id = self.add(obj, **{item["idProperty"]: item["id"].strip().lower()})
-            self.objects[obj][record_id].update(item["properties"])
-            extra = {"objectWriteTraceId": item["objectWriteTraceId"]} \
-                if self.echo_trace and "objectWriteTraceId" in item else {}
-            results.append(self._object(obj, record_id, new=new, **extra))
-        if self.reverse_results:
-            results.reverse()          # HubSpot does not promise the input order
-        answer: dict[str, Any] = {"status": "COMPLETE", "results": results,
-                                  "startedAt": STAMP, "completedAt": STAMP}
-        if errors:
-            # 207 multi-status with numErrors and errors [errors], [upsert]
-            return httpx.Response(207, json={**answer, "numErrors": len(errors),
-                                             "errors": errors})
-        return httpx.Response(200, json=answer)
+    def records(self, obj: str = "contacts") -> dict[str, dict[str, Any]]:
+        """id -> properties."""
+        return {r["id"]: r["properties"] for r in self.app.records(obj)}
 
-    def _read(self, obj: str, body: dict[str, Any]) -> httpx.Response:
-        results, missing = [], []
-        for item in body["inputs"]:
-            record_id = self.find(obj, body["idProperty"], item["id"])
-            if record_id is None:
-                missing.append(item["id"])
-                continue
-            props = {k: v for k, v in self.objects[obj][record_id].items()
-                     if k in body["properties"] or k == "hs_object_id"}
-            results.append({"id": record_id, "properties": props, "createdAt": STAMP,
-                            "updatedAt": STAMP, "archived": False})
-        answer: dict[str, Any] = {"status": "COMPLETE", "results": results,
-                                  "startedAt": STAMP, "completedAt": STAMP}
-        if missing:
-            # 207 with OBJECT_NOT_FOUND listing the ids [read]
-            return httpx.Response(207, json={**answer, "numErrors": 1, "errors": [{
-                "status": "error", "category": "OBJECT_NOT_FOUND",
-                "message": "Could not get some CONTACT objects, they may be deleted or not "
-                           "exist. Check that ids are valid.",
-                "context": {"ids": missing}}]})
-        return httpx.Response(200, json=answer)
+    def find(self, obj: str, prop: str, value: str) -> str | None:
+        for record_id, props in self.records(obj).items():
+            if (props.get(prop) or "").lower() == value.strip().lower():
+                return record_id
+        return None
 
-    def _create(self, obj: str, body: dict[str, Any]) -> httpx.Response:
-        email = body["properties"].get("email", "")
-        existing = self.find(obj, "email", email) if email else None
-        if existing is not None:
-            # 409 naming the existing record [conflict]
-            return httpx.Response(409, json=hubspot_error(
-                "CONFLICT", f"Contact already exists. Existing ID: {existing}"))
-        record_id = self.add(obj, **body["properties"])
-        return httpx.Response(201, json=self._object(obj, record_id))
+    def props(self, record_id: str, obj: str = "contacts") -> dict[str, Any]:
+        return self.records(obj)[record_id]
 
-    def _patch(self, obj: str, record_id: str, body: dict[str, Any]) -> httpx.Response:
-        if record_id not in self.objects.get(obj, {}):
-            return httpx.Response(404, json=hubspot_error("OBJECT_NOT_FOUND",
-                                                          "resource not found"))
-        self.objects[obj][record_id].update(body["properties"])
-        return httpx.Response(200, json=self._object(obj, record_id))
+    def bodies(self, path_end: str) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests if r.url.path.endswith(path_end)]
+
+    def violations(self) -> list[dict[str, Any]]:
+        return self.app.violations()
 
 
-def connector(fake: FakeHubSpot, **options: Any) -> HubSpotConnector:
+def connector(fake: HubSpot, **options: Any) -> HubSpotConnector:
     connection = ConnectionConfig(name="hubspot", connector="hubspot", base_url=API,
                                   auth={"type": "bearer", "token_env": "HUBSPOT_TOKEN"},
                                   options=options)
@@ -242,7 +152,7 @@ def answering(status: int, body: Any, headers: dict[str, str] | None = None) -> 
 
 # upsert ---------------------------------------------------------------------------------
 def test_an_upsert_is_one_batch_upsert_on_the_match_field_with_string_values() -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     result = connector(fake).deliver(record(email="ada@example.com", firstname="Ada",
                                             age=36, vip=True, tags=["a", "b"]))
     [request] = fake.requests
@@ -256,17 +166,20 @@ def test_an_upsert_is_one_batch_upsert_on_the_match_field_with_string_values() -
         "properties": {"firstname": "Ada", "age": "36", "vip": "true",
                        "tags": '["a", "b"]'}}]}
     record_id = fake.find("contacts", "email", "ada@example.com")
+    assert record_id is not None
     assert (result.operation, result.status, result.record_id) == ("created", 200, record_id)
     assert result.written_fields == ("firstname", "age", "vip", "tags")
+    assert fake.props(record_id)["vip"] == "true"
+    assert fake.violations() == []
 
 
 def test_new_false_is_an_update_of_the_existing_record() -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     existing = fake.add(email="ada@example.com", firstname="A")
     result = connector(fake).deliver(record())
     assert (result.operation, result.record_id) == ("updated", existing)
     assert fake.props(existing)["firstname"] == "Ada"
-    assert len(fake.objects["contacts"]) == 1          # never a second record
+    assert len(fake.records()) == 1          # never a second record
 
 
 def test_a_record_built_from_a_mapping_is_upserted_on_its_normalised_email(
@@ -294,7 +207,7 @@ def test_a_record_built_from_a_mapping_is_upserted_on_its_normalised_email(
                          connectors=CONNECTORS)
     mapped = map_event(config.mappings["customer"],
                        {"data": {"object": {"email": " Ada@Example.COM ", "name": "Ada"}}})
-    fake = FakeHubSpot()
+    fake = HubSpot()
     assert connector(fake).deliver(mapped).operation == "created"
     [body] = fake.bodies("/batch/upsert")
     assert body["inputs"][0]["idProperty"] == "email"
@@ -304,7 +217,7 @@ def test_a_record_built_from_a_mapping_is_upserted_on_its_normalised_email(
 
 # field ownership ------------------------------------------------------------------------
 def test_a_target_owned_field_is_read_first_and_kept_when_hubspot_has_a_value() -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     fake.add(email="ada@example.com", lifecyclestage="opportunity")
     result = connector(fake).deliver(record(email="ada@example.com", firstname="Ada",
                                             lifecyclestage=("customer", "target")))
@@ -321,7 +234,7 @@ def test_a_target_owned_field_is_read_first_and_kept_when_hubspot_has_a_value() 
 
 @pytest.mark.parametrize("current", [None, ""])
 def test_a_target_owned_field_is_written_when_hubspot_has_none(current: str | None) -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     if current is not None:
         fake.add(email="ada@example.com", lifecyclestage=current)
     result = connector(fake).deliver(record(email="ada@example.com",
@@ -333,22 +246,22 @@ def test_a_target_owned_field_is_written_when_hubspot_has_none(current: str | No
 
 
 #: a target's current value of a target-owned field -> whether the hub keeps it (one
-#: definition of empty, core/mapping/empty.py: None, blank text, [] and {} are empty)
-EXISTING_VALUES = [(None, False), ("", False), ("   ", False), ("\t\n", False), ([], False),
-                   ({}, False), ("opportunity", True), ("0", True), (0, True), (False, True),
-                   (["lead"], True), ({"a": 1}, True)]
+#: definition of empty, core/mapping/empty.py: None and blank text are empty; HubSpot's
+#: property values are strings, so lists and maps are the generic connector's tests)
+EXISTING_VALUES = [(None, False), ("", False), ("   ", False), ("\t\n", False),
+                   ("opportunity", True), ("0", True), ("false", True)]
 
 
 @pytest.mark.parametrize(("current", "kept"), EXISTING_VALUES)
 def test_a_single_write_and_a_batch_write_keep_exactly_the_same_fields(current: Any,
                                                                        kept: bool) -> None:
     def owned(email: str) -> MappedRecord:
-        return record(email=email, firstname="Ada", lifecyclestage=("customer", "target"))
+        return record(email=email, firstname="Ada", jobtitle=("Engineer", "target"))
 
-    def hubspot() -> FakeHubSpot:
-        fake = FakeHubSpot()
+    def hubspot() -> HubSpot:
+        fake = HubSpot()
         for email in ("ada@example.com", "bob@example.com"):
-            fake.add(email=email, lifecyclestage=current)
+            fake.add(email=email, **({} if current is None else {"jobtitle": current}))
         return fake
 
     single = connector(hubspot()).deliver(owned("ada@example.com"))
@@ -357,15 +270,15 @@ def test_a_single_write_and_a_batch_write_keep_exactly_the_same_fields(current: 
                                                  owned("bob@example.com")])
     [read, upsert] = [r.url.path.rsplit("/", 1)[-1] for r in batched.requests]
     assert (read, upsert) == ("read", "upsert")              # the batch path, not one by one
-    expected = ("lifecyclestage",) if kept else ()
+    expected = ("jobtitle",) if kept else ()
     assert single.skipped_fields == expected
     assert [o.skipped_fields for o in outcomes if isinstance(o, WriteResult)] == [expected] * 2
     written = [i["properties"] for i in batched.bodies("/batch/upsert")[0]["inputs"]]
-    assert all(("lifecyclestage" in w) is not kept for w in written)
+    assert all(("jobtitle" in w) is not kept for w in written)
 
 
 def test_update_only_skips_a_contact_hubspot_does_not_have() -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     result = connector(fake).deliver(record(action="update_only"))
     assert result.operation == "skipped"
     assert [r.url.path for r in fake.requests] == ["/crm/v3/objects/contacts/batch/read"]
@@ -373,7 +286,7 @@ def test_update_only_skips_a_contact_hubspot_does_not_have() -> None:
 
 # create_only ----------------------------------------------------------------------------
 def test_create_only_posts_a_new_record() -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     result = connector(fake).deliver(record(action="create_only", email="ada@example.com",
                                             firstname="Ada"))
     [request] = fake.requests
@@ -385,7 +298,7 @@ def test_create_only_posts_a_new_record() -> None:
 
 
 def test_create_only_conflict_updates_the_existing_id_and_never_creates_again() -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     existing = fake.add(email="ada@example.com", firstname="A")
     result = connector(fake).deliver(record(action="create_only", email="ada@example.com",
                                             firstname="Ada"))
@@ -395,12 +308,12 @@ def test_create_only_conflict_updates_the_existing_id_and_never_creates_again() 
     assert json.loads(fake.requests[1].content) == {"properties": {
         "email": "ada@example.com", "firstname": "Ada"}}
     assert (result.operation, result.record_id, result.status) == ("updated", existing, 200)
-    assert len(fake.objects["contacts"]) == 1
+    assert len(fake.records()) == 1
     assert fake.props(existing)["firstname"] == "Ada"
 
 
 def test_a_conflict_without_an_existing_id_is_a_data_error_not_a_create() -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     # a 409 whose message names no record [errors]
     fake.script = answering(409, hubspot_error("CONFLICT", "Conflicting write in progress"))
     with pytest.raises(DataError) as info:
@@ -410,27 +323,25 @@ def test_a_conflict_without_an_existing_id_is_a_data_error_not_a_create() -> Non
 
 
 # errors ---------------------------------------------------------------------------------
-def test_a_validation_error_in_the_message_form_names_each_property() -> None:
-    fake = FakeHubSpot()
-    # 400 VALIDATION_ERROR, "Property values were not valid: [...]" form [errors]
-    body = hubspot_error("VALIDATION_ERROR", validation_message(
-        ("email", "INVALID_EMAIL", "Email address ada@@example is invalid"),
-        ("lifecyclestage", "INVALID_OPTION", "customerx was not one of the allowed options")))
-    fake.script = answering(400, body)
+def test_a_validation_error_names_each_property_hubspot_refused() -> None:
+    fake = HubSpot()
+    mapped = record(email="ada@@example", firstname="Ada", lifecyclestage="customerx")
+    email = FieldResult("email", "ada@@example", "ada@@example", "source")
     with pytest.raises(DataError) as info:
-        connector(fake).deliver(record())
+        connector(fake).deliver(replace(mapped, fields=(email, *mapped.fields)))
     error = info.value
     assert (error.category, error.status) == ("rejected_by_target", 400)
-    assert error.problems == [
-        {"field": "email", "problem": "Email address ada@@example is invalid",
-         "code": "INVALID_EMAIL"},
-        {"field": "lifecyclestage", "problem": "customerx was not one of the allowed options",
-         "code": "INVALID_OPTION"}]
-    assert json.loads(error.excerpt) == body
+    assert [(p["field"], p["code"]) for p in error.problems] == [
+        ("email", "INVALID_EMAIL"), ("lifecyclestage", "INVALID_OPTION")]
+    assert error.problems[0]["problem"] == "Email address ada@@example is invalid"
+    assert str(error.problems[1]["problem"]).startswith(
+        "customerx was not one of the allowed options")
+    assert error.excerpt.startswith('{"status":"error","message":"Property values were not valid')
+    assert fake.records() == {} and fake.violations() == []
 
 
 def test_a_validation_error_with_an_errors_list_names_each_property() -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     # 400 VALIDATION_ERROR with errors[].context.propertyName (a list of names) [errors],
     # [upsert] (ErrorDetail.context: dict(str, list[str]))
     fake.script = answering(400, hubspot_error(
@@ -460,14 +371,8 @@ def test_both_validation_shapes_together_keep_the_property_names() -> None:
 
 
 def test_a_ten_secondly_429_waits_for_the_rate_limit_interval() -> None:
-    fake = FakeHubSpot()
-    # 429 TEN_SECONDLY_ROLLING with the X-HubSpot-RateLimit-* headers [usage]
-    fake.script = answering(429, {
-        "status": "error", "message": "You have reached your ten_secondly_rolling limit.",
-        "errorType": "RATE_LIMIT", "correlationId": CORRELATION,
-        "policyName": "TEN_SECONDLY_ROLLING"},
-        headers={"X-HubSpot-RateLimit-Max": "100", "X-HubSpot-RateLimit-Remaining": "0",
-                 "X-HubSpot-RateLimit-Interval-Milliseconds": "10000"})
+    fake = HubSpot()
+    fake.app.fault(mode="rate_limit_burst", count=1)     # 429 TEN_SECONDLY_ROLLING
     with pytest.raises(RateLimited) as info:
         connector(fake).deliver(record())
     assert info.value.retry_after == 10.0
@@ -476,7 +381,7 @@ def test_a_ten_secondly_429_waits_for_the_rate_limit_interval() -> None:
 
 
 def test_the_rate_limit_interval_header_is_what_sets_the_wait() -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     # [usage]: a 1-second window
     fake.script = answering(429, {"status": "error", "errorType": "RATE_LIMIT",
                                   "message": "You have reached your secondly limit.",
@@ -515,15 +420,9 @@ def test_a_daily_429_waits_until_midnight_in_the_account_time_zone(
         hours: float) -> None:
     monkeypatch.setattr(_FrozenDatetime, "instant", instant)
     monkeypatch.setattr(hubspot_module, "datetime", _FrozenDatetime)
-    fake = FakeHubSpot()
-    # 429 DAILY [usage]
-    fake.script = answering(429, {"status": "error",
-                                  "message": "You have reached your daily limit.",
-                                  "errorType": "RATE_LIMIT", "correlationId": CORRELATION,
-                                  "policyName": "DAILY",
-                                  "requestId": "3d3e35b7-0dae-4b9f-a6e3-9c230cbcf8dd"},
-                            headers={"X-HubSpot-RateLimit-Daily": "250000",
-                                     "X-HubSpot-RateLimit-Daily-Remaining": "0"})
+    fake = HubSpot(daily_limit=1)
+    fake.add(email="someone@example.com")
+    connector(fake).deliver(record(email="someone@example.com"))   # the day's one call
     options = {"account_timezone": zone} if zone else {}
     with pytest.raises(RateLimited) as info:
         connector(fake, **options).deliver(record())
@@ -532,18 +431,26 @@ def test_a_daily_429_waits_until_midnight_in_the_account_time_zone(
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 521])
 def test_server_errors_are_transient(status: int) -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     # 502/504 timeouts, 503, 521 are HubSpot's "pause, then retry" answers [errors]
-    fake.script = answering(status, hubspot_error("INTERNAL_ERROR", "internal error"))
+    fake.app.fault(mode="error5xx", status=status)
     with pytest.raises(TransientError) as info:
         connector(fake).deliver(record())
     assert not isinstance(info.value, RateLimited)
     assert info.value.status == status
 
 
+def test_a_connection_dropped_without_an_answer_is_transient() -> None:
+    fake = HubSpot()
+    fake.app.fault(mode="drop", count=1)
+    with pytest.raises(TransientError):
+        connector(fake).deliver(record())
+    assert fake.records() == {}
+
+
 @pytest.mark.parametrize("exc", [httpx.ReadTimeout, httpx.ConnectTimeout, httpx.ConnectError])
 def test_timeouts_and_network_failures_are_transient(exc: type[httpx.TransportError]) -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
 
     def fail(request: httpx.Request) -> httpx.Response:
         raise exc("boom", request=request)
@@ -554,8 +461,9 @@ def test_timeouts_and_network_failures_are_transient(exc: type[httpx.TransportEr
 
 
 def test_a_403_is_an_auth_error() -> None:
-    fake = FakeHubSpot()
-    # 403: the token lacks a scope [errors] (MISSING_SCOPES, context as in [upsert])
+    fake = HubSpot()
+    # 403: the token lacks a scope [errors] (MISSING_SCOPES, context as in [upsert]); the
+    # fake knows no scopes
     fake.script = answering(403, hubspot_error(
         "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this "
                           "call.",
@@ -568,12 +476,10 @@ def test_a_403_is_an_auth_error() -> None:
 
 
 def test_a_401_with_a_private_app_token_is_an_auth_error_without_a_second_try() -> None:
-    fake = FakeHubSpot()
-    # 401 INVALID_AUTHENTICATION [errors]
-    fake.script = answering(401, hubspot_error(
-        "INVALID_AUTHENTICATION", "Authentication credentials not found."))
-    with pytest.raises(AuthError):
+    fake = HubSpot(private_app_token="pat-na1-revoked")       # ours is no longer valid
+    with pytest.raises(AuthError) as info:
         connector(fake).deliver(record())
+    assert info.value.status == 401 and "INVALID_AUTHENTICATION" in info.value.excerpt
     assert len(fake.requests) == 1
 
 
@@ -585,9 +491,9 @@ def outcomes_by_email(records: list[MappedRecord], outcomes: list[WriteResult | 
 
 
 def test_a_batch_of_three_is_one_request_with_each_result_mapped_back() -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     existing = fake.add(email="bob@example.com")
-    fake.reverse_results = True            # answers need not follow the input order
+    fake.rewrite = lambda body: body["results"].reverse()  # HubSpot keeps no input order
     records = [record(email=e, firstname=e[:3]) for e in
                ("ada@example.com", "bob@example.com", "cy@example.com")]
     outcomes = connector(fake).deliver_batch(records)
@@ -613,9 +519,13 @@ def test_a_batch_of_three_is_one_request_with_each_result_mapped_back() -> None:
 
 
 def test_batch_results_are_matched_by_email_when_no_trace_id_comes_back() -> None:
-    fake = FakeHubSpot()
-    fake.echo_trace = False
-    fake.reverse_results = True
+    fake = HubSpot()
+    def without_trace_ids(body: dict[str, Any]) -> None:
+        body["results"].reverse()
+        for result in body["results"]:
+            del result["objectWriteTraceId"]
+
+    fake.rewrite = without_trace_ids
     existing = fake.add(email="bob@example.com")
     records = [record(email="ada@example.com", firstname="Ada"),
                record(email="Bob@Example.com", firstname="Bob")]
@@ -625,12 +535,11 @@ def test_batch_results_are_matched_by_email_when_no_trace_id_comes_back() -> Non
 
 
 def test_a_207_fails_only_the_record_hubspot_refused() -> None:
-    fake = FakeHubSpot()
-    fake.multi_status = True
-    fake.invalid = {"bad@example"}
+    fake = HubSpot()
     records = [record(email=e) for e in ("ada@example.com", "bad@example", "cy@example.com")]
     outcomes = connector(fake).deliver_batch(records)
     assert len(fake.requests) == 1
+    assert fake.requests[0].url.path.endswith("/batch/upsert")
     ada, bad, cy = outcomes
     assert isinstance(ada, WriteResult) and ada.operation == "created"
     assert isinstance(cy, WriteResult) and cy.operation == "created"
@@ -641,29 +550,29 @@ def test_a_207_fails_only_the_record_hubspot_refused() -> None:
 
 
 def test_a_record_the_batch_answer_does_not_mention_is_retried_not_delivered() -> None:
-    fake = FakeHubSpot()
-
-    def drop_second(request: httpx.Request) -> httpx.Response | None:
-        if not request.url.path.endswith("/batch/upsert"):
-            return None
-        inputs = json.loads(request.content)["inputs"]
-        # a COMPLETE batch answer [upsert] that lists only the first input
-        return httpx.Response(200, json={"status": "COMPLETE", "startedAt": STAMP,
-                                         "completedAt": STAMP, "results": [{
-            "id": "901", "properties": {"email": inputs[0]["id"]}, "new": True,
-            "createdAt": STAMP, "updatedAt": STAMP, "archived": False,
-            "objectWriteTraceId": inputs[0]["objectWriteTraceId"]}]})
-
-    fake.script = drop_second
+    fake = HubSpot()
+    # a COMPLETE batch answer [upsert] that lists only the first input
+    fake.rewrite = lambda body: body.update(results=body["results"][:1])
     first, second = connector(fake).deliver_batch([record(email="ada@example.com"),
                                                    record(email="bob@example.com")])
-    assert isinstance(first, WriteResult) and first.record_id == "901"
+    assert isinstance(first, WriteResult)
+    assert first.record_id == fake.find("contacts", "email", "ada@example.com")
     assert isinstance(second, TransientError)
 
 
 def test_a_whole_batch_400_falls_back_so_only_the_bad_record_is_a_data_error() -> None:
-    fake = FakeHubSpot()
-    fake.invalid = {"bad@example"}
+    fake = HubSpot()
+
+    def whole_batch_400(request: httpx.Request) -> httpx.Response | None:
+        # one invalid record failing the whole batch: 400 VALIDATION_ERROR [errors] (the fake
+        # answers 207 when each input has a trace id, as the connector's have)
+        inputs = json.loads(request.content).get("inputs", [])
+        if len(inputs) < 2:
+            return None
+        problem = PropError("email", "INVALID_EMAIL", "Email address bad@example is invalid")
+        return httpx.Response(400, json=property_error_body([problem], 12345678))
+
+    fake.script = whole_batch_400
     records = [record(email=e) for e in ("ada@example.com", "bad@example", "cy@example.com")]
     outcomes = connector(fake).deliver_batch(records)
     upserts = fake.bodies("/batch/upsert")
@@ -679,7 +588,7 @@ def test_a_whole_batch_400_falls_back_so_only_the_bad_record_is_a_data_error() -
 def test_text_utf8_cannot_encode_fails_only_its_own_record_as_a_data_error() -> None:
     """The mapping engine rejects a lone surrogate first; should one reach the request, it is
     still that record's data error (never an internal error retried for the whole batch)."""
-    fake = FakeHubSpot()
+    fake = HubSpot()
     records = [record(email="ada@example.com"),
                record(email="bad@example.com", firstname="Ada \ud800"),
                record(email="cy@example.com")]
@@ -691,7 +600,7 @@ def test_text_utf8_cannot_encode_fails_only_its_own_record_as_a_data_error() -> 
 
 
 def test_a_batch_with_target_owned_fields_reads_once_for_all_records() -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     fake.add(email="bob@example.com", lifecyclestage="opportunity")
     fake.add(email="cy@example.com", lifecyclestage="")
     records = [record(email=e, firstname="X", lifecyclestage=("customer", "target"))
@@ -711,12 +620,12 @@ def test_a_batch_with_target_owned_fields_reads_once_for_all_records() -> None:
 
 
 @pytest.mark.parametrize("second", [
-    record(email="acme.com", obj="companies", match_field="domain",
-           domain="acme.com", name="Acme"),
+    record(email="acme-1", obj="companies", match_field="crmhub_external_id",
+           crmhub_external_id="acme-1", name="Acme"),
     record(email="bob@example.com", action="create_only"),
 ], ids=["another object", "another action"])
 def test_a_mixed_batch_falls_back_to_one_write_per_record(second: MappedRecord) -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     outcomes = connector(fake).deliver_batch([record(email="ada@example.com"), second])
     assert all(isinstance(o, WriteResult) for o in outcomes)
     assert len(fake.requests) == 2
@@ -725,7 +634,7 @@ def test_a_mixed_batch_falls_back_to_one_write_per_record(second: MappedRecord) 
 
 
 def test_a_batch_never_sends_more_than_100_inputs() -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     records = [record(email=f"user{i}@example.com") for i in range(BATCH_LIMIT + 30)]
     outcomes = connector(fake).deliver_batch(records)
     sizes = [len(b["inputs"]) for b in fake.bodies("/batch/upsert")]
@@ -738,17 +647,12 @@ def test_a_batch_never_sends_more_than_100_inputs() -> None:
 def test_batch_size_comes_from_the_options_capped_at_hubspots_limit(
         wanted: int | None, expected: int) -> None:
     options = {"batch_size": wanted} if wanted is not None else {}
-    assert connector(FakeHubSpot(), **options).batch_size == expected
+    assert connector(HubSpot(), **options).batch_size == expected
 
 
 def test_a_batch_wide_rate_limit_is_raised_for_the_whole_batch() -> None:
-    fake = FakeHubSpot()
-    # [usage]
-    fake.script = answering(429, {"status": "error", "errorType": "RATE_LIMIT",
-                                  "message": "You have reached your ten_secondly_rolling "
-                                             "limit.", "policyName": "TEN_SECONDLY_ROLLING",
-                                  "correlationId": CORRELATION},
-                            headers={"X-HubSpot-RateLimit-Interval-Milliseconds": "10000"})
+    fake = HubSpot()
+    fake.app.fault(mode="rate_limit_burst")            # 429 TEN_SECONDLY_ROLLING
     with pytest.raises(RateLimited):
         connector(fake).deliver_batch([record(email="a@example.com"),
                                        record(email="b@example.com")])
@@ -756,24 +660,10 @@ def test_a_batch_wide_rate_limit_is_raised_for_the_whole_batch() -> None:
 
 
 def test_a_failed_chunk_of_a_large_batch_does_not_undo_the_delivered_one() -> None:
-    fake = FakeHubSpot()
-    calls = {"upserts": 0}
-
-    def limit_second(request: httpx.Request) -> httpx.Response | None:
-        if request.url.path.endswith("/batch/upsert"):
-            calls["upserts"] += 1
-            if calls["upserts"] == 2:
-                # [usage]
-                return httpx.Response(429, json={
-                    "status": "error", "errorType": "RATE_LIMIT",
-                    "message": "You have reached your ten_secondly_rolling limit.",
-                    "policyName": "TEN_SECONDLY_ROLLING", "correlationId": CORRELATION},
-                    headers={"X-HubSpot-RateLimit-Interval-Milliseconds": "10000"})
-        return None
-
-    fake.script = limit_second
+    fake = HubSpot(ten_secondly=1)     # the first chunk takes the window's one call
     records = [record(email=f"user{i}@example.com") for i in range(BATCH_LIMIT + 5)]
     outcomes = connector(fake).deliver_batch(records)
     assert all(isinstance(o, WriteResult) for o in outcomes[:BATCH_LIMIT])
     assert all(isinstance(o, RateLimited) for o in outcomes[BATCH_LIMIT:])
     assert len(outcomes) == len(records)
+    assert len(fake.records()) == BATCH_LIMIT

@@ -1,8 +1,10 @@
 """OAuth2 for a connection (connectors/oauth.py, core/tokens.py, the retry in
 connectors/base.py, `crmhub auth set-refresh-token`): tokens shared by every worker in Redis
-(fakeredis), HubSpot's token endpoint and CRM API behind httpx.MockTransport.
+(fakeredis), HubSpot's token endpoint and CRM API from the fake HubSpot the package ships
+(connectors/fakes/hubspot/), in-process behind its httpx transport.
 
-Fake answers follow HubSpot's documentation; the source is cited next to each one:
+Where a test needs an answer the fake does not give by itself, a script answers instead; those
+answers follow HubSpot's documentation, the source cited next to each one:
   [token]   POST /oauth/v1/token, form-encoded grant_type=refresh_token, client_id,
             client_secret, refresh_token; answer {access_token, refresh_token, expires_in,
             token_type}:
@@ -37,6 +39,8 @@ from click.testing import Result
 from conftest import crmhub, hub_ledger, make_settings, text
 
 from app.cli.common import EXIT_NOT_FOUND, CliContext
+from connectors.fakes.hubspot import FakeHubSpot
+from connectors.fakes.transport import FakeTransport
 from connectors.hubspot import TOKEN_URL, HubSpotConnector
 from connectors.registry import CONNECTORS
 from core.config import ConnectionConfig, load_config
@@ -64,35 +68,35 @@ INVALID = {"status": "error", "message": "Authentication credentials not found. 
            "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
            "correlationId": CORRELATION, "category": "INVALID_AUTHENTICATION"}
 # [badrt]
-BAD_REFRESH_TOKEN = {"status": "BAD_REFRESH_TOKEN", "message": "missing or invalid refresh token"}
 INVALID_GRANT = {"error": "invalid_grant", "error_description": "refresh token is revoked"}
 
 
-class FakeHubSpot:
-    """HubSpot's token endpoint and contacts batch upsert.
+class HubSpot:
+    """The fake HubSpot in-process, its OAuth app the one of ENV; every request kept.
 
-    Access tokens it issued are accepted unless listed in `expired`; refresh tokens in
-    `refresh_tokens` are accepted. `rotate`: each refresh answers a new refresh token.
-    `token_script` / `api_script` answer instead when set (and return a response).
+    `token_script` / `api_script`: consulted first for the token endpoint / the API; answer
+    instead when they return a response.
     """
 
-    def __init__(self) -> None:
-        self.refresh_tokens = {ENV["HUBSPOT_REFRESH_TOKEN"]}
-        self.issued: set[str] = set()
-        self.expired: set[str] = set()
-        self.rotate = False
-        self.token_delay = 0.0
+    def __init__(self, **config: Any) -> None:
+        self.app = FakeHubSpot(client_id=ENV["HUBSPOT_CLIENT_ID"],
+                               client_secret=ENV["HUBSPOT_CLIENT_SECRET"],
+                               refresh_token=ENV["HUBSPOT_REFRESH_TOKEN"], **config)
         self.token_requests: list[httpx.Request] = []
         self.api_requests: list[httpx.Request] = []
         self.token_script: Callable[[httpx.Request], httpx.Response] | None = None
         self.api_script: Callable[[httpx.Request], httpx.Response | None] | None = None
+        self._transport = FakeTransport(self.app)
         self._lock = threading.Lock()
-        self._n = 0
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        if str(request.url) == TOKEN_URL:
-            return self._token(request)
-        return self._api(request)
+        token = str(request.url) == TOKEN_URL
+        with self._lock:
+            (self.token_requests if token else self.api_requests).append(request)
+        script = self.token_script if token else self.api_script
+        if script is not None and (answer := script(request)) is not None:
+            return answer
+        return self._transport.handle_request(request)
 
     def forms(self) -> list[dict[str, str]]:
         return [{k: v[0] for k, v in parse_qs(r.content.decode()).items()}
@@ -102,60 +106,16 @@ class FakeHubSpot:
         return [r.headers.get("authorization", "").removeprefix("Bearer ")
                 for r in self.api_requests]
 
-    def _token(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:
-            self.token_requests.append(request)
-        if self.token_delay:
-            time.sleep(self.token_delay)
-        if self.token_script is not None:
-            return self.token_script(request)
-        assert request.method == "POST"
-        assert request.headers["content-type"] == "application/x-www-form-urlencoded"
-        assert "authorization" not in request.headers      # credentials go in the form
-        form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
-        assert form["grant_type"] == "refresh_token"
-        assert (form["client_id"], form["client_secret"]) == (
-            ENV["HUBSPOT_CLIENT_ID"], ENV["HUBSPOT_CLIENT_SECRET"])
-        if form.get("refresh_token") not in self.refresh_tokens:
-            return httpx.Response(400, json=BAD_REFRESH_TOKEN)          # [badrt]
-        with self._lock:
-            self._n += 1
-            access = f"CJSP-access-{self._n}"
-            self.issued.add(access)
-            refresh = form["refresh_token"]
-            if self.rotate:
-                self.refresh_tokens.discard(refresh)
-                refresh = f"rt-rotated-{self._n}"
-                self.refresh_tokens.add(refresh)
-        # [token]
-        return httpx.Response(200, json={"access_token": access, "refresh_token": refresh,
-                                         "expires_in": 1800, "token_type": "bearer"})
-
-    def _api(self, request: httpx.Request) -> httpx.Response:
-        with self._lock:
-            self.api_requests.append(request)
-        if self.api_script is not None and (answer := self.api_script(request)) is not None:
-            return answer
-        token = request.headers.get("authorization", "").removeprefix("Bearer ")
-        if token in self.expired:
-            return httpx.Response(401, json=EXPIRED)
-        if token not in self.issued:
-            return httpx.Response(401, json=INVALID)
-        assert request.url.path == "/crm/v3/objects/contacts/batch/upsert"
-        item = json.loads(request.content)["inputs"][0]
-        # [upsert]
-        return httpx.Response(200, json={"status": "COMPLETE", "results": [{
-            "id": "512", "properties": {"email": item["id"]}, "new": True,
-            "objectWriteTraceId": item["objectWriteTraceId"], "archived": False,
-            "createdAt": "2025-06-15T10:00:00Z", "updatedAt": "2025-06-15T10:00:00Z"}],
-            "startedAt": "2025-06-15T10:00:00Z", "completedAt": "2025-06-15T10:00:00Z"})
+    def issued(self) -> list[str]:
+        """The access tokens HubSpot issued, oldest first."""
+        return self.app.access_tokens()
 
 
 def connection() -> ConnectionConfig:
     return ConnectionConfig(name="hubspot", connector="hubspot", base_url=API, auth=AUTH)
 
 
-def worker(fake: FakeHubSpot, client: Any, environ: dict[str, str] | None = None
+def worker(fake: HubSpot, client: Any, environ: dict[str, str] | None = None
            ) -> HubSpotConnector:
     """One worker's connector: its own HTTP client, the shared token store."""
     return HubSpotConnector(connection(), ENV if environ is None else environ,
@@ -195,7 +155,7 @@ def seed(client: Any, access: str, *, left: float, lifetime: float = 1800.0,
 # obtaining and reusing ------------------------------------------------------------------
 def test_first_use_refreshes_with_the_env_token_and_shares_the_result_in_redis(
         client: fakeredis.FakeRedis) -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     before = time.time()
     result = worker(fake, client).deliver(record())
     assert result.operation == "created"
@@ -203,17 +163,19 @@ def test_first_use_refreshes_with_the_env_token_and_shares_the_result_in_redis(
     assert form == {"grant_type": "refresh_token", "refresh_token": ENV["HUBSPOT_REFRESH_TOKEN"],
                     "client_id": ENV["HUBSPOT_CLIENT_ID"],
                     "client_secret": ENV["HUBSPOT_CLIENT_SECRET"]}
-    assert fake.bearers() == ["CJSP-access-1"]
+    [issued] = fake.issued()
+    assert fake.bearers() == [issued]
     raw = json.loads(text(client.get(f"{PREFIX}:conn:hubspot:oauth")))
-    assert raw["access_token"] == "CJSP-access-1"
+    assert raw["access_token"] == issued
     assert raw["refresh_token"] == ENV["HUBSPOT_REFRESH_TOKEN"]
     assert before <= raw["obtained_at"] <= time.time()
     assert raw["expires_at"] == pytest.approx(raw["obtained_at"] + 1800)
+    assert fake.app.violations() == []          # the token request as HubSpot wants it
 
 
 def test_a_fresh_shared_token_is_used_without_a_refresh(client: fakeredis.FakeRedis) -> None:
-    fake = FakeHubSpot()
-    fake.issued.add("CJSP-shared")
+    fake = HubSpot()
+    fake.app.issue_token("CJSP-shared")
     seed(client, "CJSP-shared", left=1000)
     first, second = worker(fake, client), worker(fake, client)
     first.deliver(record("a@example.com"))
@@ -233,19 +195,21 @@ def test_a_fresh_shared_token_is_used_without_a_refresh(client: fakeredis.FakeRe
 ])
 def test_a_token_near_expiry_is_refreshed_before_use(
         client: fakeredis.FakeRedis, lifetime: float, left: float, refreshes: bool) -> None:
-    fake = FakeHubSpot()
-    fake.issued.add("CJSP-old")
+    fake = HubSpot()
+    fake.app.issue_token("CJSP-old")
     seed(client, "CJSP-old", left=left, lifetime=lifetime)
     worker(fake, client).deliver(record())
     assert len(fake.token_requests) == (1 if refreshes else 0)
-    assert fake.bearers() == (["CJSP-access-1"] if refreshes else ["CJSP-old"])
+    assert fake.bearers() == [fake.issued()[-1]]
+    assert (fake.bearers() == ["CJSP-old"]) is not refreshes
     assert store(client).get("hubspot").access_token == fake.bearers()[0]
 
 
 def test_two_workers_refreshing_at_once_make_one_token_request(
         server: fakeredis.FakeServer) -> None:
-    fake = FakeHubSpot()
-    fake.token_delay = 0.3             # long enough for the other worker to arrive meanwhile
+    fake = HubSpot()
+    # a slow token endpoint: long enough for the other worker to arrive meanwhile
+    fake.app.fault(mode="latency", latency_ms=300, endpoints=["oauth.token"])
     workers = [worker(fake, fakeredis.FakeRedis(server=server)) for _ in range(2)]
     start = threading.Barrier(len(workers))
     errors: list[BaseException] = []
@@ -265,28 +229,29 @@ def test_two_workers_refreshing_at_once_make_one_token_request(
         t.join(timeout=30)
     assert errors == []
     assert len(fake.token_requests) == 1
-    assert fake.bearers() == ["CJSP-access-1", "CJSP-access-1"]
+    assert fake.bearers() == fake.issued() * 2
 
 
 # a 401 from the API ---------------------------------------------------------------------
 def test_an_expired_token_is_refreshed_once_and_the_request_retried_once(
         client: fakeredis.FakeRedis) -> None:
-    fake = FakeHubSpot()
-    fake.issued.add("CJSP-revoked-early")
-    fake.expired.add("CJSP-revoked-early")     # HubSpot says expired though we think not
+    fake = HubSpot()
+    # HubSpot says expired though we think not
+    fake.app.issue_token("CJSP-revoked-early", expires_in=0)
     seed(client, "CJSP-revoked-early", left=1500)
     result = worker(fake, client).deliver(record())
     assert result.operation == "created"
     assert len(fake.token_requests) == 1
-    assert fake.bearers() == ["CJSP-revoked-early", "CJSP-access-1"]
+    new = fake.issued()[-1]
+    assert fake.bearers() == ["CJSP-revoked-early", new]
     assert json.loads(fake.api_requests[0].content) == json.loads(fake.api_requests[1].content)
-    assert store(client).get("hubspot").access_token == "CJSP-access-1"
+    assert store(client).get("hubspot").access_token == new
 
 
 @pytest.mark.parametrize("answer", [EXPIRED, INVALID], ids=["expired", "invalid"])
 def test_a_401_that_persists_after_the_refresh_is_an_auth_error(
         client: fakeredis.FakeRedis, answer: dict[str, str]) -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     fake.api_script = lambda request: httpx.Response(401, json=answer)    # [expired], [errors]
     seed(client, "CJSP-a", left=1500)
     with pytest.raises(AuthError) as info:
@@ -294,34 +259,34 @@ def test_a_401_that_persists_after_the_refresh_is_an_auth_error(
     assert info.value.status == 401
     assert answer["category"] in info.value.excerpt
     assert len(fake.token_requests) == 1
-    assert fake.bearers() == ["CJSP-a", "CJSP-access-1"]
+    assert fake.bearers() == ["CJSP-a", *fake.issued()]
 
 
 def test_a_token_hubspot_no_longer_knows_is_refreshed_once_and_the_request_retried_once(
         client: fakeredis.FakeRedis) -> None:
     """The demo restarted: the shared store still holds a token the new HubSpot never
     issued, which it answers with 401 INVALID_AUTHENTICATION [errors], not EXPIRED."""
-    fake = FakeHubSpot()
+    fake = HubSpot()
     seed(client, "CJSP-before-the-restart", left=1500)
     result = worker(fake, client).deliver(record())
     assert result.operation == "created"
     assert len(fake.token_requests) == 1
-    assert fake.bearers() == ["CJSP-before-the-restart", "CJSP-access-1"]
+    assert fake.bearers() == ["CJSP-before-the-restart", *fake.issued()]
     assert json.loads(fake.api_requests[0].content) == json.loads(fake.api_requests[1].content)
-    assert store(client).get("hubspot").access_token == "CJSP-access-1"
+    assert store(client).get("hubspot").access_token == fake.issued()[-1]
 
 
 def test_a_plain_401_from_a_generic_oauth2_target_is_refreshed_once_and_retried_once(
         client: fakeredis.FakeRedis) -> None:
     """The generic http connector: a 401 with no body to read gets the same one refresh."""
-    fake = FakeHubSpot()
+    fake = HubSpot()
     seed(client, "stale-token", left=1500)
 
     def crm(request: httpx.Request) -> httpx.Response:
         if str(request.url) == TOKEN_URL:
             return fake(request)
         fake.api_requests.append(request)
-        if request.headers["authorization"] != "Bearer CJSP-access-1":
+        if request.headers["authorization"].removeprefix("Bearer ") not in fake.issued():
             return httpx.Response(401, text="Unauthorized")
         return httpx.Response(201, json=json.loads(request.content))
 
@@ -334,14 +299,14 @@ def test_a_plain_401_from_a_generic_oauth2_target_is_refreshed_once_and_retried_
     assert len(fake.token_requests) == 1
     assert [(r.method, r.url.path) for r in fake.api_requests] == [
         ("PUT", "/contacts/ada@example.com")] * 2
-    assert fake.bearers() == ["stale-token", "CJSP-access-1"]
+    assert fake.bearers() == ["stale-token", *fake.issued()]
 
 
 def test_a_token_another_worker_already_replaced_is_used_without_a_refresh(
         client: fakeredis.FakeRedis) -> None:
-    fake = FakeHubSpot()
-    fake.issued |= {"CJSP-old", "CJSP-from-other-worker"}
-    fake.expired.add("CJSP-old")
+    fake = HubSpot()
+    fake.app.issue_token("CJSP-old", expires_in=0)
+    fake.app.issue_token("CJSP-from-other-worker")
     seed(client, "CJSP-old", left=1500)
 
     def other_worker_refreshes_meanwhile(request: httpx.Request) -> None:
@@ -356,12 +321,14 @@ def test_a_token_another_worker_already_replaced_is_used_without_a_refresh(
 
 
 # the token endpoint refusing or failing -------------------------------------------------
-@pytest.mark.parametrize("answer", [BAD_REFRESH_TOKEN, INVALID_GRANT],
-                         ids=["BAD_REFRESH_TOKEN", "invalid_grant"])
+@pytest.mark.parametrize("refusal", ["BAD_REFRESH_TOKEN", "invalid_grant"])
 def test_a_refused_refresh_token_is_an_auth_error_telling_the_operator_what_to_run(
-        client: fakeredis.FakeRedis, answer: dict[str, str]) -> None:
-    fake = FakeHubSpot()
-    fake.token_script = lambda request: httpx.Response(400, json=answer)    # [badrt]
+        client: fakeredis.FakeRedis, refusal: str) -> None:
+    fake = HubSpot()
+    if refusal == "BAD_REFRESH_TOKEN":
+        fake.app.fault(mode="revoke_refresh_token")   # the app's access was revoked
+    else:   # the OAuth error code HubSpot may answer instead [badrt]
+        fake.token_script = lambda request: httpx.Response(400, json=INVALID_GRANT)
     with pytest.raises(AuthError) as info:
         worker(fake, client).deliver(record())
     message = str(info.value)
@@ -374,7 +341,7 @@ def test_a_refused_refresh_token_is_an_auth_error_telling_the_operator_what_to_r
 
 def test_without_any_refresh_token_the_operator_is_told_to_install_one(
         client: fakeredis.FakeRedis) -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     environ = {**ENV, "HUBSPOT_REFRESH_TOKEN": ""}
     with pytest.raises(AuthError, match="crmhub auth set-refresh-token hubspot"):
         worker(fake, client, environ).deliver(record())
@@ -384,10 +351,13 @@ def test_without_any_refresh_token_the_operator_is_told_to_install_one(
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
 def test_a_token_endpoint_outage_is_transient(client: fakeredis.FakeRedis,
                                               status: int) -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     # [errors]: 5xx and 429 are "pause, then retry"
-    fake.token_script = lambda request: httpx.Response(status, json={
-        "status": "error", "message": "internal error", "correlationId": CORRELATION})
+    if status == 429:      # the fake never limits its token endpoint
+        fake.token_script = lambda request: httpx.Response(status, json={
+            "status": "error", "message": "internal error", "correlationId": CORRELATION})
+    else:
+        fake.app.fault(mode="error5xx", status=status, endpoints=["oauth.token"])
     with pytest.raises(TransientError) as info:
         worker(fake, client).deliver(record())
     assert info.value.status == status
@@ -398,7 +368,7 @@ def test_a_token_endpoint_outage_is_transient(client: fakeredis.FakeRedis,
 @pytest.mark.parametrize("exc", [httpx.ReadTimeout, httpx.ConnectTimeout, httpx.ConnectError])
 def test_a_token_endpoint_timeout_is_transient(client: fakeredis.FakeRedis,
                                                exc: type[httpx.TransportError]) -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
 
     def fail(request: httpx.Request) -> httpx.Response:
         raise exc("no answer", request=request)
@@ -410,12 +380,10 @@ def test_a_token_endpoint_timeout_is_transient(client: fakeredis.FakeRedis,
 
 
 def test_a_failed_refresh_does_not_hold_the_lock(client: fakeredis.FakeRedis) -> None:
-    fake = FakeHubSpot()
-    fake.token_script = lambda request: httpx.Response(503, json={"status": "error",
-                                                                  "message": "unavailable"})
+    fake = HubSpot()
+    fake.app.fault(mode="error5xx", status=503, count=1, endpoints=["oauth.token"])
     with pytest.raises(TransientError):
         worker(fake, client).deliver(record())
-    fake.token_script = None
     started = time.monotonic()
     assert worker(fake, client).deliver(record()).operation == "created"
     assert time.monotonic() - started < 5          # not waiting out a stale lock
@@ -424,11 +392,12 @@ def test_a_failed_refresh_does_not_hold_the_lock(client: fakeredis.FakeRedis) ->
 # refresh tokens -------------------------------------------------------------------------
 def test_a_rotated_refresh_token_is_stored_and_used_for_the_next_refresh(
         client: fakeredis.FakeRedis) -> None:
-    fake = FakeHubSpot()
-    fake.rotate = True
+    fake = HubSpot(rotate_refresh_tokens=True)
     connector = worker(fake, client)
     connector.deliver(record())
-    assert store(client).get("hubspot").refresh_token == "rt-rotated-1"
+    [rotated] = fake.app.refresh_tokens()
+    assert rotated != ENV["HUBSPOT_REFRESH_TOKEN"]
+    assert store(client).get("hubspot").refresh_token == rotated
     # the access token runs out; the next refresh must use the rotated refresh token (the
     # one from the environment is no longer valid)
     state = store(client).get("hubspot")
@@ -436,14 +405,16 @@ def test_a_rotated_refresh_token_is_stored_and_used_for_the_next_refresh(
                                              state.refresh_token, state.obtained_at))
     worker(fake, client).deliver(record())
     assert [f["refresh_token"] for f in fake.forms()] == [ENV["HUBSPOT_REFRESH_TOKEN"],
-                                                          "rt-rotated-1"]
-    assert store(client).get("hubspot").refresh_token == "rt-rotated-2"
+                                                          rotated]
+    [again] = fake.app.refresh_tokens()
+    assert again != rotated
+    assert store(client).get("hubspot").refresh_token == again
 
 
 def test_an_answer_without_a_refresh_token_keeps_the_current_one(
         client: fakeredis.FakeRedis) -> None:
-    fake = FakeHubSpot()
-    fake.issued.add("CJSP-plain")
+    fake = HubSpot()
+    fake.app.issue_token("CJSP-plain")
     # [token] with the refresh token left out
     fake.token_script = lambda request: httpx.Response(200, json={
         "access_token": "CJSP-plain", "expires_in": 1800, "token_type": "bearer"})
@@ -454,16 +425,16 @@ def test_an_answer_without_a_refresh_token_keeps_the_current_one(
 
 def test_installing_a_refresh_token_clears_the_access_token_so_the_next_request_refreshes(
         client: fakeredis.FakeRedis) -> None:
-    fake = FakeHubSpot()
-    fake.issued.add("CJSP-before")
+    fake = HubSpot()
+    fake.app.issue_token("CJSP-before")
     seed(client, "CJSP-before", left=1700, refresh="rt-revoked")
-    fake.refresh_tokens.add("rt-reauthorised")
+    fake.app.set_refresh_token("rt-reauthorised")       # the app re-authorised
     store(client).install_refresh_token("hubspot", "rt-reauthorised")
     state = store(client).get("hubspot")
     assert (state.access_token, state.refresh_token) == ("", "rt-reauthorised")
     worker(fake, client).deliver(record())
     assert [f["refresh_token"] for f in fake.forms()] == ["rt-reauthorised"]
-    assert fake.bearers() == ["CJSP-access-1"]
+    assert fake.bearers() == [fake.issued()[-1]]
 
 
 # crmhub auth set-refresh-token ----------------------------------------------------------
@@ -536,8 +507,8 @@ def test_set_refresh_token_json_output_never_contains_the_token(cli: Cli) -> Non
 def test_a_worker_uses_the_installed_refresh_token_on_its_next_request(cli: Cli) -> None:
     assert cli.run("auth", "set-refresh-token", "hubspot", stdin=SECRET + "\n").exit_code == 0
     rt = WorkerRuntime.build(cli.settings, config=cli.ctx.config, client=cli.ledger.redis)
-    fake = FakeHubSpot()
-    fake.refresh_tokens = {SECRET}
+    fake = HubSpot()
+    fake.app.set_refresh_token(SECRET)
     rt._connectors["hubspot"] = HubSpotConnector(
         cli.ctx.config.connections["hubspot"], cli.settings.environ,
         transport=httpx.MockTransport(fake), tokens=rt.tokens)
@@ -562,7 +533,7 @@ def test_set_refresh_token_refuses_and_stores_nothing(
 def test_waiting_too_long_for_another_workers_refresh_is_transient(
         server: fakeredis.FakeServer, client: fakeredis.FakeRedis,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = FakeHubSpot()
+    fake = HubSpot()
     key = f"{PREFIX}:conn:hubspot:oauth:lock"
     # another worker holds the refresh lock and does not let go (a hung token request)
     other = fakeredis.FakeRedis(server=server)

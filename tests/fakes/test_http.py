@@ -1,9 +1,11 @@
-"""The demo target CRM (examples/demo_target.py), run as a real subprocess and spoken to over
-loopback with httpx: the record API, every fault mode, auth, the request log, stats and reset."""
+"""The generic REST CRM fake (connectors/fakes/http.py), run as a real subprocess and spoken to
+over loopback with httpx (and, through the `client` fixture, also in-process behind
+FakeTransport): the record API, every fault mode, auth, the request log, stats and reset."""
 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from processes import start_example, stop_example
+from processes import CRMHUB, fake_command, start_fake, stop_fake
+
+from connectors.fakes.http import HttpCrm
+from connectors.fakes.transport import FakeTransport
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +29,10 @@ def start_target(
     *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], str]:
     """Start the target on a free port; return the process and its base URL."""
-    return start_example("demo_target.py", "demo target listening on", *args, env=env)
+    return start_fake("http", "demo target listening on", *args, env=env)
 
 
-stop_target = stop_example
+stop_target = stop_fake
 
 
 @contextmanager
@@ -46,9 +51,15 @@ def target_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def client(target_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=target_url, timeout=10.0) as c:
+@pytest.fixture(params=["loopback", "in-process"])
+def client(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    """The fake over HTTP (its own process), and the same fake in-process behind
+    FakeTransport: every test below holds for both."""
+    if request.param == "loopback":
+        c = httpx.Client(base_url=request.getfixturevalue("target_url"), timeout=10.0)
+    else:
+        c = httpx.Client(transport=FakeTransport(HttpCrm()), base_url="http://crm.test")
+    with c:
         assert c.post("/_control/reset").status_code == 200
         yield c
 
@@ -471,3 +482,31 @@ def test_sigterm_exits_cleanly() -> None:
         assert proc.wait(timeout=10) == 0
     finally:
         stop_target(proc)
+
+
+def test_crmhub_fake_runs_a_connectors_fake_with_its_own_options() -> None:
+    """`crmhub fake http ...` is `python -m connectors.fakes.http ...` for whoever installed the
+    package (no checkout needed)."""
+    proc = subprocess.Popen([CRMHUB, "fake", "http", "--port", "0", "--token", "s3cret"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("demo target listening on http://127.0.0.1:"), line
+        _check_token_auth(line.split(" on ", 1)[1].strip(), "s3cret")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        stop_target(proc)
+
+
+def test_a_port_in_use_is_one_line_and_exit_status_1_not_a_traceback() -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = subprocess.run([*fake_command("http"), "--port", str(port)], capture_output=True,
+                              text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr == (f"demo target: cannot listen on 127.0.0.1:{port}: "
+                           "Address already in use\n")

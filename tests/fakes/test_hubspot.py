@@ -1,6 +1,7 @@
-"""The fake HubSpot (examples/fake_hubspot.py), run as a real subprocess and spoken to over
-loopback with httpx: OAuth refresh and expiry, HubSpot's error bodies, batch upsert/read,
-property validation, rate limits and their headers, schema violations, faults and the control API.
+"""The fake HubSpot (connectors/fakes/hubspot/), run as a real subprocess and spoken to over
+loopback with httpx (and, through the `client` fixture, also in-process behind FakeTransport):
+OAuth refresh and expiry, HubSpot's error bodies, batch upsert/read, property validation, rate
+limits and their headers, schema violations, faults and the control API.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from processes import start_example, stop_example
+from processes import start_fake, stop_fake
+
+from connectors.fakes.hubspot import FakeHubSpot
+from connectors.fakes.transport import FakeTransport
 
 pytestmark = pytest.mark.integration
 
@@ -42,16 +46,13 @@ BASE_ARGS = (
 Json = dict[str, Any]
 
 
-def start_fake(*args: str) -> tuple[subprocess.Popen[str], str]:
-    return start_example("fake_hubspot.py", "fake hubspot listening on", *args)
-
-
-stop_fake = stop_example
+def start_hubspot(*args: str) -> tuple[subprocess.Popen[str], str]:
+    return start_fake("hubspot", "fake hubspot listening on", *args)
 
 
 @contextmanager
 def run_fake(*args: str) -> Iterator[str]:
-    proc, url = start_fake(*args)
+    proc, url = start_hubspot(*args)
     try:
         yield url
     finally:
@@ -64,9 +65,17 @@ def fake_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def client(fake_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=fake_url, timeout=10.0) as c:
+@pytest.fixture(params=["loopback", "in-process"])
+def client(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    """The fake over HTTP (its own process), and the same fake in-process behind
+    FakeTransport: every test below holds for both."""
+    if request.param == "loopback":
+        c = httpx.Client(base_url=request.getfixturevalue("fake_url"), timeout=10.0)
+    else:
+        fake = FakeHubSpot(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                           refresh_token=REFRESH_TOKEN, private_app_token=PRIVATE_APP)
+        c = httpx.Client(transport=FakeTransport(fake), base_url="http://fake-hubspot.test")
+    with c:
         assert c.post("/_control/reset").status_code == 200
         yield c
 
@@ -793,6 +802,6 @@ def test_keep_alive_throughput(client: httpx.Client) -> None:
 
 
 def test_sigterm_exits_zero() -> None:
-    proc, url = start_fake()
+    proc, url = start_hubspot()
     assert httpx.get(f"{url}/_control/health").status_code == 200
     assert stop_fake(proc) == 0

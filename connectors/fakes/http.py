@@ -1,14 +1,14 @@
-#!/usr/bin/env python3
-"""A fake "generic REST CRM" for the crmhub demo, the integration and fault tests, and benchmarks.
+"""The fake for the ``http`` connector: a generic REST CRM, for the demo, the integration and
+fault tests, benchmarks, and anyone trying a configuration without a CRM of their own.
 
-`crmhub serve --demo` runs it as ``python examples/demo_target.py --port 8900``; the tests and
-benchmarks start it as a subprocess with ``--port 0`` and read the chosen port from the one
-line it prints on start (``demo target listening on http://HOST:PORT``).
+``crmhub serve --demo`` runs it as ``python -m connectors.fakes.http --port 8900``
+(``CRMHUB_DEMO_PORT``); the tests and benchmarks start it the same way with ``--port 0`` and
+read the chosen port from the one line it prints on start (``demo target listening on
+http://HOST:PORT``). Unit tests run ``HttpCrm`` in-process behind
+``connectors.fakes.transport.FakeTransport``.
 
-It is a single file on the standard library only (``http.server.ThreadingHTTPServer``): HTTP/1.1
-keep-alive, Content-Length on every answer, TCP_NODELAY, a deep accept queue, and no logging per
-request unless ``--verbose``, so it keeps up with a benchmark pushing thousands of requests a
-second. All state sits in memory behind one lock.
+Over HTTP it keeps up with a benchmark pushing thousands of requests a second (see
+``server.py``). All state sits in memory behind one lock.
 
 Its answers follow common CRM REST conventions, which is what the hub's generic ``http``
 connector is written against:
@@ -57,33 +57,17 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-if str(Path(__file__).resolve().parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fakehttp import (
-    BadRequest,
-    FakeServer,
-    FaultBase,
-    Json,
-    JsonHandler,
-    Response,
-    StateBase,
-    add_verbose,
-    cli_parser,
-    common_fault_args,
-    new_log,
-    parse_fault_spec,
-    serve,
-    validation_body,
-)
+from connectors.fakes.app import BadRequest, FakeApp, Json, Request, Response, validation_body
+from connectors.fakes.faults import FaultBase, common_fault_args, parse_fault_spec
+from connectors.fakes.server import cli_parser, listen, serve
+from connectors.fakes.state import StateBase, new_log
 
 FAULT_MODES = ("error500", "rate_limit", "unauthorized", "validation", "latency", "drop")
 
-__all__ = ["BadRequest", "DemoTargetHandler", "DemoTargetServer", "Fault", "State", "main"]
+__all__ = ["BadRequest", "Fault", "HttpCrm", "State", "main"]
 
 
 @dataclass
@@ -333,18 +317,11 @@ class State(StateBase[Fault]):
             }
 
 
-class DemoTargetServer(FakeServer):
-    state: State
+class HttpCrm(FakeApp):
+    """The generic REST CRM. ``token``: record requests need ``Authorization: Bearer TOKEN``;
+    ``prefix``: the record API lives under that path (``/api/{object}/{key}``)."""
 
-    def __init__(
-        self, address: tuple[str, int], token: str | None, verbose: bool, prefix: str = ""
-    ) -> None:
-        super().__init__(address, DemoTargetHandler, State(), verbose)
-        self.token = token
-        self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-
-
-class DemoTargetHandler(JsonHandler):
+    name = "demo target"
     server_version = "crmhub-demo-target/1.0"
     control_routes: ClassVar[dict[str, str]] = {
         "health": "GET",
@@ -355,29 +332,29 @@ class DemoTargetHandler(JsonHandler):
         "reset": "POST",
     }
 
-    @property
-    def target(self) -> DemoTargetServer:
-        assert isinstance(self.server, DemoTargetServer)
-        return self.server
+    def __init__(self, token: str | None = None, prefix: str = "") -> None:
+        self.state: State = State()
+        self.token = token
+        self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
 
-    def handle_api(self, path: str, query: dict[str, list[str]], raw: bytes) -> Response:
-        return self._record(self.command, path, raw)
-
-    def control_extra(
-        self, method: str, route: str, query: dict[str, list[str]], raw: bytes
-    ) -> Response:
+    def control_extra(self, request: Request, route: str) -> Response:
         # route == "records"
-        return Response(200, self.target.state.dump(query.get("object", [None])[-1]))
+        return Response(200, self.state.dump(request.query.get("object", [None])[-1]))
+
+    def records(self, obj: str | None = None) -> list[Json]:
+        """Every stored record (of one object), as ``GET /_control/records`` lists them."""
+        records: list[Json] = self.state.dump(obj)["records"]
+        return records
 
     # --- record API ---------------------------------------------------------------------------
 
-    def _record(self, method: str, path: str, raw: bytes) -> Response:
-        target = self.target
+    def handle_api(self, request: Request) -> Response:
+        method, path = request.method, request.path
         rest = path
-        if target.prefix:
-            if rest != target.prefix and not rest.startswith(target.prefix + "/"):
+        if self.prefix:
+            if rest != self.prefix and not rest.startswith(self.prefix + "/"):
                 return Response(404, {"error": "not_found"})
-            rest = rest[len(target.prefix) :]
+            rest = rest[len(self.prefix) :]
         segments = rest.split("/")[1:]
         if segments and segments[-1] == "" and len(segments) > 1:
             segments.pop()
@@ -389,24 +366,22 @@ class DemoTargetHandler(JsonHandler):
             return Response(404, {"error": "not_found"})
         obj = unquote(segments[0])
         key = unquote(segments[1]) if len(segments) == 2 else None
-        state = target.state
+        state = self.state
         fault = state.take_fault(method, obj)
         latency = False
         if fault is not None and fault.mode == "latency":
             time.sleep(fault.latency_ms / 1000.0)
             fault, latency = None, True
         authorized = True
-        if target.token is not None:
-            expected = f"Bearer {target.token}".encode()
-            given = self.headers.get("Authorization", "").encode("utf-8", "replace")
+        if self.token is not None:
+            expected = f"Bearer {self.token}".encode()
+            given = request.headers.get("authorization", "").encode("utf-8", "replace")
             authorized = hmac.compare_digest(given, expected)
-        return state.handle(method, path, obj, key, raw, authorized, fault, latency)
-
-    # --- control API --------------------------------------------------------------------------
+        return state.handle(method, path, obj, key, request.raw, authorized, fault, latency)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = cli_parser("A fake generic REST CRM for crmhub demos.", 8900)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = cli_parser("A fake generic REST CRM for crmhub demos.", 8900, prog)
     parser.add_argument(
         "--token",
         default=os.environ.get("DEMO_TARGET_TOKEN") or None,
@@ -417,11 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("DEMO_TARGET_PREFIX", ""),
         help="path prefix for the record API, e.g. /api [env DEMO_TARGET_PREFIX]",
     )
-    add_verbose(parser)
     args = parser.parse_args(argv)
-
-    server = DemoTargetServer((args.host, args.port), args.token, args.verbose, args.prefix)
-    return serve(server, "demo target")
+    app = HttpCrm(args.token, args.prefix)
+    return serve(listen(app, args.host, args.port, args.verbose))
 
 
 if __name__ == "__main__":
