@@ -19,22 +19,22 @@ def create_app(settings: Settings | None = None, *, config: Config | None = None
     a `crmhub reload` makes it read the config again, keeping the old one if that fails."""
     from app import health, metrics, webhooks
     from app.runtime import Hub, build_hub, reconfigured
-    from core.redis_client import connect, resolve_redis_url
-    from core.reload import Reloadable, read_generation
+    from core.ledger import open_ledger
+    from core.reload import Reloadable
 
     settings = settings or Settings.from_env()
     init_sentry(settings, "web")
     app = Flask("crmhub")
-    client = redis_client or connect(resolve_redis_url(settings))
-    generation = read_generation(client, settings.key_prefix)   # before reading the file
-    hub = build_hub(settings, config, client)
+    ledger = open_ledger(settings, redis_client)
+    generation = ledger.generations.current()   # before reading the file
+    hub = build_hub(settings, config, ledger)
     app.extensions["crmhub"] = hub      # the current hub (a configuration reload swaps it)
 
     def swapped(old: Hub, new: Hub) -> None:
         app.extensions["crmhub"] = new
 
     # `crmhub reload`: checked before each webhook, at most once a second (core/reload.py)
-    live = Reloadable(hub, generation=generation, client=client, prefix=settings.key_prefix,
+    live = Reloadable(hub, generation=generation, generations=ledger.generations,
                       kind="web", load=lambda: load_config(settings.config_path,
                                                            settings.environ),
                       rebuild=reconfigured, swapped=swapped)

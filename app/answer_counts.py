@@ -24,13 +24,11 @@ from collections import Counter
 from collections.abc import Iterable
 
 from core.ledger import Ledger
+from core.ledger.keys import StatsHash
+from core.vocabulary import WebhookOutcome
 
 log = logging.getLogger("crmhub.metrics")
 
-#: stats hash of every answer: field "route|class|source"
-ANSWERS = "answers"
-#: stats hash of webhook outcomes: field "source|outcome" (the ledger counts the 2xx ones)
-WEBHOOKS = "webhooks"
 #: the routes answers are counted under; any other path is "other" (never a URL's own text)
 ROUTES = ("webhooks", "healthz", "readyz", "metrics")
 
@@ -48,7 +46,7 @@ class AnswerCounts:
         self._sources = frozenset(sources)
         self._interval = interval
         self._lock = threading.Lock()
-        self._pending: Counter[tuple[str, str]] = Counter()
+        self._pending: Counter[tuple[StatsHash, str]] = Counter()
         self._flusher_pid: int | None = None
         _live.add(self)
 
@@ -67,13 +65,14 @@ class AnswerCounts:
 
     def answer(self, path: str, status: int) -> None:
         route, source = self.labels(path)
-        self.add(ANSWERS, f"{route}|{status_class(status)}|{source}")
+        self.add(StatsHash.ANSWERS, f"{route}|{status_class(status)}|{source}")
 
-    def outcome(self, source: str, outcome: str) -> None:
-        """A webhook of a configured source refused or failed (unauthorized, malformed...)."""
-        self.add(WEBHOOKS, f"{source}|{outcome}")
+    def outcome(self, source: str, outcome: WebhookOutcome) -> None:
+        """A webhook of a configured source refused or failed (unauthorized, malformed...);
+        the ledger's accept script counts the others."""
+        self.add(StatsHash.WEBHOOKS, f"{source}|{outcome}")
 
-    def add(self, name: str, field: str) -> None:
+    def add(self, name: StatsHash, field: str) -> None:
         with self._lock:
             self._pending[(name, field)] += 1
             if self._flusher_pid != os.getpid():      # first count in this process (or fork)

@@ -52,7 +52,7 @@ def when_ready(server):
     instead of gunicorn's own reload, which would start new workers on a configuration nobody
     checked (a bad one would stop the receiver)."""
     from app.runtime import validated_config
-    from core.redis_client import connect, resolve_redis_url
+    from core.ledger import open_ledger
     from core.reload import reload_now
     from core.settings import Settings
 
@@ -60,7 +60,7 @@ def when_ready(server):
 
     def handle_hup():
         reload_now("web", lambda: validated_config(settings),
-                   lambda: connect(resolve_redis_url(settings)), settings.key_prefix)
+                   lambda: open_ledger(settings).generations)
 
     server.handle_hup = handle_hup      # the master's loop calls handle_<signal>()
 

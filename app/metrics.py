@@ -20,10 +20,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.answer_counts import ANSWERS, WEBHOOKS
 from app.runtime import Hub
 from core.errors import LedgerUnavailable
+from core.ledger.keys import StatsHash
 from core.operations import STATE_NAMES
+from core.vocabulary import CircuitState
 
 bp = Blueprint("metrics", __name__)
 
@@ -49,7 +50,7 @@ class LedgerCollector(Collector):
         up = GaugeMetricFamily("crmhub_ledger_up", "1 if the ledger's Redis answers")
         self.hub.answers.flush()        # this process's own counts, up to this instant
         try:
-            stats = ledger.stats(WEBHOOKS, "attempts", ANSWERS)
+            stats = ledger.stats(StatsHash.WEBHOOKS, StatsHash.ATTEMPTS, StatsHash.ANSWERS)
             queue = ledger.queue_figures()
             states = {name: ledger.connection_state(name)
                       for name in self.hub.config.connections}
@@ -64,7 +65,7 @@ class LedgerCollector(Collector):
             "crmhub_webhooks", "Webhooks by source and outcome (accepted, duplicate, echo, "
             "unauthorized, malformed, too_large, unavailable, internal_error)",
             labels=["source", "outcome"])
-        for key, value in stats[WEBHOOKS].items():
+        for key, value in stats[StatsHash.WEBHOOKS].items():
             source, _, outcome = key.rpartition("|")
             received.add_metric([source, outcome], float(value))
         yield received
@@ -74,7 +75,7 @@ class LedgerCollector(Collector):
             "healthz, readyz, metrics, other), status class and source (a configured source, "
             "'unknown' for any other name, empty off the webhooks route)",
             labels=["route", "status_class", "source"])
-        for key, value in stats[ANSWERS].items():
+        for key, value in stats[StatsHash.ANSWERS].items():
             route, status_class, source = key.split("|", 2)
             answered.add_metric([route, status_class, source], float(value))
         yield answered
@@ -82,7 +83,7 @@ class LedgerCollector(Collector):
         tried = CounterMetricFamily("crmhub_delivery_attempts",
                                     "Delivery attempts by connection and outcome",
                                     labels=["connection", "outcome"])
-        for key, value in stats["attempts"].items():
+        for key, value in stats[StatsHash.ATTEMPTS].items():
             connection, _, outcome = key.rpartition("|")
             tried.add_metric([connection, outcome], float(value))
         yield tried
@@ -114,7 +115,8 @@ class LedgerCollector(Collector):
             reason = pause_reason(state["pause"]) if state["pause"] else None
             for label in PAUSE_REASONS:
                 paused.add_metric([name, label], 1 if label == reason else 0)
-            circuit.add_metric([name], 1 if state["breaker"].get("state") == "open" else 0)
+            is_open = state["breaker"].get("state") == CircuitState.OPEN
+            circuit.add_metric([name], 1 if is_open else 0)
         yield deliveries
         yield paused
         yield circuit

@@ -6,15 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-import redis
-
 from app.answer_counts import AnswerCounts
 from connectors.registry import CONNECTORS
 from core.config import Config, MappingConfig, SourceConfig, load_config
-from core.ledger import Ledger
-from core.ledger.group import GroupRecorder
-from core.queue import HintQueue
-from core.redis_client import connect, resolve_redis_url
+from core.ledger import Ledger, open_ledger
+from core.ledger.group import GroupAcceptor
 from core.settings import Settings
 from core.signatures import Scheme, SignedRequest, get_scheme
 
@@ -50,7 +46,7 @@ class Hub:
     settings: Settings
     config: Config
     ledger: Ledger
-    recorder: GroupRecorder             # the receiver's writes, group-committed
+    acceptor: GroupAcceptor             # the receiver's writes, group-committed
     receivers: Mapping[str, Receiver]
     answers: AnswerCounts               # what the receiver answered, for /metrics
 
@@ -64,22 +60,18 @@ def validated_config(settings: Settings) -> Config:
 
 
 def build_hub(settings: Settings, config: Config | None = None,
-              client: redis.Redis | None = None) -> Hub:
+              ledger: Ledger | None = None) -> Hub:
     if config is None:
         config = load_config(settings.config_path, settings.environ)
-    if client is None:
-        client = connect(resolve_redis_url(settings))
-    ledger = Ledger(client, prefix=settings.key_prefix,
-                    queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
-                    dedupe_ttl_seconds=settings.dedupe_ttl_seconds)
+    ledger = ledger or open_ledger(settings)
     receivers = _receivers(settings, config)
     return Hub(settings=settings, config=config, ledger=ledger,
-               recorder=GroupRecorder(ledger), receivers=receivers,
+               acceptor=GroupAcceptor(ledger), receivers=receivers,
                answers=AnswerCounts(ledger, set(receivers)))
 
 
 def reconfigured(hub: Hub, config: Config) -> Hub:
-    """The same hub (its Redis connections, its group recorder) with another configuration:
+    """The same hub (its Redis connections, its group acceptor) with another configuration:
     what a configuration reload swaps in."""
     receivers = _receivers(hub.settings, config)
     hub.answers.count_sources(receivers)     # the same counters: their thread keeps running

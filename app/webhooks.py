@@ -1,7 +1,7 @@
-"""POST /webhooks/<source>: verify, dedupe, record durably, enqueue; answer only then.
+"""POST /webhooks/<source>: verify, dedupe, store durably, enqueue; answer only then.
 
-The receiver is thin: the parsing and routing are core.intake, the atomic record-and-publish
-is core.ledger. A 2xx is never sent for an event that is not recorded.
+The receiver is thin: the parsing and routing are core.intake, the atomic accept-and-publish
+is core.ledger. A 2xx is never sent for an event the ledger has not accepted.
 
 It is mounted as WSGI middleware in front of the Flask app (which serves everything else):
 for the one hot endpoint, Flask's request/response machinery costs about as much CPU as the
@@ -26,6 +26,7 @@ from core.errors import LedgerUnavailable
 from core.intake import BadPayload, build_events, decode_body, stored_headers
 from core.reload import Reloadable
 from core.signatures import SignatureError, SignedRequest
+from core.vocabulary import WebhookOutcome
 
 log = logging.getLogger("crmhub.receiver")
 
@@ -51,14 +52,14 @@ def receive(hub: Hub, source: str, environ: dict[str, Any]) -> Answer:
     raw_length = environ.get("CONTENT_LENGTH")
     length = int(raw_length) if raw_length and raw_length.isdigit() else None
     if length is not None and length > limit:
-        hub.answers.outcome(source, "too_large")
+        hub.answers.outcome(source, WebhookOutcome.TOO_LARGE)
         return _error(413, "payload_too_large", f"body is {length} bytes; the limit for "
                       f"source {source!r} is {limit}")
     # chunked bodies have no Content-Length: read one byte past the limit to notice
     body = environ["wsgi.input"].read(min(length, limit + 1) if length is not None
                                       else limit + 1)
     if len(body) > limit:
-        hub.answers.outcome(source, "too_large")
+        hub.answers.outcome(source, WebhookOutcome.TOO_LARGE)
         return _error(413, "payload_too_large",
                       f"body exceeds the limit of {limit} bytes for source {source!r}")
 
@@ -72,7 +73,7 @@ def receive(hub: Hub, source: str, environ: dict[str, Any]) -> Answer:
         receiver.verify(signed, now)
     except SignatureError as exc:
         log.warning("rejected webhook for %s: signature %s: %s", source, exc.reason, exc.detail)
-        hub.answers.outcome(source, "unauthorized")
+        hub.answers.outcome(source, WebhookOutcome.UNAUTHORIZED)
         return _error(401, f"signature_{exc.reason}", exc.detail, reason=exc.reason)
 
     try:
@@ -81,14 +82,14 @@ def receive(hub: Hub, source: str, environ: dict[str, Any]) -> Answer:
                               stored_headers(headers.items(), receiver.redacted_headers),
                               text, parsed, now)
     except BadPayload as exc:
-        hub.answers.outcome(source, "malformed")
+        hub.answers.outcome(source, WebhookOutcome.MALFORMED)
         return _error(400, "malformed", exc.detail)
 
     try:
-        results = hub.recorder.record(events, now)
+        results = hub.acceptor.accept(events, now)
     except LedgerUnavailable as exc:
         log.error("ledger unavailable; answering 503 to %s: %s", source, exc)
-        hub.answers.outcome(source, "unavailable")
+        hub.answers.outcome(source, WebhookOutcome.UNAVAILABLE)
         status, payload, _ = _error(503, "ledger_unavailable", "the hub cannot record events "
                                     "right now; retry later (nothing was recorded)")
         return status, payload, [("Retry-After", str(LEDGER_RETRY_AFTER))]
@@ -133,7 +134,7 @@ class WebhookReceiver:
         except Exception:
             log.exception("unhandled error receiving a webhook for %r", source)
             if source in hub.receivers:
-                hub.answers.outcome(source, "internal_error")
+                hub.answers.outcome(source, WebhookOutcome.INTERNAL_ERROR)
             status, payload, extra = internal_error()
         hub.answers.answer(path, status)
         return self._send(start_response, status, payload, extra)

@@ -115,7 +115,7 @@ def bench(opts: argparse.Namespace, tmp: Path, rds: BenchRedis) -> list[Run]:
                 text = f"{next(numbers):09d}".join(parts)
                 events = build_events(receiver.source, receiver.mappings, {}, {}, text,
                                       json.loads(text), time.time())
-                hub.ledger.record(events, time.time())
+                hub.ledger.accept(events, time.time())
                 ids.append(events[0].deliveries[0].id)
             return ids
 

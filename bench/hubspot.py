@@ -225,7 +225,7 @@ def record_backlog(env: dict[str, str], parts: list[str], count: int) -> list[st
                 text = f"{number:0{DIGITS}d}".join(parts)
                 events += build_events(receiver.source, receiver.mappings, headers, stored,
                                        text, json.loads(text), now)
-            results = hub.ledger.record(events, now)
+            results = hub.ledger.accept(events, now)
             bad = [r for r in results if r.duplicate or r.deliveries != 1]
             if bad:
                 raise BenchError(f"recording the backlog: {len(bad)} events were not recorded "

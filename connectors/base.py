@@ -21,9 +21,10 @@ import httpx
 from connectors.oauth import OAuth2Session
 from core.config.model import ConnectionConfig
 from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
+from core.ledger.tokens import TokenStore
 from core.mapping import MappedRecord
 from core.text import escaped
-from core.tokens import TokenStore
+from core.vocabulary import DeadCategory
 
 EXCERPT_CHARS = 500
 
@@ -73,8 +74,8 @@ def default_classify(response: httpx.Response) -> None:
         location = response.headers.get("Location")
         raise DataError(f"target answered HTTP {status}, a redirect"
                         f"{f' to {location}' if location else ''}; point the connection's "
-                        "base_url at the final address", category="rejected_by_target",
-                        status=status, excerpt=text)
+                        "base_url at the final address",
+                        category=DeadCategory.REJECTED_BY_TARGET, status=status, excerpt=text)
     if status == 429:
         raise RateLimited("rate limited by the target (HTTP 429)", status=status,
                           retry_after=retry_after_seconds(response), excerpt=text)
@@ -84,8 +85,8 @@ def default_classify(response: httpx.Response) -> None:
     if status in (401, 403):
         raise AuthError(f"target refused our credentials (HTTP {status})", status=status,
                         excerpt=text)
-    raise DataError(f"target rejected the record (HTTP {status})", category="rejected_by_target",
-                    status=status, excerpt=text)
+    raise DataError(f"target rejected the record (HTTP {status})",
+                    category=DeadCategory.REJECTED_BY_TARGET, status=status, excerpt=text)
 
 
 def unencodable(exc: UnicodeEncodeError, where: str) -> DataError:
@@ -94,7 +95,7 @@ def unencodable(exc: UnicodeEncodeError, where: str) -> DataError:
     retry (and a batch that meets it falls back to isolate the record)."""
     return DataError(f"{where}: the record holds text that cannot be encoded as UTF-8 "
                      f"({escaped(exc.object[exc.start:exc.end])}, a lone surrogate); fix the "
-                     "value at the source, then replay", category="mapping")
+                     "value at the source, then replay", category=DeadCategory.MAPPING)
 
 
 def static_auth_headers(auth: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:

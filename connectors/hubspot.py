@@ -33,6 +33,7 @@ import httpx
 from connectors.base import Connector, WriteResult, default_classify, excerpt
 from core.errors import DataError, HubError, RateLimited, TransientError
 from core.mapping import MappedRecord
+from core.vocabulary import DeadCategory
 
 API = "https://api.hubapi.com"
 TOKEN_URL = "https://api.hubapi.com/oauth/v1/token"
@@ -100,8 +101,8 @@ class HubSpotConnector(Connector):
         if status == 400 and body.get("category") == "VALIDATION_ERROR":
             problems = property_problems(body)
             raise DataError(f"HubSpot rejected the record: {body.get('message', '')[:300]}",
-                            category="rejected_by_target", problems=problems, status=400,
-                            excerpt=excerpt(response))
+                            category=DeadCategory.REJECTED_BY_TARGET, problems=problems,
+                            status=400, excerpt=excerpt(response))
         default_classify(response)
 
     def _rate_wait(self, response: httpx.Response, body: dict[str, Any]) -> float:
@@ -238,7 +239,7 @@ class HubSpotConnector(Connector):
         match = _EXISTING_ID.search(str(_body(response).get("message", "")))
         if not match:
             raise DataError("HubSpot reports a conflict without the existing record's id",
-                            category="rejected_by_target", status=409,
+                            category=DeadCategory.REJECTED_BY_TARGET, status=409,
                             excerpt=excerpt(response))
         existing_id = match.group(1)
         updated = self.request("PATCH", f"/crm/v3/objects/{record.object}/{existing_id}",
@@ -257,7 +258,7 @@ def _record_error(err: dict[str, Any]) -> HubError:
     raw_status = str(err.get("status", ""))
     status = int(raw_status) if raw_status.isdigit() else None
     if category in ("VALIDATION_ERROR", "CONFLICT", "OBJECT_NOT_FOUND", "INVALID_EMAIL"):
-        return DataError(message, category="rejected_by_target", status=status,
+        return DataError(message, category=DeadCategory.REJECTED_BY_TARGET, status=status,
                          problems=property_problems(err), excerpt=json.dumps(err)[:500])
     if category == "RATE_LIMITS":
         return RateLimited(message, status=429)

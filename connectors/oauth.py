@@ -17,8 +17,8 @@ import httpx
 from redis.exceptions import LockError
 
 from core.errors import AuthError, TransientError
+from core.ledger.tokens import TokenState, TokenStore
 from core.ledger.translate import translate_redis_errors
-from core.tokens import TokenState, TokenStore
 
 MIN_MARGIN_SECONDS = 60.0
 

@@ -3,6 +3,8 @@ once, at the edge that meets them; everything inside the hub speaks only these."
 
 from __future__ import annotations
 
+from core.vocabulary import DeadCategory
+
 
 class HubError(Exception):
     """Base of every classified failure."""
@@ -26,7 +28,8 @@ class RateLimited(TransientError):
 class DataError(HubError):
     """Never retried: the event cannot be written as it is. Dead-lettered with a category."""
 
-    def __init__(self, message: str, *, category: str = "rejected_by_target",
+    def __init__(self, message: str, *,
+                 category: DeadCategory = DeadCategory.REJECTED_BY_TARGET,
                  problems: list[dict[str, object]] | None = None,
                  status: int | None = None, excerpt: str = "") -> None:
         super().__init__(message)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import Config
-from core.ledger import Ledger, State
+from core.ledger import Ledger
 from core.ledger.views import iso_from_ms
 from core.mapping import record_key
+from core.vocabulary import CircuitState, DeadCategory, OperatorAction, Reason, State
 
 STATE_NAMES = [s.value for s in State]
 
@@ -40,7 +41,7 @@ def connection_status(ledger: Ledger, config: Config) -> list[dict[str, Any]]:
             "last_success_at": iso_from_ms(last.get("success_at")),
             "last_failure_at": iso_from_ms(last.get("failure_at")),
             "last_failure": last.get("failure") or None,
-            "circuit": breaker.get("state", "closed"),
+            "circuit": breaker.get("state", CircuitState.CLOSED.value),
             "cooldown_until": iso_from_ms(state["cooldown_until_ms"]),
         })
     return rows
@@ -51,7 +52,7 @@ class DeadLetterFilter:
     """Which dead letters an operator means (`dlq list`, `replay --all`, `discard --all`)."""
 
     connection: str | None = None
-    category: str | None = None
+    category: DeadCategory | None = None
     since: float | None = None          # dead at or after (epoch seconds)
 
     def matches(self, raw: dict[str, str]) -> bool:
@@ -113,7 +114,7 @@ def replay(ledger: Ledger, config: Config, ids: Sequence[str], *, by: str,
     for delivery_id in ids:
         raw = ledger.raw_delivery(delivery_id)
         if not raw:
-            results[delivery_id] = "missing"
+            results[delivery_id] = Reason.MISSING
             continue
         mapping = config.mappings.get(raw["mapping"])
         rk = raw.get("rk") or f"{raw['connection']}:#{delivery_id}"
@@ -124,14 +125,15 @@ def replay(ledger: Ledger, config: Config, ids: Sequence[str], *, by: str,
                 rk = record_key(mapping, json.loads(event.get("body", "null")), delivery_id)
         items.append((delivery_id, rk))
     if items:
-        results |= ledger.dead_letter_action("replay", items, now=now, by=by)
+        results |= ledger.dead_letter_action(OperatorAction.REPLAY, items, now=now, by=by)
     return results
 
 
 def discard(ledger: Ledger, ids: Iterable[str], *, reason: str, by: str,
             now: float) -> dict[str, str]:
     items = [(i, "") for i in ids]
-    return ledger.dead_letter_action("discard", items, now=now, by=by, reason=reason)
+    return ledger.dead_letter_action(OperatorAction.DISCARD, items, now=now, by=by,
+                                     reason=reason)
 
 
 #: a replayed delivery in these states is still on its way (waiting its turn, or being sent)
@@ -146,7 +148,7 @@ def outcome(ledger: Ledger, ids: Sequence[str]) -> dict[str, Any]:
     for start in range(0, len(ids), CHUNK):
         for raw in ledger.delivery_fields(ids[start:start + CHUNK],
                                           ("state", "dead_category", "dead_error")):
-            state = raw.get("state", "missing")
+            state = raw.get("state", Reason.MISSING)
             counts[State.PENDING if state in UNDER_WAY else state] += 1
             if state == State.DEAD:
                 reasons[(raw.get("dead_category", ""), raw.get("dead_error", ""))] += 1
@@ -156,7 +158,8 @@ def outcome(ledger: Ledger, ids: Sequence[str]) -> dict[str, Any]:
                              for (category, error), n in reasons.most_common()]}
 
 
-OUTCOME_STATES = ("delivered", "dead", "pending", "scheduled", "held", "superseded")
+OUTCOME_STATES = (State.DELIVERED, State.DEAD, State.PENDING, State.SCHEDULED, State.HELD,
+                  State.SUPERSEDED)
 
 
 def await_outcome(ledger: Ledger, ids: Sequence[str], *, timeout: float, poll: float = 0.2,
@@ -167,7 +170,7 @@ def await_outcome(ledger: Ledger, ids: Sequence[str], *, timeout: float, poll: f
     began = clock()
     while True:
         result = outcome(ledger, ids)
-        settled = result["counts"]["pending"] == 0
+        settled = result["counts"][State.PENDING] == 0
         if settled or clock() - began >= timeout:
             return result | {"settled": settled, "waited_seconds": round(clock() - began, 1)}
         sleep(min(poll, max(0.0, timeout - (clock() - began))))

@@ -19,6 +19,7 @@ from core.config import RetryPolicy
 from core.echo import canonical, echo_window, record_ref
 from core.errors import DataError, HubError, LedgerUnavailable
 from core.mapping import MappedRecord, map_event
+from core.vocabulary import AttemptOutcome, ClaimStatus, DeadCategory, Reason
 from workers.policy import Decision, decide, describe
 from workers.runtime import WorkerRuntime
 
@@ -55,16 +56,16 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str, *, adopt: bool = True) -> 
         # one round trip: the claim, and the delivery and its event to work with
         claim = ledger.claim(delivery_id, token=token, now=time.time(),
                              lease_seconds=rt.settings.lease_seconds, rates=rt.rate_limits,
-                             max_wait_seconds=MAX_RATE_WAIT_SECONDS, with_record=True)
-        if claim.status != "wait":
+                             max_wait_seconds=MAX_RATE_WAIT_SECONDS, with_data=True)
+        if claim.status != ClaimStatus.WAIT:
             break
         time.sleep(claim.wait_ms / 1000)
     raw = dict(claim.delivery)
     if not raw:
-        return "missing"
+        return Reason.MISSING
     connection = rt.config.connections.get(raw["connection"])
-    if claim.status != "claimed":
-        if adopt and claim.status == "skip" and connection is not None:
+    if claim.status != ClaimStatus.CLAIMED:
+        if adopt and claim.status == ClaimStatus.SKIP and connection is not None:
             _adopt_waiting(rt, connection.name, raw.get("object", ""), delivery_id)
         return claim.status
 
@@ -111,9 +112,8 @@ def _claim_companions(rt: WorkerRuntime, connection: str, obj: str, token: str) 
         return []
     claimed = rt.ledger.claim_batch(connection, obj, token=token, now=time.time(),
                                     lease_seconds=rt.settings.lease_seconds, limit=size - 1)
-    raws = rt.ledger.raw_deliveries([delivery_id for delivery_id, _ in claimed])
-    return [Item(delivery_id, raw, attempts)
-            for (delivery_id, attempts), raw in zip(claimed, raws, strict=True)]
+    raws = rt.ledger.raw_deliveries([c.delivery_id for c in claimed])
+    return [Item(c.delivery_id, raw, c.attempts) for c, raw in zip(claimed, raws, strict=True)]
 
 
 def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
@@ -167,16 +167,17 @@ def _finish(rt: WorkerRuntime, item: Item, token: str, retry: RetryPolicy, start
         - float(raw.get("paused_ms") or 0) / 1000
     decision = decide(item.error, attempts=item.attempts, age_seconds=age, now=finished,
                       retry=retry)
-    if repeat and decision.outcome == "retry":
+    if repeat and decision.outcome == AttemptOutcome.RETRY:
         decision = replace(decision, transient=False)     # counted with the first item
     attempt = _attempt_entry(started, finished, decision, item.error, item.result)
+    dead = decision.outcome == AttemptOutcome.DEAD
     done = rt.ledger.finish(
         item.delivery_id, token=token, now=finished, outcome=decision.outcome,
         attempt=attempt, due=decision.due, error=decision.error, category=decision.category,
-        record=_dead_letter(item.record, item.error) if decision.outcome == "dead" else None,
+        dead_letter=_dead_letter(item.record, item.error) if dead else None,
         transient=decision.transient, cooldown_until=decision.cooldown_until,
         pause={"reason": "auth", "since": finished, "by": "crmhub",
-               "detail": decision.error} if decision.outcome == "held" else None)
+               "detail": decision.error} if decision.outcome == AttemptOutcome.HELD else None)
     if done.lost:
         log.warning("delivery %s: lease expired before the attempt finished; its outcome "
                     "(%s) was not recorded and the delivery runs again", item.delivery_id,
@@ -204,7 +205,8 @@ def _map(rt: WorkerRuntime, raw: dict[str, str], event: dict[str, str]) -> Mappe
     mapping = rt.config.mappings.get(raw["mapping"])
     if mapping is None or mapping.connection not in rt.config.connections:
         raise DataError(f"mapping {raw['mapping']!r} (or its connection) is no longer in the "
-                        "configuration; restore it and replay, or discard", category="mapping")
+                        "configuration; restore it and replay, or discard",
+                        category=DeadCategory.MAPPING)
     body = json.loads(event["body"])
     return map_event(mapping, body)
 
@@ -249,8 +251,8 @@ def _alert_paused(rt: WorkerRuntime, connection: str, decision: Decision) -> Non
     log.error(summary + " (%s)", decision.error)
     _report_to_sentry(None, message=summary)
     if rt.settings.alert_webhook_url:
-        rt.alerts.put(Alert(kind="connection_paused", connection=connection, summary=summary,
-                        detail=decision.error))
+        rt.ledger.alerts.put(Alert(kind="connection_paused", connection=connection,
+                                   summary=summary, detail=decision.error))
 
 
 def _report_to_sentry(exc: BaseException | None, message: str = "") -> None:

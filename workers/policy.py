@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from core.config.model import RetryPolicy
 from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
+from core.vocabulary import AttemptOutcome, DeadCategory
 
 #: a delivery that keeps hitting a bug in the hub is dead-lettered after this many attempts
 BUG_ATTEMPTS = 5
@@ -29,9 +30,9 @@ DEFAULT_RATE_LIMIT_COOLDOWN = 10.0
 
 @dataclass(frozen=True)
 class Decision:
-    outcome: str                      # delivered | superseded | retry | deferred | dead | held
+    outcome: AttemptOutcome
     due: float | None = None          # retry / deferred: when to try again (unix seconds)
-    category: str = ""                # dead: validation | mapping | rejected_by_target | ...
+    category: DeadCategory | None = None     # dead: why
     error: str = ""
     transient: bool = False           # counts toward the circuit breaker
     cooldown_until: float | None = None
@@ -57,15 +58,16 @@ def decide(error: BaseException | None, *, attempts: int, age_seconds: float, no
     """`age_seconds`: time since the first attempt, paused time excluded."""
     rng = rng or _JITTER
     if error is None:
-        return Decision("delivered")
+        return Decision(AttemptOutcome.DELIVERED)
     message = describe(error)
     if isinstance(error, RateLimited):
         wait = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_COOLDOWN
-        return Decision("deferred", due=now + wait, cooldown_until=now + wait, error=message)
+        return Decision(AttemptOutcome.DEFERRED, due=now + wait, cooldown_until=now + wait,
+                        error=message)
     if isinstance(error, DataError):
-        return Decision("dead", category=error.category, error=message)
+        return Decision(AttemptOutcome.DEAD, category=error.category, error=message)
     if isinstance(error, AuthError):
-        return Decision("held", error=message)
+        return Decision(AttemptOutcome.HELD, error=message)
     if isinstance(error, TransientError) or not isinstance(error, HubError):
         is_bug = not isinstance(error, HubError)
         delay = backoff_seconds(attempts, retry, rng)
@@ -73,8 +75,10 @@ def decide(error: BaseException | None, *, attempts: int, age_seconds: float, no
             delay = max(delay, error.retry_after)
         if age_seconds + delay > retry.give_up_after_seconds or (is_bug and
                                                                  attempts >= BUG_ATTEMPTS):
-            return Decision("dead", category="retries_exhausted", transient=not is_bug,
+            return Decision(AttemptOutcome.DEAD, category=DeadCategory.RETRIES_EXHAUSTED,
+                            transient=not is_bug,
                             error=f"gave up after {attempts} attempts over "
                                   f"{int(age_seconds)} s; last error: {message}")
-        return Decision("retry", due=now + delay, transient=not is_bug, error=message)
+        return Decision(AttemptOutcome.RETRY, due=now + delay, transient=not is_bug,
+                        error=message)
     raise TypeError(f"unclassified hub error {error!r}")  # pragma: no cover - exhaustive above

@@ -16,13 +16,9 @@ import redis
 
 from connectors.base import Connector
 from connectors.registry import CONNECTORS
-from core.alerts import AlertOutbox
 from core.config import Config, load_config
-from core.ledger import Ledger
-from core.queue import HintQueue
-from core.redis_client import connect, resolve_redis_url
+from core.ledger import Ledger, open_ledger
 from core.settings import Settings
-from core.tokens import TokenStore
 
 
 def load_worker_config(settings: Settings) -> Config:
@@ -34,9 +30,7 @@ def load_worker_config(settings: Settings) -> Config:
 class WorkerRuntime:
     settings: Settings
     config: Config
-    ledger: Ledger
-    alerts: AlertOutbox
-    tokens: TokenStore
+    ledger: Ledger            # with the OAuth tokens and the alert outbox beside it
     connector_factory: dict[str, type[Connector]] = field(default_factory=lambda: CONNECTORS)
     _connectors: dict[str, Connector] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -44,20 +38,13 @@ class WorkerRuntime:
     @classmethod
     def build(cls, settings: Settings, *, config: Config | None = None,
               client: redis.Redis | None = None) -> WorkerRuntime:
-        config = config or load_worker_config(settings)
-        client = client or connect(resolve_redis_url(settings))
-        ledger = Ledger(client, prefix=settings.key_prefix,
-                        queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
-                        dedupe_ttl_seconds=settings.dedupe_ttl_seconds)
-        return cls(settings=settings, config=config, ledger=ledger,
-                   alerts=AlertOutbox(client, settings.key_prefix),
-                   tokens=TokenStore(client, settings.key_prefix))
+        return cls(settings=settings, config=config or load_worker_config(settings),
+                   ledger=open_ledger(settings, client))
 
     def reconfigured(self, config: Config) -> WorkerRuntime:
         """The same runtime (its Redis connections) with another configuration and fresh
         connectors: what a configuration reload swaps in."""
         return WorkerRuntime(settings=self.settings, config=config, ledger=self.ledger,
-                             alerts=self.alerts, tokens=self.tokens,
                              connector_factory=self.connector_factory)
 
     @functools.cached_property
@@ -72,7 +59,7 @@ class WorkerRuntime:
                 connection = self.config.connections[name]
                 factory = self.connector_factory[connection.connector]
                 self._connectors[name] = factory(connection, self.settings.environ,
-                                                 tokens=self.tokens)
+                                                 tokens=self.ledger.tokens)
             return self._connectors[name]
 
     def close(self) -> None:

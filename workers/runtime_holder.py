@@ -10,8 +10,8 @@ from __future__ import annotations
 import gc
 import threading
 
-from core.redis_client import connect, resolve_redis_url
-from core.reload import Reloadable, read_generation
+from core.ledger import open_ledger
+from core.reload import Reloadable
 from core.settings import Settings
 from workers.runtime import WorkerRuntime, load_worker_config
 
@@ -29,12 +29,12 @@ def get() -> WorkerRuntime:
     with _lock:
         if _live is None:
             settings = Settings.from_env()
-            client = connect(resolve_redis_url(settings))
-            generation = read_generation(client, settings.key_prefix)   # before the file
-            runtime = WorkerRuntime.build(settings, config=load_worker_config(settings),
-                                          client=client)
-            _live = Reloadable(runtime, generation=generation, client=client,
-                               prefix=settings.key_prefix, kind="worker",
+            ledger = open_ledger(settings)
+            generation = ledger.generations.current()   # before the file
+            runtime = WorkerRuntime(settings=settings, config=load_worker_config(settings),
+                                    ledger=ledger)
+            _live = Reloadable(runtime, generation=generation, generations=ledger.generations,
+                               kind="worker",
                                load=lambda: load_worker_config(settings),
                                rebuild=WorkerRuntime.reconfigured, swapped=_retire)
             gc.freeze()   # it lives as long as the process (see workers.tasks)

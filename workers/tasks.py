@@ -8,7 +8,7 @@ import logging
 from celery import shared_task
 from celery.signals import beat_init, worker_process_init, worker_process_shutdown, worker_ready
 
-from core.redis_client import connect, resolve_redis_url
+from core.ledger import open_ledger
 from core.reload import reload_on_hangup
 from core.settings import Settings
 from workers import runtime_holder
@@ -59,7 +59,7 @@ def _reload_on_hangup_in_beat(**_: object) -> None:
 def _reload_on_hangup(kind: str) -> None:
     settings = Settings.from_env()
     reload_on_hangup(kind, lambda: load_worker_config(settings),
-                     lambda: connect(resolve_redis_url(settings)), settings.key_prefix)
+                     lambda: open_ledger(settings).generations)
 
 
 @shared_task(name="crmhub.deliver", ignore_result=True)

@@ -15,7 +15,6 @@ from app.cli.common import (
     json_option,
     pass_ctx,
 )
-from core.tokens import TokenStore
 
 
 @click.group("auth")
@@ -44,8 +43,7 @@ def set_refresh_token(ctx: CliContext, connection: str, as_json: bool) -> None:
         token = sys.stdin.readline().strip()
     if not token:
         fail("no refresh token given on stdin", 2)
-    TokenStore(ctx.ledger.redis, ctx.settings.key_prefix).install_refresh_token(connection,
-                                                                                 token)
+    ctx.ledger.tokens.install_refresh_token(connection, token)
     if as_json:
         emit_json({"connection": connection, "refresh_token": "stored"})
     else:

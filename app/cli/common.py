@@ -13,9 +13,7 @@ import click
 
 from core.config import Config, load_config
 from core.errors import ConfigError, LedgerUnavailable
-from core.ledger import Ledger
-from core.queue import HintQueue
-from core.redis_client import connect, resolve_redis_url
+from core.ledger import Ledger, open_ledger
 from core.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,10 +45,7 @@ class CliContext:
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
-            s = self.settings
-            self._ledger = Ledger(connect(resolve_redis_url(s)), prefix=s.key_prefix,
-                                  queue=HintQueue(s.celery_queue, s.celery_keyprefix),
-                                  dedupe_ttl_seconds=s.dedupe_ttl_seconds)
+            self._ledger = open_ledger(self.settings)
         return self._ledger
 
 

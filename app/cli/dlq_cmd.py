@@ -21,8 +21,9 @@ from app.cli.common import (
 )
 from app.cli.ops_cmd import operator, parse_since, require_connection
 from core import operations
+from core.vocabulary import DeadCategory, State
 
-CATEGORIES = ["validation", "mapping", "rejected_by_target", "retries_exhausted"]
+CATEGORIES = [category.value for category in DeadCategory]
 
 
 @click.group("dlq")
@@ -40,7 +41,8 @@ def _which(ctx: CliContext, connection: str | None, category: str | None,
            since: str | None) -> operations.DeadLetterFilter:
     if connection:
         require_connection(ctx, connection)     # a typo must not read as "no dead letters"
-    return operations.DeadLetterFilter(connection=connection, category=category,
+    return operations.DeadLetterFilter(connection=connection,
+                                       category=DeadCategory(category) if category else None,
                                        since=parse_since(since))
 
 
@@ -142,7 +144,7 @@ def dlq_replay(ctx: CliContext, delivery_ids: tuple[str, ...], replay_all: bool,
     if done and not no_wait:
         result = operations.await_outcome(ctx.ledger, done, timeout=wait_seconds)
     _report(results, "replayed", as_json, outcome=result, waiting=not no_wait)
-    if result is not None and result["counts"]["dead"]:
+    if result is not None and result["counts"][State.DEAD]:
         sys.exit(1)
 
 
@@ -172,18 +174,18 @@ def dlq_discard(ctx: CliContext, delivery_ids: tuple[str, ...], discard_all: boo
 
 def _outcome_text(result: dict[str, Any]) -> list[str]:
     counts = result["counts"]
-    parts = [f"{counts['delivered']} delivered", f"{counts['dead']} dead again",
-             f"{counts['pending']} still pending"]
-    extra = {"scheduled": "retrying later (a transient failure)",
-             "held": "held (their connection is paused)",
-             "superseded": "superseded (a newer event was already written)"}
+    parts = [f"{counts[State.DELIVERED]} delivered", f"{counts[State.DEAD]} dead again",
+             f"{counts[State.PENDING]} still pending"]
+    extra = {State.SCHEDULED: "retrying later (a transient failure)",
+             State.HELD: "held (their connection is paused)",
+             State.SUPERSEDED: "superseded (a newer event was already written)"}
     parts += [f"{counts[state]} {text}" for state, text in extra.items() if counts.get(state)]
     parts += [f"{n} {state}" for state, n in counts.items()
               if state not in operations.OUTCOME_STATES and n]
     lines = [", ".join(parts) + f" (after {result['waited_seconds']:g} s)"]
     for reason in result["dead_reasons"][:3]:
         lines.append(f"  dead again: {reason['count']} {reason['category']}: {reason['error']}")
-    if counts["dead"]:
+    if counts[State.DEAD]:
         lines.append("  see `crmhub dlq list` and `crmhub dlq show ID`")
     if not result["settled"]:
         lines.append("  still pending ones are queued and go out when a worker takes them "

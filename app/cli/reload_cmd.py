@@ -45,12 +45,12 @@ def reload_cmd(ctx: CliContext, as_json: bool) -> None:
             click.echo(f"{len(exc.problems)} problem(s) found; nothing reloaded: the hub "
                        "keeps running on its current configuration.")
         sys.exit(EXIT_CONFIG)
-    client = ctx.ledger.redis
-    generation = config_reload.announce(client, settings.key_prefix)
+    generations = ctx.ledger.generations
+    generation = generations.announce()
     # every process checks at least this often before starting work: from now on, what
     # starts uses the new configuration
     time.sleep(config_reload.CHECK_INTERVAL_SECONDS + 0.1)
-    refused = config_reload.refusals(client, settings.key_prefix, generation)
+    refused = generations.refusals(generation)
     if as_json:
         emit_json({"ok": not refused, "file": config.path, "generation": generation,
                    "refused": refused})

@@ -21,6 +21,7 @@ from app.listen import address_in_use
 from app.runtime import validated_config
 from app.supervisor import Child, EmbeddedRedisPart, Supervisor
 from core.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from core.ledger import open_ledger
 from core.redis_client import connect, describe
 from core.reload import reload_now
 from core.settings import Settings
@@ -61,7 +62,7 @@ def _children(host: str, port: int, ctx: CliContext, demo: bool) -> list[Child]:
 def reload_on_hangup(settings: Settings, url: str) -> Callable[[], object]:
     """SIGHUP to `crmhub serve`: what `crmhub reload` does (check, then announce)."""
     return lambda: reload_now("serve", lambda: validated_config(settings),
-                              lambda: connect(url), settings.key_prefix)
+                              lambda: open_ledger(settings, connect(url)).generations)
 
 
 @click.command()

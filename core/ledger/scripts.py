@@ -1,18 +1,38 @@
 """The ledger's Lua scripts, assembled once per process.
 
-Each script is the queue's message builder, common.lua (what every script shares) and the
-script's own file (core/ledger/<name>.lua). The message builder bakes the Celery message
-template in (core.queue), so it is neither sent nor decoded on every call.
+Each script is: the queue's message builder; common.lua (what every script shares), with the
+key builders (core/ledger/keys.py) the script calls in place of its marker; the files the
+script includes (the claim logic, claim_one.lua, for both claims); the script's own file
+(core/ledger/<name>.lua, whose header states its request and its reply). The vocabulary's
+words (`State.pending`) become their quoted values here. All of it is done once, at load:
+nothing is added to a script's per-call work.
 """
 
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from importlib import resources
 
+from core.ledger.keys import StatsHash, lua_builders
 from core.queue import DELIVERY_PLACEHOLDER, TAG_PLACEHOLDER
+from core.vocabulary import SCRIPT_WORDS
 
-SCRIPTS = ("record", "claim", "claim_batch", "finish", "sweep", "pause", "resume", "replay")
+#: every script, and the files it includes between common.lua and itself
+SCRIPTS: dict[str, tuple[str, ...]] = {
+    "accept": (),
+    "claim": ("claim_one",),
+    "claim_batch": ("claim_one",),
+    "finish": (),
+    "sweep": (),
+    "pause": (),
+    "resume": (),
+    "replay": (),
+}
+#: the enumerations a script may name as `<Enum>.<value>`
+WORDS: dict[str, type[StrEnum]] = {**SCRIPT_WORDS, "StatsHash": StatsHash}
+KEY_BUILDERS_MARKER = "-- <key builders>\n"
+_WORD = re.compile(r"\b(" + "|".join(WORDS) + r")\.(\w+)")
 
 
 def _lua_string(text: str) -> str:
@@ -26,7 +46,7 @@ def message_function(template: str) -> str:
 
     The template's placeholders are split out here, once, instead of substituted in the script
     on every publish (two string.gsub passes over the ~1 KB message took ~8 us of Redis time
-    per message, a tenth of the receiver's record script).
+    per message, a tenth of the receiver's accept script).
     """
     holes = {DELIVERY_PLACEHOLDER: "id", TAG_PLACEHOLDER: "tag"}
     pieces = re.split(f"({re.escape(DELIVERY_PLACEHOLDER)}|{re.escape(TAG_PLACEHOLDER)})",
@@ -36,9 +56,30 @@ def message_function(template: str) -> str:
     return f"local function message(id, tag) return {expression} end\n"
 
 
+def lua_source(name: str) -> str:
+    return resources.files("core.ledger").joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+def spell_words(source: str, where: str) -> str:
+    """`State.pending` -> `'pending'`; a word that is not in its enumeration is an error."""
+
+    def spell(match: re.Match[str]) -> str:
+        enum = WORDS[match[1]]
+        try:
+            return f"'{enum(match[2]).value}'"
+        except ValueError:
+            raise ValueError(f"{where}: {match[0]} is not a {match[1]} (one of: "
+                             f"{', '.join(m.value for m in enum)}; core/vocabulary.py)") from None
+
+    return _WORD.sub(spell, source)
+
+
 def load_script(name: str, template: str) -> str:
-    """A script's source: the message builder, common.lua, the script."""
-    folder = resources.files("core.ledger")
-    return (message_function(template)
-            + folder.joinpath("common.lua").read_text(encoding="utf-8") + "\n"
-            + folder.joinpath(f"{name}.lua").read_text(encoding="utf-8"))
+    """A script's source, ready to register."""
+    common = lua_source("common")
+    if KEY_BUILDERS_MARKER not in common:
+        raise RuntimeError(f"common.lua lacks the line {KEY_BUILDERS_MARKER!r}")
+    own = "".join(lua_source(part) + "\n" for part in (*SCRIPTS[name], name))
+    builders = lua_builders(common + own)
+    body = common.replace(KEY_BUILDERS_MARKER, builders) + "\n" + own
+    return message_function(template) + spell_words(body, f"core/ledger/{name}.lua")

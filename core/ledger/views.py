@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from core.vocabulary import State
+
 
 def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -42,7 +44,7 @@ def delivery_view(raw: dict[str, str]) -> dict[str, Any]:
         view["due_at"] = iso_from_ms(raw["due_at"])
     if raw.get("lease_until"):
         view["lease_until"] = iso_from_ms(raw["lease_until"])
-    if raw["state"] == "dead":
+    if raw["state"] == State.DEAD:
         view["dead"] = {"category": raw.get("dead_category"), "error": raw.get("dead_error"),
                         "at": iso_from_ms(raw.get("dead_at")),
                         "record": _json_or_text(raw.get("dead_record", "")) or None}

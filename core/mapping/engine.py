@@ -32,6 +32,7 @@ from core.mapping.normalize import normalize_match
 from core.mapping.transforms import TransformError
 from core.paths import get_path
 from core.text import escaped, escaped_all, first_unencodable
+from core.vocabulary import DeadCategory
 
 #: record keys longer than this are hashed (they are Redis key names)
 _MAX_KEY = 200
@@ -139,7 +140,7 @@ class Evaluation:
     match_value: str | None
     fields: tuple[FieldOutcome, ...]
     problems: tuple[dict[str, Any], ...]
-    category: str = ""                 # mapping | validation, when there are problems
+    category: DeadCategory | None = None     # mapping | validation, when there are problems
     record: MappedRecord | None = None
 
     @property
@@ -157,10 +158,12 @@ class Evaluation:
         # escaped: the dead letter is stored as text, so must hold nothing UTF-8 cannot encode
         problems = [escaped_all(dict(p)) for p in self.problems]
         summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
-        what = f"mapping {self.mapping.name!r} failed" if self.category == "mapping" else \
+        what = f"mapping {self.mapping.name!r} failed" \
+            if self.category == DeadCategory.MAPPING else \
             f"mapping {self.mapping.name!r}: the record does not fit the target's field spec " \
             f"({self.mapping.connection} {self.mapping.object})"
-        return DataError(f"{what}: {summary}", category=self.category, problems=problems)
+        return DataError(f"{what}: {summary}", category=self.category or DeadCategory.MAPPING,
+                         problems=problems)
 
 
 def _written(owner: str, how: str = "") -> str:
@@ -246,7 +249,7 @@ def evaluate(mapping: MappingConfig, body: Mapping[str, Any] | Any,
         problems.append({"field": mapping.match.field, "value": None,
                          "problem": f"match key missing: {' or '.join(mapping.match.from_)} is "
                                     "empty, so the record cannot be found or created safely"})
-    category = "mapping" if problems else ""
+    category = DeadCategory.MAPPING if problems else None
     target = spec if spec is not None else mapping.target
     if target is not None:
         failed = {p["field"] for p in problems}
@@ -257,7 +260,7 @@ def evaluate(mapping: MappingConfig, body: Mapping[str, Any] | Any,
         outcomes = [replace(o, write=False, reason=f"rejected: {rejected[o.name]['problem']}")
                     if o.name in rejected else o for o in outcomes]
         problems.extend(invalid)
-        category = category or ("validation" if invalid else "")
+        category = category or (DeadCategory.VALIDATION if invalid else None)
     record = None
     if not problems:
         record = MappedRecord(

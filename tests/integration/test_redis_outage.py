@@ -187,7 +187,7 @@ def plant_a_delivery_whose_message_was_lost(config: Path, env: dict[str, str], p
     nowhere = HintQueue(f"{prefix}.nowhere", f"{prefix}:nowhere:")
     client = connect(env["CRMHUB_REDIS_URL"])
     try:
-        (result,) = Ledger(client, prefix=prefix, queue=nowhere).record(events, long_ago)
+        (result,) = Ledger(client, prefix=prefix, queue=nowhere).accept(events, long_ago)
     finally:
         client.close()
     assert result.deliveries == 1 and not result.duplicate

@@ -147,7 +147,7 @@ class Env:
         source = self.rt.config.sources["stripe"]
         events = build_events(source, self.rt.config.mappings_for("stripe"), {}, {},
                               json.dumps(body), body, time.time())
-        self.rt.ledger.record(events, time.time())
+        self.rt.ledger.accept(events, time.time())
         [delivery] = events[0].deliveries
         return delivery.id
 
@@ -183,7 +183,7 @@ def build_env(write_config: WriteConfig, key_prefix: str, batch_size: int = 100)
     fake = FakeHubSpot()
     rt._connectors["hubspot"] = HubSpotConnector(
         rt.config.connections["hubspot"], settings.environ,
-        transport=httpx.MockTransport(fake), tokens=rt.tokens)
+        transport=httpx.MockTransport(fake), tokens=rt.ledger.tokens)
     return Env(rt, fake)
 
 

@@ -110,7 +110,7 @@ class Env:
         source = self.rt.config.sources["stripe"]
         events = build_events(source, self.rt.config.mappings_for("stripe"), {}, {}, text,
                               body, time.time())
-        self.rt.ledger.record(events, time.time())
+        self.rt.ledger.accept(events, time.time())
         [delivery] = events[0].deliveries
         return delivery.id
 
@@ -129,7 +129,8 @@ class Env:
         return self.rt.ledger.connection_state("crm")
 
     def alerts(self) -> list[dict[str, Any]]:
-        return [json.loads(a) for a in self.rt.ledger.redis.lrange(self.rt.alerts.key, 0, -1)]
+        outbox = self.rt.ledger.alerts
+        return [json.loads(a) for a in outbox.redis.lrange(outbox.key, 0, -1)]
 
 
 def build_env(write_config: WriteConfig, key_prefix: str, config: str = CONFIG,
@@ -424,4 +425,4 @@ def test_without_an_alert_url_a_pause_still_happens_but_nothing_is_queued(
                                      "errorCode": "INSUFFICIENT_ACCESS"}])
     assert e.run(e.receive()) == "held"
     assert e.conn()["pause"]["reason"] == "auth"
-    assert e.rt.alerts.pending() == 0
+    assert e.rt.ledger.alerts.pending() == 0

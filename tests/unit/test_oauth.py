@@ -43,9 +43,10 @@ from connectors.registry import CONNECTORS
 from core.config import ConnectionConfig, load_config
 from core.errors import AuthError, TransientError
 from core.ledger import Ledger
+from core.ledger.keys import LedgerKeys
+from core.ledger.tokens import TokenState, TokenStore
 from core.mapping.engine import FieldResult, MappedRecord
 from core.queue import HintQueue
-from core.tokens import TokenState, TokenStore
 from workers.runtime import WorkerRuntime
 
 API = "https://api.hubapi.com"
@@ -162,7 +163,7 @@ def worker(fake: FakeHubSpot, client: Any, environ: dict[str, str] | None = None
     """One worker's connector: its own HTTP client, the shared token store."""
     return HubSpotConnector(connection(), ENV if environ is None else environ,
                             transport=httpx.MockTransport(fake),
-                            tokens=TokenStore(client, PREFIX))
+                            tokens=TokenStore(client, LedgerKeys(PREFIX)))
 
 
 def record(email: str = "ada@example.com") -> MappedRecord:
@@ -182,7 +183,7 @@ def client(server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
 
 
 def store(client: Any) -> TokenStore:
-    return TokenStore(client, PREFIX)
+    return TokenStore(client, LedgerKeys(PREFIX))
 
 
 def seed(client: Any, access: str, *, left: float, lifetime: float = 1800.0,
@@ -503,7 +504,7 @@ class Cli:
         return CliRunner().invoke(main, list(args), input=stdin, obj=self.ctx)
 
     def tokens(self) -> TokenState:
-        return TokenStore(self.ledger.redis, self.settings.key_prefix).get("hubspot")
+        return TokenStore(self.ledger.redis, LedgerKeys(self.settings.key_prefix)).get("hubspot")
 
 
 @pytest.fixture
@@ -542,7 +543,7 @@ def test_a_worker_uses_the_installed_refresh_token_on_its_next_request(cli: Cli)
     fake.refresh_tokens = {SECRET}
     rt._connectors["hubspot"] = HubSpotConnector(
         cli.ctx.config.connections["hubspot"], cli.settings.environ,
-        transport=httpx.MockTransport(fake), tokens=rt.tokens)
+        transport=httpx.MockTransport(fake), tokens=rt.ledger.tokens)
     rt.connector("hubspot").deliver(record())
     assert [f["refresh_token"] for f in fake.forms()] == [SECRET]
 

@@ -79,7 +79,7 @@ class Ops:
                             email=f"user{self.n}@example.com", id=f"cus_{self.n}")
         events = build_events(self.config.sources["stripe"], self.config.mappings_for("stripe"),
                               {}, {}, json.dumps(body), body, now)
-        self.ledger.record(events, now)
+        self.ledger.accept(events, now)
         return {d.connection: d.id for d in events[0].deliveries}
 
     def kill(self, connection: str, category: str = "rejected_by_target",
@@ -92,7 +92,7 @@ class Ops:
         self.ledger.finish(delivery_id, token="t", now=now, outcome="dead",
                            attempt={"at": now, "outcome": "dead", "status": 422},
                            category=category, error=error,
-                           record={"record": {"fields": {"email": "x"}}, "problems": []})
+                           dead_letter={"record": {"fields": {"email": "x"}}, "problems": []})
         return delivery_id
 
     def state(self, delivery_id: str) -> str:

@@ -32,8 +32,10 @@ from core.config import Config, load_config
 from core.errors import ConfigError, ConfigProblem
 from core.intake import build_events
 from core.ledger import Ledger
+from core.ledger.generations import ConfigGenerations
+from core.ledger.keys import LedgerKeys
 from core.queue import HintQueue
-from core.reload import Reloadable, generation_key, read_generation
+from core.reload import Reloadable
 from core.settings import Settings
 from workers.delivery import run_delivery
 from workers.runtime import WorkerRuntime
@@ -84,7 +86,14 @@ class Hub:
                                   obj=CliContext(_settings=self.settings, _ledger=ledger))
 
     def generation(self) -> int:
-        return read_generation(self.redis, self.prefix)
+        return int(self.redis.get(self.generation_key) or 0)
+
+    @property
+    def generation_key(self) -> str:
+        return f"{self.prefix}:config:generation"
+
+    def generations(self) -> ConfigGenerations:
+        return ConfigGenerations(self.redis, LedgerKeys(self.prefix))
 
     def config(self) -> Config:
         return load_config(self.path, self.settings.environ)
@@ -127,7 +136,7 @@ def test_reload_reports_a_process_that_could_not_load_it(hub: Hub) -> None:
         raise ConfigError([ConfigProblem(str(hub.path), "connections.crm.auth.token_env",
                                          "environment variable CRM_TOKEN is not set", 9)])
 
-    live = Reloadable("old", generation=0, client=hub.redis, prefix=hub.prefix, kind="worker",
+    live = Reloadable("old", generation=0, generations=hub.generations(), kind="worker",
                       load=load, rebuild=lambda old, config: "new", interval=0.05)
     stop = threading.Event()
 
@@ -157,13 +166,13 @@ def test_a_process_checks_at_most_once_per_interval_and_swaps_between_uses(hub: 
         loads.append(1)
         return hub.config()
 
-    live = Reloadable(hub.config(), generation=0, client=hub.redis, prefix=hub.prefix,
+    live = Reloadable(hub.config(), generation=0, generations=hub.generations(),
                       kind="web", load=load, rebuild=lambda old, config: config,
                       swapped=lambda old, new: swapped.append((old, new)),
                       clock=lambda: now[0])
     first = live.value
     hub.write(FIXED)
-    hub.redis.incr(generation_key(hub.prefix))
+    hub.redis.incr(hub.generation_key)
     now[0] += 0.5
     assert live.current() is first and not loads                # not looked yet
     now[0] += 0.6
@@ -178,12 +187,12 @@ def test_a_process_checks_at_most_once_per_interval_and_swaps_between_uses(hub: 
 def test_a_configuration_a_process_cannot_load_is_refused_and_the_old_one_kept(
         hub: Hub) -> None:
     now = [0.0]
-    live = Reloadable(hub.config(), generation=0, client=hub.redis, prefix=hub.prefix,
+    live = Reloadable(hub.config(), generation=0, generations=hub.generations(),
                       kind="worker", load=hub.config, rebuild=lambda old, config: config,
                       clock=lambda: now[0])
     kept = live.value
     hub.write(INVALID)                   # changed again after `crmhub reload` checked it
-    hub.redis.incr(generation_key(hub.prefix))
+    hub.redis.incr(hub.generation_key)
     now[0] += 2
     assert live.current() is kept and live.generation == 0
     [(process, entry)] = hub.redis.hgetall(f"{hub.prefix}:config:refused").items()
@@ -193,7 +202,7 @@ def test_a_configuration_a_process_cannot_load_is_refused_and_the_old_one_kept(
     hub.write(FIXED)                     # not tried again until the next announcement
     now[0] += 2
     assert live.current() is kept
-    hub.redis.incr(generation_key(hub.prefix))
+    hub.redis.incr(hub.generation_key)
     now[0] += 2
     assert live.current() is not kept and live.generation == 2
 
@@ -229,14 +238,14 @@ def test_a_worker_delivers_with_the_fixed_mapping_after_reload_and_replay(hub: H
     factory = {"http": functools.partial(HttpConnector, transport=httpx.MockTransport(crm))}
     runtime = WorkerRuntime.build(hub.settings, client=hub.redis)
     runtime.connector_factory = factory  # type: ignore[assignment]
-    live = Reloadable(runtime, generation=0, client=hub.redis, prefix=hub.prefix,
+    live = Reloadable(runtime, generation=0, generations=hub.generations(),
                       kind="worker", load=hub.config, rebuild=WorkerRuntime.reconfigured,
                       swapped=lambda old, new: old.close(), interval=0.2)
     body = stripe_event("evt_1")
     events = build_events(runtime.config.sources["stripe"],
                           runtime.config.mappings_for("stripe"), {}, {}, json.dumps(body),
                           body, time.time())
-    runtime.ledger.record(events, time.time())
+    runtime.ledger.accept(events, time.time())
     [delivery] = events[0].deliveries
     assert run_delivery(live.current(), delivery.id) == "dead"
 
@@ -276,7 +285,6 @@ def test_sighup_to_the_worker_or_the_beat_checks_and_announces(
         hub_env: Hub, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     from workers import tasks
 
-    monkeypatch.setattr(tasks, "connect", lambda url: hub_env.redis)
     before = signal.getsignal(signal.SIGHUP)
     try:
         (tasks._reload_on_hangup_in_the_worker if kind == "worker"

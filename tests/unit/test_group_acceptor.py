@@ -1,5 +1,5 @@
 """Group commit in the receiver: concurrent requests share script calls, each gets its own
-answer, a failure reaches every member, and a lone request is recorded at once."""
+answer, a failure reaches every member, and a lone request is accepted at once."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from core.errors import LedgerUnavailable
 from core.ledger import Ledger, NewDelivery, NewEvent
-from core.ledger.group import GroupRecorder
+from core.ledger.group import GroupAcceptor
 from core.queue import HintQueue
 
 
@@ -25,10 +25,10 @@ def event(i: int, external: str | None = None) -> NewEvent:
 class CountingLedger(Ledger):
     calls: list[int]
 
-    def record(self, events, now):  # type: ignore[no-untyped-def]
+    def accept(self, events, now):  # type: ignore[no-untyped-def]
         self.calls.append(len(events))
         time.sleep(0.02)                   # a round trip during which others queue up
-        return super().record(events, now)
+        return super().accept(events, now)
 
 
 def ledger() -> CountingLedger:
@@ -37,21 +37,21 @@ def ledger() -> CountingLedger:
     return led
 
 
-def test_a_lone_request_is_recorded_in_its_own_call() -> None:
+def test_a_lone_request_is_accepted_in_its_own_call() -> None:
     led = ledger()
-    (result,) = GroupRecorder(led).record([event(1)], time.time())
+    (result,) = GroupAcceptor(led).accept([event(1)], time.time())
     assert (result.event_id, result.duplicate) == ("evt_1", False)
     assert led.calls == [1]
 
 
 def test_concurrent_requests_share_calls_and_each_gets_its_own_results() -> None:
     led = ledger()
-    recorder = GroupRecorder(led)
+    acceptor = GroupAcceptor(led)
     results: dict[int, str] = {}
 
     def send(i: int) -> None:
         # events 0..9 twice over: the second of each pair is a duplicate of the first
-        (result,) = recorder.record([event(i, external=f"x{i % 10}")], time.time())
+        (result,) = acceptor.accept([event(i, external=f"x{i % 10}")], time.time())
         results[i] = "dup" if result.duplicate else result.event_id
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(20)]
@@ -72,13 +72,13 @@ def test_a_failed_group_call_fails_every_member() -> None:
         time.sleep(0.02)
         raise LedgerUnavailable("Redis is unreachable")
 
-    led.record = down  # type: ignore[method-assign]
-    recorder = GroupRecorder(led)
+    led.accept = down  # type: ignore[method-assign]
+    acceptor = GroupAcceptor(led)
     errors: list[BaseException] = []
 
     def send(i: int) -> None:
         try:
-            recorder.record([event(i)], time.time())
+            acceptor.accept([event(i)], time.time())
         except LedgerUnavailable as exc:
             errors.append(exc)
 
@@ -88,5 +88,5 @@ def test_a_failed_group_call_fails_every_member() -> None:
     for t in threads:
         t.join()
     assert len(errors) == 8
-    with pytest.raises(LedgerUnavailable):      # and the recorder is not left stuck
-        recorder.record([event(99)], time.time())
+    with pytest.raises(LedgerUnavailable):      # and the acceptor is not left stuck
+        acceptor.accept([event(99)], time.time())
