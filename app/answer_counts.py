@@ -6,7 +6,7 @@ Why not add to Redis as each answer goes out (as rejections once were): that is 
 in the hot path for every answer, and the answers that matter most here, 503s, are given
 exactly when Redis is not answering. Why not per-process Prometheus counters alone: a scrape
 reaches one of several gunicorn processes on one of several hosts, while /metrics reports the
-whole hub's numbers (the 2xx outcomes are counted inside the ledger's record script). So a
+whole hub's numbers (the 2xx outcomes are counted inside the ledger's accept script). So a
 count costs a lock and a dict update; counts that cannot be added (Redis down) stay here and
 go with the next flush. A process killed with SIGKILL loses at most its last second of counts.
 """

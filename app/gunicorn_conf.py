@@ -13,7 +13,7 @@ workers = int(os.environ.get("CRMHUB_WEB_WORKERS") or 2 * (os.cpu_count() or 1))
 # CRMHUB_REQUEST_READ_TIMEOUT_SECONDS is cut off: slow clients cannot take the threads (why
 # this and not a proxy or gevent: app/buffered_worker.py)
 worker_class = "app.buffered_worker.BufferedThreadWorker"
-# Requests of one process that wait on Redis together are recorded together (group commit:
+# Requests of one process that wait on Redis together are accepted together (group commit:
 # one script call for all of them), so more of them in flight means fewer, larger calls.
 # Measured with bench/receiver.py on 2 cores: 4 threads ~2,900 req/s, 8 threads ~3,200 (16:
 # no better); the bare Flask baseline is the same with either.

@@ -1,10 +1,10 @@
 """One delivery's cost in a worker: crmhub's run_delivery against a bare PUT, in one process.
 
 What is measured
-    hub: `workers.delivery.run_delivery` for N recorded deliveries, one after another, in this
+    hub: `workers.delivery.run_delivery` for N accepted deliveries, one after another, in this
     process: claim in the ledger (Lua), map the event, PUT it through the http connector to the
-    demo target (examples/demo_target.py), record the outcome (Lua). bare: the same PUT of the
-    same fields to the same target with a keep-alive httpx client (what bench/pipeline_bare.py's
+    demo target (examples/demo_target.py), finish with its outcome (Lua). bare: the same PUT of
+    the same fields to the same target with a keep-alive httpx client (what bench/pipeline_bare.py's
     task does), nothing else. Per delivery: this process's CPU (time.process_time), wall time,
     and for the hub the Redis server's CPU (INFO cpu). ratio = bare CPU / hub CPU: the share of
     a bare PUT's cost that a delivery with its ledger bookkeeping amounts to.
@@ -108,8 +108,8 @@ def bench(opts: argparse.Namespace, tmp: Path, rds: BenchRedis) -> list[Run]:
         receiver = hub.receivers[SOURCE]
         bare = httpx.Client(base_url=target_url, timeout=10)
 
-        def record(count: int) -> list[str]:
-            """`count` recorded events, one pending delivery each (the receiver's path)."""
+        def accept(count: int) -> list[str]:
+            """`count` accepted events, one pending delivery each (the receiver's path)."""
             ids = []
             for _ in range(count):
                 text = f"{next(numbers):09d}".join(parts)
@@ -137,14 +137,14 @@ def bench(opts: argparse.Namespace, tmp: Path, rds: BenchRedis) -> list[Run]:
 
         try:
             # warm-up: imports, connections, script loads, caches
-            warm_hub = deliver(record(WARMUP))
+            warm_hub = deliver(accept(WARMUP))
             warm_bare = put([json.loads(f"{next(numbers):09d}".join(parts))
                              for _ in range(WARMUP)])
             for i in range(WARMUP):
                 warm_hub(i)
                 warm_bare(i)
             for round_no in range(1, opts.rounds + 1):
-                ids = record(opts.deliveries)
+                ids = accept(opts.deliveries)
                 log(f"round {round_no}: hub, {len(ids)} deliveries")
                 runs.append(timed("hub", round_no, len(ids), deliver(ids), client))
                 bodies = [json.loads(f"{next(numbers):09d}".join(parts))

@@ -79,6 +79,7 @@ from receiver import DIGITS, body_parts
 
 from app.runtime import build_hub
 from core.intake import build_events, stored_headers
+from core.ledger.keys import LedgerKeys
 from core.ledger.model import NewEvent
 from core.ledger.views import decode
 from core.settings import Settings
@@ -256,12 +257,13 @@ def ledger_facts(client: redis.Redis, prefix: str, ids: list[str]) -> LedgerFact
     by_start: Counter[tuple[float, float]] = Counter()
     duration: dict[tuple[float, float], float] = {}
     attempts = 0
+    keys = LedgerKeys(prefix)
     for start in range(0, len(ids), READ_CHUNK):
         chunk = ids[start:start + READ_CHUNK]
         pipe = client.pipeline(transaction=False)
         for delivery_id in chunk:
-            pipe.hget(f"{prefix}:dlv:{delivery_id}", "first_attempt_at")
-            pipe.lrange(f"{prefix}:dlv:{delivery_id}:attempts", 0, -1)
+            pipe.hget(keys.delivery(delivery_id), "first_attempt_at")
+            pipe.lrange(keys.attempts(delivery_id), 0, -1)
         out = pipe.execute()
         for at, history in zip(out[0::2], out[1::2], strict=True):
             if at:
@@ -275,7 +277,7 @@ def ledger_facts(client: redis.Redis, prefix: str, ids: list[str]) -> LedgerFact
                 batch = (float(entry["at"]), float(entry["duration_ms"]))
                 by_start[batch] += 1
                 duration[batch] = batch[1]
-    success = client.hget(f"{prefix}:conn:{CONNECTION}:last", "success_at")
+    success = client.hget(keys.last(CONNECTION), "success_at")
     return LedgerFacts(first_claim=min(first) if first else None,
                        last_delivered=float(success) / 1000 if success else None,
                        attempts=attempts, batches=len(by_start),
@@ -284,7 +286,7 @@ def ledger_facts(client: redis.Redis, prefix: str, ids: list[str]) -> LedgerFact
 
 
 def counts(client: redis.Redis, prefix: str) -> dict[str, int]:
-    raw = client.hgetall(f"{prefix}:conn:{CONNECTION}:counts")
+    raw = client.hgetall(LedgerKeys(prefix).counts(CONNECTION))
     return {k: int(v) for k, v in decode(raw).items()}
 
 
@@ -428,10 +430,11 @@ def run_mode(mode: Mode, opts: Options, tmp: Path, rds: BenchRedis, fake: FakeHu
     violations = fake.get("/_control/violations")
     t_first_call, t_last_call = fake.call_times()
     contacts = len(fake.get("/_control/records", object=OBJECT)["records"])
-    published = int(client.get(f"{prefix}:msgseq") or 0)
-    withdrawn = int(client.get(f"{prefix}:msgwithdrawn") or 0)   # taken back by batches
+    keys = LedgerKeys(prefix)
+    published = int(client.get(keys.published()) or 0)
+    withdrawn = int(client.get(keys.withdrawn()) or 0)   # taken back by batches
     waiting, unacked = queue_depth(client, prefix)
-    dead = int(client.zcard(f"{prefix}:idx:dead"))
+    dead = int(client.zcard(keys.dead_index()))
     delete_prefix(rds.url, prefix)
 
     delivered = now_counts.get("delivered", 0)

@@ -97,6 +97,7 @@ from common import (
 from receiver import DIGITS, SECRET_ENV, SOURCE, body_parts
 
 from app import gunicorn_conf
+from core.ledger.keys import LedgerKeys
 from core.signatures import VerifyOptions, get_scheme
 
 TARGET_RATIO = 0.60
@@ -628,7 +629,7 @@ def receipt_times(run: Run, pipe: Pipeline, sent: list[Sent],
     accepted = [s for s in sent if s.event_id]
     pipe_ = run.redis.pipeline(transaction=False)
     for s in accepted:
-        pipe_.hget(f"{run.hub_prefix}:evt:{s.event_id}", "received_at")
+        pipe_.hget(LedgerKeys(run.hub_prefix).event(s.event_id), "received_at")
     return {s.number: int(v) / 1000 for s, v in zip(accepted, pipe_.execute(), strict=True)
             if v is not None}
 

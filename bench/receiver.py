@@ -83,6 +83,7 @@ from common import (
 )
 
 from app import gunicorn_conf
+from core.ledger.keys import LedgerKeys
 from core.signatures import SignedRequest, VerifyOptions, get_scheme
 
 TARGET_RATIO = 0.50
@@ -291,8 +292,9 @@ def redis_counts(url: str, prefix: str) -> dict[str, int]:
     client = redis.Redis.from_url(url)
     try:
         pipe = client.pipeline(transaction=True)      # one consistent snapshot
-        pipe.zcard(f"{prefix}:events")
-        pipe.hget(f"{prefix}:conn:{CONNECTION}:counts", "pending")
+        keys = LedgerKeys(prefix)
+        pipe.zcard(keys.events())
+        pipe.hget(keys.counts(CONNECTION), "pending")
         pipe.llen(f"{prefix}:q:{prefix}.deliveries")
         events, pending, messages = pipe.execute()
     finally:

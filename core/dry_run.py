@@ -119,7 +119,7 @@ def _generic(problem: str, value: Any) -> str:
 
 
 def replay(ledger: Ledger, mapping: MappingConfig, limit: int) -> dict[str, Any]:
-    """The dry run over the last `limit` recorded events of the mapping's source."""
+    """The dry run over the last `limit` accepted events of the mapping's source."""
     counts = dict.fromkeys(OPERATIONS, 0)
     events: list[dict[str, Any]] = []
     failures: list[tuple[tuple[Any, ...], str]] = []

@@ -3,7 +3,7 @@
 When the hub writes to a target that is also a source (HubSpot -> hub -> HubSpot), the target
 announces the hub's own write as a change. The worker remembers what it wrote (record id and
 match value, field values, for the source's `echo.window_seconds`); an inbound event that only
-repeats those values is recorded with state `echo` and routed nowhere, so it is not synced back.
+repeats those values is accepted with state `echo` and routed nowhere, so it is not synced back.
 """
 
 from __future__ import annotations

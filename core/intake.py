@@ -1,15 +1,15 @@
-"""Turn a verified webhook request into the events to record (pure: no I/O).
+"""Turn a verified webhook request into the events to accept (pure: no I/O).
 
 A source's body is one JSON object (the event), or with `batch: true` a JSON array whose
 elements are each an object and their own event (HubSpot). Each event gets the sender's id for
 deduplication (a dotted path or a header, as the source's `event_id` says); an event without
-that id is refused, never recorded under a made-up one. A source with no `event_id` falls back
+that id is refused, never accepted under a made-up one. A source with no `event_id` falls back
 to a hash of the event's JSON text, so a retried delivery is recognised even from senders that
 send no id.
 
 What the ledger keeps apart from the body (ids, types, instants, echo values) is escaped where
 UTF-8 cannot encode it (a lone surrogate: JSON's `"\ud800"`), so such an event is still
-recorded; the body is kept as sent, and mapping it dead-letters the delivery naming the field.
+accepted; the body is kept as sent, and mapping it dead-letters the delivery naming the field.
 """
 
 from __future__ import annotations

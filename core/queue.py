@@ -1,7 +1,7 @@
 """The work queue the ledger publishes to: Celery messages that carry one delivery id each.
 
 Messages are published from inside the ledger's Lua scripts (the LPUSH is part of the same
-atomic step that records the state change), so this module builds, once per process, the exact
+atomic step that makes the state change), so this module builds, once per process, the exact
 message kombu's Redis transport would push for `deliver.apply_async((delivery_id,))` (Celery
 task protocol 2, JSON body) with two placeholders the script fills in: @DLV@ (the delivery id)
 and @TAG@ (a per-Redis counter that makes task id and delivery tag unique). The body is sent

@@ -107,7 +107,7 @@ def record_key(mapping: MappingConfig, body: Any, fallback: str) -> str:
     key = f"{mapping.connection}:{mapping.object}:{ident}"
     if len(key) > _MAX_KEY or first_unencodable(key):
         # a key Redis could not store as text (a lone surrogate) is hashed too, so the
-        # receiver records the event and the worker dead-letters it naming the field
+        # receiver accepts the event and the worker dead-letters it naming the field
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         key = f"{mapping.connection}:{mapping.object}:sha256={digest}"
     return key
