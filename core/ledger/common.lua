@@ -1,8 +1,7 @@
 -- The prelude every ledger script shares (core/ledger/scripts.py assembles each script as:
 -- `message(id, tag)`, the Celery message for a delivery, built from the queue's template fixed
--- per process, so it is neither sent nor decoded on every call; this file, with the key
--- builders it and the script call in place of the marker below; then the script's own
--- includes (claim_one.lua) and file).
+-- per process, so it is neither sent nor decoded on every call; this file; then the script's
+-- own includes (claim_one.lua) and file).
 --
 -- KEYS: none. Every key is built from the prefix in the request (so the scripts assume one
 -- Redis, not a cluster). ARGV[1] is the JSON request: prefix (p), now (ms), queue (the Celery
@@ -13,8 +12,10 @@
 -- never spells one of those words as a literal.
 --
 -- Key layout: every key the ledger owns, under the hub's prefix <p>. core/ledger/keys.py holds
--- the same table (LAYOUT), builds the keys in Python and generates the `<kind>_key(...)`
--- functions used here, e.g. delivery_key(id); a unit test checks this list against it.
+-- the same table (LAYOUT) and builds the keys in Python; a script names a key by its kind,
+-- `<kind>_key(...)` (the delivery's: delivery_key with its id), and each such call is
+-- replaced by the concatenation that builds it when the script is assembled. A unit test
+-- checks this list against the table.
 --   <p>:dedupe:{source}:{external_id}  string  first event id of a sender's event id (TTL)
 --   <p>:evt:{id}                       hash    an accepted event (state, body, headers...)
 --   <p>:events                         zset    every event, by received_at
@@ -51,8 +52,6 @@
 local req = cjson.decode(ARGV[1])
 local p = req.prefix
 local now = tonumber(req.now)
-
--- <key builders>
 
 -- Change a delivery's state, keeping the per-connection counts in step.
 local function move(id, conn, from, to)

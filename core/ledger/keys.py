@@ -1,11 +1,11 @@
 """Every Redis key the ledger owns, written once.
 
 LAYOUT is the table: each kind's pattern (under the hub's key prefix), its Redis type and what
-it holds. LedgerKeys builds them in Python, one method per kind; core/ledger/scripts.py builds
-the Lua side from the same table (`<kind>_key(...)` functions prepended to each script that
-uses them), and common.lua's header lists the same layout for whoever reads the scripts
-(tests/unit/test_ledger_contract.py checks all three agree). Nothing outside core.ledger
-builds one of these keys.
+it holds. LedgerKeys builds them in Python, one method per kind; the scripts name them the same
+way (`delivery_key(id)`), and core/ledger/scripts.py expands each such call from the same
+table when it assembles a script; common.lua's header lists the same layout for whoever reads
+the scripts (tests/unit/test_ledger_contract.py checks all three agree). Nothing outside
+core.ledger builds one of these keys.
 
 The strings are data on disk that running installs have: a pattern never changes.
 Not in the map: the work queue's list (kombu's, `<CRMHUB_KEY_PREFIX>:q:<queue>`; core.queue),
@@ -218,20 +218,61 @@ class LedgerKeys:
         return f"{self._p}config:refused"
 
 
-def lua_builders(used: str) -> str:
-    """Lua `<kind>_key(...)` functions for the kinds the script text `used` calls (the others
-    would only cost a closure per call). They read the prefix from the script's local `p`."""
+LUA_KINDS = {kind.name: kind for kind in LAYOUT if kind.lua}
+_LUA_CALL = re.compile(r"\b(\w+)_key\(")
+
+
+def lua_expression(kind: KeyKind, args: list[str]) -> str:
+    """The Lua expression that builds `kind` from the script's prefix `p` and the argument
+    expressions: `delivery_key(id)` is `(p .. ':dlv:' .. (id))`."""
+    if len(args) != len(kind.parts):
+        raise ValueError(f"{kind.name}_key takes {len(kind.parts)} argument(s) "
+                         f"({', '.join(kind.parts)}), given {len(args)}")
+    given = dict(zip(kind.parts, args, strict=True))
+    pieces = (f"({given[piece[1:-1]]})" if piece.startswith("{") else f"'{piece}'"
+              for piece in re.split(r"({\w+})", ":" + kind.pattern) if piece)
+    return "(" + " .. ".join(("p", *pieces)) + ")"
+
+
+def expand_lua_keys(source: str) -> str:
+    """Every `<kind>_key(...)` call in a script's source replaced by the expression that builds
+    the key, so the scripts name their keys by kind yet pay nothing per call for it (a Lua
+    function per kind would be a closure made on every run of every script)."""
     out = []
-    for kind in LAYOUT:
-        name = f"{kind.name}_key"
-        if not kind.lua or not re.search(rf"\b{name}\(", used):
+    pos = 0
+    for match in _LUA_CALL.finditer(source):
+        if match.start() < pos or match[1] not in LUA_KINDS:
             continue
-        # "<p>:evt:{id}" -> p .. ':evt:' .. id
-        pieces = (piece[1:-1] if piece.startswith("{") else f"'{piece}'"
-                  for piece in re.split(r"({\w+})", ":" + kind.pattern) if piece)
-        body = " .. ".join(("p", *pieces))
-        out.append(f"local function {name}({', '.join(kind.parts)}) return {body} end\n")
-    return "".join(out)
+        args, end = _call_arguments(source, match.end())
+        out += [source[pos:match.start()],
+                lua_expression(LUA_KINDS[match[1]], [expand_lua_keys(a) for a in args])]
+        pos = end
+    return "".join(out) + source[pos:]
+
+
+def _call_arguments(source: str, start: int) -> tuple[list[str], int]:
+    """The top-level, comma-separated arguments of a call whose `(` ends just before `start`,
+    and the index after its `)`."""
+    args: list[str] = []
+    depth, quote, begin = 0, "", start
+    for i in range(start, len(source)):
+        char = source[i]
+        if quote:
+            if char == quote and source[i - 1] != "\\":
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}" and depth:
+            depth -= 1
+        elif char == ")":
+            tail = source[begin:i].strip()
+            return ([*args, tail] if tail or args else args), i + 1
+        elif char == "," and not depth:
+            args.append(source[begin:i].strip())
+            begin = i + 1
+    raise ValueError(f"unclosed call at {source[max(0, start - 30):start]!r}")
 
 
 for _kind in LAYOUT:     # each method's documentation is its row of the table

@@ -1,11 +1,11 @@
 """The ledger's Lua scripts, assembled once per process.
 
-Each script is: the queue's message builder; common.lua (what every script shares), with the
-key builders (core/ledger/keys.py) the script calls in place of its marker; the files the
-script includes (the claim logic, claim_one.lua, for both claims); the script's own file
-(core/ledger/<name>.lua, whose header states its request and its reply). The vocabulary's
-words (`State.pending`) become their quoted values here. All of it is done once, at load:
-nothing is added to a script's per-call work.
+Each script is: the queue's message builder; common.lua (what every script shares); the files
+the script includes (the claim logic, claim_one.lua, for both claims); the script's own file
+(core/ledger/<name>.lua, whose header states its request and its reply). Here, once per
+process, each key a script names (`delivery_key(id)`) becomes the expression that builds it
+(core/ledger/keys.py) and each word of the vocabulary (`State.pending`) its quoted value: the
+scripts read as the contract is written and pay nothing for it per call.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 from enum import StrEnum
 from importlib import resources
 
-from core.ledger.keys import StatsHash, lua_builders
+from core.ledger.keys import StatsHash, expand_lua_keys
 from core.queue import DELIVERY_PLACEHOLDER, TAG_PLACEHOLDER
 from core.vocabulary import SCRIPT_WORDS
 
@@ -31,7 +31,6 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
 }
 #: the enumerations a script may name as `<Enum>.<value>`
 WORDS: dict[str, type[StrEnum]] = {**SCRIPT_WORDS, "StatsHash": StatsHash}
-KEY_BUILDERS_MARKER = "-- <key builders>\n"
 _WORD = re.compile(r"\b(" + "|".join(WORDS) + r")\.(\w+)")
 
 
@@ -76,10 +75,6 @@ def spell_words(source: str, where: str) -> str:
 
 def load_script(name: str, template: str) -> str:
     """A script's source, ready to register."""
-    common = lua_source("common")
-    if KEY_BUILDERS_MARKER not in common:
-        raise RuntimeError(f"common.lua lacks the line {KEY_BUILDERS_MARKER!r}")
-    own = "".join(lua_source(part) + "\n" for part in (*SCRIPTS[name], name))
-    builders = lua_builders(common + own)
-    body = common.replace(KEY_BUILDERS_MARKER, builders) + "\n" + own
-    return message_function(template) + spell_words(body, f"core/ledger/{name}.lua")
+    body = "\n".join(lua_source(part) for part in ("common", *SCRIPTS[name], name))
+    return message_function(template) + spell_words(expand_lua_keys(body),
+                                                     f"core/ledger/{name}.lua")

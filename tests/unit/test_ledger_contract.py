@@ -11,7 +11,7 @@ from importlib import resources
 import fakeredis
 import pytest
 
-from core.ledger.keys import LAYOUT, LedgerKeys, lua_builders
+from core.ledger.keys import LAYOUT, LedgerKeys, expand_lua_keys
 from core.ledger.scripts import SCRIPTS, WORDS, load_script, lua_source, spell_words
 from core.queue import HintQueue
 from core.vocabulary import SCRIPT_WORDS
@@ -41,12 +41,12 @@ def test_ledger_keys_builds_every_kind_of_the_layout_and_nothing_else() -> None:
         assert built == "hub:" + kind.pattern.format(**SAMPLE), kind.name
 
 
-def test_the_lua_builders_build_the_same_keys_as_python() -> None:
+def test_the_scripts_build_the_same_keys_as_python() -> None:
     client = fakeredis.FakeRedis()
     keys = LedgerKeys("hub")
     for kind in (k for k in LAYOUT if k.lua):
         call = f"{kind.name}_key({', '.join(f'ARGV[{i + 2}]' for i in range(len(kind.parts)))})"
-        script = f"local p = ARGV[1]\n{lua_builders(call)}return {call}"
+        script = f"local p = ARGV[1]\nreturn {expand_lua_keys(call)}"
         built = client.eval(script, 0, "hub", *(SAMPLE[part] for part in kind.parts))
         assert built.decode() == getattr(keys, kind.name)(
             **{part: SAMPLE[part] for part in kind.parts}), kind.name
@@ -57,10 +57,22 @@ def test_common_lua_lists_the_same_layout() -> None:
     assert sorted(header) == sorted((kind.pattern, kind.type) for kind in LAYOUT)
 
 
+def test_a_key_call_is_expanded_with_its_arguments_whatever_they_hold() -> None:
+    assert expand_lua_keys("ZADD(ready_key(tostring(c), t[1]), now, id)") == \
+        "ZADD((p .. ':ready:' .. (tostring(c)) .. ':' .. (t[1])), now, id)"
+    assert expand_lua_keys("GET(published_key()) .. ready_key_of(id)") == \
+        "GET((p .. ':msgseq')) .. ready_key_of(id)"
+    assert expand_lua_keys("x(attempts_key(delivery_key(')')))") == \
+        "x((p .. ':dlv:' .. ((p .. ':dlv:' .. (')'))) .. ':attempts'))"
+    with pytest.raises(ValueError, match=r"ready_key takes 2 argument\(s\) "
+                                         r"\(connection, object\), given 1"):
+        expand_lua_keys("ready_key(conn)")
+
+
 @pytest.mark.parametrize("name", LUA_FILES)
 def test_no_script_builds_a_key_by_hand(name: str) -> None:
-    """Every key in the scripts comes from a generated builder (the prefix `p` is used by
-    nothing else)."""
+    """Every key in the scripts is named by its kind (the prefix `p` is used by nothing
+    else)."""
     code = without_comments(lua_source(name))
     assert not re.search(r"\bp \.\.", code)
     assert not re.search(r"'[^']*:[^']*'", code), "a key-like literal"
