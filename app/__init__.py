@@ -13,31 +13,41 @@ from core.observability import init_sentry
 from core.settings import Settings
 
 
-def create_app(settings: Settings | None = None, *, config: Config | None = None,
-               redis_client: redis.Redis | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    config: Config | None = None,
+    redis_client: redis.Redis | None = None,
+) -> Flask:
     """The receiver application. Reads env and config at start (and fails on a bad config);
     a `crmhub reload` makes it read the config again, keeping the old one if that fails."""
     from app import health, metrics, webhooks
     from app.runtime import Hub, build_hub, reconfigured
     from connectors.validation import validated_config
-    from core.redis_client import connect, resolve_redis_url
-    from core.reload import Reloadable, read_generation
+    from core.ledger import open_ledger
+    from core.reload import Reloadable
 
     settings = settings or Settings.from_env()
     init_sentry(settings, "web")
     app = Flask("crmhub")
-    client = redis_client or connect(resolve_redis_url(settings))
-    generation = read_generation(client, settings.key_prefix)   # before reading the file
-    hub = build_hub(settings, config, client)
-    app.extensions["crmhub"] = hub      # the current hub (a configuration reload swaps it)
+    ledger = open_ledger(settings, redis_client)
+    generation = ledger.generations.current()  # before reading the file
+    hub = build_hub(settings, config, ledger)
+    app.extensions["crmhub"] = hub  # the current hub (a configuration reload swaps it)
 
     def swapped(old: Hub, new: Hub) -> None:
         app.extensions["crmhub"] = new
 
     # `crmhub reload`: checked before each webhook, at most once a second (core/reload.py)
-    live = Reloadable(hub, generation=generation, client=client, prefix=settings.key_prefix,
-                      kind="web", load=lambda: validated_config(settings),
-                      rebuild=reconfigured, swapped=swapped)
+    live = Reloadable(
+        hub,
+        generation=generation,
+        generations=ledger.generations,
+        kind="web",
+        load=lambda: validated_config(settings),
+        rebuild=reconfigured,
+        swapped=swapped,
+    )
     # the hot endpoint is plain WSGI in front of Flask (see app/webhooks.py for why)
     app.wsgi_app = webhooks.WebhookReceiver(app.wsgi_app, live)  # type: ignore[method-assign]
     app.register_blueprint(health.bp)
@@ -46,7 +56,8 @@ def create_app(settings: Settings | None = None, *, config: Config | None = None
     # for the gunicorn worker (app/buffered_worker.py): the largest body any source accepts
     # (it reads whole requests before a thread runs them), and where to count its own answers
     app.config["CRMHUB_LARGEST_BODY_BYTES"] = max(
-        (r.max_body_bytes for r in hub.receivers.values()), default=settings.max_body_bytes)
+        (r.max_body_bytes for r in hub.receivers.values()), default=settings.max_body_bytes
+    )
     app.config["CRMHUB_COUNT_ANSWER"] = hub.answers.answer
     logging.getLogger("crmhub").setLevel(logging.INFO)
     return app

@@ -6,7 +6,7 @@ Why not add to Redis as each answer goes out (as rejections once were): that is 
 in the hot path for every answer, and the answers that matter most here, 503s, are given
 exactly when Redis is not answering. Why not per-process Prometheus counters alone: a scrape
 reaches one of several gunicorn processes on one of several hosts, while /metrics reports the
-whole hub's numbers (the 2xx outcomes are counted inside the ledger's record script). So a
+whole hub's numbers (the 2xx outcomes are counted inside the ledger's accept script). So a
 count costs a lock and a dict update; counts that cannot be added (Redis down) stay here and
 go with the next flush. A process killed with SIGKILL loses at most its last second of counts.
 """
@@ -24,13 +24,11 @@ from collections import Counter
 from collections.abc import Iterable
 
 from core.ledger import Ledger
+from core.ledger.keys import StatsHash
+from core.vocabulary import WebhookOutcome
 
 log = logging.getLogger("crmhub.metrics")
 
-#: stats hash of every answer: field "route|class|source"
-ANSWERS = "answers"
-#: stats hash of webhook outcomes: field "source|outcome" (the ledger counts the 2xx ones)
-WEBHOOKS = "webhooks"
 #: the routes answers are counted under; any other path is "other" (never a URL's own text)
 ROUTES = ("webhooks", "healthz", "readyz", "metrics")
 
@@ -42,13 +40,14 @@ def status_class(status: int) -> str:
 
 
 class AnswerCounts:
-    def __init__(self, ledger: Ledger, sources: frozenset[str] | set[str],
-                 interval: float = 1.0) -> None:
+    def __init__(
+        self, ledger: Ledger, sources: frozenset[str] | set[str], interval: float = 1.0
+    ) -> None:
         self._ledger = ledger
         self._sources = frozenset(sources)
         self._interval = interval
         self._lock = threading.Lock()
-        self._pending: Counter[tuple[str, str]] = Counter()
+        self._pending: Counter[tuple[StatsHash, str]] = Counter()
         self._flusher_pid: int | None = None
         _live.add(self)
 
@@ -60,23 +59,24 @@ class AnswerCounts:
         """(route, source) for a request path, from bounded sets: the source only when it is
         configured (`unknown` otherwise), "" on routes that have none."""
         if path.startswith("/webhooks/"):
-            source = path[len("/webhooks/"):]
+            source = path[len("/webhooks/") :]
             return "webhooks", source if source in self._sources else "unknown"
         route = path[1:]
         return (route if route in ROUTES else "other"), ""
 
     def answer(self, path: str, status: int) -> None:
         route, source = self.labels(path)
-        self.add(ANSWERS, f"{route}|{status_class(status)}|{source}")
+        self.add(StatsHash.ANSWERS, f"{route}|{status_class(status)}|{source}")
 
-    def outcome(self, source: str, outcome: str) -> None:
-        """A webhook of a configured source refused or failed (unauthorized, malformed...)."""
-        self.add(WEBHOOKS, f"{source}|{outcome}")
+    def outcome(self, source: str, outcome: WebhookOutcome) -> None:
+        """A webhook of a configured source refused or failed (unauthorized, malformed...);
+        the ledger's accept script counts the others."""
+        self.add(StatsHash.WEBHOOKS, f"{source}|{outcome}")
 
-    def add(self, name: str, field: str) -> None:
+    def add(self, name: StatsHash, field: str) -> None:
         with self._lock:
             self._pending[(name, field)] += 1
-            if self._flusher_pid != os.getpid():      # first count in this process (or fork)
+            if self._flusher_pid != os.getpid():  # first count in this process (or fork)
                 self._flusher_pid = os.getpid()
                 _start_flusher(self)
 
@@ -89,7 +89,7 @@ class AnswerCounts:
             return True
         try:
             self._ledger.add_stats(pending)
-        except Exception as exc:        # never lose the counts, never break the caller
+        except Exception as exc:  # never lose the counts, never break the caller
             log.debug("answer counts not flushed (kept for the next try): %s", exc)
             with self._lock:
                 self._pending.update(pending)

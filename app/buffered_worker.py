@@ -51,7 +51,6 @@ MAX_HEAD_BYTES = 64 * 1024
 
 
 class BufferedThreadWorker(ThreadWorker):
-
     def run(self) -> None:
         settings = Settings.from_env()
         self.read_timeout = float(settings.request_read_timeout_seconds)
@@ -73,9 +72,9 @@ class BufferedThreadWorker(ThreadWorker):
                 raise
             return
         self.nr_conns += 1
-        conn = TConn(self.cfg, client, address, listener.getsockname())   # non-blocking
+        conn = TConn(self.cfg, client, address, listener.getsockname())  # non-blocking
         if self.cfg.is_ssl or negotiation.prior_knowledge_allowed(self.cfg, address):
-            self.enqueue_req(conn)          # gthread's way: the thread does the handshake
+            self.enqueue_req(conn)  # gthread's way: the thread does the handshake
             return
         self._guarded(conn, self._start_reading, conn, b"", registered=False)
 
@@ -97,7 +96,7 @@ class BufferedThreadWorker(ThreadWorker):
         if data:
             self._take(conn, data)
         elif registered:
-            self._on_readable(conn, conn.sock)     # it is readable: that is why we are here
+            self._on_readable(conn, conn.sock)  # it is readable: that is why we are here
 
     def _guarded(self, conn: TConn, step: Any, *args: Any, **kwargs: Any) -> None:
         """Run one step of the loop's work for `conn`; a failure closes that connection,
@@ -120,7 +119,7 @@ class BufferedThreadWorker(ThreadWorker):
             return
         except OSError:
             data = b""
-        if not data:                                # the client went away mid-request
+        if not data:  # the client went away mid-request
             self._forget(conn)
             self._close(conn)
             return
@@ -131,27 +130,35 @@ class BufferedThreadWorker(ThreadWorker):
         verdict = framing.feed(data)
         if verdict is Verdict.READING:
             if framing.expects_continue and not conn.continued and not framing.body_started:
-                conn.continued = True               # the client waits for this to send it
+                conn.continued = True  # the client waits for this to send it
                 self._send_quietly(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
             return
         self._forget(conn)
         if verdict is Verdict.HEAD_TOO_LARGE:
-            self._refuse(conn, 431, "request_header_fields_too_large",
-                         f"the request line and headers exceed {MAX_HEAD_BYTES} bytes")
+            self._refuse(
+                conn,
+                431,
+                "request_header_fields_too_large",
+                f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
+            )
         elif verdict is Verdict.BODY_TOO_LARGE:
-            self._refuse(conn, 413, "payload_too_large",
-                         f"the body exceeds {self.max_body} bytes, the most any source of "
-                         "this hub accepts")
-        else:                                       # whole, or for gunicorn to refuse
+            self._refuse(
+                conn,
+                413,
+                "payload_too_large",
+                f"the body exceeds {self.max_body} bytes, the most any source of this hub accepts",
+            )
+        else:  # whole, or for gunicorn to refuse
             conn.sock.setblocking(True)
             if verdict is Verdict.HAND_OVER:
                 # gunicorn refuses such a request from the bytes it has; should it read on
                 # after all, its reads time out at the request's deadline (SO_RCVTIMEO
                 # outlives the setblocking() calls that reset Python's own socket timeout)
                 left = max(conn.deadline - time.monotonic(), 1.0)
-                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                                     struct.pack("ll", int(left), 0))
-            conn.data_ready = True                  # gthread's wait for a first byte: done
+                conn.sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", int(left), 0)
+                )
+            conn.data_ready = True  # gthread's wait for a first byte: done
             conn.buffered = bytes(framing.data)
             self.enqueue_req(conn)
 
@@ -163,8 +170,8 @@ class BufferedThreadWorker(ThreadWorker):
         buffered = getattr(conn, "buffered", None)
         if buffered is not None:
             conn.buffered = None
-            conn.init()                             # the parser, reading from the socket...
-            conn.parser.unreader.unread(buffered)   # ...after what the main loop has read
+            conn.init()  # the parser, reading from the socket...
+            conn.parser.unreader.unread(buffered)  # ...after what the main loop has read
         return super().handle(conn)
 
     # --- after the answer -----------------------------------------------------------------
@@ -178,7 +185,7 @@ class BufferedThreadWorker(ThreadWorker):
         except Exception:
             result = False
         if result is _DEFER or (result and not self.alive):
-            super().finish_request(conn, fs)        # gthread's own paths (shutdown, TLS)
+            super().finish_request(conn, fs)  # gthread's own paths (shutdown, TLS)
         elif result:
             # keep-alive: a next request may already be buffered (pipelined); it is read
             # like any other, else the connection waits in the poller as gthread has it
@@ -198,8 +205,9 @@ class BufferedThreadWorker(ThreadWorker):
         try:
             conn.sock.setblocking(False)
             conn.sock.shutdown(socket.SHUT_WR)
-            self.poller.register(conn.sock, selectors.EVENT_READ,
-                                 partial(self._on_linger_readable, conn))
+            self.poller.register(
+                conn.sock, selectors.EVENT_READ, partial(self._on_linger_readable, conn)
+            )
         except (OSError, ValueError, KeyError):
             self._close(conn)
             return
@@ -236,8 +244,13 @@ class BufferedThreadWorker(ThreadWorker):
                 break
             self._forget(conn)
             if conn.framing.started:
-                self._refuse(conn, 408, "request_timeout", "the request was not complete "
-                             f"within {self.read_timeout:g} s; send it whole, at once")
+                self._refuse(
+                    conn,
+                    408,
+                    "request_timeout",
+                    "the request was not complete "
+                    f"within {self.read_timeout:g} s; send it whole, at once",
+                )
             else:
                 self._close(conn)
         for conn, deadline in list(self.lingering.items()):
@@ -249,10 +262,15 @@ class BufferedThreadWorker(ThreadWorker):
         """Answer from the loop (never blocking: a few hundred bytes into an empty send
         buffer) and close; counted for /metrics like any answer."""
         body = json.dumps({"error": error, "detail": detail}).encode()
-        reason = {408: "Request Timeout", 413: "Content Too Large",
-                  431: "Request Header Fields Too Large"}[status]
-        head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        reason = {
+            408: "Request Timeout",
+            413: "Content Too Large",
+            431: "Request Header Fields Too Large",
+        }[status]
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
         self._send_quietly(conn, head + body)
         if self.count_answer is not None:
             try:
@@ -264,7 +282,7 @@ class BufferedThreadWorker(ThreadWorker):
 
     @staticmethod
     def _send_quietly(conn: TConn, data: bytes) -> None:
-        with contextlib.suppress(OSError):          # gone, or not reading: cut off anyway
+        with contextlib.suppress(OSError):  # gone, or not reading: cut off anyway
             conn.sock.send(data)
 
     def _unregister(self, conn: TConn) -> None:

@@ -13,7 +13,7 @@ workers = int(os.environ.get("CRMHUB_WEB_WORKERS") or 2 * (os.cpu_count() or 1))
 # CRMHUB_REQUEST_READ_TIMEOUT_SECONDS is cut off: slow clients cannot take the threads (why
 # this and not a proxy or gevent: app/buffered_worker.py)
 worker_class = "app.buffered_worker.BufferedThreadWorker"
-# Requests of one process that wait on Redis together are recorded together (group commit:
+# Requests of one process that wait on Redis together are accepted together (group commit:
 # one script call for all of them), so more of them in flight means fewer, larger calls.
 # Measured with bench/receiver.py on 2 cores: 4 threads ~2,900 req/s, 8 threads ~3,200 (16:
 # no better); the bare Flask baseline is the same with either.
@@ -43,7 +43,7 @@ def on_starting(server):
     from core.settings import Settings
 
     for address in server.cfg.address:
-        if isinstance(address, tuple):        # a unix socket path: gunicorn checks those itself
+        if isinstance(address, tuple):  # a unix socket path: gunicorn checks those itself
             problem = address_in_use(address[0], address[1])
             if problem:
                 server.log.error(problem)
@@ -57,17 +57,18 @@ def when_ready(server):
     instead of gunicorn's own reload, which would start new workers on a configuration nobody
     checked (a bad one would stop the receiver)."""
     from connectors.validation import validated_config
-    from core.redis_client import connect, resolve_redis_url
+    from core.ledger import open_ledger
     from core.reload import reload_now
     from core.settings import Settings
 
     settings = Settings.from_env()
 
     def handle_hup():
-        reload_now("web", lambda: validated_config(settings),
-                   lambda: connect(resolve_redis_url(settings)), settings.key_prefix)
+        reload_now(
+            "web", lambda: validated_config(settings), lambda: open_ledger(settings).generations
+        )
 
-    server.handle_hup = handle_hup      # the master's loop calls handle_<signal>()
+    server.handle_hup = handle_hup  # the master's loop calls handle_<signal>()
 
 
 def post_worker_init(worker):

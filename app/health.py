@@ -19,12 +19,14 @@ def healthz() -> Response:
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     """Ready to accept webhooks: configuration loaded and Redis answering on the connection
-    the receiver records through (core/ledger/lane.py), so ready means a webhook would be
-    recorded now."""
+    the receiver's accepts go through (core/ledger/lane.py), so ready means a webhook would
+    be accepted now."""
     hub: Hub = current_app.extensions["crmhub"]
-    checks = {"config": f"{len(hub.config.sources)} sources, "
-                        f"{len(hub.config.connections)} connections, "
-                        f"{len(hub.config.mappings)} mappings"}
+    checks = {
+        "config": f"{len(hub.config.sources)} sources, "
+        f"{len(hub.config.connections)} connections, "
+        f"{len(hub.config.mappings)} mappings"
+    }
     try:
         hub.ledger.ping()
         checks["redis"] = "ok"

@@ -16,10 +16,12 @@ def address_in_use(host: str, port: int, choose: str = "--port / CRMHUB_PORT") -
     setting that moves it), or None if it can."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT is fine
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine
         try:
             probe.bind((host, port))
         except OSError as exc:
-            return (f"cannot listen on {host}:{port}: {exc.strerror} (is another server "
-                    f"running there? choose another port with {choose})")
+            return (
+                f"cannot listen on {host}:{port}: {exc.strerror} (is another server "
+                f"running there? choose another port with {choose})"
+            )
     return None

@@ -20,10 +20,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.answer_counts import ANSWERS, WEBHOOKS
 from app.runtime import Hub
 from core.errors import LedgerUnavailable
+from core.ledger.keys import StatsHash
 from core.operations import STATE_NAMES
+from core.vocabulary import CircuitState
 
 bp = Blueprint("metrics", __name__)
 
@@ -47,13 +48,12 @@ class LedgerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         ledger = self.hub.ledger
         up = GaugeMetricFamily("crmhub_ledger_up", "1 if the ledger's Redis answers")
-        self.hub.answers.flush()        # this process's own counts, up to this instant
+        self.hub.answers.flush()  # this process's own counts, up to this instant
         try:
-            stats = ledger.stats(WEBHOOKS, "attempts", ANSWERS)
+            stats = ledger.stats(StatsHash.WEBHOOKS, StatsHash.ATTEMPTS, StatsHash.ANSWERS)
             queue = ledger.queue_figures()
-            states = {name: ledger.connection_state(name)
-                      for name in self.hub.config.connections}
-        except (LedgerUnavailable, redis.RedisError):     # report the ledger down, not a 500
+            states = {name: ledger.connection_state(name) for name in self.hub.config.connections}
+        except (LedgerUnavailable, redis.RedisError):  # report the ledger down, not a 500
             up.add_metric([], 0)
             yield up
             return
@@ -61,60 +61,76 @@ class LedgerCollector(Collector):
         yield up
 
         received = CounterMetricFamily(
-            "crmhub_webhooks", "Webhooks by source and outcome (accepted, duplicate, echo, "
+            "crmhub_webhooks",
+            "Webhooks by source and outcome (accepted, duplicate, echo, "
             "unauthorized, malformed, too_large, unavailable, internal_error)",
-            labels=["source", "outcome"])
-        for key, value in stats[WEBHOOKS].items():
+            labels=["source", "outcome"],
+        )
+        for key, value in stats[StatsHash.WEBHOOKS].items():
             source, _, outcome = key.rpartition("|")
             received.add_metric([source, outcome], float(value))
         yield received
 
         answered = CounterMetricFamily(
-            "crmhub_http_responses", "Every answer of the receivers, by route (webhooks, "
+            "crmhub_http_responses",
+            "Every answer of the receivers, by route (webhooks, "
             "healthz, readyz, metrics, other), status class and source (a configured source, "
             "'unknown' for any other name, empty off the webhooks route)",
-            labels=["route", "status_class", "source"])
-        for key, value in stats[ANSWERS].items():
+            labels=["route", "status_class", "source"],
+        )
+        for key, value in stats[StatsHash.ANSWERS].items():
             route, status_class, source = key.split("|", 2)
             answered.add_metric([route, status_class, source], float(value))
         yield answered
 
-        tried = CounterMetricFamily("crmhub_delivery_attempts",
-                                    "Delivery attempts by connection and outcome",
-                                    labels=["connection", "outcome"])
-        for key, value in stats["attempts"].items():
+        tried = CounterMetricFamily(
+            "crmhub_delivery_attempts",
+            "Delivery attempts by connection and outcome",
+            labels=["connection", "outcome"],
+        )
+        for key, value in stats[StatsHash.ATTEMPTS].items():
             connection, _, outcome = key.rpartition("|")
             tried.add_metric([connection, outcome], float(value))
         yield tried
 
         messages = CounterMetricFamily(
-            "crmhub_queue_messages", "Celery messages (hints) the ledger published, and those "
+            "crmhub_queue_messages",
+            "Celery messages (hints) the ledger published, and those "
             "batches withdrew again because their delivery went out with another",
-            labels=["kind"])
+            labels=["kind"],
+        )
         messages.add_metric(["published"], float(queue["published"]))
         messages.add_metric(["withdrawn"], float(queue["withdrawn"]))
         yield messages
-        depth = GaugeMetricFamily("crmhub_queue_depth",
-                                  "Messages waiting in the deliveries queue (not yet taken)")
+        depth = GaugeMetricFamily(
+            "crmhub_queue_depth", "Messages waiting in the deliveries queue (not yet taken)"
+        )
         depth.add_metric([], float(queue["waiting"]))
         yield depth
 
-        deliveries = GaugeMetricFamily("crmhub_deliveries", "Deliveries in each ledger state",
-                                       labels=["connection", "state"])
+        deliveries = GaugeMetricFamily(
+            "crmhub_deliveries", "Deliveries in each ledger state", labels=["connection", "state"]
+        )
         paused = GaugeMetricFamily(
-            "crmhub_connection_paused", "1 while a connection is paused, under its reason "
+            "crmhub_connection_paused",
+            "1 while a connection is paused, under its reason "
             "(auth: the target refused the credentials; manual: an operator paused it; "
-            "other), 0 under the others", labels=["connection", "reason"])
-        circuit = GaugeMetricFamily("crmhub_circuit_open",
-                                    "1 while a connection's circuit breaker is open",
-                                    labels=["connection"])
+            "other), 0 under the others",
+            labels=["connection", "reason"],
+        )
+        circuit = GaugeMetricFamily(
+            "crmhub_circuit_open",
+            "1 while a connection's circuit breaker is open",
+            labels=["connection"],
+        )
         for name, state in states.items():
             for s in STATE_NAMES:
                 deliveries.add_metric([name, s], max(0, state["counts"].get(s, 0)))
             reason = pause_reason(state["pause"]) if state["pause"] else None
             for label in PAUSE_REASONS:
                 paused.add_metric([name, label], 1 if label == reason else 0)
-            circuit.add_metric([name], 1 if state["breaker"].get("state") == "open" else 0)
+            is_open = state["breaker"].get("state") == CircuitState.OPEN
+            circuit.add_metric([name], 1 if is_open else 0)
         yield deliveries
         yield paused
         yield circuit
@@ -122,8 +138,9 @@ class LedgerCollector(Collector):
 
 def _authorized(token: str) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              token.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
 
 
 @bp.get("/metrics")
@@ -131,9 +148,17 @@ def metrics() -> Response | tuple[Response, int, dict[str, str]]:
     hub: Hub = current_app.extensions["crmhub"]
     token = hub.settings.metrics_token
     if token and not _authorized(token):
-        return jsonify({"error": "unauthorized", "detail": "/metrics needs the header "
-                        "`Authorization: Bearer <CRMHUB_METRICS_TOKEN>`"}), 401, \
-            {"WWW-Authenticate": 'Bearer realm="crmhub metrics"'}
+        return (
+            jsonify(
+                {
+                    "error": "unauthorized",
+                    "detail": "/metrics needs the header "
+                    "`Authorization: Bearer <CRMHUB_METRICS_TOKEN>`",
+                }
+            ),
+            401,
+            {"WWW-Authenticate": 'Bearer realm="crmhub metrics"'},
+        )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LedgerCollector(hub))
     # CONTENT_TYPE_LATEST carries its charset already: content_type, not mimetype (which

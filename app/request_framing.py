@@ -18,11 +18,11 @@ _MAX_CHUNK_LINE = 4096
 
 
 class Verdict(Enum):
-    READING = "reading"                  # more bytes are needed
-    COMPLETE = "complete"                # the whole request is buffered
-    HAND_OVER = "hand_over"              # framing gunicorn's parser must judge (it refuses)
-    HEAD_TOO_LARGE = "head_too_large"    # -> 431
-    BODY_TOO_LARGE = "body_too_large"    # -> 413
+    READING = "reading"  # more bytes are needed
+    COMPLETE = "complete"  # the whole request is buffered
+    HAND_OVER = "hand_over"  # framing gunicorn's parser must judge (it refuses)
+    HEAD_TOO_LARGE = "head_too_large"  # -> 431
+    BODY_TOO_LARGE = "body_too_large"  # -> 413
 
 
 class RequestFraming:
@@ -35,9 +35,9 @@ class RequestFraming:
         self.max_body = max_body
         self.data = bytearray()
         self.verdict = Verdict.READING
-        self.path = ""                   # the request target (for counting), once known
+        self.path = ""  # the request target (for counting), once known
         self.declared_length: int | None = None
-        self.expects_continue = False    # Expect: 100-continue, body not sent yet
+        self.expects_continue = False  # Expect: 100-continue, body not sent yet
         self._head_end: int | None = None
         self._body_end: int | None = None  # the request is whole at this length
         self._chunk_at: int | None = None  # next chunk-size (or trailer) line, when chunked
@@ -54,8 +54,11 @@ class RequestFraming:
             self._find_head(searched_to)
         if self.verdict is Verdict.READING and self._chunk_at is not None:
             self._walk_chunks()
-        if self.verdict is Verdict.READING and self._body_end is not None \
-                and len(self.data) >= self._body_end:
+        if (
+            self.verdict is Verdict.READING
+            and self._body_end is not None
+            and len(self.data) >= self._body_end
+        ):
             self.verdict = Verdict.COMPLETE
         return self.verdict
 
@@ -70,7 +73,7 @@ class RequestFraming:
         return self._head_end is not None and len(self.data) > self._head_end
 
     def _find_head(self, searched_to: int) -> None:
-        start = len(self.data) - len(self.data.lstrip(b"\r\n"))   # empty lines before it
+        start = len(self.data) - len(self.data.lstrip(b"\r\n"))  # empty lines before it
         end = self.data.find(b"\r\n\r\n", max(searched_to, start))
         if end < 0:
             if len(self.data) - start > self.max_head:
@@ -92,7 +95,7 @@ class RequestFraming:
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
             if not colon or name != name.strip() or not name:
-                self.verdict = Verdict.HAND_OVER          # folded or broken: gunicorn says
+                self.verdict = Verdict.HAND_OVER  # folded or broken: gunicorn says
                 return
             name = name.lower()
             if name == b"content-length":
@@ -103,13 +106,13 @@ class RequestFraming:
                 expect = value.strip().lower()
         assert self._head_end is not None
         if codings:
-            if lengths or codings[-1] != b"chunked":       # ambiguous or unknown framing
+            if lengths or codings[-1] != b"chunked":  # ambiguous or unknown framing
                 self.verdict = Verdict.HAND_OVER
                 return
             self._chunk_at = self._head_end
         elif lengths:
             length = lengths.pop()
-            if lengths or not length.isdigit():            # two lengths, or not a number
+            if lengths or not length.isdigit():  # two lengths, or not a number
                 self.verdict = Verdict.HAND_OVER
                 return
             self.declared_length = int(length)
@@ -118,9 +121,12 @@ class RequestFraming:
                 return
             self._body_end = self._head_end + self.declared_length
         else:
-            self._body_end = self._head_end               # no body
-        self.expects_continue = expect == b"100-continue" and lines[0].endswith(b"/1.1") \
+            self._body_end = self._head_end  # no body
+        self.expects_continue = (
+            expect == b"100-continue"
+            and lines[0].endswith(b"/1.1")
             and self._body_end != self._head_end
+        )
 
     def _walk_chunks(self) -> None:
         """Advance over every chunk that is whole; stop at the first that is not."""
@@ -134,7 +140,7 @@ class RequestFraming:
                     self.verdict = Verdict.HAND_OVER
                 break
             if self._in_trailers:
-                if eol == at:                              # the empty line: the end
+                if eol == at:  # the empty line: the end
                     self._body_end = eol + 2
                     break
                 at = eol + 2
@@ -151,12 +157,15 @@ class RequestFraming:
             if self._chunk_total + size > self.max_body:
                 self.verdict = Verdict.BODY_TOO_LARGE
                 break
-            if len(data) < eol + 2 + size + 2:             # this chunk is not all here yet
+            if len(data) < eol + 2 + size + 2:  # this chunk is not all here yet
                 break
             self._chunk_total += size
             at = eol + 2 + size + 2
         self._chunk_at = at
         # tiny chunks or endless trailers: framing may take at most as much again as the body
-        if self.verdict is Verdict.READING and self._body_end is None \
-                and at > (self._head_end or 0) + 2 * self.max_body + _MAX_CHUNK_LINE:
+        if (
+            self.verdict is Verdict.READING
+            and self._body_end is None
+            and at > (self._head_end or 0) + 2 * self.max_body + _MAX_CHUNK_LINE
+        ):
             self.verdict = Verdict.BODY_TOO_LARGE

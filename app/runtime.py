@@ -6,15 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-import redis
-
 from app.answer_counts import AnswerCounts
 from connectors.validation import validated_config
 from core.config import Config, MappingConfig, SourceConfig
-from core.ledger import Ledger
-from core.ledger.group import GroupRecorder
-from core.queue import HintQueue
-from core.redis_client import connect, resolve_redis_url
+from core.ledger import Ledger, open_ledger
+from core.ledger.group import GroupAcceptor
 from core.settings import Settings
 from core.signatures import Scheme, SignedRequest, get_scheme
 
@@ -26,7 +22,7 @@ class Receiver:
     secrets: Sequence[str]
     mappings: tuple[MappingConfig, ...]
     max_body_bytes: int
-    redacted_headers: tuple[str, ...]     # never stored with the event
+    redacted_headers: tuple[str, ...]  # never stored with the event
 
     def verify(self, request: SignedRequest, now: float) -> None:
         self.scheme.verify(request, self.secrets, self.source.verify, now)
@@ -35,8 +31,9 @@ class Receiver:
         """The URL the sender signed: the configured public URL behind a proxy."""
         if not self.source.public_url:
             return request_url
-        return f"{self.source.public_url}?{query_string}" if query_string \
-            else self.source.public_url
+        return (
+            f"{self.source.public_url}?{query_string}" if query_string else self.source.public_url
+        )
 
 
 def _redacted(source: SourceConfig) -> tuple[str, ...]:
@@ -50,31 +47,33 @@ class Hub:
     settings: Settings
     config: Config
     ledger: Ledger
-    recorder: GroupRecorder             # the receiver's writes, group-committed
+    acceptor: GroupAcceptor  # the receiver's writes, group-committed
     receivers: Mapping[str, Receiver]
-    answers: AnswerCounts               # what the receiver answered, for /metrics
+    answers: AnswerCounts  # what the receiver answered, for /metrics
 
 
-def build_hub(settings: Settings, config: Config | None = None,
-              client: redis.Redis | None = None) -> Hub:
+def build_hub(
+    settings: Settings, config: Config | None = None, ledger: Ledger | None = None
+) -> Hub:
     if config is None:
-        config = validated_config(settings)     # as `crmhub config check` checks it
-    if client is None:
-        client = connect(resolve_redis_url(settings))
-    ledger = Ledger(client, prefix=settings.key_prefix,
-                    queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
-                    dedupe_ttl_seconds=settings.dedupe_ttl_seconds)
+        config = validated_config(settings)  # as `crmhub config check` checks it
+    ledger = ledger or open_ledger(settings)
     receivers = _receivers(settings, config)
-    return Hub(settings=settings, config=config, ledger=ledger,
-               recorder=GroupRecorder(ledger), receivers=receivers,
-               answers=AnswerCounts(ledger, set(receivers)))
+    return Hub(
+        settings=settings,
+        config=config,
+        ledger=ledger,
+        acceptor=GroupAcceptor(ledger),
+        receivers=receivers,
+        answers=AnswerCounts(ledger, set(receivers)),
+    )
 
 
 def reconfigured(hub: Hub, config: Config) -> Hub:
-    """The same hub (its Redis connections, its group recorder) with another configuration:
+    """The same hub (its Redis connections, its group acceptor) with another configuration:
     what a configuration reload swaps in."""
     receivers = _receivers(hub.settings, config)
-    hub.answers.count_sources(receivers)     # the same counters: their thread keeps running
+    hub.answers.count_sources(receivers)  # the same counters: their thread keeps running
     return replace(hub, config=config, receivers=receivers)
 
 

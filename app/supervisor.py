@@ -61,7 +61,7 @@ class Part(Protocol):
     def started(self) -> bool: ...
 
     @property
-    def running(self) -> bool: ...        # asking reaps a dead process (no zombie)
+    def running(self) -> bool: ...  # asking reaps a dead process (no zombie)
 
     def exit_status(self) -> str: ...
 
@@ -77,9 +77,13 @@ class Child:
     restarts: deque[float] = field(default_factory=deque)
 
     def start(self, env: Mapping[str, str]) -> None:
-        self.process = subprocess.Popen(list(self.argv), env=dict(env), start_new_session=True,
-                                        stdin=subprocess.DEVNULL,
-                                        preexec_fn=_die_with_parent)
+        self.process = subprocess.Popen(
+            list(self.argv),
+            env=dict(env),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
 
     @property
     def started(self) -> bool:
@@ -124,7 +128,7 @@ class EmbeddedRedisPart:
 
     @property
     def started(self) -> bool:
-        return self.redis.port != 0     # it has a port: from now on, kept and restarted on it
+        return self.redis.port != 0  # it has a port: from now on, kept and restarted on it
 
     @property
     def running(self) -> bool:
@@ -141,9 +145,14 @@ class EmbeddedRedisPart:
 
 
 class Supervisor:
-    def __init__(self, children: Sequence[Part], env: Mapping[str, str], *,
-                 services: Sequence[Part] = (),
-                 on_hangup: Callable[[], object] | None = None) -> None:
+    def __init__(
+        self,
+        children: Sequence[Part],
+        env: Mapping[str, str],
+        *,
+        services: Sequence[Part] = (),
+        on_hangup: Callable[[], object] | None = None,
+    ) -> None:
         self.children = list(children)
         self.services = list(services)
         self.env = env
@@ -156,7 +165,7 @@ class Supervisor:
         self._stopping = True
 
     def _request_hangup(self, signum: int = signal.SIGHUP, frame: object = None) -> None:
-        self._hangup = True       # handled in the loop, not in the signal handler
+        self._hangup = True  # handled in the loop, not in the signal handler
 
     def run(self, poll_interval: float = 0.5) -> int:
         for part in [*self.services, *self.children]:
@@ -174,7 +183,7 @@ class Supervisor:
                     self.on_hangup()
                 self._restart_dead()
         finally:
-            for child in self.children:   # in start order: receiver first
+            for child in self.children:  # in start order: receiver first
                 child.stop()
             for service in reversed(self.services):
                 service.stop()
@@ -182,15 +191,20 @@ class Supervisor:
 
     def _restart_dead(self) -> None:
         now = time.monotonic()
-        for part in [*self.services, *self.children]:   # what the children need comes first
+        for part in [*self.services, *self.children]:  # what the children need comes first
             if not part.started or part.running:
                 continue
             status = part.exit_status()
             while part.restarts and now - part.restarts[0] > RESTART_WINDOW_SECONDS:
                 part.restarts.popleft()
             if len(part.restarts) >= MAX_RESTARTS:
-                log.error("%s exited (%s) %d times within %.0f s; stopping the hub",
-                          part.name, status, MAX_RESTARTS, RESTART_WINDOW_SECONDS)
+                log.error(
+                    "%s exited (%s) %d times within %.0f s; stopping the hub",
+                    part.name,
+                    status,
+                    MAX_RESTARTS,
+                    RESTART_WINDOW_SECONDS,
+                )
                 self.exit_code = 1
                 self._stopping = True
                 return
@@ -198,5 +212,5 @@ class Supervisor:
             part.restarts.append(now)
             try:
                 part.start(self.env)
-            except Exception as exc:          # tried again at the next poll, within the budget
+            except Exception as exc:  # tried again at the next poll, within the budget
                 log.error("%s did not start again: %s", part.name, exc)

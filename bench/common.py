@@ -63,14 +63,14 @@ def kill_group(proc: subprocess.Popen[str]) -> None:
 REDIS_FLAG_HELP = "start a redis-server of our own even if one is reachable"
 
 
-def add_common_flags(parser: argparse.ArgumentParser, *,
-                     redis_help: str = REDIS_FLAG_HELP) -> None:
+def add_common_flags(parser: argparse.ArgumentParser, *, redis_help: str = REDIS_FLAG_HELP) -> None:
     """The flags every benchmark takes: --embedded-redis and --json."""
     parser.add_argument("--embedded-redis", action="store_true", help=redis_help)
     parser.add_argument("--json", action="store_true", help="print a JSON summary instead")
 
 
 # --- wrk ------------------------------------------------------------------------------------
+
 
 def ensure_wrk() -> str:
     """The wrk binary; installs Debian's package when it is missing (needs root)."""
@@ -80,11 +80,14 @@ def ensure_wrk() -> str:
     log("wrk is not on PATH: running `apt-get install -y wrk`")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     detail = ""
-    for command in (["apt-get", "install", "-y", "wrk"],
-                    ["sh", "-c", "apt-get update && apt-get install -y wrk"]):
+    for command in (
+        ["apt-get", "install", "-y", "wrk"],
+        ["sh", "-c", "apt-get update && apt-get install -y wrk"],
+    ):
         try:
-            done = subprocess.run(command, env=env, capture_output=True, text=True,
-                                  timeout=600, check=False)
+            done = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=600, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             detail = str(exc)
             continue
@@ -93,9 +96,11 @@ def ensure_wrk() -> str:
             return found
         output = (done.stderr or done.stdout).strip()
         detail = output.splitlines()[-1] if output else f"exit status {done.returncode}"
-    raise BenchError("wrk is required and could not be installed with `apt-get install -y "
-                     f"wrk` ({detail or 'unknown error'}); install it (Debian/Ubuntu package "
-                     "`wrk`, or build https://github.com/wg/wrk) and put it on PATH")
+    raise BenchError(
+        "wrk is required and could not be installed with `apt-get install -y "
+        f"wrk` ({detail or 'unknown error'}); install it (Debian/Ubuntu package "
+        "`wrk`, or build https://github.com/wg/wrk) and put it on PATH"
+    )
 
 
 def lua_long_string(text: str) -> str:
@@ -114,8 +119,9 @@ def lua_body_parts(parts: Sequence[str]) -> tuple[str, str]:
     return literals, body_expr
 
 
-def lua_next_signed_request(exhausted_path: str, *, digits: int, source: str,
-                            body_expr: str) -> str:
+def lua_next_signed_request(
+    exhausted_path: str, *, digits: int, source: str, body_expr: str
+) -> str:
     """Lua for request() (indented two spaces, but for its first line): send event number
     first + cursor, signed with the cursor-th 64-hex signature of `sigs`, and move `cursor`
     on by `stride`; past the last one, count it in `exhausted` and send a request to
@@ -178,7 +184,7 @@ end
 @dataclass(frozen=True)
 class WrkResult:
     duration_s: float
-    requests: int                  # completed responses
+    requests: int  # completed responses
     statuses: dict[int, int]
     socket_errors: dict[str, int]  # connect / read / write / timeout
     p50_ms: float
@@ -186,8 +192,8 @@ class WrkResult:
     p99_ms: float
     mean_ms: float
     max_ms: float
-    cursor: int                    # next unused pre-generated request index
-    exhausted: int                 # requests sent after the pre-generated ones ran out
+    cursor: int  # next unused pre-generated request index
+    exhausted: int  # requests sent after the pre-generated ones ran out
 
     @property
     def rps(self) -> float:
@@ -206,13 +212,22 @@ class WrkResult:
         return sum(self.socket_errors.values())
 
     def as_json(self) -> dict[str, Any]:
-        return {"rps": round(self.rps, 1), "requests": self.requests,
-                "duration_s": round(self.duration_s, 3),
-                "latency_ms": {"p50": self.p50_ms, "p90": self.p90_ms, "p99": self.p99_ms,
-                               "mean": self.mean_ms, "max": self.max_ms},
-                "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
-                "non_2xx": self.non_2xx, "socket_errors": self.socket_errors,
-                "exhausted": self.exhausted}
+        return {
+            "rps": round(self.rps, 1),
+            "requests": self.requests,
+            "duration_s": round(self.duration_s, 3),
+            "latency_ms": {
+                "p50": self.p50_ms,
+                "p90": self.p90_ms,
+                "p99": self.p99_ms,
+                "mean": self.mean_ms,
+                "max": self.max_ms,
+            },
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "non_2xx": self.non_2xx,
+            "socket_errors": self.socket_errors,
+            "exhausted": self.exhausted,
+        }
 
 
 def parse_wrk_output(stdout: str) -> WrkResult:
@@ -225,24 +240,54 @@ def parse_wrk_output(stdout: str) -> WrkResult:
     lat = data["latency_us"]
     errors = data["errors"]
     return WrkResult(
-        duration_s=data["duration_us"] / 1e6, requests=int(data["requests"]),
+        duration_s=data["duration_us"] / 1e6,
+        requests=int(data["requests"]),
         statuses={int(k): int(v) for k, v in data["statuses"].items()},
         socket_errors={k: int(errors[k]) for k in ("connect", "read", "write", "timeout")},
-        p50_ms=lat["p50"] / 1000, p90_ms=lat["p90"] / 1000, p99_ms=lat["p99"] / 1000,
-        mean_ms=round(lat["mean"] / 1000, 3), max_ms=lat["max"] / 1000,
-        cursor=int(data["cursor"]), exhausted=int(data["exhausted"]))
+        p50_ms=lat["p50"] / 1000,
+        p90_ms=lat["p90"] / 1000,
+        p99_ms=lat["p99"] / 1000,
+        mean_ms=round(lat["mean"] / 1000, 3),
+        max_ms=lat["max"] / 1000,
+        cursor=int(data["cursor"]),
+        exhausted=int(data["exhausted"]),
+    )
 
 
-def run_wrk(wrk: str, url: str, script: Path, script_args: Sequence[str], *, threads: int,
-            connections: int, seconds: int, pin_cpus: str | None = None,
-            timeout_s: int = 5) -> WrkResult:
+def run_wrk(
+    wrk: str,
+    url: str,
+    script: Path,
+    script_args: Sequence[str],
+    *,
+    threads: int,
+    connections: int,
+    seconds: int,
+    pin_cpus: str | None = None,
+    timeout_s: int = 5,
+) -> WrkResult:
     """One wrk run; returns what the script's done() reported."""
-    command = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-               "--timeout", f"{timeout_s}s", "-s", str(script), url, "--", *script_args]
+    command = [
+        wrk,
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        f"{timeout_s}s",
+        "-s",
+        str(script),
+        url,
+        "--",
+        *script_args,
+    ]
     if pin_cpus:
         command = ["taskset", "-c", pin_cpus, *command]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = proc.communicate(timeout=seconds + 60)
     finally:
@@ -288,8 +333,8 @@ def group_cpu_seconds(pgid: int) -> float | None:
             continue
         fields = _stat_fields(entry)
         if fields is None:
-            continue                 # exited meanwhile
-        if int(fields[2]) == pgid:   # fields[0] is the state: pgrp is stat's 5th field
+            continue  # exited meanwhile
+        if int(fields[2]) == pgid:  # fields[0] is the state: pgrp is stat's 5th field
             utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
             total += (utime + stime + cutime + cstime) / _TICK
     return total
@@ -331,19 +376,23 @@ class CpuSample:
 
 
 def cpu_sample(server_pgid: int, client: redis.Redis | None) -> CpuSample:
-    return CpuSample(at=time.monotonic(), server=group_cpu_seconds(server_pgid),
-                     redis=redis_cpu_seconds(client) if client is not None else None,
-                     load_generator=children_cpu_seconds(), machine=machine_busy_seconds())
+    return CpuSample(
+        at=time.monotonic(),
+        server=group_cpu_seconds(server_pgid),
+        redis=redis_cpu_seconds(client) if client is not None else None,
+        load_generator=children_cpu_seconds(),
+        machine=machine_busy_seconds(),
+    )
 
 
 @dataclass(frozen=True)
 class CpuUse:
     """CPU used during one run: per request (µs) and, for the rest of the machine, in cores."""
 
-    server_us: float | None          # gunicorn master + workers
+    server_us: float | None  # gunicorn master + workers
     redis_us: float | None
-    load_generator_us: float         # wrk
-    others_cores: float | None       # everything else on the machine, in CPUs busy
+    load_generator_us: float  # wrk
+    others_cores: float | None  # everything else on the machine, in CPUs busy
 
     @classmethod
     def between(cls, before: CpuSample, after: CpuSample, requests: int) -> CpuUse:
@@ -357,11 +406,17 @@ class CpuUse:
         gen = max(after.load_generator - before.load_generator, 0.0)
         machine = delta(before.machine, after.machine)
         elapsed = max(after.at - before.at, 1e-9)
-        others = None if machine is None else \
-            max(machine - (server or 0.0) - (rds or 0.0) - gen, 0.0) / elapsed
-        return cls(server_us=None if server is None else server / n * 1e6,
-                   redis_us=None if rds is None else rds / n * 1e6,
-                   load_generator_us=gen / n * 1e6, others_cores=others)
+        others = (
+            None
+            if machine is None
+            else max(machine - (server or 0.0) - (rds or 0.0) - gen, 0.0) / elapsed
+        )
+        return cls(
+            server_us=None if server is None else server / n * 1e6,
+            redis_us=None if rds is None else rds / n * 1e6,
+            load_generator_us=gen / n * 1e6,
+            others_cores=others,
+        )
 
     @property
     def total_us(self) -> float | None:
@@ -374,15 +429,19 @@ class CpuUse:
         def r(x: float | None) -> float | None:
             return None if x is None else round(x, 1)
 
-        return {"server_us_per_request": r(self.server_us),
-                "redis_us_per_request": r(self.redis_us),
-                "wrk_us_per_request": r(self.load_generator_us),
-                "total_us_per_request": r(self.total_us),
-                "other_processes_cpus": None if self.others_cores is None
-                else round(self.others_cores, 2)}
+        return {
+            "server_us_per_request": r(self.server_us),
+            "redis_us_per_request": r(self.redis_us),
+            "wrk_us_per_request": r(self.load_generator_us),
+            "total_us_per_request": r(self.total_us),
+            "other_processes_cpus": None
+            if self.others_cores is None
+            else round(self.others_cores, 2),
+        }
 
 
 # --- processes ------------------------------------------------------------------------------
+
 
 @dataclass
 class Service:
@@ -398,9 +457,15 @@ class Service:
 
     def start(self) -> None:
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, env=dict(self.env), cwd=self.cwd,
-                                     stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.args,
+            env=dict(self.env),
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -415,7 +480,7 @@ class Service:
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.proc = self.proc, None
         if proc is not None:
-            group = proc.pid               # start_new_session: the pid is the group id
+            group = proc.pid  # start_new_session: the pid is the group id
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -438,8 +503,9 @@ def running(service: Service) -> Iterator[Service]:
         service.stop()
 
 
-def http_status(host: str, port: int, method: str, path: str, body: bytes = b"",
-                timeout: float = 2.0) -> int:
+def http_status(
+    host: str, port: int, method: str, path: str, body: bytes = b"", timeout: float = 2.0
+) -> int:
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, body=body or None)
@@ -448,15 +514,17 @@ def http_status(host: str, port: int, method: str, path: str, body: bytes = b"",
         conn.close()
 
 
-def wait_http(service: Service, port: int, path: str, *, expect: int | None = None,
-              timeout: float = 30.0) -> None:
+def wait_http(
+    service: Service, port: int, path: str, *, expect: int | None = None, timeout: float = 30.0
+) -> None:
     """Wait until `GET path` answers (with `expect`, when given)."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         if not service.alive():
-            raise BenchError(f"{service.name} exited at start; its log ends with:\n"
-                             f"{service.log_tail()}")
+            raise BenchError(
+                f"{service.name} exited at start; its log ends with:\n{service.log_tail()}"
+            )
         try:
             status = http_status("127.0.0.1", port, "GET", path)
             if expect is None or status == expect:
@@ -465,8 +533,10 @@ def wait_http(service: Service, port: int, path: str, *, expect: int | None = No
         except OSError as exc:
             last = str(exc)
         time.sleep(0.1)
-    raise BenchError(f"{service.name} did not become ready on port {port} within {timeout} s "
-                     f"({last}); its log ends with:\n{service.log_tail()}")
+    raise BenchError(
+        f"{service.name} did not become ready on port {port} within {timeout} s "
+        f"({last}); its log ends with:\n{service.log_tail()}"
+    )
 
 
 def gunicorn_command(module: str, extra_flags: Sequence[str] = ()) -> list[str]:
@@ -476,11 +546,12 @@ def gunicorn_command(module: str, extra_flags: Sequence[str] = ()) -> list[str]:
 
 # --- Redis ----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class BenchRedis:
     url: str
-    origin: str           # where it came from, for the report
-    persistence: str      # e.g. "appendonly=yes appendfsync=everysec"
+    origin: str  # where it came from, for the report
+    persistence: str  # e.g. "appendonly=yes appendfsync=everysec"
 
 
 def _answers(url: str) -> bool:
@@ -553,10 +624,16 @@ def delete_prefix(url: str, prefix: str) -> int:
 Results = TypeVar("Results")
 
 
-def bench_main(script: str, tmp_prefix: str, *, embedded_redis: bool, as_json: bool,
-               setup: Callable[[], Callable[[Path, BenchRedis], Results]],
-               summarize: Callable[[Results, BenchRedis], dict[str, Any]],
-               report: Callable[[dict[str, Any], Results], None]) -> int:
+def bench_main(
+    script: str,
+    tmp_prefix: str,
+    *,
+    embedded_redis: bool,
+    as_json: bool,
+    setup: Callable[[], Callable[[Path, BenchRedis], Results]],
+    summarize: Callable[[Results, BenchRedis], dict[str, Any]],
+    report: Callable[[dict[str, Any], Results], None],
+) -> int:
     """A benchmark's main() after its arguments are parsed: SIGTERM stops the run like ^C;
     `setup()` gives the run, made in a temporary directory with a Redis (bench_redis);
     then the summary is printed as JSON or by `report`. Exit 0 for a valid run, 1 for an

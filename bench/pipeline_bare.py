@@ -30,8 +30,9 @@ PREFIX = os.environ.get("BENCH_BARE_PREFIX", "crmhub-bench-bare")
 QUEUE = f"{PREFIX}.bare"
 TARGET_URL = os.environ.get("BENCH_BARE_TARGET_URL", "http://127.0.0.1:8900")
 
-app = Celery("bench-bare", broker=os.environ.get("BENCH_BARE_BROKER_URL",
-                                                 "redis://127.0.0.1:6379/0"))
+app = Celery(
+    "bench-bare", broker=os.environ.get("BENCH_BARE_BROKER_URL", "redis://127.0.0.1:6379/0")
+)
 app.conf.update(
     task_default_queue=QUEUE,
     task_acks_late=True,
@@ -52,8 +53,9 @@ def client() -> httpx.Client:
     """This process's keep-alive client (made after the fork, like the hub's connectors)."""
     global _client
     if _client is None:
-        _client = httpx.Client(base_url=TARGET_URL, timeout=10,
-                               headers={"User-Agent": "crmhub-bench-bare/0.1"})
+        _client = httpx.Client(
+            base_url=TARGET_URL, timeout=10, headers={"User-Agent": "crmhub-bench-bare/0.1"}
+        )
     return _client
 
 
@@ -67,8 +69,12 @@ def _fresh_client_after_fork(**_: object) -> None:
 def bare_deliver(event: dict[str, Any], received_at: float) -> int:
     customer = event["data"]["object"]
     email = str(customer["email"]).strip().lower()
-    fields = {"email": email, "name": customer.get("name"),
-              "stripe_customer_id": customer.get("id"), "received_at": received_at}
+    fields = {
+        "email": email,
+        "name": customer.get("name"),
+        "stripe_customer_id": customer.get("id"),
+        "received_at": received_at,
+    }
     response = client().put(f"/contacts/{quote(email, safe='')}", json=fields)
     response.raise_for_status()
     return response.status_code

@@ -21,17 +21,18 @@ import httpx
 from connectors.oauth import OAuth2Session
 from core.config.model import ConnectionConfig
 from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
+from core.ledger.tokens import TokenStore
 from core.mapping import MappedRecord
 from core.mapping.empty import is_empty
 from core.text import escaped
-from core.tokens import TokenStore
+from core.vocabulary import DeadCategory
 
 EXCERPT_CHARS = 500
 
 
 @dataclass(frozen=True)
 class WriteResult:
-    operation: str                       # created | updated | unchanged | skipped
+    operation: str  # created | updated | unchanged | skipped
     status: int | None = None
     record_id: str | None = None
     excerpt: str = ""
@@ -72,30 +73,50 @@ def default_classify(response: httpx.Response) -> None:
     if status < 400:
         # redirects are not followed, so nothing was written: never count it as delivered
         location = response.headers.get("Location")
-        raise DataError(f"target answered HTTP {status}, a redirect"
-                        f"{f' to {location}' if location else ''}; point the connection's "
-                        "base_url at the final address", category="rejected_by_target",
-                        status=status, excerpt=text)
+        raise DataError(
+            f"target answered HTTP {status}, a redirect"
+            f"{f' to {location}' if location else ''}; point the connection's "
+            "base_url at the final address",
+            category=DeadCategory.REJECTED_BY_TARGET,
+            status=status,
+            excerpt=text,
+        )
     if status == 429:
-        raise RateLimited("rate limited by the target (HTTP 429)", status=status,
-                          retry_after=retry_after_seconds(response), excerpt=text)
+        raise RateLimited(
+            "rate limited by the target (HTTP 429)",
+            status=status,
+            retry_after=retry_after_seconds(response),
+            excerpt=text,
+        )
     if status == 408 or status >= 500:
-        raise TransientError(f"target answered HTTP {status}", status=status,
-                             retry_after=retry_after_seconds(response), excerpt=text)
+        raise TransientError(
+            f"target answered HTTP {status}",
+            status=status,
+            retry_after=retry_after_seconds(response),
+            excerpt=text,
+        )
     if status in (401, 403):
-        raise AuthError(f"target refused our credentials (HTTP {status})", status=status,
-                        excerpt=text)
-    raise DataError(f"target rejected the record (HTTP {status})", category="rejected_by_target",
-                    status=status, excerpt=text)
+        raise AuthError(
+            f"target refused our credentials (HTTP {status})", status=status, excerpt=text
+        )
+    raise DataError(
+        f"target rejected the record (HTTP {status})",
+        category=DeadCategory.REJECTED_BY_TARGET,
+        status=status,
+        excerpt=text,
+    )
 
 
 def unencodable(exc: UnicodeEncodeError, where: str) -> DataError:
     """Text UTF-8 cannot carry (a lone surrogate) in a request: the mapping engine rejects
     such values first; anything else of the record's is its data error too, never a bug to
     retry (and a batch that meets it falls back to isolate the record)."""
-    return DataError(f"{where}: the record holds text that cannot be encoded as UTF-8 "
-                     f"({escaped(exc.object[exc.start:exc.end])}, a lone surrogate); fix the "
-                     "value at the source, then replay", category="mapping")
+    return DataError(
+        f"{where}: the record holds text that cannot be encoded as UTF-8 "
+        f"({escaped(exc.object[exc.start : exc.end])}, a lone surrogate); fix the "
+        "value at the source, then replay",
+        category=DeadCategory.MAPPING,
+    )
 
 
 def static_auth_headers(auth: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
@@ -120,21 +141,34 @@ class Connector(ABC):
     #: how many records one request may carry (1: no batching)
     max_batch: ClassVar[int] = 1
 
-    def __init__(self, connection: ConnectionConfig, environ: Mapping[str, str], *,
-                 transport: httpx.BaseTransport | None = None,
-                 tokens: TokenStore | None = None) -> None:
+    def __init__(
+        self,
+        connection: ConnectionConfig,
+        environ: Mapping[str, str],
+        *,
+        transport: httpx.BaseTransport | None = None,
+        tokens: TokenStore | None = None,
+    ) -> None:
         self.connection = connection
         self.environ = environ
         self.client = httpx.Client(
-            base_url=connection.base_url, timeout=connection.timeout_seconds,
-            transport=transport, headers={"User-Agent": "crmhub/0.1",
-                                          **self.auth_headers()})
+            base_url=connection.base_url,
+            timeout=connection.timeout_seconds,
+            transport=transport,
+            headers={"User-Agent": "crmhub/0.1", **self.auth_headers()},
+        )
         self.oauth: OAuth2Session | None = None
         if connection.auth.get("type") == "oauth2":
             if tokens is None:
                 raise TypeError("an oauth2 connection needs the shared token store (tokens=)")
-            self.oauth = OAuth2Session(connection.name, connection.auth, environ, tokens,
-                                       self.client, self.default_token_url)
+            self.oauth = OAuth2Session(
+                connection.name,
+                connection.auth,
+                environ,
+                tokens,
+                self.client,
+                self.default_token_url,
+            )
 
     @property
     def batch_size(self) -> int:
@@ -149,8 +183,9 @@ class Connector(ABC):
         """Raise the hub error this response means (vendor modules override)."""
         default_classify(response)
 
-    def request(self, method: str, url: str, *, ok: tuple[int, ...] = (),
-                **kwargs: Any) -> httpx.Response:
+    def request(
+        self, method: str, url: str, *, ok: tuple[int, ...] = (), **kwargs: Any
+    ) -> httpx.Response:
         """Send, translating transport failures and error statuses (except `ok` ones).
 
         With OAuth2, any 401 gets one forced token refresh and one more try before it
@@ -184,8 +219,9 @@ class Connector(ABC):
         """The target's current record for the match key, or None when absent."""
 
     @abstractmethod
-    def write(self, record: MappedRecord, fields: dict[str, Any],
-              existing: dict[str, Any] | None) -> WriteResult:
+    def write(
+        self, record: MappedRecord, fields: dict[str, Any], existing: dict[str, Any] | None
+    ) -> WriteResult:
         """Create or update the record with `fields` (already filtered for ownership)."""
 
     def deliver(self, record: MappedRecord) -> WriteResult:
@@ -193,7 +229,7 @@ class Connector(ABC):
         is written only where the target's value is empty (the record is read once)."""
         try:
             return self._deliver(record)
-        except UnicodeEncodeError as exc:       # in a URL built from the record, say
+        except UnicodeEncodeError as exc:  # in a URL built from the record, say
             raise unencodable(exc, f"{self.name} connector") from None
 
     def _deliver(self, record: MappedRecord) -> WriteResult:
@@ -201,14 +237,26 @@ class Connector(ABC):
         needs_read = bool(record.target_owned) or record.action == "update_only"
         existing = self.read(record) if needs_read and record.match_value is not None else None
         if record.action == "update_only" and existing is None:
-            return WriteResult("skipped", skipped_fields=tuple(values),
-                               excerpt="update_only: no such record at the target")
-        skipped = tuple(name for name in record.target_owned
-                        if existing is not None and not is_empty(existing.get(name)))
+            return WriteResult(
+                "skipped",
+                skipped_fields=tuple(values),
+                excerpt="update_only: no such record at the target",
+            )
+        skipped = tuple(
+            name
+            for name in record.target_owned
+            if existing is not None and not is_empty(existing.get(name))
+        )
         fields = {k: v for k, v in values.items() if k not in skipped}
         result = self.write(record, fields, existing)
-        return WriteResult(result.operation, result.status, result.record_id, result.excerpt,
-                           skipped_fields=skipped, written_fields=tuple(fields))
+        return WriteResult(
+            result.operation,
+            result.status,
+            result.record_id,
+            result.excerpt,
+            skipped_fields=skipped,
+            written_fields=tuple(fields),
+        )
 
     def deliver_batch(self, records: Sequence[MappedRecord]) -> list[WriteResult | HubError]:
         """Deliver several records; one outcome per record, in order. Connectors with a batch

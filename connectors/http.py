@@ -32,8 +32,9 @@ class HttpConnector(Connector):
         data = response.json()
         return data if isinstance(data, dict) else None
 
-    def write(self, record: MappedRecord, fields: dict[str, Any],
-              existing: dict[str, Any] | None) -> WriteResult:
+    def write(
+        self, record: MappedRecord, fields: dict[str, Any], existing: dict[str, Any] | None
+    ) -> WriteResult:
         if record.action == "create_only":
             url = self._url(record, "create_path", "/{object}")
             method = str(self.connection.options.get("create_method", "POST"))
@@ -44,5 +45,4 @@ class HttpConnector(Connector):
                 fields = {record.match_field: record.match_value, **fields}
         response = self.request(method, url, json=fields)
         operation = "created" if response.status_code == 201 else "updated"
-        return WriteResult(operation, response.status_code, record.match_value,
-                           excerpt(response))
+        return WriteResult(operation, response.status_code, record.match_value, excerpt(response))

@@ -34,10 +34,11 @@ from connectors.base import Connector, WriteResult, default_classify, excerpt
 from core.errors import DataError, HubError, RateLimited, TransientError
 from core.mapping import MappedRecord
 from core.mapping.empty import is_empty
+from core.vocabulary import DeadCategory
 
 API = "https://api.hubapi.com"
 TOKEN_URL = "https://api.hubapi.com/oauth/v1/token"
-BATCH_LIMIT = 100          # HubSpot's batch endpoints take at most 100 inputs
+BATCH_LIMIT = 100  # HubSpot's batch endpoints take at most 100 inputs
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 
 
@@ -68,19 +69,19 @@ def property_problems(body: dict[str, Any]) -> list[dict[str, Any]]:
     for err in body.get("errors") or []:
         names = (err.get("context") or {}).get("propertyName") or [None]
         for name in names:
-            problems.append({"field": name, "problem": err.get("message"),
-                             "code": err.get("code")})
+            problems.append({"field": name, "problem": err.get("message"), "code": err.get("code")})
     message = str(body.get("message") or "")
     # the message form names the properties; prefer it when the errors list names none
     if not any(p["field"] for p in problems) and "[" in message:
         try:
-            listed = json.loads(message[message.index("["):])
+            listed = json.loads(message[message.index("[") :])
         except ValueError:
             listed = []
-        named = [{"field": item.get("name"), "problem": item.get("message"),
-                  "code": item.get("error")}
-                 for item in (listed if isinstance(listed, list) else [])
-                 if isinstance(item, dict)]
+        named = [
+            {"field": item.get("name"), "problem": item.get("message"), "code": item.get("error")}
+            for item in (listed if isinstance(listed, list) else [])
+            if isinstance(item, dict)
+        ]
         problems = named or problems
     return problems
 
@@ -95,14 +96,21 @@ class HubSpotConnector(Connector):
         status = response.status_code
         body = _body(response)
         if status == 429:
-            raise RateLimited(f"HubSpot rate limit ({body.get('policyName', 'unknown policy')})",
-                              status=429, retry_after=self._rate_wait(response, body),
-                              excerpt=excerpt(response))
+            raise RateLimited(
+                f"HubSpot rate limit ({body.get('policyName', 'unknown policy')})",
+                status=429,
+                retry_after=self._rate_wait(response, body),
+                excerpt=excerpt(response),
+            )
         if status == 400 and body.get("category") == "VALIDATION_ERROR":
             problems = property_problems(body)
-            raise DataError(f"HubSpot rejected the record: {body.get('message', '')[:300]}",
-                            category="rejected_by_target", problems=problems, status=400,
-                            excerpt=excerpt(response))
+            raise DataError(
+                f"HubSpot rejected the record: {body.get('message', '')[:300]}",
+                category=DeadCategory.REJECTED_BY_TARGET,
+                problems=problems,
+                status=400,
+                excerpt=excerpt(response),
+            )
         default_classify(response)
 
     def _rate_wait(self, response: httpx.Response, body: dict[str, Any]) -> float:
@@ -112,8 +120,7 @@ class HubSpotConnector(Connector):
         if body.get("policyName") == "DAILY":
             zone = ZoneInfo(str(self.connection.options.get("account_timezone", "UTC")))
             now = datetime.now(zone)
-            midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0,
-                                                         microsecond=0)
+            midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
             # real seconds (aware datetimes in one zone subtract as wall-clock times, an hour
             # off on the nights the clocks change)
             return midnight.timestamp() - now.timestamp()
@@ -122,17 +129,25 @@ class HubSpotConnector(Connector):
 
     # reads ----------------------------------------------------------------------------
     def read(self, record: MappedRecord) -> dict[str, Any] | None:
-        found = self._read_many(record.object, record.match_field or "",
-                                [record], list(record.target_owned))
+        found = self._read_many(
+            record.object, record.match_field or "", [record], list(record.target_owned)
+        )
         return found.get(_key(record.match_value))
 
-    def _read_many(self, obj: str, id_property: str, records: Sequence[MappedRecord],
-                   properties: list[str]) -> dict[str, dict[str, Any]]:
+    def _read_many(
+        self, obj: str, id_property: str, records: Sequence[MappedRecord], properties: list[str]
+    ) -> dict[str, dict[str, Any]]:
         """Current properties of the records that exist, by normalised match value."""
         response = self.request(
-            "POST", f"/crm/v3/objects/{obj}/batch/read", ok=(207,),
-            json={"idProperty": id_property, "properties": sorted({*properties, id_property}),
-                  "inputs": [{"id": r.match_value} for r in records]})
+            "POST",
+            f"/crm/v3/objects/{obj}/batch/read",
+            ok=(207,),
+            json={
+                "idProperty": id_property,
+                "properties": sorted({*properties, id_property}),
+                "inputs": [{"id": r.match_value} for r in records],
+            },
+        )
         found: dict[str, dict[str, Any]] = {}
         for result in _body(response).get("results") or []:
             props = result.get("properties") or {}
@@ -140,8 +155,9 @@ class HubSpotConnector(Connector):
         return found
 
     # writes ---------------------------------------------------------------------------
-    def write(self, record: MappedRecord, fields: dict[str, Any],
-              existing: dict[str, Any] | None) -> WriteResult:
+    def write(
+        self, record: MappedRecord, fields: dict[str, Any], existing: dict[str, Any] | None
+    ) -> WriteResult:
         if record.action == "create_only":
             return self._create(record, fields)
         (outcome,) = self._upsert(record.object, [(record, fields)])
@@ -154,25 +170,35 @@ class HubSpotConnector(Connector):
         if len(records) > BATCH_LIMIT:
             outcomes: list[WriteResult | HubError] = []
             for start in range(0, len(records), BATCH_LIMIT):
-                chunk = records[start:start + BATCH_LIMIT]
+                chunk = records[start : start + BATCH_LIMIT]
                 try:
                     outcomes += self.deliver_batch(chunk)
-                except HubError as exc:     # a chunk's failure is not the others'
+                except HubError as exc:  # a chunk's failure is not the others'
                     outcomes += [exc] * len(chunk)
             return outcomes
-        if any(r.action != "upsert" for r in records) or len({r.object for r in records}) > 1 \
-                or len({r.match_field for r in records}) > 1:
+        if (
+            any(r.action != "upsert" for r in records)
+            or len({r.object for r in records}) > 1
+            or len({r.match_field for r in records}) > 1
+        ):
             return super().deliver_batch(records)
         owned = sorted({name for r in records for name in r.target_owned})
-        existing = self._read_many(records[0].object, records[0].match_field or "", records,
-                                   owned) if owned else {}
+        existing = (
+            self._read_many(records[0].object, records[0].match_field or "", records, owned)
+            if owned
+            else {}
+        )
         plans = []
         for record in records:
             current = existing.get(_key(record.match_value))
-            skipped = tuple(name for name in record.target_owned
-                            if current is not None and not is_empty(current.get(name)))
-            plans.append((record, {k: v for k, v in record.values().items()
-                                   if k not in skipped}, skipped))
+            skipped = tuple(
+                name
+                for name in record.target_owned
+                if current is not None and not is_empty(current.get(name))
+            )
+            plans.append(
+                (record, {k: v for k, v in record.values().items() if k not in skipped}, skipped)
+            )
         try:
             outcomes = self._upsert(records[0].object, [(r, f) for r, f, _ in plans])
         except DataError:
@@ -180,21 +206,36 @@ class HubSpotConnector(Connector):
                 raise
             # HubSpot fails a whole batch for one invalid record: isolate it, write the rest
             return super().deliver_batch(records)
-        return [outcome if isinstance(outcome, HubError) else
-                WriteResult(outcome.operation, outcome.status, outcome.record_id,
-                            outcome.excerpt, skipped_fields=skipped,
-                            written_fields=tuple(fields))
-                for outcome, (_, fields, skipped) in zip(outcomes, plans, strict=True)]
+        return [
+            outcome
+            if isinstance(outcome, HubError)
+            else WriteResult(
+                outcome.operation,
+                outcome.status,
+                outcome.record_id,
+                outcome.excerpt,
+                skipped_fields=skipped,
+                written_fields=tuple(fields),
+            )
+            for outcome, (_, fields, skipped) in zip(outcomes, plans, strict=True)
+        ]
 
-    def _upsert(self, obj: str, items: Sequence[tuple[MappedRecord, dict[str, Any]]]
-                ) -> list[WriteResult | HubError]:
+    def _upsert(
+        self, obj: str, items: Sequence[tuple[MappedRecord, dict[str, Any]]]
+    ) -> list[WriteResult | HubError]:
         id_property = items[0][0].match_field or ""
-        inputs = [{"idProperty": id_property, "id": record.match_value,
-                   "objectWriteTraceId": f"t{index}",
-                   "properties": {k: _text(v) for k, v in fields.items()}}
-                  for index, (record, fields) in enumerate(items)]
-        response = self.request("POST", f"/crm/v3/objects/{obj}/batch/upsert", ok=(207,),
-                                json={"inputs": inputs})
+        inputs = [
+            {
+                "idProperty": id_property,
+                "id": record.match_value,
+                "objectWriteTraceId": f"t{index}",
+                "properties": {k: _text(v) for k, v in fields.items()},
+            }
+            for index, (record, fields) in enumerate(items)
+        ]
+        response = self.request(
+            "POST", f"/crm/v3/objects/{obj}/batch/upsert", ok=(207,), json={"inputs": inputs}
+        )
         body = _body(response)
         by_key: dict[str, dict[str, Any]] = {}
         for result in body.get("results") or []:
@@ -213,37 +254,57 @@ class HubSpotConnector(Connector):
             key, trace = _key(record.match_value), f"trace:t{index}"
             result = by_key.get(trace) or by_key.get(key)
             if result is not None:
-                outcomes.append(WriteResult("created" if result.get("new") else "updated",
-                                            response.status_code, str(result.get("id")),
-                                            json.dumps(result)[:300]))
+                outcomes.append(
+                    WriteResult(
+                        "created" if result.get("new") else "updated",
+                        response.status_code,
+                        str(result.get("id")),
+                        json.dumps(result)[:300],
+                    )
+                )
             elif (err := failed.get(trace) or failed.get(key)) is not None:
                 outcomes.append(_record_error(err))
             else:
-                outcomes.append(TransientError("HubSpot's batch answer did not mention this "
-                                               "record; trying again", status=response.status_code,
-                                               excerpt=excerpt(response)))
+                outcomes.append(
+                    TransientError(
+                        "HubSpot's batch answer did not mention this record; trying again",
+                        status=response.status_code,
+                        excerpt=excerpt(response),
+                    )
+                )
         return outcomes
 
     def _create(self, record: MappedRecord, fields: dict[str, Any]) -> WriteResult:
         properties = {k: _text(v) for k, v in fields.items()}
-        if record.match_field and record.match_value is not None \
-                and record.match_field not in record.values():
+        if (
+            record.match_field
+            and record.match_value is not None
+            and record.match_field not in record.values()
+        ):
             # the unique match property is what lets HubSpot answer 409 instead of creating
             # a second record (the upsert sends it as idProperty/id)
             properties[record.match_field] = _text(record.match_value)
-        response = self.request("POST", f"/crm/v3/objects/{record.object}", ok=(409,),
-                                json={"properties": properties})
+        response = self.request(
+            "POST", f"/crm/v3/objects/{record.object}", ok=(409,), json={"properties": properties}
+        )
         if response.status_code != 409:
-            return WriteResult("created", response.status_code, str(_body(response).get("id")),
-                               excerpt(response))
+            return WriteResult(
+                "created", response.status_code, str(_body(response).get("id")), excerpt(response)
+            )
         match = _EXISTING_ID.search(str(_body(response).get("message", "")))
         if not match:
-            raise DataError("HubSpot reports a conflict without the existing record's id",
-                            category="rejected_by_target", status=409,
-                            excerpt=excerpt(response))
+            raise DataError(
+                "HubSpot reports a conflict without the existing record's id",
+                category=DeadCategory.REJECTED_BY_TARGET,
+                status=409,
+                excerpt=excerpt(response),
+            )
         existing_id = match.group(1)
-        updated = self.request("PATCH", f"/crm/v3/objects/{record.object}/{existing_id}",
-                               json={"properties": properties})
+        updated = self.request(
+            "PATCH",
+            f"/crm/v3/objects/{record.object}/{existing_id}",
+            json={"properties": properties},
+        )
         return WriteResult("updated", updated.status_code, existing_id, excerpt(updated))
 
 
@@ -258,8 +319,13 @@ def _record_error(err: dict[str, Any]) -> HubError:
     raw_status = str(err.get("status", ""))
     status = int(raw_status) if raw_status.isdigit() else None
     if category in ("VALIDATION_ERROR", "CONFLICT", "OBJECT_NOT_FOUND", "INVALID_EMAIL"):
-        return DataError(message, category="rejected_by_target", status=status,
-                         problems=property_problems(err), excerpt=json.dumps(err)[:500])
+        return DataError(
+            message,
+            category=DeadCategory.REJECTED_BY_TARGET,
+            status=status,
+            problems=property_problems(err),
+            excerpt=json.dumps(err)[:500],
+        )
     if category == "RATE_LIMITS":
         return RateLimited(message, status=429)
     return TransientError(message, status=status, excerpt=json.dumps(err)[:500])

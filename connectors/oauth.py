@@ -17,15 +17,22 @@ import httpx
 from redis.exceptions import LockError
 
 from core.errors import AuthError, TransientError
+from core.ledger.tokens import TokenState, TokenStore
 from core.ledger.translate import translate_redis_errors
-from core.tokens import TokenState, TokenStore
 
 MIN_MARGIN_SECONDS = 60.0
 
 
 class OAuth2Session:
-    def __init__(self, connection: str, auth: Mapping[str, Any], environ: Mapping[str, str],
-                 store: TokenStore, client: httpx.Client, default_token_url: str) -> None:
+    def __init__(
+        self,
+        connection: str,
+        auth: Mapping[str, Any],
+        environ: Mapping[str, str],
+        store: TokenStore,
+        client: httpx.Client,
+        default_token_url: str,
+    ) -> None:
         self.connection = connection
         self.auth = auth
         self.environ = environ
@@ -45,15 +52,16 @@ class OAuth2Session:
             return state.access_token
         try:
             with translate_redis_errors(), self.store.refresh_lock(self.connection):
-                state = self.store.get(self.connection)      # someone may have refreshed
+                state = self.store.get(self.connection)  # someone may have refreshed
                 if self._usable(state, failed):
                     return state.access_token
                 return self._refresh(state).access_token
         except LockError as exc:
             # another worker's refresh outlasted our wait (or outlived the lock): not the
             # delivery's fault, and not a bug in the hub
-            raise TransientError(f"token refresh for {self.connection!r} is held up by "
-                                 f"another worker: {exc}") from None
+            raise TransientError(
+                f"token refresh for {self.connection!r} is held up by another worker: {exc}"
+            ) from None
 
     def _usable(self, state: TokenState, failed: str | None) -> bool:
         if failed is not None:
@@ -62,32 +70,44 @@ class OAuth2Session:
 
     def _refresh(self, state: TokenState) -> TokenState:
         refresh_token = state.refresh_token or self.environ.get(
-            str(self.auth["refresh_token_env"]), "")
+            str(self.auth["refresh_token_env"]), ""
+        )
         if not refresh_token:
-            raise AuthError(f"connection {self.connection!r} has no refresh token; install one "
-                            f"with `crmhub auth set-refresh-token {self.connection}`")
-        form = {"grant_type": "refresh_token", "refresh_token": refresh_token,
-                "client_id": self.environ.get(str(self.auth["client_id_env"]), ""),
-                "client_secret": self.environ.get(str(self.auth["client_secret_env"]), "")}
+            raise AuthError(
+                f"connection {self.connection!r} has no refresh token; install one "
+                f"with `crmhub auth set-refresh-token {self.connection}`"
+            )
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": self.environ.get(str(self.auth["client_id_env"]), ""),
+            "client_secret": self.environ.get(str(self.auth["client_secret_env"]), ""),
+        }
         try:
             response = self.client.post(self.token_url, data=form)
         except httpx.TransportError as exc:
             raise TransientError(f"token refresh failed: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 500 or response.status_code == 429:
-            raise TransientError(f"token endpoint answered HTTP {response.status_code}",
-                                 status=response.status_code)
+            raise TransientError(
+                f"token endpoint answered HTTP {response.status_code}", status=response.status_code
+            )
         if response.status_code != 200:
             # invalid_grant / BAD_REFRESH_TOKEN / bad client credentials: a person must act
-            raise AuthError(f"the provider refused our refresh token (HTTP "
-                            f"{response.status_code}): {_reason(response)}; re-authorise and "
-                            f"run `crmhub auth set-refresh-token {self.connection}`",
-                            status=response.status_code, excerpt=response.text[:300])
+            raise AuthError(
+                f"the provider refused our refresh token (HTTP "
+                f"{response.status_code}): {_reason(response)}; re-authorise and "
+                f"run `crmhub auth set-refresh-token {self.connection}`",
+                status=response.status_code,
+                excerpt=response.text[:300],
+            )
         body = response.json()
         now = time.time()
-        new = TokenState(access_token=str(body["access_token"]),
-                         expires_at=now + float(body.get("expires_in", 1800)),
-                         refresh_token=str(body.get("refresh_token") or refresh_token),
-                         obtained_at=now)
+        new = TokenState(
+            access_token=str(body["access_token"]),
+            expires_at=now + float(body.get("expires_in", 1800)),
+            refresh_token=str(body.get("refresh_token") or refresh_token),
+            obtained_at=now,
+        )
         self.store.save(self.connection, new)
         return new
 
@@ -100,5 +120,7 @@ def _reason(response: httpx.Response) -> str:
     if isinstance(body, dict):
         return str(body.get("status") or body.get("error") or "") + (
             f" ({body.get('message') or body.get('error_description')})"
-            if body.get("message") or body.get("error_description") else "")
+            if body.get("message") or body.get("error_description")
+            else ""
+        )
     return str(body)[:200]

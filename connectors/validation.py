@@ -23,8 +23,9 @@ EXIT_CONFIG = 2
 
 def validated_config(settings: Settings) -> Config:
     """The configuration from `settings` with every check, or ConfigError with every problem."""
-    return load_config(settings.config_path, settings.environ, check_secrets=True,
-                       connectors=CONNECTORS)
+    return load_config(
+        settings.config_path, settings.environ, check_secrets=True, connectors=CONNECTORS
+    )
 
 
 def config_or_exit(settings: Settings, kind: str) -> Config:
@@ -36,6 +37,10 @@ def config_or_exit(settings: Settings, kind: str) -> Config:
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"crmhub {kind}: {problem}", file=sys.stderr)
-        print(f"crmhub {kind}: {len(exc.problems)} problem(s) in the configuration; not "
-              "starting (`crmhub config check` lists them too)", file=sys.stderr, flush=True)
+        print(
+            f"crmhub {kind}: {len(exc.problems)} problem(s) in the configuration; not "
+            "starting (`crmhub config check` lists them too)",
+            file=sys.stderr,
+            flush=True,
+        )
         raise SystemExit(EXIT_CONFIG) from None

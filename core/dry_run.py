@@ -26,16 +26,20 @@ OPERATIONS = ("upsert", "create", "update", "skip", "fail")
 
 # -- routing ------------------------------------------------------------------------------------
 
-def event_type_of(source: SourceConfig | None, body: Any,
-                  given: str | None) -> tuple[str | None, str]:
+
+def event_type_of(
+    source: SourceConfig | None, body: Any, given: str | None
+) -> tuple[str | None, str]:
     """The event type of a payload, and where it came from (or why it is unknown)."""
     if given is not None:
         return given, "given with --event-type"
     if source is None or source.event_type is None:
         return None, "the source has no event_type"
     if source.event_type.header is not None:
-        return None, (f"the source reads it from header {source.event_type.header}, which a "
-                      "payload file does not carry; pass --event-type")
+        return None, (
+            f"the source reads it from header {source.event_type.header}, which a "
+            "payload file does not carry; pass --event-type"
+        )
     return source.event_type.resolve_text(body, {}), f"from {source.event_type}"
 
 
@@ -50,31 +54,33 @@ def _describe(predicate: Predicate) -> str:
     return f"{predicate.path} {' and '.join(parts) or 'holds'}"
 
 
-def route_problems(mapping: MappingConfig, event_type: str | None, how: str,
-                   body: Any) -> list[str]:
+def route_problems(
+    mapping: MappingConfig, event_type: str | None, how: str, body: Any
+) -> list[str]:
     """Why this event would not be routed to the mapping (empty: it would be)."""
     problems = []
     types = mapping.when.event_types
     if types is not None and event_type not in types:
-        problems.append(f"event type {event_type!r} is not one of {', '.join(types)}"
-                        if event_type is not None else
-                        f"event type unknown ({how}); the mapping takes {', '.join(types)}")
+        problems.append(
+            f"event type {event_type!r} is not one of {', '.join(types)}"
+            if event_type is not None
+            else f"event type unknown ({how}); the mapping takes {', '.join(types)}"
+        )
     for predicate in mapping.when.predicates:
         alone = replace(mapping, when=WhenSpec(event_types=None, predicates=(predicate,)))
         if not matches(alone, None, body):
             value = get_path(body, predicate.path, MISSING)
             shown = "missing" if value is MISSING else json.dumps(value, default=str)
-            problems.append(f"when.fields: {_describe(predicate)} does not hold "
-                            f"(value: {shown})")
-    if not problems and not matches(mapping, event_type, body):   # should not happen
+            problems.append(f"when.fields: {_describe(predicate)} does not hold (value: {shown})")
+    if not problems and not matches(mapping, event_type, body):  # should not happen
         problems.append("the mapping's `when` filter does not match this event")
     return problems
 
 
 # -- one event ----------------------------------------------------------------------------------
 
-def dry_run(mapping: MappingConfig, body: Any, event_type: str | None,
-            how: str) -> dict[str, Any]:
+
+def dry_run(mapping: MappingConfig, body: Any, event_type: str | None, how: str) -> dict[str, Any]:
     """The dry run of one event: routing, match key, each field, every problem."""
     not_routed = route_problems(mapping, event_type, how, body)
     result = evaluate(mapping, body)
@@ -89,8 +95,10 @@ def dry_run(mapping: MappingConfig, body: Any, event_type: str | None,
         "routed": not not_routed,
         "not_routed": not_routed,
         "operation": operation,
-        "match": {"field": mapping.match.field if mapping.match else None,
-                  "value": result.match_value},
+        "match": {
+            "field": mapping.match.field if mapping.match else None,
+            "value": result.match_value,
+        },
         "fields": [f.as_json() for f in result.fields],
         "errors": [dict(p) for p in result.problems],
         "category": result.category or None,
@@ -100,13 +108,16 @@ def dry_run(mapping: MappingConfig, body: Any, event_type: str | None,
 
 # -- replay -------------------------------------------------------------------------------------
 
-def _group(items: Iterable[tuple[tuple[Any, ...], str]]) -> list[tuple[tuple[Any, ...], int,
-                                                                       list[str]]]:
+
+def _group(
+    items: Iterable[tuple[tuple[Any, ...], str]],
+) -> list[tuple[tuple[Any, ...], int, list[str]]]:
     groups: dict[tuple[Any, ...], list[str]] = {}
     for key, event_id in items:
         groups.setdefault(key, []).append(event_id)
-    return sorted(((k, len(v), v[:EXAMPLES]) for k, v in groups.items()),
-                  key=lambda g: (-g[1], str(g[0])))
+    return sorted(
+        ((k, len(v), v[:EXAMPLES]) for k, v in groups.items()), key=lambda g: (-g[1], str(g[0]))
+    )
 
 
 def _generic(problem: str, value: Any) -> str:
@@ -119,7 +130,7 @@ def _generic(problem: str, value: Any) -> str:
 
 
 def replay(ledger: Ledger, mapping: MappingConfig, limit: int) -> dict[str, Any]:
-    """The dry run over the last `limit` recorded events of the mapping's source."""
+    """The dry run over the last `limit` accepted events of the mapping's source."""
     counts = dict.fromkeys(OPERATIONS, 0)
     events: list[dict[str, Any]] = []
     failures: list[tuple[tuple[Any, ...], str]] = []
@@ -132,29 +143,46 @@ def replay(ledger: Ledger, mapping: MappingConfig, limit: int) -> dict[str, Any]
         except (KeyError, ValueError):
             counts["fail"] += 1
             failures.append((("(event)", "the recorded body is missing or not JSON"), event_id))
-            events.append({"event_id": event_id, "type": event_type, "operation": "fail",
-                           "match": None, "errors": [{"field": "(event)", "value": None,
-                                                      "problem": "unreadable body"}]})
+            events.append(
+                {
+                    "event_id": event_id,
+                    "type": event_type,
+                    "operation": "fail",
+                    "match": None,
+                    "errors": [{"field": "(event)", "value": None, "problem": "unreadable body"}],
+                }
+            )
             continue
         out = dry_run(mapping, body, event_type, "not recorded with the event")
         counts[out["operation"]] += 1
         if out["operation"] == "skip":
             skips.extend(((reason,), event_id) for reason in out["not_routed"])
         elif out["operation"] == "fail":
-            failures.extend(((p["field"], _generic(p["problem"], p["value"])), event_id)
-                            for p in out["errors"])
-        events.append({"event_id": event_id, "type": event_type,
-                       "operation": out["operation"], "match": out["match"]["value"],
-                       "errors": out["errors"]})
+            failures.extend(
+                ((p["field"], _generic(p["problem"], p["value"])), event_id) for p in out["errors"]
+            )
+        events.append(
+            {
+                "event_id": event_id,
+                "type": event_type,
+                "operation": out["operation"],
+                "match": out["match"]["value"],
+                "errors": out["errors"],
+            }
+        )
     return {
         "mapping": mapping.name,
         "source": mapping.source,
         "replayed": len(events),
         "summary": counts,
-        "failures": [{"field": field, "problem": problem, "count": count, "events": ids}
-                     for (field, problem), count, ids in _group(failures)],
-        "skips": [{"reason": reason, "count": count, "events": ids}
-                  for (reason,), count, ids in _group(skips)],
+        "failures": [
+            {"field": field, "problem": problem, "count": count, "events": ids}
+            for (field, problem), count, ids in _group(failures)
+        ],
+        "skips": [
+            {"reason": reason, "count": count, "events": ids}
+            for (reason,), count, ids in _group(skips)
+        ],
         "events": events,
         "ok": counts["fail"] == 0,
     }

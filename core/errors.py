@@ -36,6 +36,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.vocabulary import DeadCategory
+
 
 class CrmhubError(Exception):
     """The root of everything crmhub raises on purpose."""
@@ -48,8 +50,14 @@ class HubError(CrmhubError):
 class TransientError(HubError):
     """Worth retrying later: network errors, timeouts, 408, 5xx."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None,
-                 status: int | None = None, excerpt: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        excerpt: str = "",
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
@@ -63,9 +71,15 @@ class RateLimited(TransientError):
 class DataError(HubError):
     """Never retried: the event cannot be written as it is. Dead-lettered with a category."""
 
-    def __init__(self, message: str, *, category: str = "rejected_by_target",
-                 problems: list[dict[str, Any]] | None = None,
-                 status: int | None = None, excerpt: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        category: DeadCategory = DeadCategory.REJECTED_BY_TARGET,
+        problems: list[dict[str, Any]] | None = None,
+        status: int | None = None,
+        excerpt: str = "",
+    ) -> None:
         super().__init__(message)
         self.category = category
         self.problems = problems or []

@@ -1,15 +1,15 @@
-"""Turn a verified webhook request into the events to record (pure: no I/O).
+"""Turn a verified webhook request into the events to accept (pure: no I/O).
 
 A source's body is one JSON object (the event), or with `batch: true` a JSON array whose
 elements are each an object and their own event (HubSpot). Each event gets the sender's id for
 deduplication (a dotted path or a header, as the source's `event_id` says); an event without
-that id is refused, never recorded under a made-up one. A source with no `event_id` falls back
+that id is refused, never accepted under a made-up one. A source with no `event_id` falls back
 to a hash of the event's JSON text, so a retried delivery is recognised even from senders that
 send no id.
 
 What the ledger keeps apart from the body (ids, types, instants, echo values) is escaped where
 UTF-8 cannot encode it (a lone surrogate: JSON's `"\ud800"`), so such an event is still
-recorded; the body is kept as sent, and mapping it dead-letters the delivery naming the field.
+accepted; the body is kept as sent, and mapping it dead-letters the delivery naming the field.
 """
 
 from __future__ import annotations
@@ -41,8 +41,15 @@ MAX_JSON_DEPTH = 64
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 _STRING = re.compile(rb'"[^"]*"')
 _INNERMOST_PAIR = re.compile(rb"\[\]|\{\}")
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-               int: "a number", float: "a number", type(None): "null"}
+_JSON_TYPES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    type(None): "null",
+}
 
 
 class BadPayload(CrmhubError, ValueError):
@@ -71,11 +78,11 @@ def nesting_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     # strings with no brackets in them at C speed), the regex takes the few that are left
     quoted = unescaped.translate(None, _NOT_STRUCTURE).replace(b'""', b"")
     brackets = _STRING.sub(b"", quoted)
-    if not brackets:                      # every bracket was inside a string
+    if not brackets:  # every bracket was inside a string
         return False
     for _ in range(limit):
         reduced = _INNERMOST_PAIR.sub(b"", brackets)
-        if not reduced or reduced == brackets:   # all matched, or unbalanced: json.loads says
+        if not reduced or reduced == brackets:  # all matched, or unbalanced: json.loads says
             return False
         brackets = reduced
     return True
@@ -87,20 +94,24 @@ def decode_body(body: bytes) -> tuple[str, Any]:
     except UnicodeDecodeError as exc:
         raise BadPayload(f"body is not UTF-8: invalid byte at offset {exc.start}") from None
     if nesting_too_deep(body):
-        raise BadPayload(f"body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
-                         f"deep; the hub accepts at most {MAX_JSON_DEPTH}")
+        raise BadPayload(
+            f"body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
+            f"deep; the hub accepts at most {MAX_JSON_DEPTH}"
+        )
     try:
         return text, json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadPayload(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column "
-                         f"{exc.colno}") from None
-    except RecursionError:     # the scan above should make this unreachable; never a 500
-        raise BadPayload(f"body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
-                         f"deep; the hub accepts at most {MAX_JSON_DEPTH}") from None
+        raise BadPayload(
+            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:  # the scan above should make this unreachable; never a 500
+        raise BadPayload(
+            f"body nests arrays and objects more than {MAX_JSON_DEPTH} levels "
+            f"deep; the hub accepts at most {MAX_JSON_DEPTH}"
+        ) from None
 
 
-def stored_headers(headers: Iterable[tuple[str, str]],
-                   redact: Iterable[str]) -> dict[str, str]:
+def stored_headers(headers: Iterable[tuple[str, str]], redact: Iterable[str]) -> dict[str, str]:
     hidden = ALWAYS_REDACTED | {h.lower() for h in redact}
     return {name: (REDACTED if name.lower() in hidden else value) for name, value in headers}
 
@@ -111,40 +122,58 @@ def newest_wins(source: SourceConfig, mapping: MappingConfig) -> bool:
     return rule == "newest_wins"
 
 
-def _external_id(source: SourceConfig, item: Any, item_text: str,
-                 headers: Mapping[str, str], index: int | None) -> str:
+def _external_id(
+    source: SourceConfig, item: Any, item_text: str, headers: Mapping[str, str], index: int | None
+) -> str:
     """The sender's id for dedupe. A source that names where its id is must send it: hashing
     the body instead would record a retry whose body differs (a new timestamp) as a new event."""
     if source.event_id is None:
         return "sha256:" + hashlib.sha256(item_text.encode()).hexdigest()
     external = source.event_id.resolve_text(item, headers)
     if not external:
-        where = f"header {source.event_id.header}" if source.event_id.header is not None \
+        where = (
+            f"header {source.event_id.header}"
+            if source.event_id.header is not None
             else f"`{source.event_id.path}`"
+        )
         event = "the event" if index is None else f"element {index} of the batch"
-        raise BadPayload(f"{event} has no id at {where} (the source's event_id); the hub "
-                         "deduplicates on it, so an event without it is refused")
+        raise BadPayload(
+            f"{event} has no id at {where} (the source's event_id); the hub "
+            "deduplicates on it, so an event without it is refused"
+        )
     if index is not None and source.event_id.header is not None:
-        external = f"{external}#{index}"     # one header id for a whole batch
+        external = f"{external}#{index}"  # one header id for a whole batch
     return external
 
 
-def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
-                 headers: Mapping[str, str], stored: dict[str, str], text: str, body: Any,
-                 now: float) -> list[NewEvent]:
+def build_events(
+    source: SourceConfig,
+    mappings: Iterable[MappingConfig],
+    headers: Mapping[str, str],
+    stored: dict[str, str],
+    text: str,
+    body: Any,
+    now: float,
+) -> list[NewEvent]:
     """One NewEvent per event in the body, each with a delivery per matching mapping."""
     items: list[tuple[str, Any, int | None]]
     if source.batch:
         if not isinstance(body, list) or not body:
-            raise BadPayload("source is configured with batch: true, so the body must be a "
-                             f"non-empty JSON array of events; it is {json_type(body)}"
-                             + (" (empty)" if body == [] else ""))
+            raise BadPayload(
+                "source is configured with batch: true, so the body must be a "
+                f"non-empty JSON array of events; it is {json_type(body)}"
+                + (" (empty)" if body == [] else "")
+            )
         for position, element in enumerate(body):
             if not isinstance(element, dict):
-                raise BadPayload(f"element {position} of the batch is {json_type(element)}; "
-                                 "each event must be a JSON object")
-        items = [(json.dumps(element, separators=(",", ":"), sort_keys=True), element, position)
-                 for position, element in enumerate(body)]
+                raise BadPayload(
+                    f"element {position} of the batch is {json_type(element)}; "
+                    "each event must be a JSON object"
+                )
+        items = [
+            (json.dumps(element, separators=(",", ":"), sort_keys=True), element, position)
+            for position, element in enumerate(body)
+        ]
     else:
         if not isinstance(body, dict):
             raise BadPayload(f"body is {json_type(body)}; an event must be a JSON object")
@@ -153,32 +182,44 @@ def build_events(source: SourceConfig, mappings: Iterable[MappingConfig],
     events = []
     for item_text, item, index in items:
         external = escaped(_external_id(source, item, item_text, headers, index))
-        event_type = source.event_type.resolve_text(item, headers) \
-            if source.event_type else None
-        occurred = source.occurred_at.resolve_text(item, headers) \
-            if source.occurred_at else None
+        event_type = source.event_type.resolve_text(item, headers) if source.event_type else None
+        occurred = source.occurred_at.resolve_text(item, headers) if source.occurred_at else None
         occurred_ms = instant_ms(occurred)
         event_id = new_event_id(now)
         deliveries = []
         for mapping in route(candidates, event_type, item):
             delivery_id = new_delivery_id(now)
-            deliveries.append(NewDelivery(
-                id=delivery_id, mapping=mapping.name, connection=mapping.connection,
-                object=mapping.object, record_key=record_key(mapping, item, delivery_id),
-                occurred_ms=occurred_ms if newest_wins(source, mapping) else None))
+            deliveries.append(
+                NewDelivery(
+                    id=delivery_id,
+                    mapping=mapping.name,
+                    connection=mapping.connection,
+                    object=mapping.object,
+                    record_key=record_key(mapping, item, delivery_id),
+                    occurred_ms=occurred_ms if newest_wins(source, mapping) else None,
+                )
+            )
         echo = inbound(source.echo, item) if source.echo else None
         # what the ledger stores apart from the body must be text UTF-8 can encode
-        events.append(NewEvent(id=event_id, source=source.name,
-                               type=escaped(event_type) if event_type else event_type,
-                               external_id=external, received_at=now,
-                               occurred_at=escaped(occurred) if occurred else occurred,
-                               headers=stored, body=item_text,
-                               deliveries=tuple(deliveries),
-                               echo=_escaped_echo(echo) if echo else None))
+        events.append(
+            NewEvent(
+                id=event_id,
+                source=source.name,
+                type=escaped(event_type) if event_type else event_type,
+                external_id=external,
+                received_at=now,
+                occurred_at=escaped(occurred) if occurred else occurred,
+                headers=stored,
+                body=item_text,
+                deliveries=tuple(deliveries),
+                echo=_escaped_echo(echo) if echo else None,
+            )
+        )
     return events
 
 
-def _escaped_echo(echo: tuple[str, tuple[tuple[str, str], ...]]
-                  ) -> tuple[str, tuple[tuple[str, str], ...]]:
+def _escaped_echo(
+    echo: tuple[str, tuple[tuple[str, str], ...]],
+) -> tuple[str, tuple[tuple[str, str], ...]]:
     ref, pairs = echo
     return escaped(ref), tuple((escaped(name), escaped(value)) for name, value in pairs)

@@ -33,8 +33,7 @@ def scrub(event: dict[str, Any], hint: object = None) -> dict[str, Any]:
     if isinstance(request, dict):
         headers = request.get("headers")
         if isinstance(headers, dict):
-            request["headers"] = {k: v for k, v in headers.items()
-                                  if k.lower() in SAFE_HEADERS}
+            request["headers"] = {k: v for k, v in headers.items() if k.lower() in SAFE_HEADERS}
         for key in ("data", "cookies", "query_string", "env"):
             request.pop(key, None)
     return event
@@ -51,9 +50,13 @@ def init_sentry(settings: Settings, process: str) -> bool:
     import sentry_sdk
 
     try:
-        sentry_sdk.init(dsn=settings.sentry_dsn, release=_release(),
-                        before_send=scrub,  # type: ignore[arg-type]
-                        max_request_body_size="never", include_local_variables=False)
+        sentry_sdk.init(
+            dsn=settings.sentry_dsn,
+            release=_release(),
+            before_send=scrub,  # type: ignore[arg-type]
+            max_request_body_size="never",
+            include_local_variables=False,
+        )
     except Exception as exc:  # a malformed DSN must not keep the hub from starting
         log.error("SENTRY_DSN is set but Sentry could not be initialised: %s", exc)
         return False

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import Config
-from core.ledger import Ledger, State
+from core.ledger import Ledger
 from core.ledger.views import iso_from_ms
 from core.mapping import record_key
+from core.vocabulary import CircuitState, DeadCategory, OperatorAction, Reason, State
 
 STATE_NAMES = [s.value for s in State]
 
@@ -28,21 +29,23 @@ def connection_status(ledger: Ledger, config: Config) -> list[dict[str, Any]]:
         pause = state["pause"] or {}
         last = state["last"]
         breaker = state["breaker"]
-        rows.append({
-            "name": name,
-            "connector": config.connections[name].connector,
-            "paused": bool(state["pause"]),
-            "pause_reason": pause.get("reason"),
-            "paused_since": iso_from_ms(int(pause["since"] * 1000)) if pause else None,
-            "paused_by": pause.get("by"),
-            "pause_detail": pause.get("detail") or None,
-            "counts": {s: max(0, state["counts"].get(s, 0)) for s in STATE_NAMES},
-            "last_success_at": iso_from_ms(last.get("success_at")),
-            "last_failure_at": iso_from_ms(last.get("failure_at")),
-            "last_failure": last.get("failure") or None,
-            "circuit": breaker.get("state", "closed"),
-            "cooldown_until": iso_from_ms(state["cooldown_until_ms"]),
-        })
+        rows.append(
+            {
+                "name": name,
+                "connector": config.connections[name].connector,
+                "paused": bool(state["pause"]),
+                "pause_reason": pause.get("reason"),
+                "paused_since": iso_from_ms(int(pause["since"] * 1000)) if pause else None,
+                "paused_by": pause.get("by"),
+                "pause_detail": pause.get("detail") or None,
+                "counts": {s: max(0, state["counts"].get(s, 0)) for s in STATE_NAMES},
+                "last_success_at": iso_from_ms(last.get("success_at")),
+                "last_failure_at": iso_from_ms(last.get("failure_at")),
+                "last_failure": last.get("failure") or None,
+                "circuit": breaker.get("state", CircuitState.CLOSED.value),
+                "cooldown_until": iso_from_ms(state["cooldown_until_ms"]),
+            }
+        )
     return rows
 
 
@@ -51,45 +54,66 @@ class DeadLetterFilter:
     """Which dead letters an operator means (`dlq list`, `replay --all`, `discard --all`)."""
 
     connection: str | None = None
-    category: str | None = None
-    since: float | None = None          # dead at or after (epoch seconds)
+    category: DeadCategory | None = None
+    since: float | None = None  # dead at or after (epoch seconds)
 
     def matches(self, raw: dict[str, str]) -> bool:
-        return raw.get("state") == State.DEAD and \
-            (not self.connection or raw.get("connection") == self.connection) and \
-            (not self.category or raw.get("dead_category") == self.category)
+        return (
+            raw.get("state") == State.DEAD
+            and (not self.connection or raw.get("connection") == self.connection)
+            and (not self.category or raw.get("dead_category") == self.category)
+        )
 
 
 #: what a dead letter's row shows (not its record, which can be large)
-ROW_FIELDS = ("id", "event_id", "connection", "mapping", "state", "dead_category",
-              "dead_error", "dead_at", "attempts")
+ROW_FIELDS = (
+    "id",
+    "event_id",
+    "connection",
+    "mapping",
+    "state",
+    "dead_category",
+    "dead_error",
+    "dead_at",
+    "attempts",
+)
 CHUNK = 500
 
 
 def _row(raw: dict[str, str]) -> dict[str, Any]:
-    return {"id": raw["id"], "event_id": raw.get("event_id"),
-            "connection": raw.get("connection"), "mapping": raw.get("mapping"),
-            "category": raw.get("dead_category"), "error": raw.get("dead_error"),
-            "dead_at": iso_from_ms(raw.get("dead_at")), "attempts": int(raw.get("attempts", 0))}
+    return {
+        "id": raw["id"],
+        "event_id": raw.get("event_id"),
+        "connection": raw.get("connection"),
+        "mapping": raw.get("mapping"),
+        "category": raw.get("dead_category"),
+        "error": raw.get("dead_error"),
+        "dead_at": iso_from_ms(raw.get("dead_at")),
+        "attempts": int(raw.get("attempts", 0)),
+    }
 
 
 def _matching(ledger: Ledger, which: DeadLetterFilter) -> Iterator[dict[str, str]]:
     """Every dead letter `which` matches, newest first (read in pipelined chunks)."""
     ids = ledger.dead_ids(limit=None, since=which.since)
     for start in range(0, len(ids), CHUNK):
-        for raw in ledger.delivery_fields(ids[start:start + CHUNK], ROW_FIELDS):
+        for raw in ledger.delivery_fields(ids[start : start + CHUNK], ROW_FIELDS):
             if raw and which.matches(raw):
                 yield raw
 
 
-def dead_letter_page(ledger: Ledger, which: DeadLetterFilter, *, limit: int,
-                     offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+def dead_letter_page(
+    ledger: Ledger, which: DeadLetterFilter, *, limit: int, offset: int = 0
+) -> tuple[list[dict[str, Any]], int]:
     """Dead letters newest first: up to `limit` rows after the first `offset` that match,
     and how many match in all (so a truncated list can say so)."""
-    if not which.connection and not which.category:      # the index alone answers
+    if not which.connection and not which.category:  # the index alone answers
         ids = ledger.dead_ids(limit=limit, since=which.since, offset=offset)
-        rows = [_row(raw) for raw in ledger.delivery_fields(ids, ROW_FIELDS)
-                if raw and which.matches(raw)]
+        rows = [
+            _row(raw)
+            for raw in ledger.delivery_fields(ids, ROW_FIELDS)
+            if raw and which.matches(raw)
+        ]
         return rows, ledger.dead_count(which.since)
     rows = []
     total = 0
@@ -105,15 +129,16 @@ def dead_letter_ids(ledger: Ledger, which: DeadLetterFilter) -> list[str]:
     return [raw["id"] for raw in _matching(ledger, which)]
 
 
-def replay(ledger: Ledger, config: Config, ids: Sequence[str], *, by: str,
-           now: float) -> dict[str, str]:
+def replay(
+    ledger: Ledger, config: Config, ids: Sequence[str], *, by: str, now: float
+) -> dict[str, str]:
     """Re-run DEAD deliveries with the current mapping (their record key recomputed)."""
     items = []
     results: dict[str, str] = {}
     for delivery_id in ids:
         raw = ledger.raw_delivery(delivery_id)
         if not raw:
-            results[delivery_id] = "missing"
+            results[delivery_id] = Reason.MISSING
             continue
         mapping = config.mappings.get(raw["mapping"])
         rk = raw.get("rk") or f"{raw['connection']}:#{delivery_id}"
@@ -124,14 +149,15 @@ def replay(ledger: Ledger, config: Config, ids: Sequence[str], *, by: str,
                 rk = record_key(mapping, json.loads(event.get("body", "null")), delivery_id)
         items.append((delivery_id, rk))
     if items:
-        results |= ledger.dead_letter_action("replay", items, now=now, by=by)
+        results |= ledger.dead_letter_action(OperatorAction.REPLAY, items, now=now, by=by)
     return results
 
 
-def discard(ledger: Ledger, ids: Iterable[str], *, reason: str, by: str,
-            now: float) -> dict[str, str]:
+def discard(
+    ledger: Ledger, ids: Iterable[str], *, reason: str, by: str, now: float
+) -> dict[str, str]:
     items = [(i, "") for i in ids]
-    return ledger.dead_letter_action("discard", items, now=now, by=by, reason=reason)
+    return ledger.dead_letter_action(OperatorAction.DISCARD, items, now=now, by=by, reason=reason)
 
 
 #: a replayed delivery in these states is still on its way (waiting its turn, or being sent)
@@ -144,30 +170,48 @@ def outcome(ledger: Ledger, ids: Sequence[str]) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     reasons: Counter[tuple[str, str]] = Counter()
     for start in range(0, len(ids), CHUNK):
-        for raw in ledger.delivery_fields(ids[start:start + CHUNK],
-                                          ("state", "dead_category", "dead_error")):
-            state = raw.get("state", "missing")
+        for raw in ledger.delivery_fields(
+            ids[start : start + CHUNK], ("state", "dead_category", "dead_error")
+        ):
+            state = raw.get("state", Reason.MISSING)
             counts[State.PENDING if state in UNDER_WAY else state] += 1
             if state == State.DEAD:
                 reasons[(raw.get("dead_category", ""), raw.get("dead_error", ""))] += 1
-    return {"counts": {state: counts.get(state, 0) for state in OUTCOME_STATES}
-            | {state: n for state, n in counts.items() if state not in OUTCOME_STATES},
-            "dead_reasons": [{"category": category, "error": error, "count": n}
-                             for (category, error), n in reasons.most_common()]}
+    return {
+        "counts": {state: counts.get(state, 0) for state in OUTCOME_STATES}
+        | {state: n for state, n in counts.items() if state not in OUTCOME_STATES},
+        "dead_reasons": [
+            {"category": category, "error": error, "count": n}
+            for (category, error), n in reasons.most_common()
+        ],
+    }
 
 
-OUTCOME_STATES = ("delivered", "dead", "pending", "scheduled", "held", "superseded")
+OUTCOME_STATES = (
+    State.DELIVERED,
+    State.DEAD,
+    State.PENDING,
+    State.SCHEDULED,
+    State.HELD,
+    State.SUPERSEDED,
+)
 
 
-def await_outcome(ledger: Ledger, ids: Sequence[str], *, timeout: float, poll: float = 0.2,
-                  clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+def await_outcome(
+    ledger: Ledger,
+    ids: Sequence[str],
+    *,
+    timeout: float,
+    poll: float = 0.2,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
     """The deliveries' outcome once none is still on its way, or when `timeout` runs out;
     with `waited_seconds` and `settled` (False: some were still pending at the deadline)."""
     began = clock()
     while True:
         result = outcome(ledger, ids)
-        settled = result["counts"]["pending"] == 0
+        settled = result["counts"][State.PENDING] == 0
         if settled or clock() - began >= timeout:
             return result | {"settled": settled, "waited_seconds": round(clock() - began, 1)}
         sleep(min(poll, max(0.0, timeout - (clock() - began))))

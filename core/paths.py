@@ -27,7 +27,7 @@ def parse_path(path: str) -> tuple[str | int, ...]:
     parts: list[str | int] = []
     pos = 0
     for match in _SEGMENT.finditer(path):
-        gap = path[pos:match.start()]
+        gap = path[pos : match.start()]
         if gap not in ("", "."):
             raise PathSyntaxError(f"{path!r}: unexpected {gap!r} at position {pos}")
         name, index = match.groups()
@@ -69,7 +69,7 @@ class ValueRef:
     @classmethod
     def parse(cls, spec: str) -> ValueRef:
         if spec.startswith("header:"):
-            name = spec[len("header:"):].strip()
+            name = spec[len("header:") :].strip()
             if not name:
                 raise PathSyntaxError("header: needs a header name, e.g. header:X-Event-Id")
             return cls(header=name)

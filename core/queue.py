@@ -1,7 +1,7 @@
 """The work queue the ledger publishes to: Celery messages that carry one delivery id each.
 
 Messages are published from inside the ledger's Lua scripts (the LPUSH is part of the same
-atomic step that records the state change), so this module builds, once per process, the exact
+atomic step that makes the state change), so this module builds, once per process, the exact
 message kombu's Redis transport would push for `deliver.apply_async((delivery_id,))` (Celery
 task protocol 2, JSON body) with two placeholders the script fills in: @DLV@ (the delivery id)
 and @TAG@ (a per-Redis counter that makes task id and delivery tag unique). The body is sent
@@ -37,26 +37,46 @@ class HintQueue:
     def _template(self, task: str) -> str:
         task_id = f"crmhub-{TAG_PLACEHOLDER}"
         body = json.dumps([[DELIVERY_PLACEHOLDER], {}, _EMBED], separators=(",", ":"))
-        return json.dumps({
-            "body": body,
-            "content-encoding": "utf-8",
-            "content-type": "application/json",
-            "headers": {
-                "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None,
-                "expires": None, "group": None, "group_index": None, "retries": 0,
-                "timelimit": [None, None], "root_id": task_id, "parent_id": None,
-                "argsrepr": f"('{DELIVERY_PLACEHOLDER}',)", "kwargsrepr": "{}",
-                "origin": ORIGIN, "ignore_result": True,
-                "stamped_headers": None, "stamps": {},
+        return json.dumps(
+            {
+                "body": body,
+                "content-encoding": "utf-8",
+                "content-type": "application/json",
+                "headers": {
+                    "lang": "py",
+                    "task": task,
+                    "id": task_id,
+                    "shadow": None,
+                    "eta": None,
+                    "expires": None,
+                    "group": None,
+                    "group_index": None,
+                    "retries": 0,
+                    "timelimit": [None, None],
+                    "root_id": task_id,
+                    "parent_id": None,
+                    "argsrepr": f"('{DELIVERY_PLACEHOLDER}',)",
+                    "kwargsrepr": "{}",
+                    "origin": ORIGIN,
+                    "ignore_result": True,
+                    "stamped_headers": None,
+                    "stamps": {},
+                },
+                "properties": {
+                    "correlation_id": task_id,
+                    "reply_to": "",
+                    "delivery_mode": 2,
+                    "delivery_info": {"exchange": "", "routing_key": self.queue_name},
+                    "priority": 0,
+                    "body_encoding": "utf-8",
+                    "delivery_tag": task_id,
+                },
             },
-            "properties": {
-                "correlation_id": task_id, "reply_to": "", "delivery_mode": 2,
-                "delivery_info": {"exchange": "", "routing_key": self.queue_name},
-                "priority": 0, "body_encoding": "utf-8", "delivery_tag": task_id,
-            },
-        }, separators=(",", ":"))
+            separators=(",", ":"),
+        )
 
     def message(self, delivery_id: str, tag: int | str = 0) -> str:
         """The message as a script would publish it (for tests and one-off publishing)."""
         return self.template.replace(DELIVERY_PLACEHOLDER, delivery_id).replace(
-            TAG_PLACEHOLDER, str(tag))
+            TAG_PLACEHOLDER, str(tag)
+        )

@@ -30,10 +30,16 @@ def resolve_redis_url(settings: Settings) -> str:
     try:
         return str(json.loads(address.read_text())["url"])
     except (OSError, ValueError, KeyError):
-        raise ConfigError([ConfigProblem(
-            "environment", "CRMHUB_REDIS_URL",
-            f"unset, and no embedded Redis is running from {settings.var_dir.resolve()} "
-            f"(no {address}); start `crmhub serve` in this directory or set CRMHUB_REDIS_URL")]
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "environment",
+                    "CRMHUB_REDIS_URL",
+                    f"unset, and no embedded Redis is running from {settings.var_dir.resolve()} "
+                    f"(no {address}); start `crmhub serve` in this directory or set "
+                    "CRMHUB_REDIS_URL",
+                )
+            ]
         ) from None
 
 
@@ -43,9 +49,13 @@ def connect(url: str) -> redis.Redis:
     One quick retry covers a dropped idle connection; anything longer is the sender's job
     (it retries after our 503) or the sweeper's.
     """
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
-                                health_check_interval=30,
-                                retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1))
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+    )
 
 
 def describe(url: str) -> str:

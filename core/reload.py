@@ -2,12 +2,13 @@
 
 `crmhub reload` (or SIGHUP to any hub process) checks the configuration exactly as `crmhub
 config check` does and, only if it is valid, increments a generation number in Redis
-(`<prefix>:config:generation`). Every receiver and worker process compares the generation it
-loaded with that number before a request or a task, at most once per CHECK_INTERVAL_SECONDS
-(one GET; a clock comparison otherwise, so the hot path stays as it was), and when it moved,
-reads the YAML again and swaps what it built from it (the receiver's routes and verifiers,
-the worker's mappings and connectors) between requests and tasks, never during one. Work
-already under way finishes with the configuration it started with; nothing is dropped.
+(`<prefix>:config:generation`, kept by core/ledger/generations.py). Every receiver and worker
+process compares the generation it loaded with that number before a request or a task, at
+most once per CHECK_INTERVAL_SECONDS (one GET; a clock comparison otherwise, so the hot path
+stays as it was), and when it moved, reads the YAML again and swaps what it built from it (the
+receiver's routes and verifiers, the worker's mappings and connectors) between requests and
+tasks, never during one. Work already under way finishes with the configuration it started
+with; nothing is dropped.
 
 So once `crmhub reload` has announced a generation and waited one interval, every request or
 delivery that starts uses the new configuration. A process that cannot load it (the file
@@ -23,7 +24,6 @@ schedules the sweeper, which runs in the worker), so it has nothing to reload.
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import signal
@@ -31,13 +31,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import redis
 
 from core.config import Config
 from core.errors import ConfigError, ConfigProblem
-from core.ledger.translate import translate_redis_errors
+from core.ledger.generations import ConfigGenerations
 
 log = logging.getLogger("crmhub.reload")
 
@@ -45,45 +45,6 @@ T = TypeVar("T")
 
 #: how stale a process's view of the generation may be; `crmhub reload` waits this long
 CHECK_INTERVAL_SECONDS = 1.0
-#: refusals are kept this long for `crmhub reload` to report
-REFUSAL_TTL_SECONDS = 7 * 24 * 3600
-
-
-def generation_key(prefix: str) -> str:
-    return f"{prefix}:config:generation"
-
-
-def refusals_key(prefix: str) -> str:
-    return f"{prefix}:config:refused"
-
-
-def read_generation(client: redis.Redis, prefix: str) -> int:
-    """The announced generation; 0 if none yet, or if Redis cannot say right now (the
-    process then loads the file once more when it can, which is harmless)."""
-    try:
-        return int(client.get(generation_key(prefix)) or 0)
-    except (redis.RedisError, ValueError):
-        return 0
-
-
-def announce(client: redis.Redis, prefix: str) -> int:
-    """Tell every process of the hub to load the configuration again; the new generation.
-    Raises LedgerUnavailable when Redis cannot take it."""
-    with translate_redis_errors():
-        return int(client.incr(generation_key(prefix)))
-
-
-def refusals(client: redis.Redis, prefix: str, generation: int) -> list[dict[str, Any]]:
-    """The processes that could not load `generation`: [{process, problems}]."""
-    with translate_redis_errors():
-        raw = client.hgetall(refusals_key(prefix))
-    out = []
-    for process, value in sorted(raw.items()):
-        entry = json.loads(value)
-        if entry.get("generation") == generation:
-            name = process.decode() if isinstance(process, bytes) else str(process)
-            out.append({"process": name, "problems": entry.get("problems", [])})
-    return out
 
 
 def this_process(kind: str) -> str:
@@ -99,15 +60,22 @@ class Reloadable(Generic[T]):
     runs after the swap (to close what the old one held).
     """
 
-    def __init__(self, value: T, *, generation: int, client: redis.Redis, prefix: str,
-                 kind: str, load: Callable[[], Config], rebuild: Callable[[T, Config], T],
-                 swapped: Callable[[T, T], None] | None = None,
-                 interval: float = CHECK_INTERVAL_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        value: T,
+        *,
+        generation: int,
+        generations: ConfigGenerations,
+        kind: str,
+        load: Callable[[], Config],
+        rebuild: Callable[[T, Config], T],
+        swapped: Callable[[T, T], None] | None = None,
+        interval: float = CHECK_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.value = value
         self.generation = generation
-        self._client = client
-        self._prefix = prefix
+        self._generations = generations
         self._kind = kind
         self._load = load
         self._rebuild = rebuild
@@ -131,7 +99,7 @@ class Reloadable(Generic[T]):
         return self.value
 
     def _check(self) -> None:
-        generation = read_generation(self._client, self._prefix)
+        generation = self._generations.current()
         if generation in (self.generation, self._refused) or generation == 0:
             return
         try:
@@ -139,9 +107,8 @@ class Reloadable(Generic[T]):
         except ConfigError as exc:
             self._refuse(generation, exc.problems)
             return
-        except Exception as exc:     # a bug must not take the running configuration with it
-            log.exception("%s: building configuration generation %d failed", self._kind,
-                          generation)
+        except Exception as exc:  # a bug must not take the running configuration with it
+            log.exception("%s: building configuration generation %d failed", self._kind, generation)
             self._refuse(generation, [ConfigProblem("", "", f"internal error: {exc!r}")])
             return
         old, self.value, self.generation = self.value, new, generation
@@ -153,17 +120,16 @@ class Reloadable(Generic[T]):
     def _refuse(self, generation: int, problems: list[ConfigProblem]) -> None:
         self._refused = generation
         for problem in problems:
-            log.error("%s: configuration generation %d refused: %s", self._kind, generation,
-                      problem)
-        log.error("%s: keeping the configuration it runs (generation %d)", self._kind,
-                  self.generation)
-        entry = {"generation": generation, "at": time.time(),
-                 "problems": [str(p) for p in problems[:50]]}
+            log.error(
+                "%s: configuration generation %d refused: %s", self._kind, generation, problem
+            )
+        log.error(
+            "%s: keeping the configuration it runs (generation %d)", self._kind, self.generation
+        )
         try:
-            pipe = self._client.pipeline(transaction=False)
-            pipe.hset(refusals_key(self._prefix), this_process(self._kind), json.dumps(entry))
-            pipe.expire(refusals_key(self._prefix), REFUSAL_TTL_SECONDS)
-            pipe.execute()
+            self._generations.refuse(
+                this_process(self._kind), generation, [str(p) for p in problems[:50]]
+            )
         except redis.RedisError:
             log.warning("%s: could not record the refusal in Redis", self._kind)
 
@@ -178,8 +144,9 @@ def _refreeze() -> None:
         gc.freeze()
 
 
-def reload_now(kind: str, load: Callable[[], Config],
-               client: Callable[[], redis.Redis], prefix: str) -> int | None:
+def reload_now(
+    kind: str, load: Callable[[], Config], generations: Callable[[], ConfigGenerations]
+) -> int | None:
     """Validate and announce (what a SIGHUP to a hub process does); logs the outcome.
     Returns the announced generation, or None when refused (nothing announced)."""
     try:
@@ -187,25 +154,31 @@ def reload_now(kind: str, load: Callable[[], Config],
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("%s: reload refused: %s", kind, problem)
-        log.error("%s: reload refused (%d problems); the hub keeps its configuration", kind,
-                  len(exc.problems))
+        log.error(
+            "%s: reload refused (%d problems); the hub keeps its configuration",
+            kind,
+            len(exc.problems),
+        )
         return None
     try:
-        generation = announce(client(), prefix)
+        generation = generations().announce()
     except Exception as exc:
         log.error("%s: reload not announced: %s", kind, exc)
         return None
-    log.warning("%s: %s is valid; announced configuration generation %d", kind, config.path,
-                generation)
+    log.warning(
+        "%s: %s is valid; announced configuration generation %d", kind, config.path, generation
+    )
     return generation
 
 
-def reload_on_hangup(kind: str, load: Callable[[], Config],
-                     client: Callable[[], redis.Redis], prefix: str) -> None:
+def reload_on_hangup(
+    kind: str, load: Callable[[], Config], generations: Callable[[], ConfigGenerations]
+) -> None:
     """SIGHUP to this process: validate and announce, in a thread (not in the handler)."""
 
     def handler(signum: int, frame: object) -> None:
-        threading.Thread(target=reload_now, args=(kind, load, client, prefix),
-                         name="crmhub-reload", daemon=True).start()
+        threading.Thread(
+            target=reload_now, args=(kind, load, generations), name="crmhub-reload", daemon=True
+        ).start()
 
     signal.signal(signal.SIGHUP, handler)

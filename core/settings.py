@@ -23,31 +23,32 @@ def _int(env: Mapping[str, str], name: str, default: int, problems: list[ConfigP
         problems.append(ConfigProblem("environment", name, f"expected an integer, got {raw!r}"))
         return default
     if value <= 0:
-        problems.append(ConfigProblem("environment", name,
-                                      f"expected a positive integer, got {value}"))
+        problems.append(
+            ConfigProblem("environment", name, f"expected a positive integer, got {value}")
+        )
         return default
     return value
 
 
-def _port(env: Mapping[str, str], name: str, default: int,
-          problems: list[ConfigProblem]) -> int:
+def _port(env: Mapping[str, str], name: str, default: int, problems: list[ConfigProblem]) -> int:
     value = _int(env, name, default, problems)
     if value > 65535:
-        problems.append(ConfigProblem("environment", name,
-                                      f"expected a TCP port (1-65535), got {value}"))
+        problems.append(
+            ConfigProblem("environment", name, f"expected a TCP port (1-65535), got {value}")
+        )
         return default
     return value
 
 
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str | None = None          # None: the embedded redis-server under var_dir
-    broker_url: str | None = None         # None: same as the ledger's Redis
+    redis_url: str | None = None  # None: the embedded redis-server under var_dir
+    broker_url: str | None = None  # None: same as the ledger's Redis
     config_path: Path = Path("crmhub.yaml")
     var_dir: Path = Path("var")
     key_prefix: str = "crmhub"
     operator_token: str | None = None
-    metrics_token: str | None = None      # None: /metrics is open (to whoever reaches it)
+    metrics_token: str | None = None  # None: /metrics is open (to whoever reaches it)
     sentry_dsn: str | None = None
     alert_webhook_url: str | None = None
     host: str = "127.0.0.1"
@@ -58,8 +59,8 @@ class Settings:
     dedupe_ttl_seconds: int = 30 * 24 * 3600
     max_body_bytes: int = 1024 * 1024
     request_read_timeout_seconds: int = 10
-    demo_port: int = 8900                 # `crmhub serve --demo`: the generic REST CRM fake
-    demo_hubspot_port: int = 8901         # `crmhub serve --demo`: the fake HubSpot
+    demo_port: int = 8900  # `crmhub serve --demo`: the generic REST CRM fake
+    demo_hubspot_port: int = 8901  # `crmhub serve --demo`: the fake HubSpot
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -83,8 +84,9 @@ class Settings:
             republish_after_seconds=_int(env, "CRMHUB_REPUBLISH_AFTER_SECONDS", 60, problems),
             dedupe_ttl_seconds=_int(env, "CRMHUB_DEDUPE_TTL_SECONDS", 30 * 24 * 3600, problems),
             max_body_bytes=_int(env, "CRMHUB_MAX_BODY_BYTES", 1024 * 1024, problems),
-            request_read_timeout_seconds=_int(env, "CRMHUB_REQUEST_READ_TIMEOUT_SECONDS", 10,
-                                              problems),
+            request_read_timeout_seconds=_int(
+                env, "CRMHUB_REQUEST_READ_TIMEOUT_SECONDS", 10, problems
+            ),
             demo_port=_port(env, "CRMHUB_DEMO_PORT", 8900, problems),
             demo_hubspot_port=_port(env, "CRMHUB_DEMO_HUBSPOT_PORT", 8901, problems),
             environ=env,

@@ -33,8 +33,9 @@ def first_unencodable(value: Any, where: str = "") -> tuple[str, int, str] | Non
         return None if index is None else (where, index, value[index])
     if isinstance(value, Mapping):
         for key, item in value.items():
-            found = first_unencodable(key, f"{where}.{escaped(str(key))} (its name)") \
-                or first_unencodable(item, f"{where}.{escaped(str(key))}")
+            found = first_unencodable(
+                key, f"{where}.{escaped(str(key))} (its name)"
+            ) or first_unencodable(item, f"{where}.{escaped(str(key))}")
             if found:
                 return found
     elif isinstance(value, (list, tuple)):

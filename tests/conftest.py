@@ -104,8 +104,9 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
-def make_settings(config_path: Path, key_prefix: str, redis_url: str | None = None,
-                  **env: str) -> Settings:
+def make_settings(
+    config_path: Path, key_prefix: str, redis_url: str | None = None, **env: str
+) -> Settings:
     environ = {"CRMHUB_CONFIG": str(config_path), "CRMHUB_KEY_PREFIX": key_prefix, **env}
     if redis_url:
         environ["CRMHUB_REDIS_URL"] = redis_url
@@ -115,14 +116,21 @@ def make_settings(config_path: Path, key_prefix: str, redis_url: str | None = No
 def hub_ledger(settings: Settings, client: redis.Redis | None = None) -> Ledger:
     """The ledger a hub with `settings` uses (as its processes build it), on `client` (a
     fresh fakeredis unless given)."""
-    return Ledger(client if client is not None else fakeredis.FakeRedis(),
-                  prefix=settings.key_prefix,
-                  queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
-                  dedupe_ttl_seconds=settings.dedupe_ttl_seconds)
+    return Ledger(
+        client if client is not None else fakeredis.FakeRedis(),
+        prefix=settings.key_prefix,
+        queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
+        dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
+    )
 
 
-def crmhub(settings: Settings, *args: str, ledger: Ledger | None = None,
-           config: Config | None = None, stdin: str | None = None) -> Result:
+def crmhub(
+    settings: Settings,
+    *args: str,
+    ledger: Ledger | None = None,
+    config: Config | None = None,
+    stdin: str | None = None,
+) -> Result:
     """`crmhub ARGS` in-process with `settings` (and the `ledger` or `config` given, instead
     of the ones the command would build from them)."""
     ctx = CliContext(_settings=settings, _config=config, _ledger=ledger)

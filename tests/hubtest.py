@@ -129,30 +129,65 @@ RECEIVER_ENV = {
 }
 
 
-def stripe_event(event_id: str = "evt_1", type_: str = "customer.created",
-                 email: str = "ada@example.com", **extra: Any) -> dict[str, Any]:
-    return {"id": event_id, "object": "event", "type": type_, "created": 1_700_000_000,
-            "data": {"object": {"id": "cus_1", "object": "customer", "email": email,
-                                "name": "Ada Lovelace", **extra}}}
+def stripe_event(
+    event_id: str = "evt_1",
+    type_: str = "customer.created",
+    email: str = "ada@example.com",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "object": "event",
+        "type": type_,
+        "created": 1_700_000_000,
+        "data": {
+            "object": {
+                "id": "cus_1",
+                "object": "customer",
+                "email": email,
+                "name": "Ada Lovelace",
+                **extra,
+            }
+        },
+    }
 
 
-def signed(scheme: str, body: bytes | dict[str, Any] | list[Any], secret: str, *,
-           now: float | None = None, url: str = "", method: str = "POST",
-           **options: Any) -> tuple[bytes, dict[str, str]]:
+def signed(
+    scheme: str,
+    body: bytes | dict[str, Any] | list[Any],
+    secret: str,
+    *,
+    now: float | None = None,
+    url: str = "",
+    method: str = "POST",
+    **options: Any,
+) -> tuple[bytes, dict[str, str]]:
     """The body and the headers a genuine sender attaches."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = get_scheme(scheme).sign(
-        body=raw, secret=secret, options=VerifyOptions(scheme=scheme, **options),
-        now=time.time() if now is None else now, method=method, url=url)
+        body=raw,
+        secret=secret,
+        options=VerifyOptions(scheme=scheme, **options),
+        now=time.time() if now is None else now,
+        method=method,
+        url=url,
+    )
     return raw, {"Content-Type": "application/json", **headers}
 
 
-def record_webhook(config: Config, ledger: Ledger, body: dict[str, Any], *,
-                   source: str = "stripe", now: float | None = None) -> list[NewEvent]:
-    """Record `body` as the receiver does once `source`'s signature checks out: its events
-    with a delivery per mapping that takes them, recorded and published in one step."""
+def accept_webhook(
+    config: Config,
+    ledger: Ledger,
+    body: dict[str, Any],
+    *,
+    source: str = "stripe",
+    now: float | None = None,
+) -> list[NewEvent]:
+    """Accept `body` as the receiver does once `source`'s signature checks out: its events
+    with a delivery per mapping that takes them, stored and published in one step."""
     now = time.time() if now is None else now
-    events = build_events(config.sources[source], config.mappings_for(source), {}, {},
-                          json.dumps(body), body, now)
-    ledger.record(events, now)
+    events = build_events(
+        config.sources[source], config.mappings_for(source), {}, {}, json.dumps(body), body, now
+    )
+    ledger.accept(events, now)
     return events

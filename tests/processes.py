@@ -29,8 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CRMHUB = str(Path(sys.executable).parent / "crmhub")
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.1,
-               message: str = "condition") -> None:
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    message: str = "condition",
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -58,13 +62,28 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        durability = (["--appendonly", "yes", "--appendfsync", "everysec",
-                       "--maxmemory-policy", "noeviction"] if self.appendonly
-                      else ["--appendonly", "no"])
+        durability = (
+            ["--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"]
+            if self.appendonly
+            else ["--appendonly", "no"]
+        )
         self.process = subprocess.Popen(
-            [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", *durability, "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                find_redis_server(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                *durability,
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
         while True:
@@ -105,9 +124,12 @@ class FakeServer:
     connector = ""
 
     def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(fake_command(self.connector, *args),
-                                        stdout=subprocess.PIPE, text=True,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            fake_command(self.connector, *args),
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         match = re.search(r"http://[\d.]+:(\d+)", line)
@@ -165,21 +187,24 @@ class Hub:
     def __init__(self, env: Mapping[str, str], cwd: Path, *args: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **env, "CRMHUB_PORT": str(self.port),
-                    "CRMHUB_HOST": "127.0.0.1"}
+        self.env = {**os.environ, **env, "CRMHUB_PORT": str(self.port), "CRMHUB_HOST": "127.0.0.1"}
         self.cwd = cwd
         self.log_path = cwd / f"serve-{self.port}.log"
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen([CRMHUB, "serve", *args], env=self.env, cwd=cwd,
-                                        stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            [CRMHUB, "serve", *args],
+            env=self.env,
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.http = httpx.Client(base_url=self.url, timeout=10)
         try:
             wait_until(self._ready, timeout=60, message=f"crmhub serve on {self.url}/readyz")
         except AssertionError:
             self.stop()
-            raise AssertionError(f"crmhub serve did not become ready:\n{self.output()}") \
-                from None
+            raise AssertionError(f"crmhub serve did not become ready:\n{self.output()}") from None
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
@@ -195,11 +220,14 @@ class Hub:
         return self.log_path.read_text(errors="replace")
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([CRMHUB, *args], env=self.env, cwd=self.cwd,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [CRMHUB, *args], env=self.env, cwd=self.cwd, capture_output=True, text=True, timeout=60
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"crmhub {' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"crmhub {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def stop(self, timeout: float = 90) -> int:
@@ -211,8 +239,9 @@ class Hub:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-                raise AssertionError(f"crmhub serve did not stop on Ctrl-C:\n{self.output()}")\
-                    from None
+                raise AssertionError(
+                    f"crmhub serve did not stop on Ctrl-C:\n{self.output()}"
+                ) from None
         self._log.close()
         return self.process.returncode
 
@@ -229,9 +258,12 @@ def procfile() -> dict[str, str]:
 
 def sourced(env_file: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment a shell has after `. env_file` (as a user does with var/demo/env)."""
-    shown = subprocess.run(["sh", "-c", '. "$1" && env -0', "sh", str(env_file)],
-                           env=dict(env or {"PATH": os.environ["PATH"]}), capture_output=True,
-                           check=True).stdout.decode()
+    shown = subprocess.run(
+        ["sh", "-c", '. "$1" && env -0', "sh", str(env_file)],
+        env=dict(env or {"PATH": os.environ["PATH"]}),
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
     return dict(item.split("=", 1) for item in shown.split("\0") if "=" in item)
 
 
@@ -242,14 +274,15 @@ class Part:
     `bin_dir`: where `gunicorn` and `celery` come from (this interpreter's environment unless
     told otherwise, such as a virtual environment the wheel was installed into)."""
 
-    def __init__(self, name: str, env: Mapping[str, str], cwd: Path,
-                 bin_dir: Path | None = None) -> None:
+    def __init__(
+        self, name: str, env: Mapping[str, str], cwd: Path, bin_dir: Path | None = None
+    ) -> None:
         self.name = name
         bin_path = str(bin_dir or Path(sys.executable).parent)
         self.env = {**env, "PATH": f"{bin_path}:{env.get('PATH', '/usr/bin:/bin')}"}
         if "CRMHUB_PORT" in self.env:
-            self.env.setdefault("PORT", self.env["CRMHUB_PORT"])   # the Procfile binds $PORT
-        self.env.setdefault("CRMHUB_HOST", "127.0.0.1")             # loopback only, in tests
+            self.env.setdefault("PORT", self.env["CRMHUB_PORT"])  # the Procfile binds $PORT
+        self.env.setdefault("CRMHUB_HOST", "127.0.0.1")  # loopback only, in tests
         self.cwd = cwd
         self.log_path = cwd / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -257,9 +290,14 @@ class Part:
 
     def start(self) -> None:
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(["bash", "-c", f"exec {procfile()[self.name]}"],
-                                        env=self.env, cwd=self.cwd, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            ["bash", "-c", f"exec {procfile()[self.name]}"],
+            env=self.env,
+            cwd=self.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
 
     def kill(self) -> None:
@@ -310,8 +348,13 @@ class AlertSink:
         self.server.shutdown()
 
 
-def start_fake(connector: str, banner: str, *args: str, env: Mapping[str, str] | None = None,
-               timeout: float = 15.0) -> tuple[subprocess.Popen[str], str]:
+def start_fake(
+    connector: str,
+    banner: str,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 15.0,
+) -> tuple[subprocess.Popen[str], str]:
     """Start the fake of `connector` on a free port; its first line must be
     `<banner> http://...`. Returns the process and its base URL (fails the test if it does not
     start in time)."""
@@ -319,8 +362,13 @@ def start_fake(connector: str, banner: str, *args: str, env: Mapping[str, str] |
 
     import pytest
 
-    proc = subprocess.Popen(fake_command(connector, *args), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        fake_command(connector, *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     assert proc.stdout is not None
     line = ""
     with selectors.DefaultSelector() as sel:

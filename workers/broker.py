@@ -24,13 +24,18 @@ class PromptReconnect(kombu.Connection):
 
     Callers that pass their own intervals (a publish's retry policy) keep them."""
 
-    def ensure_connection(self, errback: Any = None, max_retries: int | None = None,
-                          interval_start: float = RECONNECT_SECONDS,
-                          interval_step: float = 0,
-                          interval_max: float = RECONNECT_SECONDS,
-                          **kwargs: Any) -> PromptReconnect:
-        super().ensure_connection(errback, max_retries, interval_start, interval_step,
-                                  interval_max, **kwargs)
+    def ensure_connection(
+        self,
+        errback: Any = None,
+        max_retries: int | None = None,
+        interval_start: float = RECONNECT_SECONDS,
+        interval_step: float = 0,
+        interval_max: float = RECONNECT_SECONDS,
+        **kwargs: Any,
+    ) -> PromptReconnect:
+        super().ensure_connection(
+            errback, max_retries, interval_start, interval_step, interval_max, **kwargs
+        )
         return self
 
 

@@ -29,8 +29,12 @@ ALERT_INTERVAL_SECONDS = 5.0
 
 def make_celery(settings: Settings) -> Celery:
     redis_url = resolve_redis_url(settings)
-    app = Celery("crmhub", broker=settings.broker_url or redis_url,
-                 include=["workers.tasks"], amqp="workers.broker:PromptReconnectAMQP")
+    app = Celery(
+        "crmhub",
+        broker=settings.broker_url or redis_url,
+        include=["workers.tasks"],
+        amqp="workers.broker:PromptReconnectAMQP",
+    )
     app.conf.update(
         task_default_queue=settings.celery_queue,
         task_acks_late=True,
@@ -54,13 +58,21 @@ def make_celery(settings: Settings) -> Celery:
         beat_scheduler="workers.celery_app:Scheduler",
         worker_hijack_root_logger=True,
         worker_max_tasks_per_child=10000,
-        task_routes={"crmhub.sweep": {"queue": settings.control_queue},
-                     "crmhub.send_alerts": {"queue": settings.control_queue}},
+        task_routes={
+            "crmhub.sweep": {"queue": settings.control_queue},
+            "crmhub.send_alerts": {"queue": settings.control_queue},
+        },
         beat_schedule={
-            "sweep": {"task": "crmhub.sweep", "schedule": SWEEP_INTERVAL_SECONDS,
-                      "options": {"expires": SWEEP_INTERVAL_SECONDS * 5}},
-            "send-alerts": {"task": "crmhub.send_alerts", "schedule": ALERT_INTERVAL_SECONDS,
-                            "options": {"expires": ALERT_INTERVAL_SECONDS * 5}},
+            "sweep": {
+                "task": "crmhub.sweep",
+                "schedule": SWEEP_INTERVAL_SECONDS,
+                "options": {"expires": SWEEP_INTERVAL_SECONDS * 5},
+            },
+            "send-alerts": {
+                "task": "crmhub.send_alerts",
+                "schedule": ALERT_INTERVAL_SECONDS,
+                "options": {"expires": ALERT_INTERVAL_SECONDS * 5},
+            },
         },
     )
     app.conf.crmhub_settings = settings

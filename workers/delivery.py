@@ -19,6 +19,7 @@ from core.config import RetryPolicy
 from core.echo import canonical, echo_window, record_ref
 from core.errors import DataError, HubError, LedgerUnavailable
 from core.mapping import MappedRecord, map_event
+from core.vocabulary import AttemptOutcome, ClaimStatus, DeadCategory, Reason
 from workers.policy import Decision, decide, describe
 from workers.runtime import WorkerRuntime
 
@@ -35,7 +36,7 @@ class Item:
     delivery_id: str
     raw: dict[str, str]
     attempts: int
-    event: dict[str, str] | None = None     # read with the claim, or with the batch's others
+    event: dict[str, str] | None = None  # read with the claim, or with the batch's others
     record: MappedRecord | None = None
     result: WriteResult | None = None
     error: BaseException | None = None
@@ -53,18 +54,24 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str, *, adopt: bool = True) -> 
     ledger = rt.ledger
     while True:
         # one round trip: the claim, and the delivery and its event to work with
-        claim = ledger.claim(delivery_id, token=token, now=time.time(),
-                             lease_seconds=rt.settings.lease_seconds, rates=rt.rate_limits,
-                             max_wait_seconds=MAX_RATE_WAIT_SECONDS, with_record=True)
-        if claim.status != "wait":
+        claim = ledger.claim(
+            delivery_id,
+            token=token,
+            now=time.time(),
+            lease_seconds=rt.settings.lease_seconds,
+            rates=rt.rate_limits,
+            max_wait_seconds=MAX_RATE_WAIT_SECONDS,
+            with_data=True,
+        )
+        if claim.status != ClaimStatus.WAIT:
             break
         time.sleep(claim.wait_ms / 1000)
     raw = dict(claim.delivery)
     if not raw:
-        return "missing"
+        return Reason.MISSING
     connection = rt.config.connections.get(raw["connection"])
-    if claim.status != "claimed":
-        if adopt and claim.status == "skip" and connection is not None:
+    if claim.status != ClaimStatus.CLAIMED:
+        if adopt and claim.status == ClaimStatus.SKIP and connection is not None:
             _adopt_waiting(rt, connection.name, raw.get("object", ""), delivery_id)
         return claim.status
 
@@ -75,7 +82,7 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str, *, adopt: bool = True) -> 
             items += _claim_companions(rt, connection.name, raw.get("object", ""), token)
         _attempt(rt, items)
     except LedgerUnavailable:
-        raise       # not the deliveries' failure: their leases run out and the sweeper retries
+        raise  # not the deliveries' failure: their leases run out and the sweeper retries
     finished = time.time()
     retry = connection.retry if connection else RetryPolicy()
     outcome = ""
@@ -109,19 +116,25 @@ def _claim_companions(rt: WorkerRuntime, connection: str, obj: str, token: str) 
         return []
     if size <= 1:
         return []
-    claimed = rt.ledger.claim_batch(connection, obj, token=token, now=time.time(),
-                                    lease_seconds=rt.settings.lease_seconds, limit=size - 1)
-    raws = rt.ledger.raw_deliveries([delivery_id for delivery_id, _ in claimed])
-    return [Item(delivery_id, raw, attempts)
-            for (delivery_id, attempts), raw in zip(claimed, raws, strict=True)]
+    claimed = rt.ledger.claim_batch(
+        connection,
+        obj,
+        token=token,
+        now=time.time(),
+        lease_seconds=rt.settings.lease_seconds,
+        limit=size - 1,
+    )
+    raws = rt.ledger.raw_deliveries([c.delivery_id for c in claimed])
+    return [Item(c.delivery_id, raw, c.attempts) for c, raw in zip(claimed, raws, strict=True)]
 
 
 def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
     """Map each delivery, then write the mapped ones (in one request where the connector
     can). Each item ends with either a result or an error."""
     unread = [item for item in items if item.event is None]
-    for item, event in zip(unread, rt.ledger.raw_events([i.raw["event_id"] for i in unread]),
-                           strict=True):
+    for item, event in zip(
+        unread, rt.ledger.raw_events([i.raw["event_id"] for i in unread]), strict=True
+    ):
         item.event = event
     for item in items:
         try:
@@ -159,28 +172,53 @@ def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
             _remember_for_echo(rt, item.record, outcome)
 
 
-def _finish(rt: WorkerRuntime, item: Item, token: str, retry: RetryPolicy, started: float,
-            finished: float, *, repeat: bool = False) -> str:
+def _finish(
+    rt: WorkerRuntime,
+    item: Item,
+    token: str,
+    retry: RetryPolicy,
+    started: float,
+    finished: float,
+    *,
+    repeat: bool = False,
+) -> str:
     """`repeat`: the item shares an error already recorded for another item of the batch."""
     raw = item.raw
-    age = finished - float(raw.get("first_attempt_at") or started * 1000) / 1000 \
+    age = (
+        finished
+        - float(raw.get("first_attempt_at") or started * 1000) / 1000
         - float(raw.get("paused_ms") or 0) / 1000
-    decision = decide(item.error, attempts=item.attempts, age_seconds=age, now=finished,
-                      retry=retry)
-    if repeat and decision.outcome == "retry":
-        decision = replace(decision, transient=False)     # counted with the first item
+    )
+    decision = decide(
+        item.error, attempts=item.attempts, age_seconds=age, now=finished, retry=retry
+    )
+    if repeat and decision.outcome == AttemptOutcome.RETRY:
+        decision = replace(decision, transient=False)  # counted with the first item
     attempt = _attempt_entry(started, finished, decision, item.error, item.result)
+    dead = decision.outcome == AttemptOutcome.DEAD
     done = rt.ledger.finish(
-        item.delivery_id, token=token, now=finished, outcome=decision.outcome,
-        attempt=attempt, due=decision.due, error=decision.error, category=decision.category,
-        record=_dead_letter(item.record, item.error) if decision.outcome == "dead" else None,
-        transient=decision.transient, cooldown_until=decision.cooldown_until,
-        pause={"reason": "auth", "since": finished, "by": "crmhub",
-               "detail": decision.error} if decision.outcome == "held" else None)
+        item.delivery_id,
+        token=token,
+        now=finished,
+        outcome=decision.outcome,
+        attempt=attempt,
+        due=decision.due,
+        error=decision.error,
+        category=decision.category,
+        dead_letter=_dead_letter(item.record, item.error) if dead else None,
+        transient=decision.transient,
+        cooldown_until=decision.cooldown_until,
+        pause={"reason": "auth", "since": finished, "by": "crmhub", "detail": decision.error}
+        if decision.outcome == AttemptOutcome.HELD
+        else None,
+    )
     if done.lost:
-        log.warning("delivery %s: lease expired before the attempt finished; its outcome "
-                    "(%s) was not recorded and the delivery runs again", item.delivery_id,
-                    decision.outcome)
+        log.warning(
+            "delivery %s: lease expired before the attempt finished; its outcome "
+            "(%s) was not recorded and the delivery runs again",
+            item.delivery_id,
+            decision.outcome,
+        )
         return "lost"
     if done.newly_paused:
         _alert_paused(rt, raw["connection"], decision)
@@ -193,18 +231,27 @@ def _remember_for_echo(rt: WorkerRuntime, record: MappedRecord, result: WriteRes
     window = echo_window(rt.config, record.connection, record.object)
     if window is None:
         return
-    written = {name: canonical(value) for name, value in record.values().items()
-               if name in result.written_fields}
-    refs = [record_ref(record.connection, record.object, canonical(ref))
-            for ref in {record.match_value, result.record_id} if ref]
+    written = {
+        name: canonical(value)
+        for name, value in record.values().items()
+        if name in result.written_fields
+    }
+    refs = [
+        record_ref(record.connection, record.object, canonical(ref))
+        for ref in {record.match_value, result.record_id}
+        if ref
+    ]
     rt.ledger.remember_writes(refs, written, window)
 
 
 def _map(rt: WorkerRuntime, raw: dict[str, str], event: dict[str, str]) -> MappedRecord:
     mapping = rt.config.mappings.get(raw["mapping"])
     if mapping is None or mapping.connection not in rt.config.connections:
-        raise DataError(f"mapping {raw['mapping']!r} (or its connection) is no longer in the "
-                        "configuration; restore it and replay, or discard", category="mapping")
+        raise DataError(
+            f"mapping {raw['mapping']!r} (or its connection) is no longer in the "
+            "configuration; restore it and replay, or discard",
+            category=DeadCategory.MAPPING,
+        )
     body = json.loads(event["body"])
     return map_event(mapping, body)
 
@@ -215,15 +262,19 @@ def _dead_letter(record: MappedRecord | None, error: BaseException | None) -> di
     return {
         "record": record.as_json() if record else None,
         "problems": error.problems if isinstance(error, DataError) else [],
-        "response": {"status": getattr(error, "status", None),
-                     "excerpt": getattr(error, "excerpt", "")},
+        "response": {
+            "status": getattr(error, "status", None),
+            "excerpt": getattr(error, "excerpt", ""),
+        },
     }
 
 
-def _attempt_entry(started: float, finished: float, decision: Decision,
-                   error: BaseException | None, result: Any) -> dict[str, Any]:
+def _attempt_entry(
+    started: float, finished: float, decision: Decision, error: BaseException | None, result: Any
+) -> dict[str, Any]:
     entry: dict[str, Any] = {
-        "at": started, "duration_ms": round((finished - started) * 1000, 1),
+        "at": started,
+        "duration_ms": round((finished - started) * 1000, 1),
         "outcome": decision.outcome,
     }
     if error is not None:
@@ -233,8 +284,11 @@ def _attempt_entry(started: float, finished: float, decision: Decision,
         if isinstance(error, DataError) and error.problems:
             entry["problems"] = error.problems
     if result is not None:
-        entry |= {"status": result.status, "operation": result.operation,
-                  "excerpt": result.excerpt[:200]}
+        entry |= {
+            "status": result.status,
+            "operation": result.operation,
+            "excerpt": result.excerpt[:200],
+        }
         if result.skipped_fields:
             entry["skipped_fields"] = list(result.skipped_fields)
     if decision.due is not None:
@@ -243,14 +297,22 @@ def _attempt_entry(started: float, finished: float, decision: Decision,
 
 
 def _alert_paused(rt: WorkerRuntime, connection: str, decision: Decision) -> None:
-    summary = (f"crmhub paused connection {connection!r}: the target refused our credentials. "
-               f"Events are held, not lost. Fix the credentials, then `crmhub resume "
-               f"{connection}`.")
+    summary = (
+        f"crmhub paused connection {connection!r}: the target refused our credentials. "
+        f"Events are held, not lost. Fix the credentials, then `crmhub resume "
+        f"{connection}`."
+    )
     log.error(summary + " (%s)", decision.error)
     _report_to_sentry(None, message=summary)
     if rt.settings.alert_webhook_url:
-        rt.alerts.put(Alert(kind="connection_paused", connection=connection, summary=summary,
-                        detail=decision.error))
+        rt.ledger.alerts.put(
+            Alert(
+                kind="connection_paused",
+                connection=connection,
+                summary=summary,
+                detail=decision.error,
+            )
+        )
 
 
 def _report_to_sentry(exc: BaseException | None, message: str = "") -> None:

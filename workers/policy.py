@@ -1,14 +1,14 @@
 """The delivery policy: what an attempt's outcome means for the delivery. A plain function.
 
-    success                 -> delivered
-    TransientError          -> retry at now + backoff (exponential, jittered, capped,
-                               never sooner than Retry-After); past the give-up age -> dead
-                               (retries_exhausted). Paused time does not count toward the age.
-    RateLimited (429)       -> deferred: connection-wide cooldown until Retry-After; the
-                               attempt is not counted
-    DataError               -> dead at once with its category, never retried
-    AuthError               -> held; the connection pauses (reason auth) and on-call is alerted
-    a bug in our own code   -> retried like a transient failure, loudly, up to BUG_ATTEMPTS
+success                 -> delivered
+TransientError          -> retry at now + backoff (exponential, jittered, capped,
+                           never sooner than Retry-After); past the give-up age -> dead
+                           (retries_exhausted). Paused time does not count toward the age.
+RateLimited (429)       -> deferred: connection-wide cooldown until Retry-After; the
+                           attempt is not counted
+DataError               -> dead at once with its category, never retried
+AuthError               -> held; the connection pauses (reason auth) and on-call is alerted
+a bug in our own code   -> retried like a transient failure, loudly, up to BUG_ATTEMPTS
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from core.config.model import RetryPolicy
 from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
+from core.vocabulary import AttemptOutcome, DeadCategory
 
 #: a delivery that keeps hitting a bug in the hub is dead-lettered after this many attempts
 BUG_ATTEMPTS = 5
@@ -29,11 +30,11 @@ DEFAULT_RATE_LIMIT_COOLDOWN = 10.0
 
 @dataclass(frozen=True)
 class Decision:
-    outcome: str                      # delivered | superseded | retry | deferred | dead | held
-    due: float | None = None          # retry / deferred: when to try again (unix seconds)
-    category: str = ""                # dead: validation | mapping | rejected_by_target | ...
+    outcome: AttemptOutcome
+    due: float | None = None  # retry / deferred: when to try again (unix seconds)
+    category: DeadCategory | None = None  # dead: why
     error: str = ""
-    transient: bool = False           # counts toward the circuit breaker
+    transient: bool = False  # counts toward the circuit breaker
     cooldown_until: float | None = None
 
 
@@ -52,29 +53,43 @@ def describe(error: BaseException) -> str:
     return f"{text} [HTTP {status}]" if status and str(status) not in text else text
 
 
-def decide(error: BaseException | None, *, attempts: int, age_seconds: float, now: float,
-           retry: RetryPolicy, rng: random.Random | None = None) -> Decision:
+def decide(
+    error: BaseException | None,
+    *,
+    attempts: int,
+    age_seconds: float,
+    now: float,
+    retry: RetryPolicy,
+    rng: random.Random | None = None,
+) -> Decision:
     """`age_seconds`: time since the first attempt, paused time excluded."""
     rng = rng or _JITTER
     if error is None:
-        return Decision("delivered")
+        return Decision(AttemptOutcome.DELIVERED)
     message = describe(error)
     if isinstance(error, RateLimited):
         wait = error.retry_after if error.retry_after is not None else DEFAULT_RATE_LIMIT_COOLDOWN
-        return Decision("deferred", due=now + wait, cooldown_until=now + wait, error=message)
+        return Decision(
+            AttemptOutcome.DEFERRED, due=now + wait, cooldown_until=now + wait, error=message
+        )
     if isinstance(error, DataError):
-        return Decision("dead", category=error.category, error=message)
+        return Decision(AttemptOutcome.DEAD, category=error.category, error=message)
     if isinstance(error, AuthError):
-        return Decision("held", error=message)
+        return Decision(AttemptOutcome.HELD, error=message)
     if isinstance(error, TransientError) or not isinstance(error, HubError):
         is_bug = not isinstance(error, HubError)
         delay = backoff_seconds(attempts, retry, rng)
         if isinstance(error, TransientError) and error.retry_after is not None:
             delay = max(delay, error.retry_after)
-        if age_seconds + delay > retry.give_up_after_seconds or (is_bug and
-                                                                 attempts >= BUG_ATTEMPTS):
-            return Decision("dead", category="retries_exhausted", transient=not is_bug,
-                            error=f"gave up after {attempts} attempts over "
-                                  f"{int(age_seconds)} s; last error: {message}")
-        return Decision("retry", due=now + delay, transient=not is_bug, error=message)
+        if age_seconds + delay > retry.give_up_after_seconds or (
+            is_bug and attempts >= BUG_ATTEMPTS
+        ):
+            return Decision(
+                AttemptOutcome.DEAD,
+                category=DeadCategory.RETRIES_EXHAUSTED,
+                transient=not is_bug,
+                error=f"gave up after {attempts} attempts over "
+                f"{int(age_seconds)} s; last error: {message}",
+            )
+        return Decision(AttemptOutcome.RETRY, due=now + delay, transient=not is_bug, error=message)
     raise TypeError(f"unclassified hub error {error!r}")  # pragma: no cover - exhaustive above

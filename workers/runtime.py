@@ -17,58 +17,57 @@ import redis
 from connectors.base import Connector
 from connectors.registry import CONNECTORS
 from connectors.validation import validated_config
-from core.alerts import AlertOutbox
 from core.config import Config
-from core.ledger import Ledger
-from core.queue import HintQueue
-from core.redis_client import connect, resolve_redis_url
+from core.ledger import Ledger, open_ledger
 from core.settings import Settings
-from core.tokens import TokenStore
 
 
 @dataclass
 class WorkerRuntime:
     settings: Settings
     config: Config
-    ledger: Ledger
-    alerts: AlertOutbox
-    tokens: TokenStore
+    ledger: Ledger  # with the OAuth tokens and the alert outbox beside it
     connector_factory: dict[str, type[Connector]] = field(default_factory=lambda: CONNECTORS)
     _connectors: dict[str, Connector] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def build(cls, settings: Settings, *, config: Config | None = None,
-              client: redis.Redis | None = None) -> WorkerRuntime:
-        config = config or validated_config(settings)
-        client = client or connect(resolve_redis_url(settings))
-        ledger = Ledger(client, prefix=settings.key_prefix,
-                        queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
-                        dedupe_ttl_seconds=settings.dedupe_ttl_seconds)
-        return cls(settings=settings, config=config, ledger=ledger,
-                   alerts=AlertOutbox(client, settings.key_prefix),
-                   tokens=TokenStore(client, settings.key_prefix))
+    def build(
+        cls, settings: Settings, *, config: Config | None = None, client: redis.Redis | None = None
+    ) -> WorkerRuntime:
+        return cls(
+            settings=settings,
+            config=config or validated_config(settings),
+            ledger=open_ledger(settings, client),
+        )
 
     def reconfigured(self, config: Config) -> WorkerRuntime:
         """The same runtime (its Redis connections) with another configuration and fresh
         connectors: what a configuration reload swaps in."""
-        return WorkerRuntime(settings=self.settings, config=config, ledger=self.ledger,
-                             alerts=self.alerts, tokens=self.tokens,
-                             connector_factory=self.connector_factory)
+        return WorkerRuntime(
+            settings=self.settings,
+            config=config,
+            ledger=self.ledger,
+            connector_factory=self.connector_factory,
+        )
 
     @functools.cached_property
     def rate_limits(self) -> dict[str, tuple[int, float]]:
         """(requests, per_seconds) of each connection that has a rate limit."""
-        return {name: (c.rate_limit.requests, c.rate_limit.per_seconds)
-                for name, c in self.config.connections.items() if c.rate_limit}
+        return {
+            name: (c.rate_limit.requests, c.rate_limit.per_seconds)
+            for name, c in self.config.connections.items()
+            if c.rate_limit
+        }
 
     def connector(self, name: str) -> Connector:
         with self._lock:
             if name not in self._connectors:
                 connection = self.config.connections[name]
                 factory = self.connector_factory[connection.connector]
-                self._connectors[name] = factory(connection, self.settings.environ,
-                                                 tokens=self.tokens)
+                self._connectors[name] = factory(
+                    connection, self.settings.environ, tokens=self.ledger.tokens
+                )
             return self._connectors[name]
 
     def close(self) -> None:

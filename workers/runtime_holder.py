@@ -11,8 +11,8 @@ import gc
 import threading
 
 from connectors.validation import validated_config
-from core.redis_client import connect, resolve_redis_url
-from core.reload import Reloadable, read_generation
+from core.ledger import open_ledger
+from core.reload import Reloadable
 from core.settings import Settings
 from workers.runtime import WorkerRuntime
 
@@ -30,15 +30,21 @@ def get() -> WorkerRuntime:
     with _lock:
         if _live is None:
             settings = Settings.from_env()
-            client = connect(resolve_redis_url(settings))
-            generation = read_generation(client, settings.key_prefix)   # before the file
-            runtime = WorkerRuntime.build(settings, config=validated_config(settings),
-                                          client=client)
-            _live = Reloadable(runtime, generation=generation, client=client,
-                               prefix=settings.key_prefix, kind="worker",
-                               load=lambda: validated_config(settings),
-                               rebuild=WorkerRuntime.reconfigured, swapped=_retire)
-            gc.freeze()   # it lives as long as the process (see workers.tasks)
+            ledger = open_ledger(settings)
+            generation = ledger.generations.current()  # before the file
+            runtime = WorkerRuntime(
+                settings=settings, config=validated_config(settings), ledger=ledger
+            )
+            _live = Reloadable(
+                runtime,
+                generation=generation,
+                generations=ledger.generations,
+                kind="worker",
+                load=lambda: validated_config(settings),
+                rebuild=WorkerRuntime.reconfigured,
+                swapped=_retire,
+            )
+            gc.freeze()  # it lives as long as the process (see workers.tasks)
         live = _live
     return live.current()
 

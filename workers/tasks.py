@@ -9,7 +9,7 @@ from celery import shared_task
 from celery.signals import beat_init, worker_process_init, worker_process_shutdown, worker_ready
 
 from connectors.validation import validated_config
-from core.redis_client import connect, resolve_redis_url
+from core.ledger import open_ledger
 from core.reload import reload_on_hangup
 from core.settings import Settings
 from workers import runtime_holder
@@ -21,7 +21,7 @@ log = logging.getLogger("crmhub.worker")
 
 @worker_process_init.connect
 def _fresh_runtime_after_fork(**_: object) -> None:
-    runtime_holder.reset()      # never share sockets across a fork
+    runtime_holder.reset()  # never share sockets across a fork
 
 
 @worker_process_shutdown.connect
@@ -58,8 +58,9 @@ def _reload_on_hangup_in_beat(**_: object) -> None:
 
 def _reload_on_hangup(kind: str) -> None:
     settings = Settings.from_env()
-    reload_on_hangup(kind, lambda: validated_config(settings),
-                     lambda: connect(resolve_redis_url(settings)), settings.key_prefix)
+    reload_on_hangup(
+        kind, lambda: validated_config(settings), lambda: open_ledger(settings).generations
+    )
 
 
 @shared_task(name="crmhub.deliver", ignore_result=True)

@@ -15,7 +15,6 @@ from app.cli.common import (
     json_option,
     pass_ctx,
 )
-from core.tokens import TokenStore
 
 
 @click.group("auth")
@@ -33,21 +32,28 @@ def set_refresh_token(ctx: CliContext, connection: str, as_json: bool) -> None:
     never echoed). Then `crmhub resume CONNECTION` releases the held deliveries."""
     conn = ctx.config.connections.get(connection)
     if conn is None:
-        fail(f"no connection named {connection!r} (configured: "
-             f"{', '.join(sorted(ctx.config.connections)) or 'none'})", EXIT_NOT_FOUND)
+        fail(
+            f"no connection named {connection!r} (configured: "
+            f"{', '.join(sorted(ctx.config.connections)) or 'none'})",
+            EXIT_NOT_FOUND,
+        )
     if conn.auth.get("type") != "oauth2":
-        fail(f"connection {connection!r} does not use oauth2 (auth type "
-             f"{conn.auth.get('type')!r}); its credentials come from the environment", 2)
+        fail(
+            f"connection {connection!r} does not use oauth2 (auth type "
+            f"{conn.auth.get('type')!r}); its credentials come from the environment",
+            2,
+        )
     if sys.stdin.isatty():
         token = click.prompt("Refresh token", hide_input=True).strip()
     else:
         token = sys.stdin.readline().strip()
     if not token:
         fail("no refresh token given on stdin", 2)
-    TokenStore(ctx.ledger.redis, ctx.settings.key_prefix).install_refresh_token(connection,
-                                                                                 token)
+    ctx.ledger.tokens.install_refresh_token(connection, token)
     if as_json:
         emit_json({"connection": connection, "refresh_token": "stored"})
     else:
-        click.echo(f"{connection}: refresh token stored (the next request refreshes with it). "
-                   f"If the connection is paused: crmhub resume {connection}")
+        click.echo(
+            f"{connection}: refresh token stored (the next request refreshes with it). "
+            f"If the connection is paused: crmhub resume {connection}"
+        )

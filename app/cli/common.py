@@ -14,9 +14,7 @@ import click
 from connectors.validation import EXIT_CONFIG
 from core.config import Config, load_config
 from core.errors import ConfigError, LedgerUnavailable
-from core.ledger import Ledger
-from core.queue import HintQueue
-from core.redis_client import connect, resolve_redis_url
+from core.ledger import Ledger, open_ledger
 from core.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,17 +41,15 @@ class CliContext:
         secrets or connectors, so they work from a host without the hub's secrets. What runs
         the hub loads connectors.validation.validated_config (every check)."""
         if self._config is None:
-            self._config = load_config(self.settings.config_path, self.settings.environ,
-                                       check_secrets=False)
+            self._config = load_config(
+                self.settings.config_path, self.settings.environ, check_secrets=False
+            )
         return self._config
 
     @property
     def ledger(self) -> Ledger:
         if self._ledger is None:
-            s = self.settings
-            self._ledger = Ledger(connect(resolve_redis_url(s)), prefix=s.key_prefix,
-                                  queue=HintQueue(s.celery_queue, s.celery_keyprefix),
-                                  dedupe_ttl_seconds=s.dedupe_ttl_seconds)
+            self._ledger = open_ledger(self.settings)
         return self._ledger
 
 

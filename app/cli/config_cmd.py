@@ -38,10 +38,17 @@ def check(ctx: CliContext, as_json: bool) -> None:
                 click.echo(str(problem))
             click.echo(f"{len(exc.problems)} problem(s) found.")
         sys.exit(EXIT_CONFIG)
-    summary = {"ok": True, "file": config.path, "sources": sorted(config.sources),
-               "connections": sorted(config.connections), "mappings": sorted(config.mappings)}
+    summary = {
+        "ok": True,
+        "file": config.path,
+        "sources": sorted(config.sources),
+        "connections": sorted(config.connections),
+        "mappings": sorted(config.mappings),
+    }
     if as_json:
         emit_json(summary)
     else:
-        click.echo(f"{config.path}: OK ({len(config.sources)} sources, "
-                   f"{len(config.connections)} connections, {len(config.mappings)} mappings)")
+        click.echo(
+            f"{config.path}: OK ({len(config.sources)} sources, "
+            f"{len(config.connections)} connections, {len(config.mappings)} mappings)"
+        )

@@ -21,8 +21,9 @@ from app.cli.common import (
 )
 from app.cli.ops_cmd import operator, parse_since, require_connection
 from core import operations
+from core.vocabulary import DeadCategory, State
 
-CATEGORIES = ["validation", "mapping", "rejected_by_target", "retries_exhausted"]
+CATEGORIES = [category.value for category in DeadCategory]
 
 
 @click.group("dlq")
@@ -36,12 +37,16 @@ def _filters(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--since", help="Dead since (ISO 8601 or 30m/2h/7d).")(func)
 
 
-def _which(ctx: CliContext, connection: str | None, category: str | None,
-           since: str | None) -> operations.DeadLetterFilter:
+def _which(
+    ctx: CliContext, connection: str | None, category: str | None, since: str | None
+) -> operations.DeadLetterFilter:
     if connection:
-        require_connection(ctx, connection)     # a typo must not read as "no dead letters"
-    return operations.DeadLetterFilter(connection=connection, category=category,
-                                       since=parse_since(since))
+        require_connection(ctx, connection)  # a typo must not read as "no dead letters"
+    return operations.DeadLetterFilter(
+        connection=connection,
+        category=DeadCategory(category) if category else None,
+        since=parse_since(since),
+    )
 
 
 def _filter_args(connection: str | None, category: str | None, since: str | None) -> str:
@@ -52,35 +57,64 @@ def _filter_args(connection: str | None, category: str | None, since: str | None
 
 @dlq_group.command("list")
 @_filters
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000),
-              help="At most this many rows.")
-@click.option("--offset", default=0, show_default=True, type=click.IntRange(0),
-              help="Skip this many (newest first): the next page starts at offset + limit.")
+@click.option(
+    "--limit",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="At most this many rows.",
+)
+@click.option(
+    "--offset",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Skip this many (newest first): the next page starts at offset + limit.",
+)
 @json_option
 @pass_ctx
 @handles_hub_errors
-def dlq_list(ctx: CliContext, connection: str | None, category: str | None, since: str | None,
-             limit: int, offset: int, as_json: bool) -> None:
+def dlq_list(
+    ctx: CliContext,
+    connection: str | None,
+    category: str | None,
+    since: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
     """Dead letters, newest first, a page at a time (says when there are more)."""
-    rows, total = operations.dead_letter_page(ctx.ledger, _which(ctx, connection, category,
-                                                                  since),
-                                              limit=limit, offset=offset)
+    rows, total = operations.dead_letter_page(
+        ctx.ledger, _which(ctx, connection, category, since), limit=limit, offset=offset
+    )
     more = max(0, total - offset - len(rows))
     following = offset + len(rows)
     if as_json:
-        emit_json({"dead_letters": rows, "total": total, "offset": offset,
-                   "next_offset": following if more else None})
+        emit_json(
+            {
+                "dead_letters": rows,
+                "total": total,
+                "offset": offset,
+                "next_offset": following if more else None,
+            }
+        )
         return
     if not rows:
-        click.echo("no dead letters" if total == 0 else
-                   f"no dead letters past offset {offset} ({total} in all)")
+        click.echo(
+            "no dead letters"
+            if total == 0
+            else f"no dead letters past offset {offset} ({total} in all)"
+        )
     for r in rows:
-        click.echo(f"{r['id']}  {r['dead_at']}  {r['connection']:<12} {r['category']:<18} "
-                   f"{r['error']}")
+        click.echo(
+            f"{r['id']}  {r['dead_at']}  {r['connection']:<12} {r['category']:<18} {r['error']}"
+        )
     if more:
-        click.echo(f"... {more} more (showing {offset + 1}-{following} of {total}); next page: "
-                   f"crmhub dlq list{_filter_args(connection, category, since)} "
-                   f"--offset {following}" + (f" --limit {limit}" if limit != 100 else ""))
+        click.echo(
+            f"... {more} more (showing {offset + 1}-{following} of {total}); next page: "
+            f"crmhub dlq list{_filter_args(connection, category, since)} "
+            f"--offset {following}" + (f" --limit {limit}" if limit != 100 else "")
+        )
 
 
 @dlq_group.command("show")
@@ -103,14 +137,23 @@ def dlq_show(ctx: CliContext, delivery_id: str, as_json: bool) -> None:
         click.echo(json.dumps(event["body"], indent=2))
 
 
-def _chosen(ctx: CliContext, delivery_ids: tuple[str, ...], every: bool,
-            connection: str | None, category: str | None, since: str | None) -> list[str]:
+def _chosen(
+    ctx: CliContext,
+    delivery_ids: tuple[str, ...],
+    every: bool,
+    connection: str | None,
+    category: str | None,
+    since: str | None,
+) -> list[str]:
     """The ids given, or with --all every dead letter the filters match (never both)."""
     if bool(delivery_ids) == every:
         fail("give delivery ids, or --all with optional filters (not both)", 2)
     if delivery_ids and (connection or category or since):
-        fail("--connection, --category and --since select dead letters for --all; with ids "
-             "given, leave them out", 2)
+        fail(
+            "--connection, --category and --since select dead letters for --all; with ids "
+            "given, leave them out",
+            2,
+        )
     if delivery_ids:
         return list(delivery_ids)
     return operations.dead_letter_ids(ctx.ledger, _which(ctx, connection, category, since))
@@ -120,16 +163,29 @@ def _chosen(ctx: CliContext, delivery_ids: tuple[str, ...], every: bool,
 @click.argument("delivery_ids", nargs=-1)
 @click.option("--all", "replay_all", is_flag=True, help="Every dead letter matching filters.")
 @_filters
-@click.option("--wait", "wait_seconds", default=5.0, show_default=True,
-              type=click.FloatRange(0, 600),
-              help="Seconds to wait for the outcome (delivered / dead again / still pending).")
+@click.option(
+    "--wait",
+    "wait_seconds",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, 600),
+    help="Seconds to wait for the outcome (delivered / dead again / still pending).",
+)
 @click.option("--no-wait", is_flag=True, help="Queue them and return at once.")
 @json_option
 @pass_ctx
 @handles_hub_errors
-def dlq_replay(ctx: CliContext, delivery_ids: tuple[str, ...], replay_all: bool,
-               connection: str | None, category: str | None, since: str | None,
-               wait_seconds: float, no_wait: bool, as_json: bool) -> None:
+def dlq_replay(
+    ctx: CliContext,
+    delivery_ids: tuple[str, ...],
+    replay_all: bool,
+    connection: str | None,
+    category: str | None,
+    since: str | None,
+    wait_seconds: float,
+    no_wait: bool,
+    as_json: bool,
+) -> None:
     """Re-run dead letters with the CURRENT mapping (fix, check, reload, then replay).
 
     Waits a moment (--wait) and reports what became of them: delivered, dead again (and
@@ -142,7 +198,7 @@ def dlq_replay(ctx: CliContext, delivery_ids: tuple[str, ...], replay_all: bool,
     if done and not no_wait:
         result = operations.await_outcome(ctx.ledger, done, timeout=wait_seconds)
     _report(results, "replayed", as_json, outcome=result, waiting=not no_wait)
-    if result is not None and result["counts"]["dead"]:
+    if result is not None and result["counts"][State.DEAD]:
         sys.exit(1)
 
 
@@ -155,44 +211,67 @@ def dlq_replay(ctx: CliContext, delivery_ids: tuple[str, ...], replay_all: bool,
 @json_option
 @pass_ctx
 @handles_hub_errors
-def dlq_discard(ctx: CliContext, delivery_ids: tuple[str, ...], discard_all: bool,
-                connection: str | None, category: str | None, since: str | None,
-                reason: str, yes: bool, as_json: bool) -> None:
+def dlq_discard(
+    ctx: CliContext,
+    delivery_ids: tuple[str, ...],
+    discard_all: bool,
+    connection: str | None,
+    category: str | None,
+    since: str | None,
+    reason: str,
+    yes: bool,
+    as_json: bool,
+) -> None:
     """Give up on dead letters for good, with a reason: IDs, or --all [filters]."""
     ids = _chosen(ctx, delivery_ids, discard_all, connection, category, since)
     if discard_all and ids and not yes:
         # discarding is final: say how many and which, and ask (stdin not a terminal: --yes)
         which = _filter_args(connection, category, since).strip() or "no filters"
-        click.confirm(f"Discard {len(ids)} dead letter(s) for good ({which})?", abort=True,
-                      err=True)
-    results = operations.discard(ctx.ledger, ids, reason=reason, by=operator(),
-                                 now=time.time())
+        click.confirm(
+            f"Discard {len(ids)} dead letter(s) for good ({which})?", abort=True, err=True
+        )
+    results = operations.discard(ctx.ledger, ids, reason=reason, by=operator(), now=time.time())
     _report(results, "discarded", as_json)
 
 
 def _outcome_text(result: dict[str, Any]) -> list[str]:
     counts = result["counts"]
-    parts = [f"{counts['delivered']} delivered", f"{counts['dead']} dead again",
-             f"{counts['pending']} still pending"]
-    extra = {"scheduled": "retrying later (a transient failure)",
-             "held": "held (their connection is paused)",
-             "superseded": "superseded (a newer event was already written)"}
+    parts = [
+        f"{counts[State.DELIVERED]} delivered",
+        f"{counts[State.DEAD]} dead again",
+        f"{counts[State.PENDING]} still pending",
+    ]
+    extra = {
+        State.SCHEDULED: "retrying later (a transient failure)",
+        State.HELD: "held (their connection is paused)",
+        State.SUPERSEDED: "superseded (a newer event was already written)",
+    }
     parts += [f"{counts[state]} {text}" for state, text in extra.items() if counts.get(state)]
-    parts += [f"{n} {state}" for state, n in counts.items()
-              if state not in operations.OUTCOME_STATES and n]
+    parts += [
+        f"{n} {state}"
+        for state, n in counts.items()
+        if state not in operations.OUTCOME_STATES and n
+    ]
     lines = [", ".join(parts) + f" (after {result['waited_seconds']:g} s)"]
     for reason in result["dead_reasons"][:3]:
         lines.append(f"  dead again: {reason['count']} {reason['category']}: {reason['error']}")
-    if counts["dead"]:
+    if counts[State.DEAD]:
         lines.append("  see `crmhub dlq list` and `crmhub dlq show ID`")
     if not result["settled"]:
-        lines.append("  still pending ones are queued and go out when a worker takes them "
-                     "(is the worker running? `crmhub status`)")
+        lines.append(
+            "  still pending ones are queued and go out when a worker takes them "
+            "(is the worker running? `crmhub status`)"
+        )
     return lines
 
 
-def _report(results: dict[str, str], verb: str, as_json: bool,
-            outcome: dict[str, Any] | None = None, waiting: bool = False) -> None:
+def _report(
+    results: dict[str, str],
+    verb: str,
+    as_json: bool,
+    outcome: dict[str, Any] | None = None,
+    waiting: bool = False,
+) -> None:
     done = [i for i, r in results.items() if r == "ok"]
     refused = {i: r for i, r in results.items() if r != "ok"}
     if as_json:
@@ -204,8 +283,10 @@ def _report(results: dict[str, str], verb: str, as_json: bool,
         if verb != "replayed" or not done:
             click.echo(f"{len(done)} {verb}")
         elif outcome is None:
-            click.echo(f"{len(done)} {verb}: queued for delivery" +
-                       ("" if waiting else " (not waited for; `crmhub status` shows progress)"))
+            click.echo(
+                f"{len(done)} {verb}: queued for delivery"
+                + ("" if waiting else " (not waited for; `crmhub status` shows progress)")
+            )
         else:
             lines = _outcome_text(outcome)
             click.echo(f"{len(done)} {verb}: {lines[0]}")

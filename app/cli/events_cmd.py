@@ -31,8 +31,10 @@ def show(ctx: CliContext, event_id: str, as_json: bool) -> None:
     """One event: its headers (signatures redacted), body and deliveries."""
     event = ctx.ledger.event(event_id)
     if event is None:
-        fail(f"no event {event_id!r} (ids look like evt_...; see `crmhub events list`)",
-             EXIT_NOT_FOUND)
+        fail(
+            f"no event {event_id!r} (ids look like evt_...; see `crmhub events list`)",
+            EXIT_NOT_FOUND,
+        )
     if as_json:
         emit_json(event)
         return
@@ -43,8 +45,10 @@ def show(ctx: CliContext, event_id: str, as_json: bool) -> None:
     click.echo(f"state     {event['state']}")
     click.echo("deliveries:" if event["deliveries"] else "deliveries: none (no mapping matched)")
     for d in event["deliveries"]:
-        click.echo(f"  {d['id']}  {d['mapping']} -> {d['connection']}  {d['state']}  "
-                   f"attempts {d['attempts']}")
+        click.echo(
+            f"  {d['id']}  {d['mapping']} -> {d['connection']}  {d['state']}  "
+            f"attempts {d['attempts']}"
+        )
     click.echo("headers:")
     for name, value in event["headers"].items():
         click.echo(f"  {name}: {value}")
@@ -60,13 +64,27 @@ def show(ctx: CliContext, event_id: str, as_json: bool) -> None:
 @handles_hub_errors
 def list_events(ctx: CliContext, source: str | None, limit: int, as_json: bool) -> None:
     """The most recent events, newest first."""
-    events = [e for e in (ctx.ledger.event(i) for i in ctx.ledger.recent_events(source, limit))
-              if e is not None]
+    events = [
+        e
+        for e in (ctx.ledger.event(i) for i in ctx.ledger.recent_events(source, limit))
+        if e is not None
+    ]
     if as_json:
-        emit_json({"events": [{k: e[k] for k in ("id", "source", "type", "external_id",
-                                                "received_at", "state")}
-                              | {"deliveries": len(e["deliveries"])} for e in events]})
+        emit_json(
+            {
+                "events": [
+                    {
+                        k: e[k]
+                        for k in ("id", "source", "type", "external_id", "received_at", "state")
+                    }
+                    | {"deliveries": len(e["deliveries"])}
+                    for e in events
+                ]
+            }
+        )
         return
     for e in events:
-        click.echo(f"{e['id']}  {e['received_at']}  {e['source']:<12} {e['type'] or '-':<28} "
-                   f"{e['state']:<9} {len(e['deliveries'])} deliveries")
+        click.echo(
+            f"{e['id']}  {e['received_at']}  {e['source']:<12} {e['type'] or '-':<28} "
+            f"{e['state']:<9} {len(e['deliveries'])} deliveries"
+        )

@@ -11,8 +11,9 @@ import click
 from connectors.fakes import FAKE_MODULES
 
 
-@click.command("fake", context_settings={"ignore_unknown_options": True,
-                                         "allow_interspersed_args": False})
+@click.command(
+    "fake", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
 @click.argument("connector", type=click.Choice(sorted(FAKE_MODULES)))
 @click.argument("options", nargs=-1, type=click.UNPROCESSED)
 def fake(connector: str, options: tuple[str, ...]) -> None:

@@ -39,17 +39,17 @@ def mappings_group() -> None:
 
 def _value(value: Any, limit: int = 40) -> str:
     text = escaped(json.dumps(value, ensure_ascii=False, default=str))
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _operation_text(out: dict[str, Any]) -> str:
     match = out["match"]
     key = f"{match['field']} = {match['value']}" if match["field"] else ""
     return {
-        "upsert": f"would upsert: find by {key}, update it or create it" if key
-        else "would upsert",
+        "upsert": f"would upsert: find by {key}, update it or create it" if key else "would upsert",
         "create": "would create a new record",
-        "update": f"would update the record with {key}, only if it exists" if key
+        "update": f"would update the record with {key}, only if it exists"
+        if key
         else "would update",
         "skip": "would skip: the event is not routed to this mapping",
         "fail": f"would fail: dead-lettered ({out['category']}), nothing written",
@@ -63,8 +63,10 @@ def _say(line: str) -> None:
 
 
 def _print_event(out: dict[str, Any]) -> None:
-    _say(f"mapping    {out['mapping']}: {out['source']} -> {out['connection']} "
-               f"{out['object']} ({out['action']})")
+    _say(
+        f"mapping    {out['mapping']}: {out['source']} -> {out['connection']} "
+        f"{out['object']} ({out['action']})"
+    )
     _say(f"event type {out['event_type'] or '-'}")
     if out["routed"]:
         _say("routed     yes")
@@ -79,8 +81,11 @@ def _print_event(out: dict[str, Any]) -> None:
     _say("fields")
     width = max((len(f["name"]) for f in out["fields"]), default=0)
     for f in out["fields"]:
-        change = _value(f["source_value"]) if f["source_value"] == f["value"] or not f["write"] \
+        change = (
+            _value(f["source_value"])
+            if f["source_value"] == f["value"] or not f["write"]
             else f"{_value(f['source_value'])} -> {_value(f['value'])}"
+        )
         if f["from"] is None and f["write"]:
             change = _value(f["value"])
         _say(f"  {f['name']:<{width}}  {change:<44} {f['reason']}")
@@ -97,10 +102,17 @@ def _print_replay(out: dict[str, Any]) -> None:
     if not out["replayed"]:
         _say(f"no recorded events of source {out['source']!r} to replay")
         return
-    _say(f"replayed the last {out['replayed']} events of source {out['source']} through "
-               f"{out['mapping']} (dry run: nothing was written)")
-    labels = {"upsert": "would upsert", "create": "would create", "update": "would update",
-              "skip": "would skip", "fail": "would fail"}
+    _say(
+        f"replayed the last {out['replayed']} events of source {out['source']} through "
+        f"{out['mapping']} (dry run: nothing was written)"
+    )
+    labels = {
+        "upsert": "would upsert",
+        "create": "would create",
+        "update": "would update",
+        "skip": "would skip",
+        "fail": "would fail",
+    }
     for op in OPERATIONS:
         if out["summary"][op] or op in ("skip", "fail"):
             note = "  (not routed to this mapping)" if op == "skip" and out["summary"][op] else ""
@@ -108,8 +120,9 @@ def _print_replay(out: dict[str, Any]) -> None:
     if out["failures"]:
         _say("failures")
         for g in out["failures"]:
-            _say(f"  {g['count']:>5}  {g['field']}: {g['problem']}  "
-                       f"(e.g. {', '.join(g['events'])})")
+            _say(
+                f"  {g['count']:>5}  {g['field']}: {g['problem']}  (e.g. {', '.join(g['events'])})"
+            )
     if out["skips"]:
         _say("not routed")
         for g in out["skips"]:
@@ -118,13 +131,17 @@ def _print_replay(out: dict[str, Any]) -> None:
 
 # -- the command --------------------------------------------------------------------------------
 
+
 def _mapping(config: Config, name: str) -> MappingConfig:
     mapping = config.mappings.get(name)
     if mapping is None:
         close = difflib.get_close_matches(name, list(config.mappings), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        fail(f"no mapping named {name!r}; {hint}configured: "
-             f"{', '.join(sorted(config.mappings)) or 'none'}", EXIT_NOT_FOUND)
+        fail(
+            f"no mapping named {name!r}; {hint}configured: "
+            f"{', '.join(sorted(config.mappings)) or 'none'}",
+            EXIT_NOT_FOUND,
+        )
     return mapping
 
 
@@ -132,23 +149,38 @@ def _read_payload(payload: IO[str]) -> Any:
     try:
         return json.load(payload)
     except ValueError as exc:
-        raise click.BadParameter(f"{payload.name} is not valid JSON: {exc}",
-                                 param_hint="PAYLOAD") from None
+        raise click.BadParameter(
+            f"{payload.name} is not valid JSON: {exc}", param_hint="PAYLOAD"
+        ) from None
 
 
 @mappings_group.command("test")
 @click.argument("mapping_name", metavar="MAPPING")
-@click.argument("payload", metavar="[PAYLOAD.json]", required=False,
-                type=click.File("r", encoding="utf-8"))
-@click.option("--replay", "replay_count", type=click.IntRange(1, 10000), metavar="N",
-              help="Run over the last N recorded events of the mapping's source instead.")
-@click.option("--event-type", help="The payload's event type, when the source reads it from a "
-                                   "header (or to try another).")
+@click.argument(
+    "payload", metavar="[PAYLOAD.json]", required=False, type=click.File("r", encoding="utf-8")
+)
+@click.option(
+    "--replay",
+    "replay_count",
+    type=click.IntRange(1, 10000),
+    metavar="N",
+    help="Run over the last N recorded events of the mapping's source instead.",
+)
+@click.option(
+    "--event-type",
+    help="The payload's event type, when the source reads it from a header (or to try another).",
+)
 @json_option
 @pass_ctx
 @handles_hub_errors
-def test_command(ctx: CliContext, mapping_name: str, payload: IO[str] | None,
-         replay_count: int | None, event_type: str | None, as_json: bool) -> None:
+def test_command(
+    ctx: CliContext,
+    mapping_name: str,
+    payload: IO[str] | None,
+    replay_count: int | None,
+    event_type: str | None,
+    as_json: bool,
+) -> None:
     """Dry-run MAPPING over PAYLOAD.json (the event body as the source sends it, `-` for
     stdin) or, with --replay N, over recorded events: the match key, the operation, each
     field's source and transformed value and whether it would be written. Nothing is written
@@ -156,8 +188,9 @@ def test_command(ctx: CliContext, mapping_name: str, payload: IO[str] | None,
     if (payload is None) == (replay_count is None):
         raise click.UsageError("give either PAYLOAD.json or --replay N")
     if replay_count is not None and event_type is not None:
-        raise click.UsageError("--event-type applies to a payload; replayed events carry "
-                               "their recorded type")
+        raise click.UsageError(
+            "--event-type applies to a payload; replayed events carry their recorded type"
+        )
     config = ctx.config
     mapping = _mapping(config, mapping_name)
     if replay_count is not None:

@@ -40,14 +40,18 @@ def parse_since(value: str | None) -> float | None:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
-        raise click.BadParameter("use ISO 8601 (2026-11-28T10:00:00Z) or an age like 30m, "
-                                 "2h, 7d") from None
+        raise click.BadParameter(
+            "use ISO 8601 (2026-11-28T10:00:00Z) or an age like 30m, 2h, 7d"
+        ) from None
 
 
 def require_connection(ctx: CliContext, name: str) -> None:
     if name not in ctx.config.connections:
-        fail(f"no connection named {name!r} (configured: "
-             f"{', '.join(sorted(ctx.config.connections)) or 'none'})", EXIT_NOT_FOUND)
+        fail(
+            f"no connection named {name!r} (configured: "
+            f"{', '.join(sorted(ctx.config.connections)) or 'none'})",
+            EXIT_NOT_FOUND,
+        )
 
 
 @click.command()
@@ -61,19 +65,25 @@ def status(ctx: CliContext, as_json: bool) -> None:
         emit_json({"connections": rows})
         return
     for row in rows:
-        state = (f"PAUSED ({row['pause_reason']} since {row['paused_since']} by "
-                 f"{row['paused_by']})" if row["paused"] else "active")
+        state = (
+            f"PAUSED ({row['pause_reason']} since {row['paused_since']} by {row['paused_by']})"
+            if row["paused"]
+            else "active"
+        )
         click.echo(f"{row['name']} [{row['connector']}]: {state}; circuit {row['circuit']}")
         counts = "  ".join(f"{k} {v}" for k, v in row["counts"].items() if v)
         click.echo(f"  deliveries: {counts or 'none yet'}")
-        click.echo(f"  last success: {row['last_success_at'] or '-'}   last failure: "
-                   f"{row['last_failure_at'] or '-'} {row['last_failure'] or ''}")
+        click.echo(
+            f"  last success: {row['last_success_at'] or '-'}   last failure: "
+            f"{row['last_failure_at'] or '-'} {row['last_failure'] or ''}"
+        )
 
 
 @click.command()
 @click.argument("connection")
-@click.option("--reason", default="manual", show_default=True,
-              help="Why (recorded with the pause).")
+@click.option(
+    "--reason", default="manual", show_default=True, help="Why (recorded with the pause)."
+)
 @json_option
 @pass_ctx
 @handles_hub_errors

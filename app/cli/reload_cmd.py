@@ -42,23 +42,28 @@ def reload_cmd(ctx: CliContext, as_json: bool) -> None:
         else:
             for problem in exc.problems:
                 click.echo(str(problem))
-            click.echo(f"{len(exc.problems)} problem(s) found; nothing reloaded: the hub "
-                       "keeps running on its current configuration.")
+            click.echo(
+                f"{len(exc.problems)} problem(s) found; nothing reloaded: the hub "
+                "keeps running on its current configuration."
+            )
         sys.exit(EXIT_CONFIG)
-    client = ctx.ledger.redis
-    generation = config_reload.announce(client, settings.key_prefix)
+    generations = ctx.ledger.generations
+    generation = generations.announce()
     # every process checks at least this often before starting work: from now on, what
     # starts uses the new configuration
     time.sleep(config_reload.CHECK_INTERVAL_SECONDS + 0.1)
-    refused = config_reload.refusals(client, settings.key_prefix, generation)
+    refused = generations.refusals(generation)
     if as_json:
-        emit_json({"ok": not refused, "file": config.path, "generation": generation,
-                   "refused": refused})
+        emit_json(
+            {"ok": not refused, "file": config.path, "generation": generation, "refused": refused}
+        )
     else:
-        click.echo(f"{config.path}: valid ({len(config.sources)} sources, "
-                   f"{len(config.connections)} connections, {len(config.mappings)} mappings); "
-                   f"reloaded as generation {generation}: every receiver and worker process "
-                   "uses it from its next request or delivery.")
+        click.echo(
+            f"{config.path}: valid ({len(config.sources)} sources, "
+            f"{len(config.connections)} connections, {len(config.mappings)} mappings); "
+            f"reloaded as generation {generation}: every receiver and worker process "
+            "uses it from its next request or delivery."
+        )
         for entry in refused:
             click.echo(f"  {entry['process']} refused it and keeps its configuration:")
             for problem in entry["problems"]:

@@ -22,6 +22,7 @@ from app.listen import address_in_use
 from app.supervisor import Child, EmbeddedRedisPart, Supervisor
 from connectors.validation import validated_config
 from core.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from core.ledger import open_ledger
 from core.redis_client import connect, describe
 from core.reload import reload_now
 from core.settings import Settings
@@ -32,19 +33,48 @@ GUNICORN_CONF = Path(__file__).resolve().parent.parent / "gunicorn_conf.py"
 def _children(host: str, port: int, s: Settings, demo: bool) -> list[Child]:
     py = sys.executable
     children = [
-        Child("receiver", [py, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
-                           "--bind", f"{host}:{port}", "app.wsgi:app"]),
-        Child("scheduler", [py, "-m", "celery", "-A", "workers.celery_app", "beat",
-                            "--loglevel", "INFO"]),
-        Child("worker", [py, "-m", "celery", "-A", "workers.celery_app", "worker",
-                         "--loglevel", "INFO", "--concurrency", str(s.worker_concurrency),
-                         "--queues", f"{s.celery_queue},{s.control_queue}",
-                         "--without-gossip", "--without-mingle",
-                         "--hostname", f"crmhub-worker-{os.getpid()}@%h"], stop_timeout=60),
+        Child(
+            "receiver",
+            [
+                py,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(GUNICORN_CONF),
+                "--bind",
+                f"{host}:{port}",
+                "app.wsgi:app",
+            ],
+        ),
+        Child(
+            "scheduler",
+            [py, "-m", "celery", "-A", "workers.celery_app", "beat", "--loglevel", "INFO"],
+        ),
+        Child(
+            "worker",
+            [
+                py,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                str(s.worker_concurrency),
+                "--queues",
+                f"{s.celery_queue},{s.control_queue}",
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname",
+                f"crmhub-worker-{os.getpid()}@%h",
+            ],
+            stop_timeout=60,
+        ),
     ]
     if demo:
-        children.extend(Child(name, argv)
-                        for name, argv in demo_mode.fake_commands(s).items())
+        children.extend(Child(name, argv) for name, argv in demo_mode.fake_commands(s).items())
     return children
 
 
@@ -54,9 +84,10 @@ def _demo_ports_free(settings: Settings, receiver_port: int) -> None:
     clash = demo_mode.port_clash(settings, receiver_port)
     if clash:
         fail(clash, EXIT_UNAVAILABLE)
-    for what, port, setting in (("the demo CRM", settings.demo_port, "CRMHUB_DEMO_PORT"),
-                                ("the fake HubSpot", settings.demo_hubspot_port,
-                                 "CRMHUB_DEMO_HUBSPOT_PORT")):
+    for what, port, setting in (
+        ("the demo CRM", settings.demo_port, "CRMHUB_DEMO_PORT"),
+        ("the fake HubSpot", settings.demo_hubspot_port, "CRMHUB_DEMO_HUBSPOT_PORT"),
+    ):
         busy = address_in_use(demo_mode.FAKES_HOST, port, setting)
         if busy:
             fail(f"{what}: {busy}", EXIT_UNAVAILABLE)
@@ -64,16 +95,22 @@ def _demo_ports_free(settings: Settings, receiver_port: int) -> None:
 
 def reload_on_hangup(settings: Settings, url: str) -> Callable[[], object]:
     """SIGHUP to `crmhub serve`: what `crmhub reload` does (check, then announce)."""
-    return lambda: reload_now("serve", lambda: validated_config(settings),
-                              lambda: connect(url), settings.key_prefix)
+    return lambda: reload_now(
+        "serve",
+        lambda: validated_config(settings),
+        lambda: open_ledger(settings, connect(url)).generations,
+    )
 
 
 @click.command()
 @click.option("--host", default=None, help="Bind address [env CRMHUB_HOST, 127.0.0.1].")
 @click.option("--port", default=None, type=int, help="Port [env CRMHUB_PORT, 8000].")
-@click.option("--demo", is_flag=True,
-              help="Also run the fake CRMs (a HubSpot, a generic REST CRM); without "
-                   "CRMHUB_CONFIG or ./crmhub.yaml, on the demo's own configuration.")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also run the fake CRMs (a HubSpot, a generic REST CRM); without "
+    "CRMHUB_CONFIG or ./crmhub.yaml, on the demo's own configuration.",
+)
 @pass_ctx
 @handles_hub_errors
 def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> None:
@@ -92,9 +129,11 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
     busy = address_in_use(host, port)
     if busy:
         fail(busy, EXIT_UNAVAILABLE)
-    settings.var_dir.mkdir(parents=True, exist_ok=True)     # the beat schedule lives there
-    click.echo(f"config: {config.path} ({len(config.sources)} sources, "
-               f"{len(config.connections)} connections, {len(config.mappings)} mappings)")
+    settings.var_dir.mkdir(parents=True, exist_ok=True)  # the beat schedule lives there
+    click.echo(
+        f"config: {config.path} ({len(config.sources)} sources, "
+        f"{len(config.connections)} connections, {len(config.mappings)} mappings)"
+    )
 
     embedded: EmbeddedRedis | None = None
     if settings.redis_url:
@@ -110,26 +149,33 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
             url = embedded.start()
         except EmbeddedRedisError as exc:
             fail(str(exc), EXIT_UNAVAILABLE)
-        click.echo(f"redis: embedded redis-server at {url} (AOF under "
-                   f"{settings.embedded_redis_dir}; binary {embedded.binary})")
+        click.echo(
+            f"redis: embedded redis-server at {url} (AOF under "
+            f"{settings.embedded_redis_dir}; binary {embedded.binary})"
+        )
 
     env = dict(settings.environ, CRMHUB_REDIS_URL=url, CRMHUB_HOST=host, CRMHUB_PORT=str(port))
     env.setdefault("CRMHUB_CONFIG", str(settings.config_path))
     children = _children(host, port, settings, demo)
-    click.echo(f"receiver: http://{host}:{port} (gunicorn)  worker: celery, "
-               f"{settings.worker_concurrency} processes, queue {settings.celery_queue}  "
-               "scheduler: celery beat")
+    click.echo(
+        f"receiver: http://{host}:{port} (gunicorn)  worker: celery, "
+        f"{settings.worker_concurrency} processes, queue {settings.celery_queue}  "
+        "scheduler: celery beat"
+    )
     if demo:
         env_file = demo_mode.write_env_file(settings, host, port)
-        click.echo(f"demo CRM: {demo_mode.crm_url(settings)}   fake HubSpot: "
-                   f"{demo_mode.hubspot_url(settings)} (records: /_control/records)")
+        click.echo(
+            f"demo CRM: {demo_mode.crm_url(settings)}   fake HubSpot: "
+            f"{demo_mode.hubspot_url(settings)} (records: /_control/records)"
+        )
         click.echo(f"another shell: . {env_file}   then: crmhub send-test stripe")
     click.echo("Ctrl-C stops everything.")
     code = 0
     services = [EmbeddedRedisPart(embedded)] if embedded is not None else []
     try:
-        code = Supervisor(children, env, services=services,
-                          on_hangup=reload_on_hangup(settings, url)).run()
+        code = Supervisor(
+            children, env, services=services, on_hangup=reload_on_hangup(settings, url)
+        ).run()
     finally:
         if embedded is not None:
             embedded.stop()

@@ -41,7 +41,8 @@ def hubspot_url(settings: Settings) -> str:
 def config_text(settings: Settings) -> str:
     """The demo's configuration with the fakes' addresses filled in."""
     return Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
-        DEMO_CRM_URL=crm_url(settings), DEMO_HUBSPOT_URL=hubspot_url(settings))
+        DEMO_CRM_URL=crm_url(settings), DEMO_HUBSPOT_URL=hubspot_url(settings)
+    )
 
 
 def demo_dir(settings: Settings) -> Path:
@@ -67,15 +68,18 @@ def prepare(settings: Settings) -> Settings:
 
 def port_clash(settings: Settings, receiver_port: int) -> str | None:
     """Two of the receiver and the fakes on one port: a sentence saying which, or None."""
-    ports = {"the receiver (--port / CRMHUB_PORT)": receiver_port,
-             "the demo CRM (CRMHUB_DEMO_PORT)": settings.demo_port,
-             "the fake HubSpot (CRMHUB_DEMO_HUBSPOT_PORT)": settings.demo_hubspot_port}
+    ports = {
+        "the receiver (--port / CRMHUB_PORT)": receiver_port,
+        "the demo CRM (CRMHUB_DEMO_PORT)": settings.demo_port,
+        "the fake HubSpot (CRMHUB_DEMO_HUBSPOT_PORT)": settings.demo_hubspot_port,
+    }
     names = list(ports)
     for i, first in enumerate(names):
-        for second in names[i + 1:]:
+        for second in names[i + 1 :]:
             if ports[first] == ports[second]:
-                return (f"{first} and {second} are both set to port {ports[first]}; "
-                        "give each its own")
+                return (
+                    f"{first} and {second} are both set to port {ports[first]}; give each its own"
+                )
     return None
 
 
@@ -83,28 +87,54 @@ def fake_commands(settings: Settings) -> dict[str, list[str]]:
     """The fakes' command lines, by the name the supervisor gives each."""
     py, env = sys.executable, settings.environ
     return {
-        "demo target": [py, "-m", FAKE_MODULES["http"], "--host", FAKES_HOST,
-                        "--port", str(settings.demo_port)],
-        "fake hubspot": [py, "-m", FAKE_MODULES["hubspot"], "--host", FAKES_HOST,
-                         "--port", str(settings.demo_hubspot_port),
-                         "--client-id", env.get("HUBSPOT_CLIENT_ID", ""),
-                         "--client-secret", env.get("HUBSPOT_CLIENT_SECRET", ""),
-                         "--refresh-token", env.get("HUBSPOT_REFRESH_TOKEN", "")],
+        "demo target": [
+            py,
+            "-m",
+            FAKE_MODULES["http"],
+            "--host",
+            FAKES_HOST,
+            "--port",
+            str(settings.demo_port),
+        ],
+        "fake hubspot": [
+            py,
+            "-m",
+            FAKE_MODULES["hubspot"],
+            "--host",
+            FAKES_HOST,
+            "--port",
+            str(settings.demo_hubspot_port),
+            "--client-id",
+            env.get("HUBSPOT_CLIENT_ID", ""),
+            "--client-secret",
+            env.get("HUBSPOT_CLIENT_SECRET", ""),
+            "--refresh-token",
+            env.get("HUBSPOT_REFRESH_TOKEN", ""),
+        ],
     }
 
 
 def write_env_file(settings: Settings, host: str, port: int) -> Path:
     """``var/demo/env``: what a second shell sources (``. var/demo/env``) for the crmhub
     commands there to reach this hub: its configuration, secrets, address and Redis."""
-    names = ["CRMHUB_CONFIG", *DEMO_SECRETS, "CRMHUB_REDIS_URL", "CRMHUB_BROKER_URL",
-             "CRMHUB_KEY_PREFIX", "CRMHUB_OPERATOR_TOKEN"]
+    names = [
+        "CRMHUB_CONFIG",
+        *DEMO_SECRETS,
+        "CRMHUB_REDIS_URL",
+        "CRMHUB_BROKER_URL",
+        "CRMHUB_KEY_PREFIX",
+        "CRMHUB_OPERATOR_TOKEN",
+    ]
     values = {name: settings.environ[name] for name in names if settings.environ.get(name)}
-    values.update(CRMHUB_VAR_DIR=str(settings.var_dir.absolute()), CRMHUB_HOST=host,
-                  CRMHUB_PORT=str(port))
+    values.update(
+        CRMHUB_VAR_DIR=str(settings.var_dir.absolute()), CRMHUB_HOST=host, CRMHUB_PORT=str(port)
+    )
     path = demo_dir(settings) / "env"
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"# `crmhub serve --demo`'s environment for another shell: . {path}",
-             *(f"export {name}={shlex.quote(value)}" for name, value in values.items())]
+    lines = [
+        f"# `crmhub serve --demo`'s environment for another shell: . {path}",
+        *(f"export {name}={shlex.quote(value)}" for name, value in values.items()),
+    ]
     # it holds the secrets in use, which need not be the demo's: for this user only
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

@@ -21,10 +21,14 @@ class FakeTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         path, _, query = request.url.raw_path.decode("ascii").partition("?")
-        answer = self.app.handle(request.method, path, query, dict(request.headers),
-                                 request.read())
+        answer = self.app.handle(request.method, path, query, dict(request.headers), request.read())
         if answer.drop:
             raise httpx.RemoteProtocolError(
-                "Server disconnected without sending a response.", request=request)
-        return httpx.Response(answer.status, headers=list(answer.headers.items()),
-                              content=answer.content, request=request)
+                "Server disconnected without sending a response.", request=request
+            )
+        return httpx.Response(
+            answer.status,
+            headers=list(answer.headers.items()),
+            content=answer.content,
+            request=request,
+        )

@@ -28,24 +28,34 @@ def reference_problems(data: dict[str, Any], doc: YamlDocument) -> list[ConfigPr
     (an entry whose shape has problems is still checked; one that is defined but invalid is
     not reported missing)."""
     problems: list[ConfigProblem] = []
-    defined = {section: sorted(name for name, _ in entries(data, section))
-               for section in ("sources", "connections")}
+    defined = {
+        section: sorted(name for name, _ in entries(data, section))
+        for section in ("sources", "connections")
+    }
 
     def check(key: str, kind: str, section: str, value: Any) -> None:
         if isinstance(value, str) and value not in defined[section]:
-            problems.append(ConfigProblem(
-                str(doc.path), key, f"no {kind} named {value!r} (defined: "
-                f"{', '.join(defined[section]) or 'none'})", doc.line_of(key)))
+            problems.append(
+                ConfigProblem(
+                    str(doc.path),
+                    key,
+                    f"no {kind} named {value!r} (defined: {', '.join(defined[section]) or 'none'})",
+                    doc.line_of(key),
+                )
+            )
 
     for name, spec in entries(data, "sources"):
         echo = spec.get("echo")
         if isinstance(echo, dict):
-            check(f"sources.{name}.echo.connection", "connection", "connections",
-                  echo.get("connection"))
+            check(
+                f"sources.{name}.echo.connection",
+                "connection",
+                "connections",
+                echo.get("connection"),
+            )
     for name, spec in entries(data, "mappings"):
         check(f"mappings.{name}.source", "source", "sources", spec.get("source"))
-        check(f"mappings.{name}.connection", "connection", "connections",
-              spec.get("connection"))
+        check(f"mappings.{name}.connection", "connection", "connections", spec.get("connection"))
     return problems
 
 
@@ -53,8 +63,9 @@ def reference_problems(data: dict[str, Any], doc: YamlDocument) -> list[ConfigPr
 AUTH_SECRET_KEYS = tuple(sorted(k for k in AuthSchema().fields if k.endswith("_env")))
 
 
-def secret_problems(data: dict[str, Any], doc: YamlDocument,
-                   environ: Mapping[str, str]) -> list[ConfigProblem]:
+def secret_problems(
+    data: dict[str, Any], doc: YamlDocument, environ: Mapping[str, str]
+) -> list[ConfigProblem]:
     """Every secret the document names that the environment does not hold, read from the
     document as written, so shape problems elsewhere in an entry do not hide it."""
     problems: list[ConfigProblem] = []
@@ -62,21 +73,27 @@ def secret_problems(data: dict[str, Any], doc: YamlDocument,
     def missing(key: str, var: Any, message: str) -> None:
         # a name that is not one is a shape problem, reported there
         if isinstance(var, str) and ENV_NAME_PATTERN.match(var) and not environ.get(var):
-            problems.append(ConfigProblem(str(doc.path), key, message.format(var=var),
-                                          doc.line_of(key)))
+            problems.append(
+                ConfigProblem(str(doc.path), key, message.format(var=var), doc.line_of(key))
+            )
 
     for name, spec in entries(data, "sources"):
         verify = spec.get("verify")
         names = verify.get("secret_env") if isinstance(verify, dict) else None
-        for var in [names] if isinstance(names, str) else \
-                names if isinstance(names, list) else []:
-            missing(f"sources.{name}.verify.secret_env", var,
-                    "environment variable {var} is not set (it holds the signing secret; "
-                    "set it before starting the hub)")
+        for var in [names] if isinstance(names, str) else names if isinstance(names, list) else []:
+            missing(
+                f"sources.{name}.verify.secret_env",
+                var,
+                "environment variable {var} is not set (it holds the signing secret; "
+                "set it before starting the hub)",
+            )
     for name, spec in entries(data, "connections"):
         auth = spec.get("auth")
         if isinstance(auth, dict):
             for field in AUTH_SECRET_KEYS:
-                missing(f"connections.{name}.auth.{field}", auth.get(field),
-                        "environment variable {var} is not set")
+                missing(
+                    f"connections.{name}.auth.{field}",
+                    auth.get(field),
+                    "environment variable {var} is not set",
+                )
     return problems

@@ -69,5 +69,6 @@ class TransformList(fields.Field):
             else:
                 raise ValidationError(
                     f"each transform is a name (email) or a one-key mapping ({{e164: {{region: "
-                    f"US}}}}), got {item!r}")
+                    f"US}}}}), got {item!r}"
+                )
         return tuple(steps)

@@ -39,9 +39,13 @@ from core.signatures import VerifyOptions
 SECTIONS = ("sources", "connections", "mappings")
 
 
-def load_config(path: Path | str, environ: Mapping[str, str], *,
-                check_secrets: bool = True,
-                connectors: Iterable[str] | None = None) -> Config:
+def load_config(
+    path: Path | str,
+    environ: Mapping[str, str],
+    *,
+    check_secrets: bool = True,
+    connectors: Iterable[str] | None = None,
+) -> Config:
     """Read, validate and build the configuration, or raise ConfigError with every problem.
 
     Every check runs even when another found problems: shape (per entry), references between
@@ -56,8 +60,13 @@ def load_config(path: Path | str, environ: Mapping[str, str], *,
     problems: list[ConfigProblem] = list(doc.problems)
     data = doc.data
     if not isinstance(data, dict):
-        raise ConfigError([ConfigProblem(str(doc.path), "", "expected a mapping with sources, "
-                                         "connections and mappings")])
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(doc.path), "", "expected a mapping with sources, connections and mappings"
+                )
+            ]
+        )
     data = {k: ({} if v is None and k in SECTIONS else v) for k, v in data.items()}
     loaded = _load_shape(data, doc, problems)
     config = _build(str(doc.path), loaded)
@@ -70,8 +79,9 @@ def load_config(path: Path | str, environ: Mapping[str, str], *,
     return config
 
 
-def _load_shape(data: dict[str, Any], doc: YamlDocument,
-                problems: list[ConfigProblem]) -> dict[str, Any]:
+def _load_shape(
+    data: dict[str, Any], doc: YamlDocument, problems: list[ConfigProblem]
+) -> dict[str, Any]:
     """The document through the schema: every shape problem goes to `problems`; returns the
     entries that are valid (an entry with any problem is left out of the built config)."""
     try:
@@ -79,24 +89,31 @@ def _load_shape(data: dict[str, Any], doc: YamlDocument,
         return loaded
     except ValidationError as exc:
         for key, message in _flatten(exc.messages):
-            problems.append(ConfigProblem(str(doc.path), key, _explain(key, message),
-                                          doc.line_of(key)))
+            problems.append(
+                ConfigProblem(str(doc.path), key, _explain(key, message), doc.line_of(key))
+            )
         errors = exc.messages if isinstance(exc.messages, dict) else {}
         valid = exc.valid_data if isinstance(exc.valid_data, dict) else {}
         out: dict[str, Any] = {}
         for section in SECTIONS:
             bad = errors.get(section, {})
             entries = valid.get(section)
-            out[section] = {name: spec for name, spec in entries.items()
-                            if not isinstance(bad, dict) or name not in bad} \
-                if isinstance(entries, dict) and isinstance(bad, dict) else {}
+            out[section] = (
+                {
+                    name: spec
+                    for name, spec in entries.items()
+                    if not isinstance(bad, dict) or name not in bad
+                }
+                if isinstance(entries, dict) and isinstance(bad, dict)
+                else {}
+            )
         return out
 
 
 def _flatten(messages: Any, prefix: str = "") -> Iterable[tuple[str, str]]:
     if isinstance(messages, dict):
         for key, value in messages.items():
-            if key in ("value", "_schema"):          # Dict-value / schema-level: same place
+            if key in ("value", "_schema"):  # Dict-value / schema-level: same place
                 yield from _flatten(value, prefix)
             elif key == "key":
                 yield from ((prefix, f"invalid name: {m}") for _, m in _flatten(value, ""))
@@ -117,20 +134,24 @@ def _schema_at(parts: list[str]) -> Schema | None:
     schema: Schema = ConfigSchema()
     i = 0
     while i < len(parts):
-        field = next((f for name, f in schema.fields.items()
-                      if (f.data_key or name) == parts[i]), None)
+        field = next(
+            (f for name, f in schema.fields.items() if (f.data_key or name) == parts[i]), None
+        )
         if isinstance(field, fields.Nested) and isinstance(field.schema, Schema):
             schema, i = field.schema, i + 1
         elif isinstance(field, fields.Dict) and isinstance(field.value_field, fields.Nested):
             nested = field.value_field.schema
             if not isinstance(nested, Schema):
                 return None
-            schema, i = nested, i + 2                # skip the user-chosen name
+            schema, i = nested, i + 2  # skip the user-chosen name
         elif isinstance(field, fields.Dict) and isinstance(field.value_field, FieldOrPath):
-            schema, i = FieldSchema(), i + 2         # a mapping's field, written in full
-        elif isinstance(field, fields.List) and isinstance(field.inner, fields.Nested) \
-                and isinstance(field.inner.schema, Schema):
-            schema, i = field.inner.schema, i + 2    # skip the list index
+            schema, i = FieldSchema(), i + 2  # a mapping's field, written in full
+        elif (
+            isinstance(field, fields.List)
+            and isinstance(field.inner, fields.Nested)
+            and isinstance(field.inner.schema, Schema)
+        ):
+            schema, i = field.inner.schema, i + 2  # skip the list index
         else:
             return None
     return schema
@@ -152,8 +173,9 @@ def _explain(key: str, message: str) -> str:
 def _build(path: str, loaded: dict[str, Any]) -> Config:
     sources = {name: _source(name, spec) for name, spec in loaded["sources"].items()}
     connections = {name: _connection(name, spec) for name, spec in loaded["connections"].items()}
-    mappings = {name: _mapping(name, spec, connections)
-                for name, spec in loaded["mappings"].items()}
+    mappings = {
+        name: _mapping(name, spec, connections) for name, spec in loaded["mappings"].items()
+    }
     return Config(path=path, sources=sources, connections=connections, mappings=mappings)
 
 
@@ -162,24 +184,38 @@ def _source(name: str, spec: dict[str, Any]) -> SourceConfig:
     secret_env = verify.pop("secret_env", ())
     options = VerifyOptions(**verify)
     return SourceConfig(
-        name=name, verify=options, secret_env=tuple(secret_env),
-        allow_unsigned=spec["allow_unsigned"], event_id=spec.get("event_id"),
-        event_type=spec.get("event_type"), occurred_at=spec.get("occurred_at"),
-        batch=spec["batch"], public_url=spec.get("public_url"),
+        name=name,
+        verify=options,
+        secret_env=tuple(secret_env),
+        allow_unsigned=spec["allow_unsigned"],
+        event_id=spec.get("event_id"),
+        event_type=spec.get("event_type"),
+        occurred_at=spec.get("occurred_at"),
+        batch=spec["batch"],
+        public_url=spec.get("public_url"),
         max_body_bytes=spec.get("max_body_bytes"),
-        echo=EchoSpec(connection=spec["echo"]["connection"], object=spec["echo"]["object"],
-                      record=spec["echo"]["record"], fields=spec["echo"].get("fields_", ()),
-                      field=spec["echo"].get("field", ()), value=spec["echo"].get("value", ()),
-                      window_seconds=spec["echo"]["window_seconds"])
-        if "echo" in spec else None,
+        echo=EchoSpec(
+            connection=spec["echo"]["connection"],
+            object=spec["echo"]["object"],
+            record=spec["echo"]["record"],
+            fields=spec["echo"].get("fields_", ()),
+            field=spec["echo"].get("field", ()),
+            value=spec["echo"].get("value", ()),
+            window_seconds=spec["echo"]["window_seconds"],
+        )
+        if "echo" in spec
+        else None,
     )
 
 
 def _connection(name: str, spec: dict[str, Any]) -> ConnectionConfig:
     rate = spec.get("rate_limit")
     return ConnectionConfig(
-        name=name, connector=spec["connector"], base_url=spec["base_url"].rstrip("/"),
-        auth=spec["auth"], rate_limit=RateLimit(**rate) if rate else None,
+        name=name,
+        connector=spec["connector"],
+        base_url=spec["base_url"].rstrip("/"),
+        auth=spec["auth"],
+        rate_limit=RateLimit(**rate) if rate else None,
         retry=RetryPolicy(**spec.get("retry", {})),
         options=spec.get("options", {}),
         objects={obj: _object_spec(obj, o) for obj, o in spec.get("objects", {}).items()},
@@ -188,40 +224,71 @@ def _connection(name: str, spec: dict[str, Any]) -> ConnectionConfig:
 
 
 def _object_spec(name: str, spec: dict[str, Any]) -> ObjectSpec:
-    return ObjectSpec(name=name, fields={
-        field: TargetField(name=field, type=f.get("type") or ("enum" if "values" in f else None),
-                           max_length=f.get("max_length"), required=f.get("required", False),
-                           values=tuple(f["values"]) if "values" in f else None)
-        for field, f in spec["fields_"].items()})
+    return ObjectSpec(
+        name=name,
+        fields={
+            field: TargetField(
+                name=field,
+                type=f.get("type") or ("enum" if "values" in f else None),
+                max_length=f.get("max_length"),
+                required=f.get("required", False),
+                values=tuple(f["values"]) if "values" in f else None,
+            )
+            for field, f in spec["fields_"].items()
+        },
+    )
 
 
-def _mapping(name: str, spec: dict[str, Any],
-             connections: Mapping[str, ConnectionConfig]) -> MappingConfig:
+def _mapping(
+    name: str, spec: dict[str, Any], connections: Mapping[str, ConnectionConfig]
+) -> MappingConfig:
     when = spec.get("when", {})
     predicates = tuple(
-        Predicate(path=p["path"], equals=p.get("equals"), has_equals="equals" in p,
-                  one_of=tuple(p["in_"]) if "in_" in p else None, exists=p.get("exists"))
-        for p in when.get("fields_", ()))
+        Predicate(
+            path=p["path"],
+            equals=p.get("equals"),
+            has_equals="equals" in p,
+            one_of=tuple(p["in_"]) if "in_" in p else None,
+            exists=p.get("exists"),
+        )
+        for p in when.get("fields_", ())
+    )
     match = spec.get("match")
     return MappingConfig(
-        name=name, source=spec["source"], connection=spec["connection"], object=spec["object"],
+        name=name,
+        source=spec["source"],
+        connection=spec["connection"],
+        object=spec["object"],
         when=WhenSpec(event_types=when.get("event_type"), predicates=predicates),
         action=spec.get("action", "upsert"),
-        match=MatchSpec(field=match["field"], from_=match["from_"],
-                        normalize=match.get("normalize"),
-                        fold_plus_addressing=match.get("fold_plus_addressing", False),
-                        region=match.get("region"))
-        if match else None,
+        match=MatchSpec(
+            field=match["field"],
+            from_=match["from_"],
+            normalize=match.get("normalize"),
+            fold_plus_addressing=match.get("fold_plus_addressing", False),
+            region=match.get("region"),
+        )
+        if match
+        else None,
         fields=tuple(
-            FieldSpec(name=field, from_=f.get("from_", ()), const=f.get("const"),
-                      has_const="const" in f, default=f.get("default"),
-                      has_default="default" in f, required=f.get("required", False),
-                      transform=f.get("transform", ()), owner=f.get("owner", "source"),
-                      steps=_steps(f.get("transform", ())))
-            for field, f in spec["fields_"].items()),
+            FieldSpec(
+                name=field,
+                from_=f.get("from_", ()),
+                const=f.get("const"),
+                has_const="const" in f,
+                default=f.get("default"),
+                has_default="default" in f,
+                required=f.get("required", False),
+                transform=f.get("transform", ()),
+                owner=f.get("owner", "source"),
+                steps=_steps(f.get("transform", ())),
+            )
+            for field, f in spec["fields_"].items()
+        ),
         conflict=spec.get("conflict"),
         target=connections[spec["connection"]].objects.get(spec["object"])
-        if spec["connection"] in connections else None,
+        if spec["connection"] in connections
+        else None,
     )
 
 
@@ -229,11 +296,12 @@ def _steps(transform: tuple[dict[str, Any], ...]) -> tuple[Any, ...]:
     try:
         return tuple(build_transform(step) for step in transform)
     except ValueError:
-        return ()     # reported by _cross_checks with its place
+        return ()  # reported by _cross_checks with its place
 
 
-def _cross_checks(config: Config, doc: YamlDocument,
-                  connectors: Iterable[str] | None) -> list[ConfigProblem]:
+def _cross_checks(
+    config: Config, doc: YamlDocument, connectors: Iterable[str] | None
+) -> list[ConfigProblem]:
     problems: list[ConfigProblem] = []
 
     def problem(key: str, message: str) -> None:
@@ -242,8 +310,10 @@ def _cross_checks(config: Config, doc: YamlDocument,
     known = sorted(connectors) if connectors is not None else None
     for conn in config.connections.values():
         if known is not None and conn.connector not in known:
-            problem(f"connections.{conn.name}.connector",
-                    f"unknown connector {conn.connector!r}; expected one of: {', '.join(known)}")
+            problem(
+                f"connections.{conn.name}.connector",
+                f"unknown connector {conn.connector!r}; expected one of: {', '.join(known)}",
+            )
     for m in config.mappings.values():
         for spec in m.fields:
             for index, step in enumerate(spec.transform):
@@ -255,15 +325,25 @@ def _cross_checks(config: Config, doc: YamlDocument,
             for key, message in static_problems(m):
                 problem(f"mappings.{m.name}.{key}" if key else f"mappings.{m.name}", message)
         if m.connection not in config.connections:
-            continue          # missing (a reference problem) or invalid (a shape problem)
-        if m.conflict == "newest_wins" and m.source in config.sources \
-                and config.sources[m.source].occurred_at is None:
-            problem(f"mappings.{m.name}.conflict",
-                    f"newest_wins compares the source's timestamps, but source {m.source!r} has "
-                    "no `occurred_at`; set it, or use conflict: source_wins")
-        elif m.when.event_types and m.source in config.sources \
-                and config.sources[m.source].event_type is None:
-            problem(f"mappings.{m.name}.when.event_type",
-                    f"source {m.source!r} has no `event_type`, so events cannot be filtered by "
-                    "type; set sources.<name>.event_type")
+            continue  # missing (a reference problem) or invalid (a shape problem)
+        if (
+            m.conflict == "newest_wins"
+            and m.source in config.sources
+            and config.sources[m.source].occurred_at is None
+        ):
+            problem(
+                f"mappings.{m.name}.conflict",
+                f"newest_wins compares the source's timestamps, but source {m.source!r} has "
+                "no `occurred_at`; set it, or use conflict: source_wins",
+            )
+        elif (
+            m.when.event_types
+            and m.source in config.sources
+            and config.sources[m.source].event_type is None
+        ):
+            problem(
+                f"mappings.{m.name}.when.event_type",
+                f"source {m.source!r} has no `event_type`, so events cannot be filtered by "
+                "type; set sources.<name>.event_type",
+            )
     return problems

@@ -29,12 +29,12 @@ class SourceConfig:
     verify: VerifyOptions
     secret_env: tuple[str, ...]
     allow_unsigned: bool = False
-    event_id: ValueRef | None = None       # None: dedupe on a hash of the raw body
+    event_id: ValueRef | None = None  # None: dedupe on a hash of the raw body
     event_type: ValueRef | None = None
     occurred_at: ValueRef | None = None
-    batch: bool = False                    # body is a JSON array, one event per element
-    public_url: str | None = None          # the URL senders sign, when behind a proxy
-    max_body_bytes: int | None = None     # None: CRMHUB_MAX_BODY_BYTES (default 1 MiB)
+    batch: bool = False  # body is a JSON array, one event per element
+    public_url: str | None = None  # the URL senders sign, when behind a proxy
+    max_body_bytes: int | None = None  # None: CRMHUB_MAX_BODY_BYTES (default 1 MiB)
     echo: EchoSpec | None = None
 
 
@@ -56,10 +56,10 @@ class TargetField:
     """What the target accepts in one field of an object (connections.<c>.objects.<o>.fields)."""
 
     name: str
-    type: str | None = None   # string|number|boolean|date|datetime|enum|email|phone (None: any)
+    type: str | None = None  # string|number|boolean|date|datetime|enum|email|phone (None: any)
     max_length: int | None = None
-    required: bool = False    # must be written whenever the record may be created
-    values: tuple[Any, ...] | None = None      # the picklist (type enum)
+    required: bool = False  # must be written whenever the record may be created
+    values: tuple[Any, ...] | None = None  # the picklist (type enum)
 
 
 @dataclass(frozen=True)
@@ -79,8 +79,8 @@ class ConnectionConfig:
     rate_limit: RateLimit | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_seconds: float = 10.0
-    options: Mapping[str, Any] = field(default_factory=dict)   # connector-specific
-    objects: Mapping[str, ObjectSpec] = field(default_factory=dict)   # target field specs
+    options: Mapping[str, Any] = field(default_factory=dict)  # connector-specific
+    objects: Mapping[str, ObjectSpec] = field(default_factory=dict)  # target field specs
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class Predicate:
 
 @dataclass(frozen=True)
 class WhenSpec:
-    event_types: tuple[str, ...] | None = None     # None: every event of the source
+    event_types: tuple[str, ...] | None = None  # None: every event of the source
     predicates: tuple[Predicate, ...] = ()
 
 
@@ -106,20 +106,20 @@ class MatchSpec:
     from_: tuple[str, ...]
     normalize: str | None = None
     fold_plus_addressing: bool = False
-    region: str | None = None            # default phone region for `normalize: phone`
+    region: str | None = None  # default phone region for `normalize: phone`
 
 
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
-    from_: tuple[str, ...] = ()          # several paths: the first non-empty wins
+    from_: tuple[str, ...] = ()  # several paths: the first non-empty wins
     const: Any = None
     has_const: bool = False
     default: Any = None
     has_default: bool = False
     required: bool = False
-    transform: tuple[Mapping[str, Any], ...] = ()   # each {name: args}, as written
-    owner: str = "source"                # source | target
+    transform: tuple[Mapping[str, Any], ...] = ()  # each {name: args}, as written
+    owner: str = "source"  # source | target
     #: the transform steps built once at load time (core.mapping.transforms); each is called
     #: as step(value, body)
     steps: tuple[Callable[..., Any], ...] = field(default=(), compare=False, repr=False)
@@ -132,10 +132,10 @@ class MappingConfig:
     connection: str
     object: str
     when: WhenSpec = field(default_factory=WhenSpec)
-    action: str = "upsert"               # upsert | create_only | update_only
+    action: str = "upsert"  # upsert | create_only | update_only
     match: MatchSpec | None = None
     fields: tuple[FieldSpec, ...] = ()
-    conflict: str | None = None          # newest_wins | source_wins (None: by source)
+    conflict: str | None = None  # newest_wins | source_wins (None: by source)
     #: the target field spec of connection + object, resolved at load time (None: unchecked)
     target: ObjectSpec | None = field(default=None, repr=False)
 

@@ -11,15 +11,20 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from core.config.fields import NameList, PathList, TransformList, ValueRefField
 from core.signatures import SCHEMES
 
-NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-                       error="names are 1-64 letters, digits, '_', '.', '-'")
+NAME = validate.Regexp(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", error="names are 1-64 letters, digits, '_', '.', '-'"
+)
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENV_NAME = validate.Regexp(ENV_NAME_PATTERN, error="not an environment variable name")
 
 
 class VerifySchema(Schema):
-    scheme = fields.String(required=True, validate=validate.OneOf(
-        sorted(SCHEMES), error="unknown scheme {input!r}; expected one of {choices}"))
+    scheme = fields.String(
+        required=True,
+        validate=validate.OneOf(
+            sorted(SCHEMES), error="unknown scheme {input!r}; expected one of {choices}"
+        ),
+    )
     secret_env = NameList(item_validator=ENV_NAME)
     version = fields.String(validate=validate.OneOf(["v1", "v2", "v3"]))
     tolerance_seconds = fields.Integer(validate=validate.Range(min=1, max=86400))
@@ -34,11 +39,13 @@ class VerifySchema(Schema):
     def _scheme_needs(self, data: dict[str, Any], **kwargs: Any) -> None:
         scheme = data.get("scheme")
         if scheme == "hmac" and not data.get("header"):
-            raise ValidationError("the hmac scheme needs `header` (the signature header's name)",
-                                  "header")
+            raise ValidationError(
+                "the hmac scheme needs `header` (the signature header's name)", "header"
+            )
         if scheme not in (None, "none") and not data.get("secret_env"):
-            raise ValidationError("name the environment variable(s) holding the signing secret",
-                                  "secret_env")
+            raise ValidationError(
+                "name the environment variable(s) holding the signing secret", "secret_env"
+            )
         if scheme != "hubspot" and "version" in data:
             raise ValidationError("`version` applies to the hubspot scheme only", "version")
 
@@ -48,19 +55,20 @@ class EchoSchema(Schema):
 
     connection = fields.String(required=True)
     object = fields.String(required=True)
-    record = PathList(required=True)        # the target's record id (or match value)
-    fields_ = PathList(data_key="fields")   # an object of field -> value
-    field = PathList()                      # or: one changed field's name ...
-    value = PathList()                      # ... and its new value
-    window_seconds = fields.Integer(load_default=600, validate=validate.Range(min=1,
-                                                                             max=7 * 86400))
+    record = PathList(required=True)  # the target's record id (or match value)
+    fields_ = PathList(data_key="fields")  # an object of field -> value
+    field = PathList()  # or: one changed field's name ...
+    value = PathList()  # ... and its new value
+    window_seconds = fields.Integer(load_default=600, validate=validate.Range(min=1, max=7 * 86400))
 
     @validates_schema
     def _one_shape(self, data: dict[str, Any], **kwargs: Any) -> None:
         single = "field" in data and "value" in data
         if ("fields_" in data) == single or ("field" in data) != ("value" in data):
-            raise ValidationError("give `fields` (path to an object of field -> value) or "
-                                  "both `field` and `value` (one changed property)")
+            raise ValidationError(
+                "give `fields` (path to an object of field -> value) or "
+                "both `field` and `value` (one changed property)"
+            )
 
 
 class SourceSchema(Schema):
@@ -78,9 +86,11 @@ class SourceSchema(Schema):
     def _unsigned_is_explicit(self, data: dict[str, Any], **kwargs: Any) -> None:
         verify = data.get("verify") or {}
         if verify.get("scheme") == "none" and not data.get("allow_unsigned"):
-            raise ValidationError("scheme `none` accepts unsigned webhooks from anyone; set "
-                                  "`allow_unsigned: true` on the source to mean it",
-                                  "allow_unsigned")
+            raise ValidationError(
+                "scheme `none` accepts unsigned webhooks from anyone; set "
+                "`allow_unsigned: true` on the source to mean it",
+                "allow_unsigned",
+            )
 
 
 class RateLimitSchema(Schema):
@@ -95,8 +105,9 @@ class RetrySchema(Schema):
 
 
 class AuthSchema(Schema):
-    type = fields.String(required=True, validate=validate.OneOf(
-        ["none", "bearer", "basic", "header", "oauth2"]))
+    type = fields.String(
+        required=True, validate=validate.OneOf(["none", "bearer", "basic", "header", "oauth2"])
+    )
     token_env = fields.String(validate=ENV_NAME)
     username_env = fields.String(validate=ENV_NAME)
     password_env = fields.String(validate=ENV_NAME)
@@ -118,8 +129,9 @@ class AuthSchema(Schema):
     def _required_for_type(self, data: dict[str, Any], **kwargs: Any) -> None:
         missing = [k for k in self.REQUIRED.get(data.get("type", ""), ()) if not data.get(k)]
         if missing:
-            raise ValidationError({k: [f"required for auth type {data['type']!r}"]
-                                   for k in missing})
+            raise ValidationError(
+                {k: [f"required for auth type {data['type']!r}"] for k in missing}
+            )
 
 
 TARGET_TYPES = ("string", "number", "boolean", "date", "datetime", "enum", "email", "phone")
@@ -129,12 +141,17 @@ TEXT_TYPES = ("string", "email", "phone", "enum")
 class TargetFieldSchema(Schema):
     """`connections.<c>.objects.<o>.fields.<field>`: what the target accepts in that field."""
 
-    type = fields.String(validate=validate.OneOf(
-        TARGET_TYPES, error="unknown type {input!r}; expected one of {choices}"))
+    type = fields.String(
+        validate=validate.OneOf(
+            TARGET_TYPES, error="unknown type {input!r}; expected one of {choices}"
+        )
+    )
     max_length = fields.Integer(validate=validate.Range(min=1))
     required = fields.Boolean()
-    values = fields.List(fields.Raw(allow_none=True), validate=validate.Length(
-        min=1, error="the picklist needs at least one value"))
+    values = fields.List(
+        fields.Raw(allow_none=True),
+        validate=validate.Length(min=1, error="the picklist needs at least one value"),
+    )
 
     @validates_schema
     def _consistent(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -142,16 +159,20 @@ class TargetFieldSchema(Schema):
         if kind == "enum" and "values" not in data:
             raise ValidationError("type enum needs `values` (the picklist)", "values")
         if "values" in data and kind not in (None, "enum"):
-            raise ValidationError(f"`values` (a picklist) applies to type enum, not {kind}",
-                                  "values")
+            raise ValidationError(
+                f"`values` (a picklist) applies to type enum, not {kind}", "values"
+            )
         if "max_length" in data and kind not in (None, *TEXT_TYPES):
-            raise ValidationError(f"`max_length` applies to text types, not {kind}",
-                                  "max_length")
+            raise ValidationError(f"`max_length` applies to text types, not {kind}", "max_length")
 
 
 class ObjectSpecSchema(Schema):
-    fields_ = fields.Dict(keys=fields.String(), values=fields.Nested(TargetFieldSchema),
-                          data_key="fields", required=True)
+    fields_ = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(TargetFieldSchema),
+        data_key="fields",
+        required=True,
+    )
 
 
 class ConnectionSchema(Schema):
@@ -181,8 +202,9 @@ def _phone_region(value: str) -> None:
     import phonenumbers
 
     if value not in phonenumbers.SUPPORTED_REGIONS:
-        raise ValidationError(f"unknown region {value!r}; expected a two-letter country code "
-                              "such as US, GB or DE")
+        raise ValidationError(
+            f"unknown region {value!r}; expected a two-letter country code such as US, GB or DE"
+        )
 
 
 class MatchSchema(Schema):
@@ -211,16 +233,18 @@ class FieldSchema(Schema):
         if "from_" in data and "const" in data:
             raise ValidationError("give `from` or `const`, not both")
         if "from_" not in data and "const" not in data and not _builds(data.get("transform")):
-            raise ValidationError("each field needs `from` (a dotted path), `const` (a value), "
-                                  "or a first transform that builds the value from the event "
-                                  "({template: ...} or {join: {paths: [...]}})")
+            raise ValidationError(
+                "each field needs `from` (a dotted path), `const` (a value), "
+                "or a first transform that builds the value from the event "
+                "({template: ...} or {join: {paths: [...]}})"
+            )
 
 
 def _builds(transform: tuple[dict[str, Any], ...] | None) -> bool:
     """Whether the first transform builds the value from the event (template, join paths)."""
     if not transform:
         return False
-    (name, args), = transform[0].items()
+    ((name, args),) = transform[0].items()
     return name == "template" or (name == "join" and isinstance(args, dict) and "paths" in args)
 
 
@@ -243,21 +267,28 @@ class MappingSchema(Schema):
     when = fields.Nested(WhenSchema)
     action = fields.String(validate=validate.OneOf(["upsert", "create_only", "update_only"]))
     match = fields.Nested(MatchSchema)
-    fields_ = fields.Dict(keys=fields.String(), values=FieldOrPath(), data_key="fields",
-                          load_default=dict)
+    fields_ = fields.Dict(
+        keys=fields.String(), values=FieldOrPath(), data_key="fields", load_default=dict
+    )
     conflict = fields.String(validate=validate.OneOf(["newest_wins", "source_wins"]))
 
     @validates_schema
     def _match_for_upserts(self, data: dict[str, Any], **kwargs: Any) -> None:
         if data.get("action", "upsert") != "create_only" and "match" not in data:
-            raise ValidationError("upserts and updates need `match` (the find-or-create key); "
-                                  "only `action: create_only` may go without", "match")
+            raise ValidationError(
+                "upserts and updates need `match` (the find-or-create key); "
+                "only `action: create_only` may go without",
+                "match",
+            )
 
 
 class ConfigSchema(Schema):
-    sources = fields.Dict(keys=fields.String(validate=NAME), values=fields.Nested(SourceSchema),
-                          load_default=dict)
-    connections = fields.Dict(keys=fields.String(validate=NAME),
-                              values=fields.Nested(ConnectionSchema), load_default=dict)
-    mappings = fields.Dict(keys=fields.String(validate=NAME),
-                           values=fields.Nested(MappingSchema), load_default=dict)
+    sources = fields.Dict(
+        keys=fields.String(validate=NAME), values=fields.Nested(SourceSchema), load_default=dict
+    )
+    connections = fields.Dict(
+        keys=fields.String(validate=NAME), values=fields.Nested(ConnectionSchema), load_default=dict
+    )
+    mappings = fields.Dict(
+        keys=fields.String(validate=NAME), values=fields.Nested(MappingSchema), load_default=dict
+    )

@@ -14,8 +14,13 @@ class YamlDocument:
     """The parsed data, a map from dotted key path to its 1-based line number, and the
     problems found while reading (duplicate keys), reported with every other problem."""
 
-    def __init__(self, path: Path, data: Any, lines: dict[str, int],
-                 problems: list[ConfigProblem] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        data: Any,
+        lines: dict[str, int],
+        problems: list[ConfigProblem] | None = None,
+    ) -> None:
         self.path = path
         self.data = data
         self.lines = lines
@@ -30,17 +35,23 @@ class YamlDocument:
         return None
 
 
-def _walk(node: yaml.Node, prefix: str, lines: dict[str, int],
-          problems: list[ConfigProblem], file: str) -> None:
+def _walk(
+    node: yaml.Node, prefix: str, lines: dict[str, int], problems: list[ConfigProblem], file: str
+) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
             key = str(key_node.value)
             path = f"{prefix}.{key}" if prefix else key
             if key in seen:
-                problems.append(ConfigProblem(
-                    file, path, "duplicate key: the later value would silently win; keep one",
-                    key_node.start_mark.line + 1))
+                problems.append(
+                    ConfigProblem(
+                        file,
+                        path,
+                        "duplicate key: the later value would silently win; keep one",
+                        key_node.start_mark.line + 1,
+                    )
+                )
             seen.add(key)
             lines[path] = key_node.start_mark.line + 1
             _walk(value_node, path, lines, problems, file)
@@ -56,8 +67,13 @@ def read_yaml(path: Path) -> YamlDocument:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([ConfigProblem(file, "", "file not found (set CRMHUB_CONFIG to the "
-                                         "path of your crmhub.yaml)")]) from None
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    file, "", "file not found (set CRMHUB_CONFIG to the path of your crmhub.yaml)"
+                )
+            ]
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigProblem(file, "", f"cannot read: {exc}")]) from None
     try:

@@ -1,8 +1,27 @@
-"""The ledger: the durable state of every event and delivery (Redis, Lua per state change)."""
+"""The ledger: the durable state of every event and delivery (Redis, Lua per state change).
 
-from core.ledger.model import EventState, NewDelivery, NewEvent, RecordResult, State
-from core.ledger.store import Claim, Finish, Ledger
+Its contract: the key layout (core/ledger/keys.py, listed again in common.lua's header), each
+script's request and reply (the script's header; core/ledger/replies.py), and the words it
+stores (core/vocabulary.py). Every process opens it with open_ledger.
+"""
+
+from core.ledger.model import NewDelivery, NewEvent
+from core.ledger.replies import Accepted, BatchClaimed, Claim, Finish, Swept
+from core.ledger.store import Ledger, open_ledger
 from core.ledger.translate import translate_redis_errors
+from core.vocabulary import EventState, State
 
-__all__ = ["Claim", "EventState", "Finish", "Ledger", "NewDelivery", "NewEvent", "RecordResult",
-           "State", "translate_redis_errors"]
+__all__ = [
+    "Accepted",
+    "BatchClaimed",
+    "Claim",
+    "EventState",
+    "Finish",
+    "Ledger",
+    "NewDelivery",
+    "NewEvent",
+    "State",
+    "Swept",
+    "open_ledger",
+    "translate_redis_errors",
+]

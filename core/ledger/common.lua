@@ -1,26 +1,70 @@
--- Shared by every ledger script (prepended at load time, after `message(id, tag)`: the
--- Celery message for a delivery, built from the queue's template fixed per process, so it is
--- not sent and decoded on every call; see core/ledger/scripts.py). Each script receives
--- ARGV[1] = JSON request with at least: prefix (p), now (ms), queue (the Celery list key).
+-- The prelude every ledger script shares (core/ledger/scripts.py assembles each script as:
+-- `message(id, tag)`, the Celery message for a delivery, built from the queue's template fixed
+-- per process, so it is neither sent nor decoded on every call; this file; then the script's
+-- own includes (claim_one.lua) and file).
+--
+-- KEYS: none. Every key is built from the prefix in the request (so the scripts assume one
+-- Redis, not a cluster). ARGV[1] is the JSON request: prefix (p), now (ms), queue (the Celery
+-- list key, kombu's: not in the layout below), and the script's own fields (its header).
+--
+-- Words: `State.pending`, `AttemptOutcome.retry`... are the Python enumerations' values
+-- (core/vocabulary.py), replaced by the quoted value when the script is assembled; a script
+-- never spells one of those words as a literal.
+--
+-- Key layout: every key the ledger owns, under the hub's prefix <p>. core/ledger/keys.py holds
+-- the same table (LAYOUT) and builds the keys in Python; a script names a key by its kind,
+-- `<kind>_key(...)` (the delivery's: delivery_key with its id), and each such call is
+-- replaced by the concatenation that builds it when the script is assembled. A unit test
+-- checks this list against the table.
+--   <p>:dedupe:{source}:{external_id}  string  first event id of a sender's event id (TTL)
+--   <p>:evt:{id}                       hash    an accepted event (state, body, headers...)
+--   <p>:events                         zset    every event, by received_at
+--   <p>:events:src:{source}            zset    one source's events, by received_at
+--   <p>:echo:{ref}                     hash    what the hub last wrote to a CRM record (TTL)
+--   <p>:seq                            string  counter: deliveries' arrival order
+--   <p>:dlv:{id}                       hash    a delivery (state, rk, seq, attempts...)
+--   <p>:dlv:{id}:attempts              list    its attempts (JSON), the last 100
+--   <p>:dlv:{id}:actions               list    operators' actions on it (JSON)
+--   <p>:rk:{rk}                        zset    one CRM record's deliveries by seq; head goes
+--   <p>:rkmeta:{rk}                    hash    applied_ms (newest_wins)
+--   <p>:idx:pending                    zset    published PENDING, by publish time
+--   <p>:idx:inflight                   zset    IN_FLIGHT, by lease expiry
+--   <p>:idx:scheduled                  zset    SCHEDULED, by due time
+--   <p>:idx:dead                       zset    DEAD, by dead_at
+--   <p>:ready:{connection}:{object}    zset    published PENDING of one connection and object
+--   <p>:msgseq                         string  counter: messages published (their tags)
+--   <p>:msgwithdrawn                   string  counter: messages batches withdrew
+--   <p>:conn:{connection}:counts       hash    state -> deliveries
+--   <p>:conn:{connection}:pause        string  JSON pause info while paused
+--   <p>:conn:{connection}:held         zset    HELD deliveries, by seq
+--   <p>:conn:{connection}:last         hash    success_at, failure_at, failure
+--   <p>:conn:{connection}:breaker      hash    circuit breaker state
+--   <p>:conn:{connection}:cooldown     string  no attempt before (ms), after a 429 (TTL)
+--   <p>:conn:{connection}:rl           string  rate limiter's arrival time (GCRA, ms)
+--   <p>:conn:{connection}:oauth        string  JSON OAuth token state (Python only)
+--   <p>:conn:{connection}:oauth:lock   string  one token refresh at a time (Python only)
+--   <p>:stats:{name}                   hash    hub-wide counters: webhooks, attempts, answers
+--   <p>:alerts                         list    the alert outbox (Python only)
+--   <p>:alerts:lock                    string  one alert sender at a time (Python only)
+--   <p>:sweep:lock                     string  one sweep at a time (Python only)
+--   <p>:config:generation              string  counter: configuration generation (Python only)
+--   <p>:config:refused                 hash    who refused a generation (Python only)
 local req = cjson.decode(ARGV[1])
 local p = req.prefix
 local now = tonumber(req.now)
 
-local function dkey(id) return p .. ':dlv:' .. id end
-local function ckey(conn, what) return p .. ':conn:' .. conn .. ':' .. what end
-
 -- Change a delivery's state, keeping the per-connection counts in step.
 local function move(id, conn, from, to)
-  redis.call('HSET', dkey(id), 'state', to, 'updated_at', now)
-  if from then redis.call('HINCRBY', ckey(conn, 'counts'), from, -1) end
-  redis.call('HINCRBY', ckey(conn, 'counts'), to, 1)
+  redis.call('HSET', delivery_key(id), 'state', to, 'updated_at', now)
+  if from then redis.call('HINCRBY', counts_key(conn), from, -1) end
+  redis.call('HINCRBY', counts_key(conn), to, 1)
 end
 
--- Published PENDING deliveries, per connection and object: what a batching worker may
--- claim together with its own.
-local function ready_key(id)
-  local conn, obj = unpack(redis.call('HMGET', dkey(id), 'connection', 'object'))
-  return p .. ':ready:' .. tostring(conn) .. ':' .. tostring(obj)
+-- The ready set (see the layout) a delivery belongs to: what a batching worker may claim
+-- together with its own.
+local function ready_key_of(id)
+  local conn, obj = unpack(redis.call('HMGET', delivery_key(id), 'connection', 'object'))
+  return ready_key(tostring(conn), tostring(obj))
 end
 
 -- Publish the Celery message for a PENDING delivery (in the same atomic step). The message's
@@ -29,142 +73,47 @@ end
 -- (`ready`: the delivery's ready key when the caller knows it; `stamped`: the caller writes
 -- published_at and msg itself, with the delivery's other fields.)
 local function publish(id, ready, stamped)
-  local n = tostring(redis.call('INCR', p .. ':msgseq'))
+  local n = tostring(redis.call('INCR', published_key()))
   redis.call('LPUSH', req.queue, message(id, n))
-  redis.call('ZADD', p .. ':idx:pending', now, id)
-  redis.call('ZADD', ready or ready_key(id), now, id)
-  if not stamped then redis.call('HSET', dkey(id), 'published_at', now, 'msg', n) end
+  redis.call('ZADD', pending_index_key(), now, id)
+  redis.call('ZADD', ready or ready_key_of(id), now, id)
+  if not stamped then redis.call('HSET', delivery_key(id), 'published_at', now, 'msg', n) end
   return n
 end
 
 -- The delivery no longer waits for a worker (claimed, held, scheduled, or not its turn).
 local function unpublish(id)
-  redis.call('ZREM', p .. ':idx:pending', id)
-  redis.call('ZREM', ready_key(id), id)
+  redis.call('ZREM', pending_index_key(), id)
+  redis.call('ZREM', ready_key_of(id), id)
 end
 
 -- Writes to one record run one at a time, in arrival order: the record key's queue.
-local function rkey(rk) return p .. ':rk:' .. rk end
 local function head(rk)
-  local h = redis.call('ZRANGE', rkey(rk), 0, 0)
+  local h = redis.call('ZRANGE', record_queue_key(rk), 0, 0)
   return h[1]
 end
 
-local function paused(conn) return redis.call('EXISTS', ckey(conn, 'pause')) == 1 end
+local function paused(conn) return redis.call('EXISTS', pause_key(conn)) == 1 end
 
 local function hold(id, conn, from, seq)
-  move(id, conn, from, 'held')
-  redis.call('ZADD', ckey(conn, 'held'), seq, id)
-  redis.call('HSET', dkey(id), 'held_at', now)
+  move(id, conn, from, State.held)
+  redis.call('ZADD', held_key(conn), seq, id)
+  redis.call('HSET', delivery_key(id), 'held_at', now)
 end
 
 -- After a delivery leaves its record's queue, start the next write for that record.
 local function advance(rk)
   local nxt = head(rk)
-  if nxt and redis.call('HGET', dkey(nxt), 'state') == 'pending'
-      and not redis.call('ZSCORE', p .. ':idx:pending', nxt) then
+  if nxt and redis.call('HGET', delivery_key(nxt), 'state') == State.pending
+      and not redis.call('ZSCORE', pending_index_key(), nxt) then
     publish(nxt)
   end
 end
 
--- The newest source timestamp applied to a record (conflict rule newest_wins).
-local function rkmeta(rk) return p .. ':rkmeta:' .. rk end
-
 -- PENDING (or IN_FLIGHT) -> SCHEDULED until `due` (ms).
 local function schedule(id, conn, from, due)
-  move(id, conn, from, 'scheduled')
+  move(id, conn, from, State.scheduled)
   unpublish(id)
-  redis.call('ZADD', p .. ':idx:scheduled', due, id)
-  redis.call('HSET', dkey(id), 'due_at', due)
-end
-
--- Claim one delivery for an attempt: PENDING -> IN_FLIGHT with a lease owned by `token`.
--- `rate` (GCRA parameters) is nil when the caller already holds the connection's rate token.
--- Returns one of:
---   {'skip', why}                stale or duplicate message (not pending, not its turn)
---   {'held'}                     the connection is paused: now HELD
---   {'superseded'}               older than what was already applied to the record
---   {'deferred', due_ms, why}    cooldown / circuit open / long rate wait: now SCHEDULED
---   {'wait', ms}                 rate limit: try again after ms (state unchanged)
---   {'claimed', attempts}        now IN_FLIGHT, owned by token
-local function claim_one(id, token, lease_ms, rate, max_wait_ms)
-  local state, conn, rk, seq, occurred = unpack(redis.call('HMGET', dkey(id), 'state',
-                                                           'connection', 'rk', 'seq',
-                                                           'occurred_ms'))
-  if state ~= 'pending' then return {'skip', state or 'missing'} end
-  if head(rk) ~= id then
-    -- Not this record's turn: it is published again when the writes before it finish.
-    unpublish(id)
-    return {'skip', 'waiting'}
-  end
-  -- newest_wins: an event older (by the source's timestamp) than the last one applied to this
-  -- record must not overwrite it
-  occurred = tonumber(occurred)
-  if occurred then
-    local applied = tonumber(redis.call('HGET', rkmeta(rk), 'applied_ms'))
-    if applied and occurred < applied then
-      unpublish(id)
-      move(id, conn, 'pending', 'superseded')
-      redis.call('HSET', dkey(id), 'superseded_by_ms', applied)
-      redis.call('ZREM', rkey(rk), id)
-      advance(rk)
-      return {'superseded'}
-    end
-  end
-  if paused(conn) then
-    unpublish(id)
-    hold(id, conn, 'pending', seq)
-    return {'held'}
-  end
-
-  local cooldown = tonumber(redis.call('GET', ckey(conn, 'cooldown')))
-  if cooldown and cooldown > now then
-    schedule(id, conn, 'pending', cooldown)
-    return {'deferred', cooldown, 'cooldown'}
-  end
-
-  -- Circuit breaker: while open, deliveries wait; once due, exactly one probe goes through.
-  local bkey = ckey(conn, 'breaker')
-  local bstate, open_until, probe, probe_until =
-    unpack(redis.call('HMGET', bkey, 'state', 'open_until', 'probe', 'probe_until'))
-  if bstate == 'open' or bstate == 'half_open' then
-    open_until = tonumber(open_until) or 0
-    probe_until = tonumber(probe_until) or 0
-    if bstate == 'open' and now < open_until then
-      schedule(id, conn, 'pending', open_until)
-      return {'deferred', open_until, 'circuit_open'}
-    end
-    if probe and probe ~= id and now < probe_until then
-      local due = math.min(probe_until, now + 1000)
-      schedule(id, conn, 'pending', due)
-      return {'deferred', due, 'circuit_probe'}
-    end
-    redis.call('HSET', bkey, 'state', 'half_open', 'probe', id, 'probe_until', now + lease_ms)
-  end
-
-  -- Rate limit shared by every worker (GCRA: one theoretical arrival time per connection).
-  if rate then
-    local rlkey = ckey(conn, 'rl')
-    local tat = math.max(tonumber(redis.call('GET', rlkey)) or now, now)
-    local new_tat = tat + rate.interval_ms
-    local allow_at = new_tat - rate.burst_ms
-    if allow_at > now then
-      local wait = allow_at - now
-      if wait > max_wait_ms then
-        schedule(id, conn, 'pending', now + wait)
-        return {'deferred', now + wait, 'rate_limit'}
-      end
-      return {'wait', wait}
-    end
-    redis.call('SET', rlkey, new_tat, 'PX', math.ceil(new_tat - now + 1000))
-  end
-
-  local lease_until = now + lease_ms
-  move(id, conn, 'pending', 'in_flight')
-  unpublish(id)
-  redis.call('ZADD', p .. ':idx:inflight', lease_until, id)
-  local attempts = redis.call('HINCRBY', dkey(id), 'attempts', 1)
-  redis.call('HSET', dkey(id), 'token', token, 'lease_until', lease_until)
-  redis.call('HSETNX', dkey(id), 'first_attempt_at', now)
-  return {'claimed', attempts}
+  redis.call('ZADD', scheduled_index_key(), due, id)
+  redis.call('HSET', delivery_key(id), 'due_at', due)
 end

@@ -1,11 +1,11 @@
 """A Redis connection of its own for the ledger's scripts.
 
-Every accepted webhook costs one record-script call, every delivery a claim and a finish.
+Every accepted webhook costs one accept-script call, every delivery a claim and a finish.
 Through redis-py's client, each call also pays for the pool (check-out, check-in, fork check),
 the retry wrapper and the command-name plumbing: measured on a 2-core host, ~86 us of client
 CPU per call against ~46 us for the same EVALSHA sent on a connection directly, more than the
 rest of a webhook's own Python work. A process makes its script calls one at a time anyway
-(the receiver's group recorder leads one call at a time; a worker process runs one task), so
+(the receiver's group acceptor leads one call at a time; a worker process runs one task), so
 one connection held under a lock serves them without waiting on each other; Redis runs
 scripts one at a time in any case.
 
@@ -55,7 +55,7 @@ class ScriptLane:
             return self._run(lambda connection: self._evalsha(connection, script, args))
 
     def ping(self) -> None:
-        """PING on the lane's own connection: what the scripts (the receiver's records among
+        """PING on the lane's own connection: what the scripts (the receiver's accepts among
         them) can reach, which the pool's connections may not tell."""
         with self._lock:
             self._run(_ping)
@@ -66,11 +66,11 @@ class ScriptLane:
             return command(connection)
         except _LOST:
             self._drop()
-            if fresh:            # a new connection failed: Redis is down; say so now
+            if fresh:  # a new connection failed: Redis is down; say so now
                 raise
         # A connection gone stale while idle (Redis restarted, a proxy's idle timeout) gets
         # one fresh try, as the shared client's retry policy gives. The scripts are safe to
-        # repeat: if the lost call did run, a record finds its events recorded (duplicates),
+        # repeat: if the lost call did run, an accept finds its events accepted (duplicates),
         # a claim finds the delivery no longer pending, a finish finds its lease gone.
         connection, _ = self._connect()
         try:
@@ -80,8 +80,7 @@ class ScriptLane:
             raise
 
     @staticmethod
-    def _evalsha(connection: ConnectionInterface, script: Script,
-                 args: Sequence[str | int]) -> Any:
+    def _evalsha(connection: ConnectionInterface, script: Script, args: Sequence[str | int]) -> Any:
         try:
             connection.send_command("EVALSHA", script.sha, 0, *args)
             return connection.read_response()

@@ -1,3 +1,5 @@
--- Pause a connection by hand. req: {conn, info (JSON text)}. Returns 1 if newly paused.
-if redis.call('SET', ckey(req.conn, 'pause'), req.info, 'NX') then return 1 end
+-- pause: pause a connection by hand (its deliveries are held as they come up).
+-- ARGV[1]: {conn, info (JSON text: reason, since, by, detail)}
+-- Reply: 1 if newly paused, 0 if it already was.
+if redis.call('SET', pause_key(req.conn), req.info, 'NX') then return 1 end
 return 0

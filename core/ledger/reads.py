@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from core.ledger.keys import LedgerKeys, StatsHash
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import decode, delivery_view, event_view, text
 from core.queue import HintQueue
@@ -21,33 +22,30 @@ class LedgerReads:
     """Read access to the ledger under one key prefix (the base of core.ledger.Ledger)."""
 
     redis: redis.Redis
-    prefix: str
+    keys: LedgerKeys
     queue: HintQueue
-
-    def key(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
 
     def pause_info(self, connection: str) -> dict[str, Any] | None:
         with translate_redis_errors():
-            raw = self.redis.get(self.key("conn", connection, "pause"))
+            raw = self.redis.get(self.keys.pause(connection))
         return json.loads(raw) if raw else None
 
     def raw_delivery(self, delivery_id: str) -> dict[str, str]:
         with translate_redis_errors():
-            return decode(self.redis.hgetall(self.key("dlv", delivery_id)))
+            return decode(self.redis.hgetall(self.keys.delivery(delivery_id)))
 
     def raw_deliveries(self, ids: Sequence[str]) -> list[dict[str, str]]:
-        return self._hashes("dlv", ids)
+        return self._hashes([self.keys.delivery(i) for i in ids])
 
     def raw_events(self, ids: Sequence[str]) -> list[dict[str, str]]:
-        return self._hashes("evt", ids)
+        return self._hashes([self.keys.event(i) for i in ids])
 
-    def _hashes(self, kind: str, ids: Sequence[str]) -> list[dict[str, str]]:
-        """Several records of one kind in one round trip, in order ({} where missing)."""
+    def _hashes(self, keys: Sequence[str]) -> list[dict[str, str]]:
+        """Several hashes in one round trip, in order ({} where missing)."""
         with translate_redis_errors():
             pipe = self.redis.pipeline(transaction=False)
-            for record_id in ids:
-                pipe.hgetall(self.key(kind, record_id))
+            for key in keys:
+                pipe.hgetall(key)
             return [decode(raw) for raw in pipe.execute()]
 
     def queue_figures(self) -> dict[str, int]:
@@ -55,34 +53,39 @@ class LedgerReads:
         (both since the start), and messages waiting now."""
         with translate_redis_errors():
             pipe = self.redis.pipeline(transaction=False)
-            pipe.get(self.key("msgseq"))
-            pipe.get(self.key("msgwithdrawn"))
+            pipe.get(self.keys.published())
+            pipe.get(self.keys.withdrawn())
             pipe.llen(self.queue.key)
             published, withdrawn, waiting = pipe.execute()
-        return {"published": int(published or 0), "withdrawn": int(withdrawn or 0),
-                "waiting": int(waiting)}
+        return {
+            "published": int(published or 0),
+            "withdrawn": int(withdrawn or 0),
+            "waiting": int(waiting),
+        }
 
-    def stats(self, *names: str) -> dict[str, dict[str, int]]:
+    def stats(self, *names: StatsHash) -> dict[StatsHash, dict[str, int]]:
         """The hub-wide counters (`stats:<name>` hashes: field -> count), in one round trip."""
         with translate_redis_errors():
             pipe = self.redis.pipeline(transaction=False)
             for name in names:
-                pipe.hgetall(self.key("stats", name))
-            return {name: {k: int(v) for k, v in decode(raw).items()}
-                    for name, raw in zip(names, pipe.execute(), strict=True)}
+                pipe.hgetall(self.keys.stats(name))
+            return {
+                name: {k: int(v) for k, v in decode(raw).items()}
+                for name, raw in zip(names, pipe.execute(), strict=True)
+            }
 
     def first_ready(self, connection: str, obj: str) -> str | None:
         """The longest-waiting published delivery of (connection, object), if any."""
         with translate_redis_errors():
-            first = self.redis.zrange(self.key("ready", connection, obj), 0, 0)
+            first = self.redis.zrange(self.keys.ready(connection, obj), 0, 0)
         return text(first[0]) if first else None
 
     def raw_event(self, event_id: str) -> dict[str, str]:
         with translate_redis_errors():
-            return decode(self.redis.hgetall(self.key("evt", event_id)))
+            return decode(self.redis.hgetall(self.keys.event(event_id)))
 
     def event(self, event_id: str) -> dict[str, Any] | None:
-        """The recorded event as the `events show` contract describes it, or None."""
+        """The accepted event as the `events show` contract describes it, or None."""
         raw = self.raw_event(event_id)
         if not raw:
             return None
@@ -92,9 +95,9 @@ class LedgerReads:
     def delivery(self, delivery_id: str, *, history: bool = False) -> dict[str, Any] | None:
         with translate_redis_errors():
             pipe = self.redis.pipeline(transaction=False)
-            pipe.hgetall(self.key("dlv", delivery_id))
-            pipe.lrange(self.key("dlv", delivery_id, "attempts"), 0, -1)
-            pipe.lrange(self.key("dlv", delivery_id, "actions"), 0, -1)
+            pipe.hgetall(self.keys.delivery(delivery_id))
+            pipe.lrange(self.keys.attempts(delivery_id), 0, -1)
+            pipe.lrange(self.keys.actions(delivery_id), 0, -1)
             raw, attempts, actions = pipe.execute()
         if not raw:
             return None
@@ -105,47 +108,66 @@ class LedgerReads:
         return view
 
     def recent_events(self, source: str | None = None, limit: int = 50) -> list[str]:
-        key = self.key("events", "src", source) if source else self.key("events")
+        key = self.keys.source_events(source) if source else self.keys.events()
         with translate_redis_errors():
             return [text(i) for i in self.redis.zrevrange(key, 0, limit - 1)]
 
-    def dead_ids(self, limit: int | None = 1000, since: float | None = None,
-                 offset: int = 0) -> list[str]:
+    def dead_ids(
+        self, limit: int | None = 1000, since: float | None = None, offset: int = 0
+    ) -> list[str]:
         """Dead letters' ids, newest first: `limit` of them (None: all) after the first
         `offset`."""
         with translate_redis_errors():
-            return [text(i) for i in self.redis.zrevrangebyscore(
-                self.key("idx", "dead"), "+inf", int(since * 1000) if since else "-inf",
-                start=offset, num=-1 if limit is None else limit)]
+            return [
+                text(i)
+                for i in self.redis.zrevrangebyscore(
+                    self.keys.dead_index(),
+                    "+inf",
+                    int(since * 1000) if since else "-inf",
+                    start=offset,
+                    num=-1 if limit is None else limit,
+                )
+            ]
 
     def dead_count(self, since: float | None = None) -> int:
         with translate_redis_errors():
-            return int(self.redis.zcount(self.key("idx", "dead"),
-                                         int(since * 1000) if since else "-inf", "+inf"))
+            return int(
+                self.redis.zcount(
+                    self.keys.dead_index(), int(since * 1000) if since else "-inf", "+inf"
+                )
+            )
 
-    def delivery_fields(self, ids: Sequence[str], fields: Sequence[str]
-                        ) -> list[dict[str, str]]:
+    def delivery_fields(self, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, str]]:
         """Some fields of several deliveries in one round trip, in order (a field the
         delivery lacks is left out; a missing delivery reads as {}). Cheaper than whole
         hashes where those carry a dead letter's record."""
         with translate_redis_errors():
             pipe = self.redis.pipeline(transaction=False)
-            for record_id in ids:
-                pipe.hmget(self.key("dlv", record_id), list(fields))
+            for delivery_id in ids:
+                pipe.hmget(self.keys.delivery(delivery_id), list(fields))
             replies = pipe.execute()
-        return [{name: text(value) for name, value in zip(fields, reply, strict=True)
-                 if value is not None} for reply in replies]
+        return [
+            {
+                name: text(value)
+                for name, value in zip(fields, reply, strict=True)
+                if value is not None
+            }
+            for reply in replies
+        ]
 
     def connection_state(self, connection: str) -> dict[str, Any]:
         with translate_redis_errors():
             pipe = self.redis.pipeline(transaction=False)
-            pipe.hgetall(self.key("conn", connection, "counts"))
-            pipe.get(self.key("conn", connection, "pause"))
-            pipe.hgetall(self.key("conn", connection, "last"))
-            pipe.hgetall(self.key("conn", connection, "breaker"))
-            pipe.get(self.key("conn", connection, "cooldown"))
+            pipe.hgetall(self.keys.counts(connection))
+            pipe.get(self.keys.pause(connection))
+            pipe.hgetall(self.keys.last(connection))
+            pipe.hgetall(self.keys.breaker(connection))
+            pipe.get(self.keys.cooldown(connection))
             counts, pause, last, breaker, cooldown = pipe.execute()
-        return {"counts": {k: int(v) for k, v in decode(counts).items()},
-                "pause": json.loads(pause) if pause else None,
-                "last": decode(last), "breaker": decode(breaker),
-                "cooldown_until_ms": int(cooldown) if cooldown else None}
+        return {
+            "counts": {k: int(v) for k, v in decode(counts).items()},
+            "pause": json.loads(pause) if pause else None,
+            "last": decode(last),
+            "breaker": decode(breaker),
+            "cooldown_until_ms": int(cooldown) if cooldown else None,
+        }

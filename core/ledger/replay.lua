@@ -1,28 +1,32 @@
--- Operator actions on dead letters. req: {action: replay|discard, items: [{id, rk}],
--- note (JSON text)}. Returns, per item, 'ok' or the state that prevented the action.
+-- replay: operators' actions on dead letters: replay (a fresh run, with the record key the
+-- current mapping gives) or discard (for good).
+-- ARGV[1]: {action (OperatorAction: replay | discard), items: [{id, rk}], note (JSON text,
+--           kept in the delivery's actions)}
+-- Reply: per item, in order, 'ok' or what prevented the action (the delivery's state, or
+-- Reason.missing).
 local out = {}
 for _, item in ipairs(req.items) do
   local id = item.id
-  local state, conn, old_rk = unpack(redis.call('HMGET', dkey(id), 'state', 'connection', 'rk'))
-  if state ~= 'dead' then
-    out[#out + 1] = state or 'missing'
+  local state, conn = unpack(redis.call('HMGET', delivery_key(id), 'state', 'connection'))
+  if state ~= State.dead then
+    out[#out + 1] = state or Reason.missing
   else
-    redis.call('ZREM', p .. ':idx:dead', id)
-    redis.call('RPUSH', dkey(id) .. ':actions', req.note)
-    if req.action == 'discard' then
-      move(id, conn, 'dead', 'discarded')
+    redis.call('ZREM', dead_index_key(), id)
+    redis.call('RPUSH', actions_key(id), req.note)
+    if req.action == OperatorAction.discard then
+      move(id, conn, State.dead, State.discarded)
     else
       -- a replay is a fresh run with the current mapping: new place in its record's queue,
       -- a fresh give-up clock; the attempt history is kept
-      redis.call('HDEL', dkey(id), 'dead_at', 'dead_category', 'dead_error', 'dead_record',
-                 'first_attempt_at', 'paused_ms', 'due_at')
-      local seq = redis.call('INCR', p .. ':seq')
-      redis.call('HSET', dkey(id), 'attempts', 0, 'seq', seq, 'rk', item.rk)
-      redis.call('ZADD', rkey(item.rk), seq, id)
+      redis.call('HDEL', delivery_key(id), 'dead_at', 'dead_category', 'dead_error',
+                 'dead_record', 'first_attempt_at', 'paused_ms', 'due_at')
+      local seq = redis.call('INCR', seq_key())
+      redis.call('HSET', delivery_key(id), 'attempts', 0, 'seq', seq, 'rk', item.rk)
+      redis.call('ZADD', record_queue_key(item.rk), seq, id)
       if paused(conn) then
-        hold(id, conn, 'dead', seq)
+        hold(id, conn, State.dead, seq)
       else
-        move(id, conn, 'dead', 'pending')
+        move(id, conn, State.dead, State.pending)
         if head(item.rk) == id then publish(id) end
       end
     end

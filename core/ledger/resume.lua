@@ -1,18 +1,21 @@
--- Resume a connection: lift the pause, then move up to req.limit HELD deliveries (in arrival
--- order) back to PENDING, publishing each that is its record's next write. The caller repeats
--- until nothing is held; the rate limiter paces the drain at claim time.
--- req: {conn, limit, lift}. Returns the number still held.
-if req.lift then redis.call('DEL', ckey(req.conn, 'pause')) end
-if paused(req.conn) then return -1 end      -- paused again meanwhile: leave the rest held
-local held = ckey(req.conn, 'held')
+-- resume: lift the pause, then move up to req.limit HELD deliveries (in arrival order) back to
+-- PENDING, publishing each that is its record's next write. The caller repeats until nothing
+-- is held; the rate limiter paces the drain at claim time.
+-- ARGV[1]: {conn, limit, lift (true on the first call: lift the pause)}
+-- Reply: the number still held, or -1 if the connection was paused again meanwhile (the rest
+-- stay held).
+if req.lift then redis.call('DEL', pause_key(req.conn)) end
+if paused(req.conn) then return -1 end
+local held = held_key(req.conn)
 for _, id in ipairs(redis.call('ZRANGE', held, 0, req.limit - 1)) do
   redis.call('ZREM', held, id)
-  local state, rk, held_at = unpack(redis.call('HMGET', dkey(id), 'state', 'rk', 'held_at'))
-  if state == 'held' then
+  local state, rk, held_at = unpack(redis.call('HMGET', delivery_key(id), 'state', 'rk',
+                                               'held_at'))
+  if state == State.held then
     -- time spent paused does not count toward the retry give-up
-    redis.call('HINCRBY', dkey(id), 'paused_ms', now - (tonumber(held_at) or now))
-    redis.call('HDEL', dkey(id), 'held_at')
-    move(id, req.conn, 'held', 'pending')
+    redis.call('HINCRBY', delivery_key(id), 'paused_ms', now - (tonumber(held_at) or now))
+    redis.call('HDEL', delivery_key(id), 'held_at')
+    move(id, req.conn, State.held, State.pending)
     if head(rk) == id then publish(id) end
   end
 end

@@ -1,18 +1,37 @@
 """The ledger's Lua scripts, assembled once per process.
 
-Each script is the queue's message builder, common.lua (what every script shares) and the
-script's own file (core/ledger/<name>.lua). The message builder bakes the Celery message
-template in (core.queue), so it is neither sent nor decoded on every call.
+Each script is: the queue's message builder; common.lua (what every script shares); the files
+the script includes (the claim logic, claim_one.lua, for both claims); the script's own file
+(core/ledger/<name>.lua, whose header states its request and its reply). Here, once per
+process, each key a script names (`delivery_key(id)`) becomes the expression that builds it
+(core/ledger/keys.py) and each word of the vocabulary (`State.pending`) its quoted value: the
+scripts read as the contract is written and pay nothing for it per call.
 """
 
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from importlib import resources
 
+from core.ledger.keys import StatsHash, expand_lua_keys
 from core.queue import DELIVERY_PLACEHOLDER, TAG_PLACEHOLDER
+from core.vocabulary import SCRIPT_WORDS
 
-SCRIPTS = ("record", "claim", "claim_batch", "finish", "sweep", "pause", "resume", "replay")
+#: every script, and the files it includes between common.lua and itself
+SCRIPTS: dict[str, tuple[str, ...]] = {
+    "accept": (),
+    "claim": ("claim_one",),
+    "claim_batch": ("claim_one",),
+    "finish": (),
+    "sweep": (),
+    "pause": (),
+    "resume": (),
+    "replay": (),
+}
+#: the enumerations a script may name as `<Enum>.<value>`
+WORDS: dict[str, type[StrEnum]] = {**SCRIPT_WORDS, "StatsHash": StatsHash}
+_WORD = re.compile(r"\b(" + "|".join(WORDS) + r")\.(\w+)")
 
 
 def _lua_string(text: str) -> str:
@@ -26,19 +45,39 @@ def message_function(template: str) -> str:
 
     The template's placeholders are split out here, once, instead of substituted in the script
     on every publish (two string.gsub passes over the ~1 KB message took ~8 us of Redis time
-    per message, a tenth of the receiver's record script).
+    per message, a tenth of the receiver's accept script).
     """
     holes = {DELIVERY_PLACEHOLDER: "id", TAG_PLACEHOLDER: "tag"}
-    pieces = re.split(f"({re.escape(DELIVERY_PLACEHOLDER)}|{re.escape(TAG_PLACEHOLDER)})",
-                      template)
-    expression = " .. ".join(holes[piece] if piece in holes else _lua_string(piece)
-                             for piece in pieces if piece)
+    pieces = re.split(f"({re.escape(DELIVERY_PLACEHOLDER)}|{re.escape(TAG_PLACEHOLDER)})", template)
+    expression = " .. ".join(
+        holes[piece] if piece in holes else _lua_string(piece) for piece in pieces if piece
+    )
     return f"local function message(id, tag) return {expression} end\n"
 
 
+def lua_source(name: str) -> str:
+    return resources.files("core.ledger").joinpath(f"{name}.lua").read_text(encoding="utf-8")
+
+
+def spell_words(source: str, where: str) -> str:
+    """`State.pending` -> `'pending'`; a word that is not in its enumeration is an error."""
+
+    def spell(match: re.Match[str]) -> str:
+        enum = WORDS[match[1]]
+        try:
+            return f"'{enum(match[2]).value}'"
+        except ValueError:
+            raise ValueError(
+                f"{where}: {match[0]} is not a {match[1]} (one of: "
+                f"{', '.join(m.value for m in enum)}; core/vocabulary.py)"
+            ) from None
+
+    return _WORD.sub(spell, source)
+
+
 def load_script(name: str, template: str) -> str:
-    """A script's source: the message builder, common.lua, the script."""
-    folder = resources.files("core.ledger")
-    return (message_function(template)
-            + folder.joinpath("common.lua").read_text(encoding="utf-8") + "\n"
-            + folder.joinpath(f"{name}.lua").read_text(encoding="utf-8"))
+    """A script's source, ready to register."""
+    body = "\n".join(lua_source(part) for part in ("common", *SCRIPTS[name], name))
+    return message_function(template) + spell_words(
+        expand_lua_keys(body), f"core/ledger/{name}.lua"
+    )

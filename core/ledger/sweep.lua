@@ -1,44 +1,48 @@
--- The scheduler's sweep (single-flight, run every few seconds):
+-- sweep: the scheduler's periodic pass (single-flight, every few seconds):
 --   due SCHEDULED -> PENDING + publish;
 --   expired IN_FLIGHT leases (a worker died) -> PENDING + publish;
 --   PENDING whose message was published before req.stale_before -> publish again.
--- req: {limit, stale_before, lost_attempt (JSON text)}. Returns {due, expired, republished}.
+-- ARGV[1]: {limit (per kind), stale_before (ms), lost_attempt (JSON text: the history entry
+--           of an expired lease)}
+-- Reply: {due, expired, republished}: how many of each. Decoded by core/ledger/replies.py
+-- (swept) into a Swept.
 local counts = {0, 0, 0}
 
 local function requeue(id, from)
-  local state, conn, rk = unpack(redis.call('HMGET', dkey(id), 'state', 'connection', 'rk'))
+  local state, conn, rk = unpack(redis.call('HMGET', delivery_key(id), 'state', 'connection',
+                                            'rk'))
   if state ~= from then return false end
-  move(id, conn, from, 'pending')
+  move(id, conn, from, State.pending)
   if head(rk) == id then publish(id) end
   return true
 end
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. ':idx:scheduled', '-inf', now,
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled_index_key(), '-inf', now,
                                'LIMIT', 0, req.limit)) do
-  redis.call('ZREM', p .. ':idx:scheduled', id)
-  redis.call('HDEL', dkey(id), 'due_at')
-  if requeue(id, 'scheduled') then counts[1] = counts[1] + 1 end
+  redis.call('ZREM', scheduled_index_key(), id)
+  redis.call('HDEL', delivery_key(id), 'due_at')
+  if requeue(id, State.scheduled) then counts[1] = counts[1] + 1 end
 end
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. ':idx:inflight', '-inf', now,
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', inflight_index_key(), '-inf', now,
                                'LIMIT', 0, req.limit)) do
-  redis.call('ZREM', p .. ':idx:inflight', id)
-  local conn = redis.call('HGET', dkey(id), 'connection')
-  if requeue(id, 'in_flight') then
-    redis.call('HDEL', dkey(id), 'token', 'lease_until')
-    redis.call('RPUSH', dkey(id) .. ':attempts', req.lost_attempt)
+  redis.call('ZREM', inflight_index_key(), id)
+  local conn = redis.call('HGET', delivery_key(id), 'connection')
+  if requeue(id, State.in_flight) then
+    redis.call('HDEL', delivery_key(id), 'token', 'lease_until')
+    redis.call('RPUSH', attempts_key(id), req.lost_attempt)
     -- a probe that never reported back must not keep the circuit half-open forever
-    if conn and redis.call('HGET', ckey(conn, 'breaker'), 'probe') == id then
-      redis.call('HDEL', ckey(conn, 'breaker'), 'probe', 'probe_until')
+    if conn and redis.call('HGET', breaker_key(conn), 'probe') == id then
+      redis.call('HDEL', breaker_key(conn), 'probe', 'probe_until')
     end
     counts[2] = counts[2] + 1
   end
 end
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. ':idx:pending', '-inf',
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', pending_index_key(), '-inf',
                                '(' .. req.stale_before, 'LIMIT', 0, req.limit)) do
-  local state, rk = unpack(redis.call('HMGET', dkey(id), 'state', 'rk'))
-  if state == 'pending' and head(rk) == id then
+  local state, rk = unpack(redis.call('HMGET', delivery_key(id), 'state', 'rk'))
+  if state == State.pending and head(rk) == id then
     publish(id)
     counts[3] = counts[3] + 1
   else

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from core.vocabulary import State
+
 
 def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -31,9 +33,13 @@ def _json_or_text(value: str) -> Any:
 
 def delivery_view(raw: dict[str, str]) -> dict[str, Any]:
     view: dict[str, Any] = {
-        "id": raw["id"], "event_id": raw["event_id"], "mapping": raw["mapping"],
-        "connection": raw["connection"], "object": raw.get("object"),
-        "state": raw["state"], "attempts": int(raw.get("attempts", 0)),
+        "id": raw["id"],
+        "event_id": raw["event_id"],
+        "mapping": raw["mapping"],
+        "connection": raw["connection"],
+        "object": raw.get("object"),
+        "state": raw["state"],
+        "attempts": int(raw.get("attempts", 0)),
         "record_key": raw.get("rk"),
         "created_at": iso_from_ms(raw.get("created_at")),
         "updated_at": iso_from_ms(raw.get("updated_at")),
@@ -42,10 +48,13 @@ def delivery_view(raw: dict[str, str]) -> dict[str, Any]:
         view["due_at"] = iso_from_ms(raw["due_at"])
     if raw.get("lease_until"):
         view["lease_until"] = iso_from_ms(raw["lease_until"])
-    if raw["state"] == "dead":
-        view["dead"] = {"category": raw.get("dead_category"), "error": raw.get("dead_error"),
-                        "at": iso_from_ms(raw.get("dead_at")),
-                        "record": _json_or_text(raw.get("dead_record", "")) or None}
+    if raw["state"] == State.DEAD:
+        view["dead"] = {
+            "category": raw.get("dead_category"),
+            "error": raw.get("dead_error"),
+            "at": iso_from_ms(raw.get("dead_at")),
+            "record": _json_or_text(raw.get("dead_record", "")) or None,
+        }
     return view
 
 

@@ -33,6 +33,7 @@ from core.mapping.normalize import normalize_match
 from core.mapping.transforms import TransformError
 from core.paths import get_path
 from core.text import escaped, escaped_all, first_unencodable
+from core.vocabulary import DeadCategory
 
 #: record keys longer than this are hashed (they are Redis key names)
 _MAX_KEY = 200
@@ -68,9 +69,12 @@ class MappedRecord:
         return tuple(f.name for f in self.fields if f.owner == "target")
 
     def as_json(self) -> dict[str, Any]:
-        return {"object": self.object, "action": self.action,
-                "match": {"field": self.match_field, "value": self.match_value},
-                "fields": self.values()}
+        return {
+            "object": self.object,
+            "action": self.action,
+            "match": {"field": self.match_field, "value": self.match_value},
+            "fields": self.values(),
+        }
 
 
 def first_source(body: Any, paths: tuple[str, ...]) -> tuple[str | None, Any]:
@@ -93,21 +97,28 @@ def match_value(mapping: MappingConfig, body: Any) -> str | None:
     raw = first_value(body, mapping.match.from_)
     if is_empty(raw) or isinstance(raw, (dict, list)):
         return None
-    return normalize_match(mapping.match.normalize, raw,
-                           fold_plus_addressing=mapping.match.fold_plus_addressing,
-                           region=mapping.match.region) or None
+    return (
+        normalize_match(
+            mapping.match.normalize,
+            raw,
+            fold_plus_addressing=mapping.match.fold_plus_addressing,
+            region=mapping.match.region,
+        )
+        or None
+    )
 
 
 def record_key(mapping: MappingConfig, body: Any, fallback: str) -> str:
     """Connection + object + normalised match value: writes to one record are serialised on
     this key. Without a match value the delivery is its own key (`fallback`)."""
     value = match_value(mapping, body)
-    ident = f"{mapping.match.field}={value}" if value is not None and mapping.match \
-        else f"#{fallback}"
+    ident = (
+        f"{mapping.match.field}={value}" if value is not None and mapping.match else f"#{fallback}"
+    )
     key = f"{mapping.connection}:{mapping.object}:{ident}"
     if len(key) > _MAX_KEY or first_unencodable(key):
         # a key Redis could not store as text (a lone surrogate) is hashed too, so the
-        # receiver records the event and the worker dead-letters it naming the field
+        # receiver accepts the event and the worker dead-letters it naming the field
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         key = f"{mapping.connection}:{mapping.object}:sha256={digest}"
     return key
@@ -118,7 +129,7 @@ class FieldOutcome:
     """What became of one field of the mapping, written or not, and why (the dry run's view)."""
 
     name: str
-    origin: str | None        # the path that gave the value, "const", "default", None (built)
+    origin: str | None  # the path that gave the value, "const", "default", None (built)
     source_value: Any
     value: Any
     owner: str
@@ -126,9 +137,15 @@ class FieldOutcome:
     reason: str
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "from": self.origin, "source_value": self.source_value,
-                "value": self.value, "write": self.write, "reason": self.reason,
-                "owner": self.owner}
+        return {
+            "name": self.name,
+            "from": self.origin,
+            "source_value": self.source_value,
+            "value": self.value,
+            "write": self.write,
+            "reason": self.reason,
+            "owner": self.owner,
+        }
 
 
 @dataclass(frozen=True)
@@ -140,7 +157,7 @@ class Evaluation:
     match_value: str | None
     fields: tuple[FieldOutcome, ...]
     problems: tuple[dict[str, Any], ...]
-    category: str = ""                 # mapping | validation, when there are problems
+    category: DeadCategory | None = None  # mapping | validation, when there are problems
     record: MappedRecord | None = None
 
     @property
@@ -158,10 +175,15 @@ class Evaluation:
         # escaped: the dead letter is stored as text, so must hold nothing UTF-8 cannot encode
         problems = [escaped_all(dict(p)) for p in self.problems]
         summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
-        what = f"mapping {self.mapping.name!r} failed" if self.category == "mapping" else \
-            f"mapping {self.mapping.name!r}: the record does not fit the target's field spec " \
+        what = (
+            f"mapping {self.mapping.name!r} failed"
+            if self.category == DeadCategory.MAPPING
+            else f"mapping {self.mapping.name!r}: the record does not fit the target's field spec "
             f"({self.mapping.connection} {self.mapping.object})"
-        return DataError(f"{what}: {summary}", category=self.category, problems=problems)
+        )
+        return DataError(
+            f"{what}: {summary}", category=self.category or DeadCategory.MAPPING, problems=problems
+        )
 
 
 def _written(owner: str, how: str = "") -> str:
@@ -170,14 +192,13 @@ def _written(owner: str, how: str = "") -> str:
 
 
 def _field(spec: FieldSpec, body: Any, problems: list[dict[str, Any]]) -> FieldOutcome:
-    built = not spec.has_const and not spec.from_     # by a template/join transform
+    built = not spec.has_const and not spec.from_  # by a template/join transform
     origin: str | None
     if spec.has_const:
         origin, source_value, where = "const", spec.const, "const"
     elif built:
         origin, source_value = None, None
-        where = f"the {next(iter(spec.transform[0]))} transform" if spec.transform \
-            else "the event"
+        where = f"the {next(iter(spec.transform[0]))} transform" if spec.transform else "the event"
     else:
         origin, source_value = first_source(body, spec.from_)
         where = " or ".join(spec.from_)
@@ -193,20 +214,23 @@ def _field(spec: FieldSpec, body: Any, problems: list[dict[str, Any]]) -> FieldO
                 value = apply(value, body)
             except TransformError as exc:
                 (name,) = step
-                problems.append({"field": spec.name, "value": source_value,
-                                 "problem": f"{name}: {exc}"})
+                problems.append(
+                    {"field": spec.name, "value": source_value, "problem": f"{name}: {exc}"}
+                )
                 return outcome(None, False, f"error: {name}: {exc}")
             transformed = True
     if not is_empty(value):
         return outcome(value, True, _written(spec.owner))
-    emptied = f"{where} is empty after the transforms" if transformed \
-        else f"{where} is missing or empty"
+    emptied = (
+        f"{where} is empty after the transforms" if transformed else f"{where} is missing or empty"
+    )
     if spec.has_default and not is_empty(spec.default):
         origin = "default" if origin is None or is_empty(source_value) else origin
         return outcome(spec.default, True, _written(spec.owner, f"the default: {emptied}"))
     if spec.required:
-        problems.append({"field": spec.name, "value": source_value,
-                         "problem": f"required, but {emptied}"})
+        problems.append(
+            {"field": spec.name, "value": source_value, "problem": f"required, but {emptied}"}
+        )
         return outcome(None, False, f"error: required, but {emptied}")
     return outcome(None, False, f"skipped: {emptied}")
 
@@ -217,21 +241,23 @@ def _unencodable(name: str, value: Any, problems: list[dict[str, Any]]) -> str |
     if found is None:
         return None
     where, index, char = found
-    problem = (f"cannot be encoded as UTF-8 text: {escaped(char)} (a lone surrogate) at "
-               f"character {index}{f' of {where}' if where else ''}; the sender's JSON "
-               "holds invalid Unicode, so fix the value at the source, then replay")
+    problem = (
+        f"cannot be encoded as UTF-8 text: {escaped(char)} (a lone surrogate) at "
+        f"character {index}{f' of {where}' if where else ''}; the sender's JSON "
+        "holds invalid Unicode, so fix the value at the source, then replay"
+    )
     problems.append({"field": name, "value": value, "problem": problem})
     return problem
 
 
 def _encodable(outcome: FieldOutcome, problems: list[dict[str, Any]]) -> FieldOutcome:
     problem = _unencodable(outcome.name, outcome.value, problems) if outcome.write else None
-    return outcome if problem is None else replace(outcome, write=False,
-                                                   reason=f"error: {problem}")
+    return outcome if problem is None else replace(outcome, write=False, reason=f"error: {problem}")
 
 
-def evaluate(mapping: MappingConfig, body: Mapping[str, Any] | Any,
-             spec: ObjectSpec | None = None) -> Evaluation:
+def evaluate(
+    mapping: MappingConfig, body: Mapping[str, Any] | Any, spec: ObjectSpec | None = None
+) -> Evaluation:
     """Apply `mapping` to `body` without raising: each field's outcome and every problem.
 
     `spec`: the target field spec to check against; None uses the mapping's own (the spec of
@@ -240,38 +266,64 @@ def evaluate(mapping: MappingConfig, body: Mapping[str, Any] | Any,
     problems: list[dict[str, Any]] = []
     outcomes = [_encodable(_field(f, body, problems), problems) for f in mapping.fields]
     key = match_value(mapping, body)
-    if mapping.match is not None and key is not None \
-            and all(p["field"] != mapping.match.field for p in problems):
+    if (
+        mapping.match is not None
+        and key is not None
+        and all(p["field"] != mapping.match.field for p in problems)
+    ):
         _unencodable(mapping.match.field, key, problems)
     if mapping.match is not None and key is None and mapping.action != "create_only":
-        problems.append({"field": mapping.match.field, "value": None,
-                         "problem": f"match key missing: {' or '.join(mapping.match.from_)} is "
-                                    "empty, so the record cannot be found or created safely"})
-    category = "mapping" if problems else ""
+        problems.append(
+            {
+                "field": mapping.match.field,
+                "value": None,
+                "problem": f"match key missing: {' or '.join(mapping.match.from_)} is "
+                "empty, so the record cannot be found or created safely",
+            }
+        )
+    category = DeadCategory.MAPPING if problems else None
     target = spec if spec is not None else mapping.target
     if target is not None:
         failed = {p["field"] for p in problems}
         written = {o.name: o.value for o in outcomes if o.write}
-        invalid = check_record(target, written, creating=mapping.action != "update_only",
-                               failed=failed)
+        invalid = check_record(
+            target, written, creating=mapping.action != "update_only", failed=failed
+        )
         rejected = {p["field"]: p for p in invalid}
-        outcomes = [replace(o, write=False, reason=f"rejected: {rejected[o.name]['problem']}")
-                    if o.name in rejected else o for o in outcomes]
+        outcomes = [
+            replace(o, write=False, reason=f"rejected: {rejected[o.name]['problem']}")
+            if o.name in rejected
+            else o
+            for o in outcomes
+        ]
         problems.extend(invalid)
-        category = category or ("validation" if invalid else "")
+        category = category or (DeadCategory.VALIDATION if invalid else None)
     record = None
     if not problems:
         record = MappedRecord(
-            mapping=mapping.name, connection=mapping.connection, object=mapping.object,
-            action=mapping.action, match_field=mapping.match.field if mapping.match else None,
-            match_value=key, fields=tuple(FieldResult(o.name, o.source_value, o.value, o.owner)
-                                          for o in outcomes if o.write))
-    return Evaluation(mapping=mapping, match_value=key, fields=tuple(outcomes),
-                      problems=tuple(problems), category=category, record=record)
+            mapping=mapping.name,
+            connection=mapping.connection,
+            object=mapping.object,
+            action=mapping.action,
+            match_field=mapping.match.field if mapping.match else None,
+            match_value=key,
+            fields=tuple(
+                FieldResult(o.name, o.source_value, o.value, o.owner) for o in outcomes if o.write
+            ),
+        )
+    return Evaluation(
+        mapping=mapping,
+        match_value=key,
+        fields=tuple(outcomes),
+        problems=tuple(problems),
+        category=category,
+        record=record,
+    )
 
 
-def map_event(mapping: MappingConfig, body: Mapping[str, Any] | Any,
-              spec: ObjectSpec | None = None) -> MappedRecord:
+def map_event(
+    mapping: MappingConfig, body: Mapping[str, Any] | Any, spec: ObjectSpec | None = None
+) -> MappedRecord:
     """The record this mapping writes for `body`, or DataError with every field-level problem
     (category 'mapping' when the event cannot be mapped, 'validation' when the mapped record
     does not fit the target field spec). `spec`: as for `evaluate`."""

@@ -92,13 +92,22 @@ _TYPES: dict[str, tuple[Any, str, str]] = {
     "string": (lambda v: isinstance(v, str), "text", ""),
     "number": (_number, "a number", " (add the number transform)"),
     "boolean": (lambda v: isinstance(v, bool), "true or false", " (add the bool transform)"),
-    "date": (_is_date, "a date (YYYY-MM-DD, or epoch milliseconds at UTC midnight)",
-             " (add the date transform)"),
-    "datetime": (_is_datetime, "a date and time (ISO 8601, or epoch milliseconds)",
-                 " (add the datetime transform)"),
+    "date": (
+        _is_date,
+        "a date (YYYY-MM-DD, or epoch milliseconds at UTC midnight)",
+        " (add the date transform)",
+    ),
+    "datetime": (
+        _is_datetime,
+        "a date and time (ISO 8601, or epoch milliseconds)",
+        " (add the datetime transform)",
+    ),
     "email": (_is_email, "an email address", " (add the email transform)"),
-    "phone": (lambda v: isinstance(v, str) and _E164.fullmatch(v) is not None,
-              "a phone number in E.164 form (+14155550123)", " (add {e164: {region: ..}})"),
+    "phone": (
+        lambda v: isinstance(v, str) and _E164.fullmatch(v) is not None,
+        "a phone number in E.164 form (+14155550123)",
+        " (add {e164: {region: ..}})",
+    ),
 }
 
 
@@ -119,20 +128,25 @@ def check_value(spec: TargetField, value: Any) -> str | None:
     """What is wrong with writing `value` to this field, or None."""
     if spec.values is not None:
         if not _in_picklist(value, spec.values):
-            return f"{show(value)} is not in the target's picklist (map it with {{map: " \
-                   "{values: ...}})"
+            return (
+                f"{show(value)} is not in the target's picklist (map it with {{map: "
+                "{values: ...}})"
+            )
     elif spec.type is not None:
         test, what, hint = _TYPES[spec.type]
         if not test(value):
             return f"{kind_of(value)} {show(value)} is not {what}{hint}"
     if spec.max_length is not None and isinstance(value, str) and len(value) > spec.max_length:
-        return (f"{len(value)} characters, more than the {spec.max_length} the target accepts "
-                f"(add {{truncate: {spec.max_length}}})")
+        return (
+            f"{len(value)} characters, more than the {spec.max_length} the target accepts "
+            f"(add {{truncate: {spec.max_length}}})"
+        )
     return None
 
 
-def check_record(spec: ObjectSpec, values: Mapping[str, Any], *, creating: bool,
-                 failed: Iterable[str] = ()) -> list[dict[str, Any]]:
+def check_record(
+    spec: ObjectSpec, values: Mapping[str, Any], *, creating: bool, failed: Iterable[str] = ()
+) -> list[dict[str, Any]]:
     """Every problem with writing `values` (field -> value) to an object of this spec.
 
     `creating`: the write may create the record, so required fields must be present.
@@ -146,14 +160,20 @@ def check_record(spec: ObjectSpec, values: Mapping[str, Any], *, creating: bool,
             continue
         problem = check_value(field, value)
         if problem is not None:
-            problems.append({"field": name, "value": value, "problem": problem,
-                             "expected": expected(field)})
+            problems.append(
+                {"field": name, "value": value, "problem": problem, "expected": expected(field)}
+            )
     if creating:
         for name, field in spec.fields.items():
             if field.required and name not in skip and is_empty(values.get(name)):
-                problems.append({"field": name, "value": values.get(name),
-                                 "problem": "required by the target, but the mapping gave it "
-                                            "no value", "expected": expected(field)})
+                problems.append(
+                    {
+                        "field": name,
+                        "value": values.get(name),
+                        "problem": "required by the target, but the mapping gave it no value",
+                        "expected": expected(field),
+                    }
+                )
     return problems
 
 
@@ -169,9 +189,14 @@ def static_problems(mapping: MappingConfig) -> list[tuple[str, str]]:
     if mapping.action != "update_only":
         for name, field in spec.fields.items():
             if field.required and name not in written:
-                problems.append(("fields", f"the target ({mapping.connection} "
-                                           f"{mapping.object}) requires field {name!r}, but "
-                                           "this mapping never writes it"))
+                problems.append(
+                    (
+                        "fields",
+                        f"the target ({mapping.connection} "
+                        f"{mapping.object}) requires field {name!r}, but "
+                        "this mapping never writes it",
+                    )
+                )
     for f in mapping.fields:
         target = spec.fields.get(f.name)
         if target is None:
@@ -183,8 +208,7 @@ def static_problems(mapping: MappingConfig) -> list[tuple[str, str]]:
             fixed.append((f"fields.{f.name}.default", f.default))
         outputs = getattr(f.steps[-1], "outputs", None) if f.steps else None
         if outputs is not None:
-            fixed.extend((f"fields.{f.name}.transform.{len(f.steps) - 1}", out)
-                         for out in outputs)
+            fixed.extend((f"fields.{f.name}.transform.{len(f.steps) - 1}", out) for out in outputs)
         for key, value in fixed:
             if is_empty(value):
                 continue

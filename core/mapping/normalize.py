@@ -36,7 +36,7 @@ def normalize_phone(value: str, region: str | None = None) -> str:
     text = value.strip()
     digits = _NOT_DIGITS.sub("", text)
     reduced = f"+{digits}" if text.startswith("+") and digits else digits
-    for candidate in (text, reduced):     # E.164 output parses to itself: idempotent
+    for candidate in (text, reduced):  # E.164 output parses to itself: idempotent
         try:
             return to_e164(candidate, region)
         except TransformError:
@@ -44,8 +44,13 @@ def normalize_phone(value: str, region: str | None = None) -> str:
     return reduced
 
 
-def normalize_match(kind: str | None, value: object, *, fold_plus_addressing: bool = False,
-                    region: str | None = None) -> str:
+def normalize_match(
+    kind: str | None,
+    value: object,
+    *,
+    fold_plus_addressing: bool = False,
+    region: str | None = None,
+) -> str:
     text = str(value)
     if kind == "email":
         return normalize_email(text, fold_plus_addressing=fold_plus_addressing)

@@ -66,8 +66,9 @@ def mac(key: bytes, message: bytes, algorithm: str = "sha256") -> bytes:
         digestmod = ALGORITHMS[algorithm]
     except KeyError:
         raise SignatureError(
-            "invalid", f"unsupported algorithm {algorithm!r}; expected one of "
-            f"{', '.join(sorted(ALGORITHMS))}") from None
+            "invalid",
+            f"unsupported algorithm {algorithm!r}; expected one of {', '.join(sorted(ALGORITHMS))}",
+        ) from None
     return hmac.new(key, message, digestmod).digest()
 
 
@@ -113,7 +114,8 @@ def mismatch(what: str, secrets: Sequence[str]) -> SignatureError:
     return SignatureError(
         "invalid",
         f"{what} does not match: the request was not signed with {which}, "
-        f"or its body (or signed metadata) changed in transit")
+        f"or its body (or signed metadata) changed in transit",
+    )
 
 
 def parse_int(value: str, what: str) -> int:
@@ -155,8 +157,15 @@ class BodyHmacScheme:
     redacted, but only `header` is verified.
     """
 
-    def __init__(self, name: str, header: str, prefix: str, algorithm: str, encoding: str,
-                 extra_signers: tuple[tuple[str, str, str, str], ...] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        header: str,
+        prefix: str,
+        algorithm: str,
+        encoding: str,
+        extra_signers: tuple[tuple[str, str, str, str], ...] = (),
+    ) -> None:
         self.name = name
         self.header = header
         self.prefix = prefix
@@ -169,24 +178,35 @@ class BodyHmacScheme:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
-    def verify(self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions,
-               now: float) -> None:
+    def verify(
+        self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions, now: float
+    ) -> None:
         secrets = require_secrets(secrets)
         value = require(request.headers, self.header)
         if not value.startswith(self.prefix):
             raise SignatureError(
-                "invalid", f"{self.header} is malformed: expected it to start with "
-                f"{self.prefix!r}")
-        received = decode_all([value[len(self.prefix):]], self.encoding, self.header)
+                "invalid", f"{self.header} is malformed: expected it to start with {self.prefix!r}"
+            )
+        received = decode_all([value[len(self.prefix) :]], self.encoding, self.header)
         expected = [mac(s.encode(), request.body, self.algorithm) for s in secrets]
         if not any_match(received, expected):
             raise mismatch(self.header, secrets)
 
-    def sign(self, *, body: bytes, secret: str, options: VerifyOptions, now: float,
-             method: str = "POST", url: str = "") -> dict[str, str]:
+    def sign(
+        self,
+        *,
+        body: bytes,
+        secret: str,
+        options: VerifyOptions,
+        now: float,
+        method: str = "POST",
+        url: str = "",
+    ) -> dict[str, str]:
         signers = ((self.header, self.prefix, self.algorithm, self.encoding), *self.extra_signers)
-        return {name: prefix + encode(mac(secret.encode(), body, algorithm), encoding)
-                for name, prefix, algorithm, encoding in signers}
+        return {
+            name: prefix + encode(mac(secret.encode(), body, algorithm), encoding)
+            for name, prefix, algorithm, encoding in signers
+        }
 
 
 class TimestampV1Scheme:
@@ -203,8 +223,9 @@ class TimestampV1Scheme:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
-    def verify(self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions,
-               now: float) -> None:
+    def verify(
+        self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions, now: float
+    ) -> None:
         secrets = require_secrets(secrets)
         t, v1 = parse_pairs(require(request.headers, self.header), self.header)
         timestamp = parse_int(t, f"{self.header} t=")
@@ -214,8 +235,16 @@ class TimestampV1Scheme:
             raise mismatch(self.header, secrets)
         check_window(timestamp, now, options.tolerance_seconds, f"the {self.header} timestamp (t=)")
 
-    def sign(self, *, body: bytes, secret: str, options: VerifyOptions, now: float,
-             method: str = "POST", url: str = "") -> dict[str, str]:
+    def sign(
+        self,
+        *,
+        body: bytes,
+        secret: str,
+        options: VerifyOptions,
+        now: float,
+        method: str = "POST",
+        url: str = "",
+    ) -> dict[str, str]:
         t = str(int(now))
         signature = encode(mac(secret.encode(), t.encode() + b"." + body), "hex")
         return {self.header: f"t={t},v1={signature}"}

@@ -69,14 +69,14 @@ class VerifyOptions:
     """Scheme options from the source's `verify:` block (all optional but `scheme`)."""
 
     scheme: str
-    version: str | None = None                 # hubspot: v1 | v2 | v3 (default v3)
+    version: str | None = None  # hubspot: v1 | v2 | v3 (default v3)
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
     # generic `hmac` scheme
     header: str | None = None
-    algorithm: str = "sha256"                  # sha1 | sha256 | sha512
-    encoding: str = "hex"                      # hex | base64
-    prefix: str = ""                           # e.g. "sha256="
-    timestamp_header: str | None = None        # when set: signed payload is "{ts}{sep}{body}"
+    algorithm: str = "sha256"  # sha1 | sha256 | sha512
+    encoding: str = "hex"  # hex | base64
+    prefix: str = ""  # e.g. "sha256="
+    timestamp_header: str | None = None  # when set: signed payload is "{ts}{sep}{body}"
     timestamp_separator: str = "."
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -90,12 +90,21 @@ class Scheme(Protocol):
     #: Whether the signature covers the request URL (only then does the receiver build it).
     signs_url: bool
 
-    def verify(self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions,
-               now: float) -> None:
+    def verify(
+        self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions, now: float
+    ) -> None:
         """Return if any secret verifies the request; raise SignatureError otherwise."""
 
-    def sign(self, *, body: bytes, secret: str, options: VerifyOptions, now: float,
-             method: str = "POST", url: str = "") -> dict[str, str]:
+    def sign(
+        self,
+        *,
+        body: bytes,
+        secret: str,
+        options: VerifyOptions,
+        now: float,
+        method: str = "POST",
+        url: str = "",
+    ) -> dict[str, str]:
         """Headers a genuine sender would attach to this body at time `now`."""
 
 

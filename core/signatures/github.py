@@ -14,5 +14,10 @@ from core.signatures._common import BodyHmacScheme
 class GitHubScheme(BodyHmacScheme):
     def __init__(self) -> None:
         super().__init__(
-            "github", "X-Hub-Signature-256", "sha256=", "sha256", "hex",
-            extra_signers=(("X-Hub-Signature", "sha1=", "sha1", "hex"),))
+            "github",
+            "X-Hub-Signature-256",
+            "sha256=",
+            "sha256",
+            "hex",
+            extra_signers=(("X-Hub-Signature", "sha1=", "sha1", "hex"),),
+        )

@@ -33,11 +33,15 @@ def _checked(options: VerifyOptions) -> str:
     if not options.header:
         raise SignatureError("invalid", "the hmac scheme needs `header` (the signature header)")
     if options.algorithm not in ALGORITHMS:
-        raise SignatureError("invalid", f"unsupported algorithm {options.algorithm!r}; "
-                             f"expected one of {', '.join(sorted(ALGORITHMS))}")
+        raise SignatureError(
+            "invalid",
+            f"unsupported algorithm {options.algorithm!r}; "
+            f"expected one of {', '.join(sorted(ALGORITHMS))}",
+        )
     if options.encoding not in ("hex", "base64"):
-        raise SignatureError("invalid", f"unsupported encoding {options.encoding!r}; "
-                             "expected hex or base64")
+        raise SignatureError(
+            "invalid", f"unsupported encoding {options.encoding!r}; expected hex or base64"
+        )
     return options.header
 
 
@@ -53,8 +57,9 @@ class HmacScheme:
     signature_headers: tuple[str, ...] = ()
     signs_url: bool = False
 
-    def verify(self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions,
-               now: float) -> None:
+    def verify(
+        self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions, now: float
+    ) -> None:
         name = _checked(options)
         secrets = require_secrets(secrets)
         value = require(request.headers, name)
@@ -64,8 +69,9 @@ class HmacScheme:
             seconds = unix_seconds(parse_int(stamp, options.timestamp_header))
         if not value.startswith(options.prefix):
             raise SignatureError(
-                "invalid", f"{name} is malformed: expected it to start with {options.prefix!r}")
-        received = decode_all([value[len(options.prefix):]], options.encoding, name)
+                "invalid", f"{name} is malformed: expected it to start with {options.prefix!r}"
+            )
+        received = decode_all([value[len(options.prefix) :]], options.encoding, name)
         payload = _payload(options, stamp, request.body)
         expected = [mac(s.encode(), payload, options.algorithm) for s in secrets]
         if not any_match(received, expected):
@@ -73,8 +79,16 @@ class HmacScheme:
         if options.timestamp_header:
             check_window(seconds, now, options.tolerance_seconds, options.timestamp_header)
 
-    def sign(self, *, body: bytes, secret: str, options: VerifyOptions, now: float,
-             method: str = "POST", url: str = "") -> dict[str, str]:
+    def sign(
+        self,
+        *,
+        body: bytes,
+        secret: str,
+        options: VerifyOptions,
+        now: float,
+        method: str = "POST",
+        url: str = "",
+    ) -> dict[str, str]:
         name = _checked(options)
         headers: dict[str, str] = {}
         stamp = None

@@ -36,8 +36,20 @@ VERSION_HEADER = "X-HubSpot-Signature-Version"
 V3_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
 
-_V3_DECODED = {"3A": ":", "2F": "/", "3F": "?", "40": "@", "21": "!", "24": "$", "27": "'",
-               "28": "(", "29": ")", "2A": "*", "2C": ",", "3B": ";"}
+_V3_DECODED = {
+    "3A": ":",
+    "2F": "/",
+    "3F": "?",
+    "40": "@",
+    "21": "!",
+    "24": "$",
+    "27": "'",
+    "28": "(",
+    "29": ")",
+    "2A": "*",
+    "2C": ",",
+    "3B": ";",
+}
 _V3_ENCODED = re.compile("%(" + "|".join(_V3_DECODED) + ")", re.IGNORECASE)
 
 
@@ -65,19 +77,25 @@ class HubSpotScheme:
     def _version(options: VerifyOptions) -> str:
         version = options.version or "v3"
         if version not in ("v1", "v2", "v3"):
-            raise SignatureError("invalid", f"unknown HubSpot signature version {version!r}; "
-                                 "expected v1, v2 or v3")
+            raise SignatureError(
+                "invalid", f"unknown HubSpot signature version {version!r}; expected v1, v2 or v3"
+            )
         return version
 
-    def verify(self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions,
-               now: float) -> None:
+    def verify(
+        self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions, now: float
+    ) -> None:
         secrets = require_secrets(secrets)
         version = self._version(options)
         method = request.method.upper()
         if version != "v3":
             received = decode_all([require(request.headers, V1_V2_HEADER)], "hex", V1_V2_HEADER)
-            expected = [hashlib.sha256(_v1_v2_source(version, s, method, request.url,
-                                                     request.body)).digest() for s in secrets]
+            expected = [
+                hashlib.sha256(
+                    _v1_v2_source(version, s, method, request.url, request.body)
+                ).digest()
+                for s in secrets
+            ]
             if not any_match(received, expected):
                 raise mismatch(f"{V1_V2_HEADER} ({version})", secrets)
             return
@@ -90,8 +108,16 @@ class HubSpotScheme:
             raise mismatch(V3_HEADER, secrets)
         check_window(millis / 1000, now, options.tolerance_seconds, TIMESTAMP_HEADER)
 
-    def sign(self, *, body: bytes, secret: str, options: VerifyOptions, now: float,
-             method: str = "POST", url: str = "") -> dict[str, str]:
+    def sign(
+        self,
+        *,
+        body: bytes,
+        secret: str,
+        options: VerifyOptions,
+        now: float,
+        method: str = "POST",
+        url: str = "",
+    ) -> dict[str, str]:
         version = self._version(options)
         method = method.upper()
         if version != "v3":

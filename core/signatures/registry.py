@@ -37,7 +37,7 @@ class UnknownScheme(CrmhubError, KeyError):
     first, so this is for code that looks one up itself)."""
 
     def __str__(self) -> str:
-        return str(self.args[0])      # KeyError would quote the message
+        return str(self.args[0])  # KeyError would quote the message
 
 
 def get_scheme(name: str) -> Scheme:

@@ -47,8 +47,9 @@ def secret_key(secret: str) -> bytes | None:
 
 
 class StandardWebhooksScheme:
-    def __init__(self, name: str = "standard_webhooks",
-                 prefixes: tuple[str, ...] = ("webhook-",)) -> None:
+    def __init__(
+        self, name: str = "standard_webhooks", prefixes: tuple[str, ...] = ("webhook-",)
+    ) -> None:
         self.name = name
         self.prefixes = prefixes
         self.signature_headers: tuple[str, ...] = tuple(f"{p}signature" for p in prefixes)
@@ -64,8 +65,9 @@ class StandardWebhooksScheme:
                 return prefix + field, value
         raise SignatureError("missing", f"the {self.prefixes[0]}{field} header is missing")
 
-    def verify(self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions,
-               now: float) -> None:
+    def verify(
+        self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions, now: float
+    ) -> None:
         secrets = require_secrets(secrets)
         sig_name, signatures = self._get(request.headers, "signature")
         _, msg_id = self._get(request.headers, "id")
@@ -75,31 +77,45 @@ class StandardWebhooksScheme:
         v1 = [sig for version, sep, sig in entries if sep and version == "v1"]
         if not v1:
             raise SignatureError(
-                "invalid", f"{sig_name} is malformed: it has no \"v1,<base64>\" entry")
+                "invalid", f'{sig_name} is malformed: it has no "v1,<base64>" entry'
+            )
         received = [d for d in (decode(s, "base64") for s in v1) if d is not None]
         if not received:
             raise SignatureError("invalid", f"{sig_name} is malformed: no v1 entry is base64")
         keys = [k for k in (secret_key(s) for s in secrets) if k is not None]
         if not keys:
             raise SignatureError(
-                "invalid", "no configured secret is a Standard Webhooks key (whsec_<base64>)")
+                "invalid", "no configured secret is a Standard Webhooks key (whsec_<base64>)"
+            )
         content = f"{msg_id}.{stamp}.".encode() + request.body
         if not any_match(received, [mac(k, content) for k in keys]):
             raise mismatch(sig_name, secrets)
         check_window(timestamp, now, options.tolerance_seconds, ts_name)
 
-    def sign(self, *, body: bytes, secret: str, options: VerifyOptions, now: float,
-             method: str = "POST", url: str = "") -> dict[str, str]:
+    def sign(
+        self,
+        *,
+        body: bytes,
+        secret: str,
+        options: VerifyOptions,
+        now: float,
+        method: str = "POST",
+        url: str = "",
+    ) -> dict[str, str]:
         key = secret_key(secret)
         if key is None:
-            raise SignatureError("invalid", "the secret is not a Standard Webhooks key "
-                                 "(whsec_<base64>)")
+            raise SignatureError(
+                "invalid", "the secret is not a Standard Webhooks key (whsec_<base64>)"
+            )
         msg_id = str(options.extra.get("message_id") or f"msg_{secrets_module.token_hex(12)}")
         stamp = str(int(now))
         signature = encode(mac(key, f"{msg_id}.{stamp}.".encode() + body), "base64")
         prefix = self.prefixes[0]
-        return {f"{prefix}id": msg_id, f"{prefix}timestamp": stamp,
-                f"{prefix}signature": f"v1,{signature}"}
+        return {
+            f"{prefix}id": msg_id,
+            f"{prefix}timestamp": stamp,
+            f"{prefix}signature": f"v1,{signature}",
+        }
 
 
 class SvixScheme(StandardWebhooksScheme):

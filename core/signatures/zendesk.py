@@ -39,8 +39,10 @@ def _seconds(value: str) -> float:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise SignatureError(
-            "invalid", f"{TIMESTAMP_HEADER} is malformed: expected an ISO 8601 time such as "
-            "2021-03-25T05:09:27Z") from None
+            "invalid",
+            f"{TIMESTAMP_HEADER} is malformed: expected an ISO 8601 time such as "
+            "2021-03-25T05:09:27Z",
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
@@ -51,8 +53,9 @@ class ZendeskScheme:
     signature_headers: tuple[str, ...] = (HEADER,)
     signs_url: bool = False
 
-    def verify(self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions,
-               now: float) -> None:
+    def verify(
+        self, request: SignedRequest, secrets: Sequence[str], options: VerifyOptions, now: float
+    ) -> None:
         secrets = require_secrets(secrets)
         value = require(request.headers, HEADER)
         stamp = require(request.headers, TIMESTAMP_HEADER)
@@ -63,8 +66,16 @@ class ZendeskScheme:
             raise mismatch(HEADER, secrets)
         check_window(seconds, now, options.tolerance_seconds, TIMESTAMP_HEADER)
 
-    def sign(self, *, body: bytes, secret: str, options: VerifyOptions, now: float,
-             method: str = "POST", url: str = "") -> dict[str, str]:
+    def sign(
+        self,
+        *,
+        body: bytes,
+        secret: str,
+        options: VerifyOptions,
+        now: float,
+        method: str = "POST",
+        url: str = "",
+    ) -> dict[str, str]:
         stamp = datetime.fromtimestamp(int(now), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         signature = encode(mac(secret.encode(), stamp.encode() + body), "base64")
         return {HEADER: signature, TIMESTAMP_HEADER: stamp}

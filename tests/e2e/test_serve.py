@@ -40,9 +40,13 @@ def target() -> Iterator[DemoTarget]:
 def hub_env(tmp_path: Path, target: DemoTarget, **extra: str) -> dict[str, str]:
     config = tmp_path / "crmhub.yaml"
     config.write_text(DEMO_CRM_CONFIG.format(target=target.url))
-    return {"CRMHUB_CONFIG": str(config), "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
-            "CRMHUB_VAR_DIR": str(tmp_path / "var"), "CRMHUB_WORKER_CONCURRENCY": "2",
-            **extra}
+    return {
+        "CRMHUB_CONFIG": str(config),
+        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+        "CRMHUB_VAR_DIR": str(tmp_path / "var"),
+        "CRMHUB_WORKER_CONCURRENCY": "2",
+        **extra,
+    }
 
 
 def send(hub: Hub, event: dict) -> httpx.Response:
@@ -70,23 +74,35 @@ def exercise_contract(hub: Hub, target: DemoTarget) -> list[str]:
     assert hub.http.post("/webhooks/nope", content=b"{}").status_code == 404
     big, headers = signed("stripe", b'{"pad": "' + b"x" * 5000 + b'"}', STRIPE_SECRET)
     assert hub.http.post("/webhooks/stripe", content=big, headers=headers).status_code == 413
-    chunked = hub.http.post("/webhooks/stripe", content=iter([big[:3000], big[3000:]]),
-                            headers=headers)
+    chunked = hub.http.post(
+        "/webhooks/stripe", content=iter([big[:3000], big[3000:]]), headers=headers
+    )
     assert chunked.status_code == 413
     assert hub.http.get("/healthz").status_code == 200
 
     # the worker delivers every accepted event, one record per normalised email
-    wait_until(lambda: len(target.records("contacts")) == 10, timeout=60,
-               message="10 contacts at the target")
+    wait_until(
+        lambda: len(target.records("contacts")) == 10,
+        timeout=60,
+        message="10 contacts at the target",
+    )
     assert sorted(r["key"] for r in target.records("contacts")) == sorted(
-        f"person{i}@example.com" for i in range(10))
+        f"person{i}@example.com" for i in range(10)
+    )
     return accepted
 
 
 def check_events_show(hub: Hub, event_id: str) -> None:
-    wait_until(lambda: json.loads(hub.cli("events", "show", event_id, "--json").stdout)
-               ["deliveries"][0]["state"] == "delivered", timeout=30,
-               message="delivery state delivered")
+    wait_until(
+        lambda: (
+            json.loads(hub.cli("events", "show", event_id, "--json").stdout)["deliveries"][0][
+                "state"
+            ]
+            == "delivered"
+        ),
+        timeout=30,
+        message="delivery state delivered",
+    )
     shown = json.loads(hub.cli("events", "show", event_id, "--json").stdout)
     assert shown["id"] == event_id
     assert shown["source"] == "stripe" and shown["type"] == "customer.created"
@@ -99,13 +115,17 @@ def check_events_show(hub: Hub, event_id: str) -> None:
     (delivery,) = shown["deliveries"]
     assert {"id", "mapping", "connection", "state", "attempts"} <= set(delivery)
     assert (delivery["mapping"], delivery["connection"], delivery["attempts"]) == (
-        "customers", "crm", 1)
+        "customers",
+        "crm",
+        1,
+    )
     missing = hub.cli("events", "show", "evt_nope", "--json", check=False)
     assert missing.returncode != 0 and "no event" in missing.stderr
 
 
-def test_serve_against_the_real_redis(tmp_path: Path, target: DemoTarget,
-                                      real_redis_url: str) -> None:
+def test_serve_against_the_real_redis(
+    tmp_path: Path, target: DemoTarget, real_redis_url: str
+) -> None:
     prefix = f"crmhub-e2e-{uuid.uuid4().hex[:10]}"
     env = hub_env(tmp_path, target, CRMHUB_REDIS_URL=real_redis_url, CRMHUB_KEY_PREFIX=prefix)
     hub = Hub(env, tmp_path)
@@ -123,8 +143,9 @@ def test_serve_against_the_real_redis(tmp_path: Path, target: DemoTarget,
     assert "crmhub stopped." in hub.output()
 
 
-def test_serve_with_the_embedded_redis_survives_a_restart(tmp_path: Path,
-                                                           target: DemoTarget) -> None:
+def test_serve_with_the_embedded_redis_survives_a_restart(
+    tmp_path: Path, target: DemoTarget
+) -> None:
     env = hub_env(tmp_path, target)
     env.pop("CRMHUB_REDIS_URL", None)
     hub = Hub({**env, "CRMHUB_REDIS_URL": ""}, tmp_path)
@@ -133,7 +154,7 @@ def test_serve_with_the_embedded_redis_survives_a_restart(tmp_path: Path,
         address = json.loads((tmp_path / "var" / "redis" / "address.json").read_text())
         assert address["url"].startswith("redis://127.0.0.1:")
         accepted = exercise_contract(hub, target)
-        check_events_show(hub, accepted[0])      # the CLI finds the embedded Redis itself
+        check_events_show(hub, accepted[0])  # the CLI finds the embedded Redis itself
     finally:
         assert hub.stop() == 0, hub.output()
     assert not (tmp_path / "var" / "redis" / "address.json").exists()
@@ -157,18 +178,25 @@ def test_the_demo_survives_ctrl_c_and_make_run_again(tmp_path: Path) -> None:
     it with 401 INVALID_AUTHENTICATION. One refresh and one retry deliver; nothing pauses.
     The demo brings its own configuration, on the ports the demo port settings name."""
     target_port, hubspot_port = free_port(), free_port()
-    env = {"CRMHUB_CONFIG": "", "CRMHUB_REDIS_URL": "",
-           "CRMHUB_VAR_DIR": str(tmp_path / "var"), "CRMHUB_WORKER_CONCURRENCY": "1",
-           "CRMHUB_DEMO_PORT": str(target_port), "CRMHUB_DEMO_HUBSPOT_PORT": str(hubspot_port),
-           "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET}
+    env = {
+        "CRMHUB_CONFIG": "",
+        "CRMHUB_REDIS_URL": "",
+        "CRMHUB_VAR_DIR": str(tmp_path / "var"),
+        "CRMHUB_WORKER_CONCURRENCY": "1",
+        "CRMHUB_DEMO_PORT": str(target_port),
+        "CRMHUB_DEMO_HUBSPOT_PORT": str(hubspot_port),
+        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+    }
     fake_hubspot = httpx.Client(base_url=f"http://127.0.0.1:{hubspot_port}", timeout=10)
 
     def delivered(hub: Hub, event_id: str) -> None:
         def done() -> bool:
             [delivery] = json.loads(hub.cli("events", "show", event_id, "--json").stdout)[
-                "deliveries"]
+                "deliveries"
+            ]
             assert delivery["state"] not in ("held", "dead"), delivery
             return bool(delivery["state"] == "delivered")
+
         wait_until(done, timeout=30, message=f"{event_id} delivered to HubSpot")
 
     def contacts() -> list[str]:
@@ -178,19 +206,22 @@ def test_the_demo_survives_ctrl_c_and_make_run_again(tmp_path: Path) -> None:
     hub = Hub(env, tmp_path, "--demo")
     try:
         assert f"config: {tmp_path / 'var' / 'demo' / 'crmhub.yaml'} " in hub.output()
-        delivered(hub, send(hub, stripe_event("evt_before", email="ada@example.com"))
-                  .json()["event_id"])
+        delivered(
+            hub, send(hub, stripe_event("evt_before", email="ada@example.com")).json()["event_id"]
+        )
     finally:
         assert hub.stop() == 0, hub.output()
 
     again = Hub(env, tmp_path, "--demo")
     try:
-        assert contacts() == []                          # a new fake HubSpot, knowing nothing
-        delivered(again, send(again, stripe_event("evt_after", email="grace@example.com"))
-                  .json()["event_id"])
+        assert contacts() == []  # a new fake HubSpot, knowing nothing
+        delivered(
+            again,
+            send(again, stripe_event("evt_after", email="grace@example.com")).json()["event_id"],
+        )
         assert contacts() == ["grace@example.com"]
         assert fake_hubspot.get("/_control/stats").json()["token_refreshes"] == 1
-        again.env.update(sourced(tmp_path / "var" / "demo" / "env"))   # a second shell
+        again.env.update(sourced(tmp_path / "var" / "demo" / "env"))  # a second shell
         status = json.loads(again.cli("status", "--json").stdout)
         [hubspot] = [c for c in status["connections"] if c["name"] == "hubspot"]
         assert hubspot["paused"] is False
@@ -218,43 +249,69 @@ def busy_port() -> Iterator[int]:
         yield other.getsockname()[1]
 
 
-def test_serve_refuses_a_busy_port_before_starting_anything(tmp_path: Path,
-                                                             busy_port: int) -> None:
+def test_serve_refuses_a_busy_port_before_starting_anything(tmp_path: Path, busy_port: int) -> None:
     (tmp_path / "crmhub.yaml").write_text(UNSIGNED)
     done = subprocess.run(
-        [CRMHUB, "serve", "--port", str(busy_port)], cwd=tmp_path, capture_output=True,
-        text=True, timeout=60,
-        env=dict(os.environ, CRMHUB_CONFIG=str(tmp_path / "crmhub.yaml"), CRMHUB_REDIS_URL=""))
-    assert done.returncode == 3                          # EXIT_UNAVAILABLE
+        [CRMHUB, "serve", "--port", str(busy_port)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, CRMHUB_CONFIG=str(tmp_path / "crmhub.yaml"), CRMHUB_REDIS_URL=""),
+    )
+    assert done.returncode == 3  # EXIT_UNAVAILABLE
     assert f"cannot listen on 127.0.0.1:{busy_port}: Address already in use" in done.stderr
     assert "choose another port with --port / CRMHUB_PORT" in done.stderr
-    assert not (tmp_path / "var").exists()               # no embedded Redis was started
+    assert not (tmp_path / "var").exists()  # no embedded Redis was started
 
 
-@pytest.mark.parametrize("setting, part", [("CRMHUB_DEMO_PORT", "the demo CRM"),
-                                           ("CRMHUB_DEMO_HUBSPOT_PORT", "the fake HubSpot")])
+@pytest.mark.parametrize(
+    "setting, part",
+    [("CRMHUB_DEMO_PORT", "the demo CRM"), ("CRMHUB_DEMO_HUBSPOT_PORT", "the fake HubSpot")],
+)
 def test_serve_demo_refuses_a_busy_demo_port_before_starting_anything(
-        tmp_path: Path, busy_port: int, setting: str, part: str) -> None:
+    tmp_path: Path, busy_port: int, setting: str, part: str
+) -> None:
     """Before: the fake died on start with a traceback, again at each restart, until the
     supervisor gave up on the whole hub."""
     done = subprocess.run(
-        [CRMHUB, "serve", "--demo", "--port", str(free_port())], cwd=tmp_path,
-        capture_output=True, text=True, timeout=60,
-        env=dict(os.environ, CRMHUB_CONFIG="", CRMHUB_REDIS_URL="", **{setting: str(busy_port)}))
-    assert done.returncode == 3, done.stdout + done.stderr       # EXIT_UNAVAILABLE
+        [CRMHUB, "serve", "--demo", "--port", str(free_port())],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, CRMHUB_CONFIG="", CRMHUB_REDIS_URL="", **{setting: str(busy_port)}),
+    )
+    assert done.returncode == 3, done.stdout + done.stderr  # EXIT_UNAVAILABLE
     assert done.stderr.splitlines() == [
         f"crmhub: {part}: cannot listen on 127.0.0.1:{busy_port}: Address already in use (is "
-        f"another server running there? choose another port with {setting})"]
-    assert not (tmp_path / "var").exists()               # nothing was started or written
+        f"another server running there? choose another port with {setting})"
+    ]
+    assert not (tmp_path / "var").exists()  # nothing was started or written
 
 
 def test_gunicorn_alone_refuses_a_busy_port(tmp_path: Path, busy_port: int) -> None:
     """The Procfile's `web` runs gunicorn directly: its start makes the same check."""
     done = subprocess.run(
-        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "app" / "gunicorn_conf.py"),
-         "app.wsgi:app"], cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env=dict(os.environ, CRMHUB_HOST="127.0.0.1", CRMHUB_PORT=str(busy_port),
-                 CRMHUB_CONFIG=str(tmp_path / "absent.yaml")))
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "app" / "gunicorn_conf.py"),
+            "app.wsgi:app",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(
+            os.environ,
+            CRMHUB_HOST="127.0.0.1",
+            CRMHUB_PORT=str(busy_port),
+            CRMHUB_CONFIG=str(tmp_path / "absent.yaml"),
+        ),
+    )
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{busy_port}: Address already in use" in done.stderr
     assert "choose another port" in done.stderr
@@ -268,12 +325,13 @@ def _zombie(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False                                # gone: reaped
+        return False  # gone: reaped
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def test_serve_restarts_a_killed_embedded_redis_on_its_port_with_its_data(
-        tmp_path: Path, target: DemoTarget) -> None:
+    tmp_path: Path, target: DemoTarget
+) -> None:
     """Before: a killed embedded redis-server stayed dead (a zombie), and with it the hub."""
     env = hub_env(tmp_path, target)
     hub = Hub({**env, "CRMHUB_REDIS_URL": ""}, tmp_path)
@@ -282,34 +340,48 @@ def test_serve_restarts_a_killed_embedded_redis_on_its_port_with_its_data(
         before = send(hub, stripe_event("evt_before_the_crash", email="before@example.com"))
         assert before.status_code == 202, before.text
         # fsync every second: wait until the event is on disk, which is what the AOF promises
-        wait_until(lambda: _aof_holds(redis_dir, b"evt_before_the_crash"), timeout=10,
-                   message="the event in the AOF")
+        wait_until(
+            lambda: _aof_holds(redis_dir, b"evt_before_the_crash"),
+            timeout=10,
+            message="the event in the AOF",
+        )
         address = json.loads((redis_dir / "address.json").read_text())
         os.kill(address["pid"], signal.SIGKILL)
 
         def restarted() -> bool:
             now = json.loads((redis_dir / "address.json").read_text())
             return bool(now["pid"] != address["pid"])
+
         wait_until(restarted, timeout=15, message="the embedded redis restarted")
         assert json.loads((redis_dir / "address.json").read_text())["url"] == address["url"]
         assert not _zombie(address["pid"])
         assert "embedded redis exited (killed by SIGKILL); restarting it" in hub.output()
 
         # the receiver takes webhooks again within a few seconds, on its own
-        wait_until(lambda: send(hub, stripe_event(
-            "evt_after_the_crash", email="after@example.com")).status_code in (200, 202),
-            timeout=10, interval=0.25, message="a webhook accepted after the restart")
-        shown = json.loads(hub.cli("events", "show", before.json()["event_id"],
-                                   "--json").stdout)
-        assert shown["external_id"] == "evt_before_the_crash"      # kept by the AOF
+        wait_until(
+            lambda: (
+                send(
+                    hub, stripe_event("evt_after_the_crash", email="after@example.com")
+                ).status_code
+                in (200, 202)
+            ),
+            timeout=10,
+            interval=0.25,
+            message="a webhook accepted after the restart",
+        )
+        shown = json.loads(hub.cli("events", "show", before.json()["event_id"], "--json").stdout)
+        assert shown["external_id"] == "evt_before_the_crash"  # kept by the AOF
         # and the worker delivers again
-        wait_until(lambda: "after@example.com" in {r["key"] for r in target.records("contacts")},
-                   timeout=30, message="the new event delivered")
+        wait_until(
+            lambda: "after@example.com" in {r["key"] for r in target.records("contacts")},
+            timeout=30,
+            message="the new event delivered",
+        )
     finally:
         assert hub.stop() == 0, hub.output()
 
 
-BROKEN_NAME = "name: {from: data.object.full_name, required: true}"   # the events say `name`
+BROKEN_NAME = "name: {from: data.object.full_name, required: true}"  # the events say `name`
 
 
 def _children(pid: int) -> set[int]:
@@ -317,7 +389,8 @@ def _children(pid: int) -> set[int]:
 
 
 def test_crmhub_reload_makes_the_running_hub_use_a_fixed_mapping(
-        tmp_path: Path, target: DemoTarget, real_redis_url: str) -> None:
+    tmp_path: Path, target: DemoTarget, real_redis_url: str
+) -> None:
     """Before: a fixed mapping was used only after restarting the workers, which `crmhub
     serve` offered no way to do; now: fix, check, reload, replay, with no process restarted."""
     prefix = f"crmhub-e2e-{uuid.uuid4().hex[:10]}"
@@ -332,6 +405,7 @@ def test_crmhub_reload_makes_the_running_hub_use_a_fixed_mapping(
 
         def dead() -> list[dict]:
             return list(json.loads(hub.cli("dlq", "list", "--json").stdout)["dead_letters"])
+
         wait_until(lambda: len(dead()) == 1, timeout=30, message="the dead letter")
         assert dead()[0]["category"] == "mapping"
 
@@ -347,23 +421,28 @@ def test_crmhub_reload_makes_the_running_hub_use_a_fixed_mapping(
         hub.cli("config", "check")
         reloaded = hub.cli("reload")
         assert "reloaded as generation 1" in reloaded.stdout
-        replayed = json.loads(hub.cli("dlq", "replay", "--all", "--wait", "20",
-                                      "--json").stdout)
+        replayed = json.loads(hub.cli("dlq", "replay", "--all", "--wait", "20", "--json").stdout)
         assert replayed["outcome"]["counts"]["delivered"] == 1, replayed
         assert {r["key"]: r["fields"]["name"] for r in target.records("contacts")} == {
-            "ada@example.com": "Ada Lovelace"}
+            "ada@example.com": "Ada Lovelace"
+        }
 
         # SIGHUP to `crmhub serve` does the same as `crmhub reload`
         config.write_text(good.replace("name: data.object.name", "name: {const: Grace}"))
         hub.process.send_signal(signal.SIGHUP)
-        wait_until(lambda: "announced configuration generation 2" in hub.output(),
-                   timeout=10, message="the reload announced")
-        time.sleep(1.2)                      # what `crmhub reload` waits: one check interval
+        wait_until(
+            lambda: "announced configuration generation 2" in hub.output(),
+            timeout=10,
+            message="the reload announced",
+        )
+        time.sleep(1.2)  # what `crmhub reload` waits: one check interval
         assert send(hub, stripe_event("evt_r2", email="bob@example.com")).status_code == 202
-        wait_until(lambda: any(r["fields"].get("name") == "Grace"
-                                         for r in target.records("contacts")),
-                   timeout=30, message="the next delivery on the SIGHUP'd configuration")
-        assert _children(hub.process.pid) == processes             # nothing was restarted
+        wait_until(
+            lambda: any(r["fields"].get("name") == "Grace" for r in target.records("contacts")),
+            timeout=30,
+            message="the next delivery on the SIGHUP'd configuration",
+        )
+        assert _children(hub.process.pid) == processes  # nothing was restarted
         assert "restarting it" not in hub.output()
     finally:
         code = hub.stop()

@@ -24,7 +24,6 @@ from connectors.fakes.transport import FakeTransport
 pytestmark = pytest.mark.integration
 
 
-
 def start_target(
     *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], str]:
@@ -487,8 +486,11 @@ def test_sigterm_exits_cleanly() -> None:
 def test_crmhub_fake_runs_a_connectors_fake_with_its_own_options() -> None:
     """`crmhub fake http ...` is `python -m connectors.fakes.http ...` for whoever installed the
     package (no checkout needed)."""
-    proc = subprocess.Popen([CRMHUB, "fake", "http", "--port", "0", "--token", "s3cret"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [CRMHUB, "fake", "http", "--port", "0", "--token", "s3cret"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -505,8 +507,10 @@ def test_a_port_in_use_is_one_line_and_exit_status_1_not_a_traceback() -> None:
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        done = subprocess.run([*fake_command("http"), "--port", str(port)], capture_output=True,
-                              text=True, timeout=30)
+        done = subprocess.run(
+            [*fake_command("http"), "--port", str(port)], capture_output=True, text=True, timeout=30
+        )
     assert done.returncode == 1
-    assert done.stderr == (f"demo target: cannot listen on 127.0.0.1:{port}: "
-                           "Address already in use\n")
+    assert done.stderr == (
+        f"demo target: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )

@@ -72,8 +72,12 @@ def client(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
     if request.param == "loopback":
         c = httpx.Client(base_url=request.getfixturevalue("fake_url"), timeout=10.0)
     else:
-        fake = FakeHubSpot(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-                           refresh_token=REFRESH_TOKEN, private_app_token=PRIVATE_APP)
+        fake = FakeHubSpot(
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            refresh_token=REFRESH_TOKEN,
+            private_app_token=PRIVATE_APP,
+        )
         c = httpx.Client(transport=FakeTransport(fake), base_url="http://fake-hubspot.test")
     with c:
         assert c.post("/_control/reset").status_code == 200

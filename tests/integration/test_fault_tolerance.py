@@ -32,14 +32,17 @@ from processes import CRMHUB, AlertSink, DemoTarget, Part, PrivateRedis, wait_un
 
 from core.embedded_redis import free_port
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serve"),
-              pytest.mark.timeout(900)]  # minutes on a loaded 2-core machine
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.xdist_group("serve"),
+    pytest.mark.timeout(900),
+]  # minutes on a loaded 2-core machine
 
 EVENTS = 2000
 CUSTOMERS = 800
-INVALID_EVERY = 100            # every 100th event has no email: a mapping error, by design
+INVALID_EVERY = 100  # every 100th event has no email: a mapping error, by design
 REDIS_DOWN_SECONDS = 2.0
-RECOVERY_SECONDS = 5.0         # the issue's deadline for accepting again after Redis returns
+RECOVERY_SECONDS = 5.0  # the issue's deadline for accepting again after Redis returns
 
 CONFIG = """
 sources:
@@ -88,25 +91,37 @@ def event_for(i: int) -> dict:
     customer = i % CUSTOMERS
     email = "" if i % INVALID_EVERY == INVALID_EVERY - 1 else f" Customer{customer}@Example.com"
     # created = i: a later event for the same customer is newer (newest_wins applies)
-    ev = stripe_event(f"evt_fault_{i}", type_="customer.updated" if i >= CUSTOMERS
-                      else "customer.created", email=email, metadata={"version": i})
+    ev = stripe_event(
+        f"evt_fault_{i}",
+        type_="customer.updated" if i >= CUSTOMERS else "customer.created",
+        email=email,
+        metadata={"version": i},
+    )
     ev["created"] = 1_700_000_000 + i
     return ev
 
 
 def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outage(
-        tmp_path: Path, redis_server: PrivateRedis, alert_sink: AlertSink) -> None:
+    tmp_path: Path, redis_server: PrivateRedis, alert_sink: AlertSink
+) -> None:
     target = DemoTarget()
     prefix = f"crmhub-fault-{uuid.uuid4().hex[:10]}"
     config = tmp_path / "crmhub.yaml"
     config.write_text(CONFIG.format(target=target.url))
     port = free_port()
-    env = {**__import__("os").environ, "CRMHUB_CONFIG": str(config),
-           "CRMHUB_REDIS_URL": redis_server.url, "CRMHUB_KEY_PREFIX": prefix,
-           "CRMHUB_VAR_DIR": str(tmp_path), "CRMHUB_PORT": str(port),
-           "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET, "CRMHUB_LEASE_SECONDS": "5",
-           "CRMHUB_REPUBLISH_AFTER_SECONDS": "10", "CRMHUB_ALERT_WEBHOOK_URL": alert_sink.url,
-           "CRMHUB_WEB_WORKERS": "2"}
+    env = {
+        **__import__("os").environ,
+        "CRMHUB_CONFIG": str(config),
+        "CRMHUB_REDIS_URL": redis_server.url,
+        "CRMHUB_KEY_PREFIX": prefix,
+        "CRMHUB_VAR_DIR": str(tmp_path),
+        "CRMHUB_PORT": str(port),
+        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+        "CRMHUB_LEASE_SECONDS": "5",
+        "CRMHUB_REPUBLISH_AFTER_SECONDS": "10",
+        "CRMHUB_ALERT_WEBHOOK_URL": alert_sink.url,
+        "CRMHUB_WEB_WORKERS": "2",
+    }
     parts = {name: Part(name, env, tmp_path) for name in ("web", "worker", "beat")}
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     started = time.monotonic()
@@ -125,7 +140,7 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
                 response = http.post("/webhooks/stripe", content=body, headers=headers)
                 if response.status_code != 503:
                     break
-                unavailable[response.json()["error"]] += 1    # Redis is away: try again
+                unavailable[response.json()["error"]] += 1  # Redis is away: try again
                 time.sleep(0.1)
             else:
                 return
@@ -135,45 +150,52 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
             accepted_at.append(time.monotonic())
 
         def progress_reaches(count: int) -> None:
-            wait_until(lambda: len(accepted) >= count, timeout=120,
-                       message=f"{count} webhooks accepted")
+            wait_until(
+                lambda: len(accepted) >= count, timeout=120, message=f"{count} webhooks accepted"
+            )
 
         with ThreadPoolExecutor(max_workers=8) as pool:
             futures = [pool.submit(send, i) for i in range(EVENTS)]
             try:
                 progress_reaches(500)
-                parts["worker"].kill()            # first host crash, mid-stream ...
-                parts["worker"].start()           # ... and its replacement
+                parts["worker"].kill()  # first host crash, mid-stream ...
+                parts["worker"].start()  # ... and its replacement
                 progress_reaches(650)
-                redis_server.stop()               # Redis restarts, mid-stream
+                redis_server.stop()  # Redis restarts, mid-stream
                 time.sleep(REDIS_DOWN_SECONDS)
                 redis_server.start()
                 back = time.monotonic()
-                wait_until(lambda: any(t > back for t in accepted_at), timeout=60,
-                           message="the hub to accept again after Redis returned")
+                wait_until(
+                    lambda: any(t > back for t in accepted_at),
+                    timeout=60,
+                    message="the hub to accept again after Redis returned",
+                )
                 accepting_after = min(t for t in accepted_at if t > back) - back
                 assert accepting_after <= RECOVERY_SECONDS
                 progress_reaches(800)
                 # the replacement worker is writing again before the credentials "expire", so the
                 # outage is seen (a window during the restart would pass unnoticed)
                 wait_for_writes(target)
-                target.fault(mode="unauthorized", methods=["PUT"])    # the token is revoked
-                wait_until(lambda: _status(env, tmp_path)["paused"], timeout=120,
-                           message="the connection to pause on 401")
+                target.fault(mode="unauthorized", methods=["PUT"])  # the token is revoked
+                wait_until(
+                    lambda: _status(env, tmp_path)["paused"],
+                    timeout=120,
+                    message="the connection to pause on 401",
+                )
                 status = _status(env, tmp_path)
                 assert status["pause_reason"] == "auth"
-                time.sleep(1)                      # in-flight writes meet the 401 too, and hold
+                time.sleep(1)  # in-flight writes meet the 401 too, and hold
                 # credentials fixed (the target's 500s go on); an operator resumes
                 target.clear_faults()
                 target.fault(mode="error500", ratio=0.2, seed=8, methods=["PUT"])
                 _crmhub(env, tmp_path, "resume", "crm")
                 wait_for_writes(target)
-                parts["worker"].kill()            # second crash, while the held ones drain
+                parts["worker"].kill()  # second crash, while the held ones drain
                 parts["worker"].start()
                 for future in futures:
                     future.result()
             except BaseException:
-                stop.set()                    # the senders give up too, and the test fails
+                stop.set()  # the senders give up too, and the test fails
                 raise
         assert len(accepted) == EVENTS
 
@@ -182,12 +204,16 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
         def settled() -> bool:
             counts.update(_status(env, tmp_path)["counts"])
             return counts["delivered"] + counts["dead"] + counts["superseded"] == EVENTS
+
         try:
             wait_until(settled, timeout=480, interval=1, message="every delivery to settle")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}; deliveries by state: {counts}\n"
-                                 + "\n".join(f"--- {name} ---\n{part.output()[-3000:]}"
-                                              for name, part in parts.items())) from None
+            raise AssertionError(
+                f"{exc}; deliveries by state: {counts}\n"
+                + "\n".join(
+                    f"--- {name} ---\n{part.output()[-3000:]}" for name, part in parts.items()
+                )
+            ) from None
         elapsed = time.monotonic() - started
 
         ledger = redis.Redis.from_url(redis_server.url, decode_responses=True)
@@ -196,8 +222,9 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
         deliveries: dict[int, dict[str, str]] = {}
         for i, event_id in accepted.items():
             (delivery_id,) = text(ledger.hget(f"{prefix}:evt:{event_id}", "deliveries")).split(",")
-            deliveries[i] = {text(k): text(v) for k, v in
-                             ledger.hgetall(f"{prefix}:dlv:{delivery_id}").items()}
+            deliveries[i] = {
+                text(k): text(v) for k, v in ledger.hgetall(f"{prefix}:dlv:{delivery_id}").items()
+            }
         invalid = {i for i in accepted if i % INVALID_EVERY == INVALID_EVERY - 1}
         states = Counter(d["state"] for d in deliveries.values())
         dead = {i for i, d in deliveries.items() if d["state"] == "dead"}
@@ -221,7 +248,7 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
         newest = {}
         for customer in range(CUSTOMERS):
             versions = [i for i in range(customer, EVENTS, CUSTOMERS) if i not in invalid]
-            if versions:           # some customers only ever sent invalid events
+            if versions:  # some customers only ever sent invalid events
                 newest[f"customer{customer}@example.com"] = max(versions)
         assert {key: fields["version"] for key, fields in records.items()} == newest
 
@@ -232,17 +259,21 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
         statuses = Counter(e["status"] for e in target.log())
         retried = sum(1 for d in deliveries.values() if int(d["attempts"]) > 1)
         lost_leases = sum(
-            1 for d in deliveries.values()
+            1
+            for d in deliveries.values()
             for a in ledger.lrange(f"{prefix}:dlv:{d['id']}:attempts", 0, -1)
-            if json.loads(a)["outcome"] == "lease_expired")
-        print(f"\nfault test: {EVENTS} webhooks accepted in {elapsed:.1f} s end to end; "
-              f"states {dict(states)}; target answered {dict(statuses)}; "
-              f"{retried} deliveries needed more than one attempt; {lost_leases} leases "
-              f"recovered from killed workers; "
-              f"{len(writes)} successful writes for {EVENTS - len(invalid)} valid events; "
-              f"{len(paused_alerts)} pause alert; Redis restarted: "
-              f"{sum(unavailable.values())} webhooks answered 503 ({dict(unavailable)}), "
-              f"accepting again {accepting_after:.2f} s after its return")
+            if json.loads(a)["outcome"] == "lease_expired"
+        )
+        print(
+            f"\nfault test: {EVENTS} webhooks accepted in {elapsed:.1f} s end to end; "
+            f"states {dict(states)}; target answered {dict(statuses)}; "
+            f"{retried} deliveries needed more than one attempt; {lost_leases} leases "
+            f"recovered from killed workers; "
+            f"{len(writes)} successful writes for {EVENTS - len(invalid)} valid events; "
+            f"{len(paused_alerts)} pause alert; Redis restarted: "
+            f"{sum(unavailable.values())} webhooks answered 503 ({dict(unavailable)}), "
+            f"accepting again {accepting_after:.2f} s after its return"
+        )
     finally:
         for part in parts.values():
             part.stop()
@@ -251,8 +282,11 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
 
 def wait_for_writes(target: DemoTarget, count: int = 5) -> None:
     before = target.http.get("/_control/stats").json()["requests"]
-    wait_until(lambda: target.http.get("/_control/stats").json()["requests"] > before + count,
-               timeout=60, message="the worker to write")
+    wait_until(
+        lambda: target.http.get("/_control/stats").json()["requests"] > before + count,
+        timeout=60,
+        message="the worker to write",
+    )
 
 
 def _ready(http: httpx.Client) -> bool:
@@ -265,8 +299,9 @@ def _ready(http: httpx.Client) -> bool:
 def _crmhub(env: dict, cwd: Path, *args: str) -> str:
     import subprocess
 
-    result = subprocess.run([CRMHUB, *args], env=env, cwd=cwd, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [CRMHUB, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -55,21 +55,31 @@ mappings:
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory,
-            real_redis_url: str) -> Iterator[tuple[Hub, FakeHubSpot, AlertSink]]:
+def running(
+    tmp_path_factory: pytest.TempPathFactory, real_redis_url: str
+) -> Iterator[tuple[Hub, FakeHubSpot, AlertSink]]:
     tmp = tmp_path_factory.mktemp("hubspot")
-    fake = FakeHubSpot("--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET,
-                       "--refresh-token", REFRESH)
+    fake = FakeHubSpot(
+        "--client-id", CLIENT_ID, "--client-secret", CLIENT_SECRET, "--refresh-token", REFRESH
+    )
     sink = AlertSink()
     prefix = f"crmhub-hubspot-{uuid.uuid4().hex[:10]}"
     config = tmp / "crmhub.yaml"
     config.write_text(CONFIG.format(fake=fake.url))
-    hub = Hub({"CRMHUB_CONFIG": str(config), "CRMHUB_REDIS_URL": real_redis_url,
-               "CRMHUB_KEY_PREFIX": prefix, "CRMHUB_VAR_DIR": str(tmp / "var"),
-               "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET, "HUBSPOT_CLIENT_ID": CLIENT_ID,
-               "HUBSPOT_CLIENT_SECRET": CLIENT_SECRET, "HUBSPOT_REFRESH_TOKEN": REFRESH,
-               "CRMHUB_ALERT_WEBHOOK_URL": sink.url},
-              tmp)
+    hub = Hub(
+        {
+            "CRMHUB_CONFIG": str(config),
+            "CRMHUB_REDIS_URL": real_redis_url,
+            "CRMHUB_KEY_PREFIX": prefix,
+            "CRMHUB_VAR_DIR": str(tmp / "var"),
+            "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+            "HUBSPOT_CLIENT_ID": CLIENT_ID,
+            "HUBSPOT_CLIENT_SECRET": CLIENT_SECRET,
+            "HUBSPOT_REFRESH_TOKEN": REFRESH,
+            "CRMHUB_ALERT_WEBHOOK_URL": sink.url,
+        },
+        tmp,
+    )
     try:
         yield hub, fake, sink
     finally:
@@ -90,8 +100,9 @@ def alerts(running: tuple[Hub, FakeHubSpot, AlertSink]) -> AlertSink:
     return running[2]
 
 
-def send(hub: Hub, event_id: str, email: str, name: str, title: str = "",
-         created: int = 1_700_000_000) -> str:
+def send(
+    hub: Hub, event_id: str, email: str, name: str, title: str = "", created: int = 1_700_000_000
+) -> str:
     event = stripe_event(event_id, email=email, metadata={"title": title})
     event["data"]["object"]["name"] = name
     event["created"] = created
@@ -111,19 +122,31 @@ def contacts(fake: FakeHubSpot) -> dict[str, dict]:
 
 
 def test_fifty_events_for_twenty_customers_make_twenty_contacts(
-        hub: tuple[Hub, FakeHubSpot]) -> None:
+    hub: tuple[Hub, FakeHubSpot],
+) -> None:
     h, fake = hub
     before = status(h)["counts"]["delivered"]
     for i in range(50):
         customer = i % 20
-        padded = ["", " ", "  "][i % 3] + f"Customer{customer}@Example.COM".swapcase() \
-            if i % 2 else f"customer{customer}@example.com" + " " * (i % 4)
-        send(h, f"evt_many_{i}", padded, f"Customer Number{customer}", title=f"v{i}",
-             created=1_700_000_000 + i)
-    wait_until(lambda: status(h)["counts"]["delivered"] == before + 50, timeout=90,
-               message="50 deliveries")
-    found = {email: props for email, props in contacts(fake).items()
-             if email.startswith("customer")}
+        padded = (
+            ["", " ", "  "][i % 3] + f"Customer{customer}@Example.COM".swapcase()
+            if i % 2
+            else f"customer{customer}@example.com" + " " * (i % 4)
+        )
+        send(
+            h,
+            f"evt_many_{i}",
+            padded,
+            f"Customer Number{customer}",
+            title=f"v{i}",
+            created=1_700_000_000 + i,
+        )
+    wait_until(
+        lambda: status(h)["counts"]["delivered"] == before + 50, timeout=90, message="50 deliveries"
+    )
+    found = {
+        email: props for email, props in contacts(fake).items() if email.startswith("customer")
+    }
     assert len(found) == 20
     for customer in range(20):
         newest = max(i for i in range(50) if i % 20 == customer)
@@ -132,24 +155,30 @@ def test_fifty_events_for_twenty_customers_make_twenty_contacts(
 
 
 def test_an_expired_access_token_is_refreshed_and_nothing_is_lost(
-        hub: tuple[Hub, FakeHubSpot]) -> None:
+    hub: tuple[Hub, FakeHubSpot],
+) -> None:
     h, fake = hub
     send(h, "evt_exp_0", "expiry0@example.com", "Before Expiry")
-    wait_until(lambda: "expiry0@example.com" in contacts(fake), timeout=30,
-               message="the first contact")
+    wait_until(
+        lambda: "expiry0@example.com" in contacts(fake), timeout=30, message="the first contact"
+    )
     refreshes = fake.stats()["token_refreshes"]
-    fake.fault(mode="expire_tokens")                  # HubSpot's token ran out
+    fake.fault(mode="expire_tokens")  # HubSpot's token ran out
     for i in range(1, 6):
         send(h, f"evt_exp_{i}", f"expiry{i}@example.com", "After Expiry")
-    wait_until(lambda: all(f"expiry{i}@example.com" in contacts(fake) for i in range(6)),
-               timeout=60, message="every contact after the expiry")
-    assert fake.stats()["token_refreshes"] == refreshes + 1     # one refresh, shared
+    wait_until(
+        lambda: all(f"expiry{i}@example.com" in contacts(fake) for i in range(6)),
+        timeout=60,
+        message="every contact after the expiry",
+    )
+    assert fake.stats()["token_refreshes"] == refreshes + 1  # one refresh, shared
     row = status(h)
     assert not row["paused"] and row["counts"]["dead"] == 0
 
 
 def test_a_revoked_refresh_token_pauses_holds_alerts_and_resumes_in_order(
-        hub: tuple[Hub, FakeHubSpot], alerts: AlertSink) -> None:
+    hub: tuple[Hub, FakeHubSpot], alerts: AlertSink
+) -> None:
     h, fake = hub
     fake.fault(mode="revoke_refresh_token")
     fake.fault(mode="expire_tokens")
@@ -160,8 +189,13 @@ def test_a_revoked_refresh_token_pauses_holds_alerts_and_resumes_in_order(
     assert row["pause_reason"] == "auth" and "refresh" in (row["pause_detail"] or "")
     # the receiver keeps accepting; deliveries are held, in arrival order
     for i in range(1, 8):
-        send(h, f"evt_rev_{i}", "revoked@example.com" if i % 2 else f"other{i}@example.com",
-             held_names[i], created=1_800_000_000 + i)
+        send(
+            h,
+            f"evt_rev_{i}",
+            "revoked@example.com" if i % 2 else f"other{i}@example.com",
+            held_names[i],
+            created=1_800_000_000 + i,
+        )
     wait_until(lambda: status(h)["counts"]["held"] >= 1, timeout=30, message="held deliveries")
     wait_until(alerts.paused, timeout=30, message="the on-call alert")
     assert [a["connection"] for a in alerts.received] == ["hubspot"]
@@ -169,20 +203,47 @@ def test_a_revoked_refresh_token_pauses_holds_alerts_and_resumes_in_order(
 
     # on-call re-authorises the app, installs the new refresh token and resumes
     fake.http.post("/_control/refresh-token", json={"refresh_token": "refresh-2"})
-    subprocess.run([CRMHUB, "auth", "set-refresh-token", "hubspot"], input="refresh-2\n",
-                   env=h.env, cwd=h.cwd, text=True, check=True, capture_output=True)
+    subprocess.run(
+        [CRMHUB, "auth", "set-refresh-token", "hubspot"],
+        input="refresh-2\n",
+        env=h.env,
+        cwd=h.cwd,
+        text=True,
+        check=True,
+        capture_output=True,
+    )
     h.cli("resume", "hubspot")
-    wait_until(lambda: status(h)["counts"]["held"] == 0 and "revoked@example.com"
-               in contacts(fake) and all(f"other{i}@example.com" in contacts(fake)
-                                         for i in (2, 4, 6)),
-               timeout=60, message="the held events to be delivered")
-    wait_until(lambda: status(h)["counts"]["pending"] + status(h)["counts"]["in_flight"]
-               + status(h)["counts"]["scheduled"] == 0, timeout=30, message="quiet")
+    wait_until(
+        lambda: (
+            status(h)["counts"]["held"] == 0
+            and "revoked@example.com" in contacts(fake)
+            and all(f"other{i}@example.com" in contacts(fake) for i in (2, 4, 6))
+        ),
+        timeout=60,
+        message="the held events to be delivered",
+    )
+    wait_until(
+        lambda: (
+            status(h)["counts"]["pending"]
+            + status(h)["counts"]["in_flight"]
+            + status(h)["counts"]["scheduled"]
+            == 0
+        ),
+        timeout=30,
+        message="quiet",
+    )
     # in order: the record's last write is its newest event
     assert contacts(fake)["revoked@example.com"]["lastname"] == "Number7"
-    upserts = [entry for entry in fake.http.get("/_control/log").json()["entries"]
-               if entry.get("endpoint", "").endswith("batch_upsert") and entry["status"] == 200]
-    writes = [inp["properties"]["lastname"] for entry in upserts
-              for inp in entry["body"]["inputs"] if inp["id"] == "revoked@example.com"]
+    upserts = [
+        entry
+        for entry in fake.http.get("/_control/log").json()["entries"]
+        if entry.get("endpoint", "").endswith("batch_upsert") and entry["status"] == 200
+    ]
+    writes = [
+        inp["properties"]["lastname"]
+        for entry in upserts
+        for inp in entry["body"]["inputs"]
+        if inp["id"] == "revoked@example.com"
+    ]
     assert writes == ["Number0", "Number1", "Number3", "Number5", "Number7"]
     assert status(h)["counts"]["dead"] == 0 and not status(h)["paused"]

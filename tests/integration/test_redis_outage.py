@@ -40,7 +40,7 @@ from core.redis_client import connect
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serve")]
 
 FAILED_WEBHOOKS = 1000
-RECOVERY_SECONDS = 5.0            # the issue's deadline, for every part
+RECOVERY_SECONDS = 5.0  # the issue's deadline, for every part
 #: longer than a sweep message lives (`expires`: 5 sweep intervals of 2 s), and long enough
 #: that Celery's default reconnect back-off (2, 4, 6, 8 s ... between attempts) misses the
 #: deadline
@@ -83,8 +83,9 @@ def target() -> Iterator[DemoTarget]:
 
 
 def webhook(n: int) -> tuple[bytes, dict[str, str]]:
-    return signed("stripe", stripe_event(f"evt_outage_{n}", email=f"person{n}@example.com"),
-                  STRIPE_SECRET)
+    return signed(
+        "stripe", stripe_event(f"evt_outage_{n}", email=f"person{n}@example.com"), STRIPE_SECRET
+    )
 
 
 def delivered(target: DemoTarget, n: int) -> bool:
@@ -94,21 +95,31 @@ def delivered(target: DemoTarget, n: int) -> bool:
 def written_after(target: DemoTarget, n: int, since: float, what: str) -> float:
     """Seconds from `since` (wall clock) until the target stored webhook n's record."""
     wait_until(lambda: delivered(target, n), timeout=60, message=what)
-    (at,) = [e["time"] for e in target.log()
-             if e["key"] == f"person{n}@example.com" and e["status"] in (200, 201)]
+    (at,) = [
+        e["time"]
+        for e in target.log()
+        if e["key"] == f"person{n}@example.com" and e["status"] in (200, 201)
+    ]
     return float(at) - since
 
 
 def test_web_worker_and_beat_each_recover_within_5_s_after_an_outage_of_1000_failed_calls(
-        tmp_path: Path, redis_server: PrivateRedis, target: DemoTarget) -> None:
+    tmp_path: Path, redis_server: PrivateRedis, target: DemoTarget
+) -> None:
     config = tmp_path / "crmhub.yaml"
     config.write_text(CONFIG.format(target=target.url))
     prefix = f"crmhub-outage-{uuid.uuid4().hex[:8]}"
     port = free_port()
-    env = {**os.environ, "CRMHUB_CONFIG": str(config), "CRMHUB_REDIS_URL": redis_server.url,
-           "CRMHUB_KEY_PREFIX": prefix, "CRMHUB_VAR_DIR": str(tmp_path),
-           "CRMHUB_PORT": str(port), "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
-           "CRMHUB_WEB_WORKERS": "2"}
+    env = {
+        **os.environ,
+        "CRMHUB_CONFIG": str(config),
+        "CRMHUB_REDIS_URL": redis_server.url,
+        "CRMHUB_KEY_PREFIX": prefix,
+        "CRMHUB_VAR_DIR": str(tmp_path),
+        "CRMHUB_PORT": str(port),
+        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
+        "CRMHUB_WEB_WORKERS": "2",
+    }
     parts = {name: Part(name, env, tmp_path) for name in ("web", "worker", "beat")}
     url = f"http://127.0.0.1:{port}"
     http = httpx.Client(base_url=url, timeout=30)
@@ -151,8 +162,9 @@ def test_web_worker_and_beat_each_recover_within_5_s_after_an_outage_of_1000_fai
         web_after = time.monotonic() - back
         for n in range(first + 1, first + 21):
             body, headers = webhook(n)
-            answer = http.post("/webhooks/stripe", content=body,
-                               headers={**headers, "Connection": "close"})
+            answer = http.post(
+                "/webhooks/stripe", content=body, headers={**headers, "Connection": "close"}
+            )
             assert answer.status_code == 202, f"webhook {n} after the return: {answer.text}"
         all_web_after = time.monotonic() - back
         assert ready()
@@ -161,10 +173,12 @@ def test_web_worker_and_beat_each_recover_within_5_s_after_an_outage_of_1000_fai
         # again and republishes the lost message (each timed by the target's own clock)
         worker_after = written_after(target, first, back_at, "the worker to deliver again")
         beat_after = written_after(target, lost, back_at, "the sweeper to run again")
-        print(f"\nafter {FAILED_WEBHOOKS} webhooks answered 503 in a "
-              f"{back - down_since:.1f} s outage, seconds until, after Redis was back: web "
-              f"accepting {web_after:.2f} (both processes {all_web_after:.2f}), worker "
-              f"delivering {worker_after:.2f}, sweeper republishing {beat_after:.2f}")
+        print(
+            f"\nafter {FAILED_WEBHOOKS} webhooks answered 503 in a "
+            f"{back - down_since:.1f} s outage, seconds until, after Redis was back: web "
+            f"accepting {web_after:.2f} (both processes {all_web_after:.2f}), worker "
+            f"delivering {worker_after:.2f}, sweeper republishing {beat_after:.2f}"
+        )
         assert web_after <= RECOVERY_SECONDS
         assert all_web_after <= RECOVERY_SECONDS
         assert worker_after <= RECOVERY_SECONDS
@@ -175,19 +189,27 @@ def test_web_worker_and_beat_each_recover_within_5_s_after_an_outage_of_1000_fai
         http.close()
 
 
-def plant_a_delivery_whose_message_was_lost(config: Path, env: dict[str, str], prefix: str,
-                                            n: int) -> int:
+def plant_a_delivery_whose_message_was_lost(
+    config: Path, env: dict[str, str], prefix: str, n: int
+) -> int:
     """Record webhook `n` as the receiver would, but long ago and with its queue message gone
     (published to a queue nobody reads): only the sweeper publishes it again."""
     hub_config = load_config(config, env)
     body, _ = webhook(n)
     long_ago = time.time() - 3600
-    events = build_events(hub_config.sources["stripe"], hub_config.mappings_for("stripe"),
-                          {}, {}, body.decode(), json.loads(body), long_ago)
+    events = build_events(
+        hub_config.sources["stripe"],
+        hub_config.mappings_for("stripe"),
+        {},
+        {},
+        body.decode(),
+        json.loads(body),
+        long_ago,
+    )
     nowhere = HintQueue(f"{prefix}.nowhere", f"{prefix}:nowhere:")
     client = connect(env["CRMHUB_REDIS_URL"])
     try:
-        (result,) = Ledger(client, prefix=prefix, queue=nowhere).record(events, long_ago)
+        (result,) = Ledger(client, prefix=prefix, queue=nowhere).accept(events, long_ago)
     finally:
         client.close()
     assert result.deliveries == 1 and not result.duplicate

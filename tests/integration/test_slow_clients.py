@@ -24,8 +24,10 @@ from core.embedded_redis import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serve")]
 
 HELD = 300
-PARTIAL = (b"POST /webhooks/stripe HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
-           b"Content-Length: 1000\r\n\r\n{\"id\": \"evt_")
+PARTIAL = (
+    b"POST /webhooks/stripe HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 1000\r\n\r\n{"id": "evt_'
+)
 
 
 class Receiver:
@@ -34,10 +36,20 @@ class Receiver:
         config.write_text(RECEIVER_CONFIG)
         self.prefix = f"crmhub-slow-{uuid.uuid4().hex[:10]}"
         self.port = free_port()
-        self.web = Part("web", {**os.environ, **RECEIVER_ENV, "CRMHUB_CONFIG": str(config),
-                                "CRMHUB_REDIS_URL": redis_url, "CRMHUB_KEY_PREFIX": self.prefix,
-                                "CRMHUB_VAR_DIR": str(tmp_path), "CRMHUB_PORT": str(self.port),
-                                **env}, tmp_path)
+        self.web = Part(
+            "web",
+            {
+                **os.environ,
+                **RECEIVER_ENV,
+                "CRMHUB_CONFIG": str(config),
+                "CRMHUB_REDIS_URL": redis_url,
+                "CRMHUB_KEY_PREFIX": self.prefix,
+                "CRMHUB_VAR_DIR": str(tmp_path),
+                "CRMHUB_PORT": str(self.port),
+                **env,
+            },
+            tmp_path,
+        )
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
         try:
             wait_until(self._ready, timeout=60, message="the receiver's /readyz")
@@ -73,14 +85,15 @@ def read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
         if head_end >= 0:
             head = buffer[:head_end].decode("latin-1").split("\r\n")
             status = int(head[0].split(" ")[1])
-            if status == 100:                     # informational: the final answer follows
-                buffer = buffer[head_end + 4:]
+            if status == 100:  # informational: the final answer follows
+                buffer = buffer[head_end + 4 :]
                 continue
-            length = next(int(h.split(":")[1]) for h in head if h.lower().startswith(
-                "content-length:"))
+            length = next(
+                int(h.split(":")[1]) for h in head if h.lower().startswith("content-length:")
+            )
             if len(buffer) >= head_end + 4 + length:
-                answers.append((status, buffer[head_end + 4:head_end + 4 + length]))
-                buffer = buffer[head_end + 4 + length:]
+                answers.append((status, buffer[head_end + 4 : head_end + 4 + length]))
+                buffer = buffer[head_end + 4 + length :]
                 continue
         chunk = sock.recv(65536)
         if not chunk:
@@ -91,13 +104,19 @@ def read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
 
 def raw_webhook(event_id: str, *, extra_headers: bytes = b"", chunked: bool = False) -> bytes:
     body, headers = signed("stripe", stripe_event(event_id), STRIPE_SECRET)
-    head = b"POST /webhooks/stripe HTTP/1.1\r\nHost: hub\r\n" + b"".join(
-        f"{k}: {v}\r\n".encode() for k, v in headers.items()) + extra_headers
+    head = (
+        b"POST /webhooks/stripe HTTP/1.1\r\nHost: hub\r\n"
+        + b"".join(f"{k}: {v}\r\n".encode() for k, v in headers.items())
+        + extra_headers
+    )
     if chunked:
         half = len(body) // 2
-        return head + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(
-            b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:half], body[half:])) \
+        return (
+            head
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:half], body[half:]))
             + b"0\r\n\r\n"
+        )
     return head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
 
 
@@ -111,8 +130,7 @@ def receiver(tmp_path: Path, real_redis: object, real_redis_url: str) -> Iterato
 
 
 @pytest.fixture
-def quick_receiver(tmp_path: Path, real_redis: object, real_redis_url: str
-                   ) -> Iterator[Receiver]:
+def quick_receiver(tmp_path: Path, real_redis: object, real_redis_url: str) -> Iterator[Receiver]:
     hub = Receiver(tmp_path, real_redis_url, CRMHUB_REQUEST_READ_TIMEOUT_SECONDS="2")
     try:
         yield hub
@@ -120,16 +138,15 @@ def quick_receiver(tmp_path: Path, real_redis: object, real_redis_url: str
         hub.stop()
 
 
-def test_300_slow_clients_neither_block_webhooks_nor_stay_past_10_s(
-        receiver: Receiver) -> None:
+def test_300_slow_clients_neither_block_webhooks_nor_stay_past_10_s(receiver: Receiver) -> None:
     held = []
     try:
-        for _ in range(HELD):                    # headers and part of a body, then nothing
+        for _ in range(HELD):  # headers and part of a body, then nothing
             sock = receiver.connect()
             sock.sendall(PARTIAL)
             held.append(sock)
         opened = time.monotonic()
-        time.sleep(0.5)                          # every one of them is in the server's hands
+        time.sleep(0.5)  # every one of them is in the server's hands
 
         body, headers = signed("stripe", stripe_event("evt_amid_slow_clients"), STRIPE_SECRET)
         started = time.monotonic()
@@ -160,8 +177,10 @@ def test_300_slow_clients_neither_block_webhooks_nor_stay_past_10_s(
                         closed_after[sock] = time.monotonic() - opened
                         selector.unregister(sock)
         assert len(closed_after) == HELD, f"{HELD - len(closed_after)} still open after 25 s"
-        assert min(closed_after.values()) >= 8.0 and max(closed_after.values()) <= 15.0, \
-            (min(closed_after.values()), max(closed_after.values()))
+        assert min(closed_after.values()) >= 8.0 and max(closed_after.values()) <= 15.0, (
+            min(closed_after.values()),
+            max(closed_after.values()),
+        )
         timed_out = [r for r in received.values() if r.startswith(b"HTTP/1.1 408 ")]
         assert len(timed_out) == HELD
         assert b"not complete within 10 s" in timed_out[0]
@@ -171,7 +190,8 @@ def test_300_slow_clients_neither_block_webhooks_nor_stay_past_10_s(
 
 
 def test_the_read_timeout_is_a_setting_and_bounds_the_whole_request(
-        quick_receiver: Receiver) -> None:
+    quick_receiver: Receiver,
+) -> None:
     """CRMHUB_REQUEST_READ_TIMEOUT_SECONDS=2: a client trickling a byte every 0.3 s (which
     no per-read timeout would stop) is cut off 2 s after it connected; one that never sends
     anything is closed without an answer."""
@@ -198,43 +218,52 @@ def test_the_read_timeout_is_a_setting_and_bounds_the_whole_request(
         silent.settimeout(5)
         assert silent.recv(4096) == b""
 
-    def counted() -> bool:       # the worker's own answers are counted like the app's
-        return any(s.name == "crmhub_http_responses_total" and s.value == 1 and s.labels == {
-            "route": "webhooks", "status_class": "4xx", "source": "stripe"}
+    def counted() -> bool:  # the worker's own answers are counted like the app's
+        return any(
+            s.name == "crmhub_http_responses_total"
+            and s.value == 1
+            and s.labels == {"route": "webhooks", "status_class": "4xx", "source": "stripe"}
             for family in text_string_to_metric_families(quick_receiver.http.get("/metrics").text)
-            for s in family.samples)
+            for s in family.samples
+        )
+
     wait_until(counted, timeout=10, message="the 408 in /metrics")
 
 
-def test_requests_read_whole_in_the_worker_keep_http_working(
-        quick_receiver: Receiver) -> None:
+def test_requests_read_whole_in_the_worker_keep_http_working(quick_receiver: Receiver) -> None:
     """Chunked bodies, Expect: 100-continue, pipelined and kept-alive requests, and bodies or
     headers over the limits, through the worker that reads requests before a thread does."""
     [(status, _)] = quick_receiver.exchange(raw_webhook("evt_chunked", chunked=True))
     assert status == 202
-    with quick_receiver.connect() as sock:     # the client waits for 100 before its body
+    with quick_receiver.connect() as sock:  # the client waits for 100 before its body
         request = raw_webhook("evt_continue", extra_headers=b"Expect: 100-continue\r\n")
         head, body = request.split(b"\r\n\r\n", 1)
         sock.sendall(head + b"\r\n\r\n")
         assert sock.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n")
         sock.sendall(body)
         assert read_answers(sock, 1)[0][0] == 202
-    pipelined = raw_webhook("evt_p1") + raw_webhook("evt_p2") + \
-        b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n"
+    pipelined = (
+        raw_webhook("evt_p1")
+        + raw_webhook("evt_p2")
+        + b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n"
+    )
     assert [s for s, _ in quick_receiver.exchange(pipelined, expect=3)] == [202, 202, 200]
-    with quick_receiver.connect() as sock:     # one connection, requests one after another
+    with quick_receiver.connect() as sock:  # one connection, requests one after another
         for n in range(3):
             sock.sendall(raw_webhook(f"evt_ka{n}"))
             assert read_answers(sock, 1)[0][0] == 202
             time.sleep(0.2)
 
     [(status, body)] = quick_receiver.exchange(
-        b"POST /webhooks/stripe HTTP/1.1\r\nHost: hub\r\nContent-Length: 50000000\r\n\r\n")
+        b"POST /webhooks/stripe HTTP/1.1\r\nHost: hub\r\nContent-Length: 50000000\r\n\r\n"
+    )
     assert status == 413 and json.loads(body)["error"] == "payload_too_large"
     [(status, body)] = quick_receiver.exchange(
-        b"GET /healthz HTTP/1.1\r\nHost: hub\r\nX-Pad: " + b"a" * 70_000 + b"\r\n\r\n")
+        b"GET /healthz HTTP/1.1\r\nHost: hub\r\nX-Pad: " + b"a" * 70_000 + b"\r\n\r\n"
+    )
     assert status == 431
-    [(status, _)] = quick_receiver.exchange(    # gunicorn's parser still judges framing
+    [(status, _)] = quick_receiver.exchange(  # gunicorn's parser still judges framing
         b"POST /webhooks/stripe HTTP/1.1\r\nHost: hub\r\nContent-Length: 5\r\n"
-        b"Content-Length: 6\r\n\r\nhello")
+        b"Content-Length: 6\r\n\r\nhello"
+    )
     assert status == 400

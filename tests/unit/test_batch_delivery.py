@@ -28,7 +28,7 @@ import fakeredis
 import httpx
 import pytest
 from conftest import make_settings
-from hubtest import record_webhook, stripe_event
+from hubtest import accept_webhook, stripe_event
 
 from connectors.fakes.hubspot import FakeHubSpot
 from connectors.fakes.hubspot.properties import PropError
@@ -38,7 +38,7 @@ from connectors.hubspot import HubSpotConnector
 from workers.delivery import run_delivery
 from workers.runtime import WorkerRuntime
 
-WriteConfig = Callable[..., Path]   # the conftest fixture
+WriteConfig = Callable[..., Path]  # the conftest fixture
 
 CONFIG = """
 sources:
@@ -87,8 +87,11 @@ class HubSpot:
         return {r["properties"]["email"]: r["properties"] for r in self.app.records("contacts")}
 
     def upserts(self) -> list[list[dict[str, Any]]]:
-        return [json.loads(r.content)["inputs"] for r in self.requests
-                if r.url.path == "/crm/v3/objects/contacts/batch/upsert"]
+        return [
+            json.loads(r.content)["inputs"]
+            for r in self.requests
+            if r.url.path == "/crm/v3/objects/contacts/batch/upsert"
+        ]
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -104,8 +107,12 @@ def whole_batch_400(request: httpx.Request) -> httpx.Response | None:
     bad = [i for i in inputs if i["properties"].get("lifecyclestage") == "customerx"]
     if len(inputs) < 2 or not bad:
         return None
-    problems = [PropError("lifecyclestage", "INVALID_OPTION",
-                          "customerx was not one of the allowed options") for _ in bad]
+    problems = [
+        PropError(
+            "lifecyclestage", "INVALID_OPTION", "customerx was not one of the allowed options"
+        )
+        for _ in bad
+    ]
     return httpx.Response(400, json=property_error_body(problems, 12345678))
 
 
@@ -118,10 +125,15 @@ class Env:
     def receive(self, email: str, name: str = "Ada Lovelace", stage: str = "customer") -> str:
         """Record a Stripe customer.updated as the receiver would; its delivery id."""
         self.n += 1
-        body = stripe_event(f"evt_{self.n}", type_="customer.updated", email=email, name=name,
-                            metadata={"stage": stage})
-        body["created"] += self.n                   # each event newer than the last
-        [event] = record_webhook(self.rt.config, self.rt.ledger, body)
+        body = stripe_event(
+            f"evt_{self.n}",
+            type_="customer.updated",
+            email=email,
+            name=name,
+            metadata={"stage": stage},
+        )
+        body["created"] += self.n  # each event newer than the last
+        [event] = accept_webhook(self.rt.config, self.rt.ledger, body)
         [delivery] = event.deliveries
         return delivery.id
 
@@ -156,8 +168,11 @@ def build_env(write_config: WriteConfig, key_prefix: str, batch_size: int = 100)
     rt = WorkerRuntime.build(settings, client=fakeredis.FakeRedis())
     fake = HubSpot()
     rt._connectors["hubspot"] = HubSpotConnector(
-        rt.config.connections["hubspot"], settings.environ,
-        transport=httpx.MockTransport(fake), tokens=rt.tokens)
+        rt.config.connections["hubspot"],
+        settings.environ,
+        transport=httpx.MockTransport(fake),
+        tokens=rt.ledger.tokens,
+    )
     return Env(rt, fake)
 
 
@@ -183,13 +198,17 @@ def test_ten_waiting_deliveries_go_out_in_one_batch_upsert(env: Env) -> None:
     assert sorted(i["id"] for i in inputs) == sorted(emails(10))
     assert all(i["idProperty"] == "email" for i in inputs)
     assert {e: p["firstname"] for e, p in env.fake.contacts.items()} == {
-        e: f"User {i}" for i, e in enumerate(emails(10))}
+        e: f"User {i}" for i, e in enumerate(emails(10))
+    }
     for d in ids:
         view = env.view(d)
         assert view["state"] == "delivered" and view["attempts"] == 1
         [attempt] = view["attempt_history"]
         assert (attempt["outcome"], attempt["operation"], attempt["status"]) == (
-            "delivered", "created", 200)
+            "delivered",
+            "created",
+            200,
+        )
     assert env.conn()["counts"]["delivered"] == 10
     assert env.conn()["counts"]["in_flight"] == 0
 
@@ -203,8 +222,7 @@ def test_ten_waiting_deliveries_go_out_in_one_batch_upsert(env: Env) -> None:
     assert all(env.view(d)["attempts"] == 1 for d in ids)
 
 
-def test_batch_size_bounds_how_many_go_together(write_config: WriteConfig,
-                                                key_prefix: str) -> None:
+def test_batch_size_bounds_how_many_go_together(write_config: WriteConfig, key_prefix: str) -> None:
     env = build_env(write_config, key_prefix, batch_size=4)
     ids = [env.receive(e) for e in emails(10)]
     assert env.run(ids[0]) == "delivered"
@@ -225,8 +243,11 @@ def test_two_writes_to_one_contact_are_never_in_the_same_batch(env: Env) -> None
     # waiting deliveries of the connection and object as one batch
     assert env.run(second) == "skip"
     [batch] = env.fake.upserts()
-    assert sorted(i["id"] for i in batch) == ["ada@example.com", "bob@example.com",
-                                              "cy@example.com"]
+    assert sorted(i["id"] for i in batch) == [
+        "ada@example.com",
+        "bob@example.com",
+        "cy@example.com",
+    ]
     assert {env.state(d) for d in (first, bob, cy)} == {"delivered"}
     assert env.state(second) == "pending"
     # its message is published only now that it is the contact's next write
@@ -237,14 +258,16 @@ def test_two_writes_to_one_contact_are_never_in_the_same_batch(env: Env) -> None
     assert env.state(second) == "delivered"
     [_, later] = env.fake.upserts()
     assert [(i["id"], i["properties"]["firstname"]) for i in later] == [
-        ("ada@example.com", "Ada Lovelace")]
+        ("ada@example.com", "Ada Lovelace")
+    ]
     assert env.fake.contacts["ada@example.com"]["firstname"] == "Ada Lovelace"
 
 
 # one bad record in a batch --------------------------------------------------------------
 @pytest.mark.parametrize("multi_status", [False, True], ids=["400 whole batch", "207"])
 def test_a_record_hubspot_rejects_is_dead_and_the_others_are_delivered(
-        env: Env, multi_status: bool) -> None:
+    env: Env, multi_status: bool
+) -> None:
     if not multi_status:
         env.fake.script = whole_batch_400
     ids = [env.receive(e) for e in emails(2)]
@@ -260,21 +283,30 @@ def test_a_record_hubspot_rejects_is_dead_and_the_others_are_delivered(
     assert {env.state(d) for d in ids} == {"delivered"}
     assert sorted(env.fake.contacts) == sorted(emails(5))
     assert env.rt.ledger.dead_ids() == [bad]
-    assert env.conn()["breaker"] == {}              # a rejected record is not an outage
+    assert env.conn()["breaker"] == {}  # a rejected record is not an outage
     first_batch = env.fake.upserts()[0]
     assert len(first_batch) == 6
     # 207: the one request was enough; 400: every record again on its own
     assert len(env.fake.requests) == (1 if multi_status else 7)
 
 
-@pytest.mark.parametrize("field, email, name, says", [
-    ("firstname", "bad@example.com", "Ada \ud800",
-     "firstname: cannot be encoded as UTF-8 text: \\ud800 (a lone surrogate) at character 4"),
-    # the match key (and so the record key) too; the email transform is first to object
-    ("email", "bad\udfff@example.com", "Ada", "email: not a valid email address"),
-], ids=["a field", "the match key"])
+@pytest.mark.parametrize(
+    "field, email, name, says",
+    [
+        (
+            "firstname",
+            "bad@example.com",
+            "Ada \ud800",
+            "firstname: cannot be encoded as UTF-8 text: \\ud800 (a lone surrogate) at character 4",
+        ),
+        # the match key (and so the record key) too; the email transform is first to object
+        ("email", "bad\udfff@example.com", "Ada", "email: not a valid email address"),
+    ],
+    ids=["a field", "the match key"],
+)
 def test_a_value_utf8_cannot_encode_is_dead_at_once_and_its_companions_go_out(
-        env: Env, field: str, email: str, name: str, says: str) -> None:
+    env: Env, field: str, email: str, name: str, says: str
+) -> None:
     """JSON's "\ud800" decodes to a lone surrogate, which no request can carry: a data error
     of this record on its first attempt, never an internal error retried for the batch."""
     ids = [env.receive(e) for e in emails(2)]
@@ -318,7 +350,8 @@ def test_a_failed_batch_request_counts_once_toward_the_circuit_breaker(env: Env)
 
 # a paused connection --------------------------------------------------------------------
 def test_a_pause_after_the_first_claim_keeps_the_others_unclaimed(
-        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ids = [env.receive(e) for e in emails(5)]
     claim = env.rt.ledger.claim
 
@@ -344,7 +377,7 @@ def test_a_pause_after_the_first_claim_keeps_the_others_unclaimed(
 def test_deliveries_of_a_paused_connection_are_held_without_a_request(env: Env) -> None:
     first = env.receive("ada@example.com")
     env.rt.ledger.pause("hubspot", reason="maintenance", by="ops", now=time.time())
-    later = [env.receive(e) for e in emails(3)]           # held as they arrive
+    later = [env.receive(e) for e in emails(3)]  # held as they arrive
     assert env.run(first) == "held"
     assert [env.state(d) for d in [first, *later]] == ["held"] * 4
     assert [env.run(d) for d in later] == ["skip"] * 3

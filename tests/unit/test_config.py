@@ -19,7 +19,7 @@ from connectors.registry import CONNECTORS
 from core.config import Config, load_config
 from core.errors import ConfigError, ConfigProblem
 
-WriteConfig = Callable[..., Path]   # the conftest fixture
+WriteConfig = Callable[..., Path]  # the conftest fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "crmhub.yaml"
@@ -27,9 +27,9 @@ EXAMPLE = ROOT / "examples" / "crmhub.yaml"
 EXAMPLE_ENV = dict(DEMO_SECRETS)
 
 
-
-def problems_of(path: Path, environ: dict[str, str] | None = None,
-                **kw: object) -> list[ConfigProblem]:
+def problems_of(
+    path: Path, environ: dict[str, str] | None = None, **kw: object
+) -> list[ConfigProblem]:
     with pytest.raises(ConfigError) as info:
         load_config(path, VALID_ENV if environ is None else environ, **kw)  # type: ignore[arg-type]
     return info.value.problems
@@ -79,8 +79,11 @@ def test_no_mappings_is_valid(write_config: WriteConfig, mappings: str) -> None:
 
 
 def test_secret_env_may_list_several_variables_for_rotation(write_config: WriteConfig) -> None:
-    path = write_config(VALID.replace("secret_env: STRIPE_WEBHOOK_SECRET",
-                                      "secret_env: [STRIPE_WEBHOOK_SECRET, STRIPE_OLD]"))
+    path = write_config(
+        VALID.replace(
+            "secret_env: STRIPE_WEBHOOK_SECRET", "secret_env: [STRIPE_WEBHOOK_SECRET, STRIPE_OLD]"
+        )
+    )
     config = load_config(path, {**VALID_ENV, "STRIPE_OLD": "whsec_old"})
     assert config.sources["stripe"].secret_env == ("STRIPE_WEBHOOK_SECRET", "STRIPE_OLD")
     [problem] = problems_of(path)
@@ -96,7 +99,8 @@ def test_secrets_are_not_checked_when_not_asked(write_config: WriteConfig) -> No
 
 # every problem, with its place ----------------------------------------------------------
 def test_every_shape_problem_is_reported_at_once_with_file_line_and_key(
-        write_config: WriteConfig) -> None:
+    write_config: WriteConfig,
+) -> None:
     path = write_config("""\
         sources:
           stripe:
@@ -132,13 +136,18 @@ def test_every_shape_problem_is_reported_at_once_with_file_line_and_key(
 
 
 def test_reference_and_secret_problems_are_reported_together(write_config: WriteConfig) -> None:
-    path = write_config(VALID.replace("source: stripe", "source: stripee")
-                        .replace("connection: crm", "connection: crn"))
+    path = write_config(
+        VALID.replace("source: stripe", "source: stripee").replace(
+            "connection: crm", "connection: crn"
+        )
+    )
     problems = by_key(problems_of(path, {}))
-    assert set(problems) == {"mappings.customer-to-contact.source",
-                             "mappings.customer-to-contact.connection",
-                             "sources.stripe.verify.secret_env",
-                             "connections.crm.auth.token_env"}
+    assert set(problems) == {
+        "mappings.customer-to-contact.source",
+        "mappings.customer-to-contact.connection",
+        "sources.stripe.verify.secret_env",
+        "connections.crm.auth.token_env",
+    }
     source = problems["mappings.customer-to-contact.source"]
     assert source.line == 14
     assert "no source named 'stripee' (defined: stripe)" in source.message
@@ -172,23 +181,38 @@ mappings:
 """
 
 
-@pytest.mark.parametrize("place, typo, key, suggestion", [
-    ("SOURCE", "event_idd: id", "sources.stripe.event_idd", "event_id"),
-    ("SOURCE", "verify2: {}", "sources.stripe.verify2", "verify"),
-    ("CONNECTION", "timeout_secs: 5", "connections.crm.timeout_secs", "timeout_seconds"),
-    ("CONNECTION", "retry: {base_second: 5}", "connections.crm.retry.base_second",
-     "base_seconds"),
-    ("CONNECTION", "auth: {type: bearer, token_evn: T}", "connections.crm.auth.token_evn",
-     "token_env"),
-    ("MAPPING", "acton: upsert", "mappings.m.acton", "action"),
-    ("MAPPING", "when: {event_types: [a]}", "mappings.m.when.event_types", "event_type"),
-    ("MAPPING", "when: {fields: [{path: type, equal: x}]}", "mappings.m.when.fields.0.equal",
-     "equals"),
-    ("FIELD", "email: {from: a, requird: true}", "mappings.m.fields.email.requird",
-     "required"),
-])
+@pytest.mark.parametrize(
+    "place, typo, key, suggestion",
+    [
+        ("SOURCE", "event_idd: id", "sources.stripe.event_idd", "event_id"),
+        ("SOURCE", "verify2: {}", "sources.stripe.verify2", "verify"),
+        ("CONNECTION", "timeout_secs: 5", "connections.crm.timeout_secs", "timeout_seconds"),
+        (
+            "CONNECTION",
+            "retry: {base_second: 5}",
+            "connections.crm.retry.base_second",
+            "base_seconds",
+        ),
+        (
+            "CONNECTION",
+            "auth: {type: bearer, token_evn: T}",
+            "connections.crm.auth.token_evn",
+            "token_env",
+        ),
+        ("MAPPING", "acton: upsert", "mappings.m.acton", "action"),
+        ("MAPPING", "when: {event_types: [a]}", "mappings.m.when.event_types", "event_type"),
+        (
+            "MAPPING",
+            "when: {fields: [{path: type, equal: x}]}",
+            "mappings.m.when.fields.0.equal",
+            "equals",
+        ),
+        ("FIELD", "email: {from: a, requird: true}", "mappings.m.fields.email.requird", "required"),
+    ],
+)
 def test_an_unknown_key_suggests_the_closest_known_one(
-        write_config: WriteConfig, place: str, typo: str, key: str, suggestion: str) -> None:
+    write_config: WriteConfig, place: str, typo: str, key: str, suggestion: str
+) -> None:
     text = TYPO_BASE
     for name in ("SOURCE", "CONNECTION", "MAPPING", "FIELD"):
         text = text.replace("{" + name + "}", typo if name == place else "")
@@ -223,8 +247,9 @@ def test_a_signed_scheme_needs_secret_env(write_config: WriteConfig) -> None:
 
 
 def test_secret_env_must_name_environment_variables(write_config: WriteConfig) -> None:
-    path = write_config("sources:\n  s:\n"
-                        "    verify: {scheme: stripe, secret_env: [OK, whsec_abc-1]}\n")
+    path = write_config(
+        "sources:\n  s:\n    verify: {scheme: stripe, secret_env: [OK, whsec_abc-1]}\n"
+    )
     [problem] = problems_of(path, {"OK": "x"})
     assert problem.key == "sources.s.verify.secret_env"
     assert "not an environment variable name" in problem.message
@@ -232,8 +257,9 @@ def test_secret_env_must_name_environment_variables(write_config: WriteConfig) -
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 def test_hubspot_takes_a_signature_version(write_config: WriteConfig, version: str) -> None:
-    path = write_config(f"sources:\n  hs:\n    verify: {{scheme: hubspot, version: {version}, "
-                        "secret_env: HS}\n")
+    path = write_config(
+        f"sources:\n  hs:\n    verify: {{scheme: hubspot, version: {version}, secret_env: HS}}\n"
+    )
     assert load_config(path, {"HS": "x"}).sources["hs"].verify.version == version
 
 
@@ -253,7 +279,8 @@ def test_hubspot_version_must_be_known_and_only_for_hubspot(write_config: WriteC
 
 
 def test_an_unknown_connector_is_reported_when_the_registry_is_given(
-        write_config: WriteConfig) -> None:
+    write_config: WriteConfig,
+) -> None:
     path = write_config(VALID.replace("connector: http", "connector: htp"))
     [problem] = problems_of(path, connectors=CONNECTORS)
     assert problem.key == "connections.crm.connector" and problem.line == 9
@@ -261,22 +288,27 @@ def test_an_unknown_connector_is_reported_when_the_registry_is_given(
 
 
 def test_newest_wins_needs_the_source_timestamp(write_config: WriteConfig) -> None:
-    path = write_config(VALID.replace("    occurred_at: created\n", "")
-                        .replace("    object: contacts\n",
-                                 "    object: contacts\n    conflict: newest_wins\n"))
+    path = write_config(
+        VALID.replace("    occurred_at: created\n", "").replace(
+            "    object: contacts\n", "    object: contacts\n    conflict: newest_wins\n"
+        )
+    )
     [problem] = problems_of(path)
     assert problem.key == "mappings.customer-to-contact.conflict"
     assert "occurred_at" in problem.message
 
 
 def test_a_duplicate_key_is_an_error_at_its_second_line(write_config: WriteConfig) -> None:
-    path = write_config(VALID + """\
+    path = write_config(
+        VALID
+        + """\
   customer-to-contact:
     source: stripe
     connection: crm
     object: companies
     match: {field: domain, from: data.object.domain}
-""")
+"""
+    )
     [problem] = problems_of(path)
     assert problem.key == "mappings.customer-to-contact"
     assert problem.line == 22
@@ -314,19 +346,26 @@ def test_config_check_ok(write_config: WriteConfig, key_prefix: str) -> None:
     as_json = check(path, key_prefix, "--json", **VALID_ENV)
     assert as_json.exit_code == 0
     assert json.loads(as_json.stdout) == {
-        "ok": True, "file": str(path), "sources": ["stripe"], "connections": ["crm"],
-        "mappings": ["customer-to-contact"]}
+        "ok": True,
+        "file": str(path),
+        "sources": ["stripe"],
+        "connections": ["crm"],
+        "mappings": ["customer-to-contact"],
+    }
 
 
-def test_config_check_lists_every_problem_and_exits_2(write_config: WriteConfig,
-                                                      key_prefix: str) -> None:
+def test_config_check_lists_every_problem_and_exits_2(
+    write_config: WriteConfig, key_prefix: str
+) -> None:
     path = write_config(VALID.replace("connection: crm", "connection: crn"))
-    result = check(path, key_prefix)                    # and no secrets in the environment
+    result = check(path, key_prefix)  # and no secrets in the environment
     assert result.exit_code == EXIT_CONFIG == 2
     lines = result.output.strip().splitlines()
     assert lines[-1] == "3 problem(s) found."
-    assert f"{path}:16: mappings.customer-to-contact.connection: no connection named 'crn'" \
+    assert (
+        f"{path}:16: mappings.customer-to-contact.connection: no connection named 'crn'"
         in result.output
+    )
     assert "STRIPE_WEBHOOK_SECRET is not set" in result.output
 
     as_json = check(path, key_prefix, "--json")
@@ -334,12 +373,17 @@ def test_config_check_lists_every_problem_and_exits_2(write_config: WriteConfig,
     payload = json.loads(as_json.stdout)
     assert payload["ok"] is False
     assert len(payload["problems"]) == 3
-    assert {"file": str(path), "line": 16, "key": "mappings.customer-to-contact.connection",
-            "message": "no connection named 'crn' (defined: crm)"} in payload["problems"]
+    assert {
+        "file": str(path),
+        "line": 16,
+        "key": "mappings.customer-to-contact.connection",
+        "message": "no connection named 'crn' (defined: crm)",
+    } in payload["problems"]
 
 
-def test_config_check_of_malformed_yaml_exits_2_with_the_line(write_config: WriteConfig,
-                                                              key_prefix: str) -> None:
+def test_config_check_of_malformed_yaml_exits_2_with_the_line(
+    write_config: WriteConfig, key_prefix: str
+) -> None:
     path = write_config("sources: [\n")
     result = check(path, key_prefix, "--json")
     assert result.exit_code == 2
@@ -348,43 +392,53 @@ def test_config_check_of_malformed_yaml_exits_2_with_the_line(write_config: Writ
 
 
 def test_config_check_lists_shape_reference_and_secret_problems_together(
-        write_config: WriteConfig, key_prefix: str) -> None:
+    write_config: WriteConfig, key_prefix: str
+) -> None:
     """Before: a shape problem hid every missing secret and every dangling reference, so each
     fix-and-retry revealed the next problem."""
-    path = write_config(VALID.replace("    event_type: type\n", "    event_typ: type\n")
-                        .replace("token_env: CRM_TOKEN}", "token_env: CRM_TOKEN}\n"
-                                 "    timeout_seconds: -1")
-                        .replace("connection: crm\n", "connection: crn\n"))
-    result = check(path, key_prefix, "--json")                 # no secrets set
+    path = write_config(
+        VALID.replace("    event_type: type\n", "    event_typ: type\n")
+        .replace("token_env: CRM_TOKEN}", "token_env: CRM_TOKEN}\n    timeout_seconds: -1")
+        .replace("connection: crm\n", "connection: crn\n")
+    )
+    result = check(path, key_prefix, "--json")  # no secrets set
     assert result.exit_code == EXIT_CONFIG
     found = {(p["key"], p["line"]) for p in json.loads(result.stdout)["problems"]}
     assert found == {
-        ("sources.stripe.event_typ", 5),                                # shape
-        ("sources.stripe.verify.secret_env", 3),                        # secret
-        ("connections.crm.auth.token_env", 11),                         # secret
-        ("connections.crm.timeout_seconds", 12),                        # shape
-        ("mappings.customer-to-contact.connection", 17),                # reference
+        ("sources.stripe.event_typ", 5),  # shape
+        ("sources.stripe.verify.secret_env", 3),  # secret
+        ("connections.crm.auth.token_env", 11),  # secret
+        ("connections.crm.timeout_seconds", 12),  # shape
+        ("mappings.customer-to-contact.connection", 17),  # reference
     }
     text = check(path, key_prefix)
     lines = text.output.splitlines()
     assert lines[-1] == "5 problem(s) found."
     assert [int(line.split(":")[1]) for line in lines[:-1]] == [3, 5, 11, 12, 17]  # file order
-    assert f"{path}:11: connections.crm.auth.token_env: environment variable CRM_TOKEN is " \
+    assert (
+        f"{path}:11: connections.crm.auth.token_env: environment variable CRM_TOKEN is "
         "not set" in text.output
+    )
 
 
 def test_an_entry_with_a_shape_problem_still_has_its_secrets_and_references_checked(
-        write_config: WriteConfig) -> None:
-    path = write_config(VALID.replace("    auth: {type: bearer, token_env: CRM_TOKEN}",
-                                      "    auth: {type: bearer, token_env: CRM_TOKEN}\n"
-                                      "    connectr: http")
-                        .replace("    object: contacts\n", "    object: contacts\n"
-                                 "    acton: upsert\n")
-                        .replace("source: stripe\n", "source: stripee\n"))
+    write_config: WriteConfig,
+) -> None:
+    path = write_config(
+        VALID.replace(
+            "    auth: {type: bearer, token_env: CRM_TOKEN}",
+            "    auth: {type: bearer, token_env: CRM_TOKEN}\n    connectr: http",
+        )
+        .replace("    object: contacts\n", "    object: contacts\n    acton: upsert\n")
+        .replace("source: stripe\n", "source: stripee\n")
+    )
     problems = by_key(problems_of(path, {"STRIPE_WEBHOOK_SECRET": "x"}))
-    assert set(problems) == {"connections.crm.connectr", "connections.crm.auth.token_env",
-                             "mappings.customer-to-contact.acton",
-                             "mappings.customer-to-contact.source"}
+    assert set(problems) == {
+        "connections.crm.connectr",
+        "connections.crm.auth.token_env",
+        "mappings.customer-to-contact.acton",
+        "mappings.customer-to-contact.source",
+    }
     # the connection is invalid, not missing: the mapping naming it is not told otherwise
     assert "mappings.customer-to-contact.connection" not in problems
 
@@ -396,8 +450,9 @@ def test_duplicate_keys_are_reported_with_every_other_problem(write_config: Writ
     assert "sources.stripe.verify.secret_env" in problems
 
 
-def test_config_check_reports_an_unknown_connector(write_config: WriteConfig,
-                                                   key_prefix: str) -> None:
+def test_config_check_reports_an_unknown_connector(
+    write_config: WriteConfig, key_prefix: str
+) -> None:
     """The worker refuses a connector it does not know; so must the check (and reload)."""
     path = write_config(VALID.replace("connector: http", "connector: htp"))
     result = check(path, key_prefix, **VALID_ENV)

@@ -20,14 +20,14 @@ import fakeredis
 import httpx
 import pytest
 from conftest import make_settings
-from hubtest import record_webhook, stripe_event
+from hubtest import accept_webhook, stripe_event
 
 from connectors.http import HttpConnector
 from core.errors import LedgerUnavailable
 from workers.delivery import run_delivery
 from workers.runtime import WorkerRuntime
 
-WriteConfig = Callable[..., Path]   # the conftest fixture
+WriteConfig = Callable[..., Path]  # the conftest fixture
 
 CONFIG = """
 sources:
@@ -86,8 +86,9 @@ class Target:
             return httpx.Response(200, json=self.records[path])
         created = path not in self.records
         self.records[path] = {**self.records.get(path, {}), **json.loads(request.content)}
-        return httpx.Response(201 if created else 200,
-                              json={"id": "5102", "properties": self.records[path]})
+        return httpx.Response(
+            201 if created else 200, json={"id": "5102", "properties": self.records[path]}
+        )
 
     def writes(self) -> list[httpx.Request]:
         return [r for r in self.requests if r.method != "GET"]
@@ -102,10 +103,9 @@ class Env:
     def receive(self, email: str = "ada@example.com", **object_fields: Any) -> str:
         """Record a Stripe customer.updated event as the receiver would; its delivery id."""
         self.n += 1
-        body = stripe_event(f"evt_{self.n}", type_="customer.updated", email=email,
-                            **object_fields)
-        body["created"] += self.n                   # each event newer than the last
-        [event] = record_webhook(self.rt.config, self.rt.ledger, body)
+        body = stripe_event(f"evt_{self.n}", type_="customer.updated", email=email, **object_fields)
+        body["created"] += self.n  # each event newer than the last
+        [event] = accept_webhook(self.rt.config, self.rt.ledger, body)
         [delivery] = event.deliveries
         return delivery.id
 
@@ -124,17 +124,21 @@ class Env:
         return self.rt.ledger.connection_state("crm")
 
     def alerts(self) -> list[dict[str, Any]]:
-        return [json.loads(a) for a in self.rt.ledger.redis.lrange(self.rt.alerts.key, 0, -1)]
+        outbox = self.rt.ledger.alerts
+        return [json.loads(a) for a in outbox.redis.lrange(outbox.key, 0, -1)]
 
 
-def build_env(write_config: WriteConfig, key_prefix: str, config: str = CONFIG,
-              **extra_env: str) -> Env:
-    settings = make_settings(write_config(config), key_prefix, redis_url="redis://unused",
-                             **ENV, **extra_env)
+def build_env(
+    write_config: WriteConfig, key_prefix: str, config: str = CONFIG, **extra_env: str
+) -> Env:
+    settings = make_settings(
+        write_config(config), key_prefix, redis_url="redis://unused", **ENV, **extra_env
+    )
     rt = WorkerRuntime.build(settings, client=fakeredis.FakeRedis())
     target = Target()
-    rt._connectors["crm"] = HttpConnector(rt.config.connections["crm"], settings.environ,
-                                          transport=httpx.MockTransport(target))
+    rt._connectors["crm"] = HttpConnector(
+        rt.config.connections["crm"], settings.environ, transport=httpx.MockTransport(target)
+    )
     return Env(rt, target)
 
 
@@ -145,24 +149,30 @@ def env(write_config: WriteConfig, key_prefix: str) -> Iterator[Env]:
     e.rt.close()
 
 
-def respond(status: int, body: Any = None, headers: dict[str, str] | None = None
-            ) -> Callable[[httpx.Request], httpx.Response]:
+def respond(
+    status: int, body: Any = None, headers: dict[str, str] | None = None
+) -> Callable[[httpx.Request], httpx.Response]:
     return lambda request: httpx.Response(status, json=body, headers=headers)
 
 
-def test_the_connections_rate_limit_holds_back_what_is_over_it(write_config: WriteConfig,
-                                                              key_prefix: str) -> None:
+def test_the_connections_rate_limit_holds_back_what_is_over_it(
+    write_config: WriteConfig, key_prefix: str
+) -> None:
     # 2 requests per 10 s: two go at once, the third would wait 5 s, longer than a worker
     # waits in place (1 s), so it is scheduled for when there is room
-    limited = CONFIG.replace("    retry: {base_seconds", "    rate_limit: {requests: 2, "
-                             "per_seconds: 10}\n    retry: {base_seconds")
+    limited = CONFIG.replace(
+        "    retry: {base_seconds",
+        "    rate_limit: {requests: 2, per_seconds: 10}\n    retry: {base_seconds",
+    )
     env = build_env(write_config, key_prefix, config=limited)
     try:
-        first, second, third = (env.receive(f"user{i}@example.com", name="Ada")
-                                for i in range(3))
+        first, second, third = (env.receive(f"user{i}@example.com", name="Ada") for i in range(3))
         before = time.time()
-        assert [env.run(d) for d in (first, second, third)] == \
-            ["delivered", "delivered", "deferred"]
+        assert [env.run(d) for d in (first, second, third)] == [
+            "delivered",
+            "delivered",
+            "deferred",
+        ]
         assert env.raw(third)["state"] == "scheduled"
         assert before + 4 <= int(env.raw(third)["due_at"]) / 1000 <= time.time() + 5
         assert len(env.target.writes()) == 2
@@ -177,12 +187,15 @@ def test_a_successful_write_is_delivered_with_the_attempt_recorded(env: Env) -> 
     assert env.run(d) == "delivered"
 
     get, put = env.target.requests
-    assert get.method == "GET"                       # a target-owned field: read once
+    assert get.method == "GET"  # a target-owned field: read once
     assert put.method == "PUT"
     assert put.url.raw_path == b"/api/v3/contacts/ada%40example.com"
     assert put.headers["authorization"] == "Bearer pat-na1-test-token"
-    assert json.loads(put.content) == {"email": "ada@example.com", "firstname": "Ada Lovelace",
-                                       "lifecyclestage": "customer"}
+    assert json.loads(put.content) == {
+        "email": "ada@example.com",
+        "firstname": "Ada Lovelace",
+        "lifecyclestage": "customer",
+    }
 
     view = env.view(d)
     assert view["state"] == "delivered" and view["attempts"] == 1
@@ -191,7 +204,7 @@ def test_a_successful_write_is_delivered_with_the_attempt_recorded(env: Env) -> 
     assert attempt["status"] == 201 and attempt["operation"] == "created"
     assert 0 <= attempt["duration_ms"] < 5000
     assert before <= attempt["at"] <= time.time()
-    assert json.loads(attempt["excerpt"])["id"] == "5102"        # the target's answer
+    assert json.loads(attempt["excerpt"])["id"] == "5102"  # the target's answer
     assert "error" not in attempt and "next_attempt_at" not in attempt
     state = env.conn()
     assert state["counts"]["delivered"] == 1 and state["counts"]["pending"] == 0
@@ -200,7 +213,9 @@ def test_a_successful_write_is_delivered_with_the_attempt_recorded(env: Env) -> 
 
 def test_a_target_owned_value_is_kept_and_the_skip_recorded(env: Env) -> None:
     env.target.records["/api/v3/contacts/ada%40example.com"] = {
-        "email": "ada@example.com", "lifecyclestage": "opportunity"}
+        "email": "ada@example.com",
+        "lifecyclestage": "opportunity",
+    }
     d = env.receive()
     assert env.run(d) == "delivered"
     put = env.target.writes()[0]
@@ -227,12 +242,14 @@ def test_a_message_for_an_unknown_delivery_is_ignored(env: Env) -> None:
 def test_writes_for_one_record_go_out_in_order(env: Env) -> None:
     first = env.receive(name="Ada")
     second = env.receive(name="Ada Lovelace")
-    assert env.run(second) == "skip"                 # not its turn yet
+    assert env.run(second) == "skip"  # not its turn yet
     assert env.target.writes() == []
     assert env.run(first) == "delivered"
     assert env.run(second) == "delivered"
     assert [json.loads(r.content)["firstname"] for r in env.target.writes()] == [
-        "Ada", "Ada Lovelace"]
+        "Ada",
+        "Ada Lovelace",
+    ]
 
 
 # failures -------------------------------------------------------------------------------
@@ -277,7 +294,10 @@ def test_a_400_is_dead_with_the_targets_answer_in_the_dead_letter(env: Env) -> N
     assert dead["record"]["response"]["status"] == 400
     assert json.loads(dead["record"]["response"]["excerpt"]) == HUBSPOT_400
     assert dead["record"]["record"]["fields"] == {
-        "email": "ada@example.com", "firstname": "Ada Lovelace", "lifecyclestage": "customer"}
+        "email": "ada@example.com",
+        "firstname": "Ada Lovelace",
+        "lifecyclestage": "customer",
+    }
     assert dead["record"]["record"]["match"] == {"field": "email", "value": "ada@example.com"}
     assert env.rt.ledger.dead_ids() == [d]
     # a rejected record says nothing about the target's health
@@ -292,8 +312,7 @@ def test_a_mapping_failure_is_dead_with_every_problem_and_no_request(env: Env) -
     assert dead["category"] == "mapping"
     problems = dead["record"]["problems"]
     assert {p["field"] for p in problems} == {"email", "firstname"}
-    assert all("missing or empty" in p["problem"] or "match key" in p["problem"]
-               for p in problems)
+    assert all("missing or empty" in p["problem"] or "match key" in p["problem"] for p in problems)
     assert dead["record"]["record"] is None
     [attempt] = env.view(d)["attempt_history"]
     assert attempt["problems"] == problems
@@ -321,8 +340,11 @@ def test_a_bug_in_the_hub_is_retried_and_does_not_trip_the_breaker(env: Env) -> 
 
 
 def test_a_429_defers_without_using_an_attempt_and_cools_the_connection(env: Env) -> None:
-    env.target.script = respond(429, {"message": "You have reached your secondly limit.",
-                                      "errorType": "RATE_LIMIT"}, {"Retry-After": "30"})
+    env.target.script = respond(
+        429,
+        {"message": "You have reached your secondly limit.", "errorType": "RATE_LIMIT"},
+        {"Retry-After": "30"},
+    )
     first, second = env.receive("ada@example.com"), env.receive("bob@example.com")
     before = time.time()
     assert env.run(first) == "deferred"
@@ -347,8 +369,9 @@ def test_an_attempt_whose_lease_expired_does_not_record_its_outcome(env: Env) ->
     def slow(request: httpx.Request) -> httpx.Response:
         if request.method == "PUT":
             # the worker stalls past its lease; the sweeper hands the delivery back
-            env.rt.ledger.sweep(time.time() + env.rt.settings.lease_seconds + 1,
-                                republish_after_seconds=60)
+            env.rt.ledger.sweep(
+                time.time() + env.rt.settings.lease_seconds + 1, republish_after_seconds=60
+            )
         return httpx.Response(404 if request.method == "GET" else 201, json={})
 
     env.target.script = slow
@@ -359,7 +382,8 @@ def test_an_attempt_whose_lease_expired_does_not_record_its_outcome(env: Env) ->
 
 
 def test_losing_redis_mid_attempt_surfaces_as_ledger_unavailable(
-        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     d = env.receive()
 
     def down(event_ids: list[str]) -> list[dict[str, str]]:
@@ -413,10 +437,12 @@ def test_a_401_holds_pauses_and_alerts_once_across_concurrent_deliveries(env: En
 
 
 def test_without_an_alert_url_a_pause_still_happens_but_nothing_is_queued(
-        write_config: WriteConfig, key_prefix: str) -> None:
+    write_config: WriteConfig, key_prefix: str
+) -> None:
     e = build_env(write_config, key_prefix)
-    e.target.script = respond(403, [{"message": "insufficient access",
-                                     "errorCode": "INSUFFICIENT_ACCESS"}])
+    e.target.script = respond(
+        403, [{"message": "insufficient access", "errorCode": "INSUFFICIENT_ACCESS"}]
+    )
     assert e.run(e.receive()) == "held"
     assert e.conn()["pause"]["reason"] == "auth"
-    assert e.rt.alerts.pending() == 0
+    assert e.rt.ledger.alerts.pending() == 0

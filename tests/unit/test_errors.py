@@ -32,8 +32,13 @@ NOT_IMPORTED = {"app.wsgi"}
 #: loader turns each into a ConfigProblem), click's, for a bad command-line argument, and the
 #: Redis client's own, raised inside the ledger's Redis adapter (core/ledger/lane.py) so that
 #: the ledger's edge translates it with the rest (LedgerUnavailable)
-FOREIGN = (SystemExit, TypeError, marshmallow.ValidationError, click.ClickException,
-           redis.RedisError)
+FOREIGN = (
+    SystemExit,
+    TypeError,
+    marshmallow.ValidationError,
+    click.ClickException,
+    redis.RedisError,
+)
 
 
 @pytest.fixture(scope="module")
@@ -62,24 +67,38 @@ def hub_modules(modules: list[ModuleType]) -> list[ModuleType]:
 
 
 def defined_exceptions(modules: list[ModuleType]) -> dict[str, type[BaseException]]:
-    return {f"{module.__name__}.{name}": value for module in modules
-            for name, value in vars(module).items()
-            if inspect.isclass(value) and issubclass(value, BaseException)
-            and value.__module__ == module.__name__}
+    return {
+        f"{module.__name__}.{name}": value
+        for module in modules
+        for name, value in vars(module).items()
+        if inspect.isclass(value)
+        and issubclass(value, BaseException)
+        and value.__module__ == module.__name__
+    }
 
 
 def test_the_walk_sees_every_package_and_the_taxonomy(modules: list[ModuleType]) -> None:
     names = {m.__name__ for m in modules}
-    assert {"core.errors", "core.intake", "app.cli.serve", "workers.tasks",
-            "connectors.hubspot"} <= names
-    assert {"core.errors.HubError", "core.intake.BadPayload",
-            "core.signatures.base.SignatureError"} <= set(defined_exceptions(modules))
+    assert {
+        "core.errors",
+        "core.intake",
+        "app.cli.serve",
+        "workers.tasks",
+        "connectors.hubspot",
+    } <= names
+    assert {
+        "core.errors.HubError",
+        "core.intake.BadPayload",
+        "core.signatures.base.SignatureError",
+    } <= set(defined_exceptions(modules))
 
 
-def test_every_exception_crmhub_defines_derives_from_the_root(
-        modules: list[ModuleType]) -> None:
-    outside = sorted(name for name, cls in defined_exceptions(hub_modules(modules)).items()
-                     if not issubclass(cls, CrmhubError))
+def test_every_exception_crmhub_defines_derives_from_the_root(modules: list[ModuleType]) -> None:
+    outside = sorted(
+        name
+        for name, cls in defined_exceptions(hub_modules(modules)).items()
+        if not issubclass(cls, CrmhubError)
+    )
     assert outside == []
 
 
@@ -114,8 +133,9 @@ def test_what_crmhub_raises_on_purpose_is_in_the_taxonomy(modules: list[ModuleTy
 
 def drawn_tree() -> dict[str, int]:
     """Each class drawn in core/errors.py's docstring, with its depth in the tree."""
-    lines = re.findall(r"^ {4}((?:[│ ]   )*[├└]── )?([A-Z]\w+)", core.errors.__doc__ or "",
-                       re.MULTILINE)
+    lines = re.findall(
+        r"^ {4}((?:[│ ]   )*[├└]── )?([A-Z]\w+)", core.errors.__doc__ or "", re.MULTILINE
+    )
     return {name: len(prefix) // 4 for prefix, name in lines}
 
 
@@ -129,6 +149,6 @@ def test_the_docstring_draws_the_tree_the_code_has(modules: list[ModuleType]) ->
     drawn = drawn_tree()
     assert drawn["CrmhubError"] == 0
     assert set(drawn) == {"CrmhubError"} | {cls.__name__ for cls in subclasses(CrmhubError)}
-    for cls in subclasses(CrmhubError):           # drawn under its nearest parent of ours
+    for cls in subclasses(CrmhubError):  # drawn under its nearest parent of ours
         parent = next(b for b in cls.__mro__[1:] if issubclass(b, CrmhubError))
         assert drawn[cls.__name__] == drawn[parent.__name__] + 1, cls.__name__

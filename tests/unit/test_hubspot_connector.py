@@ -63,16 +63,23 @@ Handler = Callable[[httpx.Request], httpx.Response | None]
 
 def hubspot_error(category: str, message: str, **extra: Any) -> dict[str, Any]:
     """HubSpot's common error body [errors]."""
-    return {"status": "error", "message": message, "correlationId": CORRELATION,
-            "category": category, **extra}
+    return {
+        "status": "error",
+        "message": message,
+        "correlationId": CORRELATION,
+        "category": category,
+        **extra,
+    }
 
 
 def validation_message(*problems: tuple[str, str, str]) -> str:
     """The "Property values were not valid: [...]" message form of a VALIDATION_ERROR
     [errors]: a JSON list of {isValid, message, error, name} embedded in the message.
     `problems`: (property name, error code, message)."""
-    listed = [{"isValid": False, "message": message, "error": code, "name": name}
-              for name, code, message in problems]
+    listed = [
+        {"isValid": False, "message": message, "error": code, "name": name}
+        for name, code, message in problems
+    ]
     return "Property values were not valid: " + json.dumps(listed)
 
 
@@ -126,15 +133,26 @@ class HubSpot:
 
 
 def connector(fake: HubSpot, **options: Any) -> HubSpotConnector:
-    connection = ConnectionConfig(name="hubspot", connector="hubspot", base_url=API,
-                                  auth={"type": "bearer", "token_env": "HUBSPOT_TOKEN"},
-                                  options=options)
-    return HubSpotConnector(connection, {"HUBSPOT_TOKEN": TOKEN},
-                            transport=httpx.MockTransport(fake))
+    connection = ConnectionConfig(
+        name="hubspot",
+        connector="hubspot",
+        base_url=API,
+        auth={"type": "bearer", "token_env": "HUBSPOT_TOKEN"},
+        options=options,
+    )
+    return HubSpotConnector(
+        connection, {"HUBSPOT_TOKEN": TOKEN}, transport=httpx.MockTransport(fake)
+    )
 
 
-def record(email: str = "ada@example.com", *, action: str = "upsert", obj: str = "contacts",
-           match_field: str = "email", **fields: Any) -> MappedRecord:
+def record(
+    email: str = "ada@example.com",
+    *,
+    action: str = "upsert",
+    obj: str = "contacts",
+    match_field: str = "email",
+    **fields: Any,
+) -> MappedRecord:
     """A mapped record; a field given as (value, "target") is target-owned."""
     results = []
     for name, value in (fields or {"email": email, "firstname": "Ada"}).items():
@@ -142,8 +160,15 @@ def record(email: str = "ada@example.com", *, action: str = "upsert", obj: str =
         if isinstance(value, tuple):
             value, owner = value
         results.append(FieldResult(name=name, source_value=value, value=value, owner=owner))
-    return MappedRecord(mapping="m", connection="hubspot", object=obj, action=action,
-                        match_field=match_field, match_value=email, fields=tuple(results))
+    return MappedRecord(
+        mapping="m",
+        connection="hubspot",
+        object=obj,
+        action=action,
+        match_field=match_field,
+        match_value=email,
+        fields=tuple(results),
+    )
 
 
 def answering(status: int, body: Any, headers: dict[str, str] | None = None) -> Handler:
@@ -153,18 +178,29 @@ def answering(status: int, body: Any, headers: dict[str, str] | None = None) -> 
 # upsert ---------------------------------------------------------------------------------
 def test_an_upsert_is_one_batch_upsert_on_the_match_field_with_string_values() -> None:
     fake = HubSpot()
-    result = connector(fake).deliver(record(email="ada@example.com", firstname="Ada",
-                                            age=36, vip=True, tags=["a", "b"]))
+    result = connector(fake).deliver(
+        record(email="ada@example.com", firstname="Ada", age=36, vip=True, tags=["a", "b"])
+    )
     [request] = fake.requests
     assert request.method == "POST"
     assert str(request.url) == f"{API}/crm/v3/objects/contacts/batch/upsert"
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
-    assert json.loads(request.content) == {"inputs": [{
-        "idProperty": "email", "id": "ada@example.com",
-        # a documented input field [upsert]: per-record results and errors for this input
-        "objectWriteTraceId": "t0",
-        "properties": {"firstname": "Ada", "age": "36", "vip": "true",
-                       "tags": '["a", "b"]'}}]}
+    assert json.loads(request.content) == {
+        "inputs": [
+            {
+                "idProperty": "email",
+                "id": "ada@example.com",
+                # a documented input field [upsert]: per-record results and errors for this input
+                "objectWriteTraceId": "t0",
+                "properties": {
+                    "firstname": "Ada",
+                    "age": "36",
+                    "vip": "true",
+                    "tags": '["a", "b"]',
+                },
+            }
+        ]
+    }
     record_id = fake.find("contacts", "email", "ada@example.com")
     assert record_id is not None
     assert (result.operation, result.status, result.record_id) == ("created", 200, record_id)
@@ -179,13 +215,13 @@ def test_new_false_is_an_update_of_the_existing_record() -> None:
     result = connector(fake).deliver(record())
     assert (result.operation, result.record_id) == ("updated", existing)
     assert fake.props(existing)["firstname"] == "Ada"
-    assert len(fake.records()) == 1          # never a second record
+    assert len(fake.records()) == 1  # never a second record
 
 
-def test_a_record_built_from_a_mapping_is_upserted_on_its_normalised_email(
-        tmp_path: Path) -> None:
+def test_a_record_built_from_a_mapping_is_upserted_on_its_normalised_email(tmp_path: Path) -> None:
     path = tmp_path / "crmhub.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         sources:
           stripe: {verify: {scheme: stripe, secret_env: STRIPE_SECRET}, event_id: id}
         connections:
@@ -202,11 +238,15 @@ def test_a_record_built_from_a_mapping_is_upserted_on_its_normalised_email(
             fields:
               email: {from: data.object.email, transform: [email], required: true}
               firstname: data.object.name
-    """))
-    config = load_config(path, {"STRIPE_SECRET": "whsec_x", "HUBSPOT_TOKEN": TOKEN},
-                         connectors=CONNECTORS)
-    mapped = map_event(config.mappings["customer"],
-                       {"data": {"object": {"email": " Ada@Example.COM ", "name": "Ada"}}})
+    """)
+    )
+    config = load_config(
+        path, {"STRIPE_SECRET": "whsec_x", "HUBSPOT_TOKEN": TOKEN}, connectors=CONNECTORS
+    )
+    mapped = map_event(
+        config.mappings["customer"],
+        {"data": {"object": {"email": " Ada@Example.COM ", "name": "Ada"}}},
+    )
     fake = HubSpot()
     assert connector(fake).deliver(mapped).operation == "created"
     [body] = fake.bodies("/batch/upsert")
@@ -219,13 +259,16 @@ def test_a_record_built_from_a_mapping_is_upserted_on_its_normalised_email(
 def test_a_target_owned_field_is_read_first_and_kept_when_hubspot_has_a_value() -> None:
     fake = HubSpot()
     fake.add(email="ada@example.com", lifecyclestage="opportunity")
-    result = connector(fake).deliver(record(email="ada@example.com", firstname="Ada",
-                                            lifecyclestage=("customer", "target")))
+    result = connector(fake).deliver(
+        record(email="ada@example.com", firstname="Ada", lifecyclestage=("customer", "target"))
+    )
     read, upsert = fake.requests
     assert read.url.path == "/crm/v3/objects/contacts/batch/read"
-    assert json.loads(read.content) == {"idProperty": "email",
-                                        "properties": ["email", "lifecyclestage"],
-                                        "inputs": [{"id": "ada@example.com"}]}
+    assert json.loads(read.content) == {
+        "idProperty": "email",
+        "properties": ["email", "lifecyclestage"],
+        "inputs": [{"id": "ada@example.com"}],
+    }
     assert upsert.url.path == "/crm/v3/objects/contacts/batch/upsert"
     assert json.loads(upsert.content)["inputs"][0]["properties"] == {"firstname": "Ada"}
     assert result.skipped_fields == ("lifecyclestage",)
@@ -237,24 +280,34 @@ def test_a_target_owned_field_is_written_when_hubspot_has_none(current: str | No
     fake = HubSpot()
     if current is not None:
         fake.add(email="ada@example.com", lifecyclestage=current)
-    result = connector(fake).deliver(record(email="ada@example.com",
-                                            lifecyclestage=("customer", "target")))
+    result = connector(fake).deliver(
+        record(email="ada@example.com", lifecyclestage=("customer", "target"))
+    )
     assert [r.url.path.rsplit("/", 1)[-1] for r in fake.requests] == ["read", "upsert"]
     assert fake.bodies("/batch/upsert")[0]["inputs"][0]["properties"] == {
-        "lifecyclestage": "customer"}
+        "lifecyclestage": "customer"
+    }
     assert result.skipped_fields == ()
 
 
 #: a target's current value of a target-owned field -> whether the hub keeps it (one
 #: definition of empty, core/mapping/empty.py: None and blank text are empty; HubSpot's
 #: property values are strings, so lists and maps are the generic connector's tests)
-EXISTING_VALUES = [(None, False), ("", False), ("   ", False), ("\t\n", False),
-                   ("opportunity", True), ("0", True), ("false", True)]
+EXISTING_VALUES = [
+    (None, False),
+    ("", False),
+    ("   ", False),
+    ("\t\n", False),
+    ("opportunity", True),
+    ("0", True),
+    ("false", True),
+]
 
 
 @pytest.mark.parametrize(("current", "kept"), EXISTING_VALUES)
-def test_a_single_write_and_a_batch_write_keep_exactly_the_same_fields(current: Any,
-                                                                       kept: bool) -> None:
+def test_a_single_write_and_a_batch_write_keep_exactly_the_same_fields(
+    current: Any, kept: bool
+) -> None:
     def owned(email: str) -> MappedRecord:
         return record(email=email, firstname="Ada", jobtitle=("Engineer", "target"))
 
@@ -266,10 +319,11 @@ def test_a_single_write_and_a_batch_write_keep_exactly_the_same_fields(current: 
 
     single = connector(hubspot()).deliver(owned("ada@example.com"))
     batched = hubspot()
-    outcomes = connector(batched).deliver_batch([owned("ada@example.com"),
-                                                 owned("bob@example.com")])
+    outcomes = connector(batched).deliver_batch(
+        [owned("ada@example.com"), owned("bob@example.com")]
+    )
     [read, upsert] = [r.url.path.rsplit("/", 1)[-1] for r in batched.requests]
-    assert (read, upsert) == ("read", "upsert")              # the batch path, not one by one
+    assert (read, upsert) == ("read", "upsert")  # the batch path, not one by one
     expected = ("jobtitle",) if kept else ()
     assert single.skipped_fields == expected
     assert [o.skipped_fields for o in outcomes if isinstance(o, WriteResult)] == [expected] * 2
@@ -287,12 +341,14 @@ def test_update_only_skips_a_contact_hubspot_does_not_have() -> None:
 # create_only ----------------------------------------------------------------------------
 def test_create_only_posts_a_new_record() -> None:
     fake = HubSpot()
-    result = connector(fake).deliver(record(action="create_only", email="ada@example.com",
-                                            firstname="Ada"))
+    result = connector(fake).deliver(
+        record(action="create_only", email="ada@example.com", firstname="Ada")
+    )
     [request] = fake.requests
     assert (request.method, request.url.path) == ("POST", "/crm/v3/objects/contacts")
-    assert json.loads(request.content) == {"properties": {"email": "ada@example.com",
-                                                          "firstname": "Ada"}}
+    assert json.loads(request.content) == {
+        "properties": {"email": "ada@example.com", "firstname": "Ada"}
+    }
     assert (result.operation, result.status) == ("created", 201)
     assert result.record_id == fake.find("contacts", "email", "ada@example.com")
 
@@ -300,13 +356,16 @@ def test_create_only_posts_a_new_record() -> None:
 def test_create_only_conflict_updates_the_existing_id_and_never_creates_again() -> None:
     fake = HubSpot()
     existing = fake.add(email="ada@example.com", firstname="A")
-    result = connector(fake).deliver(record(action="create_only", email="ada@example.com",
-                                            firstname="Ada"))
+    result = connector(fake).deliver(
+        record(action="create_only", email="ada@example.com", firstname="Ada")
+    )
     assert [(r.method, r.url.path) for r in fake.requests] == [
         ("POST", "/crm/v3/objects/contacts"),
-        ("PATCH", f"/crm/v3/objects/contacts/{existing}")]
-    assert json.loads(fake.requests[1].content) == {"properties": {
-        "email": "ada@example.com", "firstname": "Ada"}}
+        ("PATCH", f"/crm/v3/objects/contacts/{existing}"),
+    ]
+    assert json.loads(fake.requests[1].content) == {
+        "properties": {"email": "ada@example.com", "firstname": "Ada"}
+    }
     assert (result.operation, result.record_id, result.status) == ("updated", existing, 200)
     assert len(fake.records()) == 1
     assert fake.props(existing)["firstname"] == "Ada"
@@ -332,10 +391,13 @@ def test_a_validation_error_names_each_property_hubspot_refused() -> None:
     error = info.value
     assert (error.category, error.status) == ("rejected_by_target", 400)
     assert [(p["field"], p["code"]) for p in error.problems] == [
-        ("email", "INVALID_EMAIL"), ("lifecyclestage", "INVALID_OPTION")]
+        ("email", "INVALID_EMAIL"),
+        ("lifecyclestage", "INVALID_OPTION"),
+    ]
     assert error.problems[0]["problem"] == "Email address ada@@example is invalid"
     assert str(error.problems[1]["problem"]).startswith(
-        "customerx was not one of the allowed options")
+        "customerx was not one of the allowed options"
+    )
     assert error.excerpt.startswith('{"status":"error","message":"Property values were not valid')
     assert fake.records() == {} and fake.violations() == []
 
@@ -344,18 +406,32 @@ def test_a_validation_error_with_an_errors_list_names_each_property() -> None:
     fake = HubSpot()
     # 400 VALIDATION_ERROR with errors[].context.propertyName (a list of names) [errors],
     # [upsert] (ErrorDetail.context: dict(str, list[str]))
-    fake.script = answering(400, hubspot_error(
-        "VALIDATION_ERROR", "One or more validation errors occurred",
-        errors=[{"message": "\"hs_object_source\" is a read only property; its value cannot "
-                            "be set.", "code": "READ_ONLY_VALUE",
-                 "context": {"propertyName": ["hs_object_source"]}},
-                {"message": "Property \"favourite_colour\" does not exist",
-                 "code": "PROPERTY_DOESNT_EXIST",
-                 "context": {"propertyName": ["favourite_colour"]}}]))
+    fake.script = answering(
+        400,
+        hubspot_error(
+            "VALIDATION_ERROR",
+            "One or more validation errors occurred",
+            errors=[
+                {
+                    "message": '"hs_object_source" is a read only property; its value cannot '
+                    "be set.",
+                    "code": "READ_ONLY_VALUE",
+                    "context": {"propertyName": ["hs_object_source"]},
+                },
+                {
+                    "message": 'Property "favourite_colour" does not exist',
+                    "code": "PROPERTY_DOESNT_EXIST",
+                    "context": {"propertyName": ["favourite_colour"]},
+                },
+            ],
+        ),
+    )
     with pytest.raises(DataError) as info:
         connector(fake).deliver(record())
     assert [(p["field"], p["code"]) for p in info.value.problems] == [
-        ("hs_object_source", "READ_ONLY_VALUE"), ("favourite_colour", "PROPERTY_DOESNT_EXIST")]
+        ("hs_object_source", "READ_ONLY_VALUE"),
+        ("favourite_colour", "PROPERTY_DOESNT_EXIST"),
+    ]
     assert "read only property" in str(info.value.problems[0]["problem"])
 
 
@@ -363,16 +439,22 @@ def test_both_validation_shapes_together_keep_the_property_names() -> None:
     # HubSpot's documented example carries an errors list (without propertyName) next to the
     # message form [errors]; the names are in the message
     body = hubspot_error(
-        "VALIDATION_ERROR", validation_message(
-            ("email", "INVALID_EMAIL", "Email address ada@@example is invalid")),
-        errors=[{"message": "Email address ada@@example is invalid", "in": "email"}])
-    assert property_problems(body) == [{"field": "email", "code": "INVALID_EMAIL",
-                                        "problem": "Email address ada@@example is invalid"}]
+        "VALIDATION_ERROR",
+        validation_message(("email", "INVALID_EMAIL", "Email address ada@@example is invalid")),
+        errors=[{"message": "Email address ada@@example is invalid", "in": "email"}],
+    )
+    assert property_problems(body) == [
+        {
+            "field": "email",
+            "code": "INVALID_EMAIL",
+            "problem": "Email address ada@@example is invalid",
+        }
+    ]
 
 
 def test_a_ten_secondly_429_waits_for_the_rate_limit_interval() -> None:
     fake = HubSpot()
-    fake.app.fault(mode="rate_limit_burst", count=1)     # 429 TEN_SECONDLY_ROLLING
+    fake.app.fault(mode="rate_limit_burst", count=1)  # 429 TEN_SECONDLY_ROLLING
     with pytest.raises(RateLimited) as info:
         connector(fake).deliver(record())
     assert info.value.retry_after == 10.0
@@ -383,10 +465,17 @@ def test_a_ten_secondly_429_waits_for_the_rate_limit_interval() -> None:
 def test_the_rate_limit_interval_header_is_what_sets_the_wait() -> None:
     fake = HubSpot()
     # [usage]: a 1-second window
-    fake.script = answering(429, {"status": "error", "errorType": "RATE_LIMIT",
-                                  "message": "You have reached your secondly limit.",
-                                  "policyName": "SECONDLY", "correlationId": CORRELATION},
-                            headers={"X-HubSpot-RateLimit-Interval-Milliseconds": "1000"})
+    fake.script = answering(
+        429,
+        {
+            "status": "error",
+            "errorType": "RATE_LIMIT",
+            "message": "You have reached your secondly limit.",
+            "policyName": "SECONDLY",
+            "correlationId": CORRELATION,
+        },
+        headers={"X-HubSpot-RateLimit-Interval-Milliseconds": "1000"},
+    )
     with pytest.raises(RateLimited) as info:
         connector(fake).deliver(record())
     assert info.value.retry_after == 1.0
@@ -402,27 +491,30 @@ class _FrozenDatetime(datetime):
         return cls.instant.astimezone(tz) if tz is not None else cls.instant
 
 
-@pytest.mark.parametrize("zone, instant, hours", [
-    # 22:00 in New York (EDT) -> 2 hours to midnight
-    ("America/New_York", datetime(2025, 6, 16, 2, 0, tzinfo=UTC), 2.0),
-    # no zone configured: UTC
-    (None, datetime(2025, 6, 15, 18, 30, tzinfo=UTC), 5.5),
-    # 23:00 in Berlin (CEST) is 21:00 UTC: one hour, not three
-    ("Europe/Berlin", datetime(2025, 6, 15, 21, 0, tzinfo=UTC), 1.0),
-    # the night clocks go back (New York, 2 Nov 2025): from 00:30 EDT the next midnight
-    # (EST) is 24.5 real hours away; 23.5 would retry an hour before the reset
-    ("America/New_York", datetime(2025, 11, 2, 4, 30, tzinfo=UTC), 24.5),
-    # the night clocks go forward (9 Mar 2025): from 01:30 EST it is 21.5 real hours
-    ("America/New_York", datetime(2025, 3, 9, 6, 30, tzinfo=UTC), 21.5),
-])
+@pytest.mark.parametrize(
+    "zone, instant, hours",
+    [
+        # 22:00 in New York (EDT) -> 2 hours to midnight
+        ("America/New_York", datetime(2025, 6, 16, 2, 0, tzinfo=UTC), 2.0),
+        # no zone configured: UTC
+        (None, datetime(2025, 6, 15, 18, 30, tzinfo=UTC), 5.5),
+        # 23:00 in Berlin (CEST) is 21:00 UTC: one hour, not three
+        ("Europe/Berlin", datetime(2025, 6, 15, 21, 0, tzinfo=UTC), 1.0),
+        # the night clocks go back (New York, 2 Nov 2025): from 00:30 EDT the next midnight
+        # (EST) is 24.5 real hours away; 23.5 would retry an hour before the reset
+        ("America/New_York", datetime(2025, 11, 2, 4, 30, tzinfo=UTC), 24.5),
+        # the night clocks go forward (9 Mar 2025): from 01:30 EST it is 21.5 real hours
+        ("America/New_York", datetime(2025, 3, 9, 6, 30, tzinfo=UTC), 21.5),
+    ],
+)
 def test_a_daily_429_waits_until_midnight_in_the_account_time_zone(
-        monkeypatch: pytest.MonkeyPatch, zone: str | None, instant: datetime,
-        hours: float) -> None:
+    monkeypatch: pytest.MonkeyPatch, zone: str | None, instant: datetime, hours: float
+) -> None:
     monkeypatch.setattr(_FrozenDatetime, "instant", instant)
     monkeypatch.setattr(hubspot_module, "datetime", _FrozenDatetime)
     fake = HubSpot(daily_limit=1)
     fake.add(email="someone@example.com")
-    connector(fake).deliver(record(email="someone@example.com"))   # the day's one call
+    connector(fake).deliver(record(email="someone@example.com"))  # the day's one call
     options = {"account_timezone": zone} if zone else {}
     with pytest.raises(RateLimited) as info:
         connector(fake, **options).deliver(record())
@@ -464,11 +556,19 @@ def test_a_403_is_an_auth_error() -> None:
     fake = HubSpot()
     # 403: the token lacks a scope [errors] (MISSING_SCOPES, context as in [upsert]); the
     # fake knows no scopes
-    fake.script = answering(403, hubspot_error(
-        "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this "
-                          "call.",
-        errors=[{"message": "One or more of the following scopes are required.",
-                 "context": {"requiredGranularScopes": ["crm.objects.contacts.write"]}}]))
+    fake.script = answering(
+        403,
+        hubspot_error(
+            "MISSING_SCOPES",
+            "This app hasn't been granted all required scopes to make this call.",
+            errors=[
+                {
+                    "message": "One or more of the following scopes are required.",
+                    "context": {"requiredGranularScopes": ["crm.objects.contacts.write"]},
+                }
+            ],
+        ),
+    )
     with pytest.raises(AuthError) as info:
         connector(fake).deliver(record())
     assert info.value.status == 403
@@ -476,7 +576,7 @@ def test_a_403_is_an_auth_error() -> None:
 
 
 def test_a_401_with_a_private_app_token_is_an_auth_error_without_a_second_try() -> None:
-    fake = HubSpot(private_app_token="pat-na1-revoked")       # ours is no longer valid
+    fake = HubSpot(private_app_token="pat-na1-revoked")  # ours is no longer valid
     with pytest.raises(AuthError) as info:
         connector(fake).deliver(record())
     assert info.value.status == 401 and "INVALID_AUTHENTICATION" in info.value.excerpt
@@ -484,8 +584,9 @@ def test_a_401_with_a_private_app_token_is_an_auth_error_without_a_second_try() 
 
 
 # batches --------------------------------------------------------------------------------
-def outcomes_by_email(records: list[MappedRecord], outcomes: list[WriteResult | HubError]
-                      ) -> dict[str, WriteResult | HubError]:
+def outcomes_by_email(
+    records: list[MappedRecord], outcomes: list[WriteResult | HubError]
+) -> dict[str, WriteResult | HubError]:
     assert len(outcomes) == len(records)
     return {r.match_value or "": o for r, o in zip(records, outcomes, strict=True)}
 
@@ -494,8 +595,10 @@ def test_a_batch_of_three_is_one_request_with_each_result_mapped_back() -> None:
     fake = HubSpot()
     existing = fake.add(email="bob@example.com")
     fake.rewrite = lambda body: body["results"].reverse()  # HubSpot keeps no input order
-    records = [record(email=e, firstname=e[:3]) for e in
-               ("ada@example.com", "bob@example.com", "cy@example.com")]
+    records = [
+        record(email=e, firstname=e[:3])
+        for e in ("ada@example.com", "bob@example.com", "cy@example.com")
+    ]
     outcomes = connector(fake).deliver_batch(records)
     [request] = fake.requests
     assert request.url.path == "/crm/v3/objects/contacts/batch/upsert"
@@ -503,23 +606,28 @@ def test_a_batch_of_three_is_one_request_with_each_result_mapped_back() -> None:
     assert [(i["id"], i["objectWriteTraceId"], i["properties"]) for i in inputs] == [
         ("ada@example.com", "t0", {"firstname": "ada"}),
         ("bob@example.com", "t1", {"firstname": "bob"}),
-        ("cy@example.com", "t2", {"firstname": "cy@"})]
+        ("cy@example.com", "t2", {"firstname": "cy@"}),
+    ]
     by_email = outcomes_by_email(records, outcomes)
     assert all(isinstance(o, WriteResult) for o in outcomes)
-    ada, bob, cy = (by_email[e] for e in ("ada@example.com", "bob@example.com",
-                                          "cy@example.com"))
+    ada, bob, cy = (by_email[e] for e in ("ada@example.com", "bob@example.com", "cy@example.com"))
     assert isinstance(ada, WriteResult) and isinstance(bob, WriteResult)
     assert isinstance(cy, WriteResult)
     assert (bob.operation, bob.record_id) == ("updated", existing)
     assert (ada.operation, ada.record_id) == (
-        "created", fake.find("contacts", "email", "ada@example.com"))
+        "created",
+        fake.find("contacts", "email", "ada@example.com"),
+    )
     assert (cy.operation, cy.record_id) == (
-        "created", fake.find("contacts", "email", "cy@example.com"))
+        "created",
+        fake.find("contacts", "email", "cy@example.com"),
+    )
     assert ada.written_fields == ("firstname",)
 
 
 def test_batch_results_are_matched_by_email_when_no_trace_id_comes_back() -> None:
     fake = HubSpot()
+
     def without_trace_ids(body: dict[str, Any]) -> None:
         body["results"].reverse()
         for result in body["results"]:
@@ -527,8 +635,10 @@ def test_batch_results_are_matched_by_email_when_no_trace_id_comes_back() -> Non
 
     fake.rewrite = without_trace_ids
     existing = fake.add(email="bob@example.com")
-    records = [record(email="ada@example.com", firstname="Ada"),
-               record(email="Bob@Example.com", firstname="Bob")]
+    records = [
+        record(email="ada@example.com", firstname="Ada"),
+        record(email="Bob@Example.com", firstname="Bob"),
+    ]
     outcomes = connector(fake).deliver_batch(records)
     assert [getattr(o, "operation", o) for o in outcomes] == ["created", "updated"]
     assert getattr(outcomes[1], "record_id", None) == existing
@@ -553,8 +663,9 @@ def test_a_record_the_batch_answer_does_not_mention_is_retried_not_delivered() -
     fake = HubSpot()
     # a COMPLETE batch answer [upsert] that lists only the first input
     fake.rewrite = lambda body: body.update(results=body["results"][:1])
-    first, second = connector(fake).deliver_batch([record(email="ada@example.com"),
-                                                   record(email="bob@example.com")])
+    first, second = connector(fake).deliver_batch(
+        [record(email="ada@example.com"), record(email="bob@example.com")]
+    )
     assert isinstance(first, WriteResult)
     assert first.record_id == fake.find("contacts", "email", "ada@example.com")
     assert isinstance(second, TransientError)
@@ -589,9 +700,11 @@ def test_text_utf8_cannot_encode_fails_only_its_own_record_as_a_data_error() -> 
     """The mapping engine rejects a lone surrogate first; should one reach the request, it is
     still that record's data error (never an internal error retried for the whole batch)."""
     fake = HubSpot()
-    records = [record(email="ada@example.com"),
-               record(email="bad@example.com", firstname="Ada \ud800"),
-               record(email="cy@example.com")]
+    records = [
+        record(email="ada@example.com"),
+        record(email="bad@example.com", firstname="Ada \ud800"),
+        record(email="cy@example.com"),
+    ]
     ada, bad, cy = connector(fake).deliver_batch(records)
     assert isinstance(ada, WriteResult) and isinstance(cy, WriteResult)
     assert isinstance(bad, DataError) and bad.category == "mapping"
@@ -603,27 +716,41 @@ def test_a_batch_with_target_owned_fields_reads_once_for_all_records() -> None:
     fake = HubSpot()
     fake.add(email="bob@example.com", lifecyclestage="opportunity")
     fake.add(email="cy@example.com", lifecyclestage="")
-    records = [record(email=e, firstname="X", lifecyclestage=("customer", "target"))
-               for e in ("ada@example.com", "bob@example.com", "cy@example.com")]
+    records = [
+        record(email=e, firstname="X", lifecyclestage=("customer", "target"))
+        for e in ("ada@example.com", "bob@example.com", "cy@example.com")
+    ]
     outcomes = connector(fake).deliver_batch(records)
     assert [r.url.path.rsplit("/", 1)[-1] for r in fake.requests] == ["read", "upsert"]
     [read] = fake.bodies("/batch/read")
-    assert read["inputs"] == [{"id": "ada@example.com"}, {"id": "bob@example.com"},
-                              {"id": "cy@example.com"}]
+    assert read["inputs"] == [
+        {"id": "ada@example.com"},
+        {"id": "bob@example.com"},
+        {"id": "cy@example.com"},
+    ]
     [upsert] = fake.bodies("/batch/upsert")
     assert [i["properties"] for i in upsert["inputs"]] == [
-        {"firstname": "X", "lifecyclestage": "customer"},     # new: nothing to keep
-        {"firstname": "X"},                                    # HubSpot's value is kept
-        {"firstname": "X", "lifecyclestage": "customer"}]     # empty at HubSpot: written
-    assert [getattr(o, "skipped_fields", None) for o in outcomes] == [
-        (), ("lifecyclestage",), ()]
+        {"firstname": "X", "lifecyclestage": "customer"},  # new: nothing to keep
+        {"firstname": "X"},  # HubSpot's value is kept
+        {"firstname": "X", "lifecyclestage": "customer"},
+    ]  # empty at HubSpot: written
+    assert [getattr(o, "skipped_fields", None) for o in outcomes] == [(), ("lifecyclestage",), ()]
 
 
-@pytest.mark.parametrize("second", [
-    record(email="acme-1", obj="companies", match_field="crmhub_external_id",
-           crmhub_external_id="acme-1", name="Acme"),
-    record(email="bob@example.com", action="create_only"),
-], ids=["another object", "another action"])
+@pytest.mark.parametrize(
+    "second",
+    [
+        record(
+            email="acme-1",
+            obj="companies",
+            match_field="crmhub_external_id",
+            crmhub_external_id="acme-1",
+            name="Acme",
+        ),
+        record(email="bob@example.com", action="create_only"),
+    ],
+    ids=["another object", "another action"],
+)
 def test_a_mixed_batch_falls_back_to_one_write_per_record(second: MappedRecord) -> None:
     fake = HubSpot()
     outcomes = connector(fake).deliver_batch([record(email="ada@example.com"), second])
@@ -645,22 +772,24 @@ def test_a_batch_never_sends_more_than_100_inputs() -> None:
 
 @pytest.mark.parametrize("wanted, expected", [(None, 100), (10, 10), (500, 100), (0, 1)])
 def test_batch_size_comes_from_the_options_capped_at_hubspots_limit(
-        wanted: int | None, expected: int) -> None:
+    wanted: int | None, expected: int
+) -> None:
     options = {"batch_size": wanted} if wanted is not None else {}
     assert connector(HubSpot(), **options).batch_size == expected
 
 
 def test_a_batch_wide_rate_limit_is_raised_for_the_whole_batch() -> None:
     fake = HubSpot()
-    fake.app.fault(mode="rate_limit_burst")            # 429 TEN_SECONDLY_ROLLING
+    fake.app.fault(mode="rate_limit_burst")  # 429 TEN_SECONDLY_ROLLING
     with pytest.raises(RateLimited):
-        connector(fake).deliver_batch([record(email="a@example.com"),
-                                       record(email="b@example.com")])
-    assert len(fake.requests) == 1            # no per-record hammering after a 429
+        connector(fake).deliver_batch(
+            [record(email="a@example.com"), record(email="b@example.com")]
+        )
+    assert len(fake.requests) == 1  # no per-record hammering after a 429
 
 
 def test_a_failed_chunk_of_a_large_batch_does_not_undo_the_delivered_one() -> None:
-    fake = HubSpot(ten_secondly=1)     # the first chunk takes the window's one call
+    fake = HubSpot(ten_secondly=1)  # the first chunk takes the window's one call
     records = [record(email=f"user{i}@example.com") for i in range(BATCH_LIMIT + 5)]
     outcomes = connector(fake).deliver_batch(records)
     assert all(isinstance(o, WriteResult) for o in outcomes[:BATCH_LIMIT])

@@ -22,10 +22,11 @@ import pytest
 import redis
 from conftest import text
 
-from core.ledger import Claim, Finish, Ledger, NewDelivery, NewEvent
+from core.ledger import Claim, Finish, Ledger, NewDelivery, NewEvent, Swept
 from core.queue import HintQueue
+from core.vocabulary import AttemptOutcome, OperatorAction
 
-T0 = 1_750_000_000.0           # a fixed "now" (2025-06-15), seconds
+T0 = 1_750_000_000.0  # a fixed "now" (2025-06-15), seconds
 #: random walks per backend (raise it to hunt for interleaving bugs: CRMHUB_LEDGER_WALKS=500)
 RANDOM_WALKS = int(os.environ.get("CRMHUB_LEDGER_WALKS", "6"))
 CRM = "crm"
@@ -53,36 +54,63 @@ class Hub:
     ids: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.ledger = Ledger(self.redis, prefix=self.prefix,
-                             queue=HintQueue(f"{self.prefix}.deliveries", f"{self.prefix}:q:"))
+        self.ledger = Ledger(
+            self.redis,
+            prefix=self.prefix,
+            queue=HintQueue(f"{self.prefix}.deliveries", f"{self.prefix}:q:"),
+        )
+
+    def key(self, *parts: str) -> str:
+        """A key as written on disk (spelled out here, so the tests pin the layout)."""
+        return ":".join((self.prefix, *parts))
 
     # writing ----------------------------------------------------------------------------
-    def record(self, rk: str = "", *, conn: str = CRM, now: float = T0,
-               occurred_ms: int | None = None) -> str:
-        """Record one event with one delivery to `conn` for record key `rk`; its id."""
+    def accept(
+        self, rk: str = "", *, conn: str = CRM, now: float = T0, occurred_ms: int | None = None
+    ) -> str:
+        """Accept one event with one delivery to `conn` for record key `rk`; its id."""
         self.n += 1
         delivery_id = f"dlv_{self.n:04d}"
         self.ids.append(delivery_id)
-        delivery = NewDelivery(id=delivery_id, mapping="contacts", connection=conn,
-                               object="contacts",
-                               record_key=f"{conn}:contacts:email={rk or delivery_id}",
-                               occurred_ms=occurred_ms)
-        event = NewEvent(id=f"evt_{self.n:04d}", source="stripe", type="customer.updated",
-                         external_id=f"evt_ext_{self.n}", received_at=now, occurred_at=None,
-                         headers={}, body=json.dumps({"n": self.n}),
-                         deliveries=(delivery,))
-        [result] = self.ledger.record([event], now)
+        delivery = NewDelivery(
+            id=delivery_id,
+            mapping="contacts",
+            connection=conn,
+            object="contacts",
+            record_key=f"{conn}:contacts:email={rk or delivery_id}",
+            occurred_ms=occurred_ms,
+        )
+        event = NewEvent(
+            id=f"evt_{self.n:04d}",
+            source="stripe",
+            type="customer.updated",
+            external_id=f"evt_ext_{self.n}",
+            received_at=now,
+            occurred_at=None,
+            headers={},
+            body=json.dumps({"n": self.n}),
+            deliveries=(delivery,),
+        )
+        [result] = self.ledger.accept([event], now)
         assert result.deliveries == 1 and not result.duplicate
         return delivery_id
 
-    def claim(self, delivery_id: str, token: str = "tok", now: float = T0,
-              lease: float = 60, **kw: Any) -> Claim:
+    def claim(
+        self, delivery_id: str, token: str = "tok", now: float = T0, lease: float = 60, **kw: Any
+    ) -> Claim:
         return self.ledger.claim(delivery_id, token=token, now=now, lease_seconds=lease, **kw)
 
-    def finish(self, delivery_id: str, outcome: str, token: str = "tok", now: float = T0,
-               **kw: Any) -> Finish:
-        return self.ledger.finish(delivery_id, token=token, now=now, outcome=outcome,
-                                  attempt={"at": now, "outcome": outcome}, **kw)
+    def finish(
+        self, delivery_id: str, outcome: str, token: str = "tok", now: float = T0, **kw: Any
+    ) -> Finish:
+        return self.ledger.finish(
+            delivery_id,
+            token=token,
+            now=now,
+            outcome=AttemptOutcome(outcome),
+            attempt={"at": now, "outcome": outcome},
+            **kw,
+        )
 
     def deliver(self, delivery_id: str, now: float = T0) -> None:
         assert self.claim(delivery_id, token="d", now=now).status == "claimed"
@@ -118,13 +146,13 @@ class Hub:
         return ids
 
     def zset(self, *parts: str) -> set[str]:
-        return {text(m) for m in self.redis.zrange(self.ledger.key(*parts), 0, -1)}
+        return {text(m) for m in self.redis.zrange(self.key(*parts), 0, -1)}
 
     def deliveries(self) -> dict[str, dict[str, str]]:
-        """Every delivery this test recorded (read in one round trip), by id."""
+        """Every delivery this test made (read in one round trip), by id."""
         pipe = self.redis.pipeline(transaction=False)
         for delivery_id in self.ids:
-            pipe.hgetall(self.ledger.key("dlv", delivery_id))
+            pipe.hgetall(self.key("dlv", delivery_id))
         raws = [{k.decode(): v.decode() for k, v in raw.items()} for raw in pipe.execute()]
         return {raw["id"]: raw for raw in raws if raw}
 
@@ -135,12 +163,12 @@ class Hub:
         rks = sorted({raw["rk"] for raw in deliveries.values()})
         pipe = self.redis.pipeline(transaction=False)
         for name in ("pending", "inflight", "scheduled", "dead"):
-            pipe.zrange(self.ledger.key("idx", name), 0, -1)
+            pipe.zrange(self.key("idx", name), 0, -1)
         for conn in connections:
-            pipe.zrange(self.ledger.key("conn", conn, "held"), 0, -1)
-            pipe.hgetall(self.ledger.key("conn", conn, "counts"))
+            pipe.zrange(self.key("conn", conn, "held"), 0, -1)
+            pipe.hgetall(self.key("conn", conn, "counts"))
         for rk in rks:
-            pipe.zrange(self.ledger.key("rk", rk), 0, -1)
+            pipe.zrange(self.key("rk", rk), 0, -1)
         out = iter(pipe.execute())
 
         def members() -> set[str]:
@@ -179,9 +207,9 @@ def hub(client: redis.Redis, key_prefix: str) -> Iterator[Hub]:
     h.check_invariant()
 
 
-# recording ------------------------------------------------------------------------------
-def test_record_makes_one_pending_delivery_and_publishes_one_message(hub: Hub) -> None:
-    d = hub.record("ada@example.com")
+# accepting ------------------------------------------------------------------------------
+def test_accept_makes_one_pending_delivery_and_publishes_one_message(hub: Hub) -> None:
+    d = hub.accept("ada@example.com")
     assert hub.state(d) == "pending"
     assert hub.messages() == [d]
     assert hub.ledger.connection_state(CRM)["counts"] == {"pending": 1}
@@ -193,46 +221,82 @@ def test_the_published_message_is_exactly_what_kombu_would_push(hub: Hub) -> Non
     # byte for byte as HintQueue.message renders it, whatever the id holds (Lua pattern
     # characters and long-bracket closers included).
     odd = "dlv_%1]]=]x"
-    event = NewEvent(id="evt_odd", source="stripe", type=None, external_id="evt_odd",
-                     received_at=T0, occurred_at=None, headers={}, body="{}",
-                     deliveries=(NewDelivery(id=odd, mapping="m", connection=CRM,
-                                             object="contacts", record_key="crm:contacts:1"),))
-    hub.ledger.record([event], T0)
+    event = NewEvent(
+        id="evt_odd",
+        source="stripe",
+        type=None,
+        external_id="evt_odd",
+        received_at=T0,
+        occurred_at=None,
+        headers={},
+        body="{}",
+        deliveries=(
+            NewDelivery(
+                id=odd, mapping="m", connection=CRM, object="contacts", record_key="crm:contacts:1"
+            ),
+        ),
+    )
+    hub.ledger.accept([event], T0)
     (raw,) = hub.redis.lrange(hub.ledger.queue.key, 0, -1)
-    tag = int(text(hub.redis.get(hub.ledger.key("msgseq"))))
+    tag = int(text(hub.redis.get(hub.key("msgseq"))))
     assert text(raw) == hub.ledger.queue.message(odd, tag)
 
 
 def test_a_batch_withdraws_the_messages_of_the_deliveries_it_takes(hub: Hub) -> None:
-    a, b, c = (hub.record(f"b{i}") for i in range(3))
-    same_record = hub.record("b0")                     # waits behind `a`: never in a batch
-    other = hub.record("x", conn="other")              # another connection: not this batch
-    assert hub.messages() == [a, b, c, other]          # the waiting one has no message yet
+    a, b, c = (hub.accept(f"b{i}") for i in range(3))
+    same_record = hub.accept("b0")  # waits behind `a`: never in a batch
+    other = hub.accept("x", conn="other")  # another connection: not this batch
+    assert hub.messages() == [a, b, c, other]  # the waiting one has no message yet
     assert hub.claim(a, token="w").status == "claimed"
 
-    taken = hub.ledger.claim_batch(CRM, "contacts", token="w", now=T0, lease_seconds=60,
-                                   limit=10)
-    assert sorted(d for d, _ in taken) == [b, c]
+    taken = hub.ledger.claim_batch(CRM, "contacts", token="w", now=T0, lease_seconds=60, limit=10)
+    assert sorted(c.delivery_id for c in taken) == [b, c]
     # b's and c's messages are gone; a's (its worker's own) and the other connection's stay
     assert hub.messages() == [a, other]
     assert hub.state(same_record) == "pending"
     hub.check_invariant()
 
 
-def test_recording_the_same_sender_event_again_records_and_publishes_nothing(
-        hub: Hub) -> None:
-    delivery = NewDelivery(id="dlv_x", mapping="m", connection=CRM, object="contacts",
-                           record_key="crm:contacts:email=a")
-    event = NewEvent(id="evt_first", source="stripe", type=None, external_id="evt_1",
-                     received_at=T0, occurred_at=None, headers={}, body="{}",
-                     deliveries=(delivery,))
-    again = NewEvent(id="evt_second", source="stripe", type=None, external_id="evt_1",
-                     received_at=T0 + 5, occurred_at=None, headers={}, body="{}",
-                     deliveries=(NewDelivery(id="dlv_y", mapping="m", connection=CRM,
-                                             object="contacts",
-                                             record_key="crm:contacts:email=a"),))
-    hub.ledger.record([event], T0)
-    [result] = hub.ledger.record([again], T0 + 5)
+def test_accepting_the_same_sender_event_again_stores_and_publishes_nothing(hub: Hub) -> None:
+    delivery = NewDelivery(
+        id="dlv_x",
+        mapping="m",
+        connection=CRM,
+        object="contacts",
+        record_key="crm:contacts:email=a",
+    )
+    event = NewEvent(
+        id="evt_first",
+        source="stripe",
+        type=None,
+        external_id="evt_1",
+        received_at=T0,
+        occurred_at=None,
+        headers={},
+        body="{}",
+        deliveries=(delivery,),
+    )
+    again = NewEvent(
+        id="evt_second",
+        source="stripe",
+        type=None,
+        external_id="evt_1",
+        received_at=T0 + 5,
+        occurred_at=None,
+        headers={},
+        body="{}",
+        deliveries=(
+            NewDelivery(
+                id="dlv_y",
+                mapping="m",
+                connection=CRM,
+                object="contacts",
+                record_key="crm:contacts:email=a",
+            ),
+        ),
+    )
+    hub.ledger.accept([event], T0)
+    [result] = hub.ledger.accept([again], T0 + 5)
     assert result.duplicate and result.event_id == "evt_first"
     assert hub.messages() == ["dlv_x"]
     assert hub.ledger.raw_delivery("dlv_y") == {}
@@ -240,7 +304,7 @@ def test_recording_the_same_sender_event_again_records_and_publishes_nothing(
 
 # claiming -------------------------------------------------------------------------------
 def test_claim_takes_a_lease_and_a_duplicate_claim_is_skipped(hub: Hub) -> None:
-    d = hub.record()
+    d = hub.accept()
     claim = hub.claim(d, token="worker-1", lease=30)
     assert claim.status == "claimed" and claim.attempts == 1
     raw = hub.raw(d)
@@ -260,9 +324,9 @@ def test_claim_of_an_unknown_delivery_is_skipped(hub: Hub) -> None:
 
 
 def test_writes_to_one_record_run_one_at_a_time_in_arrival_order(hub: Hub) -> None:
-    first = hub.record("ada@example.com")
-    second = hub.record("ada@example.com", now=T0 + 1)
-    other = hub.record("bob@example.com", now=T0 + 2)
+    first = hub.accept("ada@example.com")
+    second = hub.accept("ada@example.com", now=T0 + 1)
+    other = hub.accept("bob@example.com", now=T0 + 2)
     # only the head of each record's queue is published
     assert hub.take_messages() == [first, other]
     hub.check_invariant()
@@ -282,8 +346,8 @@ def test_writes_to_one_record_run_one_at_a_time_in_arrival_order(hub: Hub) -> No
 
 
 def test_a_dead_head_also_releases_the_next_write_for_its_record(hub: Hub) -> None:
-    first = hub.record("ada@example.com")
-    second = hub.record("ada@example.com")
+    first = hub.accept("ada@example.com")
+    second = hub.accept("ada@example.com")
     hub.take_messages()
     hub.claim(first)
     hub.finish(first, "dead", category="rejected_by_target", error="HTTP 400")
@@ -292,24 +356,39 @@ def test_a_dead_head_also_releases_the_next_write_for_its_record(hub: Hub) -> No
 
 # outcomes -------------------------------------------------------------------------------
 def test_outcomes_move_each_delivery_to_one_state_and_counts_add_up(hub: Hub) -> None:
-    ok, bad, later, waiting = (hub.record(f"r{i}") for i in range(4))
+    ok, bad, later, waiting = (hub.accept(f"r{i}") for i in range(4))
     for d in (ok, bad, later):
         assert hub.claim(d, token=d).status == "claimed"
     hub.check_invariant()
 
     hub.finish(ok, "delivered", token=ok, now=T0 + 1)
-    hub.finish(bad, "dead", token=bad, now=T0 + 1, category="rejected_by_target",
-               error="target rejected the record (HTTP 400)",
-               record={"record": {"email": "x"}, "problems": []})
-    hub.finish(later, "retry", token=later, now=T0 + 1, due=T0 + 61, error="HTTP 503",
-               transient=True)
+    hub.finish(
+        bad,
+        "dead",
+        token=bad,
+        now=T0 + 1,
+        category="rejected_by_target",
+        error="target rejected the record (HTTP 400)",
+        dead_letter={"record": {"email": "x"}, "problems": []},
+    )
+    hub.finish(
+        later, "retry", token=later, now=T0 + 1, due=T0 + 61, error="HTTP 503", transient=True
+    )
     hub.check_invariant()
 
     assert {d: hub.state(d) for d in (ok, bad, later, waiting)} == {
-        ok: "delivered", bad: "dead", later: "scheduled", waiting: "pending"}
+        ok: "delivered",
+        bad: "dead",
+        later: "scheduled",
+        waiting: "pending",
+    }
     counts = hub.ledger.connection_state(CRM)["counts"]
     assert {k: v for k, v in counts.items() if v} == {
-        "delivered": 1, "dead": 1, "scheduled": 1, "pending": 1}
+        "delivered": 1,
+        "dead": 1,
+        "scheduled": 1,
+        "pending": 1,
+    }
     assert sum(counts.values()) == 4
 
     assert hub.ledger.dead_ids() == [bad]
@@ -326,7 +405,7 @@ def test_outcomes_move_each_delivery_to_one_state_and_counts_add_up(hub: Hub) ->
 
 
 def test_finish_with_someone_elses_token_is_lost_and_changes_nothing(hub: Hub) -> None:
-    d = hub.record()
+    d = hub.accept()
     hub.claim(d, token="owner")
     before = hub.raw(d)
     result = hub.finish(d, "delivered", token="impostor", now=T0 + 1)
@@ -340,18 +419,19 @@ def test_finish_with_someone_elses_token_is_lost_and_changes_nothing(hub: Hub) -
 
 
 def test_a_retry_waits_scheduled_until_due_then_the_sweep_publishes_it(hub: Hub) -> None:
-    d = hub.record()
+    d = hub.accept()
     hub.take_messages()
     hub.claim(d)
     hub.finish(d, "retry", now=T0 + 1, due=T0 + 30, error="HTTP 502", transient=True)
     assert hub.state(d) == "scheduled"
     assert hub.claim(d, token="early", now=T0 + 2).status == "skip"
 
-    assert hub.ledger.sweep(T0 + 29.9, republish_after_seconds=60)["due"] == 0
+    assert hub.ledger.sweep(T0 + 29.9, republish_after_seconds=60).due == 0
     assert hub.state(d) == "scheduled" and hub.take_messages() == []
 
-    assert hub.ledger.sweep(T0 + 30, republish_after_seconds=60) == {
-        "due": 1, "expired": 0, "republished": 0}
+    assert hub.ledger.sweep(T0 + 30, republish_after_seconds=60) == Swept(
+        due=1, expired=0, republished=0
+    )
     assert hub.state(d) == "pending"
     assert "due_at" not in hub.raw(d)
     assert hub.take_messages() == [d]
@@ -360,15 +440,14 @@ def test_a_retry_waits_scheduled_until_due_then_the_sweep_publishes_it(hub: Hub)
     assert claim.status == "claimed" and claim.attempts == 2
 
 
-def test_an_expired_lease_goes_back_to_pending_with_the_lost_attempt_recorded(
-        hub: Hub) -> None:
-    d = hub.record()
+def test_an_expired_lease_goes_back_to_pending_with_the_lost_attempt_recorded(hub: Hub) -> None:
+    d = hub.accept()
     hub.take_messages()
     hub.claim(d, token="crashed-worker", now=T0, lease=60)
-    assert hub.ledger.sweep(T0 + 59, republish_after_seconds=60)["expired"] == 0
+    assert hub.ledger.sweep(T0 + 59, republish_after_seconds=60).expired == 0
     assert hub.state(d) == "in_flight"
 
-    assert hub.ledger.sweep(T0 + 61, republish_after_seconds=60)["expired"] == 1
+    assert hub.ledger.sweep(T0 + 61, republish_after_seconds=60).expired == 1
     raw = hub.raw(d)
     assert raw["state"] == "pending"
     assert "token" not in raw and "lease_until" not in raw
@@ -386,60 +465,61 @@ def test_an_expired_lease_goes_back_to_pending_with_the_lost_attempt_recorded(
 
 
 def test_a_pending_delivery_whose_message_was_lost_is_published_again(hub: Hub) -> None:
-    d = hub.record(now=T0)
-    assert hub.take_messages() == [d]        # the message is gone (a worker died with it)
-    assert hub.ledger.sweep(T0 + 59, republish_after_seconds=60)["republished"] == 0
-    assert hub.ledger.sweep(T0 + 61, republish_after_seconds=60)["republished"] == 1
+    d = hub.accept(now=T0)
+    assert hub.take_messages() == [d]  # the message is gone (a worker died with it)
+    assert hub.ledger.sweep(T0 + 59, republish_after_seconds=60).republished == 0
+    assert hub.ledger.sweep(T0 + 61, republish_after_seconds=60).republished == 1
     assert hub.take_messages() == [d]
     # republished means freshly published: not again on the next sweep
-    assert hub.ledger.sweep(T0 + 62, republish_after_seconds=60)["republished"] == 0
-    assert hub.ledger.sweep(T0 + 122, republish_after_seconds=60)["republished"] == 1
+    assert hub.ledger.sweep(T0 + 62, republish_after_seconds=60).republished == 0
+    assert hub.ledger.sweep(T0 + 122, republish_after_seconds=60).republished == 1
 
 
 def test_a_stale_message_for_a_waiting_write_is_not_republished(hub: Hub) -> None:
-    first = hub.record("same")
-    second = hub.record("same")
+    first = hub.accept("same")
+    second = hub.accept("same")
     hub.take_messages()
-    hub.claim(second)                        # skip (waiting): drops it from the index
+    hub.claim(second)  # skip (waiting): drops it from the index
     hub.claim(first, lease=600)
-    assert hub.ledger.sweep(T0 + 120, republish_after_seconds=60)["republished"] == 0
+    assert hub.ledger.sweep(T0 + 120, republish_after_seconds=60).republished == 0
     assert hub.take_messages() == []
 
 
 # pause, auth, resume --------------------------------------------------------------------
-def test_a_paused_connection_holds_new_records_and_claims(hub: Hub) -> None:
-    before = hub.record("a")
+def test_a_paused_connection_holds_new_deliveries_and_claims(hub: Hub) -> None:
+    before = hub.accept("a")
     hub.take_messages()
     assert hub.ledger.pause(CRM, reason="maintenance", by="ops", now=T0 + 1) is True
     assert hub.ledger.pause(CRM, reason="again", by="ops", now=T0 + 2) is False
     info = hub.ledger.pause_info(CRM)
     assert info is not None and info["reason"] == "maintenance" and info["by"] == "ops"
 
-    after = hub.record("b", now=T0 + 3)
+    after = hub.accept("b", now=T0 + 3)
     assert hub.state(after) == "held"
     assert hub.take_messages() == []
-    # the delivery recorded before the pause is held when its message arrives
+    # the delivery accepted before the pause is held when its message arrives
     assert hub.claim(before, now=T0 + 4).status == "held"
     assert hub.state(before) == "held"
     assert hub.zset("conn", CRM, "held") == {before, after}
     # other connections are not affected
-    elsewhere = hub.record("c", conn="erp")
+    elsewhere = hub.accept("c", conn="erp")
     assert hub.state(elsewhere) == "pending" and hub.take_messages() == [elsewhere]
 
 
 def test_an_auth_failure_pauses_the_connection_once(hub: Hub) -> None:
-    a, b = hub.record("a"), hub.record("b")
+    a, b = hub.accept("a"), hub.accept("b")
     hub.claim(a, token="ta")
     hub.claim(b, token="tb")
     pause = {"reason": "auth", "since": T0 + 1, "by": "crmhub", "detail": "HTTP 401"}
     first = hub.finish(a, "held", token="ta", now=T0 + 1, pause=pause, error="HTTP 401")
-    second = hub.finish(b, "held", token="tb", now=T0 + 2, pause=pause | {"since": T0 + 2},
-                        error="HTTP 401")
+    second = hub.finish(
+        b, "held", token="tb", now=T0 + 2, pause=pause | {"since": T0 + 2}, error="HTTP 401"
+    )
     assert (first.lost, first.newly_paused) == (False, True)
     assert (second.lost, second.newly_paused) == (False, False)
     assert hub.state(a) == hub.state(b) == "held"
-    assert hub.ledger.pause_info(CRM) == pause       # the first pause stands
-    assert hub.state(hub.record("c")) == "held"
+    assert hub.ledger.pause_info(CRM) == pause  # the first pause stands
+    assert hub.state(hub.accept("c")) == "held"
     # a held delivery's attempt is recorded and counted
     assert hub.raw(a)["attempts"] == "1"
     assert hub.ledger.connection_state(CRM)["last"]["failure"] == "HTTP 401"
@@ -447,14 +527,14 @@ def test_an_auth_failure_pauses_the_connection_once(hub: Hub) -> None:
 
 def test_resume_releases_held_deliveries_in_arrival_order(hub: Hub) -> None:
     hub.ledger.pause(CRM, reason="manual", by="ops", now=T0)
-    held = [hub.record(f"r{i}", now=T0 + i) for i in range(5)]
-    same_record = hub.record("r0", now=T0 + 10)      # waits behind held[0]
+    held = [hub.accept(f"r{i}", now=T0 + i) for i in range(5)]
+    same_record = hub.accept("r0", now=T0 + 10)  # waits behind held[0]
     hub.check_invariant()
 
     released = hub.ledger.resume(CRM, T0 + 100, chunk=2)
     assert released == 6
     assert hub.ledger.pause_info(CRM) is None
-    assert hub.take_messages() == held                # seq order; same_record waits its turn
+    assert hub.take_messages() == held  # seq order; same_record waits its turn
     assert {hub.state(d) for d in [*held, same_record]} == {"pending"}
     assert hub.zset("conn", CRM, "held") == set()
     hub.check_invariant()
@@ -465,7 +545,7 @@ def test_resume_releases_held_deliveries_in_arrival_order(hub: Hub) -> None:
 
 def test_time_held_is_accumulated_so_it_does_not_count_toward_giving_up(hub: Hub) -> None:
     hub.ledger.pause(CRM, reason="manual", by="ops", now=T0)
-    d = hub.record(now=T0)
+    d = hub.accept(now=T0)
     hub.ledger.resume(CRM, T0 + 10)
     assert hub.raw(d)["paused_ms"] == "10000"
     assert "held_at" not in hub.raw(d)
@@ -478,14 +558,14 @@ def test_time_held_is_accumulated_so_it_does_not_count_toward_giving_up(hub: Hub
 
 # rate limits, 429 and the circuit breaker -----------------------------------------------
 def test_the_rate_limit_lets_a_burst_through_then_asks_to_wait_or_defers(hub: Hub) -> None:
-    a, b, c, d = (hub.record(f"r{i}") for i in range(4))
-    rate = {CRM: (2, 1.0), "other": (1, 60.0)}        # 2 per second: one every 500 ms
+    a, b, c, d = (hub.accept(f"r{i}") for i in range(4))
+    rate = {CRM: (2, 1.0), "other": (1, 60.0)}  # 2 per second: one every 500 ms
     assert hub.claim(a, token="a", rates=rate).status == "claimed"
     assert hub.claim(b, token="b", rates=rate).status == "claimed"
 
     wait = hub.claim(c, token="c", rates=rate, max_wait_seconds=1.0)
     assert wait.status == "wait" and 490 <= wait.wait_ms <= 500
-    assert hub.state(c) == "pending"                  # nothing changed: try again shortly
+    assert hub.state(c) == "pending"  # nothing changed: try again shortly
 
     deferred = hub.claim(c, token="c", rates=rate, max_wait_seconds=0.1)
     assert deferred.status == "deferred" and deferred.reason == "rate_limit"
@@ -498,41 +578,46 @@ def test_the_rate_limit_lets_a_burst_through_then_asks_to_wait_or_defers(hub: Hu
 
 
 def test_a_rate_limit_applies_to_its_own_connection_only(hub: Hub) -> None:
-    a, b, c = (hub.record(f"r{i}") for i in range(3))
-    others_only = {"other": (1, 60.0)}                 # CRM has no limit of its own
-    assert [hub.claim(d, token=d, rates=others_only).status for d in (a, b, c)] == \
-        ["claimed"] * 3
+    a, b, c = (hub.accept(f"r{i}") for i in range(3))
+    others_only = {"other": (1, 60.0)}  # CRM has no limit of its own
+    assert [hub.claim(d, token=d, rates=others_only).status for d in (a, b, c)] == ["claimed"] * 3
 
 
-def test_a_claim_with_the_record_returns_the_delivery_and_its_event(hub: Hub) -> None:
-    d = hub.record("ada@example.com")
-    claim = hub.claim(d, with_record=True)
+def test_a_claim_with_data_returns_the_delivery_and_its_event(hub: Hub) -> None:
+    d = hub.accept("ada@example.com")
+    claim = hub.claim(d, with_data=True)
     assert claim.status == "claimed"
-    assert claim.delivery["state"] == "in_flight"      # as the claim left it
+    assert claim.delivery["state"] == "in_flight"  # as the claim left it
     assert claim.delivery["attempts"] == "1" and claim.delivery["token"] == "tok"
     event = hub.ledger.raw_event(claim.delivery["event_id"])
     assert claim.event == event and claim.event["body"]
 
-    skipped = hub.claim(d, token="other", with_record=True)       # not pending any more
+    skipped = hub.claim(d, token="other", with_data=True)  # not pending any more
     assert (skipped.status, skipped.delivery["connection"]) == ("skip", CRM)
-    assert skipped.event == {}                         # no attempt: no body to carry
+    assert skipped.event == {}  # no attempt: no body to carry
 
-    missing = hub.claim("dlv_nope", with_record=True)
+    missing = hub.claim("dlv_nope", with_data=True)
     assert (missing.status, missing.reason) == ("skip", "missing")
     assert missing.delivery == {} and missing.event == {}
 
 
-def test_a_429_defers_without_using_an_attempt_and_cools_the_connection_down(
-        hub: Hub) -> None:
-    a, b = hub.record("a"), hub.record("b")
+def test_a_429_defers_without_using_an_attempt_and_cools_the_connection_down(hub: Hub) -> None:
+    a, b = hub.accept("a"), hub.accept("b")
     assert hub.claim(a, token="ta").attempts == 1
-    hub.finish(a, "deferred", token="ta", now=T0 + 1, due=T0 + 31, cooldown_until=T0 + 31,
-               error="rate limited by the target (HTTP 429)")
+    hub.finish(
+        a,
+        "deferred",
+        token="ta",
+        now=T0 + 1,
+        due=T0 + 31,
+        cooldown_until=T0 + 31,
+        error="rate limited by the target (HTTP 429)",
+    )
     raw = hub.raw(a)
     assert raw["state"] == "scheduled" and raw["attempts"] == "0"
     state = hub.ledger.connection_state(CRM)
     assert state["cooldown_until_ms"] == int((T0 + 31) * 1000)
-    assert state["breaker"] == {}                     # a 429 is not a failure of the target
+    assert state["breaker"] == {}  # a 429 is not a failure of the target
 
     # every other delivery of the connection waits out the cooldown instead of calling
     claim = hub.claim(b, token="tb", now=T0 + 10)
@@ -547,7 +632,7 @@ def test_a_429_defers_without_using_an_attempt_and_cools_the_connection_down(
 
 
 def test_a_later_cooldown_is_not_shortened_by_an_earlier_one(hub: Hub) -> None:
-    a, b = hub.record("a"), hub.record("b")
+    a, b = hub.accept("a"), hub.accept("b")
     hub.claim(a, token="ta")
     hub.claim(b, token="tb")
     hub.finish(a, "deferred", token="ta", now=T0, due=T0 + 60, cooldown_until=T0 + 60)
@@ -555,28 +640,35 @@ def test_a_later_cooldown_is_not_shortened_by_an_earlier_one(hub: Hub) -> None:
     assert hub.ledger.connection_state(CRM)["cooldown_until_ms"] == int((T0 + 60) * 1000)
 
 
-BREAKER = (3, 10.0, 300.0)          # threshold 3 failures, open 10 s, at most 300 s
+BREAKER = (3, 10.0, 300.0)  # threshold 3 failures, open 10 s, at most 300 s
 
 
 def fail_transiently(hub: Hub, ids: list[str], now: float) -> None:
     for d in ids:
         assert hub.claim(d, token=d, now=now).status == "claimed"
     for d in ids:
-        hub.finish(d, "retry", token=d, now=now, due=now + 1, transient=True,
-                   error="HTTP 503", breaker=BREAKER)
+        hub.finish(
+            d,
+            "retry",
+            token=d,
+            now=now,
+            due=now + 1,
+            transient=True,
+            error="HTTP 503",
+            breaker=BREAKER,
+        )
 
 
-def test_the_circuit_opens_after_threshold_failures_then_lets_one_probe_through(
-        hub: Hub) -> None:
-    failing = [hub.record(f"f{i}") for i in range(2)]
+def test_the_circuit_opens_after_threshold_failures_then_lets_one_probe_through(hub: Hub) -> None:
+    failing = [hub.accept(f"f{i}") for i in range(2)]
     fail_transiently(hub, failing, T0)
-    assert hub.ledger.connection_state(CRM)["breaker"].get("state") is None   # 2 < 3
-    fail_transiently(hub, [hub.record("f2")], T0)
+    assert hub.ledger.connection_state(CRM)["breaker"].get("state") is None  # 2 < 3
+    fail_transiently(hub, [hub.accept("f2")], T0)
     breaker = hub.ledger.connection_state(CRM)["breaker"]
     assert breaker["state"] == "open"
     assert breaker["open_until"] == str(int((T0 + 10) * 1000))
 
-    waiting = [hub.record(f"w{i}") for i in range(3)]
+    waiting = [hub.accept(f"w{i}") for i in range(3)]
     claim = hub.claim(waiting[0], now=T0 + 5)
     assert (claim.status, claim.reason) == ("deferred", "circuit_open")
     assert claim.due_ms == int((T0 + 10) * 1000)
@@ -594,47 +686,46 @@ def test_the_circuit_opens_after_threshold_failures_then_lets_one_probe_through(
     # the probe succeeds: the circuit closes and deliveries flow again
     hub.finish(waiting[1], "delivered", token="probe", now=T0 + 11, breaker=BREAKER)
     assert hub.ledger.connection_state(CRM)["breaker"] == {}
-    assert hub.claim(hub.record("after"), now=T0 + 11).status == "claimed"
+    assert hub.claim(hub.accept("after"), now=T0 + 11).status == "claimed"
 
 
-def test_a_retry_that_is_not_the_targets_fault_does_not_count_toward_the_breaker(
-        hub: Hub) -> None:
+def test_a_retry_that_is_not_the_targets_fault_does_not_count_toward_the_breaker(hub: Hub) -> None:
     # a bug in the hub is retried (transient=False): it says nothing about the target
-    bugs = [hub.record(f"b{i}") for i in range(5)]
+    bugs = [hub.accept(f"b{i}") for i in range(5)]
     for d in bugs:
         hub.claim(d, token=d)
-        hub.finish(d, "retry", token=d, due=T0 + 60, transient=False, error="KeyError",
-                   breaker=BREAKER)
+        hub.finish(
+            d, "retry", token=d, due=T0 + 60, transient=False, error="KeyError", breaker=BREAKER
+        )
     assert hub.ledger.connection_state(CRM)["breaker"] == {}
-    assert hub.claim(hub.record("next")).status == "claimed"
+    assert hub.claim(hub.accept("next")).status == "claimed"
 
 
 def test_a_failed_probe_reopens_the_circuit_for_twice_as_long(hub: Hub) -> None:
-    fail_transiently(hub, [hub.record(f"f{i}") for i in range(3)], T0)
-    probe = hub.record("probe")
+    fail_transiently(hub, [hub.accept(f"f{i}") for i in range(3)], T0)
+    probe = hub.accept("probe")
     assert hub.claim(probe, token="p", now=T0 + 10).status == "claimed"
-    hub.finish(probe, "retry", token="p", now=T0 + 11, due=T0 + 20, transient=True,
-               breaker=BREAKER)
+    hub.finish(probe, "retry", token="p", now=T0 + 11, due=T0 + 20, transient=True, breaker=BREAKER)
     breaker = hub.ledger.connection_state(CRM)["breaker"]
     assert breaker["state"] == "open"
     assert breaker["open_until"] == str(int((T0 + 11 + 20) * 1000))
-    claim = hub.claim(hub.record("next"), now=T0 + 25)
+    claim = hub.claim(hub.accept("next"), now=T0 + 25)
     assert (claim.status, claim.reason) == ("deferred", "circuit_open")
 
 
 def test_a_probe_whose_worker_died_does_not_keep_the_circuit_half_open(hub: Hub) -> None:
-    fail_transiently(hub, [hub.record(f"f{i}") for i in range(3)], T0)
-    probe, other = hub.record("probe"), hub.record("other")
+    fail_transiently(hub, [hub.accept(f"f{i}") for i in range(3)], T0)
+    probe, other = hub.accept("probe"), hub.accept("other")
     assert hub.claim(probe, token="p", now=T0 + 10, lease=30).status == "claimed"
-    assert hub.ledger.sweep(T0 + 41, republish_after_seconds=60)["expired"] == 1
+    assert hub.ledger.sweep(T0 + 41, republish_after_seconds=60).expired == 1
     assert hub.claim(other, token="o", now=T0 + 41).status == "claimed"
 
 
 # newest_wins ----------------------------------------------------------------------------
 def test_newest_wins_supersedes_an_older_event_for_the_same_record(hub: Hub) -> None:
-    newer = hub.record("ada", occurred_ms=int((T0 - 10) * 1000))
-    older = hub.record("ada", occurred_ms=int((T0 - 60) * 1000))   # arrived late
-    newest = hub.record("ada", occurred_ms=int((T0 - 5) * 1000))
+    newer = hub.accept("ada", occurred_ms=int((T0 - 10) * 1000))
+    older = hub.accept("ada", occurred_ms=int((T0 - 60) * 1000))  # arrived late
+    newest = hub.accept("ada", occurred_ms=int((T0 - 5) * 1000))
     hub.take_messages()
     hub.deliver(newer)
     assert hub.take_messages() == [older]
@@ -649,7 +740,7 @@ def test_newest_wins_supersedes_an_older_event_for_the_same_record(hub: Hub) -> 
 
 
 def test_without_timestamps_every_write_is_applied(hub: Hub) -> None:
-    first, second = hub.record("ada"), hub.record("ada")
+    first, second = hub.accept("ada"), hub.accept("ada")
     hub.deliver(first)
     assert hub.claim(second).status == "claimed"
 
@@ -660,17 +751,21 @@ def kill(hub: Hub, d: str, now: float = T0) -> None:
     hub.finish(d, "dead", token="k", now=now, category="rejected_by_target", error="HTTP 422")
 
 
-def test_replaying_a_dead_letter_runs_it_again_at_the_back_of_its_record_queue(
-        hub: Hub) -> None:
-    d = hub.record("ada")
+def test_replaying_a_dead_letter_runs_it_again_at_the_back_of_its_record_queue(hub: Hub) -> None:
+    d = hub.accept("ada")
     kill(hub, d)
     old_seq = int(hub.raw(d)["seq"])
-    in_progress = hub.record("ada", now=T0 + 1)
+    in_progress = hub.accept("ada", now=T0 + 1)
     hub.take_messages()
     hub.claim(in_progress, token="ip", now=T0 + 1)
 
-    result = hub.ledger.dead_letter_action("replay", [(d, hub.raw(d)["rk"])], now=T0 + 2,
-                                           by="ops@host", reason="mapping fixed")
+    result = hub.ledger.dead_letter_action(
+        OperatorAction("replay"),
+        [(d, hub.raw(d)["rk"])],
+        now=T0 + 2,
+        by="ops@host",
+        reason="mapping fixed",
+    )
     assert result == {d: "ok"}
     raw = hub.raw(d)
     assert raw["state"] == "pending"
@@ -680,9 +775,10 @@ def test_replaying_a_dead_letter_runs_it_again_at_the_back_of_its_record_queue(
     assert hub.ledger.dead_ids() == []
     view = hub.ledger.delivery(d, history=True)
     assert view is not None
-    assert view["actions"] == [{"at": T0 + 2, "action": "replay", "by": "ops@host",
-                                "reason": "mapping fixed"}]
-    assert [a["outcome"] for a in view["attempt_history"]] == ["dead"]   # history kept
+    assert view["actions"] == [
+        {"at": T0 + 2, "action": "replay", "by": "ops@host", "reason": "mapping fixed"}
+    ]
+    assert [a["outcome"] for a in view["attempt_history"]] == ["dead"]  # history kept
     # the write in progress for that record goes first; the replay follows it
     assert hub.take_messages() == []
     hub.check_invariant()
@@ -694,19 +790,21 @@ def test_replaying_a_dead_letter_runs_it_again_at_the_back_of_its_record_queue(
 
 
 def test_replay_while_the_connection_is_paused_holds_the_delivery(hub: Hub) -> None:
-    d = hub.record()
+    d = hub.accept()
     kill(hub, d)
     hub.ledger.pause(CRM, reason="manual", by="ops", now=T0 + 1)
-    assert hub.ledger.dead_letter_action("replay", [(d, hub.raw(d)["rk"])], now=T0 + 2,
-                                         by="ops") == {d: "ok"}
+    assert hub.ledger.dead_letter_action(
+        OperatorAction("replay"), [(d, hub.raw(d)["rk"])], now=T0 + 2, by="ops"
+    ) == {d: "ok"}
     assert hub.state(d) == "held"
 
 
 def test_discarding_a_dead_letter_is_final_and_recorded(hub: Hub) -> None:
-    d = hub.record()
+    d = hub.accept()
     kill(hub, d)
-    result = hub.ledger.dead_letter_action("discard", [(d, "")], now=T0 + 1, by="ops",
-                                           reason="test customer")
+    result = hub.ledger.dead_letter_action(
+        OperatorAction("discard"), [(d, "")], now=T0 + 1, by="ops", reason="test customer"
+    )
     assert result == {d: "ok"}
     assert hub.state(d) == "discarded"
     assert hub.ledger.dead_ids() == []
@@ -714,35 +812,39 @@ def test_discarding_a_dead_letter_is_final_and_recorded(hub: Hub) -> None:
     assert actions[0]["action"] == "discard" and actions[0]["reason"] == "test customer"
     assert hub.ledger.connection_state(CRM)["counts"]["discarded"] == 1
     # discarded is final: it cannot be replayed
-    assert hub.ledger.dead_letter_action("replay", [(d, "x")], now=T0 + 2,
-                                         by="ops") == {d: "discarded"}
+    assert hub.ledger.dead_letter_action(
+        OperatorAction("replay"), [(d, "x")], now=T0 + 2, by="ops"
+    ) == {d: "discarded"}
 
 
 def test_replay_or_discard_of_a_delivery_that_is_not_dead_is_refused(hub: Hub) -> None:
-    delivered, pending = hub.record("a"), hub.record("b")
+    delivered, pending = hub.accept("a"), hub.accept("b")
     hub.deliver(delivered)
     before = {d: hub.raw(d) for d in (delivered, pending)}
     result = hub.ledger.dead_letter_action(
-        "replay", [(delivered, "x"), (pending, "y"), ("dlv_missing", "z")], now=T0 + 1,
-        by="ops")
+        OperatorAction.REPLAY,
+        [(delivered, "x"), (pending, "y"), ("dlv_missing", "z")],
+        now=T0 + 1,
+        by="ops",
+    )
     assert result == {delivered: "delivered", pending: "pending", "dlv_missing": "missing"}
-    assert hub.ledger.dead_letter_action("discard", [(pending, "")], now=T0 + 1,
-                                         by="ops") == {pending: "pending"}
+    assert hub.ledger.dead_letter_action(
+        OperatorAction("discard"), [(pending, "")], now=T0 + 1, by="ops"
+    ) == {pending: "pending"}
     assert {d: hub.raw(d) for d in (delivered, pending)} == before
     assert hub.history(pending)["actions"] == []
 
 
 # a random walk through everything at once -----------------------------------------------
 @pytest.mark.parametrize("seed", range(RANDOM_WALKS))
-def test_random_operations_keep_the_invariant_order_and_lose_nothing(hub: Hub,
-                                                                     seed: int) -> None:
+def test_random_operations_keep_the_invariant_order_and_lose_nothing(hub: Hub, seed: int) -> None:
     """Random interleavings of every operation: the invariant holds after each step, each
     record's writes finish in queue order, and at the end (pauses lifted, time run forward)
     every delivery reaches a final state: nothing is stuck unpublished."""
     rng = random.Random(seed)
     now = T0
-    inflight: dict[str, str] = {}                    # delivery id -> token
-    finished_seq: dict[str, list[int]] = {}          # rk -> seq of each write as it finished
+    inflight: dict[str, str] = {}  # delivery id -> token
+    finished_seq: dict[str, list[int]] = {}  # rk -> seq of each write as it finished
     conns = ["crm", "erp"]
 
     def note_final(delivery_id: str) -> None:
@@ -751,8 +853,14 @@ def test_random_operations_keep_the_invariant_order_and_lose_nothing(hub: Hub,
 
     def claim(delivery_id: str) -> None:
         token = f"t{rng.random()}"
-        claim = hub.claim(delivery_id, token=token, now=now, lease=rng.choice([5, 60]),
-                          rates=rng.choice([None, {CRM: (5, 1.0)}]), max_wait_seconds=0.05)
+        claim = hub.claim(
+            delivery_id,
+            token=token,
+            now=now,
+            lease=rng.choice([5, 60]),
+            rates=rng.choice([None, {CRM: (5, 1.0)}]),
+            max_wait_seconds=0.05,
+        )
         if claim.status == "claimed":
             inflight[delivery_id] = token
         elif claim.status == "superseded":
@@ -762,8 +870,12 @@ def test_random_operations_keep_the_invariant_order_and_lose_nothing(hub: Hub,
         now += rng.choice([0, 0, 0.1, 1, 5, 30])
         op = rng.random()
         if op < 0.25:
-            hub.record(rng.choice("abcd"), conn=rng.choice(conns), now=now,
-                       occurred_ms=rng.choice([None, int((now - rng.randint(0, 100)) * 1000)]))
+            hub.accept(
+                rng.choice("abcd"),
+                conn=rng.choice(conns),
+                now=now,
+                occurred_ms=rng.choice([None, int((now - rng.randint(0, 100)) * 1000)]),
+            )
         elif op < 0.45:
             messages = hub.messages()
             if messages:
@@ -772,14 +884,16 @@ def test_random_operations_keep_the_invariant_order_and_lose_nothing(hub: Hub,
         elif op < 0.5:
             ids = list(hub.deliveries())
             if ids:
-                claim(rng.choice(ids))                # a stray or duplicate message
+                claim(rng.choice(ids))  # a stray or duplicate message
         elif op < 0.7 and inflight:
             delivery_id = rng.choice(sorted(inflight))
             token = inflight.pop(delivery_id)
-            outcome = rng.choice(["delivered", "delivered", "retry", "dead", "deferred",
-                                  "held"])
-            kw: dict[str, Any] = {"due": now + rng.choice([1, 10, 100]),
-                                  "transient": rng.random() < 0.8, "breaker": (3, 10.0, 60.0)}
+            outcome = rng.choice(["delivered", "delivered", "retry", "dead", "deferred", "held"])
+            kw: dict[str, Any] = {
+                "due": now + rng.choice([1, 10, 100]),
+                "transient": rng.random() < 0.8,
+                "breaker": (3, 10.0, 60.0),
+            }
             if outcome == "deferred":
                 kw["cooldown_until"] = now + rng.choice([1, 20])
             if outcome == "held":
@@ -799,9 +913,10 @@ def test_random_operations_keep_the_invariant_order_and_lose_nothing(hub: Hub,
             dead = hub.ledger.dead_ids()
             if dead:
                 d = rng.choice(dead)
-                action = rng.choice(["replay", "replay", "discard"])
-                hub.ledger.dead_letter_action(action, [(d, hub.raw(d)["rk"])], now=now,
-                                              by="ops")
+                action = rng.choice(
+                    [OperatorAction.REPLAY, OperatorAction.REPLAY, OperatorAction.DISCARD]
+                )
+                hub.ledger.dead_letter_action(action, [(d, hub.raw(d)["rk"])], now=now, by="ops")
         hub.check_invariant()
 
     for rk, seqs in finished_seq.items():

@@ -33,11 +33,19 @@ def load(write_config: Any, mappings: str, connection_extra: str = "") -> Config
     return load_config(write_config(text), {}, check_secrets=False)
 
 
-def mapping(write_config: Any, fields: str, *, match: str = "{field: email, from: email, "
-            "normalize: email}", action: str = "upsert", extra: str = "",
-            connection_extra: str = "") -> MappingConfig:
+def mapping(
+    write_config: Any,
+    fields: str,
+    *,
+    match: str = "{field: email, from: email, normalize: email}",
+    action: str = "upsert",
+    extra: str = "",
+    connection_extra: str = "",
+) -> MappingConfig:
     match_line = f"    match: {match}\n" if match else ""
-    config = load(write_config, f"""
+    config = load(
+        write_config,
+        f"""
   m:
     source: shop
     connection: crm
@@ -45,7 +53,9 @@ def mapping(write_config: Any, fields: str, *, match: str = "{field: email, from
     action: {action}
 {match_line}{extra}    fields:
 {fields}
-""", connection_extra)
+""",
+        connection_extra,
+    )
     return config.mappings["m"]
 
 
@@ -63,32 +73,50 @@ def config_problems(write_config: Any, mappings: str, connection_extra: str = ""
 
 # -- fields ---------------------------------------------------------------------------------
 
+
 def test_from_paths_with_list_indexes(write_config: Any) -> None:
-    m = mapping(write_config, """
+    m = mapping(
+        write_config,
+        """
       email: email
       first_item: {from: "items[0].sku"}
       second_item: items.1.sku
       city: customer.addresses[0].city
-""")
-    body = {"email": "ada@example.com", "items": [{"sku": "A1"}, {"sku": "B2"}],
-            "customer": {"addresses": [{"city": "London"}]}}
-    assert map_event(m, body).values() == {"email": "ada@example.com", "first_item": "A1",
-                                           "second_item": "B2", "city": "London"}
+""",
+    )
+    body = {
+        "email": "ada@example.com",
+        "items": [{"sku": "A1"}, {"sku": "B2"}],
+        "customer": {"addresses": [{"city": "London"}]},
+    }
+    assert map_event(m, body).values() == {
+        "email": "ada@example.com",
+        "first_item": "A1",
+        "second_item": "B2",
+        "city": "London",
+    }
 
 
-@pytest.mark.parametrize("body, expected", [
-    ({"email": "a@x.com", "work": "w@x.com", "home": "h@x.com"}, "w@x.com"),
-    ({"email": "a@x.com", "work": "  ", "home": "h@x.com"}, "h@x.com"),
-    ({"email": "a@x.com", "work": [], "home": "h@x.com"}, "h@x.com"),
-    ({"email": "a@x.com", "work": None, "home": "h@x.com"}, "h@x.com"),
-    ({"email": "a@x.com", "work": {}, "home": "h@x.com"}, "h@x.com"),     # core/mapping/empty
-])
-def test_several_paths_the_first_non_empty_wins(write_config: Any, body: dict,
-                                                expected: str) -> None:
-    m = mapping(write_config, """
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ({"email": "a@x.com", "work": "w@x.com", "home": "h@x.com"}, "w@x.com"),
+        ({"email": "a@x.com", "work": "  ", "home": "h@x.com"}, "h@x.com"),
+        ({"email": "a@x.com", "work": [], "home": "h@x.com"}, "h@x.com"),
+        ({"email": "a@x.com", "work": None, "home": "h@x.com"}, "h@x.com"),
+        ({"email": "a@x.com", "work": {}, "home": "h@x.com"}, "h@x.com"),  # core/mapping/empty
+    ],
+)
+def test_several_paths_the_first_non_empty_wins(
+    write_config: Any, body: dict, expected: str
+) -> None:
+    m = mapping(
+        write_config,
+        """
       email: email
       contact_email: {from: [work, home]}
-""")
+""",
+    )
     evaluation = evaluate(m, body)
     assert map_event(m, body).values()["contact_email"] == expected
     outcome = next(f for f in evaluation.fields if f.name == "contact_email")
@@ -96,58 +124,78 @@ def test_several_paths_the_first_non_empty_wins(write_config: Any, body: dict,
 
 
 def test_const_default_and_required(write_config: Any) -> None:
-    m = mapping(write_config, """
+    m = mapping(
+        write_config,
+        """
       email: {from: email, required: true}
       lead_source: {const: webshop}
       country: {from: country, default: GB}
       tier: {from: tier, default: standard, required: true}
       note: {from: note}
-""")
+""",
+    )
     record = map_event(m, {"email": "ada@example.com", "country": ""})
-    assert record.values() == {"email": "ada@example.com", "lead_source": "webshop",
-                               "country": "GB", "tier": "standard"}
+    assert record.values() == {
+        "email": "ada@example.com",
+        "lead_source": "webshop",
+        "country": "GB",
+        "tier": "standard",
+    }
     skipped = next(f for f in evaluate(m, {"email": "a@x.com"}).fields if f.name == "note")
     assert not skipped.write and skipped.reason == "skipped: note is missing or empty"
 
 
 def test_const_values_go_through_transforms(write_config: Any) -> None:
-    m = mapping(write_config, """
+    m = mapping(
+        write_config,
+        """
       email: email
       source: {const: "  Web Shop ", transform: [strip, lower]}
-""")
+""",
+    )
     assert map_event(m, {"email": "a@x.com"}).values()["source"] == "web shop"
 
 
 def test_transforms_apply_in_order(write_config: Any) -> None:
-    m = mapping(write_config, """
+    m = mapping(
+        write_config,
+        """
       email: email
       code: {from: code, transform: [strip, upper, {truncate: 3}]}
       code2: {from: code, transform: [{truncate: 3}, strip, upper]}
-""")
+""",
+    )
     values = map_event(m, {"email": "a@x.com", "code": "  abcdef"}).values()
     assert values["code"] == "ABC" and values["code2"] == "A"
 
 
 def test_default_is_written_as_is_when_the_value_is_empty_after_transforms(
-        write_config: Any) -> None:
-    m = mapping(write_config, """
+    write_config: Any,
+) -> None:
+    m = mapping(
+        write_config,
+        """
       email: email
       lastname: {from: name, transform: [last_name], default: "(unknown)"}
       firstname: {from: name, transform: [first_name, upper], default: nobody}
-""")
+""",
+    )
     values = map_event(m, {"email": "a@x.com", "name": "Cher"}).values()
     assert values == {"email": "a@x.com", "lastname": "(unknown)", "firstname": "CHER"}
     values = map_event(m, {"email": "a@x.com"}).values()
-    assert values["firstname"] == "nobody"          # not transformed
+    assert values["firstname"] == "nobody"  # not transformed
 
 
 def test_every_field_problem_is_reported_at_once(write_config: Any) -> None:
-    m = mapping(write_config, """
+    m = mapping(
+        write_config,
+        """
       email: {from: email, transform: [email], required: true}
       phone: {from: [phone, mobile], transform: [{e164: {region: US}}]}
       name: {from: name, required: true}
       tier: {from: tier, transform: [{map: {values: {g: Gold}}}]}
-""")
+""",
+    )
     problems = problems_of(m, {"email": "not-an-email", "phone": "12", "tier": "x"})
     assert [p["field"] for p in problems] == ["email", "phone", "name", "tier"]
     by_field = {p["field"]: p for p in problems}
@@ -170,35 +218,50 @@ def test_mapping_errors_are_data_errors_of_category_mapping(write_config: Any) -
 
 
 def test_a_field_built_by_a_template_needs_no_from(write_config: Any) -> None:
-    m = mapping(write_config, """
+    m = mapping(
+        write_config,
+        """
       email: email
       name: {transform: [{template: "{data.object.first} {data.object.last}"}]}
       label: {transform: [{join: {paths: [data.object.last, data.object.first], separator: ", "}},
                           upper]}
       empty: {transform: [{template: "{nothing.here}"}], default: n/a}
-""")
+""",
+    )
     body = {"email": "a@x.com", "data": {"object": {"first": "Ada", "last": "Lovelace"}}}
-    assert map_event(m, body).values() == {"email": "a@x.com", "name": "Ada Lovelace",
-                                           "label": "LOVELACE, ADA", "empty": "n/a"}
+    assert map_event(m, body).values() == {
+        "email": "a@x.com",
+        "name": "Ada Lovelace",
+        "label": "LOVELACE, ADA",
+        "empty": "n/a",
+    }
 
 
 def test_required_built_field_that_comes_out_empty(write_config: Any) -> None:
-    m = mapping(write_config, """
+    m = mapping(
+        write_config,
+        """
       email: email
       name: {transform: [{template: "{first} {last}"}], required: true}
-""")
+""",
+    )
     (problem,) = problems_of(m, {"email": "a@x.com"})
-    assert problem["problem"] == "required, but the template transform is empty after the " \
-                                 "transforms"
+    assert (
+        problem["problem"] == "required, but the template transform is empty after the transforms"
+    )
 
 
 # -- ownership, actions, match keys ---------------------------------------------------------
 
+
 def test_owner_target_fields_are_marked_for_the_connector(write_config: Any) -> None:
-    m = mapping(write_config, """
+    m = mapping(
+        write_config,
+        """
       email: email
       lifecycle: {const: lead, owner: target}
-""")
+""",
+    )
     record = map_event(m, {"email": "a@x.com"})
     assert record.target_owned == ("lifecycle",)
     assert FieldResult("lifecycle", "lead", "lead", "target") in record.fields
@@ -206,8 +269,10 @@ def test_owner_target_fields_are_marked_for_the_connector(write_config: Any) -> 
     assert outcome.write and outcome.reason == "written only if empty at the target"
 
 
-@pytest.mark.parametrize("action, operation", [
-    ("upsert", "upsert"), ("create_only", "create"), ("update_only", "update")])
+@pytest.mark.parametrize(
+    "action, operation",
+    [("upsert", "upsert"), ("create_only", "create"), ("update_only", "update")],
+)
 def test_actions(write_config: Any, action: str, operation: str) -> None:
     m = mapping(write_config, "      email: email\n", action=action)
     record = map_event(m, {"email": "A@X.com"})
@@ -225,9 +290,11 @@ def test_create_only_may_go_without_a_match_key(write_config: Any) -> None:
 
 def test_match_key_is_normalised_and_plus_folding_is_opt_in(write_config: Any) -> None:
     plain = mapping(write_config, "      email: email\n")
-    folded = mapping(write_config, "      email: email\n",
-                     match="{field: email, from: email, normalize: email, "
-                           "fold_plus_addressing: true}")
+    folded = mapping(
+        write_config,
+        "      email: email\n",
+        match="{field: email, from: email, normalize: email, fold_plus_addressing: true}",
+    )
     body = {"email": "  Ada+CRM@Example.com "}
     assert match_value(plain, body) == "ada+crm@example.com"
     assert match_value(folded, body) == "ada@example.com"
@@ -235,39 +302,53 @@ def test_match_key_is_normalised_and_plus_folding_is_opt_in(write_config: Any) -
 
 
 def test_phone_match_keys_use_the_match_region(write_config: Any) -> None:
-    m = mapping(write_config, "      phone: phone\n",
-                match="{field: phone, from: phone, normalize: phone, region: US}")
+    m = mapping(
+        write_config,
+        "      phone: phone\n",
+        match="{field: phone, from: phone, normalize: phone, region: US}",
+    )
     assert match_value(m, {"phone": "(415) 555-0123"}) == "+14155550123"
     assert match_value(m, {"phone": "+1 415 555 0123"}) == "+14155550123"
 
 
 def test_match_key_missing_is_a_problem_for_upserts(write_config: Any) -> None:
-    m = mapping(write_config, "      name: name\n",
-                match="{field: email, from: [email, contact.email], normalize: email}")
+    m = mapping(
+        write_config,
+        "      name: name\n",
+        match="{field: email, from: [email, contact.email], normalize: email}",
+    )
     (problem,) = problems_of(m, {"name": "Ada", "email": "   "})
     assert problem["field"] == "email"
     assert "email or contact.email is empty" in problem["problem"]
     assert match_value(m, {"contact": {"email": "B@x.com"}}) == "b@x.com"
 
 
-def test_text_utf8_cannot_encode_is_a_mapping_problem_naming_each_field(
-        write_config: Any) -> None:
+def test_text_utf8_cannot_encode_is_a_mapping_problem_naming_each_field(write_config: Any) -> None:
     """A lone surrogate (JSON's "\\ud800") can be neither sent nor stored: each field (a
     nested value too) and the match key holding one is a problem, told in encodable text."""
-    m = mapping(write_config, "      name: name\n      address: address\n"
-                "      company: {from: company, transform: [upper]}\n      note: note\n",
-                match="{field: key, from: key, normalize: lower}")
-    body = {"key": "K\ud800", "name": "Ada \udc00", "address": {"lines": ["1 Rd", "\udbff"]},
-            "company": "acme\ud800", "note": "fine \U0001f600"}   # a whole pair is fine
+    m = mapping(
+        write_config,
+        "      name: name\n      address: address\n"
+        "      company: {from: company, transform: [upper]}\n      note: note\n",
+        match="{field: key, from: key, normalize: lower}",
+    )
+    body = {
+        "key": "K\ud800",
+        "name": "Ada \udc00",
+        "address": {"lines": ["1 Rd", "\udbff"]},
+        "company": "acme\ud800",
+        "note": "fine \U0001f600",
+    }  # a whole pair is fine
     with pytest.raises(DataError) as info:
         map_event(m, body)
     assert info.value.category == "mapping"
     problems = {p["field"]: p for p in info.value.problems}
     assert sorted(problems) == ["address", "company", "key", "name"]
     assert problems["name"]["problem"].startswith(
-        "cannot be encoded as UTF-8 text: \\udc00 (a lone surrogate) at character 4;")
+        "cannot be encoded as UTF-8 text: \\udc00 (a lone surrogate) at character 4;"
+    )
     assert "at character 0 of .lines[1]" in problems["address"]["problem"]
-    assert problems["company"]["value"] == "ACME\\ud800"           # the value as mapped
+    assert problems["company"]["value"] == "ACME\\ud800"  # the value as mapped
     assert problems["key"]["value"] == "k\\ud800"
     # the dead letter is stored as text: nothing in it that UTF-8 cannot encode
     json.dumps([str(info.value), info.value.problems], ensure_ascii=False).encode("utf-8")
@@ -304,7 +385,9 @@ SPEC = """    objects:
 
 
 def spec_mapping(write_config: Any, action: str = "upsert") -> MappingConfig:
-    return mapping(write_config, """
+    return mapping(
+        write_config,
+        """
       email: {from: email}
       firstname: {from: first}
       age: {from: age}
@@ -315,12 +398,24 @@ def spec_mapping(write_config: Any, action: str = "upsert") -> MappingConfig:
       phone: {from: phone}
       country: {from: country}
       notes: {from: notes}
-""", connection_extra=SPEC, action=action)
+""",
+        connection_extra=SPEC,
+        action=action,
+    )
 
 
-GOOD = {"email": "ada@example.com", "first": "Ada", "age": 36, "vip": True,
-        "birthday": "1815-12-10", "seen_at": "2024-01-05T10:00:00Z", "tier": "gold",
-        "phone": "+14155550123", "country": "GB", "notes": {"any": "thing"}}
+GOOD = {
+    "email": "ada@example.com",
+    "first": "Ada",
+    "age": 36,
+    "vip": True,
+    "birthday": "1815-12-10",
+    "seen_at": "2024-01-05T10:00:00Z",
+    "tier": "gold",
+    "phone": "+14155550123",
+    "country": "GB",
+    "notes": {"any": "thing"},
+}
 
 
 def test_a_record_that_fits_the_spec_maps(write_config: Any) -> None:
@@ -333,35 +428,53 @@ def test_a_record_that_fits_the_spec_maps(write_config: Any) -> None:
 
 def test_every_spec_problem_is_reported_at_once(write_config: Any) -> None:
     m = spec_mapping(write_config)
-    bad = {"email": "nope", "first": "Augusta", "age": "36", "vip": "yes",
-           "birthday": "10/12/1815", "seen_at": "yesterday", "tier": "bronze",
-           "phone": "(415) 555-0123", "country": "FR", "notes": 1}
+    bad = {
+        "email": "nope",
+        "first": "Augusta",
+        "age": "36",
+        "vip": "yes",
+        "birthday": "10/12/1815",
+        "seen_at": "yesterday",
+        "tier": "bronze",
+        "phone": "(415) 555-0123",
+        "country": "FR",
+        "notes": 1,
+    }
     with pytest.raises(DataError) as info:
         map_event(m, bad)
     error = info.value
     assert error.category == "validation"
     problems: dict[Any, Any] = {p["field"]: p for p in error.problems}
-    assert sorted(problems) == sorted(["email", "firstname", "age", "vip", "birthday",
-                                       "seen_at", "tier", "phone", "country"])
+    assert sorted(problems) == sorted(
+        ["email", "firstname", "age", "vip", "birthday", "seen_at", "tier", "phone", "country"]
+    )
     assert problems["firstname"] == {
-        "field": "firstname", "value": "Augusta",
+        "field": "firstname",
+        "value": "Augusta",
         "problem": "7 characters, more than the 5 the target accepts (add {truncate: 5})",
-        "expected": "text, at most 5 characters"}
+        "expected": "text, at most 5 characters",
+    }
     assert problems["age"]["problem"] == "text '36' is not a number (add the number transform)"
     assert problems["vip"]["expected"] == "true or false"
     assert "'bronze' is not in the target's picklist" in problems["tier"]["problem"]
     assert problems["tier"]["expected"] == "one of: gold, silver"
     assert "E.164" in problems["phone"]["problem"]
-    assert problems["email"]["problem"] == "text 'nope' is not an email address (add the " \
-                                           "email transform)"
+    assert (
+        problems["email"]["problem"] == "text 'nope' is not an email address (add the "
+        "email transform)"
+    )
     assert "does not fit the target's field spec (crm contacts)" in str(error)
 
 
 def test_spec_problems_and_mapping_problems_come_together(write_config: Any) -> None:
-    m = mapping(write_config, """
+    m = mapping(
+        write_config,
+        """
       email: {from: email, transform: [email]}
       firstname: {from: first}
-""", connection_extra=SPEC)
+""",
+        connection_extra=SPEC,
+    )
     problems = problems_of(m, {"email": "bad", "first": "Augusta"})
     assert [p["field"] for p in problems] == ["email", "firstname"]
     # the email failed mapping: not reported again as "required by the target"
@@ -371,16 +484,29 @@ def test_spec_problems_and_mapping_problems_come_together(write_config: Any) -> 
 
 
 def test_required_by_the_spec_when_the_record_may_be_created(write_config: Any) -> None:
-    m = mapping(write_config, "      email: email\n      firstname: first\n",
-                connection_extra=SPEC, match="{field: id, from: id}")
+    m = mapping(
+        write_config,
+        "      email: email\n      firstname: first\n",
+        connection_extra=SPEC,
+        match="{field: id, from: id}",
+    )
     problems = problems_of(m, {"id": "1", "first": "Ada", "email": " "})
-    assert {"field": "email", "value": None, "expected": "an email address",
-            "problem": "required by the target, but the mapping gave it no value"} in problems
+    assert {
+        "field": "email",
+        "value": None,
+        "expected": "an email address",
+        "problem": "required by the target, but the mapping gave it no value",
+    } in problems
 
 
 def test_update_only_does_not_need_the_required_fields(write_config: Any) -> None:
-    m = mapping(write_config, "      firstname: first\n", connection_extra=SPEC,
-                match="{field: id, from: id}", action="update_only")
+    m = mapping(
+        write_config,
+        "      firstname: first\n",
+        connection_extra=SPEC,
+        match="{field: id, from: id}",
+        action="update_only",
+    )
     assert map_event(m, {"id": "1", "first": "Ada"}).values() == {"firstname": "Ada"}
 
 
@@ -419,9 +545,13 @@ def test_evaluate_explains_rejected_fields(write_config: Any) -> None:
 
 # -- configuration errors -------------------------------------------------------------------
 
+
 def test_bad_transform_arguments_are_config_errors_with_file_line_and_key(
-        write_config: Any) -> None:
-    problems = config_problems(write_config, """
+    write_config: Any,
+) -> None:
+    problems = config_problems(
+        write_config,
+        """
   m:
     source: shop
     connection: crm
@@ -434,21 +564,29 @@ def test_bad_transform_arguments_are_config_errors_with_file_line_and_key(
       short: {from: x, transform: [{truncate: "80"}]}
       d: {from: x, transform: [{date: {format: unix}}]}
       t: {from: x, transform: [{template: "{unclosed"}]}
-""")
+""",
+    )
     assert len(problems) == 5
-    assert any(":20: mappings.m.fields.phone.transform.1: e164: unknown region 'ZZ'" in p
-               for p in problems), problems
-    assert any("mappings.m.fields.tier.transform.0: map: unknown option 'gold'" in p
-               for p in problems)
-    assert any("mappings.m.fields.short.transform.0: truncate takes a positive length" in p
-               for p in problems)
-    assert any("fields.d.transform.0: date: format must be one of iso, epoch_ms" in p
-               for p in problems)
+    assert any(
+        ":20: mappings.m.fields.phone.transform.1: e164: unknown region 'ZZ'" in p for p in problems
+    ), problems
+    assert any(
+        "mappings.m.fields.tier.transform.0: map: unknown option 'gold'" in p for p in problems
+    )
+    assert any(
+        "mappings.m.fields.short.transform.0: truncate takes a positive length" in p
+        for p in problems
+    )
+    assert any(
+        "fields.d.transform.0: date: format must be one of iso, epoch_ms" in p for p in problems
+    )
     assert any("fields.t.transform.0: template:" in p for p in problems)
 
 
 def test_a_field_needs_from_const_or_a_building_transform(write_config: Any) -> None:
-    problems = config_problems(write_config, """
+    problems = config_problems(
+        write_config,
+        """
   m:
     source: shop
     connection: crm
@@ -458,24 +596,33 @@ def test_a_field_needs_from_const_or_a_building_transform(write_config: Any) -> 
       email: email
       name: {transform: [upper]}
       label: {transform: [{join: ", "}]}
-""")
+""",
+    )
     assert len(problems) == 2
-    assert all("needs `from` (a dotted path), `const` (a value), or a first transform" in p
-               for p in problems)
+    assert all(
+        "needs `from` (a dotted path), `const` (a value), or a first transform" in p
+        for p in problems
+    )
 
 
-@pytest.mark.parametrize("field_spec, message", [
-    ("{type: enum}", "fields.f.values: type enum needs `values`"),
-    ("{type: string, values: [a]}", "fields.f.values: `values` (a picklist) applies to type "
-                                    "enum, not string"),
-    ("{type: number, max_length: 3}", "fields.f.max_length: `max_length` applies to text"),
-    ("{type: text}", "fields.f.type: unknown type 'text'"),
-    ("{values: []}", "fields.f.values: the picklist needs at least one value"),
-    ("{max_length: 0}", "fields.f.max_length"),
-    ("{typ: string}", "fields.f.typ: unknown key; did you mean 'type'?"),
-])
-def test_bad_target_field_specs_are_config_errors(write_config: Any, field_spec: str,
-                                                  message: str) -> None:
+@pytest.mark.parametrize(
+    "field_spec, message",
+    [
+        ("{type: enum}", "fields.f.values: type enum needs `values`"),
+        (
+            "{type: string, values: [a]}",
+            "fields.f.values: `values` (a picklist) applies to type enum, not string",
+        ),
+        ("{type: number, max_length: 3}", "fields.f.max_length: `max_length` applies to text"),
+        ("{type: text}", "fields.f.type: unknown type 'text'"),
+        ("{values: []}", "fields.f.values: the picklist needs at least one value"),
+        ("{max_length: 0}", "fields.f.max_length"),
+        ("{typ: string}", "fields.f.typ: unknown key; did you mean 'type'?"),
+    ],
+)
+def test_bad_target_field_specs_are_config_errors(
+    write_config: Any, field_spec: str, message: str
+) -> None:
     extra = f"""    objects:
       contacts:
         fields:
@@ -485,9 +632,10 @@ def test_bad_target_field_specs_are_config_errors(write_config: Any, field_spec:
     assert any(f"connections.crm.objects.contacts.{message}" in p for p in problems), problems
 
 
-def test_values_a_mapping_can_only_ever_write_are_checked_at_load_time(
-        write_config: Any) -> None:
-    problems = config_problems(write_config, """
+def test_values_a_mapping_can_only_ever_write_are_checked_at_load_time(write_config: Any) -> None:
+    problems = config_problems(
+        write_config,
+        """
   m:
     source: shop
     connection: crm
@@ -497,10 +645,14 @@ def test_values_a_mapping_can_only_ever_write_are_checked_at_load_time(
       firstname: {const: Augusta}
       tier: {from: tier, transform: [{map: {values: {g: gold, b: bronze}, default: none}}]}
       country: {from: country, default: FR}
-""", connection_extra=SPEC)
+""",
+        connection_extra=SPEC,
+    )
     text = "\n".join(problems)
-    assert "mappings.m.fields: the target (crm contacts) requires field 'email', but this " \
-           "mapping never writes it" in text
+    assert (
+        "mappings.m.fields: the target (crm contacts) requires field 'email', but this "
+        "mapping never writes it" in text
+    )
     assert "mappings.m.fields.firstname.const: 7 characters" in text
     assert "mappings.m.fields.tier.transform.0: 'bronze' is not in the target's picklist" in text
     assert "mappings.m.fields.tier.transform.0: 'none' is not in" in text
@@ -509,7 +661,9 @@ def test_values_a_mapping_can_only_ever_write_are_checked_at_load_time(
 
 
 def test_match_region_is_checked(write_config: Any) -> None:
-    problems = config_problems(write_config, """
+    problems = config_problems(
+        write_config,
+        """
   m:
     source: shop
     connection: crm
@@ -522,9 +676,11 @@ def test_match_region_is_checked(write_config: Any) -> None:
     object: contacts
     match: {field: phone, from: phone, normalize: phone, region: Mars}
     fields: {phone: phone}
-""")
-    assert any("mappings.m.match.region: `region` applies to `normalize: phone`" in p
-               for p in problems)
+""",
+    )
+    assert any(
+        "mappings.m.match.region: `region` applies to `normalize: phone`" in p for p in problems
+    )
     assert any("mappings.n.match.region: unknown region 'Mars'" in p for p in problems)
 
 
@@ -532,8 +688,22 @@ def test_the_example_configuration_still_loads() -> None:
     root = Path(__file__).resolve().parents[2]
     config = load_config(root / "examples" / "crmhub.yaml", {}, check_secrets=False)
     m = config.mappings["stripe-customer-to-hubspot-contact"]
-    record = map_event(m, {"data": {"object": {"id": "cus_1", "email": "Ada@Example.com",
-                                               "name": "Ada King Lovelace",
-                                               "phone": "(415) 555-0123"}}})
-    assert record.values() == {"email": "ada@example.com", "phone": "+14155550123",
-                               "firstname": "Ada", "lastname": "King Lovelace"}
+    record = map_event(
+        m,
+        {
+            "data": {
+                "object": {
+                    "id": "cus_1",
+                    "email": "Ada@Example.com",
+                    "name": "Ada King Lovelace",
+                    "phone": "(415) 555-0123",
+                }
+            }
+        },
+    )
+    assert record.values() == {
+        "email": "ada@example.com",
+        "phone": "+14155550123",
+        "firstname": "Ada",
+        "lastname": "King Lovelace",
+    }

@@ -83,10 +83,17 @@ mappings:
 PREFIX = "crmhub-cli-test"
 
 
-def customer(email: str = "Ada@Example.com", type_: str = "customer.created",
-             event_id: str = "evt_1", **extra: Any) -> dict[str, Any]:
-    return {"id": event_id, "type": type_,
-            "data": {"object": {"email": email, "name": "Ada Lovelace", **extra}}}
+def customer(
+    email: str = "Ada@Example.com",
+    type_: str = "customer.created",
+    event_id: str = "evt_1",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "type": type_,
+        "data": {"object": {"email": email, "name": "Ada Lovelace", **extra}},
+    }
 
 
 @pytest.fixture
@@ -95,10 +102,12 @@ def config_path(write_config: Any) -> Path:
     return path
 
 
-def invoke(config_path: Path, args: list[str], *, obj: CliContext | None = None,
-           stdin: str | None = None) -> Result:
-    return CliRunner().invoke(main, args, obj=obj, input=stdin,
-                              env={"CRMHUB_CONFIG": str(config_path)})
+def invoke(
+    config_path: Path, args: list[str], *, obj: CliContext | None = None, stdin: str | None = None
+) -> Result:
+    return CliRunner().invoke(
+        main, args, obj=obj, input=stdin, env={"CRMHUB_CONFIG": str(config_path)}
+    )
 
 
 def payload(tmp_path: Path, body: Any, name: str = "payload.json") -> str:
@@ -124,8 +133,10 @@ def no_target_calls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # -- one payload ----------------------------------------------------------------------------
 
-def test_a_payload_that_maps_prints_match_operation_and_fields(config_path: Path,
-                                                               tmp_path: Path) -> None:
+
+def test_a_payload_that_maps_prints_match_operation_and_fields(
+    config_path: Path, tmp_path: Path
+) -> None:
     body = customer(phone="(415) 555-0123", metadata={"tier": "g"})
     result = invoke(config_path, ["mappings", "test", "customer", payload(tmp_path, body)])
     assert result.exit_code == 0, result.output
@@ -152,19 +163,27 @@ def test_json_output_has_the_promised_shape(config_path: Path, tmp_path: Path) -
     assert set(fields) == {"email", "firstname", "phone", "tier", "lifecycle", "company"}
     for f in out["fields"]:
         assert {"name", "source_value", "value", "write", "reason"} <= set(f)
-    assert fields["firstname"] == {"name": "firstname", "from": "data.object.name",
-                                   "source_value": "Ada Lovelace", "value": "Ada",
-                                   "write": True, "reason": "written", "owner": "source"}
+    assert fields["firstname"] == {
+        "name": "firstname",
+        "from": "data.object.name",
+        "source_value": "Ada Lovelace",
+        "value": "Ada",
+        "write": True,
+        "reason": "written",
+        "owner": "source",
+    }
     assert fields["tier"]["value"] == "Other"
     assert fields["lifecycle"]["write"] is True and fields["lifecycle"]["owner"] == "target"
     assert fields["lifecycle"]["reason"] == "written only if empty at the target"
     assert fields["phone"]["write"] is False
-    assert fields["phone"]["reason"] == ("skipped: data.object.phone or "
-                                         "data.object.shipping.phone is missing or empty")
+    assert fields["phone"]["reason"] == (
+        "skipped: data.object.phone or data.object.shipping.phone is missing or empty"
+    )
 
 
-def test_a_payload_that_does_not_map_lists_every_error_and_exits_1(config_path: Path,
-                                                                   tmp_path: Path) -> None:
+def test_a_payload_that_does_not_map_lists_every_error_and_exits_1(
+    config_path: Path, tmp_path: Path
+) -> None:
     body = customer(email="not-an-email", name="Bartholomew Smith", phone="12")
     path = payload(tmp_path, body)
     code, out = run_json(config_path, ["mappings", "test", "customer", path])
@@ -175,7 +194,7 @@ def test_a_payload_that_does_not_map_lists_every_error_and_exits_1(config_path: 
     assert errors["email"]["value"] == "not-an-email"
     assert errors["email"]["problem"].startswith("email: not a valid email address")
     assert errors["phone"]["problem"].startswith("e164: ")
-    assert errors["firstname"]["value"] == "Bartholomew"          # the spec: max_length 10
+    assert errors["firstname"]["value"] == "Bartholomew"  # the spec: max_length 10
     assert errors["firstname"]["expected"] == "text, at most 10 characters"
     fields = {f["name"]: f for f in out["fields"]}
     assert fields["firstname"]["reason"].startswith("rejected: 11 characters")
@@ -187,15 +206,17 @@ def test_a_payload_that_does_not_map_lists_every_error_and_exits_1(config_path: 
 
 
 def test_a_value_utf8_cannot_encode_is_shown_escaped_naming_the_field(
-        config_path: Path, tmp_path: Path) -> None:
+    config_path: Path, tmp_path: Path
+) -> None:
     """The dry run of a dead letter's payload: JSON's "\\ud800" (a lone surrogate) is
     printed as its escape, never a UnicodeEncodeError."""
     path = payload(tmp_path, customer(company="Acme \ud800"))
     text = invoke(config_path, ["mappings", "test", "customer", path])
     assert text.exit_code == 1, text.output
     assert "would fail: dead-lettered (mapping), nothing written" in text.output
-    assert ('company: cannot be encoded as UTF-8 text: \\ud800 (a lone surrogate) at '
-            'character 5;') in text.output
+    assert (
+        "company: cannot be encoded as UTF-8 text: \\ud800 (a lone surrogate) at character 5;"
+    ) in text.output
     assert 'value "Acme \\ud800"' in text.output
     code, out = run_json(config_path, ["mappings", "test", "customer", path])
     assert code == 1 and [e["field"] for e in out["errors"]] == ["company"]
@@ -208,55 +229,70 @@ def test_spec_only_failures_are_validation_errors(config_path: Path, tmp_path: P
     assert [e["field"] for e in out["errors"]] == ["firstname"]
 
 
-@pytest.mark.parametrize("body, reason", [
-    (customer(type_="invoice.paid"),
-     "event type 'invoice.paid' is not one of customer.created, customer.updated"),
-    (customer(deleted=True),
-     "when.fields: data.object.deleted does not exist does not hold (value: true)"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (
+            customer(type_="invoice.paid"),
+            "event type 'invoice.paid' is not one of customer.created, customer.updated",
+        ),
+        (
+            customer(deleted=True),
+            "when.fields: data.object.deleted does not exist does not hold (value: true)",
+        ),
+    ],
+)
 def test_a_payload_not_routed_to_the_mapping_says_why_and_exits_1(
-        config_path: Path, tmp_path: Path, body: dict, reason: str) -> None:
+    config_path: Path, tmp_path: Path, body: dict, reason: str
+) -> None:
     code, out = run_json(config_path, ["mappings", "test", "customer", payload(tmp_path, body)])
     assert code == 1
     assert out["routed"] is False and out["operation"] == "skip"
     assert out["not_routed"] == [reason]
-    assert out["errors"] == []                  # the mapping itself would have worked
+    assert out["errors"] == []  # the mapping itself would have worked
     text = invoke(config_path, ["mappings", "test", "customer", payload(tmp_path, body)])
     assert "routed     NO" in text.output and reason in text.output
     assert "would skip: the event is not routed to this mapping" in text.output
 
 
-def test_an_event_type_read_from_a_header_needs_event_type(config_path: Path,
-                                                           tmp_path: Path) -> None:
+def test_an_event_type_read_from_a_header_needs_event_type(
+    config_path: Path, tmp_path: Path
+) -> None:
     path = payload(tmp_path, {"answers": {"first": "Ada", "last": "Lovelace"}})
     code, out = run_json(config_path, ["mappings", "test", "form-signup", path])
     assert code == 1 and out["routed"] is False
     assert "header X-Form" in out["not_routed"][0] and "--event-type" in out["not_routed"][0]
-    code, out = run_json(config_path, ["mappings", "test", "form-signup", path,
-                                       "--event-type", "signup"])
+    code, out = run_json(
+        config_path, ["mappings", "test", "form-signup", path, "--event-type", "signup"]
+    )
     assert code == 0 and out["operation"] == "create"
     assert out["match"] == {"field": None, "value": None}
     assert out["fields"][0]["value"] == "Ada Lovelace" and out["fields"][0]["from"] is None
 
 
 def test_payload_from_stdin(config_path: Path) -> None:
-    result = invoke(config_path, ["mappings", "test", "customer", "-", "--json"],
-                    stdin=json.dumps(customer()))
+    result = invoke(
+        config_path, ["mappings", "test", "customer", "-", "--json"], stdin=json.dumps(customer())
+    )
     assert result.exit_code == 0
     assert json.loads(result.output)["match"]["value"] == "ada@example.com"
 
 
 def test_a_batch_payload_is_tested_event_by_event(config_path: Path, tmp_path: Path) -> None:
-    body = [{"eventId": 1, "subscriptionType": "contact.creation", "objectId": 7},
-            {"eventId": 2, "subscriptionType": "contact.deletion", "objectId": 8}]
-    code, out = run_json(config_path, ["mappings", "test", "hubspot-contact",
-                                       payload(tmp_path, body)])
+    body = [
+        {"eventId": 1, "subscriptionType": "contact.creation", "objectId": 7},
+        {"eventId": 2, "subscriptionType": "contact.deletion", "objectId": 8},
+    ]
+    code, out = run_json(
+        config_path, ["mappings", "test", "hubspot-contact", payload(tmp_path, body)]
+    )
     assert code == 1 and out["batch"] is True and out["ok"] is False
     assert [r["operation"] for r in out["results"]] == ["update", "skip"]
     assert out["results"][0]["match"] == {"field": "id", "value": "7"}
 
 
 # -- usage and configuration errors ---------------------------------------------------------
+
 
 def test_unknown_mapping(config_path: Path, tmp_path: Path) -> None:
     result = invoke(config_path, ["mappings", "test", "custmer", payload(tmp_path, {})])
@@ -272,38 +308,49 @@ def test_payload_that_is_not_json(config_path: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args", [[], ["PAYLOAD", "--replay", "3"]])
-def test_payload_or_replay_not_both_nor_neither(config_path: Path, tmp_path: Path,
-                                                args: list[str]) -> None:
+def test_payload_or_replay_not_both_nor_neither(
+    config_path: Path, tmp_path: Path, args: list[str]
+) -> None:
     args = [payload(tmp_path, {}) if a == "PAYLOAD" else a for a in args]
     result = invoke(config_path, ["mappings", "test", "customer", *args])
     assert result.exit_code == 2 and "give either PAYLOAD.json or --replay N" in result.output
 
 
 def test_a_bad_configuration_exits_with_its_problems(write_config: Any, tmp_path: Path) -> None:
-    bad = write_config(CONFIG.replace("{e164: {region: US}}", "{e164: {region: XX}}"),
-                       name="bad.yaml")
+    bad = write_config(
+        CONFIG.replace("{e164: {region: US}}", "{e164: {region: XX}}"), name="bad.yaml"
+    )
     result = invoke(bad, ["mappings", "test", "customer", payload(tmp_path, customer())])
     assert result.exit_code == EXIT_CONFIG
-    assert "mappings.customer.fields.phone.transform.0: e164: unknown region 'XX'" \
-        in result.output
+    assert "mappings.customer.fields.phone.transform.0: e164: unknown region 'XX'" in result.output
 
 
 def test_secrets_are_not_needed(write_config: Any, tmp_path: Path) -> None:
-    path = write_config(CONFIG.replace("verify: {scheme: none}\n    allow_unsigned: true\n"
-                                       "    event_id: id",
-                                       "verify: {scheme: stripe, secret_env: NOT_SET_ANYWHERE}"
-                                       "\n    event_id: id", 1), name="secret.yaml")
+    path = write_config(
+        CONFIG.replace(
+            "verify: {scheme: none}\n    allow_unsigned: true\n    event_id: id",
+            "verify: {scheme: stripe, secret_env: NOT_SET_ANYWHERE}\n    event_id: id",
+            1,
+        ),
+        name="secret.yaml",
+    )
     result = invoke(path, ["mappings", "test", "customer", payload(tmp_path, customer())])
     assert result.exit_code == 0, result.output
 
 
 # -- replay over recorded events ------------------------------------------------------------
 
+
 @pytest.fixture
 def ledger(config_path: Path, fake_redis: fakeredis.FakeRedis) -> Ledger:
     """Events recorded through the receiver, as in production."""
-    settings = Settings.from_env({"CRMHUB_CONFIG": str(config_path), "CRMHUB_KEY_PREFIX": PREFIX,
-                                  "CRMHUB_REDIS_URL": "redis://unused"})
+    settings = Settings.from_env(
+        {
+            "CRMHUB_CONFIG": str(config_path),
+            "CRMHUB_KEY_PREFIX": PREFIX,
+            "CRMHUB_REDIS_URL": "redis://unused",
+        }
+    )
     client = create_app(settings, redis_client=fake_redis).test_client()
     events = [
         customer(event_id="e1", email="one@example.com"),
@@ -316,8 +363,9 @@ def ledger(config_path: Path, fake_redis: fakeredis.FakeRedis) -> Ledger:
     for body in events:
         response = client.post("/webhooks/shop", json=body)
         assert response.status_code == 202, response.get_json()
-    response = client.post("/webhooks/forms", json={"answers": {"first": "X"}},
-                           headers={"X-Form": "signup"})
+    response = client.post(
+        "/webhooks/forms", json={"answers": {"first": "X"}}, headers={"X-Form": "signup"}
+    )
     assert response.status_code == 202
     ledger: Ledger = client.application.extensions["crmhub"].ledger
     return ledger
@@ -331,31 +379,42 @@ def snapshot(r: fakeredis.FakeRedis) -> dict[Any, Any]:
 
 
 def test_replay_summarises_the_recent_events_of_the_source(
-        config_path: Path, ledger: Ledger, fake_redis: fakeredis.FakeRedis) -> None:
+    config_path: Path, ledger: Ledger, fake_redis: fakeredis.FakeRedis
+) -> None:
     before = snapshot(fake_redis)
-    code, out = run_json(config_path, ["mappings", "test", "customer", "--replay", "50"],
-                         obj=CliContext(_ledger=ledger))
-    assert snapshot(fake_redis) == before            # no ledger change, nothing queued
+    code, out = run_json(
+        config_path,
+        ["mappings", "test", "customer", "--replay", "50"],
+        obj=CliContext(_ledger=ledger),
+    )
+    assert snapshot(fake_redis) == before  # no ledger change, nothing queued
     assert code == 1
     assert out["replayed"] == 6 and out["source"] == "shop"
     assert out["summary"] == {"upsert": 2, "create": 0, "update": 0, "skip": 1, "fail": 3}
     failures = {(f["field"], f["problem"][:5]): f for f in out["failures"]}
     assert failures[("phone", "e164:")]["count"] == 2
-    assert failures[("phone", "e164:")]["problem"] == \
-        "e164: <value> is not a possible phone number for its country"
+    assert (
+        failures[("phone", "e164:")]["problem"]
+        == "e164: <value> is not a possible phone number for its country"
+    )
     assert sorted(failures[("phone", "e164:")]["events"]) == sorted(
-        e["event_id"] for e in out["events"] if e["match"] in ("two@example.com",
-                                                               "four@example.com"))
+        e["event_id"]
+        for e in out["events"]
+        if e["match"] in ("two@example.com", "four@example.com")
+    )
     assert failures[("email", "email")]["count"] == 1
     assert out["skips"][0]["count"] == 1
     assert "invoice.paid" in out["skips"][0]["reason"]
-    assert next(e["type"] for e in out["events"]) == "customer.updated"   # newest first
+    assert next(e["type"] for e in out["events"]) == "customer.updated"  # newest first
 
 
 def test_replay_text_and_limit(config_path: Path, ledger: Ledger) -> None:
-    result = invoke(config_path, ["mappings", "test", "customer", "--replay", "2"],
-                    obj=CliContext(_ledger=ledger))
-    assert result.exit_code == 1          # e5 (bad email) is among the last two
+    result = invoke(
+        config_path,
+        ["mappings", "test", "customer", "--replay", "2"],
+        obj=CliContext(_ledger=ledger),
+    )
+    assert result.exit_code == 1  # e5 (bad email) is among the last two
     out = result.output
     assert "replayed the last 2 events of source shop through customer" in out
     assert "would upsert      1" in out and "would fail        1" in out
@@ -363,20 +422,29 @@ def test_replay_text_and_limit(config_path: Path, ledger: Ledger) -> None:
 
 
 def test_replay_with_no_failures_exits_0(config_path: Path, ledger: Ledger) -> None:
-    code, out = run_json(config_path, ["mappings", "test", "form-signup", "--replay", "10"],
-                         obj=CliContext(_ledger=ledger))
+    code, out = run_json(
+        config_path,
+        ["mappings", "test", "form-signup", "--replay", "10"],
+        obj=CliContext(_ledger=ledger),
+    )
     assert code == 0
     assert out["summary"]["create"] == 1 and out["replayed"] == 1
 
 
 def test_replay_of_a_source_without_events(config_path: Path, ledger: Ledger) -> None:
-    result = invoke(config_path, ["mappings", "test", "hubspot-contact", "--replay", "5"],
-                    obj=CliContext(_ledger=ledger))
+    result = invoke(
+        config_path,
+        ["mappings", "test", "hubspot-contact", "--replay", "5"],
+        obj=CliContext(_ledger=ledger),
+    )
     assert result.exit_code == 0
     assert "no recorded events of source 'hubspot'" in result.output
 
 
 def test_replay_does_not_take_an_event_type(config_path: Path, ledger: Ledger) -> None:
-    result = invoke(config_path, ["mappings", "test", "customer", "--replay", "5",
-                                  "--event-type", "x"], obj=CliContext(_ledger=ledger))
+    result = invoke(
+        config_path,
+        ["mappings", "test", "customer", "--replay", "5", "--event-type", "x"],
+        obj=CliContext(_ledger=ledger),
+    )
     assert result.exit_code == 2

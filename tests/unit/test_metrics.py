@@ -22,58 +22,68 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 def answers(samples: Samples) -> dict[tuple[str, str, str], float]:
     """crmhub_http_responses_total as {(route, status_class, source): count}."""
-    return {(d["route"], d["status_class"], d["source"]): value
-            for (name, labels), value in samples.items()
-            if name == "crmhub_http_responses_total" and (d := dict(labels))}
-
-
-def outcomes(samples: Samples, source: str) -> dict[str, float]:
-    return {dict(labels)["outcome"]: value for (name, labels), value in samples.items()
-            if name == "crmhub_webhooks_total" and dict(labels)["source"] == source}
-
-
-def test_every_answer_is_counted_by_route_status_class_and_source(
-        client: FlaskClient) -> None:  # noqa: F811
-    post_stripe(client, stripe_event("evt_1"))                          # 202
-    post_stripe(client, stripe_event("evt_1"))                          # 200 duplicate
-    post_stripe(client, stripe_event("evt_2"), secret="whsec_wrong")    # 401
-    client.post("/webhooks/nosuch", data=b"{}")                          # 404
-    client.get("/healthz")
-    client.get("/no/such/page")                                          # 404 from Flask
-    samples = metric_samples(client)
-    assert answers(samples) == {
-        ("webhooks", "2xx", "stripe"): 2, ("webhooks", "4xx", "stripe"): 1,
-        ("webhooks", "4xx", "unknown"): 1, ("healthz", "2xx", ""): 1, ("other", "4xx", ""): 1,
+    return {
+        (d["route"], d["status_class"], d["source"]): value
+        for (name, labels), value in samples.items()
+        if name == "crmhub_http_responses_total" and (d := dict(labels))
     }
 
 
-def test_label_values_stay_bounded_whatever_the_urls(client: FlaskClient) -> None:  # noqa: F811
+def outcomes(samples: Samples, source: str) -> dict[str, float]:
+    return {
+        dict(labels)["outcome"]: value
+        for (name, labels), value in samples.items()
+        if name == "crmhub_webhooks_total" and dict(labels)["source"] == source
+    }
+
+
+def test_every_answer_is_counted_by_route_status_class_and_source(client: FlaskClient) -> None:
+    post_stripe(client, stripe_event("evt_1"))  # 202
+    post_stripe(client, stripe_event("evt_1"))  # 200 duplicate
+    post_stripe(client, stripe_event("evt_2"), secret="whsec_wrong")  # 401
+    client.post("/webhooks/nosuch", data=b"{}")  # 404
+    client.get("/healthz")
+    client.get("/no/such/page")  # 404 from Flask
+    samples = metric_samples(client)
+    assert answers(samples) == {
+        ("webhooks", "2xx", "stripe"): 2,
+        ("webhooks", "4xx", "stripe"): 1,
+        ("webhooks", "4xx", "unknown"): 1,
+        ("healthz", "2xx", ""): 1,
+        ("other", "4xx", ""): 1,
+    }
+
+
+def test_label_values_stay_bounded_whatever_the_urls(client: FlaskClient) -> None:
     for n in range(30):
         client.post(f"/webhooks/scanner-{n}", data=b"{}")
         client.get(f"/wp-admin-{n}.php")
     text = client.get("/metrics").get_data(as_text=True)
     assert "scanner" not in text and "wp-admin" not in text
     assert answers(metric_samples(client)) == {
-        ("webhooks", "4xx", "unknown"): 30, ("other", "4xx", ""): 30,
-        ("metrics", "2xx", ""): 1}
+        ("webhooks", "4xx", "unknown"): 30,
+        ("other", "4xx", ""): 30,
+        ("metrics", "2xx", ""): 1,
+    }
 
 
-def test_503s_are_counted_once_the_ledger_answers_again(settings: Settings) -> None:  # noqa: F811
+def test_503s_are_counted_once_the_ledger_answers_again(settings: Settings) -> None:
     server = fakeredis.FakeServer()
     down_then_up = create_app(settings, redis_client=fakeredis.FakeRedis(server=server))
-    client = down_then_up.test_client()  # noqa: F811
-    server.connected = False                             # Redis goes away
+    client = down_then_up.test_client()
+    server.connected = False  # Redis goes away
     response = post_stripe(client, stripe_event("evt_503"))
     assert response.status_code == 503
     assert metric_samples(client)[("crmhub_ledger_up", ())] == 0
-    server.connected = True                              # and comes back
+    server.connected = True  # and comes back
     samples = metric_samples(client)
     assert answers(samples)[("webhooks", "5xx", "stripe")] == 1
     assert outcomes(samples, "stripe") == {"unavailable": 1}
 
 
 def test_a_bug_is_a_counted_json_500_not_an_html_page(
-        client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("a bug")
 
@@ -84,7 +94,7 @@ def test_a_bug_is_a_counted_json_500_not_an_html_page(
     assert response.get_json()["error"] == "internal_error"
 
     hub = client.application.extensions["crmhub"]
-    monkeypatch.setattr(hub.ledger, "ping", broken)       # a bug in a Flask route
+    monkeypatch.setattr(hub.ledger, "ping", broken)  # a bug in a Flask route
     response = client.get("/readyz")
     assert response.status_code == 500
     assert response.content_type == "application/json"
@@ -97,43 +107,55 @@ def test_a_bug_is_a_counted_json_500_not_an_html_page(
 
 
 def test_counts_reach_the_ledger_without_a_scrape(
-        client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:  # noqa: F811
+    client: FlaskClient, fake_redis: fakeredis.FakeRedis
+) -> None:
     post_stripe(client, stripe_event("evt_bg"), secret="whsec_wrong")
-    wait_until(lambda: fake_redis.hget(f"{PREFIX}:stats:answers", "webhooks|4xx|stripe"),
-               timeout=10, message="the background flush")
+    wait_until(
+        lambda: fake_redis.hget(f"{PREFIX}:stats:answers", "webhooks|4xx|stripe"),
+        timeout=10,
+        message="the background flush",
+    )
     assert fake_redis.hget(f"{PREFIX}:stats:webhooks", "stripe|unauthorized") == b"1"
 
 
-def test_the_content_type_names_its_charset_once(client: FlaskClient) -> None:  # noqa: F811
+def test_the_content_type_names_its_charset_once(client: FlaskClient) -> None:
     content_type = client.get("/metrics").headers["Content-Type"]
     assert content_type.startswith("text/plain; version=")
     assert content_type.count("charset") == 1
 
 
-def test_pause_reasons_are_bounded_labels_not_free_text(client: FlaskClient) -> None:  # noqa: F811
+def test_pause_reasons_are_bounded_labels_not_free_text(client: FlaskClient) -> None:
     ledger = client.application.extensions["crmhub"].ledger
-    ledger.pause("crm", reason="customer asked on ticket #4711", by="ada@ops (cli)",
-                 now=time.time())
+    ledger.pause(
+        "crm", reason="customer asked on ticket #4711", by="ada@ops (cli)", now=time.time()
+    )
     text = client.get("/metrics").get_data(as_text=True)
     assert "4711" not in text
-    paused = {dict(labels)["reason"]: value for (name, labels), value in
-              metric_samples(client).items() if name == "crmhub_connection_paused"}
+    paused = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in metric_samples(client).items()
+        if name == "crmhub_connection_paused"
+    }
     assert paused == {"auth": 0, "manual": 1, "other": 0}
 
     ledger.resume("crm", now=time.time())
     ledger.pause("crm", reason="auth", by="crmhub", now=time.time(), detail="401 from crm")
-    paused = {dict(labels)["reason"]: value for (name, labels), value in
-              metric_samples(client).items() if name == "crmhub_connection_paused"}
+    paused = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in metric_samples(client).items()
+        if name == "crmhub_connection_paused"
+    }
     assert paused == {"auth": 1, "manual": 0, "other": 0}
 
 
-def metrics_app(settings: Settings, **env: str) -> Flask:  # noqa: F811
-    return create_app(Settings.from_env({**settings.environ, **env}),
-                      redis_client=fakeredis.FakeRedis())
+def metrics_app(settings: Settings, **env: str) -> Flask:
+    return create_app(
+        Settings.from_env({**settings.environ, **env}), redis_client=fakeredis.FakeRedis()
+    )
 
 
-def test_a_metrics_token_protects_metrics(settings: Settings) -> None:  # noqa: F811
-    client = metrics_app(settings, CRMHUB_METRICS_TOKEN="scrape-secret").test_client()  # noqa: F811
+def test_a_metrics_token_protects_metrics(settings: Settings) -> None:
+    client = metrics_app(settings, CRMHUB_METRICS_TOKEN="scrape-secret").test_client()
     refused = client.get("/metrics")
     assert refused.status_code == 401
     assert refused.get_json()["error"] == "unauthorized"
@@ -145,16 +167,14 @@ def test_a_metrics_token_protects_metrics(settings: Settings) -> None:  # noqa: 
     assert "crmhub_ledger_up 1.0" in allowed.get_data(as_text=True)
 
 
-def test_without_a_token_metrics_are_open(settings: Settings) -> None:  # noqa: F811
+def test_without_a_token_metrics_are_open(settings: Settings) -> None:
     assert settings.metrics_token is None
     assert metrics_app(settings).test_client().get("/metrics").status_code == 200
 
 
-def test_the_request_read_timeout_setting(settings: Settings) -> None:  # noqa: F811
+def test_the_request_read_timeout_setting(settings: Settings) -> None:
     assert settings.request_read_timeout_seconds == 10
     env = {**settings.environ, "CRMHUB_REQUEST_READ_TIMEOUT_SECONDS": "3"}
     assert Settings.from_env(env).request_read_timeout_seconds == 3
     with pytest.raises(ConfigError, match="CRMHUB_REQUEST_READ_TIMEOUT_SECONDS"):
         Settings.from_env({**env, "CRMHUB_REQUEST_READ_TIMEOUT_SECONDS": "ten"})
-
-

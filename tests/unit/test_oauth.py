@@ -46,27 +46,42 @@ from connectors.registry import CONNECTORS
 from core.config import ConnectionConfig, load_config
 from core.errors import AuthError, TransientError
 from core.ledger import Ledger
+from core.ledger.keys import LedgerKeys
+from core.ledger.tokens import TokenState, TokenStore
 from core.mapping.engine import FieldResult, MappedRecord
-from core.tokens import TokenState, TokenStore
 from workers.runtime import WorkerRuntime
 
 API = "https://api.hubapi.com"
 PREFIX = "crmhub-oauth-test"
-ENV = {"HUBSPOT_CLIENT_ID": "5a7e2c1d-client-id", "HUBSPOT_CLIENT_SECRET": "client-secret-x",
-       "HUBSPOT_REFRESH_TOKEN": "rt-from-env-0001"}
-AUTH = {"type": "oauth2", "client_id_env": "HUBSPOT_CLIENT_ID",
-        "client_secret_env": "HUBSPOT_CLIENT_SECRET",
-        "refresh_token_env": "HUBSPOT_REFRESH_TOKEN"}
+ENV = {
+    "HUBSPOT_CLIENT_ID": "5a7e2c1d-client-id",
+    "HUBSPOT_CLIENT_SECRET": "client-secret-x",
+    "HUBSPOT_REFRESH_TOKEN": "rt-from-env-0001",
+}
+AUTH = {
+    "type": "oauth2",
+    "client_id_env": "HUBSPOT_CLIENT_ID",
+    "client_secret_env": "HUBSPOT_CLIENT_SECRET",
+    "refresh_token_env": "HUBSPOT_REFRESH_TOKEN",
+}
 CORRELATION = "a43683b0-5717-4ceb-80b4-104d02915d8c"
 
 # [expired]
-EXPIRED = {"status": "error", "message": "The OAuth token used to make this call expired 5 "
-           "minute(s) ago.", "correlationId": CORRELATION, "category": "EXPIRED_AUTHENTICATION"}
+EXPIRED = {
+    "status": "error",
+    "message": "The OAuth token used to make this call expired 5 minute(s) ago.",
+    "correlationId": CORRELATION,
+    "category": "EXPIRED_AUTHENTICATION",
+}
 # [errors]
-INVALID = {"status": "error", "message": "Authentication credentials not found. This API "
-           "supports OAuth 2.0 authentication and you can find more details at "
-           "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
-           "correlationId": CORRELATION, "category": "INVALID_AUTHENTICATION"}
+INVALID = {
+    "status": "error",
+    "message": "Authentication credentials not found. This API "
+    "supports OAuth 2.0 authentication and you can find more details at "
+    "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+    "correlationId": CORRELATION,
+    "category": "INVALID_AUTHENTICATION",
+}
 # [badrt]
 INVALID_GRANT = {"error": "invalid_grant", "error_description": "refresh token is revoked"}
 
@@ -79,9 +94,12 @@ class HubSpot:
     """
 
     def __init__(self, **config: Any) -> None:
-        self.app = FakeHubSpot(client_id=ENV["HUBSPOT_CLIENT_ID"],
-                               client_secret=ENV["HUBSPOT_CLIENT_SECRET"],
-                               refresh_token=ENV["HUBSPOT_REFRESH_TOKEN"], **config)
+        self.app = FakeHubSpot(
+            client_id=ENV["HUBSPOT_CLIENT_ID"],
+            client_secret=ENV["HUBSPOT_CLIENT_SECRET"],
+            refresh_token=ENV["HUBSPOT_REFRESH_TOKEN"],
+            **config,
+        )
         self.token_requests: list[httpx.Request] = []
         self.api_requests: list[httpx.Request] = []
         self.token_script: Callable[[httpx.Request], httpx.Response] | None = None
@@ -99,12 +117,14 @@ class HubSpot:
         return self._transport.handle_request(request)
 
     def forms(self) -> list[dict[str, str]]:
-        return [{k: v[0] for k, v in parse_qs(r.content.decode()).items()}
-                for r in self.token_requests]
+        return [
+            {k: v[0] for k, v in parse_qs(r.content.decode()).items()} for r in self.token_requests
+        ]
 
     def bearers(self) -> list[str]:
-        return [r.headers.get("authorization", "").removeprefix("Bearer ")
-                for r in self.api_requests]
+        return [
+            r.headers.get("authorization", "").removeprefix("Bearer ") for r in self.api_requests
+        ]
 
     def issued(self) -> list[str]:
         """The access tokens HubSpot issued, oldest first."""
@@ -115,18 +135,26 @@ def connection() -> ConnectionConfig:
     return ConnectionConfig(name="hubspot", connector="hubspot", base_url=API, auth=AUTH)
 
 
-def worker(fake: HubSpot, client: Any, environ: dict[str, str] | None = None
-           ) -> HubSpotConnector:
+def worker(fake: HubSpot, client: Any, environ: dict[str, str] | None = None) -> HubSpotConnector:
     """One worker's connector: its own HTTP client, the shared token store."""
-    return HubSpotConnector(connection(), ENV if environ is None else environ,
-                            transport=httpx.MockTransport(fake),
-                            tokens=TokenStore(client, PREFIX))
+    return HubSpotConnector(
+        connection(),
+        ENV if environ is None else environ,
+        transport=httpx.MockTransport(fake),
+        tokens=TokenStore(client, LedgerKeys(PREFIX)),
+    )
 
 
 def record(email: str = "ada@example.com") -> MappedRecord:
-    return MappedRecord(mapping="m", connection="hubspot", object="contacts", action="upsert",
-                        match_field="email", match_value=email,
-                        fields=(FieldResult("firstname", "Ada", "Ada", "source"),))
+    return MappedRecord(
+        mapping="m",
+        connection="hubspot",
+        object="contacts",
+        action="upsert",
+        match_field="email",
+        match_value=email,
+        fields=(FieldResult("firstname", "Ada", "Ada", "source"),),
+    )
 
 
 @pytest.fixture
@@ -140,29 +168,45 @@ def client(server: fakeredis.FakeServer) -> fakeredis.FakeRedis:
 
 
 def store(client: Any) -> TokenStore:
-    return TokenStore(client, PREFIX)
+    return TokenStore(client, LedgerKeys(PREFIX))
 
 
-def seed(client: Any, access: str, *, left: float, lifetime: float = 1800.0,
-         refresh: str = ENV["HUBSPOT_REFRESH_TOKEN"]) -> None:
+def seed(
+    client: Any,
+    access: str,
+    *,
+    left: float,
+    lifetime: float = 1800.0,
+    refresh: str = ENV["HUBSPOT_REFRESH_TOKEN"],
+) -> None:
     """A token obtained `lifetime - left` seconds ago with `left` seconds to live."""
     now = time.time()
-    store(client).save("hubspot", TokenState(access_token=access, expires_at=now + left,
-                                             refresh_token=refresh,
-                                             obtained_at=now + left - lifetime))
+    store(client).save(
+        "hubspot",
+        TokenState(
+            access_token=access,
+            expires_at=now + left,
+            refresh_token=refresh,
+            obtained_at=now + left - lifetime,
+        ),
+    )
 
 
 # obtaining and reusing ------------------------------------------------------------------
 def test_first_use_refreshes_with_the_env_token_and_shares_the_result_in_redis(
-        client: fakeredis.FakeRedis) -> None:
+    client: fakeredis.FakeRedis,
+) -> None:
     fake = HubSpot()
     before = time.time()
     result = worker(fake, client).deliver(record())
     assert result.operation == "created"
     [form] = fake.forms()
-    assert form == {"grant_type": "refresh_token", "refresh_token": ENV["HUBSPOT_REFRESH_TOKEN"],
-                    "client_id": ENV["HUBSPOT_CLIENT_ID"],
-                    "client_secret": ENV["HUBSPOT_CLIENT_SECRET"]}
+    assert form == {
+        "grant_type": "refresh_token",
+        "refresh_token": ENV["HUBSPOT_REFRESH_TOKEN"],
+        "client_id": ENV["HUBSPOT_CLIENT_ID"],
+        "client_secret": ENV["HUBSPOT_CLIENT_SECRET"],
+    }
     [issued] = fake.issued()
     assert fake.bearers() == [issued]
     raw = json.loads(text(client.get(f"{PREFIX}:conn:hubspot:oauth")))
@@ -170,7 +214,7 @@ def test_first_use_refreshes_with_the_env_token_and_shares_the_result_in_redis(
     assert raw["refresh_token"] == ENV["HUBSPOT_REFRESH_TOKEN"]
     assert before <= raw["obtained_at"] <= time.time()
     assert raw["expires_at"] == pytest.approx(raw["obtained_at"] + 1800)
-    assert fake.app.violations() == []          # the token request as HubSpot wants it
+    assert fake.app.violations() == []  # the token request as HubSpot wants it
 
 
 def test_a_fresh_shared_token_is_used_without_a_refresh(client: fakeredis.FakeRedis) -> None:
@@ -185,16 +229,20 @@ def test_a_fresh_shared_token_is_used_without_a_refresh(client: fakeredis.FakeRe
     assert fake.bearers() == ["CJSP-shared"] * 3
 
 
-@pytest.mark.parametrize("lifetime, left, refreshes", [
-    (1800, 1000, False),
-    (1800, 200, False),       # more than a tenth (180 s) left
-    (1800, 170, True),        # less than a tenth left, though more than a minute
-    (300, 70, False),         # a short-lived token: the one-minute floor applies
-    (300, 50, True),
-    (1800, -5, True),         # already expired
-])
+@pytest.mark.parametrize(
+    "lifetime, left, refreshes",
+    [
+        (1800, 1000, False),
+        (1800, 200, False),  # more than a tenth (180 s) left
+        (1800, 170, True),  # less than a tenth left, though more than a minute
+        (300, 70, False),  # a short-lived token: the one-minute floor applies
+        (300, 50, True),
+        (1800, -5, True),  # already expired
+    ],
+)
 def test_a_token_near_expiry_is_refreshed_before_use(
-        client: fakeredis.FakeRedis, lifetime: float, left: float, refreshes: bool) -> None:
+    client: fakeredis.FakeRedis, lifetime: float, left: float, refreshes: bool
+) -> None:
     fake = HubSpot()
     fake.app.issue_token("CJSP-old")
     seed(client, "CJSP-old", left=left, lifetime=lifetime)
@@ -206,7 +254,8 @@ def test_a_token_near_expiry_is_refreshed_before_use(
 
 
 def test_two_workers_refreshing_at_once_make_one_token_request(
-        server: fakeredis.FakeServer) -> None:
+    server: fakeredis.FakeServer,
+) -> None:
     fake = HubSpot()
     # a slow token endpoint: long enough for the other worker to arrive meanwhile
     fake.app.fault(mode="latency", latency_ms=300, endpoints=["oauth.token"])
@@ -218,11 +267,13 @@ def test_two_workers_refreshing_at_once_make_one_token_request(
         try:
             start.wait()
             connector.deliver(record(email))
-        except BaseException as exc:   # surfaced below
+        except BaseException as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(w, f"user{i}@example.com"))
-               for i, w in enumerate(workers)]
+    threads = [
+        threading.Thread(target=run, args=(w, f"user{i}@example.com"))
+        for i, w in enumerate(workers)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -234,7 +285,8 @@ def test_two_workers_refreshing_at_once_make_one_token_request(
 
 # a 401 from the API ---------------------------------------------------------------------
 def test_an_expired_token_is_refreshed_once_and_the_request_retried_once(
-        client: fakeredis.FakeRedis) -> None:
+    client: fakeredis.FakeRedis,
+) -> None:
     fake = HubSpot()
     # HubSpot says expired though we think not
     fake.app.issue_token("CJSP-revoked-early", expires_in=0)
@@ -250,9 +302,10 @@ def test_an_expired_token_is_refreshed_once_and_the_request_retried_once(
 
 @pytest.mark.parametrize("answer", [EXPIRED, INVALID], ids=["expired", "invalid"])
 def test_a_401_that_persists_after_the_refresh_is_an_auth_error(
-        client: fakeredis.FakeRedis, answer: dict[str, str]) -> None:
+    client: fakeredis.FakeRedis, answer: dict[str, str]
+) -> None:
     fake = HubSpot()
-    fake.api_script = lambda request: httpx.Response(401, json=answer)    # [expired], [errors]
+    fake.api_script = lambda request: httpx.Response(401, json=answer)  # [expired], [errors]
     seed(client, "CJSP-a", left=1500)
     with pytest.raises(AuthError) as info:
         worker(fake, client).deliver(record())
@@ -263,7 +316,8 @@ def test_a_401_that_persists_after_the_refresh_is_an_auth_error(
 
 
 def test_a_token_hubspot_no_longer_knows_is_refreshed_once_and_the_request_retried_once(
-        client: fakeredis.FakeRedis) -> None:
+    client: fakeredis.FakeRedis,
+) -> None:
     """The demo restarted: the shared store still holds a token the new HubSpot never
     issued, which it answers with 401 INVALID_AUTHENTICATION [errors], not EXPIRED."""
     fake = HubSpot()
@@ -277,7 +331,8 @@ def test_a_token_hubspot_no_longer_knows_is_refreshed_once_and_the_request_retri
 
 
 def test_a_plain_401_from_a_generic_oauth2_target_is_refreshed_once_and_retried_once(
-        client: fakeredis.FakeRedis) -> None:
+    client: fakeredis.FakeRedis,
+) -> None:
     """The generic http connector: a 401 with no body to read gets the same one refresh."""
     fake = HubSpot()
     seed(client, "stale-token", left=1500)
@@ -290,20 +345,27 @@ def test_a_plain_401_from_a_generic_oauth2_target_is_refreshed_once_and_retried_
             return httpx.Response(401, text="Unauthorized")
         return httpx.Response(201, json=json.loads(request.content))
 
-    conn = ConnectionConfig(name="hubspot", connector="http", base_url="https://crm.example",
-                            auth={**AUTH, "token_url": TOKEN_URL})
-    connector = CONNECTORS["http"](conn, ENV, transport=httpx.MockTransport(crm),
-                                   tokens=store(client))
+    conn = ConnectionConfig(
+        name="hubspot",
+        connector="http",
+        base_url="https://crm.example",
+        auth={**AUTH, "token_url": TOKEN_URL},
+    )
+    connector = CONNECTORS["http"](
+        conn, ENV, transport=httpx.MockTransport(crm), tokens=store(client)
+    )
     result = connector.deliver(record())
     assert (result.operation, result.status) == ("created", 201)
     assert len(fake.token_requests) == 1
     assert [(r.method, r.url.path) for r in fake.api_requests] == [
-        ("PUT", "/contacts/ada@example.com")] * 2
+        ("PUT", "/contacts/ada@example.com")
+    ] * 2
     assert fake.bearers() == ["stale-token", *fake.issued()]
 
 
 def test_a_token_another_worker_already_replaced_is_used_without_a_refresh(
-        client: fakeredis.FakeRedis) -> None:
+    client: fakeredis.FakeRedis,
+) -> None:
     fake = HubSpot()
     fake.app.issue_token("CJSP-old", expires_in=0)
     fake.app.issue_token("CJSP-from-other-worker")
@@ -323,11 +385,12 @@ def test_a_token_another_worker_already_replaced_is_used_without_a_refresh(
 # the token endpoint refusing or failing -------------------------------------------------
 @pytest.mark.parametrize("refusal", ["BAD_REFRESH_TOKEN", "invalid_grant"])
 def test_a_refused_refresh_token_is_an_auth_error_telling_the_operator_what_to_run(
-        client: fakeredis.FakeRedis, refusal: str) -> None:
+    client: fakeredis.FakeRedis, refusal: str
+) -> None:
     fake = HubSpot()
     if refusal == "BAD_REFRESH_TOKEN":
-        fake.app.fault(mode="revoke_refresh_token")   # the app's access was revoked
-    else:   # the OAuth error code HubSpot may answer instead [badrt]
+        fake.app.fault(mode="revoke_refresh_token")  # the app's access was revoked
+    else:  # the OAuth error code HubSpot may answer instead [badrt]
         fake.token_script = lambda request: httpx.Response(400, json=INVALID_GRANT)
     with pytest.raises(AuthError) as info:
         worker(fake, client).deliver(record())
@@ -340,7 +403,8 @@ def test_a_refused_refresh_token_is_an_auth_error_telling_the_operator_what_to_r
 
 
 def test_without_any_refresh_token_the_operator_is_told_to_install_one(
-        client: fakeredis.FakeRedis) -> None:
+    client: fakeredis.FakeRedis,
+) -> None:
     fake = HubSpot()
     environ = {**ENV, "HUBSPOT_REFRESH_TOKEN": ""}
     with pytest.raises(AuthError, match="crmhub auth set-refresh-token hubspot"):
@@ -349,13 +413,14 @@ def test_without_any_refresh_token_the_operator_is_told_to_install_one(
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
-def test_a_token_endpoint_outage_is_transient(client: fakeredis.FakeRedis,
-                                              status: int) -> None:
+def test_a_token_endpoint_outage_is_transient(client: fakeredis.FakeRedis, status: int) -> None:
     fake = HubSpot()
     # [errors]: 5xx and 429 are "pause, then retry"
-    if status == 429:      # the fake never limits its token endpoint
-        fake.token_script = lambda request: httpx.Response(status, json={
-            "status": "error", "message": "internal error", "correlationId": CORRELATION})
+    if status == 429:  # the fake never limits its token endpoint
+        fake.token_script = lambda request: httpx.Response(
+            status,
+            json={"status": "error", "message": "internal error", "correlationId": CORRELATION},
+        )
     else:
         fake.app.fault(mode="error5xx", status=status, endpoints=["oauth.token"])
     with pytest.raises(TransientError) as info:
@@ -366,8 +431,9 @@ def test_a_token_endpoint_outage_is_transient(client: fakeredis.FakeRedis,
 
 
 @pytest.mark.parametrize("exc", [httpx.ReadTimeout, httpx.ConnectTimeout, httpx.ConnectError])
-def test_a_token_endpoint_timeout_is_transient(client: fakeredis.FakeRedis,
-                                               exc: type[httpx.TransportError]) -> None:
+def test_a_token_endpoint_timeout_is_transient(
+    client: fakeredis.FakeRedis, exc: type[httpx.TransportError]
+) -> None:
     fake = HubSpot()
 
     def fail(request: httpx.Request) -> httpx.Response:
@@ -386,12 +452,13 @@ def test_a_failed_refresh_does_not_hold_the_lock(client: fakeredis.FakeRedis) ->
         worker(fake, client).deliver(record())
     started = time.monotonic()
     assert worker(fake, client).deliver(record()).operation == "created"
-    assert time.monotonic() - started < 5          # not waiting out a stale lock
+    assert time.monotonic() - started < 5  # not waiting out a stale lock
 
 
 # refresh tokens -------------------------------------------------------------------------
 def test_a_rotated_refresh_token_is_stored_and_used_for_the_next_refresh(
-        client: fakeredis.FakeRedis) -> None:
+    client: fakeredis.FakeRedis,
+) -> None:
     fake = HubSpot(rotate_refresh_tokens=True)
     connector = worker(fake, client)
     connector.deliver(record())
@@ -401,34 +468,38 @@ def test_a_rotated_refresh_token_is_stored_and_used_for_the_next_refresh(
     # the access token runs out; the next refresh must use the rotated refresh token (the
     # one from the environment is no longer valid)
     state = store(client).get("hubspot")
-    store(client).save("hubspot", TokenState(state.access_token, time.time() - 1,
-                                             state.refresh_token, state.obtained_at))
+    store(client).save(
+        "hubspot",
+        TokenState(state.access_token, time.time() - 1, state.refresh_token, state.obtained_at),
+    )
     worker(fake, client).deliver(record())
-    assert [f["refresh_token"] for f in fake.forms()] == [ENV["HUBSPOT_REFRESH_TOKEN"],
-                                                          rotated]
+    assert [f["refresh_token"] for f in fake.forms()] == [ENV["HUBSPOT_REFRESH_TOKEN"], rotated]
     [again] = fake.app.refresh_tokens()
     assert again != rotated
     assert store(client).get("hubspot").refresh_token == again
 
 
 def test_an_answer_without_a_refresh_token_keeps_the_current_one(
-        client: fakeredis.FakeRedis) -> None:
+    client: fakeredis.FakeRedis,
+) -> None:
     fake = HubSpot()
     fake.app.issue_token("CJSP-plain")
     # [token] with the refresh token left out
-    fake.token_script = lambda request: httpx.Response(200, json={
-        "access_token": "CJSP-plain", "expires_in": 1800, "token_type": "bearer"})
+    fake.token_script = lambda request: httpx.Response(
+        200, json={"access_token": "CJSP-plain", "expires_in": 1800, "token_type": "bearer"}
+    )
     seed(client, "", left=-1, refresh="rt-installed")
     worker(fake, client).deliver(record())
     assert store(client).get("hubspot").refresh_token == "rt-installed"
 
 
 def test_installing_a_refresh_token_clears_the_access_token_so_the_next_request_refreshes(
-        client: fakeredis.FakeRedis) -> None:
+    client: fakeredis.FakeRedis,
+) -> None:
     fake = HubSpot()
     fake.app.issue_token("CJSP-before")
     seed(client, "CJSP-before", left=1700, refresh="rt-revoked")
-    fake.app.set_refresh_token("rt-reauthorised")       # the app re-authorised
+    fake.app.set_refresh_token("rt-reauthorised")  # the app re-authorised
     store(client).install_refresh_token("hubspot", "rt-reauthorised")
     state = store(client).get("hubspot")
     assert (state.access_token, state.refresh_token) == ("", "rt-reauthorised")
@@ -469,11 +540,10 @@ class Cli:
         self.settings = settings
 
     def run(self, *args: str, stdin: str = "") -> Result:
-        return crmhub(self.settings, *args, config=self.ctx.config, ledger=self.ledger,
-                      stdin=stdin)
+        return crmhub(self.settings, *args, config=self.ctx.config, ledger=self.ledger, stdin=stdin)
 
     def tokens(self) -> TokenState:
-        return TokenStore(self.ledger.redis, self.settings.key_prefix).get("hubspot")
+        return TokenStore(self.ledger.redis, LedgerKeys(self.settings.key_prefix)).get("hubspot")
 
 
 @pytest.fixture
@@ -510,19 +580,26 @@ def test_a_worker_uses_the_installed_refresh_token_on_its_next_request(cli: Cli)
     fake = HubSpot()
     fake.app.set_refresh_token(SECRET)
     rt._connectors["hubspot"] = HubSpotConnector(
-        cli.ctx.config.connections["hubspot"], cli.settings.environ,
-        transport=httpx.MockTransport(fake), tokens=rt.tokens)
+        cli.ctx.config.connections["hubspot"],
+        cli.settings.environ,
+        transport=httpx.MockTransport(fake),
+        tokens=rt.ledger.tokens,
+    )
     rt.connector("hubspot").deliver(record())
     assert [f["refresh_token"] for f in fake.forms()] == [SECRET]
 
 
-@pytest.mark.parametrize("args, stdin, code, says", [
-    (("nope",), SECRET + "\n", EXIT_NOT_FOUND, "no connection named 'nope'"),
-    (("crm",), SECRET + "\n", 2, "does not use oauth2"),
-    (("hubspot",), "\n", 2, "no refresh token given"),
-])
+@pytest.mark.parametrize(
+    "args, stdin, code, says",
+    [
+        (("nope",), SECRET + "\n", EXIT_NOT_FOUND, "no connection named 'nope'"),
+        (("crm",), SECRET + "\n", 2, "does not use oauth2"),
+        (("hubspot",), "\n", 2, "no refresh token given"),
+    ],
+)
 def test_set_refresh_token_refuses_and_stores_nothing(
-        cli: Cli, args: tuple[str, ...], stdin: str, code: int, says: str) -> None:
+    cli: Cli, args: tuple[str, ...], stdin: str, code: int, says: str
+) -> None:
     result = cli.run("auth", "set-refresh-token", *args, stdin=stdin)
     assert result.exit_code == code
     assert says in result.output
@@ -531,15 +608,18 @@ def test_set_refresh_token_refuses_and_stores_nothing(
 
 
 def test_waiting_too_long_for_another_workers_refresh_is_transient(
-        server: fakeredis.FakeServer, client: fakeredis.FakeRedis,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    server: fakeredis.FakeServer, client: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = HubSpot()
     key = f"{PREFIX}:conn:hubspot:oauth:lock"
     # another worker holds the refresh lock and does not let go (a hung token request)
     other = fakeredis.FakeRedis(server=server)
     assert other.lock(key, timeout=30).acquire(blocking=False)
-    monkeypatch.setattr(TokenStore, "refresh_lock", lambda self, connection: self.redis.lock(
-        key, timeout=30, blocking_timeout=0.2))      # the real wait is 20 s
+    monkeypatch.setattr(
+        TokenStore,
+        "refresh_lock",
+        lambda self, connection: self.redis.lock(key, timeout=30, blocking_timeout=0.2),
+    )  # the real wait is 20 s
     with pytest.raises(TransientError, match="refresh"):
         worker(fake, client).deliver(record())
     assert fake.token_requests == [] and fake.api_requests == []

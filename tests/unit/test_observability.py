@@ -57,7 +57,7 @@ def collector() -> Iterator[SentryCollector]:
         yield sink
     finally:
         sentry_sdk.get_client().close()
-        sentry_sdk.get_global_scope().set_client(None)   # later tests run without Sentry
+        sentry_sdk.get_global_scope().set_client(None)  # later tests run without Sentry
         sink.server.shutdown()
 
 
@@ -67,7 +67,8 @@ def test_no_dsn_initialises_nothing() -> None:
 
 
 def test_a_receiver_error_reaches_sentry_without_the_senders_secrets(
-        collector: SentryCollector, write_config, key_prefix: str) -> None:
+    collector: SentryCollector, write_config, key_prefix: str
+) -> None:
     from app import create_app
 
     path = write_config("""
@@ -76,8 +77,10 @@ def test_a_receiver_error_reaches_sentry_without_the_senders_secrets(
         connections: {}
         mappings: {}
     """)
-    app = create_app(make_settings(path, key_prefix, SENTRY_DSN=collector.dsn),
-                     redis_client=fakeredis.FakeRedis())
+    app = create_app(
+        make_settings(path, key_prefix, SENTRY_DSN=collector.dsn),
+        redis_client=fakeredis.FakeRedis(),
+    )
 
     def broken() -> str:
         raise RuntimeError("a bug in a view")
@@ -85,10 +88,15 @@ def test_a_receiver_error_reaches_sentry_without_the_senders_secrets(
     app.add_url_rule("/broken", view_func=broken, methods=["POST"])
     # made at run time: Sentry attaches this file's source lines to the traceback
     signature, token, query, body = (uuid.uuid4().hex for _ in range(4))
-    app.test_client().post(f"/broken?token={query}", data=json.dumps({"ssn": body}),
-                           headers={"Stripe-Signature": f"t=1,v1={signature}",
-                                    "Authorization": f"Bearer {token}",
-                                    "Content-Type": "application/json"})
+    app.test_client().post(
+        f"/broken?token={query}",
+        data=json.dumps({"ssn": body}),
+        headers={
+            "Stripe-Signature": f"t=1,v1={signature}",
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/json",
+        },
+    )
     sentry_sdk.flush(timeout=5)
 
     [event] = collector.items
@@ -104,20 +112,28 @@ def test_a_receiver_error_reaches_sentry_without_the_senders_secrets(
 
 @pytest.mark.parametrize("process", ["worker", "beat"])
 def test_the_worker_and_beat_initialise_sentry_at_start(
-        process: str, collector: SentryCollector, tmp_path: Path,
-        write_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    process: str,
+    collector: SentryCollector,
+    tmp_path: Path,
+    write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from celery.signals import beat_init, celeryd_init
 
-    monkeypatch.setenv("CRMHUB_REDIS_URL", "redis://127.0.0.1:9/0")   # read at import only
+    monkeypatch.setenv("CRMHUB_REDIS_URL", "redis://127.0.0.1:9/0")  # read at import only
 
     from workers.celery_app import app
 
     previous = app.conf.crmhub_settings
     # a valid configuration: the worker and beat check it at start too
     path = write_config("{sources: {}, connections: {}, mappings: {}}")
-    app.conf.crmhub_settings = Settings.from_env({"SENTRY_DSN": collector.dsn,
-                                                  "CRMHUB_CONFIG": str(path),
-                                                  "CRMHUB_VAR_DIR": str(tmp_path / "var")})
+    app.conf.crmhub_settings = Settings.from_env(
+        {
+            "SENTRY_DSN": collector.dsn,
+            "CRMHUB_CONFIG": str(path),
+            "CRMHUB_VAR_DIR": str(tmp_path / "var"),
+        }
+    )
     try:
         (celeryd_init if process == "worker" else beat_init).send(sender=None)
     finally:

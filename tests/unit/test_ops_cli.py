@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 from click.testing import Result
 from conftest import crmhub, hub_ledger, make_settings
-from hubtest import record_webhook, stripe_event
+from hubtest import accept_webhook, stripe_event
 
 from app.cli.common import EXIT_NOT_FOUND
 from core.config import Config, load_config
 from core.ledger import Ledger
 from core.settings import Settings
+from core.vocabulary import AttemptOutcome, DeadCategory
 
-WriteConfig = Callable[..., Path]   # the conftest fixture
+WriteConfig = Callable[..., Path]  # the conftest fixture
 
 CONFIG = """
 sources:
@@ -49,8 +50,16 @@ mappings:
     fields: {id: data.object.id}
 """
 ENV = {"STRIPE_WEBHOOK_SECRET": "whsec_test_0123456789"}
-STATES = ["pending", "in_flight", "scheduled", "held", "delivered", "dead", "superseded",
-          "discarded"]
+STATES = [
+    "pending",
+    "in_flight",
+    "scheduled",
+    "held",
+    "delivered",
+    "dead",
+    "superseded",
+    "discarded",
+]
 
 
 class Ops:
@@ -71,22 +80,37 @@ class Ops:
     def receive(self, now: float | None = None) -> dict[str, str]:
         """Record one Stripe customer.updated; {connection: delivery id}."""
         self.n += 1
-        body = stripe_event(f"evt_{self.n}", type_="customer.updated",
-                            email=f"user{self.n}@example.com", id=f"cus_{self.n}")
-        [event] = record_webhook(self.config, self.ledger, body, now=now)
+        body = stripe_event(
+            f"evt_{self.n}",
+            type_="customer.updated",
+            email=f"user{self.n}@example.com",
+            id=f"cus_{self.n}",
+        )
+        [event] = accept_webhook(self.config, self.ledger, body, now=now)
         return {d.connection: d.id for d in event.deliveries}
 
-    def kill(self, connection: str, category: str = "rejected_by_target",
-             error: str = "target rejected the record (HTTP 422)",
-             now: float | None = None) -> str:
+    def kill(
+        self,
+        connection: str,
+        category: str = "rejected_by_target",
+        error: str = "target rejected the record (HTTP 422)",
+        now: float | None = None,
+    ) -> str:
         now = time.time() if now is None else now
         delivery_id = self.receive(now)[connection]
-        assert self.ledger.claim(delivery_id, token="t", now=now,
-                                 lease_seconds=60).status == "claimed"
-        self.ledger.finish(delivery_id, token="t", now=now, outcome="dead",
-                           attempt={"at": now, "outcome": "dead", "status": 422},
-                           category=category, error=error,
-                           record={"record": {"fields": {"email": "x"}}, "problems": []})
+        assert (
+            self.ledger.claim(delivery_id, token="t", now=now, lease_seconds=60).status == "claimed"
+        )
+        self.ledger.finish(
+            delivery_id,
+            token="t",
+            now=now,
+            outcome=AttemptOutcome.DEAD,
+            attempt={"at": now, "outcome": "dead", "status": 422},
+            category=DeadCategory(category),
+            error=error,
+            dead_letter={"record": {"fields": {"email": "x"}}, "problems": []},
+        )
         return delivery_id
 
     def state(self, delivery_id: str) -> str:
@@ -124,16 +148,26 @@ def test_status_json_lists_every_connection_with_zero_counts_at_first(ops: Ops) 
 
 def test_status_json_shows_counts_pause_and_last_outcomes(ops: Ops) -> None:
     started = time.time()
-    ops.kill("crm", error="target rejected the record (HTTP 400)")   # +1 erp pending
-    delivered = ops.receive()["crm"]                                  # +1 erp pending
+    ops.kill("crm", error="target rejected the record (HTTP 400)")  # +1 erp pending
+    delivered = ops.receive()["crm"]  # +1 erp pending
     ops.ledger.claim(delivered, token="d", now=time.time(), lease_seconds=60)
-    ops.ledger.finish(delivered, token="d", now=time.time(), outcome="delivered", attempt={})
+    ops.ledger.finish(
+        delivered, token="d", now=time.time(), outcome=AttemptOutcome.DELIVERED, attempt={}
+    )
     assert ops.cli("pause", "erp", "--reason", "maintenance").exit_code == 0
 
     rows = {r["name"]: r for r in ops.json("status")["connections"]}
     crm, erp = rows["crm"], rows["erp"]
-    assert set(crm) >= {"name", "paused", "pause_reason", "paused_since", "counts",
-                        "last_success_at", "last_failure_at", "last_failure"}
+    assert set(crm) >= {
+        "name",
+        "paused",
+        "pause_reason",
+        "paused_since",
+        "counts",
+        "last_success_at",
+        "last_failure_at",
+        "last_failure",
+    }
     assert crm["counts"] == {**{s: 0 for s in STATES}, "dead": 1, "delivered": 1}
     assert crm["paused"] is False
     assert crm["last_failure"] == "target rejected the record (HTTP 400)"
@@ -159,7 +193,10 @@ def test_status_text_is_readable(ops: Ops) -> None:
 # pause / resume -------------------------------------------------------------------------
 def test_pause_holds_new_deliveries_and_resume_releases_them(ops: Ops) -> None:
     assert ops.json("pause", "crm", "--reason", "credential rotation") == {
-        "connection": "crm", "paused": True, "changed": True}
+        "connection": "crm",
+        "paused": True,
+        "changed": True,
+    }
     assert ops.json("pause", "crm") == {"connection": "crm", "paused": True, "changed": False}
     info = ops.ledger.pause_info("crm")
     assert info is not None and info["reason"] == "credential rotation"
@@ -175,11 +212,18 @@ def test_pause_holds_new_deliveries_and_resume_releases_them(ops: Ops) -> None:
     assert text.exit_code == 0 and "0 held deliveries released" in text.output
 
 
-@pytest.mark.parametrize("args", [["pause", "crn"], ["resume", "crn"],
-                                  ["dlq", "list", "--connection", "crn"],
-                                  ["dlq", "replay", "--all", "--connection", "crn"]])
-def test_an_unknown_connection_is_refused_with_the_configured_names(ops: Ops,
-                                                                   args: list[str]) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["pause", "crn"],
+        ["resume", "crn"],
+        ["dlq", "list", "--connection", "crn"],
+        ["dlq", "replay", "--all", "--connection", "crn"],
+    ],
+)
+def test_an_unknown_connection_is_refused_with_the_configured_names(
+    ops: Ops, args: list[str]
+) -> None:
     ops.kill("crm")
     result = ops.cli(*args)
     assert result.exit_code == EXIT_NOT_FOUND
@@ -192,17 +236,18 @@ def test_an_unknown_connection_is_refused_with_the_configured_names(ops: Ops,
 # dlq list / show ------------------------------------------------------------------------
 def test_dlq_list_json_newest_first_with_filters(ops: Ops) -> None:
     now = time.time()
-    old = ops.kill("crm", category="mapping", error="mapping failed: email: required",
-                   now=now - 3 * 3600)
+    old = ops.kill(
+        "crm", category="mapping", error="mapping failed: email: required", now=now - 3 * 3600
+    )
     crm = ops.kill("crm", now=now - 60)
-    erp = ops.kill("erp", category="retries_exhausted", error="gave up after 12 attempts",
-                   now=now - 30)
+    erp = ops.kill(
+        "erp", category="retries_exhausted", error="gave up after 12 attempts", now=now - 30
+    )
 
     rows = ops.json("dlq", "list")["dead_letters"]
     assert [r["id"] for r in rows] == [erp, crm, old]
     first = rows[0]
-    assert set(first) >= {"id", "event_id", "connection", "mapping", "category", "error",
-                          "dead_at"}
+    assert set(first) >= {"id", "event_id", "connection", "mapping", "category", "error", "dead_at"}
     assert first["connection"] == "erp" and first["mapping"] == "customer-to-account"
     assert first["category"] == "retries_exhausted"
     assert first["error"] == "gave up after 12 attempts"
@@ -222,7 +267,7 @@ def test_dlq_list_json_newest_first_with_filters(ops: Ops) -> None:
 def test_dlq_list_rejects_an_unknown_category(ops: Ops) -> None:
     result = ops.cli("dlq", "list", "--category", "rejected")
     assert result.exit_code == 2
-    assert "rejected_by_target" in result.output        # the choices are listed
+    assert "rejected_by_target" in result.output  # the choices are listed
 
 
 def test_dlq_list_text(ops: Ops) -> None:
@@ -253,8 +298,11 @@ def test_dlq_show_of_an_unknown_id_exits_not_found(ops: Ops) -> None:
 # dlq replay / discard -------------------------------------------------------------------
 def test_dlq_replay_by_id(ops: Ops) -> None:
     d, other = ops.kill("crm"), ops.kill("crm")
-    assert ops.json("dlq", "replay", d, "--no-wait") == {"replayed": [d], "not_dead": {},
-                                                         "outcome": None}
+    assert ops.json("dlq", "replay", d, "--no-wait") == {
+        "replayed": [d],
+        "not_dead": {},
+        "outcome": None,
+    }
     assert ops.state(d) == "pending" and ops.state(other) == "dead"
     actions = ops.actions(d)
     assert actions[0]["action"] == "replay" and actions[0]["by"].endswith("(cli)")
@@ -325,13 +373,21 @@ class FakeWorker(threading.Thread):
         while self.plan and time.monotonic() < deadline:
             for delivery_id, end in list(self.plan.items()):
                 now = time.time()
-                if self.ledger.claim(delivery_id, token="w", now=now,
-                                     lease_seconds=60).status != "claimed":
+                if (
+                    self.ledger.claim(delivery_id, token="w", now=now, lease_seconds=60).status
+                    != "claimed"
+                ):
                     continue
                 category, error = end if isinstance(end, tuple) else ("", "")
-                self.ledger.finish(delivery_id, token="w", now=now,
-                                   outcome="delivered" if end == "delivered" else "dead",
-                                   attempt={"at": now}, category=category, error=error)
+                self.ledger.finish(
+                    delivery_id,
+                    token="w",
+                    now=now,
+                    outcome=AttemptOutcome.DELIVERED if end == "delivered" else AttemptOutcome.DEAD,
+                    attempt={"at": now},
+                    category=DeadCategory(category) if category else None,
+                    error=error,
+                )
                 del self.plan[delivery_id]
             time.sleep(0.02)
 
@@ -342,7 +398,7 @@ def test_dlq_replay_waits_and_reports_delivered_dead_again_and_why(ops: Ops) -> 
     required = ("mapping", "mapping failed: email: required")
     FakeWorker(ops.ledger, {fixed: "delivered", again1: required, again2: required}).start()
     result = ops.cli("dlq", "replay", fixed, again1, again2)
-    assert result.exit_code == 1, result.output               # some died again
+    assert result.exit_code == 1, result.output  # some died again
     first, *rest = result.output.splitlines()
     assert first.startswith("3 replayed: 1 delivered, 2 dead again, 0 still pending (after ")
     assert "  dead again: 2 mapping: mapping failed: email: required" in rest
@@ -351,28 +407,37 @@ def test_dlq_replay_waits_and_reports_delivered_dead_again_and_why(ops: Ops) -> 
 
 def test_dlq_replay_json_gives_the_same_outcome(ops: Ops) -> None:
     fixed, again = ops.kill("crm"), ops.kill("crm")
-    FakeWorker(ops.ledger, {fixed: "delivered",
-                            again: ("rejected_by_target", "HTTP 422: bad phone")}).start()
+    FakeWorker(
+        ops.ledger, {fixed: "delivered", again: ("rejected_by_target", "HTTP 422: bad phone")}
+    ).start()
     result = ops.cli("dlq", "replay", fixed, again, "--json")
     assert result.exit_code == 1
     outcome = json.loads(result.stdout)["outcome"]
-    assert outcome["counts"] == {"delivered": 1, "dead": 1, "pending": 0, "scheduled": 0,
-                                 "held": 0, "superseded": 0}
-    assert outcome["dead_reasons"] == [{"category": "rejected_by_target",
-                                        "error": "HTTP 422: bad phone", "count": 1}]
+    assert outcome["counts"] == {
+        "delivered": 1,
+        "dead": 1,
+        "pending": 0,
+        "scheduled": 0,
+        "held": 0,
+        "superseded": 0,
+    }
+    assert outcome["dead_reasons"] == [
+        {"category": "rejected_by_target", "error": "HTTP 422: bad phone", "count": 1}
+    ]
     assert outcome["settled"] is True and 0 <= outcome["waited_seconds"] < 5
 
 
 def test_dlq_replay_says_what_is_still_pending_when_the_wait_runs_out(ops: Ops) -> None:
-    a, b = ops.kill("crm"), ops.kill("crm")                      # and no worker running
+    a, b = ops.kill("crm"), ops.kill("crm")  # and no worker running
     began = time.monotonic()
     result = ops.cli("dlq", "replay", a, b, "--wait", "0.5")
     assert result.exit_code == 0, result.output
-    assert 0.5 <= time.monotonic() - began < 5                     # the wait is bounded
+    assert 0.5 <= time.monotonic() - began < 5  # the wait is bounded
     assert result.output.startswith(
-        "2 replayed: 0 delivered, 0 dead again, 2 still pending (after 0.5 s)")
+        "2 replayed: 0 delivered, 0 dead again, 2 still pending (after 0.5 s)"
+    )
     assert "is the worker running?" in result.output
-    payload = ops.json("dlq", "replay", "--all", "--wait", "0")    # nothing left to replay
+    payload = ops.json("dlq", "replay", "--all", "--wait", "0")  # nothing left to replay
     assert payload == {"replayed": [], "not_dead": {}, "outcome": None}
 
 
@@ -386,12 +451,11 @@ def test_dlq_replay_no_wait_says_they_were_queued(ops: Ops) -> None:
 def test_dlq_list_says_there_are_more_and_how_to_page(ops: Ops) -> None:
     """Before: `dlq list` stopped at 100 rows without a word."""
     now = time.time()
-    ids = [ops.kill("crm", now=now - 200 + i) for i in range(101)]   # ids[-1] is the newest
+    ids = [ops.kill("crm", now=now - 200 + i) for i in range(101)]  # ids[-1] is the newest
     result = ops.cli("dlq", "list")
     lines = result.output.splitlines()
     assert len(lines) == 101 and lines[0].startswith(ids[-1])
-    assert lines[-1] == "... 1 more (showing 1-100 of 101); next page: crmhub dlq list " \
-                        "--offset 100"
+    assert lines[-1] == "... 1 more (showing 1-100 of 101); next page: crmhub dlq list --offset 100"
     last = ops.cli("dlq", "list", "--offset", "100").output.splitlines()
     assert len(last) == 1 and last[0].startswith(ids[0])
 
@@ -408,7 +472,8 @@ def test_dlq_list_pages_with_filters_too(ops: Ops) -> None:
     result = ops.cli("dlq", "list", "--connection", "crm", "--since", "1h", "--limit", "2")
     assert result.output.splitlines()[-1] == (
         "... 1 more (showing 1-2 of 3); next page: crmhub dlq list --connection crm "
-        "--since 1h --offset 2 --limit 2")
+        "--since 1h --offset 2 --limit 2"
+    )
     page = ops.json("dlq", "list", "--connection", "crm", "--limit", "2", "--offset", "2")
     assert [r["id"] for r in page["dead_letters"]] == [crm[0]]
     assert (page["total"], page["next_offset"]) == (3, None)
@@ -425,16 +490,14 @@ def test_dlq_discard_all_with_filters_asks_first_then_discards(ops: Ops) -> None
 
     accepted = ops.cli(*args, stdin="y\n")
     assert accepted.exit_code == 0 and "2 discarded" in accepted.output
-    assert (ops.state(crm1), ops.state(crm2), ops.state(erp)) == ("discarded", "discarded",
-                                                                    "dead")
+    assert (ops.state(crm1), ops.state(crm2), ops.state(erp)) == ("discarded", "discarded", "dead")
     assert ops.actions(crm1)[0]["reason"] == "test data"
 
 
 def test_dlq_discard_all_with_yes_does_not_ask(ops: Ops) -> None:
     mapping, other = ops.kill("crm", category="mapping"), ops.kill("crm")
-    for args in ([], [other, "--all"], [other, "--connection", "crm"]):   # ids, or --all
+    for args in ([], [other, "--all"], [other, "--connection", "crm"]):  # ids, or --all
         assert ops.cli("dlq", "discard", *args, "--reason", "x", "--yes").exit_code == 2
-    result = ops.json("dlq", "discard", "--all", "--category", "mapping", "--reason", "x",
-                      "--yes")
+    result = ops.json("dlq", "discard", "--all", "--category", "mapping", "--reason", "x", "--yes")
     assert result == {"discarded": [mapping], "not_dead": {}}
     assert ops.state(other) == "dead"

@@ -8,6 +8,7 @@ import pytest
 
 from core.config import RetryPolicy
 from core.errors import AuthError, DataError, RateLimited, TransientError
+from core.vocabulary import DeadCategory
 from workers.policy import (
     BUG_ATTEMPTS,
     DEFAULT_RATE_LIMIT_COOLDOWN,
@@ -20,10 +21,16 @@ NOW = 1_750_000_000.0
 RETRY = RetryPolicy(base_seconds=5.0, max_seconds=300.0, give_up_after_seconds=3600.0)
 
 
-def decide_now(error: BaseException | None, attempts: int = 1, age: float = 0.0,
-               retry: RetryPolicy = RETRY, seed: int = 7) -> Decision:
-    return decide(error, attempts=attempts, age_seconds=age, now=NOW, retry=retry,
-                  rng=random.Random(seed))
+def decide_now(
+    error: BaseException | None,
+    attempts: int = 1,
+    age: float = 0.0,
+    retry: RetryPolicy = RETRY,
+    seed: int = 7,
+) -> Decision:
+    return decide(
+        error, attempts=attempts, age_seconds=age, now=NOW, retry=retry, rng=random.Random(seed)
+    )
 
 
 def test_success_is_delivered() -> None:
@@ -47,12 +54,11 @@ def test_the_error_text_names_the_status_when_the_message_does_not() -> None:
 
 
 def test_a_429_is_deferred_with_a_connection_cooldown_from_retry_after() -> None:
-    decision = decide_now(RateLimited("rate limited", status=429, retry_after=42),
-                          attempts=3)
+    decision = decide_now(RateLimited("rate limited", status=429, retry_after=42), attempts=3)
     assert decision.outcome == "deferred"
     assert decision.due == NOW + 42
     assert decision.cooldown_until == NOW + 42
-    assert not decision.transient                 # a 429 is not the target failing
+    assert not decision.transient  # a 429 is not the target failing
 
 
 def test_a_429_without_retry_after_cools_down_for_the_default() -> None:
@@ -63,15 +69,21 @@ def test_a_429_without_retry_after_cools_down_for_the_default() -> None:
 
 def test_a_429_is_never_given_up_on_however_old_the_delivery() -> None:
     # the attempt is not counted and the target is merely busy: no dead letter
-    decision = decide_now(RateLimited("rate limited", status=429, retry_after=60),
-                          attempts=50, age=10 * RETRY.give_up_after_seconds)
+    decision = decide_now(
+        RateLimited("rate limited", status=429, retry_after=60),
+        attempts=50,
+        age=10 * RETRY.give_up_after_seconds,
+    )
     assert decision.outcome == "deferred"
 
 
 @pytest.mark.parametrize("category", ["rejected_by_target", "validation", "mapping"])
 def test_a_data_error_is_dead_at_once_with_its_category(category: str) -> None:
-    decision = decide_now(DataError("target rejected the record (HTTP 422)",
-                                    category=category, status=422))
+    decision = decide_now(
+        DataError(
+            "target rejected the record (HTTP 422)", category=DeadCategory(category), status=422
+        )
+    )
     assert decision.outcome == "dead"
     assert decision.category == category
     assert decision.error == "target rejected the record (HTTP 422)"
@@ -118,7 +130,7 @@ def test_retry_after_on_a_transient_error_is_honoured_when_longer_than_backoff()
     decision = decide_now(TransientError("HTTP 503", status=503, retry_after=120))
     assert decision.due == NOW + 120
     short = decide_now(TransientError("HTTP 503", status=503, retry_after=1))
-    assert short.due is not None and short.due >= NOW + 2.5     # backoff still applies
+    assert short.due is not None and short.due >= NOW + 2.5  # backoff still applies
 
 
 def test_giving_up_once_the_next_retry_would_pass_the_give_up_age() -> None:

@@ -36,8 +36,14 @@ PREFIX = "crmhub-unit"
 @pytest.fixture
 def settings(write_config: Callable[..., Path]) -> Settings:
     path = write_config(RECEIVER_CONFIG)
-    return Settings.from_env({"CRMHUB_CONFIG": str(path), "CRMHUB_KEY_PREFIX": PREFIX,
-                              "CRMHUB_REDIS_URL": "redis://unused", **RECEIVER_ENV})
+    return Settings.from_env(
+        {
+            "CRMHUB_CONFIG": str(path),
+            "CRMHUB_KEY_PREFIX": PREFIX,
+            "CRMHUB_REDIS_URL": "redis://unused",
+            **RECEIVER_ENV,
+        }
+    )
 
 
 @pytest.fixture
@@ -45,8 +51,9 @@ def client(settings: Settings, fake_redis: fakeredis.FakeRedis) -> FlaskClient:
     return create_app(settings, redis_client=fake_redis).test_client()
 
 
-def post_stripe(client: FlaskClient, event: dict, secret: str = STRIPE_SECRET,
-                now: float | None = None) -> TestResponse:
+def post_stripe(
+    client: FlaskClient, event: dict, secret: str = STRIPE_SECRET, now: float | None = None
+) -> TestResponse:
     body, headers = signed("stripe", event, secret, now=now)
     return client.post("/webhooks/stripe", data=body, headers=headers)
 
@@ -56,7 +63,8 @@ def queue_length(r: redis.Redis) -> int:
 
 
 def test_accepted_event_is_recorded_with_one_delivery_per_matching_mapping(
-        client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
+    client: FlaskClient, fake_redis: fakeredis.FakeRedis
+) -> None:
     response = post_stripe(client, stripe_event("evt_A"))
     assert response.status_code == 202
     payload = response.get_json()
@@ -68,24 +76,28 @@ def test_accepted_event_is_recorded_with_one_delivery_per_matching_mapping(
     assert event["state"] == "recorded"
     assert event["body"]["data"]["object"]["email"] == "ada@example.com"
     assert sorted(d["mapping"] for d in event["deliveries"]) == [
-        "stripe-customer", "stripe-customer-audit"]
+        "stripe-customer",
+        "stripe-customer-audit",
+    ]
     assert {d["state"] for d in event["deliveries"]} == {"pending"}
     assert queue_length(fake_redis) == 2
 
 
 def test_queued_message_is_a_celery_task_carrying_only_the_delivery_id(
-        client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
+    client: FlaskClient, fake_redis: fakeredis.FakeRedis
+) -> None:
     post_stripe(client, stripe_event("evt_B", type_="customer.updated"))
     message = json.loads(text(fake_redis.rpop(f"{PREFIX}:q:{PREFIX}.deliveries")))
     assert message["headers"]["task"] == "crmhub.deliver"
-    assert message["properties"]["body_encoding"] == "utf-8"   # kombu takes the body as is
+    assert message["properties"]["body_encoding"] == "utf-8"  # kombu takes the body as is
     args, kwargs, _ = json.loads(message["body"])
     assert kwargs == {} and len(args) == 1 and args[0].startswith("dlv_")
     assert message["properties"]["delivery_info"]["routing_key"] == f"{PREFIX}.deliveries"
 
 
 def test_repeat_of_a_recorded_event_is_200_duplicate_and_records_nothing(
-        client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
+    client: FlaskClient, fake_redis: fakeredis.FakeRedis
+) -> None:
     first = post_stripe(client, stripe_event("evt_C")).get_json()
     keys_before = set(fake_redis.keys())
     queued_before = queue_length(fake_redis)
@@ -100,8 +112,7 @@ def test_event_matching_no_mapping_is_recorded_as_unrouted(client: FlaskClient) 
     response = post_stripe(client, stripe_event("evt_D", type_="invoice.paid"))
     assert response.status_code == 202
     assert response.get_json()["deliveries"] == 0
-    event = client.application.extensions["crmhub"].ledger.event(
-        response.get_json()["event_id"])
+    event = client.application.extensions["crmhub"].ledger.event(response.get_json()["event_id"])
     assert event["state"] == "unrouted"
     assert event["deliveries"] == []
 
@@ -120,26 +131,31 @@ def test_text_utf8_cannot_encode_is_recorded_never_a_500(client: FlaskClient) ->
     assert stored["external_id"] == "evt_\\ud800"
     assert stored["body"]["data"]["object"]["name"] == "Ada \ud800"
     again = post_stripe(client, event)
-    assert (again.status_code, again.get_json()) == (200, {
-        "event_id": response.get_json()["event_id"], "duplicate": True})
+    assert (again.status_code, again.get_json()) == (
+        200,
+        {"event_id": response.get_json()["event_id"], "duplicate": True},
+    )
 
     unrouted = post_stripe(client, stripe_event("evt_E", type_="customer.\ud800"))
     assert unrouted.status_code == 202 and unrouted.get_json()["deliveries"] == 0
     assert ledger.event(unrouted.get_json()["event_id"])["type"] == "customer.\\ud800"
 
     batch = hubspot_batch(1, 2)
-    batch[1]["objectId"] = "102\ud800"                   # the match key of hubspot-contacts
+    batch[1]["objectId"] = "102\ud800"  # the match key of hubspot-contacts
     assert post_hubspot(client, batch).get_json()["deliveries"] == 2
 
 
-@pytest.mark.parametrize("mutate, reason", [
-    (lambda h: h.pop("Stripe-Signature"), "missing"),
-    (lambda h: h.__setitem__("Stripe-Signature", "t=1,v1=" + "0" * 64), "invalid"),
-    (lambda h: h.__setitem__("Stripe-Signature", "garbage"), "invalid"),
-])
-def test_bad_signatures_are_401_saying_which(client: FlaskClient,
-                                             mutate: Callable[[dict[str, str]], object],
-                                             reason: str) -> None:
+@pytest.mark.parametrize(
+    "mutate, reason",
+    [
+        (lambda h: h.pop("Stripe-Signature"), "missing"),
+        (lambda h: h.__setitem__("Stripe-Signature", "t=1,v1=" + "0" * 64), "invalid"),
+        (lambda h: h.__setitem__("Stripe-Signature", "garbage"), "invalid"),
+    ],
+)
+def test_bad_signatures_are_401_saying_which(
+    client: FlaskClient, mutate: Callable[[dict[str, str]], object], reason: str
+) -> None:
     body, headers = signed("stripe", stripe_event(), STRIPE_SECRET)
     mutate(headers)
     response = client.post("/webhooks/stripe", data=body, headers=headers)
@@ -149,7 +165,8 @@ def test_bad_signatures_are_401_saying_which(client: FlaskClient,
 
 
 def test_wrong_secret_is_401_invalid_and_nothing_is_recorded(
-        client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
+    client: FlaskClient, fake_redis: fakeredis.FakeRedis
+) -> None:
     response = post_stripe(client, stripe_event("evt_E"), secret="whsec_attacker")
     assert response.status_code == 401
     assert response.get_json()["reason"] == "invalid"
@@ -181,15 +198,20 @@ def test_malformed_json_is_400_with_position(client: FlaskClient) -> None:
 
 
 def test_body_over_the_source_limit_is_413(client: FlaskClient) -> None:
-    body, headers = signed("hmac", b'{"x": "' + b"a" * 3000 + b'"}', FORMS_SECRET,
-                           header="X-Signature", prefix="sha256=")
+    body, headers = signed(
+        "hmac",
+        b'{"x": "' + b"a" * 3000 + b'"}',
+        FORMS_SECRET,
+        header="X-Signature",
+        prefix="sha256=",
+    )
     response = client.post("/webhooks/forms", data=body, headers=headers)
     assert response.status_code == 413
     assert "2048" in response.get_json()["detail"]
 
 
 def test_ledger_unreachable_is_503_with_retry_after_never_2xx(settings: Settings) -> None:
-    down = connect("redis://127.0.0.1:1/0")     # nothing listens on port 1
+    down = connect("redis://127.0.0.1:1/0")  # nothing listens on port 1
     client = create_app(settings, redis_client=down).test_client()
     response = post_stripe(client, stripe_event("evt_I"))
     assert response.status_code == 503
@@ -199,8 +221,13 @@ def test_ledger_unreachable_is_503_with_retry_after_never_2xx(settings: Settings
 
 
 def test_without_an_event_id_the_body_hash_dedupes(client: FlaskClient) -> None:
-    body, headers = signed("hmac", {"form": "signup", "email": "x@example.com"}, FORMS_SECRET,
-                           header="X-Signature", prefix="sha256=")
+    body, headers = signed(
+        "hmac",
+        {"form": "signup", "email": "x@example.com"},
+        FORMS_SECRET,
+        header="X-Signature",
+        prefix="sha256=",
+    )
     first = client.post("/webhooks/forms", data=body, headers=headers)
     again = client.post("/webhooks/forms", data=body, headers=headers)
     assert first.status_code == 202
@@ -220,17 +247,33 @@ def test_event_id_and_type_from_headers(client: FlaskClient) -> None:
 
 
 def hubspot_batch(*event_ids: int) -> list[dict]:
-    return [{"eventId": i, "subscriptionId": 7, "portalId": 62515, "occurredAt": 1_700_000_000_000,
-             "subscriptionType": "contact.propertyChange", "objectId": 100 + i,
-             "propertyName": "email", "propertyValue": f"c{i}@example.com"} for i in event_ids]
+    return [
+        {
+            "eventId": i,
+            "subscriptionId": 7,
+            "portalId": 62515,
+            "occurredAt": 1_700_000_000_000,
+            "subscriptionType": "contact.propertyChange",
+            "objectId": 100 + i,
+            "propertyName": "email",
+            "propertyValue": f"c{i}@example.com",
+        }
+        for i in event_ids
+    ]
 
 
 def post_hubspot(client: FlaskClient, batch: list[Any]) -> TestResponse:
     # HubSpot signs the URL it called, which behind a proxy is the public one.
-    body, headers = signed("hubspot", batch, HUBSPOT_SECRET,
-                           url="https://hooks.example.com/webhooks/hubspot", version="v3")
-    return client.post("/webhooks/hubspot", data=body, headers=headers,
-                       base_url="http://10.0.0.5:8000")
+    body, headers = signed(
+        "hubspot",
+        batch,
+        HUBSPOT_SECRET,
+        url="https://hooks.example.com/webhooks/hubspot",
+        version="v3",
+    )
+    return client.post(
+        "/webhooks/hubspot", data=body, headers=headers, base_url="http://10.0.0.5:8000"
+    )
 
 
 def test_batch_source_records_each_element_as_its_own_event(client: FlaskClient) -> None:
@@ -270,40 +313,50 @@ def test_healthz_and_readyz(client: FlaskClient) -> None:
 def metric_samples(client: FlaskClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     response = client.get("/metrics")
     assert response.status_code == 200
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(response.get_data(as_text=True))
-            for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for s in family.samples
+    }
 
 
 def test_metrics_count_webhooks_queue_and_deliveries_hub_wide(
-        client: FlaskClient, fake_redis: fakeredis.FakeRedis) -> None:
+    client: FlaskClient, fake_redis: fakeredis.FakeRedis
+) -> None:
     post_stripe(client, stripe_event("evt_M1"))
-    post_stripe(client, stripe_event("evt_M1"))                       # a duplicate
+    post_stripe(client, stripe_event("evt_M1"))  # a duplicate
     post_stripe(client, stripe_event("evt_M2"), secret="whsec_wrong")  # unauthorized
     samples = metric_samples(client)
 
     assert samples[("crmhub_ledger_up", ())] == 1
-    webhooks = {dict(labels)["outcome"]: value for (name, labels), value in samples.items()
-                if name == "crmhub_webhooks_total" and dict(labels)["source"] == "stripe"}
+    webhooks = {
+        dict(labels)["outcome"]: value
+        for (name, labels), value in samples.items()
+        if name == "crmhub_webhooks_total" and dict(labels)["source"] == "stripe"
+    }
     assert webhooks == {"accepted": 1, "duplicate": 1, "unauthorized": 1}
     # one accepted event, two mappings: two messages published, both still waiting
     assert samples[("crmhub_queue_messages_total", (("kind", "published"),))] == 2
     assert samples[("crmhub_queue_messages_total", (("kind", "withdrawn"),))] == 0
     assert samples[("crmhub_queue_depth", ())] == queue_length(fake_redis) == 2
-    pending = sum(value for (name, labels), value in samples.items()
-                  if name == "crmhub_deliveries" and dict(labels)["state"] == "pending")
+    pending = sum(
+        value
+        for (name, labels), value in samples.items()
+        if name == "crmhub_deliveries" and dict(labels)["state"] == "pending"
+    )
     assert pending == 2
 
 
 def test_metrics_report_the_ledger_down_instead_of_failing(settings: Settings) -> None:
-    down = connect("redis://127.0.0.1:1/0")              # nothing listens on port 1
+    down = connect("redis://127.0.0.1:1/0")  # nothing listens on port 1
     client = create_app(settings, redis_client=down).test_client()
     samples = metric_samples(client)
     assert samples[("crmhub_ledger_up", ())] == 0
 
 
 def test_after_a_redis_outage_of_1000_refused_webhooks_the_next_is_recorded(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     """Issue 9: failed calls used to leak connection-pool slots (~50 exhausted it), and every
     webhook after Redis came back was 503 "Too many connections" while /readyz said ready."""
     server = fakeredis.FakeServer()
@@ -311,13 +364,13 @@ def test_after_a_redis_outage_of_1000_refused_webhooks_the_next_is_recorded(
     assert client.get("/readyz").status_code == 200
     assert post_stripe(client, stripe_event("evt_before")).status_code == 202
 
-    server.connected = False                       # Redis goes away
+    server.connected = False  # Redis goes away
     for n in range(1000):
         assert post_stripe(client, stripe_event(f"evt_down_{n}")).status_code == 503
     assert client.get("/readyz").status_code == 503
 
-    server.connected = True                        # and comes back
+    server.connected = True  # and comes back
     assert client.get("/readyz").status_code == 200
     response = post_stripe(client, stripe_event("evt_after"))
     assert response.status_code == 202, response.get_json()
-    assert post_stripe(client, stripe_event("evt_down_7")).status_code == 202   # the retry
+    assert post_stripe(client, stripe_event("evt_down_7")).status_code == 202  # the retry

@@ -22,18 +22,20 @@ import httpx
 import pytest
 from click.testing import Result
 from conftest import crmhub, hub_ledger, make_settings, text
-from hubtest import STRIPE_SECRET, record_webhook, signed, stripe_event
+from hubtest import STRIPE_SECRET, accept_webhook, signed, stripe_event
 
 from app import create_app
 from connectors.http import HttpConnector
 from core.config import Config, load_config
 from core.errors import ConfigError, ConfigProblem
-from core.reload import Reloadable, generation_key, read_generation
+from core.ledger.generations import ConfigGenerations
+from core.ledger.keys import LedgerKeys
+from core.reload import Reloadable
 from core.settings import Settings
 from workers.delivery import run_delivery
 from workers.runtime import WorkerRuntime
 
-WriteConfig = Callable[..., Path]   # the conftest fixture
+WriteConfig = Callable[..., Path]  # the conftest fixture
 
 CONFIG = """
 sources:
@@ -76,7 +78,14 @@ class Hub:
         return crmhub(self.settings, *args, ledger=self.ledger)
 
     def generation(self) -> int:
-        return read_generation(self.redis, self.prefix)
+        return int(self.redis.get(self.generation_key) or 0)
+
+    @property
+    def generation_key(self) -> str:
+        return f"{self.prefix}:config:generation"
+
+    def generations(self) -> ConfigGenerations:
+        return ConfigGenerations(self.redis, LedgerKeys(self.prefix))
 
     def config(self) -> Config:
         return load_config(self.path, self.settings.environ)
@@ -93,34 +102,51 @@ def test_reload_refuses_a_configuration_that_does_not_validate(hub: Hub) -> None
     result = hub.cli("reload")
     assert result.exit_code == 2
     assert "mappings.customers.acton: unknown key" in result.output
-    assert "MISSING_SECRET is not set" in result.output          # every problem at once
-    assert "nothing reloaded: the hub keeps running on its current configuration" \
-        in result.output
-    assert hub.generation() == 0                                  # nothing announced
+    assert "MISSING_SECRET is not set" in result.output  # every problem at once
+    assert "nothing reloaded: the hub keeps running on its current configuration" in result.output
+    assert hub.generation() == 0  # nothing announced
     as_json = hub.cli("reload", "--json")
     assert as_json.exit_code == 2 and json.loads(as_json.stdout)["ok"] is False
 
 
-def test_reload_announces_a_valid_configuration_and_returns_once_processes_use_it(
-        hub: Hub) -> None:
+def test_reload_announces_a_valid_configuration_and_returns_once_processes_use_it(hub: Hub) -> None:
     began = time.monotonic()
     result = hub.cli("reload")
     assert result.exit_code == 0, result.output
-    assert "reloaded as generation 1: every receiver and worker process uses it" \
-        in result.output
-    assert time.monotonic() - began >= 1.0           # one check interval: see core/reload
+    assert "reloaded as generation 1: every receiver and worker process uses it" in result.output
+    assert time.monotonic() - began >= 1.0  # one check interval: see core/reload
     assert json.loads(hub.cli("reload", "--json").stdout) == {
-        "ok": True, "file": str(hub.path), "generation": 2, "refused": []}
+        "ok": True,
+        "file": str(hub.path),
+        "generation": 2,
+        "refused": [],
+    }
 
 
 def test_reload_reports_a_process_that_could_not_load_it(hub: Hub) -> None:
     """A worker host that lacks a secret refuses, keeps its configuration, and says so."""
-    def load() -> Config:
-        raise ConfigError([ConfigProblem(str(hub.path), "connections.crm.auth.token_env",
-                                         "environment variable CRM_TOKEN is not set", 9)])
 
-    live = Reloadable("old", generation=0, client=hub.redis, prefix=hub.prefix, kind="worker",
-                      load=load, rebuild=lambda old, config: "new", interval=0.05)
+    def load() -> Config:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(hub.path),
+                    "connections.crm.auth.token_env",
+                    "environment variable CRM_TOKEN is not set",
+                    9,
+                )
+            ]
+        )
+
+    live = Reloadable(
+        "old",
+        generation=0,
+        generations=hub.generations(),
+        kind="worker",
+        load=load,
+        rebuild=lambda old, config: "new",
+        interval=0.05,
+    )
     stop = threading.Event()
 
     def busy_worker() -> None:
@@ -149,43 +175,54 @@ def test_a_process_checks_at_most_once_per_interval_and_swaps_between_uses(hub: 
         loads.append(1)
         return hub.config()
 
-    live = Reloadable(hub.config(), generation=0, client=hub.redis, prefix=hub.prefix,
-                      kind="web", load=load, rebuild=lambda old, config: config,
-                      swapped=lambda old, new: swapped.append((old, new)),
-                      clock=lambda: now[0])
+    live = Reloadable(
+        hub.config(),
+        generation=0,
+        generations=hub.generations(),
+        kind="web",
+        load=load,
+        rebuild=lambda old, config: config,
+        swapped=lambda old, new: swapped.append((old, new)),
+        clock=lambda: now[0],
+    )
     first = live.value
     hub.write(FIXED)
-    hub.redis.incr(generation_key(hub.prefix))
+    hub.redis.incr(hub.generation_key)
     now[0] += 0.5
-    assert live.current() is first and not loads                # not looked yet
+    assert live.current() is first and not loads  # not looked yet
     now[0] += 0.6
     second = live.current()
     assert second is not first and live.generation == 1
     assert second.mappings["customers"].fields[1].from_ == ("data.object.name",)
     assert swapped == [(first, second)]
     now[0] += 5
-    assert live.current() is second and len(loads) == 1          # same generation: no reload
+    assert live.current() is second and len(loads) == 1  # same generation: no reload
 
 
-def test_a_configuration_a_process_cannot_load_is_refused_and_the_old_one_kept(
-        hub: Hub) -> None:
+def test_a_configuration_a_process_cannot_load_is_refused_and_the_old_one_kept(hub: Hub) -> None:
     now = [0.0]
-    live = Reloadable(hub.config(), generation=0, client=hub.redis, prefix=hub.prefix,
-                      kind="worker", load=hub.config, rebuild=lambda old, config: config,
-                      clock=lambda: now[0])
+    live = Reloadable(
+        hub.config(),
+        generation=0,
+        generations=hub.generations(),
+        kind="worker",
+        load=hub.config,
+        rebuild=lambda old, config: config,
+        clock=lambda: now[0],
+    )
     kept = live.value
-    hub.write(INVALID)                   # changed again after `crmhub reload` checked it
-    hub.redis.incr(generation_key(hub.prefix))
+    hub.write(INVALID)  # changed again after `crmhub reload` checked it
+    hub.redis.incr(hub.generation_key)
     now[0] += 2
     assert live.current() is kept and live.generation == 0
     [(process, entry)] = hub.redis.hgetall(f"{hub.prefix}:config:refused").items()
     assert text(process).startswith("worker@")
     assert json.loads(entry)["generation"] == 1
     assert "acton" in json.loads(entry)["problems"][0]
-    hub.write(FIXED)                     # not tried again until the next announcement
+    hub.write(FIXED)  # not tried again until the next announcement
     now[0] += 2
     assert live.current() is kept
-    hub.redis.incr(generation_key(hub.prefix))
+    hub.redis.incr(hub.generation_key)
     now[0] += 2
     assert live.current() is not kept and live.generation == 2
 
@@ -195,19 +232,24 @@ def test_the_receiver_routes_by_the_reloaded_configuration(hub: Hub) -> None:
     client = create_app(hub.settings, redis_client=hub.redis).test_client()
 
     def post(event_id: str) -> dict[str, Any]:
-        body, headers = signed("stripe", stripe_event(event_id, type_="customer.updated"),
-                               STRIPE_SECRET)
+        body, headers = signed(
+            "stripe", stripe_event(event_id, type_="customer.updated"), STRIPE_SECRET
+        )
         response = client.post("/webhooks/stripe", data=body, headers=headers)
         assert response.status_code == 202, response.text
         return dict(response.get_json())
 
-    assert post("evt_1")["deliveries"] == 0            # the mapping takes created only
-    hub.write(CONFIG.replace("event_type: customer.created",
-                             "event_type: [customer.created, customer.updated]"))
+    assert post("evt_1")["deliveries"] == 0  # the mapping takes created only
+    hub.write(
+        CONFIG.replace(
+            "event_type: customer.created", "event_type: [customer.created, customer.updated]"
+        )
+    )
     assert hub.cli("reload").exit_code == 0
     assert post("evt_2")["deliveries"] == 1
-    assert client.application.extensions["crmhub"].config.mappings["customers"] \
-        .when.event_types == ("customer.created", "customer.updated")
+    assert client.application.extensions["crmhub"].config.mappings[
+        "customers"
+    ].when.event_types == ("customer.created", "customer.updated")
 
 
 def test_a_worker_delivers_with_the_fixed_mapping_after_reload_and_replay(hub: Hub) -> None:
@@ -221,10 +263,17 @@ def test_a_worker_delivers_with_the_fixed_mapping_after_reload_and_replay(hub: H
     factory = {"http": functools.partial(HttpConnector, transport=httpx.MockTransport(crm))}
     runtime = WorkerRuntime.build(hub.settings, client=hub.redis)
     runtime.connector_factory = factory  # type: ignore[assignment]
-    live = Reloadable(runtime, generation=0, client=hub.redis, prefix=hub.prefix,
-                      kind="worker", load=hub.config, rebuild=WorkerRuntime.reconfigured,
-                      swapped=lambda old, new: old.close(), interval=0.2)
-    [event] = record_webhook(runtime.config, runtime.ledger, stripe_event("evt_1"))
+    live = Reloadable(
+        runtime,
+        generation=0,
+        generations=hub.generations(),
+        kind="worker",
+        load=hub.config,
+        rebuild=WorkerRuntime.reconfigured,
+        swapped=lambda old, new: old.close(),
+        interval=0.2,
+    )
+    [event] = accept_webhook(runtime.config, runtime.ledger, stripe_event("evt_1"))
     [delivery] = event.deliveries
     assert run_delivery(live.current(), delivery.id) == "dead"
 
@@ -252,23 +301,26 @@ def test_sighup_to_gunicorns_master_checks_and_announces(hub_env: Hub) -> None:
 
     server = SimpleNamespace()
     gunicorn_conf.when_ready(server)
-    server.handle_hup()                        # what gunicorn's loop calls on SIGHUP
+    server.handle_hup()  # what gunicorn's loop calls on SIGHUP
     assert hub_env.generation() == 1
     hub_env.write(INVALID)
     server.handle_hup()
-    assert hub_env.generation() == 1           # refused: nothing announced
+    assert hub_env.generation() == 1  # refused: nothing announced
 
 
 @pytest.mark.parametrize("kind", ["worker", "beat"])
 def test_sighup_to_the_worker_or_the_beat_checks_and_announces(
-        hub_env: Hub, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    hub_env: Hub, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
     from workers import tasks
 
-    monkeypatch.setattr(tasks, "connect", lambda url: hub_env.redis)
     before = signal.getsignal(signal.SIGHUP)
     try:
-        (tasks._reload_on_hangup_in_the_worker if kind == "worker"
-         else tasks._reload_on_hangup_in_beat)()
+        (
+            tasks._reload_on_hangup_in_the_worker
+            if kind == "worker"
+            else tasks._reload_on_hangup_in_beat
+        )()
         os.kill(os.getpid(), signal.SIGHUP)
         deadline = time.monotonic() + 10
         while hub_env.generation() != 1 and time.monotonic() < deadline:
@@ -278,15 +330,19 @@ def test_sighup_to_the_worker_or_the_beat_checks_and_announces(
         signal.signal(signal.SIGHUP, before)
 
 
-def test_sighup_to_crmhub_serve_checks_and_announces(hub_env: Hub,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sighup_to_crmhub_serve_checks_and_announces(
+    hub_env: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from app.supervisor import Child, Supervisor
 
-    serve = importlib.import_module("app.cli.serve")     # the module, not the command
+    serve = importlib.import_module("app.cli.serve")  # the module, not the command
 
     monkeypatch.setattr(serve, "connect", lambda url: hub_env.redis)
-    supervisor = Supervisor([Child("sleeper", ["sleep", "30"], stop_timeout=5)], os.environ,
-                            on_hangup=serve.reload_on_hangup(Settings.from_env(), "redis://x"))
+    supervisor = Supervisor(
+        [Child("sleeper", ["sleep", "30"], stop_timeout=5)],
+        os.environ,
+        on_hangup=serve.reload_on_hangup(Settings.from_env(), "redis://x"),
+    )
     threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGHUP)).start()
     threading.Timer(1.5, supervisor.request_stop).start()
     before = {s: signal.getsignal(s) for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)}

@@ -33,13 +33,26 @@ from core.signatures import (
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "webhook-signature-vectors.json"
 VECTORS: list[dict[str, Any]] = json.loads(VECTORS_PATH.read_text())["vectors"]
 
-ALL_SCHEMES = ("standard_webhooks", "svix", "stripe", "hubspot", "github", "shopify",
-               "zendesk", "intercom", "typeform", "calendly", "hmac", "none")
+ALL_SCHEMES = (
+    "standard_webhooks",
+    "svix",
+    "stripe",
+    "hubspot",
+    "github",
+    "shopify",
+    "zendesk",
+    "intercom",
+    "typeform",
+    "calendly",
+    "hmac",
+    "none",
+)
 
 
 # --------------------------------------------------------------------------------------------
 # Independent reference: straight from each vendor's documentation, hmac/hashlib only.
 # --------------------------------------------------------------------------------------------
+
 
 def _hmac(key: bytes, msg: bytes, algo: str = "sha256") -> bytes:
     return hmac.new(key, msg, getattr(hashlib, algo)).digest()
@@ -49,13 +62,33 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
-_HUBSPOT_V3_ESCAPES = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
-                       "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
+_HUBSPOT_V3_ESCAPES = {
+    "%3A": ":",
+    "%2F": "/",
+    "%3F": "?",
+    "%40": "@",
+    "%21": "!",
+    "%24": "$",
+    "%27": "'",
+    "%28": "(",
+    "%29": ")",
+    "%2A": "*",
+    "%2C": ",",
+    "%3B": ";",
+}
 
 
-def reference_headers(scheme: str, options: Mapping[str, Any], secret: str, method: str,
-                      url: str, body: bytes, now: int, msg_id: str = "msg_ref",
-                      stamp: str | None = None) -> dict[str, str]:
+def reference_headers(
+    scheme: str,
+    options: Mapping[str, Any],
+    secret: str,
+    method: str,
+    url: str,
+    body: bytes,
+    now: int,
+    msg_id: str = "msg_ref",
+    stamp: str | None = None,
+) -> dict[str, str]:
     """The headers a vendor sends, computed from its documentation alone."""
     if scheme in ("standard_webhooks", "svix"):
         # spec: key = base64-decode(secret without "whsec_"); "{id}.{ts}.{body}"; "v1,<b64>"
@@ -73,25 +106,34 @@ def reference_headers(scheme: str, options: Mapping[str, Any], secret: str, meth
     if scheme == "hubspot":
         version = options.get("version") or "v3"
         if version == "v1":
-            return {"X-HubSpot-Signature": hashlib.sha256(secret.encode() + body).hexdigest(),
-                    "X-HubSpot-Signature-Version": "v1"}
+            return {
+                "X-HubSpot-Signature": hashlib.sha256(secret.encode() + body).hexdigest(),
+                "X-HubSpot-Signature-Version": "v1",
+            }
         if version == "v2":
             digest = hashlib.sha256((secret + method + url).encode() + body).hexdigest()
             return {"X-HubSpot-Signature": digest, "X-HubSpot-Signature-Version": "v2"}
         ts = stamp or str(now * 1000)
-        uri = re.sub("%[0-9A-Fa-f]{2}",
-                     lambda m: _HUBSPOT_V3_ESCAPES.get(m.group(0).upper(), m.group(0)), url)
+        uri = re.sub(
+            "%[0-9A-Fa-f]{2}",
+            lambda m: _HUBSPOT_V3_ESCAPES.get(m.group(0).upper(), m.group(0)),
+            url,
+        )
         sig = _b64(_hmac(secret.encode(), (method + uri).encode() + body + ts.encode()))
         return {"X-HubSpot-Signature-v3": sig, "X-HubSpot-Request-Timestamp": ts}
     if scheme == "github":
-        return {"X-Hub-Signature-256": "sha256=" + _hmac(secret.encode(), body).hex(),
-                "X-Hub-Signature": "sha1=" + _hmac(secret.encode(), body, "sha1").hex()}
+        return {
+            "X-Hub-Signature-256": "sha256=" + _hmac(secret.encode(), body).hex(),
+            "X-Hub-Signature": "sha1=" + _hmac(secret.encode(), body, "sha1").hex(),
+        }
     if scheme == "shopify":
         return {"X-Shopify-Hmac-Sha256": _b64(_hmac(secret.encode(), body))}
     if scheme == "zendesk":
         ts = stamp or datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return {"X-Zendesk-Webhook-Signature": _b64(_hmac(secret.encode(), ts.encode() + body)),
-                "X-Zendesk-Webhook-Signature-Timestamp": ts}
+        return {
+            "X-Zendesk-Webhook-Signature": _b64(_hmac(secret.encode(), ts.encode() + body)),
+            "X-Zendesk-Webhook-Signature-Timestamp": ts,
+        }
     if scheme == "intercom":
         return {"X-Hub-Signature": "sha1=" + _hmac(secret.encode(), body, "sha1").hex()}
     if scheme == "typeform":
@@ -117,17 +159,24 @@ def reference_headers(scheme: str, options: Mapping[str, Any], secret: str, meth
 # Helpers
 # --------------------------------------------------------------------------------------------
 
-def _request(headers: Mapping[str, str] | Headers, body: bytes = b"{}", method: str = "POST",
-             url: str = "https://hub.example.com/hooks/src") -> SignedRequest:
+
+def _request(
+    headers: Mapping[str, str] | Headers,
+    body: bytes = b"{}",
+    method: str = "POST",
+    url: str = "https://hub.example.com/hooks/src",
+) -> SignedRequest:
     if not isinstance(headers, Headers):
         headers = CaseInsensitiveHeaders(headers)
     # werkzeug's Headers is what the receiver has; it reads as a Mapping without being one
-    return SignedRequest(method=method, url=url, headers=cast(Mapping[str, str], headers),
-                         body=body)
+    return SignedRequest(
+        method=method, url=url, headers=cast(Mapping[str, str], headers), body=body
+    )
 
 
-def _outcome(scheme: str, request: SignedRequest, secrets: list[str], options: VerifyOptions,
-             now: float) -> str:
+def _outcome(
+    scheme: str, request: SignedRequest, secrets: list[str], options: VerifyOptions, now: float
+) -> str:
     try:
         get_scheme(scheme).verify(request, secrets, options, now)
     except SignatureError as exc:
@@ -143,14 +192,14 @@ def _vector_id(vector: dict[str, Any]) -> str:
 # The vectors
 # --------------------------------------------------------------------------------------------
 
+
 def test_vectors_cover_every_scheme_and_outcome() -> None:
     by_scheme: dict[str, set[str]] = {}
     for vector in VECTORS:
         by_scheme.setdefault(vector["scheme"], set()).add(vector["expected"])
         assert vector["source"], vector["name"]
     assert set(by_scheme) == set(ALL_SCHEMES)
-    timestamped = {"standard_webhooks", "svix", "stripe", "hubspot", "zendesk", "calendly",
-                   "hmac"}
+    timestamped = {"standard_webhooks", "svix", "stripe", "hubspot", "zendesk", "calendly", "hmac"}
     for scheme, outcomes in by_scheme.items():
         if scheme == "none":
             continue
@@ -163,33 +212,53 @@ def test_vectors_cover_every_scheme_and_outcome() -> None:
 @pytest.mark.parametrize("vector", VECTORS, ids=_vector_id)
 def test_vector(vector: dict[str, Any]) -> None:
     options = VerifyOptions(scheme=vector["scheme"], **vector["options"])
-    request = _request(vector["headers"], vector["body"].encode(), vector["method"],
-                       vector["url"])
+    request = _request(vector["headers"], vector["body"].encode(), vector["method"], vector["url"])
     secrets = vector.get("secrets") or [vector["secret"]]
-    assert _outcome(vector["scheme"], request, secrets, options, vector["now"]) \
-        == vector["expected"]
+    assert (
+        _outcome(vector["scheme"], request, secrets, options, vector["now"]) == vector["expected"]
+    )
 
 
 @pytest.mark.parametrize(
-    "vector", [v for v in VECTORS if v["expected"] == "valid" and v.get("canonical", True)],
-    ids=_vector_id)
+    "vector",
+    [v for v in VECTORS if v["expected"] == "valid" and v.get("canonical", True)],
+    ids=_vector_id,
+)
 def test_valid_vectors_match_the_independent_reference(vector: dict[str, Any]) -> None:
     """Vendor vectors check the reference; computed ones are re-derived by it."""
     headers = vector["headers"]
     scheme = vector["scheme"]
     id_header = next((h for h in headers if h.endswith("-id")), None)
-    ts_header = next((h for h in headers if h.lower() in (
-        "webhook-timestamp", "svix-timestamp", "x-hubspot-request-timestamp",
-        "x-zendesk-webhook-signature-timestamp", str(vector["options"].get(
-            "timestamp_header", "")).lower())), None)
+    ts_header = next(
+        (
+            h
+            for h in headers
+            if h.lower()
+            in (
+                "webhook-timestamp",
+                "svix-timestamp",
+                "x-hubspot-request-timestamp",
+                "x-zendesk-webhook-signature-timestamp",
+                str(vector["options"].get("timestamp_header", "")).lower(),
+            )
+        ),
+        None,
+    )
     stamp = headers[ts_header] if ts_header else None
     if scheme in ("stripe", "calendly"):
         found = re.search(r"t=(\d+)", next(iter(headers.values())))
         stamp = found.group(1) if found else None
     expected = reference_headers(
-        scheme, vector["options"], vector["secret"], vector["method"], vector["url"],
-        vector["body"].encode(), vector["now"],
-        msg_id=headers[id_header] if id_header else "msg_ref", stamp=stamp)
+        scheme,
+        vector["options"],
+        vector["secret"],
+        vector["method"],
+        vector["url"],
+        vector["body"].encode(),
+        vector["now"],
+        msg_id=headers[id_header] if id_header else "msg_ref",
+        stamp=stamp,
+    )
     for name, value in headers.items():
         if name in expected:
             assert value == expected[name], name
@@ -200,31 +269,48 @@ def test_valid_vectors_match_the_independent_reference(vector: dict[str, Any]) -
 # --------------------------------------------------------------------------------------------
 
 GOOD = {
-    "standard_webhooks": ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-                          "whsec_" + _b64(b"another-signing-key-0123456")),
-    "svix": ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-             "whsec_" + _b64(b"another-signing-key-0123456")),
+    "standard_webhooks": (
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_" + _b64(b"another-signing-key-0123456"),
+    ),
+    "svix": (
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "whsec_" + _b64(b"another-signing-key-0123456"),
+    ),
 }
 DEFAULT_SECRETS = ("s3cr3t-current-value-1234", "s3cr3t-previous-value-5678")
 
 #: (scheme, option overrides) pairs covering every scheme and every variant worth signing.
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
-    ("standard_webhooks", {}), ("svix", {}), ("stripe", {}), ("hubspot", {}),
-    ("hubspot", {"version": "v1"}), ("hubspot", {"version": "v2"}),
-    ("hubspot", {"version": "v3"}), ("github", {}), ("shopify", {}), ("zendesk", {}),
-    ("intercom", {}), ("typeform", {}), ("calendly", {}),
+    ("standard_webhooks", {}),
+    ("svix", {}),
+    ("stripe", {}),
+    ("hubspot", {}),
+    ("hubspot", {"version": "v1"}),
+    ("hubspot", {"version": "v2"}),
+    ("hubspot", {"version": "v3"}),
+    ("github", {}),
+    ("shopify", {}),
+    ("zendesk", {}),
+    ("intercom", {}),
+    ("typeform", {}),
+    ("calendly", {}),
     ("hmac", {"header": "X-Signature"}),
     ("hmac", {"header": "X-Signature", "algorithm": "sha1", "prefix": "sha1="}),
     ("hmac", {"header": "X-Signature", "algorithm": "sha512", "encoding": "base64"}),
-    ("hmac", {"header": "X-Signature", "timestamp_header": "X-Timestamp",
-              "timestamp_separator": ":"}),
+    (
+        "hmac",
+        {"header": "X-Signature", "timestamp_header": "X-Timestamp", "timestamp_separator": ":"},
+    ),
     ("none", {}),
 ]
 TIMESTAMPED: list[tuple[str, dict[str, Any]]] = [
-    (s, o) for s, o in VARIANTS
+    (s, o)
+    for s, o in VARIANTS
     if s in ("standard_webhooks", "svix", "stripe", "zendesk", "calendly")
     or (s == "hubspot" and o.get("version", "v3") == "v3")
-    or (s == "hmac" and "timestamp_header" in o)]
+    or (s == "hmac" and "timestamp_header" in o)
+]
 SIGNED = [(s, o) for s, o in VARIANTS if s != "none"]
 
 NOW = 1_700_000_000
@@ -241,12 +327,24 @@ def _secrets(scheme: str) -> tuple[str, str]:
     return GOOD.get(scheme, DEFAULT_SECRETS)
 
 
-def _signed(scheme: str, overrides: dict[str, Any], *, secret: str | None = None,
-            now: float = NOW, body: bytes = BODY, tolerance: int = 300,
-            ) -> tuple[VerifyOptions, dict[str, str]]:
+def _signed(
+    scheme: str,
+    overrides: dict[str, Any],
+    *,
+    secret: str | None = None,
+    now: float = NOW,
+    body: bytes = BODY,
+    tolerance: int = 300,
+) -> tuple[VerifyOptions, dict[str, str]]:
     options = VerifyOptions(scheme=scheme, tolerance_seconds=tolerance, **overrides)
-    headers = get_scheme(scheme).sign(body=body, secret=secret or _secrets(scheme)[0],
-                                      options=options, now=now, method="POST", url=URL)
+    headers = get_scheme(scheme).sign(
+        body=body,
+        secret=secret or _secrets(scheme)[0],
+        options=options,
+        now=now,
+        method="POST",
+        url=URL,
+    )
     return options, headers
 
 
@@ -254,8 +352,7 @@ def _signed(scheme: str, overrides: dict[str, Any], *, secret: str | None = None
 def test_sign_then_verify(variant: tuple[str, dict[str, Any]]) -> None:
     scheme, overrides = variant
     options, headers = _signed(scheme, overrides)
-    get_scheme(scheme).verify(_request(headers, BODY, url=URL), [_secrets(scheme)[0]], options,
-                              NOW)
+    get_scheme(scheme).verify(_request(headers, BODY, url=URL), [_secrets(scheme)[0]], options, NOW)
 
 
 @pytest.mark.parametrize("variant", SIGNED, ids=_variant_id)
@@ -263,20 +360,21 @@ def test_sign_matches_the_independent_reference(variant: tuple[str, dict[str, An
     scheme, overrides = variant
     _, headers = _signed(scheme, overrides)
     msg_id = headers.get("webhook-id") or headers.get("svix-id") or "msg_ref"
-    assert headers == reference_headers(scheme, overrides, _secrets(scheme)[0], "POST", URL,
-                                        BODY, NOW, msg_id=msg_id)
+    assert headers == reference_headers(
+        scheme, overrides, _secrets(scheme)[0], "POST", URL, BODY, NOW, msg_id=msg_id
+    )
 
 
 @pytest.mark.parametrize("variant", SIGNED, ids=_variant_id)
-def test_tampered_body_and_wrong_secret_are_invalid(
-        variant: tuple[str, dict[str, Any]]) -> None:
+def test_tampered_body_and_wrong_secret_are_invalid(variant: tuple[str, dict[str, Any]]) -> None:
     scheme, overrides = variant
     current, previous = _secrets(scheme)
     options, headers = _signed(scheme, overrides)
-    assert _outcome(scheme, _request(headers, BODY + b" ", url=URL), [current], options,
-                    NOW) == "invalid"
-    assert _outcome(scheme, _request(headers, BODY, url=URL), [previous], options,
-                    NOW) == "invalid"
+    assert (
+        _outcome(scheme, _request(headers, BODY + b" ", url=URL), [current], options, NOW)
+        == "invalid"
+    )
+    assert _outcome(scheme, _request(headers, BODY, url=URL), [previous], options, NOW) == "invalid"
 
 
 @pytest.mark.parametrize("variant", SIGNED, ids=_variant_id)
@@ -292,8 +390,7 @@ def test_rotation_any_configured_secret_verifies(variant: tuple[str, dict[str, A
 
 @pytest.mark.parametrize("variant", SIGNED, ids=_variant_id)
 @pytest.mark.parametrize("case", ["lower", "upper", "werkzeug", "plain-dict"])
-def test_header_lookup_is_case_insensitive(variant: tuple[str, dict[str, Any]],
-                                           case: str) -> None:
+def test_header_lookup_is_case_insensitive(variant: tuple[str, dict[str, Any]], case: str) -> None:
     scheme, overrides = variant
     options, headers = _signed(scheme, overrides)
     request: SignedRequest
@@ -313,16 +410,19 @@ def test_missing_signature_header(variant: tuple[str, dict[str, Any]]) -> None:
     options, headers = _signed(scheme, overrides)
     for name in list(headers):
         remaining = {k: v for k, v in headers.items() if k != name}
-        outcome = _outcome(scheme, _request(remaining, BODY, url=URL), [_secrets(scheme)[0]],
-                           options, NOW)
+        outcome = _outcome(
+            scheme, _request(remaining, BODY, url=URL), [_secrets(scheme)[0]], options, NOW
+        )
         # every header a vendor sends is needed, except GitHub's legacy SHA-1 one and
         # HubSpot's informational X-HubSpot-Signature-Version
         if name in ("X-Hub-Signature", "X-HubSpot-Signature-Version") and scheme != "intercom":
             assert outcome == "valid", name
         else:
             assert outcome == "missing", name
-    assert _outcome(scheme, _request({}, BODY, url=URL), [_secrets(scheme)[0]], options,
-                    NOW) == "missing"
+    assert (
+        _outcome(scheme, _request({}, BODY, url=URL), [_secrets(scheme)[0]], options, NOW)
+        == "missing"
+    )
 
 
 @pytest.mark.parametrize("variant", TIMESTAMPED, ids=_variant_id)
@@ -351,8 +451,16 @@ def test_stale_needs_a_genuine_signature_first() -> None:
 def test_hmac_timestamps_in_milliseconds() -> None:
     options = VerifyOptions(scheme="hmac", header="X-Sig", timestamp_header="X-Ts")
     millis = str(NOW * 1000 + 123)
-    headers = reference_headers("hmac", {"header": "X-Sig", "timestamp_header": "X-Ts"},
-                                DEFAULT_SECRETS[0], "POST", URL, BODY, NOW, stamp=millis)
+    headers = reference_headers(
+        "hmac",
+        {"header": "X-Sig", "timestamp_header": "X-Ts"},
+        DEFAULT_SECRETS[0],
+        "POST",
+        URL,
+        BODY,
+        NOW,
+        stamp=millis,
+    )
     request = _request(headers, BODY)
     assert _outcome("hmac", request, [DEFAULT_SECRETS[0]], options, NOW) == "valid"
     assert _outcome("hmac", request, [DEFAULT_SECRETS[0]], options, NOW + 301) == "stale"
@@ -368,10 +476,12 @@ def test_hubspot_v3_decodes_only_the_documented_escapes() -> None:
 def test_standard_webhooks_sign_uses_the_given_message_id() -> None:
     options = VerifyOptions(scheme="standard_webhooks", extra={"message_id": "msg_42"})
     headers = get_scheme("standard_webhooks").sign(
-        body=b"{}", secret=GOOD["standard_webhooks"][0], options=options, now=NOW)
+        body=b"{}", secret=GOOD["standard_webhooks"][0], options=options, now=NOW
+    )
     assert headers["webhook-id"] == "msg_42"
-    generated = get_scheme("svix").sign(body=b"{}", secret=GOOD["svix"][0],
-                                        options=VerifyOptions(scheme="svix"), now=NOW)
+    generated = get_scheme("svix").sign(
+        body=b"{}", secret=GOOD["svix"][0], options=VerifyOptions(scheme="svix"), now=NOW
+    )
     assert generated["svix-id"].startswith("msg_")
 
 
@@ -385,11 +495,17 @@ def test_stripe_ignores_v0_and_accepts_any_v1() -> None:
     value = headers["Stripe-Signature"]
     t, v1 = value.split(",")
     secret = [DEFAULT_SECRETS[0]]
-    assert _outcome("stripe", _request({"Stripe-Signature": f"{t},v0={v1[3:]}"}, BODY),
-                    secret, options, NOW) == "invalid"
+    assert (
+        _outcome(
+            "stripe", _request({"Stripe-Signature": f"{t},v0={v1[3:]}"}, BODY), secret, options, NOW
+        )
+        == "invalid"
+    )
     rolled = f"{t},v1={'0' * 64},{v1},v0=abc"
-    assert _outcome("stripe", _request({"Stripe-Signature": rolled}, BODY), secret, options,
-                    NOW) == "valid"
+    assert (
+        _outcome("stripe", _request({"Stripe-Signature": rolled}, BODY), secret, options, NOW)
+        == "valid"
+    )
 
 
 MALFORMED: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
@@ -403,26 +519,55 @@ MALFORMED: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
     ("intercom", {}, {"X-Hub-Signature": "abcd"}, "sha1="),
     ("typeform", {}, {"Typeform-Signature": "sha256=***"}, "base64"),
     ("shopify", {}, {"X-Shopify-Hmac-Sha256": "%%%"}, "base64"),
-    ("zendesk", {}, {"X-Zendesk-Webhook-Signature": "AAAA",
-                     "X-Zendesk-Webhook-Signature-Timestamp": "yesterday"}, "ISO 8601"),
-    ("hubspot", {}, {"X-HubSpot-Signature-v3": "AAAA",
-                     "X-HubSpot-Request-Timestamp": "soon"}, "integer"),
+    (
+        "zendesk",
+        {},
+        {
+            "X-Zendesk-Webhook-Signature": "AAAA",
+            "X-Zendesk-Webhook-Signature-Timestamp": "yesterday",
+        },
+        "ISO 8601",
+    ),
+    (
+        "hubspot",
+        {},
+        {"X-HubSpot-Signature-v3": "AAAA", "X-HubSpot-Request-Timestamp": "soon"},
+        "integer",
+    ),
     ("hubspot", {"version": "v1"}, {"X-HubSpot-Signature": "xyz"}, "hex"),
-    ("standard_webhooks", {}, {"webhook-id": "msg_1", "webhook-timestamp": "1700000000",
-                               "webhook-signature": "v2,AAAA v1a,BBBB"}, "v1,"),
-    ("standard_webhooks", {}, {"webhook-id": "msg_1", "webhook-timestamp": "hello",
-                               "webhook-signature": "v1,AAAA"}, "integer"),
-    ("svix", {}, {"svix-id": "msg_1", "svix-timestamp": "1700000000",
-                  "svix-signature": "v1,!!!"}, "base64"),
+    (
+        "standard_webhooks",
+        {},
+        {
+            "webhook-id": "msg_1",
+            "webhook-timestamp": "1700000000",
+            "webhook-signature": "v2,AAAA v1a,BBBB",
+        },
+        "v1,",
+    ),
+    (
+        "standard_webhooks",
+        {},
+        {"webhook-id": "msg_1", "webhook-timestamp": "hello", "webhook-signature": "v1,AAAA"},
+        "integer",
+    ),
+    (
+        "svix",
+        {},
+        {"svix-id": "msg_1", "svix-timestamp": "1700000000", "svix-signature": "v1,!!!"},
+        "base64",
+    ),
     ("hmac", {"header": "X-Sig", "prefix": "sha256="}, {"X-Sig": "deadbeef"}, "sha256="),
     ("hmac", {"header": "X-Sig", "encoding": "base64"}, {"X-Sig": "@@"}, "base64"),
 ]
 
 
-@pytest.mark.parametrize("scheme,overrides,headers,hint", MALFORMED,
-                         ids=[f"{m[0]}-{i}" for i, m in enumerate(MALFORMED)])
+@pytest.mark.parametrize(
+    "scheme,overrides,headers,hint", MALFORMED, ids=[f"{m[0]}-{i}" for i, m in enumerate(MALFORMED)]
+)
 def test_malformed_headers_are_invalid_with_a_helpful_detail(
-        scheme: str, overrides: dict[str, Any], headers: dict[str, str], hint: str) -> None:
+    scheme: str, overrides: dict[str, Any], headers: dict[str, str], hint: str
+) -> None:
     options = VerifyOptions(scheme=scheme, **overrides)
     with pytest.raises(SignatureError) as excinfo:
         get_scheme(scheme).verify(_request(headers, BODY), [_secrets(scheme)[0]], options, NOW)
@@ -433,12 +578,17 @@ def test_malformed_headers_are_invalid_with_a_helpful_detail(
 
 @pytest.mark.parametrize("variant", SIGNED, ids=_variant_id)
 def test_details_never_contain_the_secret_or_the_expected_signature(
-        variant: tuple[str, dict[str, Any]]) -> None:
+    variant: tuple[str, dict[str, Any]],
+) -> None:
     scheme, overrides = variant
     current, _ = _secrets(scheme)
     options, genuine = _signed(scheme, overrides)
-    forged = {k: ("A" * 20 if "signature" in k.lower() or "hmac" in k.lower() or k == "X-Signature"
-                  else v) for k, v in genuine.items()}
+    forged = {
+        k: (
+            "A" * 20 if "signature" in k.lower() or "hmac" in k.lower() or k == "X-Signature" else v
+        )
+        for k, v in genuine.items()
+    }
     attempts = [
         (_request(genuine, BODY + b"tampered", url=URL), NOW),
         (_request(forged, BODY, url=URL), NOW),
@@ -472,20 +622,24 @@ def test_empty_secrets_are_never_used_as_keys(variant: tuple[str, dict[str, Any]
     if scheme in GOOD:
         empty_key_headers = reference_headers(scheme, overrides, "whsec_", "POST", URL, BODY, NOW)
     else:
-        empty_key_headers = get_scheme(scheme).sign(body=BODY, secret="", options=options,
-                                                    now=NOW, url=URL)
+        empty_key_headers = get_scheme(scheme).sign(
+            body=BODY, secret="", options=options, now=NOW, url=URL
+        )
     request = _request(empty_key_headers, BODY, url=URL)
     assert _outcome(scheme, request, [""], options, NOW) == "invalid"
     assert _outcome(scheme, request, ["", _secrets(scheme)[0]], options, NOW) == "invalid"
     _, genuine = _signed(scheme, overrides)
-    get_scheme(scheme).verify(_request(genuine, BODY, url=URL), ["", _secrets(scheme)[0]],
-                              options, NOW)
+    get_scheme(scheme).verify(
+        _request(genuine, BODY, url=URL), ["", _secrets(scheme)[0]], options, NOW
+    )
 
 
 def test_unknown_hubspot_version_is_invalid() -> None:
     options = VerifyOptions(scheme="hubspot", version="v4")
-    assert _outcome("hubspot", _request({"X-HubSpot-Signature": "00"}), ["s"], options,
-                    NOW) == "invalid"
+    assert (
+        _outcome("hubspot", _request({"X-HubSpot-Signature": "00"}), ["s"], options, NOW)
+        == "invalid"
+    )
 
 
 def test_none_scheme_always_passes() -> None:
@@ -513,15 +667,19 @@ def test_signature_headers_cover_what_sign_produces(variant: tuple[str, dict[str
     redacted = {h.lower() for h in get_scheme(scheme).signature_headers}
     if scheme == "hmac":
         redacted.add(overrides["header"].lower())  # per-source header, named in options
-    carrying = [h for h in headers
-                if ("signature" in h.lower() or "hmac" in h.lower() or h == overrides.get("header"))
-                and not h.lower().endswith(("-version", "-timestamp"))]
+    carrying = [
+        h
+        for h in headers
+        if ("signature" in h.lower() or "hmac" in h.lower() or h == overrides.get("header"))
+        and not h.lower().endswith(("-version", "-timestamp"))
+    ]
     assert carrying
     assert all(h.lower() in redacted for h in carrying), (carrying, redacted)
 
 
-def test_send_test_says_when_a_secret_cannot_sign_for_its_scheme(write_config: Any,
-                                                                   tmp_path: Path) -> None:
+def test_send_test_says_when_a_secret_cannot_sign_for_its_scheme(
+    write_config: Any, tmp_path: Path
+) -> None:
     """A Standard Webhooks secret must be whsec_<base64>: signing with another is a
     SignatureError, and `crmhub send-test` names the variable instead of a traceback."""
     from conftest import crmhub, make_settings
@@ -533,13 +691,18 @@ def test_send_test_says_when_a_secret_cannot_sign_for_its_scheme(write_config: A
         mappings: {}
     """)
     with pytest.raises(SignatureError, match="not a Standard Webhooks key"):
-        get_scheme("standard_webhooks").sign(body=b"{}", secret="plain-text",
-                                             options=VerifyOptions(scheme="standard_webhooks"),
-                                             now=0)
+        get_scheme("standard_webhooks").sign(
+            body=b"{}",
+            secret="plain-text",
+            options=VerifyOptions(scheme="standard_webhooks"),
+            now=0,
+        )
     payload = tmp_path / "order.json"
     payload.write_text("{}")
     settings = make_settings(path, "unused", ORDERS_SECRET="plain-text")
     result = crmhub(settings, "send-test", "orders", str(payload))
     assert result.exit_code == 2, result.output
-    assert "cannot sign for 'orders' (standard_webhooks): the secret is not a Standard " \
+    assert (
+        "cannot sign for 'orders' (standard_webhooks): the secret is not a Standard "
         "Webhooks key (whsec_<base64>); check ORDERS_SECRET" in result.output
+    )

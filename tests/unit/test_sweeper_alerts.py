@@ -11,12 +11,14 @@ import fakeredis
 import httpx
 import pytest
 
-from core.alerts import MAX_SEND_ATTEMPTS, Alert, AlertOutbox, webhook_sender
+from core.alerts import Alert, webhook_sender
 from core.config import Config
-from core.ledger import Ledger, NewDelivery, NewEvent
+from core.ledger import Ledger, NewDelivery, NewEvent, Swept
+from core.ledger.keys import LedgerKeys
+from core.ledger.outbox import MAX_SEND_ATTEMPTS, AlertOutbox
 from core.queue import HintQueue
 from core.settings import Settings
-from core.tokens import TokenStore
+from core.vocabulary import AttemptOutcome
 from workers import sweeper
 from workers.runtime import WorkerRuntime
 
@@ -27,23 +29,38 @@ ALERT_URL = "https://hooks.example.com/services/T000/B000/oncall"
 def runtime(key_prefix: str, **settings: Any) -> WorkerRuntime:
     client = fakeredis.FakeRedis()
     s = Settings(key_prefix=key_prefix, **settings)
-    ledger = Ledger(client, prefix=key_prefix,
-                    queue=HintQueue(s.celery_queue, s.celery_keyprefix))
-    return WorkerRuntime(settings=s, config=Config(path="crmhub.yaml", sources={},
-                                                   connections={}, mappings={}),
-                         ledger=ledger, alerts=AlertOutbox(client, key_prefix),
-                         tokens=TokenStore(client, key_prefix))
+    ledger = Ledger(client, prefix=key_prefix, queue=HintQueue(s.celery_queue, s.celery_keyprefix))
+    return WorkerRuntime(
+        settings=s,
+        config=Config(path="crmhub.yaml", sources={}, connections={}, mappings={}),
+        ledger=ledger,
+    )
 
 
-def record(rt: WorkerRuntime, count: int, now: float = T0) -> list[str]:
-    events = [NewEvent(id=f"evt_{i}", source="stripe", type="customer.updated",
-                       external_id=f"ext_{i}", received_at=now, occurred_at=None, headers={},
-                       body="{}",
-                       deliveries=(NewDelivery(id=f"dlv_{i:05d}", mapping="m", connection="crm",
-                                               object="contacts",
-                                               record_key=f"crm:contacts:id={i}"),))
-              for i in range(count)]
-    rt.ledger.record(events, now)
+def accept(rt: WorkerRuntime, count: int, now: float = T0) -> list[str]:
+    events = [
+        NewEvent(
+            id=f"evt_{i}",
+            source="stripe",
+            type="customer.updated",
+            external_id=f"ext_{i}",
+            received_at=now,
+            occurred_at=None,
+            headers={},
+            body="{}",
+            deliveries=(
+                NewDelivery(
+                    id=f"dlv_{i:05d}",
+                    mapping="m",
+                    connection="crm",
+                    object="contacts",
+                    record_key=f"crm:contacts:id={i}",
+                ),
+            ),
+        )
+        for i in range(count)
+    ]
+    rt.ledger.accept(events, now)
     return [f"dlv_{i:05d}" for i in range(count)]
 
 
@@ -54,10 +71,11 @@ def queued(rt: WorkerRuntime) -> int:
 # sweep ----------------------------------------------------------------------------------
 def test_sweep_moves_due_retries_back_to_pending(key_prefix: str) -> None:
     rt = runtime(key_prefix)
-    [d] = record(rt, 1)
+    [d] = accept(rt, 1)
     rt.ledger.claim(d, token="t", now=T0, lease_seconds=60)
-    rt.ledger.finish(d, token="t", now=T0, outcome="retry", attempt={}, due=T0 + 10,
-                     transient=True)
+    rt.ledger.finish(
+        d, token="t", now=T0, outcome=AttemptOutcome.RETRY, attempt={}, due=T0 + 10, transient=True
+    )
     assert sweeper.sweep(rt, now=T0 + 5) == {"due": 0, "expired": 0, "republished": 0}
     assert sweeper.sweep(rt, now=T0 + 10) == {"due": 1, "expired": 0, "republished": 0}
     assert rt.ledger.raw_delivery(d)["state"] == "pending"
@@ -65,13 +83,13 @@ def test_sweep_moves_due_retries_back_to_pending(key_prefix: str) -> None:
 
 def test_sweep_is_single_flight(key_prefix: str) -> None:
     rt = runtime(key_prefix)
-    [d] = record(rt, 1)
+    [d] = accept(rt, 1)
     rt.ledger.claim(d, token="t", now=T0, lease_seconds=60)
     # another scheduler host is sweeping right now
     other = rt.ledger.redis.lock(f"{key_prefix}:sweep:lock", timeout=30)
     assert other.acquire(blocking=False)
     assert sweeper.sweep(rt, now=T0 + 120) == {"skipped": 1}
-    assert rt.ledger.raw_delivery(d)["state"] == "in_flight"      # nothing was touched
+    assert rt.ledger.raw_delivery(d)["state"] == "in_flight"  # nothing was touched
     other.release()
 
     assert sweeper.sweep(rt, now=T0 + 120)["expired"] == 1
@@ -81,14 +99,15 @@ def test_sweep_is_single_flight(key_prefix: str) -> None:
 
 
 def test_sweep_works_through_a_backlog_in_bounded_batches(
-        key_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rt = runtime(key_prefix)
-    record(rt, 2500)
-    rt.ledger.redis.delete(rt.ledger.queue.key)       # every message lost (a broker flush)
-    calls: list[dict[str, int]] = []
+    accept(rt, 2500)
+    rt.ledger.redis.delete(rt.ledger.queue.key)  # every message lost (a broker flush)
+    calls: list[Swept] = []
     real_sweep = rt.ledger.sweep
 
-    def spy(now: float, **kw: Any) -> dict[str, int]:
+    def spy(now: float, **kw: Any) -> Swept:
         counts = real_sweep(now, **kw)
         calls.append(counts)
         return counts
@@ -96,13 +115,13 @@ def test_sweep_works_through_a_backlog_in_bounded_batches(
     monkeypatch.setattr(rt.ledger, "sweep", spy)
     totals = sweeper.sweep(rt, now=T0 + rt.settings.republish_after_seconds + 1)
     assert totals == {"due": 0, "expired": 0, "republished": 2500}
-    assert [c["republished"] for c in calls] == [1000, 1000, 500]
+    assert [c.republished for c in calls] == [1000, 1000, 500]
     assert queued(rt) == 2500
 
 
 def test_sweep_republishes_after_the_configured_delay(key_prefix: str) -> None:
     rt = runtime(key_prefix, republish_after_seconds=300)
-    record(rt, 1)
+    accept(rt, 1)
     assert sweeper.sweep(rt, now=T0 + 120)["republished"] == 0
     assert sweeper.sweep(rt, now=T0 + 301)["republished"] == 1
 
@@ -111,8 +130,7 @@ def test_sweep_republishes_after_the_configured_delay(key_prefix: str) -> None:
 class Hook:
     """The on-call webhook: answers from `answer`, remembers every request."""
 
-    def __init__(self, answer: Callable[[httpx.Request], httpx.Response] | None = None
-                 ) -> None:
+    def __init__(self, answer: Callable[[httpx.Request], httpx.Response] | None = None) -> None:
         self.requests: list[httpx.Request] = []
         self.answer = answer or (lambda request: httpx.Response(200, text="ok"))
 
@@ -125,9 +143,13 @@ class Hook:
 
 
 def paused_alert() -> Alert:
-    return Alert(kind="connection_paused", connection="crm",
-                 summary="crmhub paused connection 'crm': the target refused our credentials.",
-                 detail="target refused our credentials (HTTP 401)", at=T0)
+    return Alert(
+        kind="connection_paused",
+        connection="crm",
+        summary="crmhub paused connection 'crm': the target refused our credentials.",
+        detail="target refused our credentials (HTTP 401)",
+        at=T0,
+    )
 
 
 def entries(outbox: AlertOutbox) -> list[dict[str, Any]]:
@@ -135,7 +157,7 @@ def entries(outbox: AlertOutbox) -> list[dict[str, Any]]:
 
 
 def test_a_sent_alert_leaves_the_outbox(key_prefix: str) -> None:
-    outbox = AlertOutbox(fakeredis.FakeRedis(), key_prefix)
+    outbox = AlertOutbox(fakeredis.FakeRedis(), LedgerKeys(key_prefix))
     outbox.put(paused_alert())
     hook = Hook()
     assert outbox.send_due(hook.sender(), now=T0) == 1
@@ -143,9 +165,14 @@ def test_a_sent_alert_leaves_the_outbox(key_prefix: str) -> None:
     [request] = hook.requests
     assert request.method == "POST" and str(request.url) == ALERT_URL
     assert json.loads(request.content) == {
-        "source": "crmhub", "kind": "connection_paused", "connection": "crm",
+        "source": "crmhub",
+        "kind": "connection_paused",
+        "connection": "crm",
         "summary": "crmhub paused connection 'crm': the target refused our credentials.",
-        "detail": "target refused our credentials (HTTP 401)", "at": T0, "severity": "error"}
+        "detail": "target refused our credentials (HTTP 401)",
+        "at": T0,
+        "severity": "error",
+    }
 
 
 @pytest.mark.parametrize("failure", ["500", "connect"])
@@ -155,7 +182,7 @@ def test_a_failed_send_is_retried_later_with_backoff(key_prefix: str, failure: s
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         return httpx.Response(500, text="internal error")
 
-    outbox = AlertOutbox(fakeredis.FakeRedis(), key_prefix)
+    outbox = AlertOutbox(fakeredis.FakeRedis(), LedgerKeys(key_prefix))
     outbox.put(paused_alert())
     hook = Hook(fail)
     assert outbox.send_due(hook.sender(), now=T0) == 0
@@ -176,72 +203,73 @@ def test_a_failed_send_is_retried_later_with_backoff(key_prefix: str, failure: s
     assert outbox.pending() == 0
 
 
-def test_an_alert_is_dropped_after_max_send_attempts(key_prefix: str,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
-    outbox = AlertOutbox(fakeredis.FakeRedis(), key_prefix)
+def test_an_alert_is_dropped_after_max_send_attempts(
+    key_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = AlertOutbox(fakeredis.FakeRedis(), LedgerKeys(key_prefix))
     outbox.put(paused_alert())
     hook = Hook(lambda request: httpx.Response(503))
     now = T0
     for _ in range(MAX_SEND_ATTEMPTS + 3):
         outbox.send_due(hook.sender(), now=now)
-        now += 601                                   # past any backoff (capped at 600 s)
+        now += 601  # past any backoff (capped at 600 s)
     assert len(hook.requests) == MAX_SEND_ATTEMPTS
     assert outbox.pending() == 0
     assert "giving up on alert" in caplog.text
 
 
 def test_one_failing_alert_does_not_block_the_others(key_prefix: str) -> None:
-    outbox = AlertOutbox(fakeredis.FakeRedis(), key_prefix)
+    outbox = AlertOutbox(fakeredis.FakeRedis(), LedgerKeys(key_prefix))
     outbox.put(Alert(kind="connection_paused", connection="crm", summary="first", at=T0))
     outbox.put(Alert(kind="connection_paused", connection="erp", summary="second", at=T0))
 
     def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(500 if json.loads(request.content)["connection"] == "crm"
-                              else 200)
+        return httpx.Response(500 if json.loads(request.content)["connection"] == "crm" else 200)
 
     assert outbox.send_due(Hook(answer).sender(), now=T0) == 1
     assert [e["alert"]["connection"] for e in entries(outbox)] == ["crm"]
 
 
-def test_send_alerts_posts_to_the_configured_url(key_prefix: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_send_alerts_posts_to_the_configured_url(
+    key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hook = Hook()
     real_client = httpx.Client
-    monkeypatch.setattr(sweeper.httpx, "Client", lambda **kw: real_client(
-        transport=httpx.MockTransport(hook), **kw))
+    monkeypatch.setattr(
+        sweeper.httpx, "Client", lambda **kw: real_client(transport=httpx.MockTransport(hook), **kw)
+    )
     rt = runtime(key_prefix, alert_webhook_url=ALERT_URL)
-    rt.alerts.put(paused_alert())
+    rt.ledger.alerts.put(paused_alert())
     assert sweeper.send_alerts(rt, now=T0) == 1
     assert [str(r.url) for r in hook.requests] == [ALERT_URL]
-    assert rt.alerts.pending() == 0
+    assert rt.ledger.alerts.pending() == 0
 
 
 def test_send_alerts_without_a_url_sends_nothing(key_prefix: str) -> None:
     rt = runtime(key_prefix)
-    rt.alerts.put(paused_alert())
+    rt.ledger.alerts.put(paused_alert())
     assert sweeper.send_alerts(rt, now=T0) == 0
-    assert rt.alerts.pending() == 1
+    assert rt.ledger.alerts.pending() == 1
 
 
 def test_alert_send_is_single_flight_and_keeps_the_alert_until_sent() -> None:
     import fakeredis
 
-    from core.alerts import Alert, AlertOutbox
-
     client = fakeredis.FakeRedis()
-    outbox = AlertOutbox(client, "single")
+    outbox = AlertOutbox(client, LedgerKeys("single"))
     outbox.put(Alert(kind="connection_paused", connection="crm", summary="paused"))
     sent: list[dict] = []
     other = client.lock("single:alerts:lock", timeout=60)
     assert other.acquire()
-    assert outbox.send_due(sent.append, now=1e10) == 0      # another scheduler is sending
+    assert outbox.send_due(sent.append, now=1e10) == 0  # another scheduler is sending
     assert outbox.pending() == 1 and sent == []
     other.release()
 
     def crash(alert: dict) -> None:
-        raise KeyboardInterrupt                              # the process dies mid-send
+        raise KeyboardInterrupt  # the process dies mid-send
+
     with contextlib.suppress(KeyboardInterrupt):
         outbox.send_due(crash, now=1e10)
-    assert outbox.pending() == 1                             # still there to send next time
+    assert outbox.pending() == 1  # still there to send next time
     assert outbox.send_due(sent.append, now=1e10) == 1
     assert outbox.pending() == 0 and sent[0]["connection"] == "crm"

@@ -48,10 +48,25 @@ def fails(step: Any, value: Any, body: Any = None) -> str:
 
 # -- the registry ---------------------------------------------------------------------------
 
+
 def test_every_transform_of_the_issue_is_registered() -> None:
-    assert set(FACTORIES) == {"strip", "lower", "upper", "email", "e164", "date", "datetime",
-                              "map", "truncate", "first_name", "last_name", "join", "template",
-                              "bool", "number"}
+    assert set(FACTORIES) == {
+        "strip",
+        "lower",
+        "upper",
+        "email",
+        "e164",
+        "date",
+        "datetime",
+        "map",
+        "truncate",
+        "first_name",
+        "last_name",
+        "join",
+        "template",
+        "bool",
+        "number",
+    }
 
 
 def test_built_steps_are_named_callables_of_value_and_body() -> None:
@@ -60,18 +75,21 @@ def test_built_steps_are_named_callables_of_value_and_body() -> None:
     assert step("ada") == "ADA" == step("ada", {"ignored": True})
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"nosuch": None}, "unknown transform 'nosuch'"),
-    ({"lower": True}, "lower takes no arguments"),
-    ({"email": {"strict": True}}, "email takes no arguments"),
-    ({"bool": 1}, "bool takes no arguments"),
-])
-def test_unknown_transforms_and_stray_arguments_are_config_errors(spec: Any,
-                                                                  message: str) -> None:
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"nosuch": None}, "unknown transform 'nosuch'"),
+        ({"lower": True}, "lower takes no arguments"),
+        ({"email": {"strict": True}}, "email takes no arguments"),
+        ({"bool": 1}, "bool takes no arguments"),
+    ],
+)
+def test_unknown_transforms_and_stray_arguments_are_config_errors(spec: Any, message: str) -> None:
     assert message in build_error(spec)
 
 
 # -- text -----------------------------------------------------------------------------------
+
 
 def test_strip_lower_upper() -> None:
     assert run("strip", "  Ada \n") == "Ada"
@@ -97,13 +115,15 @@ def test_truncate_needs_a_positive_length(bad: Any) -> None:
 
 # -- email ----------------------------------------------------------------------------------
 
+
 def test_email_trims_lowercases_and_checks_syntax() -> None:
     assert run("email", "  Ada.Lovelace@Example.COM ") == "ada.lovelace@example.com"
-    assert run("email", "ada+crm@example.com") == "ada+crm@example.com"   # no folding here
+    assert run("email", "ada+crm@example.com") == "ada+crm@example.com"  # no folding here
 
 
-@pytest.mark.parametrize("bad", ["not-an-email", "ada@", "@example.com", "a b@example.com",
-                                 "ada@@example.com", "   "])
+@pytest.mark.parametrize(
+    "bad", ["not-an-email", "ada@", "@example.com", "a b@example.com", "ada@@example.com", "   "]
+)
 def test_email_rejects_bad_syntax(bad: str) -> None:
     assert "not a valid email address" in fails("email", bad)
 
@@ -115,8 +135,10 @@ def test_email_never_touches_the_network(monkeypatch: pytest.MonkeyPatch) -> Non
         raise AssertionError("network used")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    assert run("email", "ada@no-such-domain-for-crmhub-tests.com") \
+    assert (
+        run("email", "ada@no-such-domain-for-crmhub-tests.com")
         == "ada@no-such-domain-for-crmhub-tests.com"
+    )
 
 
 def test_email_refuses_non_text() -> None:
@@ -125,13 +147,17 @@ def test_email_refuses_non_text() -> None:
 
 # -- phone ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, region, expected", [
-    ("(415) 555-0123", "US", "+14155550123"),
-    ("415.555.0123", "US", "+14155550123"),
-    ("+44 20 7946 0958", "US", "+442079460958"),     # an explicit country code wins
-    ("020 7946 0958", "GB", "+442079460958"),
-    ("+1 415 555 0123", None, "+14155550123"),
-])
+
+@pytest.mark.parametrize(
+    "value, region, expected",
+    [
+        ("(415) 555-0123", "US", "+14155550123"),
+        ("415.555.0123", "US", "+14155550123"),
+        ("+44 20 7946 0958", "US", "+442079460958"),  # an explicit country code wins
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("+1 415 555 0123", None, "+14155550123"),
+    ],
+)
 def test_e164(value: str, region: str | None, expected: str) -> None:
     args = {"region": region} if region else None
     assert run({"e164": args}, value) == expected
@@ -155,13 +181,16 @@ def test_e164_rejects_impossible_numbers(bad: str) -> None:
     fails({"e164": {"region": "US"}}, bad)
 
 
-@pytest.mark.parametrize("args, message", [
-    ({"region": "XX"}, "unknown region 'XX'"),
-    ({"region": 1}, "unknown region 1"),
-    ({"region": ["US"]}, "unknown region ['US']"),
-    ({"country": "US"}, "unknown option 'country'"),
-    (["US"], "takes a mapping of options"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"region": "XX"}, "unknown region 'XX'"),
+        ({"region": 1}, "unknown region 1"),
+        ({"region": ["US"]}, "unknown region ['US']"),
+        ({"country": "US"}, "unknown option 'country'"),
+        (["US"], "takes a mapping of options"),
+    ],
+)
 def test_e164_bad_arguments_are_config_errors(args: Any, message: str) -> None:
     assert message in build_error({"e164": args})
 
@@ -185,17 +214,21 @@ def test_phone_parsing_never_crashes_on_phone_like_text(text: str) -> None:
 
 # -- dates ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [
-    ("2024-01-05", "2024-01-05"),
-    ("2024-01-05T23:30:00-05:00", "2024-01-05"),       # the calendar date as written
-    ("January 5, 2024", "2024-01-05"),
-    ("5 Jan 2024", "2024-01-05"),
-    ("01/05/2024", "2024-01-05"),                       # month first unless dayfirst
-    (1_704_412_800, "2024-01-05"),                      # epoch seconds (Stripe)
-    (1_704_412_800_000, "2024-01-05"),                  # epoch milliseconds (HubSpot)
-    ("1704412800", "2024-01-05"),
-    (1_704_412_800.5, "2024-01-05"),
-])
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("2024-01-05", "2024-01-05"),
+        ("2024-01-05T23:30:00-05:00", "2024-01-05"),  # the calendar date as written
+        ("January 5, 2024", "2024-01-05"),
+        ("5 Jan 2024", "2024-01-05"),
+        ("01/05/2024", "2024-01-05"),  # month first unless dayfirst
+        (1_704_412_800, "2024-01-05"),  # epoch seconds (Stripe)
+        (1_704_412_800_000, "2024-01-05"),  # epoch milliseconds (HubSpot)
+        ("1704412800", "2024-01-05"),
+        (1_704_412_800.5, "2024-01-05"),
+    ],
+)
 def test_date_iso(value: Any, expected: str) -> None:
     assert run("date", value) == expected
     assert run({"date": {"format": "iso"}}, value) == expected
@@ -212,57 +245,74 @@ def test_date_dayfirst() -> None:
     assert run({"date": {"dayfirst": True}}, "05/01/2024") == "2024-01-05"
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("2024-01-05T10:00:00Z", "2024-01-05T10:00:00Z"),
-    ("2024-01-05T10:00:00+02:00", "2024-01-05T08:00:00Z"),
-    ("2024-01-05 10:00:00.250 UTC", "2024-01-05T10:00:00.250Z"),
-    ("2024-01-05 10:00", "2024-01-05T10:00:00Z"),          # naive: taken as UTC
-    ("2024-01-05", "2024-01-05T00:00:00Z"),
-    (1_704_448_800, "2024-01-05T10:00:00Z"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("2024-01-05T10:00:00Z", "2024-01-05T10:00:00Z"),
+        ("2024-01-05T10:00:00+02:00", "2024-01-05T08:00:00Z"),
+        ("2024-01-05 10:00:00.250 UTC", "2024-01-05T10:00:00.250Z"),
+        ("2024-01-05 10:00", "2024-01-05T10:00:00Z"),  # naive: taken as UTC
+        ("2024-01-05", "2024-01-05T00:00:00Z"),
+        (1_704_448_800, "2024-01-05T10:00:00Z"),
+    ],
+)
 def test_datetime_iso_is_utc(value: Any, expected: str) -> None:
     assert run("datetime", value) == expected
 
 
 def test_datetime_epoch_ms() -> None:
-    assert run({"datetime": {"format": "epoch_ms"}}, "2024-01-05T10:00:00.123+02:00") \
+    assert (
+        run({"datetime": {"format": "epoch_ms"}}, "2024-01-05T10:00:00.123+02:00")
         == int(datetime(2024, 1, 5, 8, 0, tzinfo=UTC).timestamp()) * 1000 + 123
+    )
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("not a date", "not a recognisable date"),
-    ("March", "incomplete date"),
-    ("2024", "incomplete date"),
-    ("Monday", "incomplete date"),
-    ("2024-02-30", "not a recognisable date"),
-    ("2024-01-05 10:00 EST", "unknown time zone 'EST'"),
-    ("", "empty"),
-    (True, "expects a date"),
-    ({"y": 2024}, "expects a date"),
-    (float("nan"), "not a date"),
-    (10**30, "out of range"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("not a date", "not a recognisable date"),
+        ("March", "incomplete date"),
+        ("2024", "incomplete date"),
+        ("Monday", "incomplete date"),
+        ("2024-02-30", "not a recognisable date"),
+        ("2024-01-05 10:00 EST", "unknown time zone 'EST'"),
+        ("", "empty"),
+        (True, "expects a date"),
+        ({"y": 2024}, "expects a date"),
+        (float("nan"), "not a date"),
+        (10**30, "out of range"),
+    ],
+)
 def test_dates_reject_what_they_cannot_read(bad: Any, message: str) -> None:
     assert message in fails("date", bad)
 
 
-@pytest.mark.parametrize("args, message", [
-    ({"format": "unix"}, "format must be one of iso, epoch_ms"),
-    ("seconds", "format must be one of iso, epoch_ms"),
-    ({"dayfirst": "yes"}, "dayfirst must be true or false"),
-    ({"fmt": "iso"}, "unknown option 'fmt'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"format": "unix"}, "format must be one of iso, epoch_ms"),
+        ("seconds", "format must be one of iso, epoch_ms"),
+        ({"dayfirst": "yes"}, "dayfirst must be true or false"),
+        ({"fmt": "iso"}, "unknown option 'fmt'"),
+    ],
+)
 def test_date_bad_arguments_are_config_errors(args: Any, message: str) -> None:
     assert message in build_error({"date": args})
-    assert message.replace("date", "datetime") in build_error({"datetime": args}) \
-        or message in build_error({"datetime": args})
+    assert message.replace("date", "datetime") in build_error(
+        {"datetime": args}
+    ) or message in build_error({"datetime": args})
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(max_size=40), st.sampled_from(["date", "datetime"]),
-       st.sampled_from(["iso", "epoch_ms"]), st.booleans())
-def test_date_parsing_never_crashes_on_any_text(text: str, name: str, fmt: str,
-                                                dayfirst: bool) -> None:
+@given(
+    st.text(max_size=40),
+    st.sampled_from(["date", "datetime"]),
+    st.sampled_from(["iso", "epoch_ms"]),
+    st.booleans(),
+)
+def test_date_parsing_never_crashes_on_any_text(
+    text: str, name: str, fmt: str, dayfirst: bool
+) -> None:
     step = build_transform({name: {"format": fmt, "dayfirst": dayfirst}})
     try:
         result = step(text)
@@ -289,10 +339,11 @@ def test_date_parsing_never_crashes_on_any_number(number: float) -> None:
 
 # -- map ------------------------------------------------------------------------------------
 
+
 def test_map_picklist() -> None:
     step = {"map": {"values": {"gold": "Gold", "silver": "Silver"}}}
     assert run(step, "gold") == "Gold"
-    assert run(step, " silver ") == "Silver"          # compared as trimmed text
+    assert run(step, " silver ") == "Silver"  # compared as trimmed text
 
 
 def test_map_unknown_value_without_default_is_an_error_listing_the_choices() -> None:
@@ -307,7 +358,7 @@ def test_map_default() -> None:
 
 
 def test_map_compares_numbers_and_booleans_as_text() -> None:
-    step = {"map": {"values": {1: "one", False: "no"}}}     # as YAML reads `1:` and `no:`
+    step = {"map": {"values": {1: "one", False: "no"}}}  # as YAML reads `1:` and `no:`
     assert run(step, "1") == "one" and run(step, 1) == "one"
     assert run(step, False) == "no" and run(step, "false") == "no"
 
@@ -327,29 +378,36 @@ def test_map_exposes_its_outputs_for_load_time_checks() -> None:
     assert step.outputs == ("A", "B", "Z")
 
 
-@pytest.mark.parametrize("args, message", [
-    (None, "map needs `values`"),
-    ({"gold": "Gold"}, "unknown option 'gold'"),
-    ({"values": {}}, "map needs `values`"),
-    ({"values": ["gold"]}, "map needs `values`"),
-    ({"values": {"a": 1}, "ignore_case": "yes"}, "ignore_case must be true or false"),
-    ({"values": {"A": 1, "a": 2}, "ignore_case": True}, "are the same key"),
-    ({"values": {1: "x", "1": "y"}}, "are the same key"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (None, "map needs `values`"),
+        ({"gold": "Gold"}, "unknown option 'gold'"),
+        ({"values": {}}, "map needs `values`"),
+        ({"values": ["gold"]}, "map needs `values`"),
+        ({"values": {"a": 1}, "ignore_case": "yes"}, "ignore_case must be true or false"),
+        ({"values": {"A": 1, "a": 2}, "ignore_case": True}, "are the same key"),
+        ({"values": {1: "x", "1": "y"}}, "are the same key"),
+    ],
+)
 def test_map_bad_arguments_are_config_errors(args: Any, message: str) -> None:
     assert message in build_error({"map": args})
 
 
 # -- names ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("full, first, last", [
-    ("Ada Lovelace", "Ada", "Lovelace"),
-    ("  Ada   King  Lovelace ", "Ada", "King Lovelace"),
-    ("Lovelace, Ada", "Ada", "Lovelace"),
-    ("Martin Luther King, Jr.", "Martin", "Luther King, Jr."),
-    ("Cher", "Cher", ""),
-    ("", "", ""),
-])
+
+@pytest.mark.parametrize(
+    "full, first, last",
+    [
+        ("Ada Lovelace", "Ada", "Lovelace"),
+        ("  Ada   King  Lovelace ", "Ada", "King Lovelace"),
+        ("Lovelace, Ada", "Ada", "Lovelace"),
+        ("Martin Luther King, Jr.", "Martin", "Luther King, Jr."),
+        ("Cher", "Cher", ""),
+        ("", "", ""),
+    ],
+)
 def test_split_name(full: str, first: str, last: str) -> None:
     assert split_name(full) == (first, last)
     assert run("first_name", full) == first
@@ -358,9 +416,19 @@ def test_split_name(full: str, first: str, last: str) -> None:
 
 # -- template and join ----------------------------------------------------------------------
 
-BODY = {"data": {"object": {"first": "Ada", "last": "Lovelace", "age": 36, "vip": True,
-                            "tags": ["math", "", "poetry"], "address": {"city": "London"}},
-                 "items": [{"sku": "A1"}, {"sku": "B2"}]}}
+BODY = {
+    "data": {
+        "object": {
+            "first": "Ada",
+            "last": "Lovelace",
+            "age": 36,
+            "vip": True,
+            "tags": ["math", "", "poetry"],
+            "address": {"city": "London"},
+        },
+        "items": [{"sku": "A1"}, {"sku": "B2"}],
+    }
+}
 
 
 def test_template_reads_other_paths_of_the_event() -> None:
@@ -369,8 +437,10 @@ def test_template_reads_other_paths_of_the_event() -> None:
 
 
 def test_template_list_indexes_current_value_and_literal_braces() -> None:
-    step = {"template": "{data.items[1].sku}/{data.items.0.sku} {.} {{x}} {data.object.age}"
-                        " {data.object.vip}"}
+    step = {
+        "template": "{data.items[1].sku}/{data.items.0.sku} {.} {{x}} {data.object.age}"
+        " {data.object.vip}"
+    }
     assert run(step, "me", BODY) == "B2/A1 me {x} 36 true"
 
 
@@ -382,14 +452,17 @@ def test_template_refuses_objects() -> None:
     assert "is object" in fails({"template": "{data.object.address}"}, None, BODY)
 
 
-@pytest.mark.parametrize("args, message", [
-    ("{data.object.first", "is not closed"),
-    ("data}", "has no opening"),
-    ("{}", "is not a dotted path"),
-    ("{a..b}", "is not a dotted path"),
-    ("no placeholders", "use `const`"),
-    (["{a}"], "template takes a text"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ("{data.object.first", "is not closed"),
+        ("data}", "has no opening"),
+        ("{}", "is not a dotted path"),
+        ("{a..b}", "is not a dotted path"),
+        ("no placeholders", "use `const`"),
+        (["{a}"], "template takes a text"),
+    ],
+)
 def test_template_bad_arguments_are_config_errors(args: Any, message: str) -> None:
     assert message in build_error({"template": args})
 
@@ -408,31 +481,50 @@ def test_join_paths_skips_empty_values() -> None:
 def test_join_a_list_value() -> None:
     assert run({"join": ";"}, ["math", "", "poetry", 3]) == "math;poetry;3"
     assert run("join", ["a", "b"]) == "a b"
-    assert run({"join": {"paths": ["data.object.tags"], "separator": ","}}, None, BODY) \
+    assert (
+        run({"join": {"paths": ["data.object.tags"], "separator": ","}}, None, BODY)
         == "math,poetry"
+    )
 
 
 def test_join_refuses_objects() -> None:
     assert "is object" in fails({"join": {"paths": ["data.object.address"]}}, None, BODY)
 
 
-@pytest.mark.parametrize("args, message", [
-    ({"paths": []}, "non-empty list"),
-    ({"paths": "a.b"}, "non-empty list"),
-    ({"paths": ["a..b"]}, "is not a dotted path"),
-    ({"separator": 1}, "separator must be text"),
-    ({"sep": ","}, "unknown option 'sep'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({"paths": []}, "non-empty list"),
+        ({"paths": "a.b"}, "non-empty list"),
+        ({"paths": ["a..b"]}, "is not a dotted path"),
+        ({"separator": 1}, "separator must be text"),
+        ({"sep": ","}, "unknown option 'sep'"),
+    ],
+)
 def test_join_bad_arguments_are_config_errors(args: Any, message: str) -> None:
     assert message in build_error({"join": args})
 
 
 # -- bool and number ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [
-    (True, True), (False, False), ("yes", True), (" No ", False), ("TRUE", True), ("0", False),
-    ("1", True), ("on", True), ("off", False), (1, True), (0, False), ("y", True),
-])
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (True, True),
+        (False, False),
+        ("yes", True),
+        (" No ", False),
+        ("TRUE", True),
+        ("0", False),
+        ("1", True),
+        ("on", True),
+        ("off", False),
+        (1, True),
+        (0, False),
+        ("y", True),
+    ],
+)
 def test_bool(value: Any, expected: bool) -> None:
     assert run("bool", value) is expected
 
@@ -442,20 +534,37 @@ def test_bool_rejects_other_values(bad: Any) -> None:
     assert "not a yes/no value" in fails("bool", bad)
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("42", 42), (" -3 ", -3), ("+7", 7), ("12.50", 12.5), (".5", 0.5), ("1e3", 1000.0),
-    (7, 7), (2.5, 2.5),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("42", 42),
+        (" -3 ", -3),
+        ("+7", 7),
+        ("12.50", 12.5),
+        (".5", 0.5),
+        ("1e3", 1000.0),
+        (7, 7),
+        (2.5, 2.5),
+    ],
+)
 def test_number(value: Any, expected: float) -> None:
     result = run("number", value)
     assert result == expected and type(result) is type(expected)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("1,234.5", "thousands separators"), ("12abc", "not a number"), ("", "not a number"),
-    (True, "not a number"), ("nan", "not a number"), (float("inf"), "not a finite number"),
-    ("1e999", "not a finite number"), ([1], "not a number"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("1,234.5", "thousands separators"),
+        ("12abc", "not a number"),
+        ("", "not a number"),
+        (True, "not a number"),
+        ("nan", "not a number"),
+        (float("inf"), "not a finite number"),
+        ("1e999", "not a finite number"),
+        ([1], "not a number"),
+    ],
+)
 def test_number_rejects_other_values(bad: Any, message: str) -> None:
     assert message in fails("number", bad)
 
@@ -470,6 +579,7 @@ def test_bool_number_and_email_never_crash_on_any_text(text: str) -> None:
 
 # -- match-key normalisation ----------------------------------------------------------------
 
+
 def test_email_match_keys_are_trimmed_and_lowercased() -> None:
     assert normalize_email("  Ada@Example.COM\t") == "ada@example.com"
     assert normalize_match("email", " ADA+crm@example.com ") == "ada+crm@example.com"
@@ -482,22 +592,28 @@ def test_plus_address_folding_only_when_asked() -> None:
     assert normalize_email("ada+crm@example.com") == "ada+crm@example.com"
 
 
-@pytest.mark.parametrize("kind, raw, expected", [
-    ("lower", "  ABC ", "abc"),
-    ("strip", "  ABC ", "ABC"),
-    (None, "  a \t b  ", "a b"),
-    (None, 42, "42"),
-    ("phone", "+1 (415) 555-0123", "+14155550123"),
-    ("phone", "call me", ""),
-    ("phone", "555-0123", "5550123"),          # no region: its digits
-])
+@pytest.mark.parametrize(
+    "kind, raw, expected",
+    [
+        ("lower", "  ABC ", "abc"),
+        ("strip", "  ABC ", "ABC"),
+        (None, "  a \t b  ", "a b"),
+        (None, 42, "42"),
+        ("phone", "+1 (415) 555-0123", "+14155550123"),
+        ("phone", "call me", ""),
+        ("phone", "555-0123", "5550123"),  # no region: its digits
+    ],
+)
 def test_normalize_match(kind: str | None, raw: Any, expected: str) -> None:
     assert normalize_match(kind, raw) == expected
 
 
 def test_phone_match_keys_use_the_region() -> None:
-    assert normalize_phone("(415) 555-0123", "US") == "+14155550123" \
+    assert (
+        normalize_phone("(415) 555-0123", "US")
+        == "+14155550123"
         == normalize_match("phone", "+1 415 555 0123", region="US")
+    )
 
 
 KINDS = ["email", "lower", "strip", "phone", None]
@@ -515,7 +631,8 @@ def test_normalisation_is_idempotent(text: str, kind: str | None, fold: bool) ->
 @settings(max_examples=300, deadline=None)
 @given(ASCII_TEXT, st.sampled_from(["email", "lower"]), st.booleans(), PADDING, PADDING)
 def test_email_and_lower_normalisation_ignore_case_and_padding(
-        text: str, kind: str, fold: bool, before: str, after: str) -> None:
+    text: str, kind: str, fold: bool, before: str, after: str
+) -> None:
     expected = normalize_match(kind, text, fold_plus_addressing=fold)
     for variant in (text.upper(), text.lower(), text.swapcase(), before + text + after):
         assert normalize_match(kind, variant, fold_plus_addressing=fold) == expected
@@ -523,6 +640,7 @@ def test_email_and_lower_normalisation_ignore_case_and_padding(
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(max_size=40), PADDING, PADDING, st.sampled_from(["strip", "phone", None]))
-def test_normalisation_ignores_outer_whitespace(text: str, before: str, after: str,
-                                                kind: str | None) -> None:
+def test_normalisation_ignores_outer_whitespace(
+    text: str, before: str, after: str, kind: str | None
+) -> None:
     assert normalize_match(kind, before + text + after) == normalize_match(kind, text)

@@ -109,8 +109,7 @@ class FakeHubSpot(FakeApp):
             record_id: str = self.state.create(otype, clean)["id"]
             return record_id
 
-    def issue_token(self, access_token: str | None = None, expires_in: float | None = None
-                    ) -> str:
+    def issue_token(self, access_token: str | None = None, expires_in: float | None = None) -> str:
         """An access token this HubSpot issued earlier (to whom does not matter): it expires
         in ``expires_in`` seconds (the token TTL when None; 0 or less: already expired)."""
         with self.state.lock:

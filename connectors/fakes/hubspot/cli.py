@@ -103,4 +103,3 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     server = listen(app, args.host, args.port, args.verbose)
     app.api.base_url = base_url(server)  # the Location of a created record
     return serve(server)
-

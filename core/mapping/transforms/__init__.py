@@ -80,8 +80,7 @@ FACTORIES: dict[str, Callable[[Any], Transform]] = {
     "datetime": _dates("datetime", _datetime_value),
     "map": _map,
     "truncate": _truncate,
-    "first_name": _no_args("first_name",
-                           lambda v: split_name(_require_text("first_name", v))[0]),
+    "first_name": _no_args("first_name", lambda v: split_name(_require_text("first_name", v))[0]),
     "last_name": _no_args("last_name", lambda v: split_name(_require_text("last_name", v))[1]),
     "template": _template,
     "join": _join,
@@ -94,10 +93,11 @@ def build_transform(step: Mapping[str, Any]) -> Step:
     """`{"e164": {"region": "US"}}` -> a Step. Raises TransformSpecError on unknown names/args."""
     if not isinstance(step, Mapping) or len(step) != 1:
         raise TransformSpecError(f"a transform is a name or a one-key mapping, got {show(step)}")
-    (name, args), = step.items()
+    ((name, args),) = step.items()
     factory = FACTORIES.get(name)
     if factory is None:
-        raise TransformSpecError(f"unknown transform {name!r}; expected one of: "
-                                 f"{', '.join(sorted(FACTORIES))}")
+        raise TransformSpecError(
+            f"unknown transform {name!r}; expected one of: {', '.join(sorted(FACTORIES))}"
+        )
     built = factory(args)
     return built if isinstance(built, Step) else Step(str(name), built)

@@ -47,7 +47,7 @@ class Step:
 def show(value: Any, limit: int = 60) -> str:
     """A value as an error message quotes it: repr, cut to `limit` characters."""
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def kind_of(value: Any) -> str:
@@ -75,6 +75,7 @@ def _require_text(name: str, value: Any) -> str:
 
 # -- argument checking (build time: ValueError) ------------------------------------------------
 
+
 def _no_args(name: str, func: Callable[[Any], Any]) -> Callable[[Any], Transform]:
     def factory(args: Any) -> Transform:
         if args is not None:
@@ -91,15 +92,18 @@ def _options(name: str, args: Any, allowed: Mapping[str, str], example: str) -> 
         raise TransformSpecError(f"{name} takes a mapping of options, e.g. {example}")
     unknown = sorted(str(k) for k in args if k not in allowed)
     if unknown:
-        raise TransformSpecError(f"{name}: unknown option {unknown[0]!r}; expected: "
-                                 f"{', '.join(allowed)} (e.g. {example})")
+        raise TransformSpecError(
+            f"{name}: unknown option {unknown[0]!r}; expected: "
+            f"{', '.join(allowed)} (e.g. {example})"
+        )
     return dict(args)
 
 
 def _choice(name: str, option: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise TransformSpecError(f"{name}: {option} must be one of {', '.join(choices)}, "
-                                 f"got {show(value)}")
+        raise TransformSpecError(
+            f"{name}: {option} must be one of {', '.join(choices)}, got {show(value)}"
+        )
     return str(value)
 
 

@@ -21,6 +21,7 @@ from core.mapping.transforms.base import (
 
 # -- email --------------------------------------------------------------------------------------
 
+
 def _email_value(value: Any) -> str:
     from email_validator import EmailNotValidError, validate_email
 
@@ -36,14 +37,17 @@ def _email_value(value: Any) -> str:
 
 # -- phone numbers ------------------------------------------------------------------------------
 
+
 def phone_region(value: Any) -> str:
     """A default region for phone parsing ('US'), or ValueError."""
     import phonenumbers
 
     region = value.upper() if isinstance(value, str) else None
     if region not in phonenumbers.SUPPORTED_REGIONS:
-        raise TransformSpecError(f"e164: unknown region {show(value)}; expected a two-letter "
-                                 "country code such as US, GB or DE")
+        raise TransformSpecError(
+            f"e164: unknown region {show(value)}; expected a two-letter "
+            "country code such as US, GB or DE"
+        )
     return str(region)
 
 
@@ -59,11 +63,15 @@ def to_e164(value: str, region: str | None) -> str:
         possible = phonenumbers.is_possible_number(number)
         formatted = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     except phonenumbers.NumberParseException as exc:
-        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE \
-                and region is None and not text.startswith("+"):
+        if (
+            exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE
+            and region is None
+            and not text.startswith("+")
+        ):
             raise TransformError(
                 f"{show(text)} has no country code (+1, +44, ...) and no default region is "
-                "set (e.g. {e164: {region: US}})") from None
+                "set (e.g. {e164: {region: US}})"
+            ) from None
         raise TransformError(f"not a phone number: {exc._msg}") from None
     except Exception as exc:  # the parser on hostile input: still only a bad value
         raise TransformError(f"not a phone number ({type(exc).__name__})") from None

@@ -64,8 +64,9 @@ def parse_moment(value: Any, *, dayfirst: bool = False) -> datetime:
     Naive results stay naive (no zone was given). Raises TransformError only.
     """
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise TransformError(f"expects a date (text or epoch number), got {kind_of(value)} "
-                             f"{show(value)}")
+        raise TransformError(
+            f"expects a date (text or epoch number), got {kind_of(value)} {show(value)}"
+        )
     if not isinstance(value, str):
         return _from_epoch(value)
     text = value.strip()
@@ -78,31 +79,32 @@ def parse_moment(value: Any, *, dayfirst: bool = False) -> datetime:
     from dateutil import parser
 
     try:
-        first, second = (parser.parse(text, default=d, dayfirst=dayfirst, tzinfos=_zone)
-                         for d in _DEFAULTS)
+        first, second = (
+            parser.parse(text, default=d, dayfirst=dayfirst, tzinfos=_zone) for d in _DEFAULTS
+        )
     except TransformError:
         raise
     except Exception:  # ParserError, OverflowError, and whatever hostile input finds
         raise TransformError(f"not a recognisable date: {show(text)}") from None
-    missing = [part for part in ("year", "month", "day")
-               if getattr(first, part) != getattr(second, part)]
+    missing = [
+        part for part in ("year", "month", "day") if getattr(first, part) != getattr(second, part)
+    ]
     if missing:
         raise TransformError(f"incomplete date {show(text)}: no {'/'.join(missing)}")
     return first
 
 
 def _date_value(value: Any, fmt: str, dayfirst: bool) -> str | int:
-    day = parse_moment(value, dayfirst=dayfirst).date()   # the calendar date as written
+    day = parse_moment(value, dayfirst=dayfirst).date()  # the calendar date as written
     if fmt == "epoch_ms":
-        return (day - _EPOCH_DAY).days * _MS_PER_DAY      # UTC midnight, as HubSpot wants
+        return (day - _EPOCH_DAY).days * _MS_PER_DAY  # UTC midnight, as HubSpot wants
     return day.isoformat()
 
 
 def _datetime_value(value: Any, fmt: str, dayfirst: bool) -> str | int:
     moment = parse_moment(value, dayfirst=dayfirst)
     try:
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None \
-            else moment.astimezone(UTC)
+        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except (OverflowError, ValueError):
         raise TransformError(f"{show(value)} is out of range in UTC") from None
     if fmt == "epoch_ms":
@@ -115,8 +117,9 @@ def _dates(name: str, convert: Callable[[Any, str, bool], Any]) -> Callable[[Any
     def factory(args: Any) -> Transform:
         if isinstance(args, str):
             args = {"format": args}
-        options = _options(name, args, {"format": "", "dayfirst": ""},
-                           f"{{{name}: {{format: epoch_ms}}}}")
+        options = _options(
+            name, args, {"format": "", "dayfirst": ""}, f"{{{name}: {{format: epoch_ms}}}}"
+        )
         fmt = _choice(name, "format", options.get("format", "iso"), ("iso", "epoch_ms"))
         dayfirst = _flag(name, "dayfirst", options.get("dayfirst", False))
         return lambda value, body: convert(value, fmt, dayfirst)

@@ -25,6 +25,7 @@ from core.paths import PathSyntaxError, get_path, parse_path
 
 # -- text ---------------------------------------------------------------------------------------
 
+
 def _text(name: str, func: Callable[[str], Any]) -> Callable[[Any], Transform]:
     return _no_args(name, lambda value: func(_require_text(name, value)))
 
@@ -58,6 +59,7 @@ def split_name(full: str) -> tuple[str, str]:
 
 
 # -- building values from the event -------------------------------------------------------------
+
 
 def _render(value: Any, where: str) -> str:
     if value is None:
@@ -97,17 +99,21 @@ def parse_template(text: str) -> tuple[str | tuple[str], ...]:
             i += 2
         elif char == "{":
             end = text.find("}", i)
-            if end == -1 or "{" in text[i + 1:end]:
-                raise TransformSpecError(f"template: '{{' at position {i} is not closed "
-                                         "(write '{{{{' for a literal brace)")
+            if end == -1 or "{" in text[i + 1 : end]:
+                raise TransformSpecError(
+                    f"template: '{{' at position {i} is not closed "
+                    "(write '{{{{' for a literal brace)"
+                )
             if literal:
                 parts.append("".join(literal))
                 literal = []
-            parts.append((_check_path("template", text[i + 1:end]),))
+            parts.append((_check_path("template", text[i + 1 : end]),))
             i = end + 1
         elif char == "}":
-            raise TransformSpecError(f"template: '}}' at position {i} has no opening '{{' (write "
-                                     "'}}}}' for a literal brace)")
+            raise TransformSpecError(
+                f"template: '}}' at position {i} has no opening '{{' (write "
+                "'}}}}' for a literal brace)"
+            )
         else:
             literal.append(char)
             i += 1
@@ -118,17 +124,22 @@ def parse_template(text: str) -> tuple[str | tuple[str], ...]:
 
 def _template(args: Any) -> Transform:
     if not isinstance(args, str):
-        raise TransformSpecError('template takes a text with {dotted.paths}, e.g. '
-                                 '{template: "{data.object.first} {data.object.last}"}')
+        raise TransformSpecError(
+            "template takes a text with {dotted.paths}, e.g. "
+            '{template: "{data.object.first} {data.object.last}"}'
+        )
     parts = parse_template(args)
     if not any(isinstance(p, tuple) for p in parts):
         raise TransformSpecError("template has no {placeholders}; for a fixed value use `const`")
 
     def apply(value: Any, body: Any) -> str:
-        out = [p if isinstance(p, str) else _render(_lookup(p[0], value, body),
-                                                    f"template: {{{p[0]}}}")
-               for p in parts]
-        return "".join(out).strip()     # missing values render empty
+        out = [
+            p
+            if isinstance(p, str)
+            else _render(_lookup(p[0], value, body), f"template: {{{p[0]}}}")
+            for p in parts
+        ]
+        return "".join(out).strip()  # missing values render empty
 
     return apply
 
@@ -145,14 +156,18 @@ def _join(args: Any) -> Transform:
     if "paths" in options:
         raw = options["paths"]
         if not isinstance(raw, list) or not raw:
-            raise TransformSpecError(f"join: paths must be a non-empty list of dotted paths, e.g. "
-                                     f"{example}")
+            raise TransformSpecError(
+                f"join: paths must be a non-empty list of dotted paths, e.g. {example}"
+            )
         paths = tuple(_check_path("join", p) for p in raw)
 
     def apply(value: Any, body: Any) -> str:
         items: list[Any] = []
-        for where, item in ([(p, _lookup(p, value, body)) for p in paths] if paths is not None
-                            else [(CURRENT, value)]):
+        for where, item in (
+            [(p, _lookup(p, value, body)) for p in paths]
+            if paths is not None
+            else [(CURRENT, value)]
+        ):
             for element in item if isinstance(item, list) else [item]:
                 text = _render(element, f"join: {where}")
                 if text.strip():

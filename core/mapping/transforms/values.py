@@ -25,6 +25,7 @@ from core.mapping.transforms.base import (
 
 # -- picklists ----------------------------------------------------------------------------------
 
+
 def _map_key(value: Any, ignore_case: bool) -> str:
     if isinstance(value, bool):
         key = "true" if value else "false"
@@ -40,8 +41,9 @@ def _map(args: Any) -> Transform:
     options = _options("map", args, {"values": "", "default": "", "ignore_case": ""}, example)
     values = options.get("values")
     if not isinstance(values, Mapping) or not values:
-        raise TransformSpecError(f"map needs `values`, a non-empty mapping from source to target "
-                                 f"values, e.g. {example}")
+        raise TransformSpecError(
+            f"map needs `values`, a non-empty mapping from source to target values, e.g. {example}"
+        )
     ignore_case = _flag("map", "ignore_case", options.get("ignore_case", False))
     table: dict[str, Any] = {}
     for source, target in values.items():
@@ -49,9 +51,11 @@ def _map(args: Any) -> Transform:
             raise TransformSpecError(f"map: {show(source)} cannot be a source value")
         key = _map_key(source, ignore_case)
         if key in table and table[key] != target:
-            raise TransformSpecError(f"map: source values {show(source)} and another one are "
-                                     f"the same key {key!r} (values are compared as trimmed text"
-                                     f"{', ignoring case' if ignore_case else ''})")
+            raise TransformSpecError(
+                f"map: source values {show(source)} and another one are "
+                f"the same key {key!r} (values are compared as trimmed text"
+                f"{', ignoring case' if ignore_case else ''})"
+            )
         table[key] = target
     has_default = "default" in options
     default = options.get("default")
@@ -65,8 +69,10 @@ def _map(args: Any) -> Transform:
             return table[key]
         if has_default:
             return default
-        raise TransformError(f"unknown value {show(value)}; expected one of: {expected} "
-                             "(or give the map a `default`)")
+        raise TransformError(
+            f"unknown value {show(value)}; expected one of: {expected} "
+            "(or give the map a `default`)"
+        )
 
     outputs = (*table.values(), default) if has_default else tuple(table.values())
     return Step("map", apply, outputs)
@@ -90,8 +96,9 @@ def to_bool(value: Any) -> bool:
             return True
         if key in _FALSE:
             return False
-    raise TransformError(f"not a yes/no value: {show(value)} (expected true/false, yes/no, "
-                         "1/0, on/off)")
+    raise TransformError(
+        f"not a yes/no value: {show(value)} (expected true/false, yes/no, 1/0, on/off)"
+    )
 
 
 def to_number(value: Any) -> int | float:
@@ -102,8 +109,11 @@ def to_number(value: Any) -> int | float:
     else:
         text = value.strip()
         if len(text) > 100 or not _NUMBER.fullmatch(text):
-            hint = " (thousands separators and decimal commas are ambiguous; send plain " \
-                   "digits)" if "," in text else ""
+            hint = (
+                " (thousands separators and decimal commas are ambiguous; send plain digits)"
+                if "," in text
+                else ""
+            )
             raise TransformError(f"not a number: {show(value)}{hint}")
         integral = not any(c in text for c in ".eE")
         number = int(text) if integral else float(text)

@@ -11,28 +11,28 @@ from typing import Any
 import redis
 from redis.lock import Lock
 
+from core.ledger.keys import LedgerKeys
 from core.ledger.translate import translate_redis_errors
 
 
 @dataclass(frozen=True)
 class TokenState:
     access_token: str = ""
-    expires_at: float = 0.0          # unix seconds
+    expires_at: float = 0.0  # unix seconds
     refresh_token: str = ""
     obtained_at: float = 0.0
 
 
 class TokenStore:
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.redis = client
-        self.prefix = prefix
+    """The ledger's OAuth tokens (`ledger.tokens`)."""
 
-    def _key(self, connection: str) -> str:
-        return f"{self.prefix}:conn:{connection}:oauth"
+    def __init__(self, client: redis.Redis, keys: LedgerKeys) -> None:
+        self.redis = client
+        self.keys = keys
 
     def get(self, connection: str) -> TokenState:
         with translate_redis_errors():
-            raw = self.redis.get(self._key(connection))
+            raw = self.redis.get(self.keys.oauth(connection))
         if not raw:
             return TokenState()
         data: dict[str, Any] = json.loads(raw)
@@ -40,7 +40,7 @@ class TokenStore:
 
     def save(self, connection: str, state: TokenState) -> None:
         with translate_redis_errors():
-            self.redis.set(self._key(connection), json.dumps(asdict(state)))
+            self.redis.set(self.keys.oauth(connection), json.dumps(asdict(state)))
 
     def install_refresh_token(self, connection: str, refresh_token: str) -> None:
         """After re-authorising: the new refresh token, and no access token (so the next
@@ -50,5 +50,4 @@ class TokenStore:
     def refresh_lock(self, connection: str) -> Lock:
         """One refresh at a time across every worker (refresh tokens may rotate: two
         concurrent refreshes could invalidate each other's)."""
-        return self.redis.lock(f"{self._key(connection)}:lock", timeout=30,
-                               blocking_timeout=20)
+        return self.redis.lock(self.keys.oauth_lock(connection), timeout=30, blocking_timeout=20)

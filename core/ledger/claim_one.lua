@@ -1,0 +1,94 @@
+-- Claim one delivery for an attempt: PENDING -> IN_FLIGHT with a lease owned by `token`.
+-- Included by claim.lua and claim_batch.lua (after common.lua).
+-- `rate` (GCRA parameters) is nil when the caller already holds the connection's rate token.
+-- Returns one of (decoded by core/ledger/replies.py, claim):
+--   {ClaimStatus.skip, state or Reason}  stale or duplicate message: not pending (its state,
+--                                        or Reason.missing), or not its turn (Reason.waiting)
+--   {ClaimStatus.held}                   the connection is paused: now HELD
+--   {ClaimStatus.superseded}             older than what was already applied to the record
+--   {ClaimStatus.deferred, due_ms, Reason} cooldown / circuit open or probing / long rate
+--                                        wait: now SCHEDULED until due_ms
+--   {ClaimStatus.wait, ms}               rate limit: try again after ms (state unchanged)
+--   {ClaimStatus.claimed, attempts}      now IN_FLIGHT, owned by token
+local function claim_one(id, token, lease_ms, rate, max_wait_ms)
+  local state, conn, rk, seq, occurred = unpack(redis.call('HMGET', delivery_key(id), 'state',
+                                                           'connection', 'rk', 'seq',
+                                                           'occurred_ms'))
+  if state ~= State.pending then return {ClaimStatus.skip, state or Reason.missing} end
+  if head(rk) ~= id then
+    -- Not this record's turn: it is published again when the writes before it finish.
+    unpublish(id)
+    return {ClaimStatus.skip, Reason.waiting}
+  end
+  -- newest_wins: an event older (by the source's timestamp) than the last one applied to this
+  -- record must not overwrite it
+  occurred = tonumber(occurred)
+  if occurred then
+    local applied = tonumber(redis.call('HGET', record_applied_key(rk), 'applied_ms'))
+    if applied and occurred < applied then
+      unpublish(id)
+      move(id, conn, State.pending, State.superseded)
+      redis.call('HSET', delivery_key(id), 'superseded_by_ms', applied)
+      redis.call('ZREM', record_queue_key(rk), id)
+      advance(rk)
+      return {ClaimStatus.superseded}
+    end
+  end
+  if paused(conn) then
+    unpublish(id)
+    hold(id, conn, State.pending, seq)
+    return {ClaimStatus.held}
+  end
+
+  local cooldown = tonumber(redis.call('GET', cooldown_key(conn)))
+  if cooldown and cooldown > now then
+    schedule(id, conn, State.pending, cooldown)
+    return {ClaimStatus.deferred, cooldown, Reason.cooldown}
+  end
+
+  -- Circuit breaker: while open, deliveries wait; once due, exactly one probe goes through.
+  local bkey = breaker_key(conn)
+  local bstate, open_until, probe, probe_until =
+    unpack(redis.call('HMGET', bkey, 'state', 'open_until', 'probe', 'probe_until'))
+  if bstate == CircuitState.open or bstate == CircuitState.half_open then
+    open_until = tonumber(open_until) or 0
+    probe_until = tonumber(probe_until) or 0
+    if bstate == CircuitState.open and now < open_until then
+      schedule(id, conn, State.pending, open_until)
+      return {ClaimStatus.deferred, open_until, Reason.circuit_open}
+    end
+    if probe and probe ~= id and now < probe_until then
+      local due = math.min(probe_until, now + 1000)
+      schedule(id, conn, State.pending, due)
+      return {ClaimStatus.deferred, due, Reason.circuit_probe}
+    end
+    redis.call('HSET', bkey, 'state', CircuitState.half_open, 'probe', id,
+               'probe_until', now + lease_ms)
+  end
+
+  -- Rate limit shared by every worker (GCRA: one theoretical arrival time per connection).
+  if rate then
+    local rlkey = rate_key(conn)
+    local tat = math.max(tonumber(redis.call('GET', rlkey)) or now, now)
+    local new_tat = tat + rate.interval_ms
+    local allow_at = new_tat - rate.burst_ms
+    if allow_at > now then
+      local wait = allow_at - now
+      if wait > max_wait_ms then
+        schedule(id, conn, State.pending, now + wait)
+        return {ClaimStatus.deferred, now + wait, Reason.rate_limit}
+      end
+      return {ClaimStatus.wait, wait}
+    end
+    redis.call('SET', rlkey, new_tat, 'PX', math.ceil(new_tat - now + 1000))
+  end
+
+  local lease_until = now + lease_ms
+  move(id, conn, State.pending, State.in_flight)
+  unpublish(id)
+  redis.call('ZADD', inflight_index_key(), lease_until, id)
+  local attempts = redis.call('HINCRBY', delivery_key(id), 'attempts', 1)
+  redis.call('HSET', delivery_key(id), 'token', token, 'lease_until', lease_until)
+  redis.call('HSETNX', delivery_key(id), 'first_attempt_at', now)
+  return {ClaimStatus.claimed, attempts}
+end

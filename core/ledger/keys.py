@@ -1,0 +1,359 @@
+"""Every Redis key the ledger owns, written once.
+
+LAYOUT is the table: each kind's pattern (under the hub's key prefix), its Redis type and what
+it holds. LedgerKeys builds them in Python, one method per kind; the scripts name them the same
+way (`delivery_key(id)`), and core/ledger/scripts.py expands each such call from the same
+table when it assembles a script; common.lua's header lists the same layout for whoever reads
+the scripts (tests/unit/test_ledger_contract.py checks all three agree). Nothing outside
+core.ledger builds one of these keys.
+
+The strings are data on disk that running installs have: a pattern never changes.
+Not in the map: the work queue's list (kombu's, `<CRMHUB_KEY_PREFIX>:q:<queue>`; core.queue),
+which the scripts publish to, and kombu's own keys beside it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class StatsHash(StrEnum):
+    """The hub-wide counters (`stats:<name>`), each field a `|`-joined label set -> count."""
+
+    WEBHOOKS = "webhooks"  # "source|outcome" (WebhookOutcome)
+    ATTEMPTS = "attempts"  # "connection|outcome" (AttemptOutcome)
+    ANSWERS = "answers"  # "route|status class|source": every answer of the receivers
+
+
+@dataclass(frozen=True)
+class KeyKind:
+    name: str  # LedgerKeys' method; `<name>_key` in Lua
+    pattern: str  # under "<prefix>:", with {placeholders} for the parts that vary
+    type: str  # the Redis type
+    holds: str
+    lua: bool = True  # the scripts build it (else only Python does)
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return tuple(re.findall(r"{(\w+)}", self.pattern))
+
+
+LAYOUT: tuple[KeyKind, ...] = (
+    # events
+    KeyKind(
+        "dedupe",
+        "dedupe:{source}:{external_id}",
+        "string",
+        "the first event's id for a sender's event id; expires after the dedupe window",
+        lua=False,
+    ),  # built by Python into the accept request
+    KeyKind(
+        "event",
+        "evt:{id}",
+        "hash",
+        "an accepted event: source, type, external_id, received_at, occurred_at, state "
+        "(EventState), deliveries (ids, comma-separated), body, headers",
+    ),
+    KeyKind("events", "events", "zset", "every event id, by received_at (ms)"),
+    KeyKind(
+        "source_events",
+        "events:src:{source}",
+        "zset",
+        "one source's event ids, by received_at (ms)",
+    ),
+    KeyKind(
+        "echo",
+        "echo:{ref}",
+        "hash",
+        "field -> value the hub last wrote to a CRM record (two-way sync); expires with "
+        "the echo window",
+    ),
+    # deliveries
+    KeyKind("seq", "seq", "string", "counter: deliveries' arrival order (replays take a new one)"),
+    KeyKind(
+        "delivery",
+        "dlv:{id}",
+        "hash",
+        "a delivery: state (State), event_id, mapping, connection, object, rk, seq, "
+        "attempts, timestamps (ms), lease token, dead_* fields once dead",
+    ),
+    KeyKind("attempts", "dlv:{id}:attempts", "list", "its attempts, JSON, the last 100"),
+    KeyKind("actions", "dlv:{id}:actions", "list", "operators' actions on it, JSON"),
+    KeyKind(
+        "record_queue",
+        "rk:{rk}",
+        "zset",
+        "the deliveries writing one CRM record, by seq: only the head is sent",
+    ),
+    KeyKind(
+        "record_applied",
+        "rkmeta:{rk}",
+        "hash",
+        "applied_ms: the newest source timestamp written to the record (newest_wins)",
+    ),
+    KeyKind(
+        "pending_index", "idx:pending", "zset", "published PENDING deliveries, by publish time"
+    ),
+    KeyKind("inflight_index", "idx:inflight", "zset", "IN_FLIGHT deliveries, by lease expiry"),
+    KeyKind("scheduled_index", "idx:scheduled", "zset", "SCHEDULED deliveries, by due time"),
+    KeyKind("dead_index", "idx:dead", "zset", "DEAD deliveries, by dead_at"),
+    KeyKind(
+        "ready",
+        "ready:{connection}:{object}",
+        "zset",
+        "published PENDING deliveries of one connection and object (what a batch may take)",
+    ),
+    # the work queue's figures
+    KeyKind("published", "msgseq", "string", "counter: messages published (also their tags)"),
+    KeyKind(
+        "withdrawn",
+        "msgwithdrawn",
+        "string",
+        "counter: messages batches withdrew again (their delivery went with another)",
+    ),
+    # connections
+    KeyKind("counts", "conn:{connection}:counts", "hash", "state -> deliveries in it"),
+    KeyKind(
+        "pause",
+        "conn:{connection}:pause",
+        "string",
+        "JSON {reason, since, by, detail} while the connection is paused",
+    ),
+    KeyKind("held", "conn:{connection}:held", "zset", "its HELD deliveries, by seq"),
+    KeyKind("last", "conn:{connection}:last", "hash", "success_at, failure_at, failure"),
+    KeyKind(
+        "breaker",
+        "conn:{connection}:breaker",
+        "hash",
+        "circuit: state (CircuitState), failures, open_until, open_ms, probe, probe_until",
+    ),
+    KeyKind(
+        "cooldown",
+        "conn:{connection}:cooldown",
+        "string",
+        "no attempt before this (ms), after a 429; expires then",
+    ),
+    KeyKind(
+        "rate",
+        "conn:{connection}:rl",
+        "string",
+        "the rate limiter's theoretical arrival time (GCRA, ms)",
+    ),
+    KeyKind(
+        "oauth",
+        "conn:{connection}:oauth",
+        "string",
+        "JSON token state: access token, expiry, refresh token",
+        lua=False,
+    ),
+    KeyKind(
+        "oauth_lock",
+        "conn:{connection}:oauth:lock",
+        "string",
+        "one token refresh at a time (a redis-py lock)",
+        lua=False,
+    ),
+    # the hub
+    KeyKind("stats", "stats:{name}", "hash", "hub-wide counters (StatsHash)"),
+    KeyKind(
+        "alerts", "alerts", "list", "the alert outbox: JSON {alert, attempts, next_at}", lua=False
+    ),
+    KeyKind("alerts_lock", "alerts:lock", "string", "one alert sender at a time", lua=False),
+    KeyKind("sweep_lock", "sweep:lock", "string", "one sweep at a time", lua=False),
+    KeyKind(
+        "config_generation",
+        "config:generation",
+        "string",
+        "counter: the configuration generation `crmhub reload` announced",
+        lua=False,
+    ),
+    KeyKind(
+        "config_refusals",
+        "config:refused",
+        "hash",
+        "process -> JSON {generation, at, problems}: who could not load a generation",
+        lua=False,
+    ),
+)
+
+
+class LedgerKeys:
+    """The keys of one hub (one key prefix). See LAYOUT for what each holds."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self._p = prefix + ":"
+
+    # events
+    def dedupe(self, source: str, external_id: str) -> str:
+        return f"{self._p}dedupe:{source}:{external_id}"
+
+    def event(self, id: str) -> str:
+        return f"{self._p}evt:{id}"
+
+    def events(self) -> str:
+        return f"{self._p}events"
+
+    def source_events(self, source: str) -> str:
+        return f"{self._p}events:src:{source}"
+
+    def echo(self, ref: str) -> str:
+        return f"{self._p}echo:{ref}"
+
+    # deliveries
+    def seq(self) -> str:
+        return f"{self._p}seq"
+
+    def delivery(self, id: str) -> str:
+        return f"{self._p}dlv:{id}"
+
+    def attempts(self, id: str) -> str:
+        return f"{self._p}dlv:{id}:attempts"
+
+    def actions(self, id: str) -> str:
+        return f"{self._p}dlv:{id}:actions"
+
+    def record_queue(self, rk: str) -> str:
+        return f"{self._p}rk:{rk}"
+
+    def record_applied(self, rk: str) -> str:
+        return f"{self._p}rkmeta:{rk}"
+
+    def pending_index(self) -> str:
+        return f"{self._p}idx:pending"
+
+    def inflight_index(self) -> str:
+        return f"{self._p}idx:inflight"
+
+    def scheduled_index(self) -> str:
+        return f"{self._p}idx:scheduled"
+
+    def dead_index(self) -> str:
+        return f"{self._p}idx:dead"
+
+    def ready(self, connection: str, object: str) -> str:
+        return f"{self._p}ready:{connection}:{object}"
+
+    # the work queue's figures
+    def published(self) -> str:
+        return f"{self._p}msgseq"
+
+    def withdrawn(self) -> str:
+        return f"{self._p}msgwithdrawn"
+
+    # connections
+    def counts(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:counts"
+
+    def pause(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:pause"
+
+    def held(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:held"
+
+    def last(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:last"
+
+    def breaker(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:breaker"
+
+    def cooldown(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:cooldown"
+
+    def rate(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:rl"
+
+    def oauth(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:oauth"
+
+    def oauth_lock(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:oauth:lock"
+
+    # the hub
+    def stats(self, name: StatsHash) -> str:
+        return f"{self._p}stats:{name}"
+
+    def alerts(self) -> str:
+        return f"{self._p}alerts"
+
+    def alerts_lock(self) -> str:
+        return f"{self._p}alerts:lock"
+
+    def sweep_lock(self) -> str:
+        return f"{self._p}sweep:lock"
+
+    def config_generation(self) -> str:
+        return f"{self._p}config:generation"
+
+    def config_refusals(self) -> str:
+        return f"{self._p}config:refused"
+
+
+LUA_KINDS = {kind.name: kind for kind in LAYOUT if kind.lua}
+_LUA_CALL = re.compile(r"\b(\w+)_key\(")
+
+
+def lua_expression(kind: KeyKind, args: list[str]) -> str:
+    """The Lua expression that builds `kind` from the script's prefix `p` and the argument
+    expressions: `delivery_key(id)` is `(p .. ':dlv:' .. (id))`."""
+    if len(args) != len(kind.parts):
+        raise ValueError(
+            f"{kind.name}_key takes {len(kind.parts)} argument(s) "
+            f"({', '.join(kind.parts)}), given {len(args)}"
+        )
+    given = dict(zip(kind.parts, args, strict=True))
+    pieces = (
+        f"({given[piece[1:-1]]})" if piece.startswith("{") else f"'{piece}'"
+        for piece in re.split(r"({\w+})", ":" + kind.pattern)
+        if piece
+    )
+    return "(" + " .. ".join(("p", *pieces)) + ")"
+
+
+def expand_lua_keys(source: str) -> str:
+    """Every `<kind>_key(...)` call in a script's source replaced by the expression that builds
+    the key, so the scripts name their keys by kind yet pay nothing per call for it (a Lua
+    function per kind would be a closure made on every run of every script)."""
+    out = []
+    pos = 0
+    for match in _LUA_CALL.finditer(source):
+        if match.start() < pos or match[1] not in LUA_KINDS:
+            continue
+        args, end = _call_arguments(source, match.end())
+        out += [
+            source[pos : match.start()],
+            lua_expression(LUA_KINDS[match[1]], [expand_lua_keys(a) for a in args]),
+        ]
+        pos = end
+    return "".join(out) + source[pos:]
+
+
+def _call_arguments(source: str, start: int) -> tuple[list[str], int]:
+    """The top-level, comma-separated arguments of a call whose `(` ends just before `start`,
+    and the index after its `)`."""
+    args: list[str] = []
+    depth, quote, begin = 0, "", start
+    for i in range(start, len(source)):
+        char = source[i]
+        if quote:
+            if char == quote and source[i - 1] != "\\":
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}" and depth:
+            depth -= 1
+        elif char == ")":
+            tail = source[begin:i].strip()
+            return ([*args, tail] if tail or args else args), i + 1
+        elif char == "," and not depth:
+            args.append(source[begin:i].strip())
+            begin = i + 1
+    raise ValueError(f"unclosed call at {source[max(0, start - 30) : start]!r}")
+
+
+for _kind in LAYOUT:  # each method's documentation is its row of the table
+    getattr(LedgerKeys, _kind.name).__doc__ = f"{_kind.pattern} ({_kind.type}): {_kind.holds}"
