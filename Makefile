@@ -34,6 +34,7 @@ env:
 ## test: lint, type check and the whole suite (unit, integration, end to end).
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist loadgroup
 

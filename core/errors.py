@@ -24,8 +24,11 @@ the packages to hold that), so "one of ours, with a message meant for a person" 
     │                                   configuration problem (core/mapping/transforms/base.py)
     ├── TransformError (ValueError)     a value a transform cannot convert: a mapping problem
     │                                   of that event (core/mapping/transforms/base.py)
-    └── EmbeddedRedisError (RuntimeError)  the embedded redis-server cannot start or answer
-                                        (core/embedded_redis.py)
+    ├── EmbeddedRedisError (RuntimeError)  the embedded redis-server cannot start or answer
+    │                                   (core/embedded_redis.py)
+    └── LedgerScriptError (ValueError)  a ledger script written wrongly (a key builder called
+                                        with the wrong arguments, a misspelt state): found as
+                                        the scripts are assembled at start (core/ledger/)
 
 Not in the tree, on purpose: marshmallow's ValidationError inside the config schema (its
 protocol; the loader turns each into a ConfigProblem), SystemExit (a command's exit code) and
@@ -124,3 +127,9 @@ class ConfigProblem:
 
     def as_dict(self) -> dict[str, object]:
         return {"file": self.file, "line": self.line, "key": self.key, "message": self.message}
+
+
+class LedgerScriptError(CrmhubError, ValueError):
+    """A ledger script (core/ledger/*.lua) written wrongly: a key builder called with the
+    wrong number of arguments, a vocabulary word that is not one. Raised while the scripts are
+    assembled, so a process refuses to start rather than run a broken script."""

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from core.errors import LedgerScriptError
+
 
 class StatsHash(StrEnum):
     """The hub-wide counters (`stats:<name>`), each field a `|`-joined label set -> count."""
@@ -299,7 +301,7 @@ def lua_expression(kind: KeyKind, args: list[str]) -> str:
     """The Lua expression that builds `kind` from the script's prefix `p` and the argument
     expressions: `delivery_key(id)` is `(p .. ':dlv:' .. (id))`."""
     if len(args) != len(kind.parts):
-        raise ValueError(
+        raise LedgerScriptError(
             f"{kind.name}_key takes {len(kind.parts)} argument(s) "
             f"({', '.join(kind.parts)}), given {len(args)}"
         )
@@ -352,7 +354,7 @@ def _call_arguments(source: str, start: int) -> tuple[list[str], int]:
         elif char == "," and not depth:
             args.append(source[begin:i].strip())
             begin = i + 1
-    raise ValueError(f"unclosed call at {source[max(0, start - 30) : start]!r}")
+    raise LedgerScriptError(f"unclosed call at {source[max(0, start - 30) : start]!r}")
 
 
 for _kind in LAYOUT:  # each method's documentation is its row of the table

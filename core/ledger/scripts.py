@@ -14,6 +14,7 @@ import re
 from enum import StrEnum
 from importlib import resources
 
+from core.errors import LedgerScriptError
 from core.ledger.keys import StatsHash, expand_lua_keys
 from core.queue import DELIVERY_PLACEHOLDER, TAG_PLACEHOLDER
 from core.vocabulary import SCRIPT_WORDS
@@ -67,7 +68,7 @@ def spell_words(source: str, where: str) -> str:
         try:
             return f"'{enum(match[2]).value}'"
         except ValueError:
-            raise ValueError(
+            raise LedgerScriptError(
                 f"{where}: {match[0]} is not a {match[1]} (one of: "
                 f"{', '.join(m.value for m in enum)}; core/vocabulary.py)"
             ) from None
