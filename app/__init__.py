@@ -1,4 +1,4 @@
-"""The web edge: the webhook receiver, health checks (and later the operator API)."""
+"""The web edge: the webhook receiver, health checks and metrics."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
 
 
 def default_classify(response: httpx.Response) -> None:
-    """The default table (DESIGN.md): 2xx ok; 408, 5xx transient; 429 rate limited;
+    """The default table (docs/architecture.md): 2xx ok; 408, 5xx transient; 429 rate limited;
     401/403 auth; any other 4xx (and a 3xx: redirects are not followed) is a data error."""
     status = response.status_code
     if status < 300:

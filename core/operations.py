@@ -1,4 +1,5 @@
-"""Operator actions on the ledger, shared by the CLI and the operator API.
+"""Operator actions on the ledger: what the CLI's commands do (and what an HTTP operator
+surface would call).
 
 Every action that changes a delivery is recorded on it (who, when, why).
 """

@@ -1,4 +1,4 @@
-"""Redis hashes -> the JSON shapes the CLI and operator API promise."""
+"""Redis hashes -> the JSON shapes the CLI promises (`--json`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Imports follow the data flow (DESIGN.md): app and workers never import each other,
+"""Imports follow the data flow (docs/architecture.md): app and workers never import each other,
 connectors import only the core, and the core imports nothing of ours. And the ledger's keys
 and Redis are the ledger's own."""
 

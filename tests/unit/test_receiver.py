@@ -1,4 +1,4 @@
-"""The receiver's contract (DESIGN.md, external contract), with fakeredis behind it."""
+"""The receiver's contract (docs/architecture.md, external contract), with fakeredis behind it."""
 
 from __future__ import annotations
 
