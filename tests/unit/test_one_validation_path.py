@@ -42,7 +42,7 @@ class Install:
         self.redis = fakeredis.FakeRedis()
         for name, value in self.settings.environ.items():  # for what reads os.environ
             monkeypatch.setenv(name, value)
-        monkeypatch.setattr("workers.runtime_holder.connect", lambda url: self.redis)
+        monkeypatch.setattr("core.redis_client.connect", lambda url: self.redis)
 
     def break_it(self) -> None:
         self.path.write_text(BAD)
