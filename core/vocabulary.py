@@ -17,7 +17,8 @@ from enum import StrEnum
 
 
 class State(StrEnum):
-    """Every delivery is in exactly one of these at every moment (docs/architecture.md, the ledger)."""
+    """Every delivery is in exactly one of these at every moment (docs/architecture.md, the
+    ledger)."""
 
     PENDING = "pending"
     IN_FLIGHT = "in_flight"

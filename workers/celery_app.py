@@ -1,10 +1,10 @@
 """The Celery application: `celery -A workers.celery_app worker|beat`.
 
-Delivery guarantees live in the ledger, not the broker (see docs/architecture.md); the settings here keep
-the broker from making things worse: a message is acknowledged only after its task ran
-(acks_late), a worker killed mid-task puts the message back (reject_on_worker_lost), each
-process holds one message at a time (prefetch 1), and no long countdowns are used, so the
-visibility timeout only needs to outlast the longest task.
+Delivery guarantees live in the ledger, not the broker (see docs/architecture.md); the
+settings here keep the broker from making things worse: a message is acknowledged only after
+its task ran (acks_late), a worker killed mid-task puts the message back
+(reject_on_worker_lost), each process holds one message at a time (prefetch 1), and no long
+countdowns are used, so the visibility timeout only needs to outlast the longest task.
 """
 
 from __future__ import annotations
