@@ -61,6 +61,23 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
+def checked_config(settings: Settings, as_json: bool, consequence: str = "") -> Config:
+    """The configuration as every process validates it (connectors/validation.py); on any
+    problem, every problem printed (or as JSON), `consequence` said, and exit 2."""
+    from connectors.validation import validated_config
+
+    try:
+        return validated_config(settings)
+    except ConfigError as exc:
+        if as_json:
+            emit_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})
+        else:
+            for problem in exc.problems:
+                click.echo(str(problem))
+            click.echo(f"{len(exc.problems)} problem(s) found{consequence}.")
+        sys.exit(EXIT_CONFIG)
+
+
 def fail(message: str, code: int) -> NoReturn:
     click.echo(f"crmhub: {message}", err=True)
     sys.exit(code)

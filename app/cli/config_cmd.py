@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from app.cli.common import (
-    EXIT_CONFIG,
     CliContext,
+    checked_config,
     emit_json,
     json_option,
     pass_ctx,
 )
-from connectors.validation import validated_config
-from core.errors import ConfigError
 
 
 @click.group("config")
@@ -28,16 +24,7 @@ def config_group() -> None:
 def check(ctx: CliContext, as_json: bool) -> None:
     """Validate the YAML, its references, connectors and the secrets it names; every
     problem at once (file:line and key), exit 2 on any."""
-    try:
-        config = validated_config(ctx.settings)
-    except ConfigError as exc:
-        if as_json:
-            emit_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})
-        else:
-            for problem in exc.problems:
-                click.echo(str(problem))
-            click.echo(f"{len(exc.problems)} problem(s) found.")
-        sys.exit(EXIT_CONFIG)
+    config = checked_config(ctx.settings, as_json)
     summary = {
         "ok": True,
         "file": config.path,

@@ -8,16 +8,14 @@ import time
 import click
 
 from app.cli.common import (
-    EXIT_CONFIG,
     CliContext,
+    checked_config,
     emit_json,
     handles_hub_errors,
     json_option,
     pass_ctx,
 )
-from connectors.validation import validated_config
 from core import reload as config_reload
-from core.errors import ConfigError
 
 
 @click.command("reload")
@@ -34,19 +32,11 @@ def reload_cmd(ctx: CliContext, as_json: bool) -> None:
     `crmhub serve` and for separate processes on several hosts (they share the Redis).
     """
     settings = ctx.settings
-    try:
-        config = validated_config(settings)
-    except ConfigError as exc:
-        if as_json:
-            emit_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})
-        else:
-            for problem in exc.problems:
-                click.echo(str(problem))
-            click.echo(
-                f"{len(exc.problems)} problem(s) found; nothing reloaded: the hub "
-                "keeps running on its current configuration."
-            )
-        sys.exit(EXIT_CONFIG)
+    config = checked_config(
+        settings,
+        as_json,
+        "; nothing reloaded: the hub keeps running on its current configuration",
+    )
     generations = ctx.ledger.generations
     generation = generations.announce()
     # every process checks at least this often before starting work: from now on, what
