@@ -55,10 +55,10 @@ def create_app(
     app.register_error_handler(InternalServerError, _internal_error)
     # for the gunicorn worker (app/buffered_worker.py): the largest body any source accepts
     # (it reads whole requests before a thread runs them), and where to count its own answers
-    app.config["CRMHUB_LARGEST_BODY_BYTES"] = max(
+    app.config["RECEIVER_LARGEST_BODY_BYTES"] = max(
         (r.max_body_bytes for r in hub.receivers.values()), default=settings.max_body_bytes
     )
-    app.config["CRMHUB_COUNT_ANSWER"] = hub.answers.answer
+    app.config["RECEIVER_COUNT_ANSWER"] = hub.answers.answer
     logging.getLogger("crmhub").setLevel(logging.INFO)
     return app
 

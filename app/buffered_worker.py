@@ -55,8 +55,8 @@ class BufferedThreadWorker(ThreadWorker):
         settings = Settings.from_env()
         self.read_timeout = float(settings.request_read_timeout_seconds)
         config = getattr(self.wsgi, "config", {})
-        self.max_body = int(config.get("CRMHUB_LARGEST_BODY_BYTES") or settings.max_body_bytes)
-        self.count_answer = config.get("CRMHUB_COUNT_ANSWER")
+        self.max_body = int(config.get("RECEIVER_LARGEST_BODY_BYTES") or settings.max_body_bytes)
+        self.count_answer = config.get("RECEIVER_COUNT_ANSWER")
         # connection -> deadline, in deadline order (each is now + a constant when added)
         self.reading: dict[TConn, float] = {}
         self.lingering: dict[TConn, float] = {}

@@ -26,6 +26,8 @@ keepalive = 5
 reuse_port = True
 timeout = 30
 graceful_timeout = 20
+# one line per request to this file (`-`: standard output); off by default: at webhook rates
+# the ledger records every event, the access log adds little but CPU
 accesslog = os.environ.get("CRMHUB_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("CRMHUB_LOG_LEVEL", "info").lower()

@@ -47,7 +47,6 @@ class Settings:
     config_path: Path = Path("crmhub.yaml")
     var_dir: Path = Path("var")
     key_prefix: str = "crmhub"
-    operator_token: str | None = None
     metrics_token: str | None = None  # None: /metrics is open (to whoever reaches it)
     sentry_dsn: str | None = None
     alert_webhook_url: str | None = None
@@ -73,7 +72,6 @@ class Settings:
             config_path=Path(env.get("CRMHUB_CONFIG") or "crmhub.yaml"),
             var_dir=Path(env.get("CRMHUB_VAR_DIR") or "var"),
             key_prefix=env.get("CRMHUB_KEY_PREFIX") or "crmhub",
-            operator_token=env.get("CRMHUB_OPERATOR_TOKEN") or None,
             metrics_token=env.get("CRMHUB_METRICS_TOKEN") or None,
             sentry_dsn=env.get("SENTRY_DSN") or None,
             alert_webhook_url=env.get("CRMHUB_ALERT_WEBHOOK_URL") or None,

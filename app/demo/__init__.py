@@ -123,7 +123,6 @@ def write_env_file(settings: Settings, host: str, port: int) -> Path:
         "CRMHUB_REDIS_URL",
         "CRMHUB_BROKER_URL",
         "CRMHUB_KEY_PREFIX",
-        "CRMHUB_OPERATOR_TOKEN",
     ]
     values = {name: settings.environ[name] for name in names if settings.environ.get(name)}
     values.update(
