@@ -14,4 +14,5 @@ Shared plumbing: ``app`` (requests, answers, the ``/_control`` API), ``faults`` 
 FAKE_MODULES = {
     "http": "connectors.fakes.http",
     "hubspot": "connectors.fakes.hubspot",
+    "salesforce": "connectors.fakes.salesforce",
 }

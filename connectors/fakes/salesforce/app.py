@@ -1,0 +1,131 @@
+"""The fake Salesforce as one application object: its REST API (``api.py``) and its control
+routes. The HTTP server runs it (``python -m connectors.fakes.salesforce``) and so does
+``connectors.fakes.transport.FakeTransport``, in-process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+from connectors.fakes.app import FakeApp, Json, Request, Response, control_json
+from connectors.fakes.salesforce.api import Api
+from connectors.fakes.salesforce.config import Config
+from connectors.fakes.salesforce.describe import SCHEMA_FILE, Schemas, check_write
+from connectors.fakes.salesforce.state import State
+
+
+@lru_cache(maxsize=4)
+def load_schemas(path: Path = SCHEMA_FILE) -> Schemas:
+    return Schemas.load(path)
+
+
+class FakeSalesforce(FakeApp):
+    """``FakeSalesforce(Config(...))`` or ``FakeSalesforce(daily_limit=..., ...)``."""
+
+    name = "fake salesforce"
+    server_version = "crmhub-fake-salesforce/1.0"
+    json_type = "application/json;charset=UTF-8"
+    control_routes: ClassVar[dict[str, str]] = {
+        "health": "GET",
+        "faults": "GET, POST, DELETE",
+        "refresh-token": "POST",
+        "limits": "GET, POST",
+        "records": "GET, POST",
+        "log": "GET",
+        "stats": "GET",
+        "violations": "GET",
+        "reset": "POST",
+    }
+
+    def __init__(
+        self, config: Config | None = None, *, schemas: Path = SCHEMA_FILE, **options: Any
+    ) -> None:
+        self.state = State(config or Config(**options), load_schemas(schemas))
+        self.api = Api(self.state)
+
+    # --- what a test reads or arranges, without HTTP ------------------------------------------
+
+    def records(self, obj: str) -> list[Json]:
+        with self.state.lock:
+            return [dict(r) for r in self.state.records[obj].values()]
+
+    def add_record(self, obj: str, **values: Any) -> str:
+        """A record as a sales rep would make it in Salesforce's UI (validated, not logged)."""
+        sobject = self.state.schemas.sobject(obj)
+        if sobject is None:
+            raise ValueError(f"no sObject {obj}")
+        clean, error = check_write(sobject, values, creating=True)
+        if error is not None:
+            raise ValueError(error.message)
+        with self.state.lock:
+            return self.state.insert(sobject, clean)
+
+    def edit_record(self, obj: str, record_id: str, **values: Any) -> None:
+        """A rep's edit in the UI."""
+        with self.state.lock:
+            self.state.records[obj][record_id].update(values)
+
+    def log(self) -> list[Json]:
+        entries: list[Json] = self.state.log_since(0, None)["entries"]
+        return entries
+
+    def violations(self) -> list[Json]:
+        with self.state.lock:
+            return list(self.state.violations)
+
+    def fault(self, **spec: Any) -> Json:
+        answer: Json = self.state.add_faults(spec).payload
+        return answer
+
+    # --- FakeApp ------------------------------------------------------------------------------
+
+    def handle_api(self, request: Request) -> Response:
+        return self.api.handle(request)
+
+    def control_extra(self, request: Request, route: str) -> Response:
+        state = self.state
+        body = control_json(request.raw) if request.method == "POST" else None
+        if route == "refresh-token":
+            token = (body or {}).get("refresh_token") or "fake-sf-refresh-token-2"
+            with state.lock:
+                state.refresh_tokens = {str(token)}
+            return Response(200, {"refresh_token": token})
+        if route == "limits":
+            with state.lock:
+                if isinstance(body, dict):
+                    for key in ("daily_limit", "session_seconds"):
+                        if key in body:
+                            setattr(state.config, key, int(body[key]))
+                    if "api_used" in body:
+                        state.api_used = int(body["api_used"])
+                return Response(
+                    200,
+                    {
+                        "daily_limit": state.config.daily_limit,
+                        "api_used": state.api_used,
+                        "session_seconds": state.config.session_seconds,
+                    },
+                )
+        if route == "records":
+            if request.method == "POST":
+                values = dict(body or {})
+                obj = str(values.pop("object", ""))
+                try:
+                    if "Id" in values:
+                        record_id = str(values.pop("Id"))
+                        self.edit_record(obj, record_id, **values)
+                    else:
+                        record_id = self.add_record(obj, **values)
+                except (ValueError, KeyError) as exc:
+                    return Response(400, {"error": "validation", "message": str(exc)})
+                return Response(201, {"id": record_id})
+            obj = request.param("object")
+            with state.lock:
+                tables = {obj: state.records.get(obj, {})} if obj else state.records
+                return Response(
+                    200,
+                    {"records": [dict(r, _object=o) for o, t in tables.items() for r in t.values()]},
+                )
+        # route == "violations"
+        return Response(200, {"violations": self.violations(), "count": len(state.violations)})
