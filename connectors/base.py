@@ -18,9 +18,10 @@ from typing import Any, ClassVar
 
 import httpx
 
-from connectors.oauth import OAuth2Session
+from connectors.oauth import GRANTS, OAuth2Session
 from core.config.model import ConnectionConfig
 from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
+from core.ledger.memo import Memo
 from core.ledger.tokens import TokenStore
 from core.mapping import MappedRecord
 from core.mapping.empty import is_empty
@@ -138,6 +139,8 @@ class Connector(ABC):
     name: ClassVar[str]
     #: where OAuth2 refresh requests go unless the connection's auth sets token_url
     default_token_url: ClassVar[str] = ""
+    #: how long a token answer without expires_in is used (until a 401 says otherwise)
+    default_token_lifetime: ClassVar[float] = 1800.0
     #: how many records one request may carry (1: no batching)
     max_batch: ClassVar[int] = 1
 
@@ -148,9 +151,13 @@ class Connector(ABC):
         *,
         transport: httpx.BaseTransport | None = None,
         tokens: TokenStore | None = None,
+        memo: Memo | None = None,
     ) -> None:
         self.connection = connection
         self.environ = environ
+        #: what this connector shares with the other workers (the ledger's; None in tests
+        #: that do not need it)
+        self.memo = memo
         self.client = httpx.Client(
             base_url=connection.base_url,
             timeout=connection.timeout_seconds,
@@ -158,7 +165,7 @@ class Connector(ABC):
             headers={"User-Agent": "crmhub/0.1", **self.auth_headers()},
         )
         self.oauth: OAuth2Session | None = None
-        if connection.auth.get("type") == "oauth2":
+        if connection.auth.get("type") in GRANTS:
             if tokens is None:
                 raise TypeError("an oauth2 connection needs the shared token store (tokens=)")
             self.oauth = OAuth2Session(
@@ -167,8 +174,13 @@ class Connector(ABC):
                 environ,
                 tokens,
                 self.client,
-                self.default_token_url,
+                self.token_endpoint(),
+                default_lifetime=self.default_token_lifetime,
             )
+
+    def token_endpoint(self) -> str:
+        """Where OAuth2 token requests go unless the connection's auth sets token_url."""
+        return self.default_token_url
 
     @property
     def batch_size(self) -> int:
@@ -223,6 +235,42 @@ class Connector(ABC):
         self, record: MappedRecord, fields: dict[str, Any], existing: dict[str, Any] | None
     ) -> WriteResult:
         """Create or update the record with `fields` (already filtered for ownership)."""
+
+    def fetch(self, obj: str, record_id: str, properties: Sequence[str]) -> dict[str, Any]:
+        """The record `record_id` of `obj` as this connection stores it (a mapping's `fetch:`
+        reads it before mapping); DataError `source_record_missing` when it is gone. Failures
+        are classified like writes."""
+        raise DataError(
+            f"the {self.name} connector cannot fetch records; fetch from a connection whose "
+            "connector can (hubspot, salesforce)",
+            category=DeadCategory.MAPPING,
+        )
+
+    def fetch_many(
+        self, obj: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, dict[str, Any] | HubError]:
+        """Several records by id (connectors with a batch read override this)."""
+        found: dict[str, dict[str, Any] | HubError] = {}
+        for record_id in dict.fromkeys(ids):
+            try:
+                found[record_id] = self.fetch(obj, record_id, properties)
+            except HubError as exc:
+                found[record_id] = exc
+        return found
+
+    def find_or_create(self, records: Sequence[MappedRecord]) -> list[str | HubError]:
+        """The target's id of each related record (a mapping's `related:`), found on its
+        match key or created with its fields; one object and match field per call. The
+        caller holds each key's lock, so a key is never created twice."""
+        outcomes: list[str | HubError] = []
+        for record in records:
+            try:
+                result = self.deliver(record)
+            except HubError as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(result.record_id or str(record.match_value))
+        return outcomes
 
     def deliver(self, record: MappedRecord) -> WriteResult:
         """Find-or-create on the match key, honouring field ownership: a target-owned field

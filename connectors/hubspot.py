@@ -165,6 +165,43 @@ class HubSpotConnector(Connector):
             raise outcome
         return outcome
 
+    def fetch(self, obj: str, record_id: str, properties: Sequence[str]) -> dict[str, Any]:
+        """`GET /crm/v3/objects/{object}/{id}`: {"id", "properties": {...}, ...}."""
+        (found,) = self.fetch_many(obj, [record_id], properties).values()
+        if isinstance(found, HubError):
+            raise found
+        return found
+
+    def fetch_many(
+        self, obj: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, dict[str, Any] | HubError]:
+        """One request per 100 records: `POST /crm/v3/objects/{object}/batch/read` (207 when
+        some are missing: those are dead letters `source_record_missing`)."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, dict[str, Any] | HubError] = {}
+        for start in range(0, len(wanted), BATCH_LIMIT):
+            chunk = wanted[start : start + BATCH_LIMIT]
+            response = self.request(
+                "POST",
+                f"/crm/v3/objects/{obj}/batch/read",
+                ok=(207,),
+                json={
+                    "properties": list(properties),
+                    "propertiesWithHistory": [],
+                    "inputs": [{"id": i} for i in chunk],
+                },
+            )
+            for result in _body(response).get("results") or []:
+                found[str(result.get("id"))] = result
+        for record_id in wanted:
+            if record_id not in found:
+                found[record_id] = DataError(
+                    f"HubSpot has no {obj} record {record_id} (deleted or merged?)",
+                    category=DeadCategory.SOURCE_RECORD_MISSING,
+                    status=404,
+                )
+        return found
+
     def deliver_batch(self, records: Sequence[MappedRecord]) -> list[WriteResult | HubError]:
         """Up to 100 upserts in one request; HubSpot's per-record results mapped back."""
         if len(records) > BATCH_LIMIT:

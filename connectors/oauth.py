@@ -1,4 +1,5 @@
-"""OAuth2 refresh-token flow for a connection, shared by every worker through Redis.
+"""OAuth2 for a connection (the refresh-token flow, or the client-credentials flow), shared by
+every worker through Redis.
 
 The access token is refreshed before it expires (when less than a tenth of its life, and at
 least a minute, is left), by one worker at a time under a Redis lock; the others wait and
@@ -21,6 +22,8 @@ from core.ledger.tokens import TokenState, TokenStore
 from core.ledger.translate import translate_redis_errors
 
 MIN_MARGIN_SECONDS = 60.0
+#: the auth types this session serves, and the grant each one asks the token endpoint for
+GRANTS = {"oauth2": "refresh_token", "client_credentials": "client_credentials"}
 
 
 class OAuth2Session:
@@ -32,6 +35,8 @@ class OAuth2Session:
         store: TokenStore,
         client: httpx.Client,
         default_token_url: str,
+        *,
+        default_lifetime: float = 1800.0,
     ) -> None:
         self.connection = connection
         self.auth = auth
@@ -39,6 +44,11 @@ class OAuth2Session:
         self.store = store
         self.client = client
         self.token_url = str(auth.get("token_url") or default_token_url)
+        self.grant = GRANTS[str(auth.get("type", "oauth2"))]
+        #: a token answer without expires_in (Salesforce's) is used this long, or until a 401
+        self.default_lifetime = default_lifetime
+        #: the state of the token access_token() last returned (its instance_url)
+        self.last_state = TokenState()
 
     def _fresh(self, state: TokenState, now: float) -> bool:
         lifetime = max(0.0, state.expires_at - state.obtained_at)
@@ -48,14 +58,18 @@ class OAuth2Session:
     def access_token(self, *, failed: str | None = None) -> str:
         """A usable access token. `failed`: the token the target just refused (401)."""
         state = self.store.get(self.connection)
-        if self._usable(state, failed):
-            return state.access_token
+        if not self._usable(state, failed):
+            state = self._refreshed(failed)
+        self.last_state = state
+        return state.access_token
+
+    def _refreshed(self, failed: str | None) -> TokenState:
         try:
             with translate_redis_errors(), self.store.refresh_lock(self.connection):
                 state = self.store.get(self.connection)  # someone may have refreshed
                 if self._usable(state, failed):
-                    return state.access_token
-                return self._refresh(state).access_token
+                    return state
+                return self._refresh(state)
         except LockError as exc:
             # another worker's refresh outlasted our wait (or outlived the lock): not the
             # delivery's fault, and not a bug in the hub
@@ -69,20 +83,22 @@ class OAuth2Session:
         return self._fresh(state, time.time())
 
     def _refresh(self, state: TokenState) -> TokenState:
-        refresh_token = state.refresh_token or self.environ.get(
-            str(self.auth["refresh_token_env"]), ""
-        )
-        if not refresh_token:
-            raise AuthError(
-                f"connection {self.connection!r} has no refresh token; install one "
-                f"with `crmhub auth set-refresh-token {self.connection}`"
-            )
         form = {
-            "grant_type": "refresh_token",
-            "refresh_token": refresh_token,
+            "grant_type": self.grant,
             "client_id": self.environ.get(str(self.auth["client_id_env"]), ""),
             "client_secret": self.environ.get(str(self.auth["client_secret_env"]), ""),
         }
+        refresh_token = ""
+        if self.grant == "refresh_token":
+            refresh_token = state.refresh_token or self.environ.get(
+                str(self.auth["refresh_token_env"]), ""
+            )
+            if not refresh_token:
+                raise AuthError(
+                    f"connection {self.connection!r} has no refresh token; install one "
+                    f"with `crmhub auth set-refresh-token {self.connection}`"
+                )
+            form["refresh_token"] = refresh_token
         try:
             response = self.client.post(self.token_url, data=form)
         except httpx.TransportError as exc:
@@ -93,10 +109,17 @@ class OAuth2Session:
             )
         if response.status_code != 200:
             # invalid_grant / BAD_REFRESH_TOKEN / bad client credentials: a person must act
+            fix = (
+                f"re-authorise and run `crmhub auth set-refresh-token {self.connection}`"
+                if self.grant == "refresh_token"
+                else "check the app's client id, secret and run-as user"
+            )
+            what = (
+                "our refresh token" if self.grant == "refresh_token" else "our client credentials"
+            )
             raise AuthError(
-                f"the provider refused our refresh token (HTTP "
-                f"{response.status_code}): {_reason(response)}; re-authorise and "
-                f"run `crmhub auth set-refresh-token {self.connection}`",
+                f"the provider refused {what} (HTTP {response.status_code}): "
+                f"{_reason(response)}; {fix}",
                 status=response.status_code,
                 excerpt=response.text[:300],
             )
@@ -104,9 +127,10 @@ class OAuth2Session:
         now = time.time()
         new = TokenState(
             access_token=str(body["access_token"]),
-            expires_at=now + float(body.get("expires_in", 1800)),
+            expires_at=now + float(body.get("expires_in", self.default_lifetime)),
             refresh_token=str(body.get("refresh_token") or refresh_token),
             obtained_at=now,
+            instance_url=str(body.get("instance_url") or "").rstrip("/"),
         )
         self.store.save(self.connection, new)
         return new

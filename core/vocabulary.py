@@ -91,6 +91,8 @@ class DeadCategory(StrEnum):
     MAPPING = "mapping"  # the event cannot be mapped (or its mapping left)
     REJECTED_BY_TARGET = "rejected_by_target"  # the target refused the data
     RETRIES_EXHAUSTED = "retries_exhausted"  # failed transiently until the give-up age
+    AMBIGUOUS_MATCH = "ambiguous_match"  # several target records match the key: never a guess
+    SOURCE_RECORD_MISSING = "source_record_missing"  # the record to fetch is gone (404)
 
 
 class OperatorAction(StrEnum):

@@ -6,7 +6,6 @@ plain function. Everything it decides goes through the ledger's atomic scripts.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -20,6 +19,7 @@ from core.echo import canonical, echo_window, record_ref
 from core.errors import DataError, HubError, LedgerUnavailable
 from core.mapping import MappedRecord, map_event
 from core.vocabulary import AttemptOutcome, ClaimStatus, DeadCategory, Reason
+from workers.enrich import event_bodies, link_related
 from workers.policy import Decision, decide, describe
 from workers.runtime import WorkerRuntime
 
@@ -136,12 +136,16 @@ def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
         unread, rt.ledger.raw_events([i.raw["event_id"] for i in unread]), strict=True
     ):
         item.event = event
-    for item in items:
-        try:
-            # kept for the dead letter if the write fails
-            item.record = _map(rt, item.raw, item.event or {})
-        except HubError as exc:
+    try:
+        _prepare(rt, items)
+    except LedgerUnavailable:
+        raise
+    except Exception as exc:  # a bug in the hub: loud, and retried, never a data error
+        log.exception("delivery %s hit an internal error", items[0].delivery_id)
+        _report_to_sentry(exc)
+        for item in items:
             item.error = exc
+        return
     ready = [item for item in items if item.error is None]
     if not ready:
         return
@@ -170,6 +174,31 @@ def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
             item.result = outcome
             assert item.record is not None
             _remember_for_echo(rt, item.record, outcome)
+
+
+def _prepare(rt: WorkerRuntime, items: list[Item]) -> None:
+    """Fetch (a `fetch:` mapping), map, then find or create the related records and link
+    them (workers/enrich.py); each item ends with a record or an error."""
+    bodies = event_bodies(rt, [(item.raw, item.event or {}) for item in items])
+    for item, body in zip(items, bodies, strict=True):
+        if isinstance(body, HubError):
+            item.error = body
+            continue
+        try:
+            # kept for the dead letter if the write fails
+            item.record = _map(rt, item.raw, body)
+        except HubError as exc:
+            item.error = exc
+    relating = [
+        item for item in items if item.error is None and item.record and item.record.related
+    ]
+    if relating:
+        linked = link_related(rt, [item.record for item in relating if item.record])
+        for item, outcome in zip(relating, linked, strict=True):
+            if isinstance(outcome, HubError):
+                item.error = outcome
+            else:
+                item.record = outcome
 
 
 def _finish(
@@ -244,7 +273,7 @@ def _remember_for_echo(rt: WorkerRuntime, record: MappedRecord, result: WriteRes
     rt.ledger.remember_writes(refs, written, window)
 
 
-def _map(rt: WorkerRuntime, raw: dict[str, str], event: dict[str, str]) -> MappedRecord:
+def _map(rt: WorkerRuntime, raw: dict[str, str], body: Any) -> MappedRecord:
     mapping = rt.config.mappings.get(raw["mapping"])
     if mapping is None or mapping.connection not in rt.config.connections:
         raise DataError(
@@ -252,7 +281,6 @@ def _map(rt: WorkerRuntime, raw: dict[str, str], event: dict[str, str]) -> Mappe
             "configuration; restore it and replay, or discard",
             category=DeadCategory.MAPPING,
         )
-    body = json.loads(event["body"])
     return map_event(mapping, body)
 
 

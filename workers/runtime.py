@@ -66,7 +66,10 @@ class WorkerRuntime:
                 connection = self.config.connections[name]
                 factory = self.connector_factory[connection.connector]
                 self._connectors[name] = factory(
-                    connection, self.settings.environ, tokens=self.ledger.tokens
+                    connection,
+                    self.settings.environ,
+                    tokens=self.ledger.tokens,
+                    memo=self.ledger.memo,
                 )
             return self._connectors[name]
 

@@ -56,6 +56,14 @@ def reference_problems(data: dict[str, Any], doc: YamlDocument) -> list[ConfigPr
     for name, spec in entries(data, "mappings"):
         check(f"mappings.{name}.source", "source", "sources", spec.get("source"))
         check(f"mappings.{name}.connection", "connection", "connections", spec.get("connection"))
+        fetch = spec.get("fetch")
+        if isinstance(fetch, dict):
+            check(
+                f"mappings.{name}.fetch.connection",
+                "connection",
+                "connections",
+                fetch.get("connection"),
+            )
     return problems
 
 

@@ -18,12 +18,14 @@ from core.config.model import (
     Config,
     ConnectionConfig,
     EchoSpec,
+    FetchSpec,
     FieldSpec,
     MappingConfig,
     MatchSpec,
     ObjectSpec,
     Predicate,
     RateLimit,
+    RelatedSpec,
     RetryPolicy,
     SourceConfig,
     TargetField,
@@ -213,7 +215,9 @@ def _connection(name: str, spec: dict[str, Any]) -> ConnectionConfig:
     return ConnectionConfig(
         name=name,
         connector=spec["connector"],
-        base_url=spec["base_url"].rstrip("/"),
+        base_url=(spec.get("base_url") or spec.get("login_url") or "").rstrip("/"),
+        login_url=(spec.get("login_url") or "").rstrip("/"),
+        api_version=spec.get("api_version", ""),
         auth=spec["auth"],
         rate_limit=RateLimit(**rate) if rate else None,
         retry=RetryPolicy(**spec.get("retry", {})),
@@ -254,6 +258,7 @@ def _mapping(
         for p in when.get("fields_", ())
     )
     match = spec.get("match")
+    fetch = spec.get("fetch")
     return MappingConfig(
         name=name,
         source=spec["source"],
@@ -261,34 +266,59 @@ def _mapping(
         object=spec["object"],
         when=WhenSpec(event_types=when.get("event_type"), predicates=predicates),
         action=spec.get("action", "upsert"),
-        match=MatchSpec(
-            field=match["field"],
-            from_=match["from_"],
-            normalize=match.get("normalize"),
-            fold_plus_addressing=match.get("fold_plus_addressing", False),
-            region=match.get("region"),
-        )
-        if match
-        else None,
-        fields=tuple(
-            FieldSpec(
-                name=field,
-                from_=f.get("from_", ()),
-                const=f.get("const"),
-                has_const="const" in f,
-                default=f.get("default"),
-                has_default="default" in f,
-                required=f.get("required", False),
-                transform=f.get("transform", ()),
-                owner=f.get("owner", "source"),
-                steps=_steps(f.get("transform", ())),
-            )
-            for field, f in spec["fields_"].items()
-        ),
+        match=_match(match) if match else None,
+        fields=_fields(spec["fields_"]),
         conflict=spec.get("conflict"),
+        fetch=FetchSpec(
+            connection=fetch["connection"],
+            object=fetch["object"],
+            id=fetch["id"],
+            properties=tuple(fetch["properties"]),
+            window_seconds=fetch["window_seconds"],
+        )
+        if fetch
+        else None,
+        related=tuple(
+            RelatedSpec(
+                link=link,
+                object=r["object"],
+                match=_match(r["match"]),
+                fields=_fields(r["fields_"]),
+            )
+            for link, r in (spec.get("related") or {}).items()
+        ),
         target=connections[spec["connection"]].objects.get(spec["object"])
         if spec["connection"] in connections
         else None,
+    )
+
+
+def _match(match: dict[str, Any]) -> MatchSpec:
+    return MatchSpec(
+        field=match["field"],
+        from_=match["from_"],
+        normalize=match.get("normalize"),
+        fold_plus_addressing=match.get("fold_plus_addressing", False),
+        region=match.get("region"),
+        external_id=match.get("external_id", False),
+    )
+
+
+def _fields(written: dict[str, Any]) -> tuple[FieldSpec, ...]:
+    return tuple(
+        FieldSpec(
+            name=field,
+            from_=f.get("from_", ()),
+            const=f.get("const"),
+            has_const="const" in f,
+            default=f.get("default"),
+            has_default="default" in f,
+            required=f.get("required", False),
+            transform=f.get("transform", ()),
+            owner=f.get("owner", "source"),
+            steps=_steps(f.get("transform", ())),
+        )
+        for field, f in written.items()
     )
 
 
@@ -315,12 +345,17 @@ def _cross_checks(
                 f"unknown connector {conn.connector!r}; expected one of: {', '.join(known)}",
             )
     for m in config.mappings.values():
-        for spec in m.fields:
+        written = [(f"mappings.{m.name}.fields", spec) for spec in m.fields] + [
+            (f"mappings.{m.name}.related.{r.link}.fields", spec)
+            for r in m.related
+            for spec in r.fields
+        ]
+        for where, spec in written:
             for index, step in enumerate(spec.transform):
                 try:
                     build_transform(step)
                 except ValueError as exc:
-                    problem(f"mappings.{m.name}.fields.{spec.name}.transform.{index}", str(exc))
+                    problem(f"{where}.{spec.name}.transform.{index}", str(exc))
         if m.target is not None and all(len(s.steps) == len(s.transform) for s in m.fields):
             for key, message in static_problems(m):
                 problem(f"mappings.{m.name}.{key}" if key else f"mappings.{m.name}", message)

@@ -74,13 +74,15 @@ class ObjectSpec:
 class ConnectionConfig:
     name: str
     connector: str
-    base_url: str
+    base_url: str  # the login_url when only that is given (salesforce)
     auth: Mapping[str, Any] = field(default_factory=dict)
     rate_limit: RateLimit | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_seconds: float = 10.0
     options: Mapping[str, Any] = field(default_factory=dict)  # connector-specific
     objects: Mapping[str, ObjectSpec] = field(default_factory=dict)  # target field specs
+    login_url: str = ""  # salesforce: the OAuth host (calls go to the token's instance_url)
+    api_version: str = ""  # salesforce: "62.0" (empty: the connector's default)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class MatchSpec:
     normalize: str | None = None
     fold_plus_addressing: bool = False
     region: str | None = None  # default phone region for `normalize: phone`
+    external_id: bool = False  # the field is an External ID at the target: upsert on it
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,27 @@ class FieldSpec:
 
 
 @dataclass(frozen=True)
+class FetchSpec:
+    """Read the record behind a thin webhook before mapping; paths under `fetched.` read it."""
+
+    connection: str
+    object: str
+    id: tuple[str, ...]  # paths into the event to the record's id (first non-empty)
+    properties: tuple[str, ...] = ()
+    window_seconds: float = 10.0  # one fetch serves the record's events of this window
+
+
+@dataclass(frozen=True)
+class RelatedSpec:
+    """A record found (or created) before the main one, linked to it through `link`."""
+
+    link: str  # the main record's field that takes the related record's id
+    object: str
+    match: MatchSpec
+    fields: tuple[FieldSpec, ...] = ()
+
+
+@dataclass(frozen=True)
 class MappingConfig:
     name: str
     source: str
@@ -138,6 +162,8 @@ class MappingConfig:
     conflict: str | None = None  # newest_wins | source_wins (None: by source)
     #: the target field spec of connection + object, resolved at load time (None: unchecked)
     target: ObjectSpec | None = field(default=None, repr=False)
+    fetch: FetchSpec | None = None
+    related: tuple[RelatedSpec, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,10 @@ class RetrySchema(Schema):
 
 class AuthSchema(Schema):
     type = fields.String(
-        required=True, validate=validate.OneOf(["none", "bearer", "basic", "header", "oauth2"])
+        required=True,
+        validate=validate.OneOf(
+            ["none", "bearer", "basic", "header", "oauth2", "client_credentials"]
+        ),
     )
     token_env = fields.String(validate=ENV_NAME)
     username_env = fields.String(validate=ENV_NAME)
@@ -123,6 +126,7 @@ class AuthSchema(Schema):
         "basic": ("username_env", "password_env"),
         "header": ("header", "value_env"),
         "oauth2": ("client_id_env", "client_secret_env", "refresh_token_env"),
+        "client_credentials": ("client_id_env", "client_secret_env"),
     }
 
     @validates_schema
@@ -177,13 +181,27 @@ class ObjectSpecSchema(Schema):
 
 class ConnectionSchema(Schema):
     connector = fields.String(required=True)
-    base_url = fields.Url(required=True, require_tld=False, schemes={"http", "https"})
+    base_url = fields.Url(require_tld=False, schemes={"http", "https"})
+    # Salesforce: where OAuth happens; API calls then go to the token's instance_url
+    login_url = fields.Url(require_tld=False, schemes={"http", "https"})
+    api_version = fields.String(
+        validate=validate.Regexp(r"^[0-9]{2,3}\.0$", error='a version such as "62.0"')
+    )
     auth = fields.Nested(AuthSchema, load_default=lambda: {"type": "none"})
     rate_limit = fields.Nested(RateLimitSchema)
     retry = fields.Nested(RetrySchema)
     timeout_seconds = fields.Float(validate=validate.Range(min=0.1, max=300))
     options = fields.Dict(keys=fields.String())
     objects = fields.Dict(keys=fields.String(), values=fields.Nested(ObjectSpecSchema))
+
+    @validates_schema
+    def _an_address(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "base_url" not in data and "login_url" not in data:
+            raise ValidationError(
+                "give `base_url` (the API's address), or `login_url` for a connector that "
+                "logs in there and is told its API address (salesforce)",
+                "base_url",
+            )
 
 
 class PredicateSchema(Schema):
@@ -213,6 +231,8 @@ class MatchSchema(Schema):
     normalize = fields.String(validate=validate.OneOf(["email", "phone", "lower", "strip"]))
     fold_plus_addressing = fields.Boolean()
     region = fields.String(validate=_phone_region)
+    # the match field is an External ID field at the target: write by upsert on it
+    external_id = fields.Boolean()
 
     @validates_schema
     def _region_for_phones(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -260,6 +280,27 @@ class FieldOrPath(fields.Field):
         return loaded
 
 
+class FetchSchema(Schema):
+    """`mappings.<m>.fetch`: read the full record behind a thin webhook before mapping."""
+
+    connection = fields.String(required=True)
+    object = fields.String(required=True)
+    id = PathList(required=True)
+    properties = fields.List(fields.String(), load_default=list)
+    window_seconds = fields.Float(load_default=10.0, validate=validate.Range(min=0, max=3600))
+
+
+class RelatedSchema(Schema):
+    """`mappings.<m>.related.<link field>`: a record found or created first, whose id the
+    main record links to."""
+
+    object = fields.String(required=True)
+    match = fields.Nested(MatchSchema, required=True)
+    fields_ = fields.Dict(
+        keys=fields.String(), values=FieldOrPath(), data_key="fields", load_default=dict
+    )
+
+
 class MappingSchema(Schema):
     source = fields.String(required=True)
     connection = fields.String(required=True)
@@ -271,6 +312,8 @@ class MappingSchema(Schema):
         keys=fields.String(), values=FieldOrPath(), data_key="fields", load_default=dict
     )
     conflict = fields.String(validate=validate.OneOf(["newest_wins", "source_wins"]))
+    fetch = fields.Nested(FetchSchema)
+    related = fields.Dict(keys=fields.String(), values=fields.Nested(RelatedSchema))
 
     @validates_schema
     def _match_for_upserts(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -43,6 +43,11 @@
 --   <p>:conn:{connection}:rl           string  rate limiter's arrival time (GCRA, ms)
 --   <p>:conn:{connection}:oauth        string  JSON OAuth token state (Python only)
 --   <p>:conn:{connection}:oauth:lock   string  one token refresh at a time (Python only)
+--   <p>:fetched:{connection}:{object}:{id}  string  a fetched record (TTL; Python only)
+--   <p>:related:{connection}:{object}:{key}  string  a related record's id (TTL; Python only)
+--   <p>:related:lock:{connection}:{object}:{key}  string  one find-or-create (Python only)
+--   <p>:conn:{connection}:limitprobe   string  daily-limit refusals in a row (Python only)
+--   <p>:conn:{connection}:usage        hash    the target's API usage report (Python only)
 --   <p>:stats:{name}                   hash    hub-wide counters: webhooks, attempts, answers
 --   <p>:alerts                         list    the alert outbox (Python only)
 --   <p>:alerts:lock                    string  one alert sender at a time (Python only)

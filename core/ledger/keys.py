@@ -157,6 +157,42 @@ LAYOUT: tuple[KeyKind, ...] = (
         "one token refresh at a time (a redis-py lock)",
         lua=False,
     ),
+    # what connectors and the worker remember between deliveries (Python only)
+    KeyKind(
+        "fetched",
+        "fetched:{connection}:{object}:{id}",
+        "string",
+        "JSON {at_ms, record}: a record a mapping's `fetch` read; expires after its window",
+        lua=False,
+    ),
+    KeyKind(
+        "related",
+        "related:{connection}:{object}:{key}",
+        "string",
+        "the target's id of a related record found or created on its normalised key (TTL)",
+        lua=False,
+    ),
+    KeyKind(
+        "related_lock",
+        "related:lock:{connection}:{object}:{key}",
+        "string",
+        "one find-or-create of a related record at a time (a redis-py lock)",
+        lua=False,
+    ),
+    KeyKind(
+        "limit_probe",
+        "conn:{connection}:limitprobe",
+        "string",
+        "counter: the target's daily limit refusals in a row (probe backoff; TTL)",
+        lua=False,
+    ),
+    KeyKind(
+        "api_usage",
+        "conn:{connection}:usage",
+        "hash",
+        "used, limit, at: the target's own API usage report (Sforce-Limit-Info)",
+        lua=False,
+    ),
     # the hub
     KeyKind("stats", "stats:{name}", "hash", "hub-wide counters (StatsHash)"),
     KeyKind(
@@ -272,6 +308,22 @@ class LedgerKeys:
 
     def oauth_lock(self, connection: str) -> str:
         return f"{self._p}conn:{connection}:oauth:lock"
+
+    # what connectors and the worker remember
+    def fetched(self, connection: str, object: str, id: str) -> str:
+        return f"{self._p}fetched:{connection}:{object}:{id}"
+
+    def related(self, connection: str, object: str, key: str) -> str:
+        return f"{self._p}related:{connection}:{object}:{key}"
+
+    def related_lock(self, connection: str, object: str, key: str) -> str:
+        return f"{self._p}related:lock:{connection}:{object}:{key}"
+
+    def limit_probe(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:limitprobe"
+
+    def api_usage(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:usage"
 
     # the hub
     def stats(self, name: StatsHash) -> str:

@@ -22,6 +22,7 @@ from core.ledger import replies
 from core.ledger.generations import ConfigGenerations
 from core.ledger.keys import LedgerKeys, StatsHash
 from core.ledger.lane import ScriptLane
+from core.ledger.memo import Memo
 from core.ledger.model import NewEvent
 from core.ledger.outbox import AlertOutbox
 from core.ledger.reads import LedgerReads
@@ -77,6 +78,7 @@ class Ledger(LedgerReads):
         self.tokens = TokenStore(client, self.keys)
         self.alerts = AlertOutbox(client, self.keys)
         self.generations = ConfigGenerations(client, self.keys)
+        self.memo = Memo(client, self.keys)
 
     def ping(self) -> None:
         """Redis answers on the scripts' own connection, the one every accept goes through

@@ -21,6 +21,7 @@ class TokenState:
     expires_at: float = 0.0  # unix seconds
     refresh_token: str = ""
     obtained_at: float = 0.0
+    instance_url: str = ""  # Salesforce: where this token's API calls go
 
 
 class TokenStore:
@@ -39,6 +40,8 @@ class TokenStore:
         return TokenState(**data)
 
     def save(self, connection: str, state: TokenState) -> None:
+        """The whole state in one SET: a rotated refresh token is never stored apart from
+        the access token it came with (every worker reads both or neither)."""
         with translate_redis_errors():
             self.redis.set(self.keys.oauth(connection), json.dumps(asdict(state)))
 

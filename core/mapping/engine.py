@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from core.config.model import FieldSpec, MappingConfig, ObjectSpec
+from core.config.model import FieldSpec, MappingConfig, MatchSpec, ObjectSpec, RelatedSpec
 from core.errors import DataError
 from core.mapping.empty import is_empty
 from core.mapping.fieldspec import check_record
@@ -60,21 +60,33 @@ class MappedRecord:
     match_field: str | None
     match_value: str | None
     fields: tuple[FieldResult, ...] = field(default=())
+    #: the match field is an External ID field at the target (upsert on it)
+    external_id: bool = False
+    #: records found or created first, each with the field of this one that links to it
+    related: tuple[tuple[str, MappedRecord], ...] = field(default=())
 
     def values(self) -> dict[str, Any]:
         return {f.name: f.value for f in self.fields}
+
+    def linked(self, link: str, record_id: str) -> MappedRecord:
+        """This record with `link` set to a related record's id."""
+        kept = tuple(f for f in self.fields if f.name != link)
+        return replace(self, fields=(*kept, FieldResult(link, record_id, record_id, "source")))
 
     @property
     def target_owned(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields if f.owner == "target")
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "object": self.object,
             "action": self.action,
             "match": {"field": self.match_field, "value": self.match_value},
             "fields": self.values(),
         }
+        if self.related:
+            out["related"] = {link: r.as_json() for link, r in self.related}
+        return out
 
 
 def first_source(body: Any, paths: tuple[str, ...]) -> tuple[str | None, Any]:
@@ -92,29 +104,49 @@ def first_value(body: Any, paths: tuple[str, ...]) -> Any:
 
 def match_value(mapping: MappingConfig, body: Any) -> str | None:
     """The normalised find-or-create key of `body`, or None when it has none."""
-    if mapping.match is None:
+    return _key_of(mapping.match, body)
+
+
+def _key_of(match: MatchSpec | None, body: Any) -> str | None:
+    if match is None:
         return None
-    raw = first_value(body, mapping.match.from_)
+    raw = first_value(body, match.from_)
     if is_empty(raw) or isinstance(raw, (dict, list)):
         return None
     return (
         normalize_match(
-            mapping.match.normalize,
+            match.normalize,
             raw,
-            fold_plus_addressing=mapping.match.fold_plus_addressing,
-            region=mapping.match.region,
+            fold_plus_addressing=match.fold_plus_addressing,
+            region=match.region,
         )
         or None
     )
 
 
+def fetch_id(mapping: MappingConfig, body: Any) -> str | None:
+    """The id of the record a `fetch:` mapping reads, from the event, or None."""
+    if mapping.fetch is None:
+        return None
+    raw = first_value(body, mapping.fetch.id)
+    return None if is_empty(raw) or isinstance(raw, (dict, list)) else str(raw)
+
+
 def record_key(mapping: MappingConfig, body: Any, fallback: str) -> str:
     """Connection + object + normalised match value: writes to one record are serialised on
-    this key. Without a match value the delivery is its own key (`fallback`)."""
+    this key. Without a match value the delivery is its own key (`fallback`).
+
+    A `fetch:` mapping's match value is in the fetched record, which the receiver has not
+    read: its writes are serialised on the fetched record's id instead (one source record,
+    one target record)."""
     value = match_value(mapping, body)
-    ident = (
-        f"{mapping.match.field}={value}" if value is not None and mapping.match else f"#{fallback}"
-    )
+    fetched = fetch_id(mapping, body)
+    if fetched is not None and mapping.fetch is not None:
+        ident = f"fetch={mapping.fetch.connection}/{mapping.fetch.object}/{fetched}"
+    elif value is not None and mapping.match:
+        ident = f"{mapping.match.field}={value}"
+    else:
+        ident = f"#{fallback}"
     key = f"{mapping.connection}:{mapping.object}:{ident}"
     if len(key) > _MAX_KEY or first_unencodable(key):
         # a key Redis could not store as text (a lone surrogate) is hashed too, so the
@@ -149,6 +181,27 @@ class FieldOutcome:
 
 
 @dataclass(frozen=True)
+class RelatedOutcome:
+    """What becomes of one related record (the dry run's view): found or created on its
+    match key, then linked; or skipped when the event has no key for it."""
+
+    link: str
+    object: str
+    match_field: str
+    match_value: str | None
+    fields: tuple[FieldOutcome, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "link": self.link,
+            "object": self.object,
+            "operation": "find_or_create" if self.match_value is not None else "skip",
+            "match": {"field": self.match_field, "value": self.match_value},
+            "fields": [f.as_json() for f in self.fields],
+        }
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """A mapping applied to one event: every field's outcome, every problem, and the record
     (None when there are problems)."""
@@ -159,6 +212,7 @@ class Evaluation:
     problems: tuple[dict[str, Any], ...]
     category: DeadCategory | None = None  # mapping | validation, when there are problems
     record: MappedRecord | None = None
+    related: tuple[RelatedOutcome, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -281,6 +335,7 @@ def evaluate(
                 "empty, so the record cannot be found or created safely",
             }
         )
+    related = tuple(_related(mapping, r, body, problems) for r in mapping.related)
     category = DeadCategory.MAPPING if problems else None
     target = spec if spec is not None else mapping.target
     if target is not None:
@@ -310,6 +365,10 @@ def evaluate(
             fields=tuple(
                 FieldResult(o.name, o.source_value, o.value, o.owner) for o in outcomes if o.write
             ),
+            external_id=bool(mapping.match and mapping.match.external_id),
+            related=tuple(
+                (r.link, _related_record(mapping, r)) for r in related if r.match_value is not None
+            ),
         )
     return Evaluation(
         mapping=mapping,
@@ -318,6 +377,36 @@ def evaluate(
         problems=tuple(problems),
         category=category,
         record=record,
+        related=related,
+    )
+
+
+def _related(
+    mapping: MappingConfig, spec: RelatedSpec, body: Any, problems: list[dict[str, Any]]
+) -> RelatedOutcome:
+    """A related record's key and fields; its field problems join the mapping's, named
+    `related.<link>.<field>`. Without a key (no company given, say) it is skipped and the
+    main record goes without the link."""
+    own: list[dict[str, Any]] = []
+    outcomes = tuple(_encodable(_field(f, body, own), own) for f in spec.fields)
+    key = _key_of(spec.match, body)
+    if key is not None:
+        _unencodable(spec.match.field, key, own)
+        problems.extend({**p, "field": f"related.{spec.link}.{p['field']}"} for p in own)
+    return RelatedOutcome(spec.link, spec.object, spec.match.field, key, outcomes)
+
+
+def _related_record(mapping: MappingConfig, outcome: RelatedOutcome) -> MappedRecord:
+    return MappedRecord(
+        mapping=mapping.name,
+        connection=mapping.connection,
+        object=outcome.object,
+        action="upsert",
+        match_field=outcome.match_field,
+        match_value=outcome.match_value,
+        fields=tuple(
+            FieldResult(o.name, o.source_value, o.value, o.owner) for o in outcome.fields if o.write
+        ),
     )
 
 

@@ -31,6 +31,7 @@ SAMPLE = {
     "connection": "hub-spot",
     "object": "contacts",
     "name": "webhooks",
+    "key": "Acme Corp",
 }
 
 

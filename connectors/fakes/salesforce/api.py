@@ -376,9 +376,7 @@ class Api:
         self._write_fault(str(values.get("Id") or ""))
         if endpoint == "composite.create":
             if "Id" in values:
-                raise SfError(
-                    "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]
-                )
+                raise SfError("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
             record_id, _ = self._save(sobject, values, None)
             return {"id": record_id, "success": True, "errors": []}
         if endpoint == "composite.update":

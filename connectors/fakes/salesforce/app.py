@@ -26,6 +26,7 @@ class FakeSalesforce(FakeApp):
     name = "fake salesforce"
     server_version = "crmhub-fake-salesforce/1.0"
     json_type = "application/json;charset=UTF-8"
+    state: State
     control_routes: ClassVar[dict[str, str]] = {
         "health": "GET",
         "faults": "GET, POST, DELETE",
@@ -120,12 +121,16 @@ class FakeSalesforce(FakeApp):
                 except (ValueError, KeyError) as exc:
                     return Response(400, {"error": "validation", "message": str(exc)})
                 return Response(201, {"id": record_id})
-            obj = request.param("object")
+            wanted = request.param("object")
             with state.lock:
-                tables = {obj: state.records.get(obj, {})} if obj else state.records
+                tables = {wanted: state.records.get(wanted, {})} if wanted else state.records
                 return Response(
                     200,
-                    {"records": [dict(r, _object=o) for o, t in tables.items() for r in t.values()]},
+                    {
+                        "records": [
+                            dict(r, _object=o) for o, t in tables.items() for r in t.values()
+                        ]
+                    },
                 )
         # route == "violations"
         return Response(200, {"violations": self.violations(), "count": len(state.violations)})
