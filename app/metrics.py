@@ -134,6 +134,27 @@ class LedgerCollector(Collector):
         yield deliveries
         yield paused
         yield circuit
+        yield from _target_usage(self.hub)
+
+
+def _target_usage(hub: Hub) -> Iterator[Metric]:
+    """The targets' own API usage reports (Salesforce's Sforce-Limit-Info), as the workers
+    last read them: used and limit per connection that reports one."""
+    usage = GaugeMetricFamily(
+        "crmhub_target_api_usage",
+        "API requests the target counts against its limit (Salesforce: Sforce-Limit-Info's "
+        "api-usage, over the org's rolling 24 h), by connection: used and limit",
+        labels=["connection", "kind"],
+    )
+    for name in hub.config.connections:
+        try:
+            reported = hub.ledger.memo.usage(name)
+        except LedgerUnavailable:
+            continue
+        for kind in ("used", "limit"):
+            if kind in reported:
+                usage.add_metric([name, kind], reported[kind])
+    yield usage
 
 
 def _authorized(token: str) -> bool:

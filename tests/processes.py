@@ -181,6 +181,29 @@ class FakeHubSpot(FakeServer):
         return list(self.http.get("/_control/violations").json()["violations"])
 
 
+class FakeSalesforce(FakeServer):
+    """connectors/fakes/salesforce/: Salesforce's REST API and OAuth, every write checked
+    against describe-like schemas (requests Salesforce would refuse for their shape are
+    recorded as violations)."""
+
+    connector = "salesforce"
+
+    def records(self, obj: str | None = None) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "_object"} for r in super().records(obj)]
+
+    def add(self, obj: str, **values: object) -> str:
+        """A record as a sales rep makes it (or edits it, with Id) in Salesforce's UI."""
+        response = self.http.post("/_control/records", json={"object": obj, **values})
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def limits(self, **values: int) -> dict:
+        return dict(self.http.post("/_control/limits", json=values).json())
+
+    def violations(self) -> list[dict]:
+        return list(self.http.get("/_control/violations").json()["violations"])
+
+
 class Hub:
     """`crmhub serve` as a subprocess (gunicorn + Celery worker + beat) on a free port."""
 

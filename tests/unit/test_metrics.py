@@ -178,3 +178,16 @@ def test_the_request_read_timeout_setting(settings: Settings) -> None:
     assert Settings.from_env(env).request_read_timeout_seconds == 3
     with pytest.raises(ConfigError, match="CRMHUB_REQUEST_READ_TIMEOUT_SECONDS"):
         Settings.from_env({**env, "CRMHUB_REQUEST_READ_TIMEOUT_SECONDS": "ten"})
+
+
+def test_a_targets_own_usage_report_is_exported(client: FlaskClient) -> None:
+    """Salesforce's Sforce-Limit-Info, as a worker's connector last read it (ledger.memo)."""
+    ledger = client.application.extensions["crmhub"].ledger
+    assert not any(n == "crmhub_target_api_usage" for n, _ in metric_samples(client))
+    ledger.memo.record_usage("crm", 10018, 100000)
+    usage = {
+        dict(labels)["kind"]: value
+        for (name, labels), value in metric_samples(client).items()
+        if name == "crmhub_target_api_usage" and dict(labels)["connection"] == "crm"
+    }
+    assert usage == {"used": 10018, "limit": 100000}
