@@ -8,13 +8,14 @@ result is JSON-ready.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
 from core.config.model import MappingConfig, Predicate, SourceConfig, WhenSpec
+from core.errors import CrmhubError
 from core.ledger import Ledger
-from core.mapping.engine import evaluate
+from core.mapping.engine import evaluate, fetch_id
 from core.mapping.transforms import show
 from core.paths import MISSING, get_path
 from core.routing import matches
@@ -80,11 +81,57 @@ def route_problems(
 # -- one event ----------------------------------------------------------------------------------
 
 
-def dry_run(mapping: MappingConfig, body: Any, event_type: str | None, how: str) -> dict[str, Any]:
-    """The dry run of one event: routing, match key, each field, every problem."""
+#: reads the record a `fetch:` mapping fetches: (mapping, record id) -> the record, or raises
+Fetcher = Callable[[MappingConfig, str], Any]
+
+
+def _fetch(
+    mapping: MappingConfig, body: Any, fetcher: Fetcher | None
+) -> tuple[Any, dict[str, Any] | None]:
+    """The body to map (with `fetched` when read) and what the fetch did, for a `fetch:`
+    mapping: read with `fetcher` (`crmhub mappings test --fetch`), or only shown."""
+    fetch = mapping.fetch
+    if fetch is None:
+        return body, None
+    record_id = fetch_id(mapping, body)
+    shown: dict[str, Any] = {
+        "connection": fetch.connection,
+        "object": fetch.object,
+        "id": record_id,
+        "properties": list(fetch.properties),
+        "read": False,
+        "error": None,
+    }
+    if record_id is None:
+        shown["error"] = f"the event has no id to fetch ({' or '.join(fetch.id)} is empty)"
+    elif fetcher is None:
+        shown["note"] = f"not read (--fetch reads it from {fetch.connection})"
+    elif isinstance(body, dict):
+        try:
+            fetched = fetcher(mapping, record_id)
+        except CrmhubError as exc:
+            shown["error"] = str(exc)
+        else:
+            shown["read"] = True
+            return {**body, "fetched": fetched}, shown
+    return body, shown
+
+
+def dry_run(
+    mapping: MappingConfig,
+    body: Any,
+    event_type: str | None,
+    how: str,
+    fetcher: Fetcher | None = None,
+) -> dict[str, Any]:
+    """The dry run of one event: routing, the fetch, match key, each field, the related
+    records, every problem."""
     not_routed = route_problems(mapping, event_type, how, body)
+    body, fetched = _fetch(mapping, body, fetcher)
     result = evaluate(mapping, body)
     operation = "skip" if not_routed else result.operation
+    if fetched is not None and fetched["error"] and not not_routed:
+        operation = "fail"
     return {
         "mapping": mapping.name,
         "source": mapping.source,
@@ -100,9 +147,11 @@ def dry_run(mapping: MappingConfig, body: Any, event_type: str | None, how: str)
             "value": result.match_value,
         },
         "fields": [f.as_json() for f in result.fields],
+        "fetch": fetched,
+        "related": [r.as_json() for r in result.related],
         "errors": [dict(p) for p in result.problems],
         "category": result.category or None,
-        "ok": not not_routed and result.ok,
+        "ok": not not_routed and result.ok and not (fetched and fetched["error"]),
     }
 
 
@@ -129,7 +178,9 @@ def _generic(problem: str, value: Any) -> str:
     return problem
 
 
-def replay(ledger: Ledger, mapping: MappingConfig, limit: int) -> dict[str, Any]:
+def replay(
+    ledger: Ledger, mapping: MappingConfig, limit: int, fetcher: Fetcher | None = None
+) -> dict[str, Any]:
     """The dry run over the last `limit` accepted events of the mapping's source."""
     counts = dict.fromkeys(OPERATIONS, 0)
     events: list[dict[str, Any]] = []
@@ -153,7 +204,7 @@ def replay(ledger: Ledger, mapping: MappingConfig, limit: int) -> dict[str, Any]
                 }
             )
             continue
-        out = dry_run(mapping, body, event_type, "not recorded with the event")
+        out = dry_run(mapping, body, event_type, "not recorded with the event", fetcher)
         counts[out["operation"]] += 1
         if out["operation"] == "skip":
             skips.extend(((reason,), event_id) for reason in out["not_routed"])

@@ -25,8 +25,9 @@ from app.cli.common import (
     json_option,
     pass_ctx,
 )
+from connectors.base import Connector
 from core.config.model import Config, MappingConfig
-from core.dry_run import OPERATIONS, dry_run, event_type_of, replay
+from core.dry_run import OPERATIONS, Fetcher, dry_run, event_type_of, replay
 from core.text import escaped
 
 EXIT_DOES_NOT_MAP = 1
@@ -77,6 +78,17 @@ def _print_event(out: dict[str, Any]) -> None:
     match = out["match"]
     if match["field"]:
         _say(f"match      {match['field']} = {match['value'] or '(missing)'}")
+    fetch = out.get("fetch")
+    if fetch:
+        what = f"{fetch['connection']} {fetch['object']} {fetch['id'] or '(no id)'}"
+        state = (
+            f"FAILED: {fetch['error']}"
+            if fetch["error"]
+            else "read"
+            if fetch["read"]
+            else fetch.get("note", "not read")
+        )
+        _say(f"fetch      {what}: {state}")
     _say(f"operation  {_operation_text(out)}")
     _say("fields")
     width = max((len(f["name"]) for f in out["fields"]), default=0)
@@ -89,6 +101,15 @@ def _print_event(out: dict[str, Any]) -> None:
         if f["from"] is None and f["write"]:
             change = _value(f["value"])
         _say(f"  {f['name']:<{width}}  {change:<44} {f['reason']}")
+    for related in out.get("related") or []:
+        match = related["match"]
+        if related["operation"] == "skip":
+            _say(f"related    {related['link']}: skipped ({match['field']} is empty: no link)")
+        else:
+            _say(
+                f"related    {related['link']}: find or create {related['object']} by "
+                f"{match['field']} = {match['value']}, then link it"
+            )
     if out["errors"]:
         _say("errors")
         for p in out["errors"]:
@@ -145,6 +166,28 @@ def _mapping(config: Config, name: str) -> MappingConfig:
     return mapping
 
 
+def _fetcher(ctx: CliContext, config: Config) -> Fetcher:
+    """Reads through the fetching connection's connector, with the hub's shared tokens."""
+    from connectors.registry import CONNECTORS
+
+    built: dict[str, Connector] = {}
+
+    def fetch(mapping: MappingConfig, record_id: str) -> Any:
+        assert mapping.fetch is not None
+        name = mapping.fetch.connection
+        if name not in built:
+            connection = config.connections[name]
+            built[name] = CONNECTORS[connection.connector](
+                connection,
+                ctx.settings.environ,
+                tokens=ctx.ledger.tokens,
+                memo=ctx.ledger.memo,
+            )
+        return built[name].fetch(mapping.fetch.object, record_id, mapping.fetch.properties)
+
+    return fetch
+
+
 def _read_payload(payload: IO[str]) -> Any:
     try:
         return json.load(payload)
@@ -170,6 +213,13 @@ def _read_payload(payload: IO[str]) -> Any:
     "--event-type",
     help="The payload's event type, when the source reads it from a header (or to try another).",
 )
+@click.option(
+    "--fetch",
+    "do_fetch",
+    is_flag=True,
+    help="For a mapping with `fetch:`, really read the record from its connection (a read, "
+    "never a write); without it the fetch is only shown.",
+)
 @json_option
 @pass_ctx
 @handles_hub_errors
@@ -179,6 +229,7 @@ def test_command(
     payload: IO[str] | None,
     replay_count: int | None,
     event_type: str | None,
+    do_fetch: bool,
     as_json: bool,
 ) -> None:
     """Dry-run MAPPING over PAYLOAD.json (the event body as the source sends it, `-` for
@@ -193,8 +244,9 @@ def test_command(
         )
     config = ctx.config
     mapping = _mapping(config, mapping_name)
+    fetcher = _fetcher(ctx, config) if do_fetch else None
     if replay_count is not None:
-        out = replay(ctx.ledger, mapping, replay_count)
+        out = replay(ctx.ledger, mapping, replay_count, fetcher)
         if as_json:
             emit_json(out)
         else:
@@ -208,7 +260,7 @@ def test_command(
         results = []
         for item in body:
             kind, how = event_type_of(source, item, event_type)
-            results.append(dry_run(mapping, item, kind, how))
+            results.append(dry_run(mapping, item, kind, how, fetcher))
         ok = bool(results) and all(r["ok"] for r in results)
         if as_json:
             emit_json({"mapping": mapping.name, "batch": True, "results": results, "ok": ok})
@@ -219,7 +271,7 @@ def test_command(
         sys.exit(0 if ok else EXIT_DOES_NOT_MAP)
 
     kind, how = event_type_of(source, body, event_type)
-    out = dry_run(mapping, body, kind, how)
+    out = dry_run(mapping, body, kind, how, fetcher)
     if as_json:
         emit_json(out)
     else:

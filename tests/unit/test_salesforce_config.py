@@ -4,9 +4,11 @@ is a problem naming file, line and key."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -144,3 +146,58 @@ def test_client_credentials_loads_without_a_refresh_token(write_config: WriteCon
     config = load_config(write_config(textwrap.dedent(text)), ENV, connectors=CONNECTORS)
     assert config.connections["salesforce"].auth["type"] == "client_credentials"
     assert config.mappings["m"].match is not None and config.mappings["m"].match.external_id
+
+
+# the dry run of a fetch/related mapping (`crmhub mappings test`) ---------------------------
+def dry_run_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, dict[str, Any]]:
+    import fakeredis
+    from conftest import crmhub, hub_ledger, make_settings
+
+    from connectors.fakes.hubspot import FakeHubSpot
+    from connectors.fakes.transport import FakeTransport
+    from connectors.hubspot import HubSpotConnector
+
+    fake = FakeHubSpot(private_app_token="t")
+    fake.add_record(
+        "contacts", email="Ada@Example.com", lastname="Lovelace", company="Analytical Engines"
+    )
+    object_id = fake.records("contacts")[0]["id"]
+
+    class InProcess(HubSpotConnector):
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, transport=FakeTransport(fake), **kw)
+
+    monkeypatch.setitem(CONNECTORS, "hubspot", InProcess)
+    payload = tmp_path / "event.json"
+    payload.write_text(
+        json.dumps({"objectId": int(object_id), "subscriptionType": "contact.creation"})
+    )
+    settings = make_settings(EXAMPLE, "dry", redis_url="redis://unused", **ENV)
+    ledger = hub_ledger(settings, fakeredis.FakeRedis())
+    result = crmhub(
+        settings,
+        "mappings",
+        "test",
+        "hubspot-contact-to-salesforce",
+        str(payload),
+        *args,
+        "--json",
+        ledger=ledger,
+    )
+    return result.exit_code, json.loads(result.output)
+
+
+def test_the_dry_run_shows_the_fetch_and_reads_it_with_fetch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, shown = dry_run_cli(tmp_path, monkeypatch)
+    assert shown["fetch"]["read"] is False and "--fetch" in shown["fetch"]["note"]
+    assert code == 1  # nothing fetched: the match key is not known
+    code, shown = dry_run_cli(tmp_path, monkeypatch, "--fetch")
+    assert code == 0 and shown["fetch"]["read"] is True
+    assert shown["match"]["value"] == "ada@example.com"
+    [related] = shown["related"]
+    assert related["operation"] == "find_or_create"
+    assert related["match"] == {"field": "Name", "value": "Analytical Engines"}

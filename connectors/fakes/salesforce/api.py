@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote
 from connectors.fakes.app import Request, Response
 from connectors.fakes.salesforce.describe import SObject, check_write
 from connectors.fakes.salesforce.faults import WRITE_MODES
-from connectors.fakes.salesforce.soql import matches, parse
+from connectors.fakes.salesforce.soql import matcher, parse
 from connectors.fakes.salesforce.state import State
 from connectors.fakes.salesforce.texts import (
     SfError,
@@ -294,7 +294,8 @@ class Api:
             type(c)(sobject.field(c.field).name, c.values)  # type: ignore[union-attr]
             for c in q.where
         )
-        rows = [r for r in self.state.records[sobject.name].values() if matches(r, where)]
+        test = matcher(where)
+        rows = [r for r in self.state.records[sobject.name].values() if test(r)]
         if q.limit is not None:
             rows = rows[: q.limit]
         shown = [self._shown(sobject, r, list(q.fields), version) for r in rows]
@@ -338,7 +339,11 @@ class Api:
             upsert_field = sobject.field(rest[3])
             if upsert_field is None or not upsert_field.external_id:
                 raise not_found()
-        snapshot = copy.deepcopy(self.state.records)
+        # allOrNone rolls every record back: keep what to roll back to (only then: a copy of
+        # every record per request would cost more than the request)
+        snapshot = (
+            copy.deepcopy((self.state.records, self.state.dup_index)) if all_or_none else None
+        )
         results: list[dict[str, Any]] = []
         violation = None
         for record in records:
@@ -349,8 +354,8 @@ class Api:
                 if exc.code == "INVALID_TYPE":
                     violation = exc.message
             results.append(result)
-        if all_or_none and not all(r["success"] for r in results):
-            self.state.records = snapshot
+        if snapshot is not None and not all(r["success"] for r in results):
+            self.state.records, self.state.dup_index = snapshot
             rolled = SfError(
                 "ALL_OR_NONE_OPERATION_ROLLED_BACK",
                 "Record rolled back because not all records were valid and the request was "

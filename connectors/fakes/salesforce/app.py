@@ -64,8 +64,11 @@ class FakeSalesforce(FakeApp):
 
     def edit_record(self, obj: str, record_id: str, **values: Any) -> None:
         """A rep's edit in the UI."""
+        sobject = self.state.schemas.sobject(obj)
+        if sobject is None or record_id not in self.state.records.get(sobject.name, {}):
+            raise KeyError(f"no {obj} {record_id}")
         with self.state.lock:
-            self.state.records[obj][record_id].update(values)
+            self.state.update(sobject, record_id, values)
 
     def log(self) -> list[Json]:
         entries: list[Json] = self.state.log_since(0, None)["entries"]

@@ -124,14 +124,21 @@ def parse(text: str) -> Query:
     return Query(tuple(fields), sobject, tuple(where), limit)
 
 
-def matches(record: dict[str, Any], where: tuple[Condition, ...]) -> bool:
-    for cond in where:
-        value = record.get(cond.field)
-        if cond.values == (None,):
-            if value not in (None, ""):
+def matcher(where: tuple[Condition, ...]) -> Any:
+    """A test of a record against the conditions (each condition's values lowered once)."""
+    wanted = [
+        (c.field, None if c.values == (None,) else {v.lower() for v in c.values if v is not None})
+        for c in where
+    ]
+
+    def test(record: dict[str, Any]) -> bool:
+        for field, values in wanted:
+            value = record.get(field)
+            if values is None:
+                if value not in (None, ""):
+                    return False
+            elif value is None or str(value).lower() not in values:
                 return False
-            continue
-        text = None if value is None else str(value).lower()
-        if text not in {v.lower() for v in cond.values if v is not None}:
-            return False
-    return True
+        return True
+
+    return test

@@ -40,6 +40,11 @@ class State(StateBase[Fault]):
         self.records: dict[str, dict[str, dict[str, Any]]] = {
             o.name: {} for o in self.schemas.objects.values()
         }
+        # per duplicate rule: the matching key of each record -> the records with it (so a
+        # save checks the rule without scanning every record)
+        self.dup_index: dict[str, dict[tuple[str, ...], set[str]]] = {
+            rule["name"]: {} for rule in self.schemas.duplicate_rules
+        }
         self.next_id = 1
         self.refresh_tokens = {self.config.refresh_token}
         self.log = new_log()
@@ -105,18 +110,38 @@ class State(StateBase[Fault]):
             "CreatedDate": now,
             "LastModifiedDate": now,
         }
+        self._index(sobject, record_id, None)
         self.created += 1
         return record_id
 
     def update(self, sobject: SObject, record_id: str, values: dict[str, Any]) -> None:
         record = self.records[sobject.name][record_id]
+        before = dict(record)
         for key, value in values.items():
             if value is None:
                 record.pop(key, None)
             else:
                 record[key] = value
         record["LastModifiedDate"] = _stamp()
+        self._index(sobject, record_id, before)
         self.updated += 1
+
+    def _rule_key(self, rule: Json, record: dict[str, Any]) -> tuple[str, ...] | None:
+        key = tuple(str(record.get(f) or "").strip().lower() for f in rule["fields"])
+        return key if all(key) else None
+
+    def _index(self, sobject: SObject, record_id: str, before: dict[str, Any] | None) -> None:
+        record = self.records[sobject.name][record_id]
+        for rule in self.schemas.duplicate_rules:
+            if rule["object"] != sobject.name:
+                continue
+            index = self.dup_index[rule["name"]]
+            old = self._rule_key(rule, before) if before is not None else None
+            if old is not None:
+                index.get(old, set()).discard(record_id)
+            new = self._rule_key(rule, record)
+            if new is not None:
+                index.setdefault(new, set()).add(record_id)
 
     def find(self, sobject: SObject, field: str, value: Any) -> list[str]:
         wanted = str(value).lower()
@@ -135,15 +160,10 @@ class State(StateBase[Fault]):
                 continue
             current = dict(self.records[sobject.name].get(record_id or "", {}))
             current.update(values)
-            keys = [str(current.get(f) or "").strip().lower() for f in rule["fields"]]
-            if not all(keys):
+            key = self._rule_key(rule, current)
+            if key is None:
                 continue
-            found = [
-                rid
-                for rid, rec in self.records[sobject.name].items()
-                if rid != record_id
-                and [str(rec.get(f) or "").strip().lower() for f in rule["fields"]] == keys
-            ]
+            found = sorted(self.dup_index[rule["name"]].get(key, set()) - {record_id or ""})
             if found:
                 return rule, found
         return None
