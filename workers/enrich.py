@@ -20,6 +20,7 @@ company create one Account, and a retry after a crash finds the Account it creat
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -84,9 +85,11 @@ def event_bodies(
 
 
 def _named(error: HubError, what: str) -> HubError:
-    """The error, saying it happened while fetching (so a pause names the right credential)."""
-    error.args = (f"{what}: {error}",)
-    return error
+    """A copy of the error saying where it happened (so a pause names the right credential);
+    the original may be shared by several deliveries of one request."""
+    named = copy.copy(error)
+    named.args = (f"{what}: {error}",)
+    return named
 
 
 def link_related(

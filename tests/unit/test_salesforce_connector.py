@@ -135,6 +135,27 @@ def test_it_logs_in_at_login_url_and_calls_the_instance_url(env: Env) -> None:
     assert env.tokens.get("salesforce").instance_url == "https://fake.my.salesforce.com"
 
 
+def test_api_version_is_the_version_in_every_path() -> None:
+    e = Env()
+    e.connector = SalesforceConnector(
+        ConnectionConfig(
+            name="salesforce",
+            connector="salesforce",
+            base_url=LOGIN,
+            login_url=LOGIN,
+            auth=e.auth,
+            api_version="58.0",
+        ),
+        ENV,
+        transport=e.transport,
+        tokens=e.tokens,
+        memo=e.memo,
+    )
+    e.connector.deliver(contact("ada@example.com"))
+    data_calls = [u for u in e.transport.urls if "/services/data/" in u]
+    assert data_calls and all("/services/data/v58.0/" in u for u in data_calls)
+
+
 def test_an_expired_session_gets_one_refresh_and_one_retry(env: Env) -> None:
     env.connector.deliver(contact("ada@example.com"))
     env.fake.fault(mode="expire_sessions")
