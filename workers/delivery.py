@@ -19,7 +19,7 @@ from core.echo import canonical, echo_window, record_ref
 from core.errors import DataError, HubError, LedgerUnavailable
 from core.mapping import MappedRecord, map_event
 from core.vocabulary import AttemptOutcome, ClaimStatus, DeadCategory, Reason
-from workers.enrich import event_bodies, link_related
+from workers.enrich import event_bodies, forget_refused_links, link_related
 from workers.policy import Decision, decide, describe
 from workers.runtime import WorkerRuntime
 
@@ -170,6 +170,8 @@ def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
     for item, outcome in zip(ready, outcomes, strict=True):
         if isinstance(outcome, HubError):
             item.error = outcome
+            if item.record is not None and item.record.related:
+                forget_refused_links(rt, item.record, outcome)
         else:
             item.result = outcome
             assert item.record is not None

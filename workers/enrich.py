@@ -120,6 +120,20 @@ def link_related(
     return out
 
 
+def forget_refused_links(rt: WorkerRuntime, record: MappedRecord, error: BaseException) -> None:
+    """The target refused the write for a link field (the related record was deleted or
+    merged since its id was remembered): forget that id, so a retry or replay finds or
+    creates the related record again."""
+    if not isinstance(error, DataError):
+        return
+    named = {p.get("field") for p in error.problems}
+    for link, related in record.related:
+        if link in named:
+            rt.ledger.memo.forget_related(
+                related.connection, related.object, str(related.match_value)
+            )
+
+
 def _resolve(
     rt: WorkerRuntime, connection: str, obj: str, by_key: dict[str, MappedRecord]
 ) -> dict[str, str | HubError]:

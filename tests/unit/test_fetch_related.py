@@ -258,3 +258,22 @@ def test_concurrent_contacts_of_one_company_create_one_account(env: Env) -> None
         t.join()
     assert len(env.salesforce.records("Account")) == 1
     assert len({r.values()["AccountId"] for r in results}) == 1
+
+
+def test_a_link_refused_for_a_deleted_account_is_found_again_on_replay(env: Env) -> None:
+    hs_id = person(env, 5, "Wayne")
+    env.webhook((hs_id, "contact.creation"))
+    env.drain()
+    [account] = env.salesforce.records("Account")
+    with env.salesforce.state.lock:  # a rep deletes the Account in Salesforce
+        del env.salesforce.state.records["Account"][account["Id"]]
+    other = person(env, 6, "Wayne")
+    [delivery] = env.webhook((other, "contact.creation"))
+    env.drain()
+    dead = env.state(delivery)
+    assert dead["state"] == "dead" and "AccountId" in dead["dead_error"] + dead["dead_record"]
+    again = env.webhook((other, "contact.propertyChange"))
+    env.drain()
+    assert env.state(again[0])["state"] == "delivered"
+    [recreated] = env.salesforce.records("Account")
+    assert recreated["Id"] != account["Id"]
