@@ -180,6 +180,26 @@ class SalesforceConnector(Connector):
         body: dict[str, Any] = response.json()
         return body
 
+    def fetch_many(
+        self, obj: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, dict[str, Any] | HubError]:
+        """One SOQL query for many ids (`WHERE Id IN (...)`); an id not found is a dead letter
+        `source_record_missing`."""
+        rows = self.find(obj, "Id", ids, properties)
+        found: dict[str, dict[str, Any] | HubError] = {}
+        for record_id in dict.fromkeys(ids):
+            matched = rows.get(_key(record_id))
+            found[record_id] = (
+                matched[0]
+                if matched
+                else DataError(
+                    f"Salesforce has no {obj} {record_id} (deleted?)",
+                    category=DeadCategory.SOURCE_RECORD_MISSING,
+                    status=404,
+                )
+            )
+        return found
+
     # writing --------------------------------------------------------------------------
     def write(
         self, record: MappedRecord, fields: dict[str, Any], existing: dict[str, Any] | None

@@ -383,3 +383,14 @@ def test_fetch_reads_a_record_and_a_missing_one_is_source_record_missing(env: En
     with pytest.raises(DataError) as caught:
         env.connector.fetch("Contact", "0035g000000GoneAAA", ["LastName"])
     assert caught.value.category == DeadCategory.SOURCE_RECORD_MISSING
+
+
+def test_fetching_many_is_one_query(env: Env) -> None:
+    ids = [env.fake.add_record("Contact", LastName=f"L{i}", Email=f"p{i}@x.com") for i in range(3)]
+    before = env.fake.state.stats()["api_calls"]
+    found = env.connector.fetch_many("Contact", [*ids, "0035g000000GoneAAA"], ["LastName"])
+    assert env.fake.state.stats()["api_calls"] - before == 1
+    assert [found[i]["LastName"] for i in ids] == ["L0", "L1", "L2"]  # type: ignore[index]
+    missing = found["0035g000000GoneAAA"]
+    assert isinstance(missing, DataError)
+    assert missing.category == DeadCategory.SOURCE_RECORD_MISSING
