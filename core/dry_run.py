@@ -104,6 +104,9 @@ def _fetch(
     }
     if record_id is None:
         shown["error"] = f"the event has no id to fetch ({' or '.join(fetch.id)} is empty)"
+    elif isinstance(body, dict) and "fetched" in body:
+        shown["note"] = "given in the payload (`fetched`)"
+        shown["read"] = True
     elif fetcher is None:
         shown["note"] = f"not read (--fetch reads it from {fetch.connection})"
     elif isinstance(body, dict):

@@ -84,12 +84,17 @@ def _print_event(out: dict[str, Any]) -> None:
         state = (
             f"FAILED: {fetch['error']}"
             if fetch["error"]
-            else "read"
-            if fetch["read"]
-            else fetch.get("note", "not read")
+            else fetch.get("note") or ("read" if fetch["read"] else "not read")
         )
         _say(f"fetch      {what}: {state}")
-    _say(f"operation  {_operation_text(out)}")
+    unread = fetch is not None and not fetch["read"] and not fetch["error"]
+    if unread:
+        _say(
+            "operation  unknown until the record is fetched: add --fetch (a read, never a "
+            "write), or give the record under `fetched` in the payload"
+        )
+    else:
+        _say(f"operation  {_operation_text(out)}")
     _say("fields")
     width = max((len(f["name"]) for f in out["fields"]), default=0)
     for f in out["fields"]:
@@ -115,7 +120,9 @@ def _print_event(out: dict[str, Any]) -> None:
         for p in out["errors"]:
             expected = f" (expected {p['expected']})" if p.get("expected") else ""
             _say(f"  {p['field']}: {p['problem']}{expected}; value {_value(p['value'])}")
-    verdict = "maps" if out["ok"] else "does NOT map"
+    verdict = (
+        "unknown without the fetched record" if unread else "maps" if out["ok"] else "does NOT map"
+    )
     _say(f"result     {verdict} (dry run: nothing was written)")
 
 

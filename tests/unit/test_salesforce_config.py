@@ -201,3 +201,22 @@ def test_the_dry_run_shows_the_fetch_and_reads_it_with_fetch(
     [related] = shown["related"]
     assert related["operation"] == "find_or_create"
     assert related["match"] == {"field": "Name", "value": "Analytical Engines"}
+
+
+def test_a_payload_may_carry_the_fetched_record(tmp_path: Path) -> None:
+    from conftest import crmhub, make_settings
+
+    payload = tmp_path / "event.json"
+    fetched = {"properties": {"email": " Ada@X.com", "lastname": "L", "company": "Acme"}}
+    payload.write_text(
+        json.dumps({"objectId": 7, "subscriptionType": "contact.creation", "fetched": fetched})
+    )
+    settings = make_settings(EXAMPLE, "dry", redis_url="redis://unused", **ENV)
+    shown = crmhub(settings, "mappings", "test", "hubspot-contact-to-salesforce", str(payload))
+    assert shown.exit_code == 0
+    assert "given in the payload" in shown.output
+    assert "find or create Account by Name = Acme, then link it" in shown.output
+    thin = tmp_path / "thin.json"
+    thin.write_text(json.dumps({"objectId": 7, "subscriptionType": "contact.creation"}))
+    unknown = crmhub(settings, "mappings", "test", "hubspot-contact-to-salesforce", str(thin))
+    assert "unknown until the record is fetched" in unknown.output
