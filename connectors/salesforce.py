@@ -38,7 +38,7 @@ import httpx
 
 from connectors import salesforce_errors as sf
 from connectors.base import Connector, WriteResult, excerpt
-from core.errors import DataError, HubError, TransientError
+from core.errors import DataError, HubError, RateLimited, TransientError
 from core.mapping import MappedRecord
 from core.mapping.empty import is_empty
 from core.vocabulary import DeadCategory
@@ -50,6 +50,8 @@ COLLECTION_LIMIT = 200
 MAX_QUERY_CHARS = 10_000
 #: the longest the daily-limit probe backs off to, unless `options.limit_probe_max_seconds`
 DEFAULT_PROBE_CAP_SECONDS = 3600.0
+#: how long a request waits while another one probes the daily limit
+PROBE_WAIT_SECONDS = 2.0
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 _SOQL_ESCAPES = {"\\": "\\\\", "'": "\\'", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _MS_PER_DAY = 86_400_000
@@ -80,7 +82,6 @@ class SalesforceConnector(Connector):
         self.probe_cap = float(
             self.connection.options.get("limit_probe_max_seconds", DEFAULT_PROBE_CAP_SECONDS)
         )
-        self._limited = False  # this process saw the daily limit refuse a request
         self._usage_noted = 0.0
 
     def token_endpoint(self) -> str:
@@ -90,6 +91,40 @@ class SalesforceConnector(Connector):
         return f"/services/data/v{self.version}{path}"
 
     # the HTTP edge ----------------------------------------------------------------------
+    def request(
+        self, method: str, url: str, *, ok: tuple[int, ...] = (), **kwargs: Any
+    ) -> httpx.Response:
+        """While the org's daily limit is refused, exactly one request (across every worker)
+        probes it; the others wait for its outcome without a request of their own."""
+        probing = False
+        if self.memo is not None and url.startswith("/services/data/"):
+            name = self.connection.name
+            if self.memo.limited(name):
+                probing = self.memo.take_probe(name, self.connection.timeout_seconds * 2 + 5)
+                if not probing:
+                    raise RateLimited(
+                        "Salesforce's daily API limit was used up; another request is probing "
+                        f"it, waiting {PROBE_WAIT_SECONDS:.0f} s for its outcome",
+                        status=403,
+                        retry_after=PROBE_WAIT_SECONDS,
+                    )
+        passed = False
+        try:
+            response = super().request(method, url, ok=ok, **kwargs)
+            passed = True
+            return response
+        except TransientError:
+            raise  # refused again (or no answer): the backoff decides when to probe again
+        except HubError:
+            passed = True  # Salesforce took the request: the limit passed
+            raise
+        finally:
+            if probing and self.memo is not None:
+                if passed:
+                    self.memo.limit_passed(self.connection.name)  # everyone drains now
+                else:
+                    self.memo.probe_done(self.connection.name)
+
     def _send(self, method: str, url: str, token: str | None, **kwargs: Any) -> httpx.Response:
         if self.oauth is not None and url.startswith("/services/data/"):
             url = self.oauth.last_state.instance_url + url
@@ -98,10 +133,6 @@ class SalesforceConnector(Connector):
         return response
 
     def _note_usage(self, response: httpx.Response) -> None:
-        if response.status_code < 300 and self._limited:
-            self._limited = False
-            if self.memo is not None:
-                self.memo.limit_passed(self.connection.name)  # the probe passed: drain
         match = _USAGE.search(response.headers.get("Sforce-Limit-Info", ""))
         now = time.monotonic()
         if match and self.memo is not None and now - self._usage_noted >= 1.0:
@@ -111,7 +142,6 @@ class SalesforceConnector(Connector):
     def classify(self, response: httpx.Response) -> None:
         probe = None
         if response.status_code == 403 and b"REQUEST_LIMIT_EXCEEDED" in response.content:
-            self._limited = True
             probe = (
                 self.memo.limit_refused(
                     self.connection.name, sf.FIRST_PROBE_SECONDS, self.probe_cap

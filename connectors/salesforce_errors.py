@@ -6,8 +6,8 @@ Sources: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_res
 {statusCode, message, fields}); codes [observed] in public client code (crm-apis.md, 1.3).
 
     REQUEST_LIMIT_EXCEEDED (403)            RateLimited: a connection-wide cooldown, never a
-                                            pause; no retry hint exists, so the connector
-                                            probes after 30 s, doubling to a cap
+                                            pause; no retry hint exists, so one request (of
+                                            all workers) probes after 30 s, doubling to a cap
     UNABLE_TO_LOCK_ROW, SERVER_UNAVAILABLE, TransientError
     5xx, timeouts
     DUPLICATES_DETECTED                     DataError carrying the duplicate rule's matches

@@ -47,6 +47,7 @@
 --   <p>:related:{connection}:{object}:{key}  string  a related record's id (TTL; Python only)
 --   <p>:related:lock:{connection}:{object}:{key}  string  one find-or-create (Python only)
 --   <p>:conn:{connection}:limitprobe   string  daily-limit refusals in a row (Python only)
+--   <p>:conn:{connection}:limitprobe:flight  string  the one probe under way (Python only)
 --   <p>:conn:{connection}:usage        hash    the target's API usage report (Python only)
 --   <p>:stats:{name}                   hash    hub-wide counters: webhooks, attempts, answers
 --   <p>:alerts                         list    the alert outbox (Python only)

@@ -187,6 +187,13 @@ LAYOUT: tuple[KeyKind, ...] = (
         lua=False,
     ),
     KeyKind(
+        "limit_probe_flight",
+        "conn:{connection}:limitprobe:flight",
+        "string",
+        "the one request probing the target's daily limit, while it is under way (TTL)",
+        lua=False,
+    ),
+    KeyKind(
         "api_usage",
         "conn:{connection}:usage",
         "hash",
@@ -321,6 +328,9 @@ class LedgerKeys:
 
     def limit_probe(self, connection: str) -> str:
         return f"{self._p}conn:{connection}:limitprobe"
+
+    def limit_probe_flight(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:limitprobe:flight"
 
     def api_usage(self, connection: str) -> str:
         return f"{self._p}conn:{connection}:usage"

@@ -113,7 +113,27 @@ class Memo:
 
     def limit_passed(self, connection: str) -> None:
         with translate_redis_errors():
-            self.redis.delete(self.keys.limit_probe(connection))
+            self.redis.delete(
+                self.keys.limit_probe(connection), self.keys.limit_probe_flight(connection)
+            )
+
+    def limited(self, connection: str) -> bool:
+        """Whether the target's daily limit refused the last request (no probe passed since)."""
+        with translate_redis_errors():
+            return bool(self.redis.exists(self.keys.limit_probe(connection)))
+
+    def take_probe(self, connection: str, seconds: float) -> bool:
+        """Become the one request that probes the daily limit (for at most `seconds`)."""
+        with translate_redis_errors():
+            return bool(
+                self.redis.set(
+                    self.keys.limit_probe_flight(connection), "1", nx=True, px=int(seconds * 1000)
+                )
+            )
+
+    def probe_done(self, connection: str) -> None:
+        with translate_redis_errors():
+            self.redis.delete(self.keys.limit_probe_flight(connection))
 
     def record_usage(self, connection: str, used: int, limit: int) -> None:
         with translate_redis_errors():

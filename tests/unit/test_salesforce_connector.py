@@ -394,3 +394,22 @@ def test_fetching_many_is_one_query(env: Env) -> None:
     missing = found["0035g000000GoneAAA"]
     assert isinstance(missing, DataError)
     assert missing.category == DeadCategory.SOURCE_RECORD_MISSING
+
+
+def test_while_the_limit_is_refused_one_request_probes_and_the_others_wait() -> None:
+    e = Env(daily_limit=2)
+    other_worker = e.build()  # another process: the same fake and the same ledger memo
+    e.connector.deliver(contact("ada@example.com"))  # lookup + create: the budget is spent
+    with pytest.raises(RateLimited):
+        e.connector.deliver(contact("b@example.com"))
+    assert e.memo.limited("salesforce")
+    assert e.memo.take_probe("salesforce", 30)  # a probe is under way elsewhere
+    calls = e.fake.state.stats()["requests"]
+    with pytest.raises(RateLimited) as waiting:
+        other_worker.deliver(contact("c@example.com"))
+    assert waiting.value.retry_after == 2.0 and "probing" in str(waiting.value)
+    assert e.fake.state.stats()["requests"] == calls  # it sent nothing
+    e.memo.probe_done("salesforce")
+    e.fake.handle("POST", "/_control/limits", "", {}, b'{"daily_limit": 100}')
+    assert other_worker.deliver(contact("c@example.com")).operation == "created"  # the probe
+    assert not e.memo.limited("salesforce")  # it passed: every worker drains at once
