@@ -15,7 +15,8 @@ from typing import Any
 from core.config.model import MappingConfig, Predicate, SourceConfig, WhenSpec
 from core.errors import CrmhubError
 from core.ledger import Ledger
-from core.mapping.engine import evaluate, fetch_id
+from core.mapping.engine import evaluate
+from core.mapping.record import fetch_id
 from core.mapping.transforms import show
 from core.paths import MISSING, get_path
 from core.routing import matches

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.config.model import Config, EchoSpec
-from core.mapping.engine import first_value
+from core.mapping.record import first_value
 
 
 def canonical(value: Any) -> str:

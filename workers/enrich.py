@@ -31,7 +31,7 @@ from redis.exceptions import LockError
 from core.errors import DataError, HubError, TransientError
 from core.ledger import translate_redis_errors
 from core.mapping import MappedRecord
-from core.mapping.engine import fetch_id
+from core.mapping.record import fetch_id
 from core.vocabulary import DeadCategory
 from workers.runtime import WorkerRuntime
 

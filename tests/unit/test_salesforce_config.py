@@ -15,7 +15,8 @@ import pytest
 from connectors.registry import CONNECTORS
 from core.config import load_config
 from core.errors import ConfigError
-from core.mapping.engine import evaluate, record_key
+from core.mapping.engine import evaluate
+from core.mapping.record import record_key
 
 WriteConfig = Callable[..., Path]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "salesforce.yaml"

@@ -23,7 +23,7 @@ from core.errors import AuthError, DataError, HubError, RateLimited, TransientEr
 from core.ledger.keys import LedgerKeys
 from core.ledger.memo import Memo
 from core.ledger.tokens import TokenStore
-from core.mapping.engine import FieldResult, MappedRecord
+from core.mapping.record import FieldResult, MappedRecord
 from core.vocabulary import DeadCategory
 
 LOGIN = "https://login.salesforce.com"
