@@ -15,8 +15,9 @@ import pytest
 from connectors.fakes.salesforce import FakeSalesforce
 from connectors.fakes.transport import FakeTransport
 from connectors.registry import CONNECTORS
-from connectors.salesforce import SalesforceConnector, soql_literal
+from connectors.salesforce import SalesforceConnector
 from connectors.salesforce_errors import duplicate_matches, error_for
+from connectors.salesforce_session import soql_literal
 from core.config import ConnectionConfig
 from core.config.model import ObjectSpec, TargetField
 from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
