@@ -35,6 +35,11 @@ the one valid refresh token, as after re-authorising), ``limits`` (GET/POST ``da
 ...fields}`` adds a record as a rep would, ``{object, Id, ...}`` edits one), ``log``,
 ``stats``, ``violations`` (requests Salesforce would refuse for their shape), ``reset``.
 
+Modules: ``app`` (the application object and its control routes), ``api`` (routing, faults,
+sessions and the daily budget before an operation; OAuth), ``records`` (saves, SOQL, describe),
+``collections`` (sObject Collections), ``describe`` and ``schemas.json`` (the field checks),
+``soql``, ``state``, ``faults``, ``texts`` (Salesforce's answers), ``config``, ``cli``.
+
 Sources are cited in each module; facts marked [observed] come from captures in public client
 code, [unconfirmed] ones are the fake's guess.
 """

@@ -11,7 +11,6 @@ API usage header (.../headers_api_usage.htm), the OAuth token endpoint
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import time
@@ -19,29 +18,22 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from connectors.fakes.app import Request, Response
-from connectors.fakes.salesforce.describe import SObject, check_write
-from connectors.fakes.salesforce.faults import WRITE_MODES
-from connectors.fakes.salesforce.soql import matcher, parse
-from connectors.fakes.salesforce.state import State
+from connectors.fakes.salesforce.collections import Collections
+from connectors.fakes.salesforce.records import describe_body
 from connectors.fakes.salesforce.texts import (
     SfError,
-    duplicates,
-    no_such_column,
     not_found,
     oauth_error,
     request_limit,
     rest_errors,
-    row_lock,
     session_invalid,
 )
 
-COLLECTION_LIMIT = 200  # sObject Collections take up to 200 records
 _DATA = re.compile(r"^/services/data/v(\d+\.\d)(/.*)?$")
 
 
-class Api:
-    def __init__(self, state: State) -> None:
-        self.state = state
+class Api(Collections):
+    """The routes, and what every API request goes through before its operation."""
 
     @staticmethod
     def route(method: str, path: str) -> tuple[str, str, list[str]]:
@@ -193,12 +185,6 @@ class Api:
         response.headers["Sforce-Limit-Info"] = f"api-usage={self.state.api_used}/{limit}"
         return response
 
-    def _sobject(self, name: str) -> SObject:
-        sobject = self.state.schemas.sobject(name)
-        if sobject is None:
-            raise SfError("NOT_FOUND", "The requested resource does not exist", status=404)
-        return sobject
-
     def _operate(
         self, req: Request, endpoint: str, version: str, rest: list[str], body: Any
     ) -> tuple[Response, str | None]:
@@ -207,7 +193,7 @@ class Api:
             return self.query(req.param("q") or "", version), None
         if endpoint == "sobjects.describe":
             sobject = self._sobject(rest[1])
-            return Response(200, _describe(sobject)), None
+            return Response(200, describe_body(sobject)), None
         if endpoint == "sobjects.get":
             sobject = self._sobject(rest[1])
             record = state.records[sobject.name].get(rest[2])
@@ -246,170 +232,6 @@ class Api:
             status, {"id": record_id, "success": True, "errors": [], "created": created}
         ), None
 
-    def _write_fault(self, record_id: str) -> None:
-        fault = self.state.first_fault(lambda f: f.mode in WRITE_MODES)
-        if fault is None:
-            return
-        if fault.mode == "row_lock":
-            raise row_lock(record_id or "001000000000000AAA")
-        raise SfError(
-            "FIELD_CUSTOM_VALIDATION_EXCEPTION", fault.message or "Validation rule failed", []
-        )
-
-    def _save(
-        self, sobject: SObject, values: dict[str, Any], record_id: str | None
-    ) -> tuple[str, bool]:
-        state = self.state
-        creating = record_id is None
-        clean, error = check_write(sobject, _fields_of(values), creating=creating)
-        if error is not None:
-            raise error
-        for name, value in clean.items():
-            field = sobject.field(name)
-            if field is not None and field.type == "reference" and value is not None:
-                target = state.schemas.sobject(field.reference_to[0])
-                if target is None or value not in state.records[target.name]:
-                    # [unconfirmed] the answer to a well-formed id of no record
-                    raise SfError(
-                        "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [name]
-                    )
-        duplicate = state.duplicates_of(sobject, clean, record_id)
-        if duplicate is not None:
-            rule, found = duplicate
-            raise duplicates(rule, sobject.name, found, "62.0")
-        if record_id is None:
-            return state.insert(sobject, clean), True
-        state.update(sobject, record_id, clean)
-        return record_id, False
-
-    def query(self, text: str, version: str) -> Response:
-        q = parse(text)
-        sobject = self.state.schemas.sobject(q.sobject)
-        if sobject is None:
-            raise SfError("INVALID_TYPE", f"sObject type '{q.sobject}' is not supported.")
-        for name in (*q.fields, *(c.field for c in q.where)):
-            if sobject.field(name) is None:
-                raise no_such_column(name, sobject.name)
-        where = tuple(
-            type(c)(sobject.field(c.field).name, c.values)  # type: ignore[union-attr]
-            for c in q.where
-        )
-        test = matcher(where)
-        rows = [r for r in self.state.records[sobject.name].values() if test(r)]
-        if q.limit is not None:
-            rows = rows[: q.limit]
-        shown = [self._shown(sobject, r, list(q.fields), version) for r in rows]
-        return Response(200, {"totalSize": len(shown), "done": True, "records": shown})
-
-    def _shown(
-        self, sobject: SObject, record: dict[str, Any], wanted: list[str] | None, version: str
-    ) -> dict[str, Any]:
-        names = (
-            [sobject.field(n).name if sobject.field(n) else n for n in wanted]  # type: ignore[union-attr]
-            if wanted
-            else [f.name for f in sobject.fields.values()]
-        )
-        for name in names:
-            if sobject.field(name) is None:
-                raise no_such_column(name, sobject.name)
-        url = f"/services/data/v{version}/sobjects/{sobject.name}/{record['Id']}"
-        return {
-            "attributes": {"type": sobject.name, "url": url},
-            **{name: record.get(name) for name in names},
-        }
-
-    # --- sObject Collections ------------------------------------------------------------------
-
-    def collection(
-        self, endpoint: str, rest: list[str], body: dict[str, Any], version: str
-    ) -> tuple[Response, str | None]:
-        records = body.get("records")
-        if not isinstance(records, list) or not records:
-            raise SfError("JSON_PARSER_ERROR", "records: a non-empty list is required")
-        if len(records) > COLLECTION_LIMIT:
-            error = SfError(
-                "EXCEEDED_ID_LIMIT",
-                "record limit reached. cannot submit more than 200 records into this call",
-            )
-            return Response(400, rest_errors(error)), "more than 200 records"
-        all_or_none = bool(body.get("allOrNone", False))
-        upsert_field = None
-        if endpoint == "composite.upsert":
-            sobject = self._sobject(rest[2])
-            upsert_field = sobject.field(rest[3])
-            if upsert_field is None or not upsert_field.external_id:
-                raise not_found()
-        # allOrNone rolls every record back: keep what to roll back to (only then: a copy of
-        # every record per request would cost more than the request)
-        snapshot = (
-            copy.deepcopy((self.state.records, self.state.dup_index)) if all_or_none else None
-        )
-        results: list[dict[str, Any]] = []
-        violation = None
-        for record in records:
-            try:
-                result = self._collection_one(endpoint, rest, record, upsert_field)
-            except SfError as exc:
-                result = {"success": False, "errors": [exc.item()]}
-                if exc.code == "INVALID_TYPE":
-                    violation = exc.message
-            results.append(result)
-        if snapshot is not None and not all(r["success"] for r in results):
-            self.state.records, self.state.dup_index = snapshot
-            rolled = SfError(
-                "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                "Record rolled back because not all records were valid and the request was "
-                "using AllOrNone header",
-            )
-            results = [
-                r if not r["success"] else {"id": None, "success": False, "errors": [rolled.item()]}
-                for r in results
-            ]
-        return Response(200, results), violation
-
-    def _collection_one(
-        self, endpoint: str, rest: list[str], record: Any, upsert_field: Any
-    ) -> dict[str, Any]:
-        state = self.state
-        if not isinstance(record, dict) or not isinstance(record.get("attributes"), dict):
-            raise SfError("INVALID_TYPE", "Each record needs attributes with its type")
-        type_name = record["attributes"].get("type")
-        sobject = state.schemas.sobject(str(type_name or ""))
-        if sobject is None:
-            raise SfError("INVALID_TYPE", f"sObject type '{type_name}' is not supported.")
-        values = _fields_of(record)
-        self._write_fault(str(values.get("Id") or ""))
-        if endpoint == "composite.create":
-            if "Id" in values:
-                raise SfError("INVALID_FIELD", "cannot specify Id in an insert call", ["Id"])
-            record_id, _ = self._save(sobject, values, None)
-            return {"id": record_id, "success": True, "errors": []}
-        if endpoint == "composite.update":
-            record_id = str(values.pop("Id", "") or "")
-            if record_id not in state.records[sobject.name]:
-                raise SfError("ENTITY_IS_DELETED", "entity is deleted", [])
-            self._save(sobject, values, record_id)
-            return {"id": record_id, "success": True, "errors": []}
-        key = values.get(upsert_field.name)
-        if key in (None, ""):
-            raise SfError(
-                "MISSING_ARGUMENT", f"{upsert_field.name} not specified", [upsert_field.name]
-            )
-        found = state.find(sobject, upsert_field.name, key)
-        if len(found) > 1:
-            raise SfError(
-                "DUPLICATE_EXTERNAL_ID",
-                f"{upsert_field.name}: more than one record found for external id field: "
-                + str(found),
-                [upsert_field.name],
-            )
-        record_id, created = self._save(sobject, values, found[0] if found else None)
-        return {"id": record_id, "success": True, "errors": [], "created": created}
-
-
-def _fields_of(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if k != "attributes"}
-
 
 def _json_body(req: Request) -> Any:
     try:
@@ -418,28 +240,3 @@ def _json_body(req: Request) -> Any:
         raise SfError(
             "JSON_PARSER_ERROR", "Unexpected character: was expecting a JSON value"
         ) from None
-
-
-def _describe(sobject: SObject) -> dict[str, Any]:
-    return {
-        "name": sobject.name,
-        "keyPrefix": sobject.key_prefix,
-        "fields": [
-            {
-                "name": f.name,
-                "label": f.label,
-                "type": f.type,
-                "length": f.length or 0,
-                "nillable": f.nillable,
-                "createable": f.createable,
-                "updateable": f.updateable,
-                "defaultedOnCreate": f.defaulted,
-                "externalId": f.external_id,
-                "unique": f.unique,
-                "restrictedPicklist": f.restricted,
-                "picklistValues": [{"value": v, "active": True} for v in f.picklist],
-                "referenceTo": list(f.reference_to),
-            }
-            for f in sobject.fields.values()
-        ],
-    }
