@@ -45,7 +45,14 @@ def event_bodies(
     groups: dict[tuple[str, str, tuple[str, ...], float], list[tuple[int, str, Any]]] = {}
     memo = rt.ledger.memo
     for index, (raw, event) in enumerate(work):
-        body = json.loads(event.get("body") or "null")
+        try:
+            body = json.loads(event.get("body") or "null")
+        except ValueError:
+            out[index] = DataError(
+                "the recorded event's body is not JSON; discard it",
+                category=DeadCategory.MAPPING,
+            )
+            continue
         mapping = rt.config.mappings.get(raw.get("mapping", ""))
         fetch = mapping.fetch if mapping is not None else None
         if mapping is None or fetch is None:
