@@ -19,16 +19,21 @@ import redis
 
 from core import redis_client
 from core.ledger import replies
+from core.ledger.actions import ActionLog
+from core.ledger.bulk import BulkOperations
 from core.ledger.generations import ConfigGenerations
 from core.ledger.keys import LedgerKeys, StatsHash
 from core.ledger.lane import ScriptLane
 from core.ledger.model import NewEvent
 from core.ledger.outbox import AlertOutbox
+from core.ledger.pages import LedgerPages
 from core.ledger.reads import LedgerReads
 from core.ledger.replies import Accepted, BatchClaimed, Claim, Finish, Swept
 from core.ledger.scripts import SCRIPTS, load_script
+from core.ledger.search import search_terms
 from core.ledger.tokens import TokenStore
 from core.ledger.translate import translate_redis_errors
+from core.ledger.views import text
 from core.queue import HintQueue
 from core.settings import Settings
 from core.vocabulary import AttemptOutcome, DeadCategory, OperatorAction
@@ -46,13 +51,26 @@ def open_ledger(settings: Settings, client: redis.Redis | None = None) -> Ledger
     )
 
 
+def _note(
+    action: OperatorAction, now: float, by: str, via: str | None, reason: str, **extra: Any
+) -> str | None:
+    """An operator's action as the action log keeps it (None: not an operator's)."""
+    if via is None:
+        return None
+    return json.dumps({"at": now, "action": action, "by": by, "via": via, "reason": reason} | extra)
+
+
+def note_field(note: str | None) -> dict[str, str]:
+    return {"note": note} if note else {}
+
+
 def _gcra(requests: int, per_seconds: float) -> dict[str, float]:
     """A rate limit as the claim script's GCRA parameters."""
     interval = per_seconds * 1000 / requests
     return {"interval_ms": interval, "burst_ms": interval * requests}
 
 
-class Ledger(LedgerReads):
+class Ledger(LedgerReads, LedgerPages):
     """Everything the hub keeps in Redis, under one key prefix: events and deliveries (the
     methods here and in LedgerReads), and beside them the OAuth tokens (`tokens`), the alert
     outbox (`alerts`) and the configuration generation (`generations`)."""
@@ -77,6 +95,8 @@ class Ledger(LedgerReads):
         self.tokens = TokenStore(client, self.keys)
         self.alerts = AlertOutbox(client, self.keys)
         self.generations = ConfigGenerations(client, self.keys)
+        self.actions = ActionLog(client, self.keys)  # the operator action log
+        self.bulk = BulkOperations(client, self.keys)  # bulk replays and discards
 
     def ping(self) -> None:
         """Redis answers on the scripts' own connection, the one every accept goes through
@@ -144,6 +164,7 @@ class Ledger(LedgerReads):
             "source": ev.source,
             "received": int(ev.received_at * 1000),
             "fields": fields,
+            "terms": search_terms(ev.external_id, ev.body),
             **(
                 {"echo": {"ref": ev.echo[0], "pairs": [list(p) for p in ev.echo[1]]}}
                 if ev.echo
@@ -313,18 +334,49 @@ class Ledger(LedgerReads):
             pipe.execute()
 
     # operators ------------------------------------------------------------------------
-    def pause(self, connection: str, *, reason: str, by: str, now: float, detail: str = "") -> bool:
+    def pause(
+        self,
+        connection: str,
+        *,
+        reason: str,
+        by: str,
+        now: float,
+        detail: str = "",
+        via: str | None = None,
+    ) -> bool:
+        """Pause a connection; `via` (an operator's: api, dashboard, cli) logs the action."""
         info = {"reason": reason, "since": now, "by": by, "detail": detail}
-        return bool(self._run("pause", now, conn=connection, info=json.dumps(info)))
+        note = _note(OperatorAction.PAUSE, now, by, via, reason, connection=connection)
+        return bool(
+            self._run("pause", now, conn=connection, info=json.dumps(info), **note_field(note))
+        )
 
-    def resume(self, connection: str, now: float, *, chunk: int = 500) -> int:
+    def resume(
+        self,
+        connection: str,
+        now: float,
+        *,
+        chunk: int = 500,
+        by: str = "",
+        via: str | None = None,
+    ) -> int:
         """Lift the pause and release every held delivery in order; returns how many."""
         released = 0
+        note = note_field(_note(OperatorAction.RESUME, now, by, via, "", connection=connection))
         first = True
         while True:
             with translate_redis_errors():
                 before = int(self.redis.zcard(self.keys.held(connection)))
-            remaining = int(self._run("resume", now, conn=connection, limit=chunk, lift=first))
+            remaining = int(
+                self._run(
+                    "resume",
+                    now,
+                    conn=connection,
+                    limit=chunk,
+                    lift=first,
+                    **(note if first else {}),
+                )
+            )
             first = False
             if remaining < 0:  # paused again while draining
                 return released
@@ -335,23 +387,64 @@ class Ledger(LedgerReads):
     def dead_letter_action(
         self,
         action: OperatorAction,
-        items: Sequence[tuple[str, str]],
+        items: Sequence[tuple[str, str] | tuple[str, str, str]],
         *,
         now: float,
         by: str,
         reason: str = "",
+        via: str = "cli",
+        operation: str | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> dict[str, str]:
-        """Replay or discard DEAD deliveries. `items`: (delivery id, record key)."""
-        note = json.dumps({"at": now, "action": action, "by": by, "reason": reason})
+        """Replay or discard DEAD deliveries. `items`: (delivery id, record key[, dead_at as
+        the operator saw it: one that died again since is left alone, Reason.changed]).
+        `operation`: the bulk operation this chunk belongs to (its progress is counted)."""
+        note = json.dumps(
+            {"at": now, "action": action, "by": by, "via": via, "reason": reason}
+            | ({"operation": operation} if operation else {})
+            | dict(extra or {})
+        )
         return replies.replayed(
-            [i for i, _ in items],
+            [item[0] for item in items],
             self._run(
                 "replay",
                 now,
                 action=action,
                 note=note,
-                items=[{"id": i, "rk": rk} for i, rk in items],
+                items=[
+                    {"id": item[0], "rk": item[1]} | ({"dead_at": item[2]} if len(item) > 2 else {})
+                    for item in items
+                ],
+                **({"op": operation} if operation else {}),
             ),
+        )
+
+    def edit_and_replay(
+        self,
+        delivery_id: str,
+        *,
+        dead_at: str | None,
+        record_key: str,
+        event_id: str,
+        event_fields: Mapping[str, str],
+        note: Mapping[str, Any],
+        now: float,
+    ) -> str:
+        """Keep an edited copy of a dead letter's event beside the original and run the
+        delivery again with it (edit.lua); 'ok' or what prevented it."""
+        flat: list[str] = []
+        for name, value in event_fields.items():
+            flat += (name, value)
+        return text(
+            self._run(
+                "edit",
+                now,
+                id=delivery_id,
+                dead_at=dead_at,
+                rk=record_key,
+                event={"id": event_id, "fields": flat},
+                note=json.dumps(dict(note)),
+            )
         )
 
     def remember_writes(

@@ -1,0 +1,354 @@
+"""/api/v1: the operator API. Each view checks its input (app/api/params.py), calls the
+same core operation the CLI calls, and answers JSON; errors are JSON too (`error`, `detail`,
+and for a refused edit every `problems` entry). The document of all of it is
+app/api/openapi.yaml (GET /api/v1/openapi.json), which the tests hold the views to."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from app.api import params
+from app.api.background import BackgroundRunner
+from app.operator_auth import ENABLE_HINT, Operator, bearer_operator
+from app.runtime import Hub
+from core import dead_letters, edit_replay, event_trace, operations
+from core.errors import BadCursor, EditRejected, LedgerUnavailable, OperatorRequestError
+from core.vocabulary import OperatorAction
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+runner = BackgroundRunner()
+MAX_IDS = 10_000
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def hub() -> Hub:
+    return current_app.extensions["crmhub"]
+
+
+def operator() -> Operator:
+    return g.operator
+
+
+def error(status: int, code: str, detail: str, **extra: Any) -> tuple[Response, int]:
+    return jsonify({"error": code, "detail": detail, **extra}), status
+
+
+@bp.before_request
+def authenticate() -> tuple[Response, int] | None:
+    settings = hub().settings
+    if not settings.operator_tokens:
+        return error(401, "unauthorized", ENABLE_HINT)
+    found = bearer_operator(settings, request)
+    if found is None:
+        response, status = error(
+            401,
+            "unauthorized",
+            "send `Authorization: Bearer <token>` with a token from CRMHUB_OPERATOR_TOKEN or "
+            "CRMHUB_OPERATOR_TOKENS",
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="crmhub"'
+        return response, status
+    g.operator = found
+    if request.method == "POST" and not found.may_act:
+        return error(
+            403,
+            "forbidden",
+            f"token {found.name!r} is read_only: actions need an admin token",
+        )
+    runner.adopt_stopped(hub())
+    return None
+
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def json_body() -> dict[str, Any]:
+    if not request.get_data():
+        return {}
+    body = request.get_json(silent=True, force=True)
+    if not isinstance(body, dict):
+        raise params.bad("body", "expected a JSON object")
+    return body
+
+
+def _connection(name: str) -> dict[str, Any]:
+    h = hub()
+    if name not in h.config.connections:
+        raise OperatorRequestError(
+            404,
+            "not_found",
+            f"no connection named {name!r} (configured: "
+            f"{', '.join(sorted(h.config.connections)) or 'none'})",
+        )
+    return next(r for r in operations.connection_status(h.ledger, h.config) if r["name"] == name)
+
+
+# connections ------------------------------------------------------------------------------
+@bp.get("/connections")
+def connections() -> Response:
+    h = hub()
+    return jsonify({"connections": operations.connection_status(h.ledger, h.config)})
+
+
+@bp.get("/connections/<name>")
+def connection(name: str) -> Response:
+    return jsonify(_connection(name))
+
+
+@bp.post("/connections/<name>/pause")
+def pause(name: str) -> Response:
+    _connection(name)
+    reason = params.text_param(json_body(), "reason", 500) or "manual"
+    changed = hub().ledger.pause(
+        name, reason=reason, by=operator().name, now=time.time(), via=operator().via
+    )
+    return jsonify({"connection": name, "paused": True, "changed": changed})
+
+
+@bp.post("/connections/<name>/resume")
+def resume(name: str) -> Response:
+    _connection(name)
+    json_body()
+    released = hub().ledger.resume(name, time.time(), by=operator().name, via=operator().via)
+    return jsonify({"connection": name, "paused": False, "released": released})
+
+
+# events ------------------------------------------------------------------------------------
+@bp.get("/events")
+def events() -> Response:
+    h = hub()
+    return jsonify(
+        event_trace.events_page(
+            h.ledger,
+            **params.event_filters(request.args, h.config),
+            limit=params.limit_param(request.args),
+            cursor=params.text_param(request.args, "cursor"),
+        )
+    )
+
+
+@bp.get("/events/<event_id>")
+def event(event_id: str) -> Response:
+    found = event_trace.event_detail(hub().ledger, event_id)
+    if found is None:
+        raise OperatorRequestError(
+            404, "not_found", f"no event {event_id!r} (ids look like evt_...)"
+        )
+    return jsonify(found)
+
+
+# dead letters ------------------------------------------------------------------------------
+@bp.get("/dead-letters")
+def dead_letter_list() -> Response:
+    h = hub()
+    return jsonify(
+        dead_letters.page(
+            h.ledger,
+            params.dead_query(request.args, h.config),
+            limit=params.limit_param(request.args),
+            cursor=params.text_param(request.args, "cursor"),
+        )
+    )
+
+
+@bp.get("/dead-letters/<delivery_id>")
+def dead_letter(delivery_id: str) -> Response:
+    found = event_trace.dead_letter_detail(hub().ledger, delivery_id)
+    if found is None:
+        raise OperatorRequestError(
+            404, "not_found", f"no delivery {delivery_id!r} (ids look like dlv_...)"
+        )
+    return jsonify(found)
+
+
+def _bulk(action: OperatorAction) -> tuple[Response, int]:
+    h = hub()
+    body = json_body()
+    ids, given_filter = body.get("ids"), body.get("filter")
+    if (ids is None) == (given_filter is None):
+        raise params.bad("body", 'give "ids" (a list) or "filter" (an object), one of them')
+    if ids is not None and (
+        not isinstance(ids, list)
+        or not 1 <= len(ids) <= MAX_IDS
+        or not all(isinstance(i, str) and 0 < len(i) <= 80 for i in ids)
+    ):
+        raise params.bad("ids", f"expected a list of 1 to {MAX_IDS} delivery ids")
+    dry = body.get("dry_run", False)
+    if not isinstance(dry, bool):
+        raise params.bad("dry_run", "expected true or false")
+    reason = params.text_param(body, "reason", 500) or ""
+    if action == OperatorAction.DISCARD and not reason.strip():
+        raise params.bad("reason", "a discard needs a reason (it is kept with each delivery)")
+    query = params.filter_object(given_filter, h.config) if given_filter is not None else None
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        raise params.bad("Idempotency-Key", "1 to 200 visible ASCII characters")
+    rows = dead_letters.chosen(h.ledger, ids, query)
+    if dry:
+        return jsonify(dead_letters.dry_run(action, rows)), 200
+    result = dead_letters.start(
+        h.ledger,
+        h.config,
+        action,
+        rows,
+        by=operator().name,
+        via=operator().via,
+        reason=reason,
+        query=query,
+        idempotency_key=key,
+    )
+    if result["background"]:
+        if not result.get("repeated"):
+            runner.run(h, result["id"])
+        response = jsonify(
+            {"operation": result["id"], "state": result["state"], "total": result["total"]}
+        )
+        response.headers["Location"] = f"{bp.url_prefix}/operations/{result['id']}"
+        return response, 202
+    results = result.get("results", {})
+    verb = "replayed" if action == OperatorAction.REPLAY else "discarded"
+    return (
+        jsonify(
+            {
+                verb: result["applied"],
+                "not_done": {i: r for i, r in results.items() if r != "ok"},
+                "operation": result["id"],
+            }
+        ),
+        200,
+    )
+
+
+@bp.post("/dead-letters/replay")
+def replay() -> tuple[Response, int]:
+    return _bulk(OperatorAction.REPLAY)
+
+
+@bp.post("/dead-letters/discard")
+def discard() -> tuple[Response, int]:
+    return _bulk(OperatorAction.DISCARD)
+
+
+@bp.post("/dead-letters/<delivery_id>/edit")
+def edit(delivery_id: str) -> Response:
+    h = hub()
+    body = json_body()
+    fields, event_body = body.get("fields"), body.get("event_body")
+    if (fields is None) == (event_body is None):
+        raise params.bad("body", 'give "fields" (an object) or "event_body" (an object), one')
+    if fields is not None and (not isinstance(fields, dict) or not fields):
+        raise params.bad("fields", "expected an object of field name -> new value")
+    if event_body is not None and not isinstance(event_body, dict):
+        raise params.bad("event_body", "expected the whole event body, a JSON object")
+    dry = body.get("dry_run", False)
+    if not isinstance(dry, bool):
+        raise params.bad("dry_run", "expected true or false")
+    if dry:
+        seen = edit_replay.preview(
+            h.ledger, h.config, delivery_id, fields=fields, event_body=event_body
+        )
+        if seen is None:
+            raise _no_delivery(delivery_id)
+        return jsonify(
+            {
+                "would_replay": bool(seen["dry_run"]["ok"]),
+                "dry_run": seen["dry_run"],
+                "event_body": seen["body"],
+            }
+        )
+    done = edit_replay.edit_and_replay(
+        h.ledger,
+        h.config,
+        delivery_id,
+        fields=fields,
+        event_body=event_body,
+        by=operator().name,
+        via=operator().via,
+        now=time.time(),
+    )
+    if done is None:
+        raise _no_delivery(delivery_id)
+    if done["result"] != "ok":
+        raise OperatorRequestError(
+            409,
+            "not_dead",
+            f"delivery {delivery_id} is {done['result']}: only a dead letter can be edited and "
+            "replayed (reload it to see where it stands)",
+        )
+    return jsonify(done)
+
+
+def _no_delivery(delivery_id: str) -> OperatorRequestError:
+    return OperatorRequestError(
+        404, "not_found", f"no delivery {delivery_id!r} (ids look like dlv_...)"
+    )
+
+
+# the action log and operations ---------------------------------------------------------------
+@bp.get("/actions")
+def actions() -> Response:
+    rows, following = hub().ledger.actions.page(
+        limit=params.limit_param(request.args), cursor=params.text_param(request.args, "cursor")
+    )
+    return jsonify({"actions": rows, "next_cursor": following})
+
+
+@bp.get("/operations/<operation_id>")
+def operation(operation_id: str) -> Response:
+    found = dead_letters.operation(hub().ledger, operation_id)
+    if found is None:
+        raise OperatorRequestError(404, "not_found", f"no operation {operation_id!r}")
+    return jsonify(found)
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    text = resources.files("app.api").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    return Response(json.dumps(openapi_document()), mimetype="application/json")
+
+
+# errors -------------------------------------------------------------------------------------
+def register(app: Flask) -> None:
+    """The API's blueprint and its JSON errors (an unknown /api path or method included)."""
+    app.register_blueprint(bp)
+
+    @app.errorhandler(OperatorRequestError)
+    def refused(exc: OperatorRequestError) -> tuple[Response, int]:
+        return error(exc.status, exc.code, exc.detail, **exc.extra)
+
+    @app.errorhandler(EditRejected)
+    def rejected(exc: EditRejected) -> tuple[Response, int]:
+        return error(400, "edit_rejected", str(exc), problems=exc.problems)
+
+    @app.errorhandler(BadCursor)
+    def bad_cursor(exc: BadCursor) -> tuple[Response, int]:
+        return error(400, "bad_request", f"cursor: {exc}")
+
+    @app.errorhandler(LedgerUnavailable)
+    def unavailable(exc: LedgerUnavailable) -> tuple[Response, int]:
+        response, status = error(503, "unavailable", f"{exc}; try again shortly")
+        response.headers["Retry-After"] = "5"
+        return response, status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        if not request.path.startswith(bp.url_prefix or "/api/"):
+            return exc
+        return error(exc.code or 500, exc.name.lower().replace(" ", "_"), exc.description or "")
