@@ -168,17 +168,15 @@ def replay(
     """Re-run DEAD deliveries with the current mapping (their record key recomputed).
     `dead_at`: as the operator saw each; one that died again since is left alone."""
     keys = record_keys(ledger, config, ids)
-    results: dict[str, str] = {i: Reason.MISSING for i in ids if i not in keys}
+    # a missing delivery goes to the script too, which reports it (and counts it as taken)
     items = [
-        (i, keys[i], *((dead_at[i],) if dead_at and dead_at.get(i) else ()))
-        for i in ids
-        if i in keys
+        (i, keys.get(i, ""), *((dead_at[i],) if dead_at and dead_at.get(i) else ())) for i in ids
     ]
-    if items:
-        results |= ledger.dead_letter_action(
-            OperatorAction.REPLAY, items, now=now, by=by, via=via, operation=operation
-        )
-    return results
+    if not items:
+        return {}
+    return ledger.dead_letter_action(
+        OperatorAction.REPLAY, items, now=now, by=by, via=via, operation=operation
+    )
 
 
 def discard(

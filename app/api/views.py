@@ -80,6 +80,12 @@ def json_body() -> dict[str, Any]:
     body = request.get_json(silent=True, force=True)
     if not isinstance(body, dict):
         raise params.bad("body", "expected a JSON object")
+    try:  # JSON can spell a lone surrogate (\ud800), which no stored text can hold
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise params.bad(
+            "body", "holds text that is not valid Unicode (a lone surrogate)"
+        ) from None
     return body
 
 
