@@ -318,3 +318,26 @@ def _page_of_sorted(
         else None
     )
     return Page(page, following, len(rows))
+
+
+class BacklogReads:
+    """How long a connection's oldest waiting delivery has waited (a base of Ledger)."""
+
+    redis: redis.Redis
+    keys: LedgerKeys
+
+    def backlog_since_ms(self, connection: str, objects: Sequence[str]) -> int | None:
+        """When the connection's longest-waiting delivery was published or held (ms), or
+        None when nothing waits: the oldest of its ready sets and of its held ones."""
+        with translate_redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            for obj in objects:
+                pipe.zrange(self.keys.ready(connection, obj), 0, 0, withscores=True)
+            pipe.zrange(self.keys.held(connection), 0, 0)
+            *ready, held = pipe.execute()
+            oldest = [int(entry[0][1]) for entry in ready if entry]
+            if held:
+                at = self.redis.hget(self.keys.delivery(text(held[0])), "held_at")
+                if at is not None:
+                    oldest.append(int(text(at)))
+        return min(oldest) if oldest else None

@@ -26,7 +26,7 @@ from core.ledger.keys import LedgerKeys, StatsHash
 from core.ledger.lane import ScriptLane
 from core.ledger.model import NewEvent
 from core.ledger.outbox import AlertOutbox
-from core.ledger.pages import LedgerPages
+from core.ledger.pages import BacklogReads, LedgerPages
 from core.ledger.reads import LedgerReads
 from core.ledger.replies import Accepted, BatchClaimed, Claim, Finish, Swept
 from core.ledger.scripts import SCRIPTS, load_script
@@ -70,7 +70,7 @@ def _gcra(requests: int, per_seconds: float) -> dict[str, float]:
     return {"interval_ms": interval, "burst_ms": interval * requests}
 
 
-class Ledger(LedgerReads, LedgerPages):
+class Ledger(LedgerReads, LedgerPages, BacklogReads):
     """Everything the hub keeps in Redis, under one key prefix: events and deliveries (the
     methods here and in LedgerReads), and beside them the OAuth tokens (`tokens`), the alert
     outbox (`alerts`) and the configuration generation (`generations`)."""
