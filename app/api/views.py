@@ -5,6 +5,7 @@ app/api/openapi.yaml (GET /api/v1/openapi.json), which the tests hold the views 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -22,7 +23,7 @@ from app.operator_auth import ENABLE_HINT, Operator, bearer_operator
 from app.runtime import Hub
 from core import dead_letters, edit_replay, event_trace, operations
 from core.errors import BadCursor, EditRejected, LedgerUnavailable, OperatorRequestError
-from core.vocabulary import OperatorAction
+from core.vocabulary import DeadCategory, OperatorAction
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 runner = BackgroundRunner()
@@ -334,6 +335,8 @@ def openapi() -> Response:
 def register(app: Flask) -> None:
     """The API's blueprint and its JSON errors (an unknown /api path or method included)."""
     app.register_blueprint(bp)
+    with contextlib.suppress(LedgerUnavailable):  # Redis down at start: the next start does it
+        app.extensions["crmhub"].ledger.ensure_dead_indexes([c.value for c in DeadCategory])
 
     @app.errorhandler(OperatorRequestError)
     def refused(exc: OperatorRequestError) -> tuple[Response, int]:

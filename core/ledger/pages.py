@@ -184,6 +184,36 @@ class LedgerPages:
                 return rows
             cursor = Cursor.parse(page.next_cursor)
 
+    def ensure_dead_indexes(self, categories: Sequence[str]) -> int:
+        """Dead letters from before the per-connection, mapping and category indexes existed
+        are added to them (the web process does this at start); a no-op when the category
+        indexes already add up to the dead-letter index. Returns how many were indexed."""
+        with translate_redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zcard(self.keys.dead_index())
+            for category in categories:
+                pipe.zcard(self.keys.dead_by_category(category))
+            total, *parts = pipe.execute()
+            if total == sum(parts):
+                return 0
+            done = 0
+            for start in range(0, int(total), 1000):
+                entries = cast(
+                    list[tuple[bytes, float]],
+                    self.redis.zrange(self.keys.dead_index(), start, start + 999, withscores=True),
+                )
+                ids = [text(member) for member, _ in entries]
+                rows = self._fields("dlv", ids, ("connection", "mapping", "dead_category"))
+                pipe = self.redis.pipeline(transaction=False)
+                for (member, score), row in zip(entries, rows, strict=True):
+                    at = {text(member): score}
+                    pipe.zadd(self.keys.dead_by_connection(row.get("connection", "")), at)
+                    pipe.zadd(self.keys.dead_by_mapping(row.get("mapping", "")), at)
+                    pipe.zadd(self.keys.dead_by_category(row.get("dead_category", "")), at)
+                pipe.execute()
+                done += len(entries)
+        return done
+
     def _dead_index(self, query: DeadQuery) -> tuple[str, bool]:
         """The smallest index that holds every match, and whether it holds only matches
         (then its count in the time range is the total)."""

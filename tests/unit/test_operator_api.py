@@ -525,3 +525,22 @@ def test_the_openapi_document_describes_exactly_the_routes_the_app_has(api: Flas
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
     }
     assert documented == routed
+
+
+def test_dead_letters_from_before_the_filter_indexes_are_indexed_at_start(hub: OperatorHub) -> None:
+    made = [hub.dead("crm"), hub.dead("erp", category="mapping")]
+    keys = hub.ledger.keys
+    hub.ledger.redis.delete(  # as an install from before these indexes has them
+        keys.dead_by_connection("crm"),
+        keys.dead_by_connection("erp"),
+        keys.dead_by_mapping("customer-to-contact"),
+        keys.dead_by_mapping("customer-to-account"),
+        keys.dead_by_category("mapping"),
+        keys.dead_by_category("rejected_by_target"),
+    )
+    api = hub.app().test_client()
+    assert [r["id"] for r in get(api, "/dead-letters", category="mapping")["dead_letters"]] == [
+        made[1]
+    ]
+    assert get(api, "/dead-letters", connection="crm")["total"] == 1
+    assert hub.ledger.ensure_dead_indexes(["mapping", "rejected_by_target"]) == 0  # once only
