@@ -22,7 +22,6 @@ from core.ids import new_id
 from core.ledger import Ledger
 from core.ledger.bulk import DONE, operation_view
 from core.ledger.pages import DEAD_FIELDS, Cursor, DeadQuery
-from core.ledger.views import iso_from_ms
 from core.vocabulary import OperatorAction, State
 
 BACKGROUND_OVER = 500
@@ -31,17 +30,7 @@ SAMPLE = 10
 LEASE_SECONDS = 30.0
 
 
-def row(raw: Mapping[str, str]) -> dict[str, Any]:
-    return {
-        "id": raw["id"],
-        "event_id": raw.get("event_id"),
-        "connection": raw.get("connection"),
-        "mapping": raw.get("mapping"),
-        "category": raw.get("dead_category"),
-        "error": raw.get("dead_error"),
-        "dead_at": iso_from_ms(raw.get("dead_at")),
-        "attempts": int(raw.get("attempts", 0)),
-    }
+row = operations.dead_letter_row
 
 
 def page(ledger: Ledger, query: DeadQuery, *, limit: int, cursor: str | None) -> dict[str, Any]:

@@ -81,7 +81,8 @@ ROW_FIELDS = (
 CHUNK = 500
 
 
-def _row(raw: dict[str, str]) -> dict[str, Any]:
+def dead_letter_row(raw: Mapping[str, str]) -> dict[str, Any]:
+    """A dead letter as a list shows it (CLI, API, dashboard)."""
     return {
         "id": raw["id"],
         "event_id": raw.get("event_id"),
@@ -111,7 +112,7 @@ def dead_letter_page(
     if not which.connection and not which.category:  # the index alone answers
         ids = ledger.dead_ids(limit=limit, since=which.since, offset=offset)
         rows = [
-            _row(raw)
+            dead_letter_row(raw)
             for raw in ledger.delivery_fields(ids, ROW_FIELDS)
             if raw and which.matches(raw)
         ]
@@ -120,7 +121,7 @@ def dead_letter_page(
     total = 0
     for raw in _matching(ledger, which):
         if offset <= total < offset + limit:
-            rows.append(_row(raw))
+            rows.append(dead_letter_row(raw))
         total += 1
     return rows, total
 

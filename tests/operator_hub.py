@@ -3,16 +3,22 @@ dashboard benchmark): its configuration, operator tokens, and ways to make dead 
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import fakeredis
-from conftest import hub_ledger, make_settings
+import httpx
+import redis
+from conftest import delete_prefix, hub_ledger, make_settings
 from hubtest import STRIPE_SECRET, accept_webhook, stripe_event
+from processes import Part, wait_until
 
 from app import create_app
 from core.config import Config, load_config
+from core.embedded_redis import free_port
 from core.ledger import Ledger
 from core.settings import Settings
 from core.vocabulary import AttemptOutcome, DeadCategory
@@ -130,3 +136,55 @@ class OperatorHub:
 
     def state(self, delivery_id: str) -> str:
         return self.ledger.raw_delivery(delivery_id)["state"]
+
+
+class LiveHub:
+    """The Procfile's processes (`parts`: web, worker...) with operator tokens, on a real
+    Redis under a key prefix of their own, on a free port; `stop()` stops them and deletes
+    the prefix's keys."""
+
+    def __init__(
+        self, tmp_path: Path, redis_url: str, config_text: str, parts: tuple[str, ...], **env: str
+    ) -> None:
+
+        config = tmp_path / "crmhub.yaml"
+        config.write_text(config_text)
+        self.prefix = f"crmhub-ops-{uuid.uuid4().hex[:8]}"
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {
+            **os.environ,
+            **ENV,
+            **TOKENS_ENV,
+            "CRMHUB_CONFIG": str(config),
+            "CRMHUB_REDIS_URL": redis_url,
+            "CRMHUB_KEY_PREFIX": self.prefix,
+            "CRMHUB_VAR_DIR": str(tmp_path),
+            "CRMHUB_PORT": str(port),
+            "CRMHUB_WEB_WORKERS": "2",
+            **env,
+        }
+        settings = Settings.from_env(self.env)
+        self.redis = redis.Redis.from_url(redis_url)
+        self.hub = OperatorHub(
+            settings, load_config(config, settings.environ), hub_ledger(settings, self.redis)
+        )
+        self.parts = [Part(name, self.env, tmp_path) for name in parts]
+
+        def ready() -> bool:
+            try:
+                return httpx.get(f"{self.url}/readyz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        try:
+            wait_until(ready, timeout=60, message="the web process")
+        except AssertionError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for part in self.parts:
+            part.stop()
+        delete_prefix(self.redis, self.prefix)
+        self.redis.close()

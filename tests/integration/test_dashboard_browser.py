@@ -21,19 +21,15 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
-from conftest import delete_prefix
 from hubtest import DEMO_CRM_CONFIG, STRIPE_SECRET, signed, stripe_event
-from operator_hub import ADMIN_TOKEN, OPS_TOKEN, TOKENS_ENV
-from processes import DemoTarget, Part, wait_until
+from operator_hub import ADMIN_TOKEN, OPS_TOKEN, LiveHub
+from processes import DemoTarget, wait_until
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
-
-from core.embedded_redis import free_port
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
@@ -87,42 +83,20 @@ def live(tmp_path: Path, real_redis_url: str) -> Iterator[Live]:
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
         pytest.fail("Debian's chromium and chromium-driver are needed: run `make browser`")
     target = DemoTarget()
-    config = tmp_path / "crmhub.yaml"
-    config.write_text(DEMO_CRM_CONFIG.format(target=target.url))
-    prefix = f"crmhub-ui-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    env = {
-        **os.environ,
-        **TOKENS_ENV,
-        "CRMHUB_CONFIG": str(config),
-        "CRMHUB_REDIS_URL": real_redis_url,
-        "CRMHUB_KEY_PREFIX": prefix,
-        "CRMHUB_VAR_DIR": str(tmp_path),
-        "CRMHUB_PORT": str(port),
-        "CRMHUB_WEB_WORKERS": "2",
-        "STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
-    }
-    parts = [Part("web", env, tmp_path), Part("worker", env, tmp_path)]
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/readyz").status_code == 200
-        except httpx.TransportError:
-            return False
-
     shots = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
-    client = redis.Redis.from_url(real_redis_url)
     try:
-        wait_until(ready, timeout=60, message="the web process")
-        yield Live(url, target, shots)
-    finally:
-        for part in parts:
-            part.stop()
+        running = LiveHub(
+            tmp_path, real_redis_url, DEMO_CRM_CONFIG.format(target=target.url), ("web", "worker")
+        )
+    except BaseException:
         target.stop()
-        delete_prefix(client, prefix)
-        client.close()
+        raise
+    try:
+        yield Live(running.url, target, shots)
+    finally:
+        running.stop()
+        target.stop()
 
 
 @pytest.fixture

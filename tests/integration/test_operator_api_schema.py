@@ -5,24 +5,15 @@ matches the document. Its examples per operation are bounded to keep the run sho
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import redis
-from conftest import delete_prefix, hub_ledger
-from operator_hub import ADMIN_TOKEN, CONFIG, ENV, TOKENS_ENV, OperatorHub
-from processes import Part, wait_until
+from operator_hub import ADMIN_TOKEN, CONFIG, LiveHub, OperatorHub
 
 from core import dead_letters
-from core.config import load_config
-from core.embedded_redis import free_port
-from core.settings import Settings
 from core.vocabulary import OperatorAction
 
 pytestmark = pytest.mark.integration
@@ -31,24 +22,8 @@ SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 
 @pytest.fixture
 def live(tmp_path: Path, real_redis_url: str) -> Iterator[tuple[str, OperatorHub]]:
-    config = tmp_path / "crmhub.yaml"
-    config.write_text(CONFIG)
-    prefix = f"crmhub-schema-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    env = {
-        **os.environ,
-        **ENV,
-        **TOKENS_ENV,
-        "CRMHUB_CONFIG": str(config),
-        "CRMHUB_REDIS_URL": real_redis_url,
-        "CRMHUB_KEY_PREFIX": prefix,
-        "CRMHUB_VAR_DIR": str(tmp_path),
-        "CRMHUB_PORT": str(port),
-        "CRMHUB_WEB_WORKERS": "2",
-    }
-    settings = Settings.from_env(env)
-    client = redis.Redis.from_url(real_redis_url)
-    hub = OperatorHub(settings, load_config(config, settings.environ), hub_ledger(settings, client))
+    running = LiveHub(tmp_path, real_redis_url, CONFIG, ("web",))
+    hub = running.hub
     dead = []
     for n in range(12):  # something to list, show, replay and edit
         ids = hub.receive(email=f"person{n}@example.com")
@@ -70,22 +45,10 @@ def live(tmp_path: Path, real_redis_url: str) -> Iterator[tuple[str, OperatorHub
         f'"path.operation_id" = "{done["id"]}"\n'
         '"path.name" = "crm"\n'
     )
-    web = Part("web", env, tmp_path)
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/readyz").status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_until(ready, timeout=60, message="the web process")
-        yield url, hub
+        yield running.url, hub
     finally:
-        web.stop()
-        delete_prefix(client, prefix)
-        client.close()
+        running.stop()
 
 
 def test_no_generated_input_gets_a_5xx_and_every_answer_matches_the_document(
