@@ -21,7 +21,8 @@ from core.config import Config
 from core.ids import new_id
 from core.ledger import Ledger
 from core.ledger.bulk import DONE, operation_view
-from core.ledger.pages import DEAD_FIELDS, Cursor, DeadQuery
+from core.ledger.dead_pages import DEAD_FIELDS, DeadQuery
+from core.ledger.pages import Cursor
 from core.vocabulary import OperatorAction, State
 
 BACKGROUND_OVER = 500

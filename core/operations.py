@@ -16,6 +16,7 @@ from typing import Any
 
 from core.config import Config
 from core.ledger import Ledger
+from core.ledger.dead_pages import DEAD_FIELDS
 from core.ledger.views import iso_from_ms
 from core.mapping import record_key
 from core.vocabulary import CircuitState, DeadCategory, OperatorAction, Reason, State
@@ -67,17 +68,7 @@ class DeadLetterFilter:
 
 
 #: what a dead letter's row shows (not its record, which can be large)
-ROW_FIELDS = (
-    "id",
-    "event_id",
-    "connection",
-    "mapping",
-    "state",
-    "dead_category",
-    "dead_error",
-    "dead_at",
-    "attempts",
-)
+ROW_FIELDS = DEAD_FIELDS
 CHUNK = 500
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from core.config import Config
 from core.errors import OperatorRequestError
 from core.instants import instant_ms
-from core.ledger.pages import DeadQuery
+from core.ledger.dead_pages import DeadQuery
 from core.vocabulary import DeadCategory, EventState, State
 
 DEAD_FILTERS = ("connection", "mapping", "category", "since", "q")
