@@ -39,7 +39,7 @@ class DashboardSessions(SecureCookieSessionInterface):
 
 
 def register(app: Flask, settings: Settings) -> None:
-    from app.dashboard import views
+    from app.dashboard import dead_letter_pages, views  # noqa: F401  (pages join views.bp)
 
     key = session_secret(settings.secret_key, settings.operator_tokens)
     app.secret_key = key or secrets.token_hex(32)  # no tokens: nobody can sign in anyway
