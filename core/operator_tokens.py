@@ -47,6 +47,8 @@ class OperatorToken:
         return hashlib.sha256(b"crmhub-operator:" + self.token.encode()).hexdigest()[:32]
 
 
+#: who pauses a connection when it is not an operator (app/metrics.py tells them apart by it)
+HUB_ITSELF = "crmhub"
 NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_TOKEN_LENGTH = 16
 FORMAT = "write entries as name:role:token, comma-separated (role admin or read_only)"
@@ -82,6 +84,16 @@ def parse_operator_tokens(
                     "environment",
                     "CRMHUB_OPERATOR_TOKENS",
                     f"{where}: the name {name!r} must be 1-64 letters, digits or _.@-",
+                )
+            )
+            continue
+        if name == HUB_ITSELF:
+            problems.append(
+                ConfigProblem(
+                    "environment",
+                    "CRMHUB_OPERATOR_TOKENS",
+                    f"{where}: the name {HUB_ITSELF!r} is the hub's own (it pauses a connection "
+                    "whose credentials are refused); choose another",
                 )
             )
             continue

@@ -167,11 +167,18 @@ class LedgerPages:
 
         def rows_of(ids: list[str]) -> list[dict[str, str]]:
             rows = self._fields("evt", ids, EVENT_FIELDS)
-            if state in delivery_states:  # then the deliveries' states decide
+            if state in delivery_states:  # then the deliveries' states decide (one round trip)
+                owners = [
+                    (row, i) for row in rows for i in row.get("deliveries", "").split(",") if i
+                ]
+                found = self._fields("dlv", [i for _, i in owners], ("state",))
+                having = {
+                    id(row)
+                    for (row, _), d in zip(owners, found, strict=True)
+                    if d.get("state") == state
+                }
                 for row in rows:
-                    deliveries = [i for i in row.get("deliveries", "").split(",") if i]
-                    states = {r.get("state") for r in self._fields("dlv", deliveries, ("state",))}
-                    if state not in states:
+                    if id(row) not in having:
                         row.clear()
             return rows
 

@@ -48,6 +48,7 @@ def test_no_token_means_no_operator_access() -> None:
         ("ada:admin:short", "entry 1 (ada): a token must be at least 16 characters"),
         (f"ada:admin:{GOOD},ada:read_only:{GOOD}x", "the name 'ada' is given twice"),
         (f"ada:admin:{GOOD},bob:read_only:{GOOD}", "'bob' has the same token as another entry"),
+        (f"crmhub:admin:{GOOD}", "entry 1: the name 'crmhub' is the hub's own"),
     ],
 )
 def test_a_malformed_entry_says_which_what_and_how(value: str, said: str) -> None:
