@@ -65,7 +65,7 @@ def csrf_token() -> str:
 
 
 def signed_in() -> Any:
-    from app.api.views import hub
+    from app.api.views import hub, runner
 
     g.csp_nonce = secrets.token_urlsafe(16)
     if request.method == "POST":
@@ -79,6 +79,7 @@ def signed_in() -> Any:
         session.pop("name", None)
         return redirect(url_for("dashboard.login") + "?" + urlencode({"next": request.full_path}))
     g.ui_operator = found
+    runner.adopt_stopped(hub())  # bulk operations whose web process stopped: take them over
     if request.method == "POST" and not found.may_act:
         abort(403, f"{found.name} is read_only: actions need an admin token")
     return None
