@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint typecheck bench clean env lock
+.PHONY: run test test-fast lint typecheck bench clean env lock browser
 
 # Installs exactly the tested versions: constraints.txt pins every package (see `make lock`).
 $(STAMP): pyproject.toml constraints.txt
@@ -31,8 +31,19 @@ env:
 	@cat "$${CRMHUB_VAR_DIR:-var}/demo/env" 2>/dev/null || \
 	    { echo "make env: no demo environment yet; start the demo with 'make run'" >&2; exit 1; }
 
+## browser: Debian's chromium and its chromedriver, which the dashboard's browser tests drive
+## (tests/integration/test_dashboard_browser.py); installed from the distribution when missing,
+## never a downloaded browser build.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	    if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	        chromium chromium-driver; \
+	fi
+
 ## test: lint, type check and the whole suite (unit, integration, end to end).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -1,4 +1,5 @@
-"""The web edge: the webhook receiver, health checks and metrics."""
+"""The web edge: the webhook receiver, health checks, metrics, and the operator API and
+dashboard."""
 
 from __future__ import annotations
 
@@ -52,6 +53,12 @@ def create_app(
     app.wsgi_app = webhooks.WebhookReceiver(app.wsgi_app, live)  # type: ignore[method-assign]
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
+    # the operator surface: the API (/api/v1) and the dashboard (/ui), app/api/, app/dashboard/
+    from app import dashboard
+    from app.api import views as api_views
+
+    api_views.register(app)
+    dashboard.register(app, settings)
     app.register_error_handler(InternalServerError, _internal_error)
     # for the gunicorn worker (app/buffered_worker.py): the largest body any source accepts
     # (it reads whole requests before a thread runs them), and where to count its own answers

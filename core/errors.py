@@ -26,6 +26,13 @@ the packages to hold that), so "one of ours, with a message meant for a person" 
     │                                   of that event (core/mapping/transforms/base.py)
     ├── EmbeddedRedisError (RuntimeError)  the embedded redis-server cannot start or answer
     │                                   (core/embedded_redis.py)
+    ├── BadCursor (ValueError)          a list's `cursor` that no page gave out: 400
+    │                                   (core/ledger/pages.py, core/ledger/actions.py)
+    ├── OperatorRequestError            an operator API or dashboard request that cannot be
+    │                                   served as asked: its status (400, 403, 404, 409)
+    │                                   and why (app/api/)
+    ├── EditRejected (ValueError)       an edit-and-replay the mapping refuses: 400 with every
+    │                                   problem (core/edit_replay.py)
     └── LedgerScriptError (ValueError)  a ledger script written wrongly (a key builder called
                                         with the wrong arguments, a misspelt state): found as
                                         the scripts are assembled at start (core/ledger/)
@@ -127,6 +134,31 @@ class ConfigProblem:
 
     def as_dict(self) -> dict[str, object]:
         return {"file": self.file, "line": self.line, "key": self.key, "message": self.message}
+
+
+class BadCursor(CrmhubError, ValueError):
+    """A list's `cursor` that no page gave out (the API answers 400)."""
+
+
+class OperatorRequestError(CrmhubError):
+    """An operator API or dashboard request that cannot be served as asked: the HTTP status
+    to answer, a short code, what is wrong and what to do (`detail`)."""
+
+    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.extra = extra
+
+
+class EditRejected(CrmhubError, ValueError):
+    """An edit-and-replay that the mapping or the target's field specs refuse: every problem,
+    each {field, problem, value} (the API answers 400 listing them)."""
+
+    def __init__(self, message: str, problems: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 class LedgerScriptError(CrmhubError, ValueError):

@@ -10,12 +10,13 @@ import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from core.config import Config
 from core.ledger import Ledger
+from core.ledger.dead_pages import DEAD_FIELDS
 from core.ledger.views import iso_from_ms
 from core.mapping import record_key
 from core.vocabulary import CircuitState, DeadCategory, OperatorAction, Reason, State
@@ -67,21 +68,12 @@ class DeadLetterFilter:
 
 
 #: what a dead letter's row shows (not its record, which can be large)
-ROW_FIELDS = (
-    "id",
-    "event_id",
-    "connection",
-    "mapping",
-    "state",
-    "dead_category",
-    "dead_error",
-    "dead_at",
-    "attempts",
-)
+ROW_FIELDS = DEAD_FIELDS
 CHUNK = 500
 
 
-def _row(raw: dict[str, str]) -> dict[str, Any]:
+def dead_letter_row(raw: Mapping[str, str]) -> dict[str, Any]:
+    """A dead letter as a list shows it (CLI, API, dashboard)."""
     return {
         "id": raw["id"],
         "event_id": raw.get("event_id"),
@@ -111,7 +103,7 @@ def dead_letter_page(
     if not which.connection and not which.category:  # the index alone answers
         ids = ledger.dead_ids(limit=limit, since=which.since, offset=offset)
         rows = [
-            _row(raw)
+            dead_letter_row(raw)
             for raw in ledger.delivery_fields(ids, ROW_FIELDS)
             if raw and which.matches(raw)
         ]
@@ -120,7 +112,7 @@ def dead_letter_page(
     total = 0
     for raw in _matching(ledger, which):
         if offset <= total < offset + limit:
-            rows.append(_row(raw))
+            rows.append(dead_letter_row(raw))
         total += 1
     return rows, total
 
@@ -130,35 +122,76 @@ def dead_letter_ids(ledger: Ledger, which: DeadLetterFilter) -> list[str]:
     return [raw["id"] for raw in _matching(ledger, which)]
 
 
-def replay(
-    ledger: Ledger, config: Config, ids: Sequence[str], *, by: str, now: float
-) -> dict[str, str]:
-    """Re-run DEAD deliveries with the current mapping (their record key recomputed)."""
-    items = []
-    results: dict[str, str] = {}
-    for delivery_id in ids:
-        raw = ledger.raw_delivery(delivery_id)
-        if not raw:
-            results[delivery_id] = Reason.MISSING
-            continue
-        mapping = config.mappings.get(raw["mapping"])
-        rk = raw.get("rk") or f"{raw['connection']}:#{delivery_id}"
+def record_keys(ledger: Ledger, config: Config, ids: Sequence[str]) -> dict[str, str]:
+    """Each delivery's record key as its current mapping computes it from its event (in two
+    round trips); a missing delivery is left out, one whose mapping left or whose body does not
+    parse keeps its old key (the mapping reports the problem when it runs)."""
+    deliveries = dict(
+        zip(
+            ids,
+            ledger.delivery_fields(ids, ("connection", "mapping", "rk", "event_id")),
+            strict=True,
+        )
+    )
+    present = {i: raw for i, raw in deliveries.items() if raw}
+    events = ledger.raw_events([raw.get("event_id", "") for raw in present.values()])
+    keys: dict[str, str] = {}
+    for (delivery_id, raw), event in zip(present.items(), events, strict=True):
+        rk = raw.get("rk") or f"{raw.get('connection')}:#{delivery_id}"
+        mapping = config.mappings.get(raw.get("mapping", ""))
         if mapping is not None:
-            event = ledger.raw_event(raw["event_id"])
-            # an unparsable body keeps the old key: the mapping reports it when it runs
             with contextlib.suppress(ValueError):
                 rk = record_key(mapping, json.loads(event.get("body", "null")), delivery_id)
-        items.append((delivery_id, rk))
-    if items:
-        results |= ledger.dead_letter_action(OperatorAction.REPLAY, items, now=now, by=by)
-    return results
+        keys[delivery_id] = rk
+    return keys
+
+
+def replay(
+    ledger: Ledger,
+    config: Config,
+    ids: Sequence[str],
+    *,
+    by: str,
+    now: float,
+    via: str = "cli",
+    dead_at: Mapping[str, str] | None = None,
+    operation: str | None = None,
+) -> dict[str, str]:
+    """Re-run DEAD deliveries with the current mapping (their record key recomputed).
+    `dead_at`: as the operator saw each; one that died again since is left alone."""
+    keys = record_keys(ledger, config, ids)
+    # a missing delivery goes to the script too, which reports it (and counts it as taken)
+    items = [
+        (i, keys.get(i, ""), *((dead_at[i],) if dead_at and dead_at.get(i) else ())) for i in ids
+    ]
+    if not items:
+        return {}
+    return ledger.dead_letter_action(
+        OperatorAction.REPLAY, items, now=now, by=by, via=via, operation=operation
+    )
 
 
 def discard(
-    ledger: Ledger, ids: Iterable[str], *, reason: str, by: str, now: float
+    ledger: Ledger,
+    ids: Iterable[str],
+    *,
+    reason: str,
+    by: str,
+    now: float,
+    via: str = "cli",
+    dead_at: Mapping[str, str] | None = None,
+    operation: str | None = None,
 ) -> dict[str, str]:
-    items = [(i, "") for i in ids]
-    return ledger.dead_letter_action(OperatorAction.DISCARD, items, now=now, by=by, reason=reason)
+    items = [(i, "", *((dead_at[i],) if dead_at and dead_at.get(i) else ())) for i in ids]
+    return ledger.dead_letter_action(
+        OperatorAction.DISCARD,
+        items,
+        now=now,
+        by=by,
+        reason=reason,
+        via=via,
+        operation=operation,
+    )
 
 
 #: a replayed delivery in these states is still on its way (waiting its turn, or being sent)

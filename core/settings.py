@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import ConfigError, ConfigProblem
+from core.operator_tokens import OperatorToken, parse_operator_tokens
 
 
 def _int(env: Mapping[str, str], name: str, default: int, problems: list[ConfigProblem]) -> int:
@@ -60,6 +61,9 @@ class Settings:
     request_read_timeout_seconds: int = 10
     demo_port: int = 8900  # `crmhub serve --demo`: the generic REST CRM fake
     demo_hubspot_port: int = 8901  # `crmhub serve --demo`: the fake HubSpot
+    # the operator API and dashboard (core/operator_tokens.py): none, every /api/v1 call is 401
+    operator_tokens: tuple[OperatorToken, ...] = field(default=(), repr=False)
+    secret_key: str | None = field(default=None, repr=False)  # signs dashboard sessions
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -87,6 +91,8 @@ class Settings:
             ),
             demo_port=_port(env, "CRMHUB_DEMO_PORT", 8900, problems),
             demo_hubspot_port=_port(env, "CRMHUB_DEMO_HUBSPOT_PORT", 8901, problems),
+            operator_tokens=parse_operator_tokens(env, problems),
+            secret_key=env.get("CRMHUB_SECRET_KEY") or None,
             environ=env,
         )
         if problems:

@@ -74,6 +74,7 @@ class Reason(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     CIRCUIT_PROBE = "circuit_probe"  # half open: another delivery is the probe
     RATE_LIMIT = "rate_limit"
+    CHANGED = "changed"  # an operator's action: the dead letter died again since it was chosen
 
 
 class CircuitState(StrEnum):
@@ -96,10 +97,13 @@ class DeadCategory(StrEnum):
 
 
 class OperatorAction(StrEnum):
-    """What an operator does to dead letters, as noted in a delivery's `actions`."""
+    """What an operator does, as noted in a delivery's `actions` and in the action log."""
 
     REPLAY = "replay"
     DISCARD = "discard"
+    EDIT = "edit"  # edit-and-replay: the edited event kept beside the original
+    PAUSE = "pause"
+    RESUME = "resume"
 
 
 class WebhookOutcome(StrEnum):

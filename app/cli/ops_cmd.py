@@ -19,6 +19,7 @@ from app.cli.common import (
     pass_ctx,
 )
 from core import operations
+from core.operator_tokens import Via
 
 
 def operator() -> str:
@@ -90,7 +91,7 @@ def status(ctx: CliContext, as_json: bool) -> None:
 def pause(ctx: CliContext, connection: str, reason: str, as_json: bool) -> None:
     """Hold every delivery for CONNECTION (nothing is lost; resume releases them in order)."""
     require_connection(ctx, connection)
-    newly = ctx.ledger.pause(connection, reason=reason, by=operator(), now=time.time())
+    newly = ctx.ledger.pause(connection, reason=reason, by=operator(), now=time.time(), via=Via.CLI)
     if as_json:
         emit_json({"connection": connection, "paused": True, "changed": newly})
     else:
@@ -105,7 +106,7 @@ def pause(ctx: CliContext, connection: str, reason: str, as_json: bool) -> None:
 def resume(ctx: CliContext, connection: str, as_json: bool) -> None:
     """Lift CONNECTION's pause and release its held deliveries in arrival order."""
     require_connection(ctx, connection)
-    released = ctx.ledger.resume(connection, time.time())
+    released = ctx.ledger.resume(connection, time.time(), by=operator(), via=Via.CLI)
     if as_json:
         emit_json({"connection": connection, "paused": False, "released": released})
     else:

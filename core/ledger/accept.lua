@@ -3,7 +3,8 @@
 -- is its record's next write.
 -- ARGV[1]: {ttl (the dedupe window, s),
 --           events: [{dedupe (its dedupe key), id, source, received (ms), fields (the event
---                     hash's fields and values, flat), echo: {ref, pairs} or absent,
+--                     hash's fields and values, flat), terms (what operators can search it
+--                     by: core/ledger/search.py), echo: {ref, pairs} or absent,
 --                     deliveries: [{id, connection, object, rk, fields (flat)}]}]}
 -- ARGV[2k], ARGV[2k+1]: event k's body and headers JSON, as plain strings.
 -- Reply: flat, 4 per event: {event_id, deliveries, duplicate (0|1), echo (0|1)} (a duplicate
@@ -18,6 +19,10 @@ local function is_echo(echo)
     if redis.call('HGET', key, pair[1]) ~= pair[2] then return false end
   end
   return true
+end
+
+local function index_terms(ev)
+  for _, term in ipairs(ev.terms) do redis.call('ZADD', search_key(term), ev.received, ev.id) end
 end
 
 local stats = stats_key(StatsHash.webhooks)
@@ -36,6 +41,7 @@ for index, ev in ipairs(req.events) do
     redis.call('HSET', event_key(ev.id), 'state', EventState.echo, 'deliveries', '')
     redis.call('ZADD', events_key(), ev.received, ev.id)
     redis.call('ZADD', source_events_key(ev.source), ev.received, ev.id)
+    index_terms(ev)
     out[#out + 1] = ev.id; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 1
   else
     redis.call('HINCRBY', stats, ev.source .. '|' .. WebhookOutcome.accepted, 1)
@@ -43,6 +49,7 @@ for index, ev in ipairs(req.events) do
     redis.call('HSET', event_key(ev.id), unpack(ev.fields))
     redis.call('ZADD', events_key(), ev.received, ev.id)
     redis.call('ZADD', source_events_key(ev.source), ev.received, ev.id)
+    index_terms(ev)
     for _, d in ipairs(ev.deliveries) do
       -- one write of the delivery's hash, state included (this runs for every webhook)
       local seq = redis.call('INCR', seq_key())

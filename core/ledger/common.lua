@@ -31,6 +31,15 @@
 --   <p>:idx:inflight                   zset    IN_FLIGHT, by lease expiry
 --   <p>:idx:scheduled                  zset    SCHEDULED, by due time
 --   <p>:idx:dead                       zset    DEAD, by dead_at
+--   <p>:idx:dead:conn:{connection}     zset    one connection's DEAD, by dead_at
+--   <p>:idx:dead:map:{mapping}         zset    one mapping's DEAD, by dead_at
+--   <p>:idx:dead:cat:{category}        zset    one category's DEAD, by dead_at
+--   <p>:search:{term}                  zset    event ids by received_at for a search term
+--   <p>:oplog                          stream  the operator action log (capped)
+--   <p>:opn:{id}                       hash    a bulk replay or discard and its progress
+--   <p>:opn:{id}:ids                   list    the dead letters it takes
+--   <p>:opns                           zset    bulk operations by created_at (Python only)
+--   <p>:idem:{key}                     string  an Idempotency-Key's operation (Python only)
 --   <p>:ready:{connection}:{object}    zset    published PENDING of one connection and object
 --   <p>:msgseq                         string  counter: messages published (their tags)
 --   <p>:msgwithdrawn                   string  counter: messages batches withdrew

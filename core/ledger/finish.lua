@@ -64,7 +64,7 @@ elseif outcome == AttemptOutcome.dead then
   terminal(State.dead)
   redis.call('HSET', d, 'dead_at', now, 'dead_category', req.category,
              'dead_error', req.error or '', 'dead_record', req.dead_letter or '')
-  redis.call('ZADD', dead_index_key(), now, id)
+  index_dead(id, now)
   if req.transient then breaker_failure() else redis.call('DEL', bkey) end
   failed()
 elseif outcome == AttemptOutcome.retry then

@@ -101,6 +101,54 @@ LAYOUT: tuple[KeyKind, ...] = (
     KeyKind("inflight_index", "idx:inflight", "zset", "IN_FLIGHT deliveries, by lease expiry"),
     KeyKind("scheduled_index", "idx:scheduled", "zset", "SCHEDULED deliveries, by due time"),
     KeyKind("dead_index", "idx:dead", "zset", "DEAD deliveries, by dead_at"),
+    # the operator surface: dead letters by filter, search terms, actions, bulk operations
+    KeyKind(
+        "dead_by_connection",
+        "idx:dead:conn:{connection}",
+        "zset",
+        "one connection's DEAD deliveries, by dead_at",
+    ),
+    KeyKind(
+        "dead_by_mapping",
+        "idx:dead:map:{mapping}",
+        "zset",
+        "one mapping's DEAD deliveries, by dead_at",
+    ),
+    KeyKind(
+        "dead_by_category",
+        "idx:dead:cat:{category}",
+        "zset",
+        "one DeadCategory's DEAD deliveries, by dead_at",
+    ),
+    KeyKind(
+        "search",
+        "search:{term}",
+        "zset",
+        "event ids by received_at (ms) for a term (lowercased): the sender's event id, an email "
+        "address in the body",
+    ),
+    KeyKind(
+        "action_log",
+        "oplog",
+        "stream",
+        "the operator action log: entry (JSON: action, by, via, reason, ids, ...), capped",
+    ),
+    KeyKind(
+        "operation",
+        "opn:{id}",
+        "hash",
+        "a bulk replay or discard: action, state, total, done, applied, by, via, reason, "
+        "filter, created_at, lease_until",
+    ),
+    KeyKind("operation_ids", "opn:{id}:ids", "list", "the dead letters a bulk operation takes"),
+    KeyKind("operations", "opns", "zset", "bulk operations, by created_at (ms)", lua=False),
+    KeyKind(
+        "idempotency",
+        "idem:{key}",
+        "string",
+        "the operation an Idempotency-Key header started; expires after a day",
+        lua=False,
+    ),
     KeyKind(
         "ready",
         "ready:{connection}:{object}",
@@ -277,6 +325,33 @@ class LedgerKeys:
 
     def dead_index(self) -> str:
         return f"{self._p}idx:dead"
+
+    def dead_by_connection(self, connection: str) -> str:
+        return f"{self._p}idx:dead:conn:{connection}"
+
+    def dead_by_mapping(self, mapping: str) -> str:
+        return f"{self._p}idx:dead:map:{mapping}"
+
+    def dead_by_category(self, category: str) -> str:
+        return f"{self._p}idx:dead:cat:{category}"
+
+    def search(self, term: str) -> str:
+        return f"{self._p}search:{term}"
+
+    def action_log(self) -> str:
+        return f"{self._p}oplog"
+
+    def operation(self, id: str) -> str:
+        return f"{self._p}opn:{id}"
+
+    def operation_ids(self, id: str) -> str:
+        return f"{self._p}opn:{id}:ids"
+
+    def operations(self) -> str:
+        return f"{self._p}opns"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self._p}idem:{key}"
 
     def ready(self, connection: str, object: str) -> str:
         return f"{self._p}ready:{connection}:{object}"

@@ -1,5 +1,9 @@
 -- pause: pause a connection by hand (its deliveries are held as they come up).
--- ARGV[1]: {conn, info (JSON text: reason, since, by, detail)}
+-- ARGV[1]: {conn, info (JSON text: reason, since, by, detail), note (JSON text for the
+--           action log, when an operator paused it)}
 -- Reply: 1 if newly paused, 0 if it already was.
-if redis.call('SET', pause_key(req.conn), req.info, 'NX') then return 1 end
+if redis.call('SET', pause_key(req.conn), req.info, 'NX') then
+  if req.note then log_action(req.note) end
+  return 1
+end
 return 0

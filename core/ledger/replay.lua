@@ -1,36 +1,37 @@
 -- replay: operators' actions on dead letters: replay (a fresh run, with the record key the
 -- current mapping gives) or discard (for good).
--- ARGV[1]: {action (OperatorAction: replay | discard), items: [{id, rk}], note (JSON text,
---           kept in the delivery's actions)}
+-- ARGV[1]: {action (OperatorAction: replay | discard), items: [{id, rk, dead_at (ms; when
+--           given, a delivery that died again since is left alone)}], note (JSON text,
+--           kept in the delivery's actions and, with the ids done, in the action log),
+--           op (a bulk operation's id, whose `done` and `applied` count this call's items)}
 -- Reply: per item, in order, 'ok' or what prevented the action (the delivery's state, or
--- Reason.missing).
+-- Reason.missing, or Reason.changed).
 local out = {}
+local done = {}
 for _, item in ipairs(req.items) do
   local id = item.id
-  local state, conn = unpack(redis.call('HMGET', delivery_key(id), 'state', 'connection'))
+  local state, conn, dead_at = unpack(redis.call('HMGET', delivery_key(id), 'state',
+                                                 'connection', 'dead_at'))
   if state ~= State.dead then
     out[#out + 1] = state or Reason.missing
+  elseif item.dead_at and tostring(item.dead_at) ~= tostring(dead_at) then
+    -- replayed (or edited) and dead again since this request chose it: not twice
+    out[#out + 1] = Reason.changed
   else
-    redis.call('ZREM', dead_index_key(), id)
     redis.call('RPUSH', actions_key(id), req.note)
     if req.action == OperatorAction.discard then
+      unindex_dead(id)
       move(id, conn, State.dead, State.discarded)
     else
-      -- a replay is a fresh run with the current mapping: new place in its record's queue,
-      -- a fresh give-up clock; the attempt history is kept
-      redis.call('HDEL', delivery_key(id), 'dead_at', 'dead_category', 'dead_error',
-                 'dead_record', 'first_attempt_at', 'paused_ms', 'due_at')
-      local seq = redis.call('INCR', seq_key())
-      redis.call('HSET', delivery_key(id), 'attempts', 0, 'seq', seq, 'rk', item.rk)
-      redis.call('ZADD', record_queue_key(item.rk), seq, id)
-      if paused(conn) then
-        hold(id, conn, State.dead, seq)
-      else
-        move(id, conn, State.dead, State.pending)
-        if head(item.rk) == id then publish(id) end
-      end
+      rerun_dead(id, conn, item.rk)
     end
     out[#out + 1] = 'ok'
+    done[#done + 1] = id
   end
+end
+if #done > 0 then log_action(req.note, done) end
+if req.op then
+  redis.call('HINCRBY', operation_key(req.op), 'done', #req.items)
+  redis.call('HINCRBY', operation_key(req.op), 'applied', #done)
 end
 return out

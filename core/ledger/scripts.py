@@ -1,7 +1,8 @@
 """The ledger's Lua scripts, assembled once per process.
 
 Each script is: the queue's message builder; common.lua (what every script shares); the files
-the script includes (the claim logic, claim_one.lua, for both claims); the script's own file
+the script includes (the claim logic, claim_one.lua, for both claims; operator.lua, what dead
+letters and operators' actions share); the script's own file
 (core/ledger/<name>.lua, whose header states its request and its reply). Here, once per
 process, each key a script names (`delivery_key(id)`) becomes the expression that builds it
 (core/ledger/keys.py) and each word of the vocabulary (`State.pending`) its quoted value: the
@@ -24,11 +25,12 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "accept": (),
     "claim": ("claim_one",),
     "claim_batch": ("claim_one",),
-    "finish": (),
+    "finish": ("operator",),
     "sweep": (),
-    "pause": (),
-    "resume": (),
-    "replay": (),
+    "pause": ("operator",),
+    "resume": ("operator",),
+    "replay": ("operator",),
+    "edit": ("operator",),
 }
 #: the enumerations a script may name as `<Enum>.<value>`
 WORDS: dict[str, type[StrEnum]] = {**SCRIPT_WORDS, "StatsHash": StatsHash}

@@ -19,20 +19,26 @@ import redis
 
 from core import redis_client
 from core.ledger import replies
+from core.ledger.actions import ActionLog
+from core.ledger.bulk import BulkOperations
+from core.ledger.dead_pages import DeadLetterPages
 from core.ledger.generations import ConfigGenerations
 from core.ledger.keys import LedgerKeys, StatsHash
 from core.ledger.lane import ScriptLane
 from core.ledger.memo import Memo
 from core.ledger.model import NewEvent
+from core.ledger.operator_writes import OperatorWrites
 from core.ledger.outbox import AlertOutbox
+from core.ledger.pages import BacklogReads
 from core.ledger.reads import LedgerReads
 from core.ledger.replies import Accepted, BatchClaimed, Claim, Finish, Swept
 from core.ledger.scripts import SCRIPTS, load_script
+from core.ledger.search import search_terms
 from core.ledger.tokens import TokenStore
 from core.ledger.translate import translate_redis_errors
 from core.queue import HintQueue
 from core.settings import Settings
-from core.vocabulary import AttemptOutcome, DeadCategory, OperatorAction
+from core.vocabulary import AttemptOutcome, DeadCategory
 
 
 def open_ledger(settings: Settings, client: redis.Redis | None = None) -> Ledger:
@@ -53,7 +59,7 @@ def _gcra(requests: int, per_seconds: float) -> dict[str, float]:
     return {"interval_ms": interval, "burst_ms": interval * requests}
 
 
-class Ledger(LedgerReads):
+class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites):
     """Everything the hub keeps in Redis, under one key prefix: events and deliveries (the
     methods here and in LedgerReads), and beside them the OAuth tokens (`tokens`), the alert
     outbox (`alerts`) and the configuration generation (`generations`)."""
@@ -79,6 +85,8 @@ class Ledger(LedgerReads):
         self.alerts = AlertOutbox(client, self.keys)
         self.generations = ConfigGenerations(client, self.keys)
         self.memo = Memo(client, self.keys)
+        self.actions = ActionLog(client, self.keys)  # the operator action log
+        self.bulk = BulkOperations(client, self.keys)  # bulk replays and discards
 
     def ping(self) -> None:
         """Redis answers on the scripts' own connection, the one every accept goes through
@@ -146,6 +154,7 @@ class Ledger(LedgerReads):
             "source": ev.source,
             "received": int(ev.received_at * 1000),
             "fields": fields,
+            "terms": search_terms(ev.external_id, ev.body),
             **(
                 {"echo": {"ref": ev.echo[0], "pairs": [list(p) for p in ev.echo[1]]}}
                 if ev.echo
@@ -315,47 +324,6 @@ class Ledger(LedgerReads):
             pipe.execute()
 
     # operators ------------------------------------------------------------------------
-    def pause(self, connection: str, *, reason: str, by: str, now: float, detail: str = "") -> bool:
-        info = {"reason": reason, "since": now, "by": by, "detail": detail}
-        return bool(self._run("pause", now, conn=connection, info=json.dumps(info)))
-
-    def resume(self, connection: str, now: float, *, chunk: int = 500) -> int:
-        """Lift the pause and release every held delivery in order; returns how many."""
-        released = 0
-        first = True
-        while True:
-            with translate_redis_errors():
-                before = int(self.redis.zcard(self.keys.held(connection)))
-            remaining = int(self._run("resume", now, conn=connection, limit=chunk, lift=first))
-            first = False
-            if remaining < 0:  # paused again while draining
-                return released
-            released += before - remaining
-            if remaining == 0:
-                return released
-
-    def dead_letter_action(
-        self,
-        action: OperatorAction,
-        items: Sequence[tuple[str, str]],
-        *,
-        now: float,
-        by: str,
-        reason: str = "",
-    ) -> dict[str, str]:
-        """Replay or discard DEAD deliveries. `items`: (delivery id, record key)."""
-        note = json.dumps({"at": now, "action": action, "by": by, "reason": reason})
-        return replies.replayed(
-            [i for i, _ in items],
-            self._run(
-                "replay",
-                now,
-                action=action,
-                note=note,
-                items=[{"id": i, "rk": rk} for i, rk in items],
-            ),
-        )
-
     def remember_writes(
         self, refs: Sequence[str], values: Mapping[str, str], window_seconds: int
     ) -> None:

@@ -776,7 +776,13 @@ def test_replaying_a_dead_letter_runs_it_again_at_the_back_of_its_record_queue(h
     view = hub.ledger.delivery(d, history=True)
     assert view is not None
     assert view["actions"] == [
-        {"at": T0 + 2, "action": "replay", "by": "ops@host", "reason": "mapping fixed"}
+        {
+            "at": T0 + 2,
+            "action": "replay",
+            "by": "ops@host",
+            "via": "cli",
+            "reason": "mapping fixed",
+        }
     ]
     assert [a["outcome"] for a in view["attempt_history"]] == ["dead"]  # history kept
     # the write in progress for that record goes first; the replay follows it

@@ -31,6 +31,9 @@ SAMPLE = {
     "connection": "hub-spot",
     "object": "contacts",
     "name": "webhooks",
+    "mapping": "stripe-to-crm",
+    "category": "mapping",
+    "term": "ada@example.com",
     "key": "Acme Corp",
 }
 
@@ -103,9 +106,14 @@ def test_no_script_builds_a_key_by_hand(name: str) -> None:
 
 
 # the vocabulary --------------------------------------------------------------------------
+#: hash fields that happen to share a word with the vocabulary: a delivery's `mapping` (its
+#: mapping's name) is not DeadCategory.mapping
+FIELD_NAMES = {"mapping"}
+
+
 @pytest.mark.parametrize("name", LUA_FILES)
 def test_no_script_spells_a_word_of_the_vocabulary_as_a_literal(name: str) -> None:
-    words = {member.value for enum in SCRIPT_WORDS.values() for member in enum}
+    words = {member.value for enum in SCRIPT_WORDS.values() for member in enum} - FIELD_NAMES
     literals = re.findall(r"'([^']*)'", without_comments(lua_source(name)))
     spelt = {w for literal in literals for w in re.findall(r"\w+", literal) if w in words}
     assert spelt == set(), f"{name}.lua: write these as <Enum>.<word> (core/vocabulary.py)"

@@ -1,0 +1,48 @@
+-- operator: what dead letters and operators' actions share (included by finish, replay,
+-- edit, pause and resume).
+
+-- A DEAD delivery is listed in the dead-letter index and in its connection's, mapping's and
+-- category's, each by dead_at, so a filtered page is one range read (core/ledger/pages.py).
+local function index_dead(id, at)
+  local conn, mapping, category = unpack(redis.call('HMGET', delivery_key(id), 'connection',
+                                                    'mapping', 'dead_category'))
+  redis.call('ZADD', dead_index_key(), at, id)
+  redis.call('ZADD', dead_by_connection_key(tostring(conn)), at, id)
+  redis.call('ZADD', dead_by_mapping_key(tostring(mapping)), at, id)
+  redis.call('ZADD', dead_by_category_key(tostring(category)), at, id)
+end
+
+local function unindex_dead(id)
+  local conn, mapping, category = unpack(redis.call('HMGET', delivery_key(id), 'connection',
+                                                    'mapping', 'dead_category'))
+  redis.call('ZREM', dead_index_key(), id)
+  redis.call('ZREM', dead_by_connection_key(tostring(conn)), id)
+  redis.call('ZREM', dead_by_mapping_key(tostring(mapping)), id)
+  redis.call('ZREM', dead_by_category_key(tostring(category)), id)
+end
+
+-- DEAD -> a fresh run with the current mapping: a new place in its record's queue (rk), a
+-- fresh give-up clock; the attempt history is kept. Held if its connection is paused.
+local function rerun_dead(id, conn, rk)
+  unindex_dead(id)
+  redis.call('HDEL', delivery_key(id), 'dead_at', 'dead_category', 'dead_error',
+             'dead_record', 'first_attempt_at', 'paused_ms', 'due_at')
+  local seq = redis.call('INCR', seq_key())
+  redis.call('HSET', delivery_key(id), 'attempts', 0, 'seq', seq, 'rk', rk)
+  redis.call('ZADD', record_queue_key(rk), seq, id)
+  if paused(conn) then
+    hold(id, conn, State.dead, seq)
+  else
+    move(id, conn, State.dead, State.pending)
+    if head(rk) == id then publish(id) end
+  end
+end
+
+-- The operator action log (core/ledger/actions.py reads it): `entry` is the action's JSON
+-- text; `ids`, when given, the deliveries it applied to (a list).
+local function log_action(entry, ids)
+  local e = cjson.decode(entry)
+  if ids then e.ids = ids; e.count = #ids end
+  e.at_ms = now
+  redis.call('XADD', action_log_key(), 'MAXLEN', '~', 100000, '*', 'entry', cjson.encode(e))
+end
