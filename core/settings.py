@@ -40,6 +40,25 @@ def _port(env: Mapping[str, str], name: str, default: int, problems: list[Config
     return value
 
 
+#: what CRMHUB_ARCHIVE_URL may name (core/archive/database.py)
+ARCHIVE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def _archive_url(env: Mapping[str, str], problems: list[ConfigProblem]) -> str | None:
+    url = env.get("CRMHUB_ARCHIVE_URL") or None
+    if url and url.split(":", 1)[0] not in ARCHIVE_SCHEMES:
+        problems.append(
+            ConfigProblem(
+                "environment",
+                "CRMHUB_ARCHIVE_URL",
+                f"expected postgresql://user@host:port/database or sqlite:///path/file.db, "
+                f"got {url.split(':', 1)[0]}:...",
+            )
+        )
+        return None
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None  # None: the embedded redis-server under var_dir
@@ -60,6 +79,11 @@ class Settings:
     request_read_timeout_seconds: int = 10
     demo_port: int = 8900  # `crmhub serve --demo`: the generic REST CRM fake
     demo_hubspot_port: int = 8901  # `crmhub serve --demo`: the fake HubSpot
+    # hot and cold (core/archive/): how long done events stay in Redis, where they go then
+    hot_retention_seconds: int = 86400
+    archive_url: str | None = None  # None: SQLite at var_dir/archive.sqlite3
+    archive_retention_days: int = 90
+    archive_batch_size: int = 500  # events per move (one read, one archive write, one evict)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -87,6 +111,10 @@ class Settings:
             ),
             demo_port=_port(env, "CRMHUB_DEMO_PORT", 8900, problems),
             demo_hubspot_port=_port(env, "CRMHUB_DEMO_HUBSPOT_PORT", 8901, problems),
+            hot_retention_seconds=_int(env, "CRMHUB_HOT_RETENTION_SECONDS", 86400, problems),
+            archive_url=_archive_url(env, problems),
+            archive_retention_days=_int(env, "CRMHUB_ARCHIVE_RETENTION_DAYS", 90, problems),
+            archive_batch_size=_int(env, "CRMHUB_ARCHIVE_BATCH_SIZE", 500, problems),
             environ=env,
         )
         if problems:
@@ -98,6 +126,11 @@ class Settings:
         from dataclasses import replace
 
         return replace(self, redis_url=url)
+
+    @property
+    def archive_location(self) -> str:
+        """The archive's URL: CRMHUB_ARCHIVE_URL, else a SQLite file under the var dir."""
+        return self.archive_url or f"sqlite:///{(self.var_dir / 'archive.sqlite3').absolute()}"
 
     @property
     def embedded_redis_dir(self) -> Path:

@@ -94,10 +94,12 @@ class DeadCategory(StrEnum):
 
 
 class OperatorAction(StrEnum):
-    """What an operator does to dead letters, as noted in a delivery's `actions`."""
+    """What an operator does: to dead letters, as noted in a delivery's `actions`; to events,
+    as noted in the operator log (core/ledger/cold.py)."""
 
     REPLAY = "replay"
     DISCARD = "discard"
+    PURGE = "purge"  # erase a person's events from both stores (the operator log)
 
 
 class WebhookOutcome(StrEnum):

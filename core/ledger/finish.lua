@@ -10,8 +10,9 @@
 -- {'ok', newly_paused (0|1)}. Decoded by core/ledger/replies.py (finished) into a Finish.
 local id = req.id
 local d = delivery_key(id)
-local state, token, conn, rk, seq, occurred =
-  unpack(redis.call('HMGET', d, 'state', 'token', 'connection', 'rk', 'seq', 'occurred_ms'))
+local state, token, conn, rk, seq, occurred, event_id =
+  unpack(redis.call('HMGET', d, 'state', 'token', 'connection', 'rk', 'seq', 'occurred_ms',
+                    'event_id'))
 if state ~= State.in_flight or token ~= req.token then return {'lost'} end
 
 redis.call('RPUSH', attempts_key(id), req.attempt)
@@ -49,6 +50,7 @@ local newly_paused = 0
 local outcome = req.outcome
 if outcome == AttemptOutcome.delivered or outcome == AttemptOutcome.superseded then
   terminal(outcome)
+  settle(event_id)
   redis.call('DEL', bkey)
   if outcome == AttemptOutcome.delivered then
     redis.call('HSET', last, 'success_at', now)

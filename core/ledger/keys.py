@@ -178,6 +178,22 @@ LAYOUT: tuple[KeyKind, ...] = (
         "process -> JSON {generation, at, problems}: who could not load a generation",
         lua=False,
     ),
+    # hot and cold: what leaves Redis for the archive (core/ledger/cold.py, core/archive/)
+    KeyKind(
+        "terminal_index",
+        "idx:terminal",
+        "zset",
+        "events done for good (every delivery delivered, superseded or discarded; or none: "
+        "unrouted, echo), by when they became so (ms): what the archiver moves out",
+    ),
+    KeyKind(
+        "operator_log",
+        "oplog",
+        "list",
+        "operators' actions not kept on a delivery (an erasure: `events purge`), JSON, the "
+        "last 10,000",
+    ),
+    KeyKind("archive_lock", "archive:lock", "string", "one archiver at a time", lua=False),
 )
 
 
@@ -291,6 +307,16 @@ class LedgerKeys:
 
     def config_refusals(self) -> str:
         return f"{self._p}config:refused"
+
+    # hot and cold
+    def terminal_index(self) -> str:
+        return f"{self._p}idx:terminal"
+
+    def operator_log(self) -> str:
+        return f"{self._p}oplog"
+
+    def archive_lock(self) -> str:
+        return f"{self._p}archive:lock"
 
 
 LUA_KINDS = {kind.name: kind for kind in LAYOUT if kind.lua}

@@ -15,6 +15,7 @@ for _, item in ipairs(req.items) do
     redis.call('RPUSH', actions_key(id), req.note)
     if req.action == OperatorAction.discard then
       move(id, conn, State.dead, State.discarded)
+      settle(redis.call('HGET', delivery_key(id), 'event_id'))
     else
       -- a replay is a fresh run with the current mapping: new place in its record's queue,
       -- a fresh give-up clock; the attempt history is kept

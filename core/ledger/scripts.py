@@ -29,6 +29,8 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "pause": (),
     "resume": (),
     "replay": (),
+    "evict": (),
+    "purge": (),
 }
 #: the enumerations a script may name as `<Enum>.<value>`
 WORDS: dict[str, type[StrEnum]] = {**SCRIPT_WORDS, "StatsHash": StatsHash}

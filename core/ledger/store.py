@@ -19,6 +19,7 @@ import redis
 
 from core import redis_client
 from core.ledger import replies
+from core.ledger.cold import LedgerCold
 from core.ledger.generations import ConfigGenerations
 from core.ledger.keys import LedgerKeys, StatsHash
 from core.ledger.lane import ScriptLane
@@ -52,7 +53,7 @@ def _gcra(requests: int, per_seconds: float) -> dict[str, float]:
     return {"interval_ms": interval, "burst_ms": interval * requests}
 
 
-class Ledger(LedgerReads):
+class Ledger(LedgerReads, LedgerCold):
     """Everything the hub keeps in Redis, under one key prefix: events and deliveries (the
     methods here and in LedgerReads), and beside them the OAuth tokens (`tokens`), the alert
     outbox (`alerts`) and the configuration generation (`generations`)."""
