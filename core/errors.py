@@ -14,6 +14,8 @@ the packages to hold that), so "one of ours, with a message meant for a person" 
     ├── LedgerUnavailable               Redis cannot be reached: 503, the lease runs out
     ├── ArchiveUnavailable              the archive's database cannot be reached or used
     │                                   (core/archive/database.py)
+    ├── ArchiverBusy                    an erasure waited too long for the archiver's lock
+    │                                   (core/archive/erasure.py)
     ├── ConfigError                     the configuration is invalid: every ConfigProblem
     ├── BadPayload (ValueError)         a webhook body is not what its source promises: 400
     │                                   (core/intake.py)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,8 +81,7 @@ class LedgerCold:
     redis: redis.Redis
     keys: LedgerKeys
 
-    def _run(self, script: str, now: float, *raw: str, **request: Any) -> Any:
-        raise NotImplementedError  # core.ledger.store.Ledger
+    _run: Callable[..., Any]  # runs a script (core.ledger.store.Ledger)
 
     # the move -------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -102,7 +101,7 @@ class LedgerCold:
         """Up to `limit` of the events that became done for good before `done_before`
         (epoch s), oldest first, each whole: hash, deliveries, their attempts and actions."""
         with translate_redis_errors():
-            scored = self.redis.zrangebyscore(
+            scored: list[tuple[bytes, float]] = self.redis.zrangebyscore(  # type: ignore[assignment]
                 self.keys.terminal_index(),
                 "-inf",
                 f"({int(done_before * 1000)}",
@@ -116,9 +115,7 @@ class LedgerCold:
             for event_id, _ in scored:
                 pipe.hgetall(self.keys.event(text(event_id)))
             events = [decode(raw) for raw in pipe.execute()]
-            delivery_ids = [
-                [i for i in ev.get("deliveries", "").split(",") if i] for ev in events
-            ]
+            delivery_ids = [[i for i in ev.get("deliveries", "").split(",") if i] for ev in events]
             for ids in delivery_ids:
                 for delivery_id in ids:
                     pipe.hgetall(self.keys.delivery(delivery_id))
@@ -187,7 +184,7 @@ class LedgerCold:
         the first `offset`, with their received_at (ms)."""
         key = self.keys.source_events(source) if source else self.keys.events()
         with translate_redis_errors():
-            found = self.redis.zrevrangebyscore(
+            found: list[tuple[bytes, float]] = self.redis.zrevrangebyscore(  # type: ignore[assignment]
                 key,
                 int(until * 1000) if until is not None else "+inf",
                 int(since * 1000) if since is not None else "-inf",
@@ -214,7 +211,7 @@ class LedgerCold:
         """When the oldest event still in Redis became done for good (epoch s), if any."""
         with translate_redis_errors():
             first = self.redis.zrange(self.keys.terminal_index(), 0, 0, withscores=True)
-        return first[0][1] / 1000 if first else None
+        return float(first[0][1]) / 1000 if first else None
 
     def done_count(self) -> int:
         """Events done for good still in Redis (archived once their retention passed)."""
