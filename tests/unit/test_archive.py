@@ -14,7 +14,7 @@ from typing import Any
 
 import fakeredis
 import pytest
-from conftest import crmhub, hub_ledger, make_settings
+from conftest import crmhub, hub_ledger, make_settings, text
 
 from core.archive import Archive, EventQuery, open_archive
 from core.archive.emails import emails_in
@@ -69,7 +69,8 @@ class Hub:
         return accepted.event_id, ids
 
     def finish(self, delivery_id: str, outcome: str, now: float = T0) -> None:
-        assert self.ledger.claim(delivery_id, token="t", now=now, lease_seconds=60).status == "claimed"
+        claim = self.ledger.claim(delivery_id, token="t", now=now, lease_seconds=60)
+        assert claim.status == "claimed"
         self.ledger.finish(
             delivery_id,
             token="t",
@@ -85,11 +86,17 @@ class Hub:
         self.finish(delivery_id, "delivered", now=now)
         return event_id
 
+    def find(self, event_id: str) -> dict[str, Any]:
+        """The event from either store (it must be in one)."""
+        found = find_event(self.ledger, self.archive, event_id)
+        assert found is not None, event_id
+        return found
+
     def run(self, now: float) -> Any:
         return archive_pass(self.ledger, self.archive, self.settings, clock=lambda: now)
 
     def hot_keys(self) -> set[str]:
-        return {k.decode() for k in self.redis.keys("*")}
+        return {text(k) for k in self.redis.keys("*")}
 
 
 @pytest.fixture
@@ -110,7 +117,7 @@ def hub(settings: Settings) -> Iterator[Hub]:
 def test_done_events_leave_redis_for_the_archive_once_their_retention_passed(hub: Hub) -> None:
     event_id = hub.delivered_event()
     assert hub.run(T0 + DAY - 1).moved == 0  # still within CRMHUB_HOT_RETENTION_SECONDS
-    assert find_event(hub.ledger, hub.archive, event_id)["archived"] is False
+    assert hub.find(event_id)["archived"] is False
 
     result = hub.run(T0 + DAY + 1)
     assert (result.moved, result.written) == (1, 1)
@@ -148,8 +155,8 @@ def test_only_events_done_for_good_move_and_a_dead_letter_keeps_its_event_hot(hu
     unrouted, _ = hub.accept(deliveries=0)
     assert hub.run(T0 + 30 * DAY).moved == 1  # the unrouted one only
     for event_id in (waiting, dead, half):
-        assert find_event(hub.ledger, hub.archive, event_id)["archived"] is False
-    assert find_event(hub.ledger, hub.archive, unrouted)["archived"] is True
+        assert hub.find(event_id)["archived"] is False
+    assert hub.find(unrouted)["archived"] is True
 
 
 def test_a_discarded_dead_letter_is_archived_with_the_reason(hub: Hub) -> None:
@@ -159,7 +166,7 @@ def test_a_discarded_dead_letter_is_archived_with_the_reason(hub: Hub) -> None:
 
     operations.discard(hub.ledger, [delivery_id], reason="customer left", by="op", now=T0 + 5)
     assert hub.run(T0 + 5 + DAY + 1).moved == 1
-    shown = find_event(hub.ledger, hub.archive, event_id)
+    shown = hub.find(event_id)
     [delivery] = shown["deliveries"]
     assert delivery["state"] == "discarded"
     assert delivery["actions"][-1]["reason"] == "customer left"
@@ -192,7 +199,7 @@ def test_an_event_that_changed_after_it_was_read_is_not_evicted(hub: Hub) -> Non
     batch = hub.ledger.terminal_batch(T0 + DAY, 10)
     hub.redis.hset(f"hub:dlv:{batch[0].deliveries[0].fields['id']}", "updated_at", "1")
     assert hub.ledger.evict(batch, T0 + DAY) == 0
-    assert find_event(hub.ledger, hub.archive, event_id)["archived"] is False
+    assert hub.find(event_id)["archived"] is False
 
 
 def test_the_archiver_works_in_batches_of_the_configured_size(
@@ -255,7 +262,7 @@ def test_archive_retention_deletes_old_events_in_batches(
     result = hub.run(T0 + 7 * DAY + 1)  # the first three are 7 days old now
     assert result.expired == 3
     assert all(find_event(hub.ledger, hub.archive, e) is None for e in old)
-    assert find_event(hub.ledger, hub.archive, recent)["archived"] is True
+    assert hub.find(recent)["archived"] is True
     assert hub.archive.count() == 1
     hub.archive.close()
 
@@ -276,9 +283,7 @@ def test_lists_merge_both_stores_newest_first_and_say_which(hub: Hub) -> None:
     rows = list_events(hub.ledger, hub.archive, EventQuery(), limit=10)
     assert [(r["id"], r["archived"]) for r in rows] == [(new, False), (old, True)]
     assert rows[1]["deliveries"] == 1 and rows[1]["state"] == "recorded"
-    assert [r["id"] for r in list_events(hub.ledger, hub.archive, EventQuery(), limit=1)] == [
-        new
-    ]
+    assert [r["id"] for r in list_events(hub.ledger, hub.archive, EventQuery(), limit=1)] == [new]
     assert [
         r["id"] for r in list_events(hub.ledger, hub.archive, EventQuery(), limit=1, offset=1)
     ] == [old]
@@ -376,7 +381,8 @@ def test_events_show_and_list_say_where_an_event_is(hub: Hub, settings: Settings
     shown = crmhub(settings, "events", "show", event_id, "--json", ledger=hub.ledger)
     assert shown.exit_code == 0, shown.output
     assert json.loads(shown.output)["archived"] is True
-    assert "stored    archive" in crmhub(settings, "events", "show", event_id, ledger=hub.ledger).output
+    text = crmhub(settings, "events", "show", event_id, ledger=hub.ledger).output
+    assert "stored    archive" in text
     listed = crmhub(
         settings, "events", "list", "--email", "ada@example.com", "--json", ledger=hub.ledger
     )
@@ -388,16 +394,12 @@ def test_events_show_and_list_say_where_an_event_is(hub: Hub, settings: Settings
 
 def test_archive_run_and_status_commands(hub: Hub, settings: Settings) -> None:
     hub.delivered_event(now=time.time() - 2 * DAY)  # due for the archive, not past retention
-    status = json.loads(
-        crmhub(settings, "archive", "status", "--json", ledger=hub.ledger).output
-    )
+    status = json.loads(crmhub(settings, "archive", "status", "--json", ledger=hub.ledger).output)
     assert status["done_in_redis"] == 1 and status["lag_seconds"] > 0
     run = crmhub(settings, "archive", "run", "--until-caught-up", ledger=hub.ledger)
     assert run.exit_code == 0, run.output
     assert "moved 1 event(s) to the archive (1 new there)" in run.output
-    status = json.loads(
-        crmhub(settings, "archive", "status", "--json", ledger=hub.ledger).output
-    )
+    status = json.loads(crmhub(settings, "archive", "status", "--json", ledger=hub.ledger).output)
     assert (status["done_in_redis"], status["archived_events"], status["lag_seconds"]) == (
         0,
         1,
