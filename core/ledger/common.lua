@@ -26,7 +26,7 @@
 --   <p>:dlv:{id}:attempts              list    its attempts (JSON), the last 100
 --   <p>:dlv:{id}:actions               list    operators' actions on it (JSON)
 --   <p>:rk:{rk}                        zset    one CRM record's deliveries by seq; head goes
---   <p>:rkmeta:{rk}                    hash    applied_ms (newest_wins)
+--   <p>:rkmeta:{rk}                    hash    applied_ms (newest_wins; TTL)
 --   <p>:idx:pending                    zset    published PENDING, by publish time
 --   <p>:idx:inflight                   zset    IN_FLIGHT, by lease expiry
 --   <p>:idx:scheduled                  zset    SCHEDULED, by due time

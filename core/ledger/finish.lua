@@ -5,7 +5,8 @@
 --           due (ms: retry, deferred), error, category (DeadCategory, dead),
 --           dead_letter (JSON text: what an operator needs to fix it, dead; stored as
 --           dead_record), transient (counts toward the breaker), cooldown_until (ms),
---           pause (JSON text, held), breaker: {threshold, open_ms, max_open_ms}}
+--           pause (JSON text, held), breaker: {threshold, open_ms, max_open_ms},
+--           applied_ttl (s: how long a record's newest_wins timestamp is kept)}
 -- Reply: {'lost'} when the lease was lost (another worker owns the delivery now), else
 -- {'ok', newly_paused (0|1)}. Decoded by core/ledger/replies.py (finished) into a Finish.
 local id = req.id
@@ -60,6 +61,9 @@ if outcome == AttemptOutcome.delivered or outcome == AttemptOutcome.superseded t
       if not applied or occurred > applied then
         redis.call('HSET', record_applied_key(rk), 'applied_ms', occurred)
       end
+      -- kept as long as a sender's repeat is recognised (the dedupe window), not forever:
+      -- Redis holds nothing per record once its events are archived and the window is over
+      redis.call('EXPIRE', record_applied_key(rk), req.applied_ttl)
     end
   end
 elseif outcome == AttemptOutcome.dead then

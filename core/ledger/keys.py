@@ -93,7 +93,8 @@ LAYOUT: tuple[KeyKind, ...] = (
         "record_applied",
         "rkmeta:{rk}",
         "hash",
-        "applied_ms: the newest source timestamp written to the record (newest_wins)",
+        "applied_ms: the newest source timestamp written to the record (newest_wins); "
+        "expires after the dedupe window",
     ),
     KeyKind(
         "pending_index", "idx:pending", "zset", "published PENDING deliveries, by publish time"

@@ -265,6 +265,7 @@ class Ledger(LedgerReads, LedgerCold):
                 transient=transient,
                 cooldown_until=int((cooldown_until or 0) * 1000),
                 pause=json.dumps(pause or {}),
+                applied_ttl=self.dedupe_ttl_seconds,
                 breaker={
                     "threshold": threshold,
                     "open_ms": int(open_s * 1000),
