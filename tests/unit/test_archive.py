@@ -99,11 +99,16 @@ class Hub:
         return {text(k) for k in self.redis.keys("*")}
 
 
+def archive_settings(directory: Path, archive_url: str, **env: str) -> Settings:
+    """A hub with an empty configuration, its archive at `archive_url`."""
+    config = directory / "crmhub.yaml"
+    config.write_text("sources: {}\nconnections: {}\nmappings: {}\n")
+    return make_settings(config, "hub", CRMHUB_ARCHIVE_URL=archive_url, **env)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, archive_database_url: str) -> Settings:
-    config = tmp_path / "crmhub.yaml"
-    config.write_text("sources: {}\nconnections: {}\nmappings: {}\n")
-    return make_settings(config, "hub", CRMHUB_ARCHIVE_URL=archive_database_url)
+    return archive_settings(tmp_path, archive_database_url)
 
 
 @pytest.fixture
@@ -205,11 +210,7 @@ def test_an_event_that_changed_after_it_was_read_is_not_evicted(hub: Hub) -> Non
 def test_the_archiver_works_in_batches_of_the_configured_size(
     tmp_path: Path, archive_database_url: str
 ) -> None:
-    config = tmp_path / "crmhub.yaml"
-    config.write_text("sources: {}\nconnections: {}\nmappings: {}\n")
-    settings = make_settings(
-        config, "hub", CRMHUB_ARCHIVE_URL=archive_database_url, CRMHUB_ARCHIVE_BATCH_SIZE="2"
-    )
+    settings = archive_settings(tmp_path, archive_database_url, CRMHUB_ARCHIVE_BATCH_SIZE="2")
     hub = Hub(settings)
     for _ in range(5):
         hub.delivered_event()
@@ -228,11 +229,7 @@ def test_the_archiver_works_in_batches_of_the_configured_size(
 
 
 def test_hot_retention_is_the_setting(tmp_path: Path, archive_database_url: str) -> None:
-    config = tmp_path / "crmhub.yaml"
-    config.write_text("sources: {}\nconnections: {}\nmappings: {}\n")
-    settings = make_settings(
-        config, "hub", CRMHUB_ARCHIVE_URL=archive_database_url, CRMHUB_HOT_RETENTION_SECONDS="60"
-    )
+    settings = archive_settings(tmp_path, archive_database_url, CRMHUB_HOT_RETENTION_SECONDS="60")
     hub = Hub(settings)
     hub.delivered_event()
     assert hub.run(T0 + 59).moved == 0
@@ -246,12 +243,9 @@ def test_hot_retention_is_the_setting(tmp_path: Path, archive_database_url: str)
 def test_archive_retention_deletes_old_events_in_batches(
     tmp_path: Path, archive_database_url: str
 ) -> None:
-    config = tmp_path / "crmhub.yaml"
-    config.write_text("sources: {}\nconnections: {}\nmappings: {}\n")
-    settings = make_settings(
-        config,
-        "hub",
-        CRMHUB_ARCHIVE_URL=archive_database_url,
+    settings = archive_settings(
+        tmp_path,
+        archive_database_url,
         CRMHUB_ARCHIVE_RETENTION_DAYS="7",
         CRMHUB_ARCHIVE_BATCH_SIZE="2",
     )
@@ -411,9 +405,7 @@ def test_archive_run_and_status_commands(hub: Hub, settings: Settings) -> None:
 def test_migrations_apply_once_in_order_and_the_command_reports_them(
     tmp_path: Path, archive_database_url: str
 ) -> None:
-    config = tmp_path / "crmhub.yaml"
-    config.write_text("sources: {}\nconnections: {}\nmappings: {}\n")
-    settings = make_settings(config, "hub", CRMHUB_ARCHIVE_URL=archive_database_url)
+    settings = archive_settings(tmp_path, archive_database_url)
     first = crmhub(settings, "archive", "migrate", "--json")
     assert first.exit_code == 0, first.output
     assert json.loads(first.output)["applied"] == [1] and json.loads(first.output)["version"] == 1
