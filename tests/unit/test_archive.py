@@ -430,3 +430,28 @@ def test_an_archive_url_of_another_kind_is_refused_at_start() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"CRMHUB_ARCHIVE_URL": "mysql://u:secret@h/db"})
     assert "secret" not in str(caught.value)
+
+
+# the scheduler ------------------------------------------------------------------------------
+def test_the_scheduler_runs_the_archive_pass_on_the_control_queue(
+    hub: Hub, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # workers.celery_app builds its app from the environment as it is imported: never the
+    # embedded Redis (nothing connects here)
+    monkeypatch.setenv("CRMHUB_REDIS_URL", "redis://127.0.0.1:9/0")
+    from workers import archiver
+    from workers.celery_app import ARCHIVE_INTERVAL_SECONDS, make_celery
+    from workers.runtime import WorkerRuntime
+
+    app = make_celery(settings.with_redis("redis://127.0.0.1:9/0"))  # not connected here
+    assert app.conf.beat_schedule["archive"]["task"] == "crmhub.archive"
+    assert app.conf.beat_schedule["archive"]["schedule"] == ARCHIVE_INTERVAL_SECONDS
+    assert app.conf.task_routes["crmhub.archive"] == {"queue": settings.control_queue}
+
+    hub.delivered_event(now=time.time() - 2 * DAY)
+    rt = WorkerRuntime(settings=settings, config=None, ledger=hub.ledger)  # type: ignore[arg-type]
+    try:
+        assert archiver.archive(rt)["moved"] == 1  # what the task runs
+        assert archiver.process_archive(rt).count() == 1
+    finally:
+        archiver.close_archive()
