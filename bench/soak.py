@@ -42,6 +42,7 @@ import httpx
 import psutil
 import redis
 from common import REPO, BenchError, Service, log, wait_http
+from pipeline import celery_worker_command
 
 from core.embedded_redis import EmbeddedRedis, free_port
 from core.ledger import open_ledger
@@ -281,21 +282,9 @@ def soak(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                 f"127.0.0.1:{web_port}",
                 "app.wsgi:app",
             ],
-            "worker": [
-                *py,
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "--loglevel",
-                "WARNING",
-                "--concurrency",
-                "2",
-                "--queues",
-                "crmhub.deliveries,crmhub.control",
-                "--without-gossip",
-                "--without-mingle",
-            ],
+            "worker": celery_worker_command(
+                "workers.celery_app", "crmhub.deliveries,crmhub.control", 2
+            ),
             "beat": [
                 *py,
                 "celery",
