@@ -23,8 +23,10 @@ import psycopg
 from core.errors import ArchiveUnavailable
 
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
-#: the errors of either driver that say the database is out of reach (or busy past the wait)
+#: the errors of either driver that say the database is out of reach (or busy past the wait),
+#: and the file system's (a SQLite directory that cannot be made)
 UNAVAILABLE = (
+    OSError,
     sqlite3.OperationalError,
     psycopg.OperationalError,
     psycopg.InterfaceError,

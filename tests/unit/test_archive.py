@@ -455,3 +455,15 @@ def test_the_scheduler_runs_the_archive_pass_on_the_control_queue(
         assert archiver.process_archive(rt).count() == 1
     finally:
         archiver.close_archive()
+
+
+def test_an_archive_that_cannot_be_reached_says_where_and_why() -> None:
+    from core.archive import Database
+    from core.errors import ArchiveUnavailable
+
+    for url in ("sqlite:////proc/no-such/archive.sqlite3", "postgresql://nobody@127.0.0.1:9/x"):
+        db = Database(url)
+        unreachable = pytest.raises(ArchiveUnavailable, match=r"the archive \((SQLite|Postgre)")
+        with unreachable, db.transaction() as tx:
+            tx.execute("SELECT 1")
+        db.close()
