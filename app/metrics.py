@@ -11,7 +11,7 @@ free text.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -21,7 +21,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from app.runtime import Hub
-from core.errors import LedgerUnavailable
+from core.archive import Archive, open_archive
+from core.archive.mover import archive_lag_seconds, oldest_done_age_seconds
+from core.errors import ArchiveUnavailable, LedgerUnavailable
 from core.ledger.keys import StatsHash
 from core.operations import STATE_NAMES
 from core.vocabulary import CircuitState
@@ -157,6 +159,78 @@ def _target_usage(hub: Hub) -> Iterator[Metric]:
     yield usage
 
 
+class StorageCollector(Collector):
+    """Hot and cold storage: Redis memory against its limit, how far the archiver is behind,
+    what the archive holds (core/archive/)."""
+
+    def __init__(self, hub: Hub, archive: Callable[[], Archive]) -> None:
+        self.hub = hub
+        self.archive = archive  # opened on first use
+
+    def collect(self) -> Iterator[Metric]:
+        ledger = self.hub.ledger
+        try:
+            memory = ledger.memory()
+            done = ledger.done_count()
+            age = oldest_done_age_seconds(ledger)
+            lag = archive_lag_seconds(ledger, self.hub.settings)
+        except (LedgerUnavailable, redis.RedisError):
+            return  # crmhub_ledger_up says so
+        for name, help_text, value in (
+            (
+                "crmhub_redis_memory_used_bytes",
+                "Memory Redis uses (INFO used_memory)",
+                memory["used"],
+            ),
+            (
+                "crmhub_redis_memory_limit_bytes",
+                "Redis's maxmemory (0: no limit set); at the limit Redis refuses writes "
+                "(noeviction) and the receiver answers 503",
+                memory["limit"],
+            ),
+            ("crmhub_hot_done_events", "Events done for good still in Redis", done),
+            (
+                "crmhub_archive_oldest_done_age_seconds",
+                "Age of the oldest event done for good still in Redis",
+                age,
+            ),
+            (
+                "crmhub_archive_lag_seconds",
+                "How far past CRMHUB_HOT_RETENTION_SECONDS the oldest done event still in "
+                "Redis is (0: the archiver keeps up)",
+                lag,
+            ),
+        ):
+            gauge = GaugeMetricFamily(name, help_text)
+            gauge.add_metric([], float(value))
+            yield gauge
+        up = GaugeMetricFamily("crmhub_archive_up", "1 if the archive's database answers")
+        try:
+            rows = self.archive().count()
+        except ArchiveUnavailable:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        archived = GaugeMetricFamily("crmhub_archive_events", "Events in the archive")
+        archived.add_metric([], float(rows))
+        yield archived
+
+
+def _archive_of(hub: Hub) -> Callable[[], Archive]:
+    """This process's archive, opened when first read (its schema migrated first)."""
+    extensions = current_app.extensions
+
+    def archive() -> Archive:
+        if "crmhub.archive" not in extensions:
+            extensions["crmhub.archive"] = open_archive(hub.settings)
+        opened: Archive = extensions["crmhub.archive"]
+        return opened
+
+    return archive
+
+
 def _authorized(token: str) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(
@@ -182,6 +256,7 @@ def metrics() -> Response | tuple[Response, int, dict[str, str]]:
         )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LedgerCollector(hub))
+    registry.register(StorageCollector(hub, _archive_of(hub)))
     # CONTENT_TYPE_LATEST carries its charset already: content_type, not mimetype (which
     # would append a second one)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

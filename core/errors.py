@@ -12,6 +12,10 @@ the packages to hold that), so "one of ours, with a message meant for a person" 
     │   ├── DataError                   never retried: dead-lettered with a category
     │   └── AuthError                   credentials refused after a refresh: pause
     ├── LedgerUnavailable               Redis cannot be reached: 503, the lease runs out
+    ├── ArchiveUnavailable              the archive's database cannot be reached or used
+    │                                   (core/archive/database.py)
+    ├── ArchiverBusy                    an erasure waited too long for the archiver's lock
+    │                                   (core/archive/erasure.py)
     ├── ConfigError                     the configuration is invalid: every ConfigProblem
     ├── BadPayload (ValueError)         a webhook body is not what its source promises: 400
     │                                   (core/intake.py)
@@ -109,6 +113,11 @@ class AuthError(HubError):
 class LedgerUnavailable(CrmhubError):
     """The ledger store (Redis) cannot be reached: not a delivery failure (so not a HubError);
     the receiver answers 503 + Retry-After, a worker leaves its lease to run out."""
+
+
+class ArchiveUnavailable(CrmhubError):
+    """The archive's database (SQLite file, PostgreSQL) cannot be reached or written: the
+    events stay in Redis (nothing is removed before the archive has them) until it can."""
 
 
 class ConfigError(CrmhubError):

@@ -41,6 +41,25 @@ def _port(env: Mapping[str, str], name: str, default: int, problems: list[Config
     return value
 
 
+#: what CRMHUB_ARCHIVE_URL may name (core/archive/database.py)
+ARCHIVE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def _archive_url(env: Mapping[str, str], problems: list[ConfigProblem]) -> str | None:
+    url = env.get("CRMHUB_ARCHIVE_URL") or None
+    if url and url.split(":", 1)[0] not in ARCHIVE_SCHEMES:
+        problems.append(
+            ConfigProblem(
+                "environment",
+                "CRMHUB_ARCHIVE_URL",
+                f"expected postgresql://user@host:port/database or sqlite:///path/file.db, "
+                f"got {url.split(':', 1)[0]}:...",
+            )
+        )
+        return None
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None  # None: the embedded redis-server under var_dir
@@ -64,6 +83,11 @@ class Settings:
     # the operator API and dashboard (core/operator_tokens.py): none, every /api/v1 call is 401
     operator_tokens: tuple[OperatorToken, ...] = field(default=(), repr=False)
     secret_key: str | None = field(default=None, repr=False)  # signs dashboard sessions
+    # hot and cold (core/archive/): how long done events stay in Redis, where they go then
+    hot_retention_seconds: int = 86400
+    archive_url: str | None = None  # None: SQLite at var_dir/archive.sqlite3
+    archive_retention_days: int = 90
+    archive_batch_size: int = 500  # events per move (one read, one archive write, one evict)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -93,6 +117,10 @@ class Settings:
             demo_hubspot_port=_port(env, "CRMHUB_DEMO_HUBSPOT_PORT", 8901, problems),
             operator_tokens=parse_operator_tokens(env, problems),
             secret_key=env.get("CRMHUB_SECRET_KEY") or None,
+            hot_retention_seconds=_int(env, "CRMHUB_HOT_RETENTION_SECONDS", 86400, problems),
+            archive_url=_archive_url(env, problems),
+            archive_retention_days=_int(env, "CRMHUB_ARCHIVE_RETENTION_DAYS", 90, problems),
+            archive_batch_size=_int(env, "CRMHUB_ARCHIVE_BATCH_SIZE", 500, problems),
             environ=env,
         )
         if problems:
@@ -104,6 +132,11 @@ class Settings:
         from dataclasses import replace
 
         return replace(self, redis_url=url)
+
+    @property
+    def archive_location(self) -> str:
+        """The archive's URL: CRMHUB_ARCHIVE_URL, else a SQLite file under the var dir."""
+        return self.archive_url or f"sqlite:///{(self.var_dir / 'archive.sqlite3').absolute()}"
 
     @property
     def embedded_redis_dir(self) -> Path:

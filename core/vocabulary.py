@@ -104,6 +104,7 @@ class OperatorAction(StrEnum):
     EDIT = "edit"  # edit-and-replay: the edited event kept beside the original
     PAUSE = "pause"
     RESUME = "resume"
+    PURGE = "purge"  # erase a person's events from both stores (`crmhub events purge`)
 
 
 class WebhookOutcome(StrEnum):

@@ -22,6 +22,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from archives import BACKENDS, archive_url  # noqa: E402
 from click.testing import CliRunner, Result  # noqa: E402
 
 from app.cli import main  # noqa: E402
@@ -135,3 +136,10 @@ def crmhub(
     of the ones the command would build from them)."""
     ctx = CliContext(_settings=settings, _config=config, _ledger=ledger)
     return CliRunner().invoke(main, list(args), obj=ctx, input=stdin)
+
+
+@pytest.fixture(params=BACKENDS)
+def archive_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The archive's URL, once per database (tests/archives.py): SQLite and PostgreSQL."""
+    with archive_url(request.param, tmp_path) as url:
+        yield url

@@ -25,6 +25,8 @@ from core.settings import Settings
 VISIBILITY_TIMEOUT = 3600
 SWEEP_INTERVAL_SECONDS = 2.0
 ALERT_INTERVAL_SECONDS = 5.0
+#: the archive pass (workers/archiver.py): often enough that a move is a small batch
+ARCHIVE_INTERVAL_SECONDS = 10.0
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -61,6 +63,7 @@ def make_celery(settings: Settings) -> Celery:
         task_routes={
             "crmhub.sweep": {"queue": settings.control_queue},
             "crmhub.send_alerts": {"queue": settings.control_queue},
+            "crmhub.archive": {"queue": settings.control_queue},
         },
         beat_schedule={
             "sweep": {
@@ -72,6 +75,11 @@ def make_celery(settings: Settings) -> Celery:
                 "task": "crmhub.send_alerts",
                 "schedule": ALERT_INTERVAL_SECONDS,
                 "options": {"expires": ALERT_INTERVAL_SECONDS * 5},
+            },
+            "archive": {
+                "task": "crmhub.archive",
+                "schedule": ARCHIVE_INTERVAL_SECONDS,
+                "options": {"expires": ARCHIVE_INTERVAL_SECONDS * 3},
             },
         },
     )

@@ -13,6 +13,7 @@ from core.ledger import open_ledger
 from core.reload import reload_on_hangup
 from core.settings import Settings
 from workers import runtime_holder
+from workers.archiver import archive, close_archive
 from workers.delivery import run_delivery
 from workers.sweeper import send_alerts, sweep
 
@@ -27,6 +28,12 @@ def _fresh_runtime_after_fork(**_: object) -> None:
 @worker_process_shutdown.connect
 def _close_runtime(**_: object) -> None:
     runtime_holder.reset()
+
+
+@worker_process_init.connect
+@worker_process_shutdown.connect
+def _own_archive_connection(**_: object) -> None:
+    close_archive()  # never share the archive's connection across a fork either
 
 
 @worker_ready.connect
@@ -76,3 +83,8 @@ def sweep_task() -> dict[str, int]:
 @shared_task(name="crmhub.send_alerts", ignore_result=True)
 def send_alerts_task() -> int:
     return send_alerts(runtime_holder.get())
+
+
+@shared_task(name="crmhub.archive", ignore_result=True)
+def archive_task() -> dict[str, int | bool]:
+    return archive(runtime_holder.get())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from app.cli.archive_cmd import archive_group
 from app.cli.auth_cmd import auth_group
 from app.cli.config_cmd import config_group
 from app.cli.dlq_cmd import dlq_group
@@ -37,3 +38,4 @@ main.add_command(dlq_group)
 main.add_command(auth_group)
 main.add_command(send_test)
 main.add_command(fake)
+main.add_command(archive_group)

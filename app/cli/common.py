@@ -12,8 +12,9 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from connectors.validation import EXIT_CONFIG
+from core.archive import Archive, open_archive
 from core.config import Config, load_config
-from core.errors import ConfigError, LedgerUnavailable
+from core.errors import ArchiveUnavailable, ConfigError, LedgerUnavailable
 from core.ledger import Ledger, open_ledger
 from core.settings import Settings
 
@@ -28,6 +29,7 @@ class CliContext:
     _settings: Settings | None = None
     _config: Config | None = None
     _ledger: Ledger | None = None
+    _archive: Archive | None = None
 
     @property
     def settings(self) -> Settings:
@@ -51,6 +53,13 @@ class CliContext:
         if self._ledger is None:
             self._ledger = open_ledger(self.settings)
         return self._ledger
+
+    @property
+    def archive(self) -> Archive:
+        """The archive (core/archive/), its schema migrated on first use."""
+        if self._archive is None:
+            self._archive = open_archive(self.settings)
+        return self._archive
 
 
 pass_ctx = click.make_pass_decorator(CliContext, ensure=True)
@@ -96,5 +105,7 @@ def handles_hub_errors(func: F) -> F:
             sys.exit(EXIT_CONFIG)
         except LedgerUnavailable as exc:
             fail(f"{exc} (is the hub's Redis running? see CRMHUB_REDIS_URL)", EXIT_UNAVAILABLE)
+        except ArchiveUnavailable as exc:
+            fail(f"{exc} (see CRMHUB_ARCHIVE_URL)", EXIT_UNAVAILABLE)
 
     return wrapper  # type: ignore[return-value]

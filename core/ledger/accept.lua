@@ -42,6 +42,7 @@ for index, ev in ipairs(req.events) do
     redis.call('ZADD', events_key(), ev.received, ev.id)
     redis.call('ZADD', source_events_key(ev.source), ev.received, ev.id)
     index_terms(ev)
+    redis.call('ZADD', terminal_index_key(), now, ev.id)  -- done for good already
     out[#out + 1] = ev.id; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 1
   else
     redis.call('HINCRBY', stats, ev.source .. '|' .. WebhookOutcome.accepted, 1)
@@ -50,6 +51,9 @@ for index, ev in ipairs(req.events) do
     redis.call('ZADD', events_key(), ev.received, ev.id)
     redis.call('ZADD', source_events_key(ev.source), ev.received, ev.id)
     index_terms(ev)
+    if #ev.deliveries == 0 then  -- unrouted: done for good already
+      redis.call('ZADD', terminal_index_key(), now, ev.id)
+    end
     for _, d in ipairs(ev.deliveries) do
       -- one write of the delivery's hash, state included (this runs for every webhook)
       local seq = redis.call('INCR', seq_key())

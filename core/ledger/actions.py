@@ -18,10 +18,39 @@ from core.ledger.views import iso_from_ms, text
 _ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 
 
+#: entries kept (about: the stream is trimmed by whole nodes); operator.lua keeps the same
+LENGTH = 100_000
+#: an entry's fields that every action has; the rest of an entry is its `details`
+_COMMON = {
+    "at_ms",
+    "action",
+    "by",
+    "via",
+    "reason",
+    "connection",
+    "operation",
+    "filter",
+    "ids",
+    "count",
+}
+
+
 class ActionLog:
     def __init__(self, client: redis.Redis, keys: LedgerKeys) -> None:
         self.redis = client
         self.keys = keys
+
+    def record(self, entry: dict[str, Any], now: float) -> None:
+        """An action taken outside the ledger's scripts (an erasure spans Redis and the
+        archive), into the same log the scripts write."""
+        entry = {**entry, "at_ms": int(now * 1000)}
+        with translate_redis_errors():
+            self.redis.xadd(
+                self.keys.action_log(),
+                {"entry": json.dumps(entry, separators=(",", ":"))},
+                maxlen=LENGTH,
+                approximate=True,
+            )
 
     def page(self, *, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         if cursor and not _ENTRY_ID.match(cursor):
@@ -54,4 +83,5 @@ def _row(entry_id: str, fields: dict[Any, Any]) -> dict[str, Any]:
         "count": int(entry.get("count") or len(ids)),
         # cjson writes an empty list as {}: a list either way
         "ids": list(ids) if isinstance(ids, list) else [],
+        "details": {k: v for k, v in entry.items() if k not in _COMMON} or None,
     }

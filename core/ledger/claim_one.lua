@@ -31,6 +31,7 @@ local function claim_one(id, token, lease_ms, rate, max_wait_ms)
       redis.call('HSET', delivery_key(id), 'superseded_by_ms', applied)
       redis.call('ZREM', record_queue_key(rk), id)
       advance(rk)
+      settle(redis.call('HGET', delivery_key(id), 'event_id'))
       return {ClaimStatus.superseded}
     end
   end

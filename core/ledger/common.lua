@@ -26,7 +26,7 @@
 --   <p>:dlv:{id}:attempts              list    its attempts (JSON), the last 100
 --   <p>:dlv:{id}:actions               list    operators' actions on it (JSON)
 --   <p>:rk:{rk}                        zset    one CRM record's deliveries by seq; head goes
---   <p>:rkmeta:{rk}                    hash    applied_ms (newest_wins)
+--   <p>:rkmeta:{rk}                    hash    applied_ms (newest_wins; TTL)
 --   <p>:idx:pending                    zset    published PENDING, by publish time
 --   <p>:idx:inflight                   zset    IN_FLIGHT, by lease expiry
 --   <p>:idx:scheduled                  zset    SCHEDULED, by due time
@@ -64,6 +64,8 @@
 --   <p>:sweep:lock                     string  one sweep at a time (Python only)
 --   <p>:config:generation              string  counter: configuration generation (Python only)
 --   <p>:config:refused                 hash    who refused a generation (Python only)
+--   <p>:idx:terminal                   zset    events done for good, by when (archiving)
+--   <p>:archive:lock                   string  one archiver at a time (Python only)
 local req = cjson.decode(ARGV[1])
 local p = req.prefix
 local now = tonumber(req.now)
@@ -131,4 +133,37 @@ local function schedule(id, conn, from, due)
   unpublish(id)
   redis.call('ZADD', scheduled_index_key(), due, id)
   redis.call('HSET', delivery_key(id), 'due_at', due)
+end
+
+-- Hot and cold: an event whose deliveries are all done for good (delivered, superseded,
+-- discarded) joins the terminal index, by when that happened; the archiver moves it out of
+-- Redis once CRMHUB_HOT_RETENTION_SECONDS have passed (core/ledger/cold.py). A dead letter
+-- keeps its event hot until an operator replays or discards it.
+local function done_for_good(state)
+  return state == State.delivered or state == State.superseded or state == State.discarded
+end
+
+-- an event's delivery ids (its hash's comma-separated `deliveries`)
+local function ids_of(listed)
+  local ids = {}
+  for id in string.gmatch(listed or '', '[^,]+') do ids[#ids + 1] = id end
+  return ids
+end
+
+-- An event leaving Redis (archived or erased) leaves the search index too: its terms are
+-- kept on its hash (`terms`, one per line) by accept, so no key naming an address outlives it.
+local function unindex_terms(event_id)
+  local terms = redis.call('HGET', event_key(event_id), 'terms')
+  for term in string.gmatch(terms or '', '[^\n]+') do
+    redis.call('ZREM', search_key(term), event_id)
+  end
+end
+
+local function settle(event_id)
+  local ids = redis.call('HGET', event_key(event_id), 'deliveries')
+  if not ids then return end
+  for _, did in ipairs(ids_of(ids)) do
+    if not done_for_good(redis.call('HGET', delivery_key(did), 'state')) then return end
+  end
+  redis.call('ZADD', terminal_index_key(), 'NX', now, event_id)
 end

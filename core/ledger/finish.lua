@@ -5,13 +5,15 @@
 --           due (ms: retry, deferred), error, category (DeadCategory, dead),
 --           dead_letter (JSON text: what an operator needs to fix it, dead; stored as
 --           dead_record), transient (counts toward the breaker), cooldown_until (ms),
---           pause (JSON text, held), breaker: {threshold, open_ms, max_open_ms}}
+--           pause (JSON text, held), breaker: {threshold, open_ms, max_open_ms},
+--           applied_ttl (s: how long a record's newest_wins timestamp is kept)}
 -- Reply: {'lost'} when the lease was lost (another worker owns the delivery now), else
 -- {'ok', newly_paused (0|1)}. Decoded by core/ledger/replies.py (finished) into a Finish.
 local id = req.id
 local d = delivery_key(id)
-local state, token, conn, rk, seq, occurred =
-  unpack(redis.call('HMGET', d, 'state', 'token', 'connection', 'rk', 'seq', 'occurred_ms'))
+local state, token, conn, rk, seq, occurred, event_id =
+  unpack(redis.call('HMGET', d, 'state', 'token', 'connection', 'rk', 'seq', 'occurred_ms',
+                    'event_id'))
 if state ~= State.in_flight or token ~= req.token then return {'lost'} end
 
 redis.call('RPUSH', attempts_key(id), req.attempt)
@@ -49,6 +51,7 @@ local newly_paused = 0
 local outcome = req.outcome
 if outcome == AttemptOutcome.delivered or outcome == AttemptOutcome.superseded then
   terminal(outcome)
+  settle(event_id)
   redis.call('DEL', bkey)
   if outcome == AttemptOutcome.delivered then
     redis.call('HSET', last, 'success_at', now)
@@ -58,6 +61,9 @@ if outcome == AttemptOutcome.delivered or outcome == AttemptOutcome.superseded t
       if not applied or occurred > applied then
         redis.call('HSET', record_applied_key(rk), 'applied_ms', occurred)
       end
+      -- kept as long as a sender's repeat is recognised (the dedupe window), not forever:
+      -- Redis holds nothing per record once its events are archived and the window is over
+      redis.call('EXPIRE', record_applied_key(rk), req.applied_ttl)
     end
   end
 elseif outcome == AttemptOutcome.dead then

@@ -56,7 +56,8 @@ LAYOUT: tuple[KeyKind, ...] = (
         "evt:{id}",
         "hash",
         "an accepted event: source, type, external_id, received_at, occurred_at, state "
-        "(EventState), deliveries (ids, comma-separated), body, headers",
+        "(EventState), deliveries (ids, comma-separated), body, headers, terms (its search "
+        "terms, one per line)",
     ),
     KeyKind("events", "events", "zset", "every event id, by received_at (ms)"),
     KeyKind(
@@ -93,7 +94,8 @@ LAYOUT: tuple[KeyKind, ...] = (
         "record_applied",
         "rkmeta:{rk}",
         "hash",
-        "applied_ms: the newest source timestamp written to the record (newest_wins)",
+        "applied_ms: the newest source timestamp written to the record (newest_wins); "
+        "expires after the dedupe window",
     ),
     KeyKind(
         "pending_index", "idx:pending", "zset", "published PENDING deliveries, by publish time"
@@ -269,6 +271,15 @@ LAYOUT: tuple[KeyKind, ...] = (
         "process -> JSON {generation, at, problems}: who could not load a generation",
         lua=False,
     ),
+    # hot and cold: what leaves Redis for the archive (core/ledger/cold.py, core/archive/)
+    KeyKind(
+        "terminal_index",
+        "idx:terminal",
+        "zset",
+        "events done for good (every delivery delivered, superseded or discarded; or none: "
+        "unrouted, echo), by when they became so (ms): what the archiver moves out",
+    ),
+    KeyKind("archive_lock", "archive:lock", "string", "one archiver at a time", lua=False),
 )
 
 
@@ -428,6 +439,13 @@ class LedgerKeys:
 
     def config_refusals(self) -> str:
         return f"{self._p}config:refused"
+
+    # hot and cold
+    def terminal_index(self) -> str:
+        return f"{self._p}idx:terminal"
+
+    def archive_lock(self) -> str:
+        return f"{self._p}archive:lock"
 
 
 LUA_KINDS = {kind.name: kind for kind in LAYOUT if kind.lua}

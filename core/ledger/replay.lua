@@ -22,6 +22,7 @@ for _, item in ipairs(req.items) do
     if req.action == OperatorAction.discard then
       unindex_dead(id)
       move(id, conn, State.dead, State.discarded)
+      settle(redis.call('HGET', delivery_key(id), 'event_id'))
     else
       rerun_dead(id, conn, item.rk)
     end

@@ -31,6 +31,8 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "resume": ("operator",),
     "replay": ("operator",),
     "edit": ("operator",),
+    "evict": (),
+    "purge": ("operator",),
 }
 #: the enumerations a script may name as `<Enum>.<value>`
 WORDS: dict[str, type[StrEnum]] = {**SCRIPT_WORDS, "StatsHash": StatsHash}

@@ -21,6 +21,7 @@ from core import redis_client
 from core.ledger import replies
 from core.ledger.actions import ActionLog
 from core.ledger.bulk import BulkOperations
+from core.ledger.cold import LedgerCold
 from core.ledger.dead_pages import DeadLetterPages
 from core.ledger.generations import ConfigGenerations
 from core.ledger.keys import LedgerKeys, StatsHash
@@ -59,7 +60,7 @@ def _gcra(requests: int, per_seconds: float) -> dict[str, float]:
     return {"interval_ms": interval, "burst_ms": interval * requests}
 
 
-class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites):
+class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerCold):
     """Everything the hub keeps in Redis, under one key prefix: events and deliveries (the
     methods here and in LedgerReads), and beside them the OAuth tokens (`tokens`), the alert
     outbox (`alerts`) and the configuration generation (`generations`)."""
@@ -148,13 +149,16 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites):
             "deliveries",
             ",".join(d.id for d in ev.deliveries),
         ]
+        terms = search_terms(ev.external_id, ev.body)
+        if terms:  # kept so that the event leaving Redis takes its index entries with it
+            fields += ["terms", "\n".join(terms)]
         return {
             "dedupe": self.keys.dedupe(ev.source, ev.external_id),
             "id": ev.id,
             "source": ev.source,
             "received": int(ev.received_at * 1000),
             "fields": fields,
-            "terms": search_terms(ev.external_id, ev.body),
+            "terms": terms,
             **(
                 {"echo": {"ref": ev.echo[0], "pairs": [list(p) for p in ev.echo[1]]}}
                 if ev.echo
@@ -275,6 +279,7 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites):
                 transient=transient,
                 cooldown_until=int((cooldown_until or 0) * 1000),
                 pause=json.dumps(pause or {}),
+                applied_ttl=self.dedupe_ttl_seconds,
                 breaker={
                     "threshold": threshold,
                     "open_ms": int(open_s * 1000),

@@ -198,6 +198,14 @@ class Hub:
             actual = Counter(r["state"] for r in deliveries.values() if r["connection"] == conn)
             assert counts[conn] == dict(actual), conn
             assert sum(counts[conn].values()) == sum(actual.values())
+        # hot and cold: an event is in the terminal index exactly when it is done for good
+        done = self.zset("idx", "terminal")
+        states: dict[str, set[str]] = {}
+        for raw in deliveries.values():
+            states.setdefault(raw["event_id"], set()).add(raw["state"])
+        for event_id, held_states in states.items():
+            finished = held_states <= {"delivered", "superseded", "discarded"}
+            assert (event_id in done) == finished, (event_id, held_states)
 
 
 @pytest.fixture

@@ -1,0 +1,224 @@
+"""Redis memory per event: what the hub holds for an event waiting to be delivered, and what
+is left of it once it was delivered and archived.
+
+What is measured
+    A redis-server of its own (core.embedded_redis: the flags `crmhub serve` runs it with), so
+    nobody else's keys move the figures. N events are accepted through the ledger (Ledger.accept,
+    as the receiver does), each a 1 KB Stripe `customer.updated` body with the headers the
+    receiver stores, one delivery each to its own record (so each has its Celery message queued).
+    Then: `held` = (used_memory after - before) / N, against the target of 2,048 bytes; where
+    it goes (MEMORY USAGE of a sample of each key kind; the shared sorted sets and the queue per
+    member); a dedupe key's cost (MEMORY USAGE, and used_memory freed per key when they are
+    deleted), against 150 bytes. Then every delivery is delivered, the archiver runs (SQLite in
+    a temporary directory) and `left` = what each event still costs Redis (its dedupe key until
+    the window ends; per record, its newest_wins timestamp).
+
+Run it from the repository root: `.venv/bin/python bench/memory.py [--events N] [--json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from core.archive import open_archive
+from core.archive.mover import archive_pass
+from core.embedded_redis import EmbeddedRedis
+from core.ids import new_delivery_id, new_event_id
+from core.ledger import Ledger, NewDelivery, NewEvent, open_ledger
+from core.settings import Settings
+from core.vocabulary import AttemptOutcome
+
+TARGET_HELD = 2048
+TARGET_DEDUPE = 150
+SAMPLE = 200
+
+
+def stripe_body(i: int) -> str:
+    """A Stripe customer.updated event of 1 KB, as Stripe sends it."""
+    event: dict[str, Any] = {
+        "id": f"evt_1Q{i:022d}",
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": 1732800000 + i,
+        "type": "customer.updated",
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": None, "idempotency_key": None},
+        "data": {
+            "object": {
+                "id": f"cus_{i:014d}",
+                "object": "customer",
+                "email": f"customer{i}@example.com",
+                "name": "Ada Lovelace",
+                "phone": "+15555550100",
+                "address": {"line1": "1 Main St", "city": "London", "postal_code": "N1 9GU"},
+                "metadata": {"plan": "pro", "version": str(i)},
+                "description": "",
+            }
+        },
+    }
+    event["data"]["object"]["description"] = "x" * (1024 - len(json.dumps(event)))
+    return json.dumps(event)
+
+
+HEADERS = {
+    "Content-Type": "application/json; charset=utf-8",
+    "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+    "Content-Length": "1024",
+}
+
+
+def new_event(i: int, now: float) -> NewEvent:
+    delivery = NewDelivery(
+        id=new_delivery_id(now),
+        mapping="stripe-customer-to-hubspot-contact",
+        connection="hubspot",
+        object="contacts",
+        record_key=f"hubspot:contacts:email=customer{i}@example.com",
+        occurred_ms=(1732800000 + i) * 1000,
+    )
+    return NewEvent(
+        id=new_event_id(now),
+        source="stripe",
+        type="customer.updated",
+        external_id=f"evt_1Q{i:022d}",
+        received_at=now,
+        occurred_at=str(1732800000 + i),
+        headers=HEADERS,
+        body=stripe_body(i),
+        deliveries=(delivery,),
+    )
+
+
+def used(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def per_key(client: redis.Redis, keys: list[str]) -> float:
+    return statistics.mean(int(client.memory_usage(k, samples=0) or 0) for k in keys)
+
+
+def measure(n: int, tmp: Path) -> dict[str, Any]:
+    server = EmbeddedRedis(tmp / "redis")
+    url = server.start()
+    try:
+        client = redis.Redis.from_url(url)
+        settings = Settings.from_env(
+            {
+                "CRMHUB_REDIS_URL": url,
+                "CRMHUB_VAR_DIR": str(tmp / "var"),
+                "CRMHUB_HOT_RETENTION_SECONDS": "1",
+            }
+        )
+        ledger: Ledger = open_ledger(settings, client)
+        now = time.time()
+        events = [new_event(i, now) for i in range(n)]
+        before = used(client)
+        for start in range(0, n, 200):
+            ledger.accept(events[start : start + 200], now)
+        held = (used(client) - before) / n
+        sample = events[:: max(1, n // SAMPLE)][:SAMPLE]
+        keys = ledger.keys
+        breakdown = {
+            "event hash (body and headers in it)": per_key(
+                client, [keys.event(e.id) for e in sample]
+            ),
+            "delivery hash": per_key(client, [keys.delivery(e.deliveries[0].id) for e in sample]),
+            "record queue (one per record)": per_key(
+                client, [keys.record_queue(e.deliveries[0].record_key) for e in sample]
+            ),
+            "dedupe key": per_key(client, [keys.dedupe(e.source, e.external_id) for e in sample]),
+        }
+        for label, key in (
+            ("events index, per event", keys.events()),
+            ("source's events index, per event", keys.source_events("stripe")),
+            ("pending index, per delivery", keys.pending_index()),
+            ("ready set, per delivery", keys.ready("hubspot", "contacts")),
+            ("queued Celery message, per delivery", ledger.queue.key),
+        ):
+            breakdown[label] = int(client.memory_usage(key, samples=0) or 0) / n
+        breakdown["the rest (key tables, expiry table, allocator)"] = held - sum(breakdown.values())
+
+        # deliver them all, archive them, see what is left
+        client.delete(ledger.queue.key)  # the worker would have taken the messages
+        for e in events:
+            d = e.deliveries[0].id
+            ledger.claim(d, token="t", now=now, lease_seconds=60)
+            ledger.finish(d, token="t", now=now, outcome=AttemptOutcome.DELIVERED, attempt={})
+        archive = open_archive(settings)
+        moved = 0
+        while True:
+            result = archive_pass(ledger, archive, settings, clock=lambda: now + 5)
+            moved += result.moved
+            if result.caught_up:
+                break
+        left = (used(client) - before) / n
+        kinds: dict[str, int] = {}
+        for key in client.scan_iter(count=1000):
+            kind = key.decode().split(":")[1]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        dedupe_before = used(client)
+        client.delete(*[keys.dedupe(e.source, e.external_id) for e in events])
+        dedupe_freed = (dedupe_before - used(client)) / n
+        archive.close()
+        return {
+            "events": n,
+            "redis_version": client.info("server")["redis_version"],
+            "held_bytes_per_event": round(held),
+            "target_held_bytes": TARGET_HELD,
+            "breakdown": {k: round(v) for k, v in breakdown.items()},
+            "dedupe_key_bytes": round(breakdown["dedupe key"]),
+            "dedupe_freed_per_key": round(dedupe_freed),
+            "target_dedupe_bytes": TARGET_DEDUPE,
+            "archived": moved,
+            "left_bytes_per_event_after_archive": round(left),
+            "left_without_dedupe_keys": round(left - dedupe_freed),
+            "keys_left_by_kind": kinds,
+        }
+    finally:
+        server.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="crmhub-memory-") as tmp:
+        figures = measure(args.events, Path(tmp))
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    print(
+        f"Redis {figures['redis_version']}, {figures['events']} events of 1 KB, one delivery each"
+    )
+    print(
+        f"held, per event (message queued): {figures['held_bytes_per_event']} bytes "
+        f"(target {TARGET_HELD})"
+    )
+    for label, value in figures["breakdown"].items():
+        print(f"  {value:>6}  {label}")
+    print(
+        f"dedupe key: {figures['dedupe_key_bytes']} bytes (MEMORY USAGE), "
+        f"{figures['dedupe_freed_per_key']} freed per key deleted (target {TARGET_DEDUPE})"
+    )
+    print(
+        f"after delivery and archiving ({figures['archived']} moved): "
+        f"{figures['left_bytes_per_event_after_archive']} bytes per event left in Redis, "
+        f"{figures['left_without_dedupe_keys']} without the dedupe keys; keys left: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(figures["keys_left_by_kind"].items()))
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

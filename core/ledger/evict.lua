@@ -1,0 +1,38 @@
+-- evict: archived events leave Redis (core/ledger/cold.py: the archiver has written them to
+-- the archive first), each with its deliveries, their attempts and actions, and its index
+-- entries; only if it is still done for good and unchanged since the archiver read it, so
+-- what leaves is exactly what the archive holds.
+-- ARGV[1]: {events: [{id, since (its terminal index score, ms), deliveries: [{id, updated
+--           (its updated_at as read)}]}]}
+-- Reply: per event, in order: 1 evicted, 0 kept (changed since it was read, or gone).
+local out = {}
+local terminal = terminal_index_key()
+
+local function unchanged(ev, listed)
+  if tonumber(redis.call('ZSCORE', terminal, ev.id)) ~= tonumber(ev.since) then return false end
+  local ids = ids_of(listed)
+  if #ids ~= #ev.deliveries then return false end
+  for i, d in ipairs(ev.deliveries) do
+    local state, updated = unpack(redis.call('HMGET', delivery_key(d.id), 'state', 'updated_at'))
+    if ids[i] ~= d.id or not done_for_good(state) or updated ~= d.updated then return false end
+  end
+  return true
+end
+
+for _, ev in ipairs(req.events) do
+  local source, listed = unpack(redis.call('HMGET', event_key(ev.id), 'source', 'deliveries'))
+  if source and unchanged(ev, listed) then
+    for _, d in ipairs(ev.deliveries) do
+      redis.call('DEL', delivery_key(d.id), attempts_key(d.id), actions_key(d.id))
+    end
+    unindex_terms(ev.id)
+    redis.call('DEL', event_key(ev.id))
+    redis.call('ZREM', events_key(), ev.id)
+    redis.call('ZREM', source_events_key(source), ev.id)
+    redis.call('ZREM', terminal, ev.id)
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
