@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 
 from core.settings import Settings
 
@@ -62,3 +62,34 @@ def init_sentry(settings: Settings, process: str) -> bool:
         return False
     sentry_sdk.set_tag("crmhub.process", process)
     return True
+
+
+#: Sentry levels for alert severities
+_LEVELS: dict[str, Literal["fatal", "error", "warning", "info"]] = {
+    "critical": "fatal",
+    "error": "error",
+    "warning": "warning",
+    "info": "info",
+}
+
+
+def report_alert(alert: dict[str, Any]) -> None:
+    """An alert that fires, as a Sentry message (when Sentry is initialised in this process),
+    grouped by its dedup key so one alert is one Sentry issue."""
+    if alert.get("status") != "firing":
+        return
+    try:
+        import sentry_sdk
+
+        if not sentry_sdk.is_initialized():
+            return
+        with sentry_sdk.new_scope() as scope:
+            scope.set_tag("alert.kind", alert.get("kind"))
+            scope.set_tag("connection", alert.get("connection") or "-")
+            scope.fingerprint = ["crmhub-alert", str(alert.get("dedup_key"))]
+            scope.set_context("alert", {k: alert.get(k) for k in ("id", "dedup_key", "details")})
+            sentry_sdk.capture_message(
+                str(alert.get("summary")), level=_LEVELS.get(str(alert.get("severity")), "error")
+            )
+    except Exception:  # reporting must never stop the alerts themselves
+        log.debug("sentry alert report failed", exc_info=True)

@@ -24,7 +24,6 @@ from core.settings import Settings
 #: seconds before Redis redelivers an unacknowledged message; far above any task's run time
 VISIBILITY_TIMEOUT = 3600
 SWEEP_INTERVAL_SECONDS = 2.0
-ALERT_INTERVAL_SECONDS = 5.0
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -68,10 +67,11 @@ def make_celery(settings: Settings) -> Celery:
                 "schedule": SWEEP_INTERVAL_SECONDS,
                 "options": {"expires": SWEEP_INTERVAL_SECONDS * 5},
             },
+            # evaluate the alert rules and send what is due (CRMHUB_ALERT_INTERVAL_SECONDS)
             "send-alerts": {
                 "task": "crmhub.send_alerts",
-                "schedule": ALERT_INTERVAL_SECONDS,
-                "options": {"expires": ALERT_INTERVAL_SECONDS * 5},
+                "schedule": float(settings.alert_interval_seconds),
+                "options": {"expires": settings.alert_interval_seconds * 5.0},
             },
         },
     )

@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from connectors.base import WriteResult
-from core.alerts import Alert
 from core.config import RetryPolicy
 from core.echo import canonical, echo_window, record_ref
 from core.errors import DataError, HubError, LedgerUnavailable
@@ -297,22 +296,16 @@ def _attempt_entry(
 
 
 def _alert_paused(rt: WorkerRuntime, connection: str, decision: Decision) -> None:
-    summary = (
-        f"crmhub paused connection {connection!r}: the target refused our credentials. "
-        f"Events are held, not lost. Fix the credentials, then `crmhub resume "
-        f"{connection}`."
+    """Logged here; on-call hears of it from the alert evaluator (core/alerting: the
+    connection_paused alert, within CRMHUB_ALERT_INTERVAL_SECONDS), once, with its sinks."""
+    log.error(
+        "crmhub paused connection %r: the target refused our credentials. Events are held, "
+        "not lost. Fix the credentials, then `crmhub resume %s`. (%s)",
+        connection,
+        connection,
+        decision.error,
+        extra={"connection": connection},
     )
-    log.error(summary + " (%s)", decision.error)
-    _report_to_sentry(None, message=summary)
-    if rt.settings.alert_webhook_url:
-        rt.ledger.alerts.put(
-            Alert(
-                kind="connection_paused",
-                connection=connection,
-                summary=summary,
-                detail=decision.error,
-            )
-        )
 
 
 def _report_to_sentry(exc: BaseException | None, message: str = "") -> None:

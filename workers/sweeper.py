@@ -12,7 +12,9 @@ import time
 
 import httpx
 
-from core.alerts import webhook_sender
+from core.alerting.report import maybe_send_report
+from core.alerting.service import configured_sinks, evaluate_alerts, send_notices, senders_for
+from core.observability import report_alert
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("crmhub.sweeper")
@@ -44,10 +46,26 @@ def sweep(rt: WorkerRuntime, now: float | None = None) -> dict[str, int]:
 
 
 def send_alerts(rt: WorkerRuntime, now: float | None = None) -> int:
-    url = rt.settings.alert_webhook_url
-    if not url or not rt.ledger.alerts.pending():
+    """Evaluate the alert rules, then hand due notices to their sinks (core/alerting)."""
+    settings = rt.settings
+    config = rt.config
+    evaluate_alerts(
+        rt.ledger,
+        config,
+        sinks=configured_sinks(config, settings.alert_webhook_url),
+        public_url=settings.public_url,
+        now=now,
+        report=report_alert,
+    )
+    maybe_send_report(
+        rt.ledger,
+        config,
+        sinks=configured_sinks(config, settings.alert_webhook_url),
+        public_url=settings.public_url,
+        now=now,
+    )
+    if not rt.ledger.alerts.pending():
         return 0
     with httpx.Client(timeout=5.0) as client:
-        return rt.ledger.alerts.send_due(
-            webhook_sender(url, client), time.time() if now is None else now
-        )
+        senders = senders_for(config, settings.environ, settings.alert_webhook_url, client)
+        return send_notices(rt.ledger, senders, now)

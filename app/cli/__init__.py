@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from app.cli.alerts_cmd import alerts_group, audit, health
 from app.cli.auth_cmd import auth_group
 from app.cli.config_cmd import config_group
 from app.cli.dlq_cmd import dlq_group
@@ -37,3 +38,6 @@ main.add_command(dlq_group)
 main.add_command(auth_group)
 main.add_command(send_test)
 main.add_command(fake)
+main.add_command(alerts_group)
+main.add_command(health)
+main.add_command(audit)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.config.alerting import AlertsConfig, IntegrationInfo
 from core.paths import ValueRef
 from core.signatures import VerifyOptions
 
@@ -36,6 +37,7 @@ class SourceConfig:
     public_url: str | None = None  # the URL senders sign, when behind a proxy
     max_body_bytes: int | None = None  # None: CRMHUB_MAX_BODY_BYTES (default 1 MiB)
     echo: EchoSpec | None = None
+    expect_activity_within: float | None = None  # seconds; None: never went_quiet
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class ConnectionConfig:
     timeout_seconds: float = 10.0
     options: Mapping[str, Any] = field(default_factory=dict)  # connector-specific
     objects: Mapping[str, ObjectSpec] = field(default_factory=dict)  # target field specs
+    expect_success_within: float | None = None  # seconds; None: never went_quiet
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,7 @@ class MappingConfig:
     conflict: str | None = None  # newest_wins | source_wins (None: by source)
     #: the target field spec of connection + object, resolved at load time (None: unchecked)
     target: ObjectSpec | None = field(default=None, repr=False)
+    integration: IntegrationInfo = field(default_factory=IntegrationInfo)
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ class Config:
     sources: Mapping[str, SourceConfig]
     connections: Mapping[str, ConnectionConfig]
     mappings: Mapping[str, MappingConfig]
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     def mappings_for(self, source: str) -> tuple[MappingConfig, ...]:
         return tuple(m for m in self.mappings.values() if m.source == source)

@@ -65,6 +65,7 @@ elseif outcome == AttemptOutcome.dead then
   redis.call('HSET', d, 'dead_at', now, 'dead_category', req.category,
              'dead_error', req.error or '', 'dead_record', req.dead_letter or '')
   redis.call('ZADD', dead_index_key(), now, id)
+  redis.call('HINCRBY', dead_counts_key(conn), req.category, 1)
   if req.transient then breaker_failure() else redis.call('DEL', bkey) end
   failed()
 elseif outcome == AttemptOutcome.retry then

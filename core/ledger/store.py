@@ -19,6 +19,8 @@ import redis
 
 from core import redis_client
 from core.ledger import replies
+from core.ledger.activity import ActivityReads
+from core.ledger.alert_store import AlertStore
 from core.ledger.generations import ConfigGenerations
 from core.ledger.keys import LedgerKeys, StatsHash
 from core.ledger.lane import ScriptLane
@@ -55,7 +57,8 @@ def _gcra(requests: int, per_seconds: float) -> dict[str, float]:
 class Ledger(LedgerReads):
     """Everything the hub keeps in Redis, under one key prefix: events and deliveries (the
     methods here and in LedgerReads), and beside them the OAuth tokens (`tokens`), the alert
-    outbox (`alerts`) and the configuration generation (`generations`)."""
+    outbox (`alerts`), the alert states (`alerting`) and the configuration generation
+    (`generations`)."""
 
     def __init__(
         self,
@@ -76,6 +79,8 @@ class Ledger(LedgerReads):
         self._lane = ScriptLane(client)  # scripts run on a connection of their own
         self.tokens = TokenStore(client, self.keys)
         self.alerts = AlertOutbox(client, self.keys)
+        self.alerting = AlertStore(client, self.keys, self.alerts)
+        self.activity = ActivityReads(client, self.keys)
         self.generations = ConfigGenerations(client, self.keys)
 
     def ping(self) -> None:
