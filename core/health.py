@@ -49,7 +49,7 @@ def health_report(
         if seen.state == State.DELIVERED:
             delivered[seen.connection] += 1
             latencies[seen.connection].append(max(0.0, seen.updated_at - seen.created_at))
-        elif seen.state == State.DEAD:
+        elif seen.state in (State.DEAD, State.DISCARDED):  # died (and maybe given up on)
             dead[seen.connection] += 1
     fired = _alerts_fired(ledger, since)
     connections = []
