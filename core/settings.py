@@ -67,6 +67,7 @@ class Settings:
     alert_interval_seconds: int = 5  # how often the scheduler evaluates alerts and sends them
     public_url: str | None = None  # where operators reach the hub: links in alerts
     log_format: str = "text"  # text | json
+    sentry_scrub_fields: frozenset[str] = frozenset()  # more personal fields Sentry never gets
     host: str = "127.0.0.1"
     port: int = 8000
     worker_concurrency: int = 2
@@ -94,6 +95,11 @@ class Settings:
             alert_webhook_url=env.get("CRMHUB_ALERT_WEBHOOK_URL") or None,
             alert_interval_seconds=_int(env, "CRMHUB_ALERT_INTERVAL_SECONDS", 5, problems),
             public_url=(env.get("CRMHUB_PUBLIC_URL") or "").rstrip("/") or None,
+            sentry_scrub_fields=frozenset(
+                f.strip().lower()
+                for f in (env.get("CRMHUB_SENTRY_SCRUB_FIELDS") or "").split(",")
+                if f.strip()
+            ),
             log_format=_choice(env, "CRMHUB_LOG_FORMAT", ("text", "json"), problems),
             host=env.get("CRMHUB_HOST") or "127.0.0.1",
             port=_int(env, "CRMHUB_PORT", 8000, problems),

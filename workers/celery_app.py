@@ -10,13 +10,16 @@ countdowns are used, so the visibility timeout only needs to outlast the longest
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
 from celery.beat import PersistentScheduler
-from celery.signals import after_setup_logger, beat_init, celeryd_init
+from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, celeryd_init
 
 from connectors.validation import config_or_exit
+from core.logs import use_json_logs
 from core.observability import init_sentry
 from core.redis_client import resolve_redis_url
 from core.settings import Settings
@@ -76,7 +79,26 @@ def make_celery(settings: Settings) -> Celery:
         },
     )
     app.conf.crmhub_settings = settings
+    if settings.log_format == "json":
+        _quiet_banners(app)
     return app
+
+
+def _quiet_banners(app: Celery) -> None:
+    """With JSON logs, the worker's and beat's start-up banners (plain text printed, not
+    logged) are left out, as their `--quiet` does: every line of output is then JSON."""
+    worker_cls, beat_cls = app.Worker, app.Beat
+
+    class QuietWorker(worker_cls):  # type: ignore[misc,valid-type]
+        def on_before_init(self, quiet: bool = False, **kwargs: Any) -> None:
+            super().on_before_init(quiet=True, **kwargs)
+
+    class QuietBeat(beat_cls):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "quiet": True})
+
+    app.Worker = QuietWorker
+    app.Beat = QuietBeat
 
 
 @celeryd_init.connect
@@ -110,6 +132,19 @@ class Scheduler(PersistentScheduler):
     def setup_schedule(self) -> None:
         Path(self.schedule_filename).parent.mkdir(parents=True, exist_ok=True)
         super().setup_schedule()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _json_logs(logger: logging.Logger, **_: object) -> None:
+    """CRMHUB_LOG_FORMAT=json: Celery's handlers (worker, beat, tasks) write JSON lines."""
+    settings = app.conf.crmhub_settings
+    if settings.log_format == "json":
+        use_json_logs("beat" if _is_beat() else "worker", logger)
+
+
+def _is_beat() -> bool:
+    return "beat" in sys.argv[1:5]  # `celery -A workers.celery_app beat ...`
 
 
 @after_setup_logger.connect
