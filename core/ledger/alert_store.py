@@ -200,6 +200,22 @@ class AlertStore:
             recent_dead=tuple(recent),
         )
 
+    def oldest_waiting(self, connections: Mapping[str, Sequence[str]]) -> dict[str, float]:
+        """Per connection (name -> the objects its mappings write), when its oldest pending
+        or scheduled delivery began waiting (s); a connection with none is left out."""
+        with translate_redis_errors():
+            pipe = self.redis.pipeline(transaction=False)
+            pairs = [(name, obj) for name, objs in connections.items() for obj in objs]
+            for name, obj in pairs:
+                pipe.zrange(self.keys.ready(name, obj), 0, 0)
+            heads: dict[str, list[str]] = {name: [] for name in connections}
+            for (name, _), head in zip(pairs, pipe.execute(), strict=True):
+                heads[name] += [text(h) for h in head]
+            return self._oldest_waiting(heads, set(connections))
+
+    def firing(self) -> list[AlertState]:
+        return [s for s in self.states().values() if s.status == "firing"]
+
     def _oldest_waiting(self, heads: dict[str, list[str]], names: set[str]) -> dict[str, float]:
         """Per connection, when its oldest pending or scheduled delivery began waiting (its
         creation, or its replay): the heads of its ready sets, and its retries."""

@@ -28,6 +28,14 @@ class StatsHash(StrEnum):
     ATTEMPTS = "attempts"  # "connection|outcome" (AttemptOutcome)
     ANSWERS = "answers"  # "route|status class|source": every answer of the receivers
     ALERTS = "alerts"  # "sink|outcome" (sent, failed, given_up): alert notifications
+    #: "connection|le" (a bucket's upper bound in s, LATENCY_BUCKETS; not cumulative) and
+    #: "connection|sum_ms": receipt-to-write latency of delivered deliveries
+    LATENCY = "latency"
+
+
+#: the receipt-to-write latency histogram's buckets (s): finish.lua counts each delivered
+#: delivery in the first one it fits (the last is +Inf)
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 @dataclass(frozen=True)

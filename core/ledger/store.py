@@ -22,7 +22,7 @@ from core.ledger import replies
 from core.ledger.activity import ActivityReads
 from core.ledger.alert_store import AlertStore
 from core.ledger.generations import ConfigGenerations
-from core.ledger.keys import LedgerKeys, StatsHash
+from core.ledger.keys import LATENCY_BUCKETS, LedgerKeys, StatsHash
 from core.ledger.lane import ScriptLane
 from core.ledger.model import NewEvent
 from core.ledger.outbox import AlertOutbox
@@ -269,6 +269,7 @@ class Ledger(LedgerReads):
                 transient=transient,
                 cooldown_until=int((cooldown_until or 0) * 1000),
                 pause=json.dumps(pause or {}),
+                buckets=LATENCY_BUCKETS,
                 breaker={
                     "threshold": threshold,
                     "open_ms": int(open_s * 1000),
