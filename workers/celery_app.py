@@ -19,7 +19,7 @@ from celery.beat import PersistentScheduler
 from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, celeryd_init
 
 from connectors.validation import config_or_exit
-from core.logs import use_json_logs
+from core.logs import JsonFormatter, use_json_logs
 from core.observability import init_sentry
 from core.redis_client import resolve_redis_url
 from core.settings import Settings
@@ -81,6 +81,11 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.crmhub_settings = settings
     if settings.log_format == "json":
         _quiet_banners(app)
+        # until Celery sets up its logging (and after, for Python's warnings): JSON lines
+        logging.captureWarnings(True)
+        handler = logging.StreamHandler()
+        logging.getLogger().addHandler(handler)
+        use_json_logs("beat" if _is_beat() else "worker")
     return app
 
 
@@ -99,6 +104,25 @@ def _quiet_banners(app: Celery) -> None:
 
     app.Worker = QuietWorker
     app.Beat = QuietBeat
+    _json_safe_say()
+
+
+def _json_safe_say() -> None:
+    """The worker's shutdown notices ("worker: Warm shutdown") are written straight to the
+    terminal from signal handlers, not logged: as JSON lines, written the same way."""
+    import celery.apps.worker as program
+
+    plain = program.safe_say
+    formatter = JsonFormatter("worker")
+
+    def say(msg: str, f: Any = sys.__stderr__) -> None:
+        record = logging.makeLogRecord(
+            {"name": "celery.worker", "levelno": logging.WARNING, "levelname": "WARNING",
+             "msg": msg}
+        )  # fmt: skip
+        plain(formatter.format(record), f)
+
+    program.safe_say = say
 
 
 @celeryd_init.connect

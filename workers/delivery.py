@@ -157,7 +157,11 @@ def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
     except HubError as exc:
         outcomes = [exc] * len(ready)
     except Exception as exc:  # a bug in the hub: loud, and retried, never a data error
-        log.exception("delivery %s hit an internal error", ready[0].delivery_id)
+        log.exception(
+            "delivery %s hit an internal error",
+            ready[0].delivery_id,
+            extra=_about(ready[0]),
+        )
         _report_to_sentry(exc)
         for item in ready:
             item.error = exc
@@ -217,6 +221,7 @@ def _finish(
             "(%s) was not recorded and the delivery runs again",
             item.delivery_id,
             decision.outcome,
+            extra=_about(item),
         )
         return "lost"
     if done.newly_paused:
@@ -293,6 +298,16 @@ def _attempt_entry(
     if decision.due is not None:
         entry["next_attempt_at"] = decision.due
     return entry
+
+
+def _about(item: Item) -> dict[str, str | None]:
+    """What a log line about this delivery carries (CRMHUB_LOG_FORMAT=json: core/logs.py)."""
+    return {
+        "delivery_id": item.delivery_id,
+        "event_id": item.raw.get("event_id"),
+        "connection": item.raw.get("connection"),
+        "mapping": item.raw.get("mapping"),
+    }
 
 
 def _alert_paused(rt: WorkerRuntime, connection: str, decision: Decision) -> None:

@@ -69,8 +69,13 @@ def _reload_on_hangup(kind: str) -> None:
 def _went_quiet_counts_from_this_start(**_: object) -> None:
     """A source or connection that `expect_*` activity is judged from the later of its last
     activity and the hub's start: the scheduler's start, recorded for the alert evaluator."""
+    settings = Settings.from_env()
+    log.info(
+        "scheduler started: evaluating alert rules every %d s",
+        settings.alert_interval_seconds,
+    )
     try:
-        open_ledger(Settings.from_env()).alerting.mark_hub_started(time.time())
+        open_ledger(settings).alerting.mark_hub_started(time.time())
     except CrmhubError as exc:  # Redis away: the evaluator starts the clock itself
         log.warning("could not record the scheduler's start for alerting: %s", exc)
 
