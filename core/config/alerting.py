@@ -59,7 +59,12 @@ class SinkSchema(Schema):
         missing = [k for k in self.REQUIRED.get(kind, ()) if not data.get(k)]
         if missing:
             raise ValidationError(
-                {("from" if k == "sender" else k): [f"required for a {kind} sink"] for k in missing}
+                {
+                    ("from" if k == "sender" else k): [
+                        f"required for {'an' if kind[:1] in 'aeiou' else 'a'} {kind} sink"
+                    ]
+                    for k in missing
+                }
             )
 
 
