@@ -72,6 +72,7 @@ alerts:
     backlog_age: {{older_than: 3s}}
     renotify_every: 1h
     flap_window: 1s
+  report: {{every: 10s, sinks: [oncall]}}
 """
 MAPPING = """\
   {name}:
@@ -399,6 +400,16 @@ def test_alerts_test_health_and_audit_on_the_running_hub(run: Run) -> None:
     assert by_conn["flaky"]["delivered"] == 3 and by_conn["flaky"]["latency_p95_ms"] > 0
     assert by_conn["locked"]["alerts_fired"] >= 1
     assert {s["source"] for s in health["sources"]} == {"stripe", "quiet"}
+
+    # the scheduled health report reaches its sink (every 10 s here)
+    wait_until(
+        lambda: any(a["kind"] == "health_report" for a in run.sink.at("/alerts")),
+        timeout=30,
+        message="the scheduled health report",
+    )
+    report = next(a for a in run.sink.at("/alerts") if a["kind"] == "health_report")
+    assert {c["connection"] for c in report["details"]["report"]["connections"]} >= {"dlq"}
+    assert all(e.get("dedup_key") != "health_report" for e in run.sink.at("/pagerduty"))
 
     audit = json.loads(run.hub.cli("audit", "--json").stdout)
     rows = {r["mapping"]: r for r in audit["integrations"]}
