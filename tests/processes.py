@@ -7,6 +7,7 @@ stopped) by the fixture that started it.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -358,6 +359,38 @@ class AlertSink:
 
     def at(self, path: str) -> list[dict]:
         return [body for p, body in self.requests if p == path]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+class SentryCollector:
+    """Sentry's envelope endpoint (POST /api/<project>/envelope/) on loopback, as a
+    self-hosted Sentry would receive what the SDK sends: keeps every event item."""
+
+    def __init__(self) -> None:
+        self.items: list[dict] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    raw = gzip.decompress(raw)
+                # an envelope: a header line, then (item header, item payload) line pairs
+                lines = raw.decode().splitlines()
+                for header, payload in zip(lines[1::2], lines[2::2], strict=False):
+                    if json.loads(header).get("type") == "event":
+                        collector.items.append(json.loads(payload))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.dsn = f"http://publickey@127.0.0.1:{self.server.server_address[1]}/42"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
         self.server.shutdown()

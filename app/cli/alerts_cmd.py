@@ -10,7 +10,8 @@ import click
 import httpx
 
 from app.cli.common import CliContext, emit_json, handles_hub_errors, json_option, pass_ctx
-from core.alerting.service import alerts_overview, send_test_alert, senders_for
+from core.alerting.service import alerts_overview, send_test_alert
+from core.alerting.sinks import build_senders
 from core.audit import integration_audit
 from core.config.durations import parse_duration
 from core.errors import DurationSyntaxError
@@ -53,7 +54,9 @@ def alerts_test(ctx: CliContext, as_json: bool) -> None:
     """Send a test alert through every sink now; exit 1 if any refused it."""
     settings = ctx.settings
     with httpx.Client(timeout=10.0) as client:
-        senders = senders_for(ctx.config, settings.environ, settings.alert_webhook_url, client)
+        senders = build_senders(
+            ctx.config.alerts, settings.environ, settings.alert_webhook_url, client
+        )
         if not senders:
             click.echo(
                 "no alert sinks: configure alerts.sinks in the YAML or set "

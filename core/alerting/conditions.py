@@ -12,6 +12,10 @@ from core.config.durations import format_duration
 from core.config.model import Config
 
 
+#: who pauses a connection when it is not an operator (workers/delivery.py)
+HUB_ITSELF = "crmhub"
+
+
 def dedup_key(kind: AlertKind, *parts: str) -> str:
     return ":".join((kind.value, *parts))
 
@@ -42,7 +46,14 @@ def _paused(seen: Observations, config: Config, firing: Mapping[str, float]) -> 
         key = dedup_key(AlertKind.CONNECTION_PAUSED, name)
         pause = conn.paused
         if pause is not None:
-            if pause.get("reason") == "manual" and not config.alerts.rules.paused_manual:
+            # an operator's pause (`crmhub pause`, whatever reason they gave) alerts only when
+            # configured to; the hub's own (a refused credential) always does
+            by_operator = pause.get("reason") != "auth" and pause.get("by") not in (
+                None,
+                "",
+                HUB_ITSELF,
+            )
+            if by_operator and not config.alerts.rules.paused_manual:
                 continue
             yield Condition(
                 key,
@@ -157,42 +168,53 @@ def _went_quiet(
     seen: Observations, config: Config, firing: Mapping[str, float]
 ) -> Iterator[Condition]:
     for name, source in config.sources.items():
-        within = source.expect_activity_within
-        if within is None or name not in seen.sources:
-            continue
-        last = seen.sources[name]
-        since = max(last or 0.0, seen.hub_started_at)
-        if seen.now - since >= within:
-            yield Condition(
-                dedup_key(AlertKind.WENT_QUIET, "source", name),
-                AlertKind.WENT_QUIET,
-                f"source {name!r} sent no event for over {format_duration(within)}",
-                {
-                    "last_event_at": iso_utc(last),
-                    "expected_within": format_duration(within),
-                    "command": f"crmhub events list --source {name}",
-                },
-                source=name,
+        if name in seen.sources:
+            yield from _quiet(
+                seen,
+                "source",
+                name,
+                source.expect_activity_within,
+                seen.sources[name],
+                "sent no event",
             )
     for name, connection in config.connections.items():
-        within = connection.expect_success_within
-        if within is None or name not in seen.connections:
-            continue
-        last = seen.connections[name].last_success_at
-        since = max(last or 0.0, seen.hub_started_at)
-        if seen.now - since >= within:
-            yield Condition(
-                dedup_key(AlertKind.WENT_QUIET, "connection", name),
-                AlertKind.WENT_QUIET,
-                f"connection {name!r} had no successful delivery for over "
-                f"{format_duration(within)}",
-                {
-                    "last_success_at": iso_utc(last),
-                    "expected_within": format_duration(within),
-                    "command": "crmhub status",
-                },
-                connection=name,
+        if name in seen.connections:
+            yield from _quiet(
+                seen,
+                "connection",
+                name,
+                connection.expect_success_within,
+                seen.connections[name].last_success_at,
+                "had no successful delivery",
             )
+
+
+def _quiet(
+    seen: Observations,
+    what: str,
+    name: str,
+    within: float | None,
+    last: float | None,
+    missing: str,
+) -> Iterator[Condition]:
+    """went_quiet for a source or connection: nothing for `within`, counted from the later
+    of the hub's start and its last activity."""
+    if within is None or seen.now - max(last or 0.0, seen.hub_started_at) < within:
+        return
+    yield Condition(
+        dedup_key(AlertKind.WENT_QUIET, what, name),
+        AlertKind.WENT_QUIET,
+        f"{what} {name!r} {missing} for over {format_duration(within)}",
+        {
+            "last_event_at" if what == "source" else "last_success_at": iso_utc(last),
+            "expected_within": format_duration(within),
+            "command": f"crmhub events list --source {name}"
+            if what == "source"
+            else "crmhub status",
+        },
+        source=name if what == "source" else None,
+        connection=name if what == "connection" else None,
+    )
 
 
 def _credentials(

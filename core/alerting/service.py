@@ -15,15 +15,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
-
 from core.alerting.conditions import conditions
 from core.alerting.evaluate import Evaluation, evaluate, new_alert_id
 from core.alerting.model import AlertKind, AlertState, AlertStatus, iso_utc
 from core.alerting.notices import notice
-from core.alerting.sinks import Sender, build_senders, sink_names
+from core.alerting.sinks import Sender
 from core.config.model import Config
 from core.ledger import Ledger
+from core.ledger.alert_store import HISTORY_LENGTH as HISTORY_KEPT
 from core.ledger.outbox import SendResult
 
 log = logging.getLogger("crmhub.alerts")
@@ -63,6 +62,11 @@ def evaluate_alerts(
         result = evaluate(conditions(seen, config, firing), states, now, config.alerts.rules)
         payloads = [notice(s, public_url, now) for s in result.notices]
         ledger.alerting.apply(result, [(p, sink) for p in payloads for sink in sinks])
+        if result.resolved:  # episodes left the history: so do their notices' records
+            kept = [s.id for s in ledger.alerting.states().values()]
+            ledger.alerting.forget_notifications(
+                kept + [s.id for s in ledger.alerting.history(HISTORY_KEPT)]
+            )
     for payload in payloads:
         log.log(
             logging.WARNING if payload["status"] == AlertStatus.FIRING else logging.INFO,
@@ -95,19 +99,6 @@ def send_notices(ledger: Ledger, senders: Mapping[str, Sender], now: float | Non
         )
 
     return ledger.alerts.send_due(senders, time.time() if now is None else now, on_result=record)
-
-
-def senders_for(
-    config: Config,
-    environ: Mapping[str, str],
-    default_webhook_url: str | None,
-    client: httpx.Client,
-) -> dict[str, Sender]:
-    return build_senders(config.alerts, environ, default_webhook_url, client)
-
-
-def configured_sinks(config: Config, default_webhook_url: str | None) -> list[str]:
-    return sink_names(config.alerts, default_webhook_url)
 
 
 def alerts_overview(ledger: Ledger, limit: int = 50) -> dict[str, Any]:

@@ -142,6 +142,8 @@ def headline(alert: dict[str, Any]) -> str:
 
 def text_body(alert: dict[str, Any]) -> str:
     details = alert.get("details") or {}
+    if isinstance(details.get("text"), str):  # the health report: already written out
+        return "\n".join([headline(alert), "", details["text"]])
     lines = [headline(alert), ""]
     lines += [f"{key}: {value}" for key, value in details.items() if key != "command"]
     if details.get("command"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import redis
@@ -18,6 +18,7 @@ import redis
 from core.alerting.evaluate import Evaluation
 from core.alerting.model import AlertState, ConnectionSeen, DeadSample, Observations
 from core.ledger.keys import LedgerKeys, StatsHash
+from core.ledger.locks import single_flight
 from core.ledger.outbox import AlertOutbox
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import decode, text
@@ -34,17 +35,9 @@ class AlertStore:
         self.outbox = outbox
 
     # single flight ----------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self, ttl_seconds: float = 30) -> Iterator[bool]:
-        lock = self.redis.lock(self.keys.alert_lock(), timeout=ttl_seconds, blocking=False)
-        with translate_redis_errors():
-            held = bool(lock.acquire())
-        try:
-            yield held
-        finally:
-            if held:
-                with contextlib.suppress(redis.exceptions.LockError):
-                    lock.release()
+    def lock(self, ttl_seconds: float = 30) -> contextlib.AbstractContextManager[bool]:
+        """One evaluation (or report) at a time across every scheduler."""
+        return single_flight(self.redis, self.keys.alert_lock(), ttl_seconds)
 
     def mark_hub_started(self, now: float) -> None:
         with translate_redis_errors():

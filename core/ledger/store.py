@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -24,6 +24,7 @@ from core.ledger.alert_store import AlertStore
 from core.ledger.generations import ConfigGenerations
 from core.ledger.keys import LATENCY_BUCKETS, LedgerKeys, StatsHash
 from core.ledger.lane import ScriptLane
+from core.ledger.locks import single_flight
 from core.ledger.model import NewEvent
 from core.ledger.outbox import AlertOutbox
 from core.ledger.reads import LedgerReads
@@ -279,19 +280,10 @@ class Ledger(LedgerReads):
         )
 
     # the scheduler --------------------------------------------------------------------
-    @contextlib.contextmanager
-    def sweep_lock(self, ttl_seconds: float) -> Iterator[bool]:
+    def sweep_lock(self, ttl_seconds: float) -> contextlib.AbstractContextManager[bool]:
         """Single-flight sweeping across every host: yields whether this caller holds the
         lock (for at most `ttl_seconds`, so a sweeper that dies never blocks the others)."""
-        lock = self.redis.lock(self.keys.sweep_lock(), timeout=ttl_seconds, blocking=False)
-        with translate_redis_errors():
-            held = bool(lock.acquire())
-        try:
-            yield held
-        finally:
-            if held:
-                with contextlib.suppress(redis.exceptions.LockError):  # expired meanwhile
-                    lock.release()
+        return single_flight(self.redis, self.keys.sweep_lock(), ttl_seconds)
 
     def sweep(self, now: float, *, republish_after_seconds: float, limit: int = 1000) -> Swept:
         lost = {

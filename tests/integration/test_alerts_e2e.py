@@ -24,7 +24,15 @@ import redis
 from aiosmtpd.controller import Controller
 from conftest import delete_prefix
 from hubtest import STRIPE_SECRET, signed, stripe_event
-from processes import CRMHUB, AlertSink, DemoTarget, FakeHubSpot, Hub, wait_until
+from processes import (
+    CRMHUB,
+    AlertSink,
+    DemoTarget,
+    FakeHubSpot,
+    Hub,
+    SentryCollector,
+    wait_until,
+)
 
 from core.embedded_redis import free_port
 
@@ -125,6 +133,7 @@ class Run:
     sink: AlertSink  # oncall webhook + PagerDuty's events URL
     chat: AlertSink  # Slack: down at first
     mailbox: Mailbox
+    sentry: SentryCollector  # SENTRY_DSN points here
     n: int = 0
 
     def send(self, mapping: str, email_: str = "", source: str | None = None) -> None:
@@ -168,6 +177,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, real_redis_url: str) -> Iterat
     sink, chat = AlertSink(), AlertSink()
     chat.down = True
     mailbox = Mailbox()
+    sentry = SentryCollector()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
     prefix = f"crmhub-alerts-{uuid.uuid4().hex[:10]}"
@@ -192,11 +202,12 @@ def run(tmp_path_factory: pytest.TempPathFactory, real_redis_url: str) -> Iterat
             "ALERT_URL": sink.url,
             "SLACK_URL": chat.url,
             "PD_ROUTING_KEY": "R0UTINGKEY0000000000000000000000",
+            "SENTRY_DSN": sentry.dsn,
         },
         tmp,
     )
     try:
-        yield Run(hub, crm, hubspot, sink, chat, mailbox)
+        yield Run(hub, crm, hubspot, sink, chat, mailbox, sentry)
     finally:
         hub.stop()
         crm.stop()
@@ -204,6 +215,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, real_redis_url: str) -> Iterat
         sink.stop()
         chat.stop()
         smtp.stop()
+        sentry.stop()
         delete_prefix(redis.Redis.from_url(real_redis_url), prefix)
 
 
@@ -252,6 +264,20 @@ def test_connection_paused_fires_once_reaches_every_sink_and_resolves_once(run: 
         timeout=30,
         message="the Slack notice after the sink came back",
     )
+
+    # Sentry: the worker reported it, one issue per dedup key, nothing secret in it
+    wait_until(
+        lambda: any(e.get("tags", {}).get("alert.kind") == "connection_paused"
+                    for e in run.sentry.items),
+        timeout=15,
+        message="the alert in Sentry",
+    )  # fmt: skip
+    [event] = [e for e in run.sentry.items if e["tags"].get("alert.kind") == "connection_paused"]
+    assert event["fingerprint"] == ["crmhub-alert", key]
+    assert event["tags"]["crmhub.process"] == "worker" and event["level"] == "fatal"
+    sent = json.dumps(run.sentry.items)
+    for secret in (STRIPE_SECRET, CLIENT_SECRET, "R0UTINGKEY0000000000000000000000"):
+        assert secret not in sent
 
     # resumed, then a delivery succeeds: resolved, once
     run.crm.clear_faults()

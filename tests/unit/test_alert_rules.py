@@ -170,7 +170,7 @@ def test_went_quiet_counts_from_the_later_of_the_hub_start_and_the_last_activity
 
 def test_a_manual_pause_alerts_only_when_configured_to(write_config: Any, key_prefix: str) -> None:
     config, ledger = hub(write_config, key_prefix)
-    ledger.pause("crm", reason="manual", by="ops", now=T0)
+    ledger.pause("crm", reason="maintenance window", by="ops@host (cli)", now=T0)
     assert holding(config, ledger, T0 + 1) == {}
     manual = CRM_CONFIG + "alerts:\n  rules:\n    connection_paused: {manual: true}\n"
     config, _ = hub(write_config, key_prefix, manual)

@@ -23,7 +23,8 @@ from conftest import make_settings
 from hubtest import accept_webhook, stripe_event
 
 from connectors.http import HttpConnector
-from core.alerting.service import configured_sinks, evaluate_alerts
+from core.alerting.service import evaluate_alerts
+from core.alerting.sinks import sink_names
 from core.errors import LedgerUnavailable
 from workers.delivery import run_delivery
 from workers.runtime import WorkerRuntime
@@ -130,7 +131,7 @@ class Env:
         evaluate_alerts(
             self.rt.ledger,
             self.rt.config,
-            sinks=configured_sinks(self.rt.config, settings.alert_webhook_url),
+            sinks=sink_names(self.rt.config.alerts, settings.alert_webhook_url),
         )
         outbox = self.rt.ledger.alerts
         return [json.loads(a) for a in outbox.redis.lrange(outbox.key, 0, -1)]

@@ -6,48 +6,19 @@ envelope endpoint (POST /api/<project>/envelope/), as a self-hosted Sentry would
 
 from __future__ import annotations
 
-import gzip
 import json
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import fakeredis
 import pytest
 import sentry_sdk
 from conftest import make_settings
+from processes import SentryCollector
 
 from core.observability import init_sentry
 from core.settings import Settings
-
-
-class SentryCollector:
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    raw = gzip.decompress(raw)
-                # an envelope: a header line, then (item header, item payload) line pairs
-                lines = raw.decode().splitlines()
-                for header, payload in zip(lines[1::2], lines[2::2], strict=False):
-                    if json.loads(header).get("type") == "event":
-                        collector.items.append(json.loads(payload))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.dsn = f"http://publickey@127.0.0.1:{self.server.server_address[1]}/42"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture
