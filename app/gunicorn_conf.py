@@ -31,6 +31,11 @@ graceful_timeout = 20
 accesslog = os.environ.get("CRMHUB_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("CRMHUB_LOG_LEVEL", "info").lower()
+# CRMHUB_LOG_FORMAT=json: one JSON object per line (core/logs.py), gunicorn's lines included
+if (os.environ.get("CRMHUB_LOG_FORMAT") or "").strip().lower() == "json":
+    from core.logs import gunicorn_logconfig
+
+    logconfig_dict = gunicorn_logconfig("web")
 # gunicorn >= 24 opens a control socket under ~/.gunicorn by default; the hub does not use it,
 # and several hubs (or test runs) on one host would fight over the one path.
 control_socket_disable = True

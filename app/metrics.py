@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from app.alert_metrics import AlertingCollector
 from app.runtime import Hub
 from core.archive import Archive, open_archive
 from core.archive.mover import archive_lag_seconds, oldest_done_age_seconds
@@ -257,6 +258,7 @@ def metrics() -> Response | tuple[Response, int, dict[str, str]]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LedgerCollector(hub))
     registry.register(StorageCollector(hub, _archive_of(hub)))
+    registry.register(AlertingCollector(hub))
     # CONTENT_TYPE_LATEST carries its charset already: content_type, not mimetype (which
     # would append a second one)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

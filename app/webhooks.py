@@ -80,7 +80,13 @@ def receive(hub: Hub, source: str, environ: dict[str, Any]) -> Answer:
     try:
         receiver.verify(signed, now)
     except SignatureError as exc:
-        log.warning("rejected webhook for %s: signature %s: %s", source, exc.reason, exc.detail)
+        log.warning(
+            "rejected webhook for %s: signature %s: %s",
+            source,
+            exc.reason,
+            exc.detail,
+            extra={"source": source},
+        )
         hub.answers.outcome(source, WebhookOutcome.UNAUTHORIZED)
         return _error(401, f"signature_{exc.reason}", exc.detail, reason=exc.reason)
 
@@ -102,7 +108,9 @@ def receive(hub: Hub, source: str, environ: dict[str, Any]) -> Answer:
     try:
         results = hub.acceptor.accept(events, now)
     except LedgerUnavailable as exc:
-        log.error("ledger unavailable; answering 503 to %s: %s", source, exc)
+        log.error(
+            "ledger unavailable; answering 503 to %s: %s", source, exc, extra={"source": source}
+        )
         hub.answers.outcome(source, WebhookOutcome.UNAVAILABLE)
         status, payload, _ = _error(
             503,

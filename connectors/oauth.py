@@ -69,13 +69,28 @@ class OAuth2Session:
                 state = self.store.get(self.connection)  # someone may have refreshed
                 if self._usable(state, failed):
                     return state
-                return self._refresh(state)
+                return self._refreshed_or_still_valid(state, failed)
         except LockError as exc:
             # another worker's refresh outlasted our wait (or outlived the lock): not the
             # delivery's fault, and not a bug in the hub
             raise TransientError(
                 f"token refresh for {self.connection!r} is held up by another worker: {exc}"
             ) from None
+
+    def _refreshed_or_still_valid(self, state: TokenState, failed: str | None) -> TokenState:
+        """Refresh; if that fails while the token in hand still works (an early refresh),
+        keep using it: the failure is recorded for the credential_expiring alert, which warns
+        on-call before the token expires and the connection pauses."""
+        try:
+            fresh = self._refresh(state)
+        except (AuthError, TransientError) as exc:
+            now = time.time()
+            self.store.refresh_failed(self.connection, str(exc), now, state.expires_at)
+            if failed is None and state.access_token and state.expires_at > now:
+                return state
+            raise
+        self.store.refresh_succeeded(self.connection)
+        return fresh
 
     def _usable(self, state: TokenState, failed: str | None) -> bool:
         if failed is not None:

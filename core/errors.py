@@ -37,9 +37,13 @@ the packages to hold that), so "one of ours, with a message meant for a person" 
     │                                   and why (app/api/)
     ├── EditRejected (ValueError)       an edit-and-replay the mapping refuses: 400 with every
     │                                   problem (core/edit_replay.py)
-    └── LedgerScriptError (ValueError)  a ledger script written wrongly (a key builder called
-                                        with the wrong arguments, a misspelt state): found as
-                                        the scripts are assembled at start (core/ledger/)
+    ├── LedgerScriptError (ValueError)  a ledger script written wrongly (a key builder called
+    │                                   with the wrong arguments, a misspelt state): found as
+    │                                   the scripts are assembled at start (core/ledger/)
+    ├── DurationSyntaxError (ValueError)  a duration written wrongly (`90s`, `15m`, `6h`, `7d`)
+    │                                   (core/config/durations.py)
+    └── AlertSinkError                  an alert sink did not take a notice: retried from the
+                                        outbox (core/alerting/sinks.py)
 
 Not in the tree, on purpose: marshmallow's ValidationError inside the config schema (its
 protocol; the loader turns each into a ConfigProblem), SystemExit (a command's exit code) and
@@ -174,3 +178,12 @@ class LedgerScriptError(CrmhubError, ValueError):
     """A ledger script (core/ledger/*.lua) written wrongly: a key builder called with the
     wrong number of arguments, a vocabulary word that is not one. Raised while the scripts are
     assembled, so a process refuses to start rather than run a broken script."""
+
+
+class DurationSyntaxError(CrmhubError, ValueError):
+    """A duration written wrongly: expected `90s`, `15m`, `6h`, `7d` (core/config/durations.py)."""
+
+
+class AlertSinkError(CrmhubError):
+    """An alert sink (webhook, PagerDuty, Slack, email) did not take a notice; the outbox
+    retries it for that sink (core/ledger/outbox.py)."""

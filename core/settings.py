@@ -60,6 +60,20 @@ def _archive_url(env: Mapping[str, str], problems: list[ConfigProblem]) -> str |
     return url
 
 
+def _choice(
+    env: Mapping[str, str], name: str, allowed: tuple[str, ...], problems: list[ConfigProblem]
+) -> str:
+    value = (env.get(name) or allowed[0]).strip().lower()
+    if value not in allowed:
+        problems.append(
+            ConfigProblem(
+                "environment", name, f"expected one of {', '.join(allowed)}, got {value!r}"
+            )
+        )
+        return allowed[0]
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None  # None: the embedded redis-server under var_dir
@@ -70,6 +84,10 @@ class Settings:
     metrics_token: str | None = None  # None: /metrics is open (to whoever reaches it)
     sentry_dsn: str | None = None
     alert_webhook_url: str | None = None
+    alert_interval_seconds: int = 5  # how often the scheduler evaluates alerts and sends them
+    public_url: str | None = None  # where operators reach the hub: links in alerts
+    log_format: str = "text"  # text | json
+    sentry_scrub_fields: frozenset[str] = frozenset()  # more personal fields Sentry never gets
     host: str = "127.0.0.1"
     port: int = 8000
     worker_concurrency: int = 2
@@ -103,6 +121,14 @@ class Settings:
             metrics_token=env.get("CRMHUB_METRICS_TOKEN") or None,
             sentry_dsn=env.get("SENTRY_DSN") or None,
             alert_webhook_url=env.get("CRMHUB_ALERT_WEBHOOK_URL") or None,
+            alert_interval_seconds=_int(env, "CRMHUB_ALERT_INTERVAL_SECONDS", 5, problems),
+            public_url=(env.get("CRMHUB_PUBLIC_URL") or "").rstrip("/") or None,
+            sentry_scrub_fields=frozenset(
+                f.strip().lower()
+                for f in (env.get("CRMHUB_SENTRY_SCRUB_FIELDS") or "").split(",")
+                if f.strip()
+            ),
+            log_format=_choice(env, "CRMHUB_LOG_FORMAT", ("text", "json"), problems),
             host=env.get("CRMHUB_HOST") or "127.0.0.1",
             port=_int(env, "CRMHUB_PORT", 8000, problems),
             worker_concurrency=_int(env, "CRMHUB_WORKER_CONCURRENCY", 2, problems),

@@ -7,6 +7,7 @@ stopped) by the fixture that started it.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -344,28 +345,75 @@ class Part:
 
 
 class AlertSink:
-    """An on-call webhook on loopback: records every alert the hub POSTs to it."""
+    """An on-call endpoint on loopback (webhook, Slack, PagerDuty's events URL: one per path):
+    records every alert the hub POSTs to it. `down`: answer 503 (a sink that is down)."""
 
     def __init__(self) -> None:
         self.received: list[dict] = []
+        self.requests: list[tuple[str, dict]] = []  # (path, body) of every accepted POST
+        self.refused = 0
+        self.down = False
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers["Content-Length"])
-                sink.received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
+                body = json.loads(self.rfile.read(length))
+                if sink.down:
+                    sink.refused += 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                sink.received.append(body)
+                sink.requests.append((self.path, body))
+                self.send_response(202 if self.path.endswith("/pagerduty") else 204)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{self.base}/alerts"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def paused(self) -> list[dict]:
         return [a for a in self.received if a.get("kind") == "connection_paused"]
+
+    def at(self, path: str) -> list[dict]:
+        return [body for p, body in self.requests if p == path]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+class SentryCollector:
+    """Sentry's envelope endpoint (POST /api/<project>/envelope/) on loopback, as a
+    self-hosted Sentry would receive what the SDK sends: keeps every event item."""
+
+    def __init__(self) -> None:
+        self.items: list[dict] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    raw = gzip.decompress(raw)
+                # an envelope: a header line, then (item header, item payload) line pairs
+                lines = raw.decode().splitlines()
+                for header, payload in zip(lines[1::2], lines[2::2], strict=False):
+                    if json.loads(header).get("type") == "event":
+                        collector.items.append(json.loads(payload))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.dsn = f"http://publickey@127.0.0.1:{self.server.server_address[1]}/42"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
         self.server.shutdown()

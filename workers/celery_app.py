@@ -10,13 +10,16 @@ countdowns are used, so the visibility timeout only needs to outlast the longest
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
 from celery.beat import PersistentScheduler
-from celery.signals import after_setup_logger, beat_init, celeryd_init
+from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, celeryd_init
 
 from connectors.validation import config_or_exit
+from core.logs import JsonFormatter, use_json_logs
 from core.observability import init_sentry
 from core.redis_client import resolve_redis_url
 from core.settings import Settings
@@ -24,7 +27,6 @@ from core.settings import Settings
 #: seconds before Redis redelivers an unacknowledged message; far above any task's run time
 VISIBILITY_TIMEOUT = 3600
 SWEEP_INTERVAL_SECONDS = 2.0
-ALERT_INTERVAL_SECONDS = 5.0
 #: the archive pass (workers/archiver.py): often enough that a move is a small batch
 ARCHIVE_INTERVAL_SECONDS = 10.0
 
@@ -71,10 +73,11 @@ def make_celery(settings: Settings) -> Celery:
                 "schedule": SWEEP_INTERVAL_SECONDS,
                 "options": {"expires": SWEEP_INTERVAL_SECONDS * 5},
             },
+            # evaluate the alert rules and send what is due (CRMHUB_ALERT_INTERVAL_SECONDS)
             "send-alerts": {
                 "task": "crmhub.send_alerts",
-                "schedule": ALERT_INTERVAL_SECONDS,
-                "options": {"expires": ALERT_INTERVAL_SECONDS * 5},
+                "schedule": float(settings.alert_interval_seconds),
+                "options": {"expires": settings.alert_interval_seconds * 5.0},
             },
             "archive": {
                 "task": "crmhub.archive",
@@ -84,7 +87,50 @@ def make_celery(settings: Settings) -> Celery:
         },
     )
     app.conf.crmhub_settings = settings
+    if settings.log_format == "json":
+        _quiet_banners(app)
+        # until Celery sets up its logging (and after, for Python's warnings): JSON lines
+        logging.captureWarnings(True)
+        handler = logging.StreamHandler()
+        logging.getLogger().addHandler(handler)
+        use_json_logs("beat" if _is_beat() else "worker")
     return app
+
+
+def _quiet_banners(app: Celery) -> None:
+    """With JSON logs, the worker's and beat's start-up banners (plain text printed, not
+    logged) are left out, as their `--quiet` does: every line of output is then JSON."""
+    worker_cls, beat_cls = app.Worker, app.Beat
+
+    class QuietWorker(worker_cls):  # type: ignore[misc,valid-type]
+        def on_before_init(self, quiet: bool = False, **kwargs: Any) -> None:
+            super().on_before_init(quiet=True, **kwargs)
+
+    class QuietBeat(beat_cls):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "quiet": True})
+
+    app.Worker = QuietWorker
+    app.Beat = QuietBeat
+    _json_safe_say()
+
+
+def _json_safe_say() -> None:
+    """The worker's shutdown notices ("worker: Warm shutdown") are written straight to the
+    terminal from signal handlers, not logged: as JSON lines, written the same way."""
+    import celery.apps.worker as program
+
+    plain = program.safe_say
+    formatter = JsonFormatter("worker")
+
+    def say(msg: str, f: Any = sys.__stderr__) -> None:
+        record = logging.makeLogRecord(
+            {"name": "celery.worker", "levelno": logging.WARNING, "levelname": "WARNING",
+             "msg": msg}
+        )  # fmt: skip
+        plain(formatter.format(record), f)
+
+    program.safe_say = say
 
 
 @celeryd_init.connect
@@ -118,6 +164,19 @@ class Scheduler(PersistentScheduler):
     def setup_schedule(self) -> None:
         Path(self.schedule_filename).parent.mkdir(parents=True, exist_ok=True)
         super().setup_schedule()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _json_logs(logger: logging.Logger, **_: object) -> None:
+    """CRMHUB_LOG_FORMAT=json: Celery's handlers (worker, beat, tasks) write JSON lines."""
+    settings = app.conf.crmhub_settings
+    if settings.log_format == "json":
+        use_json_logs("beat" if _is_beat() else "worker", logger)
+
+
+def _is_beat() -> bool:
+    return "beat" in sys.argv[1:5]  # `celery -A workers.celery_app beat ...`
 
 
 @after_setup_logger.connect

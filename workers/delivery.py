@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from connectors.base import WriteResult
-from core.alerts import Alert
 from core.config import RetryPolicy
 from core.echo import canonical, echo_window, record_ref
 from core.errors import DataError, HubError, LedgerUnavailable
@@ -162,7 +161,11 @@ def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
     except HubError as exc:
         outcomes = [exc] * len(ready)
     except Exception as exc:  # a bug in the hub: loud, and retried, never a data error
-        log.exception("delivery %s hit an internal error", ready[0].delivery_id)
+        log.exception(
+            "delivery %s hit an internal error",
+            ready[0].delivery_id,
+            extra=_about(ready[0]),
+        )
         _report_to_sentry(exc)
         for item in ready:
             item.error = exc
@@ -249,6 +252,7 @@ def _finish(
             "(%s) was not recorded and the delivery runs again",
             item.delivery_id,
             decision.outcome,
+            extra=_about(item),
         )
         return "lost"
     if done.newly_paused:
@@ -326,23 +330,27 @@ def _attempt_entry(
     return entry
 
 
+def _about(item: Item) -> dict[str, str | None]:
+    """What a log line about this delivery carries (CRMHUB_LOG_FORMAT=json: core/logs.py)."""
+    return {
+        "delivery_id": item.delivery_id,
+        "event_id": item.raw.get("event_id"),
+        "connection": item.raw.get("connection"),
+        "mapping": item.raw.get("mapping"),
+    }
+
+
 def _alert_paused(rt: WorkerRuntime, connection: str, decision: Decision) -> None:
-    summary = (
-        f"crmhub paused connection {connection!r}: the target refused our credentials. "
-        f"Events are held, not lost. Fix the credentials, then `crmhub resume "
-        f"{connection}`."
+    """Logged here; on-call hears of it from the alert evaluator (core/alerting: the
+    connection_paused alert, within CRMHUB_ALERT_INTERVAL_SECONDS), once, with its sinks."""
+    log.error(
+        "crmhub paused connection %r: the target refused our credentials. Events are held, "
+        "not lost. Fix the credentials, then `crmhub resume %s`. (%s)",
+        connection,
+        connection,
+        decision.error,
+        extra={"connection": connection},
     )
-    log.error(summary + " (%s)", decision.error)
-    _report_to_sentry(None, message=summary)
-    if rt.settings.alert_webhook_url:
-        rt.ledger.alerts.put(
-            Alert(
-                kind="connection_paused",
-                connection=connection,
-                summary=summary,
-                detail=decision.error,
-            )
-        )
 
 
 def _report_to_sentry(exc: BaseException | None, message: str = "") -> None:

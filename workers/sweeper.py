@@ -12,7 +12,10 @@ import time
 
 import httpx
 
-from core.alerts import webhook_sender
+from core.alerting.report import maybe_send_report
+from core.alerting.service import evaluate_alerts, send_notices
+from core.alerting.sinks import build_senders, sink_names
+from core.observability import report_alert
 from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("crmhub.sweeper")
@@ -44,10 +47,16 @@ def sweep(rt: WorkerRuntime, now: float | None = None) -> dict[str, int]:
 
 
 def send_alerts(rt: WorkerRuntime, now: float | None = None) -> int:
-    url = rt.settings.alert_webhook_url
-    if not url or not rt.ledger.alerts.pending():
+    """Evaluate the alert rules, queue the health report when due, then hand due notices to
+    their sinks (core/alerting)."""
+    settings, config = rt.settings, rt.config
+    sinks, public_url = sink_names(config.alerts, settings.alert_webhook_url), settings.public_url
+    evaluate_alerts(
+        rt.ledger, config, sinks=sinks, public_url=public_url, now=now, report=report_alert
+    )
+    maybe_send_report(rt.ledger, config, sinks=sinks, public_url=public_url, now=now)
+    if not rt.ledger.alerts.pending():
         return 0
     with httpx.Client(timeout=5.0) as client:
-        return rt.ledger.alerts.send_due(
-            webhook_sender(url, client), time.time() if now is None else now
-        )
+        senders = build_senders(config.alerts, settings.environ, settings.alert_webhook_url, client)
+        return send_notices(rt.ledger, senders, now)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 
 from celery import shared_task
 from celery.signals import beat_init, worker_process_init, worker_process_shutdown, worker_ready
 
 from connectors.validation import validated_config
+from core.errors import CrmhubError
 from core.ledger import open_ledger
 from core.reload import reload_on_hangup
 from core.settings import Settings
@@ -70,6 +72,21 @@ def _reload_on_hangup(kind: str) -> None:
     )
 
 
+@beat_init.connect
+def _went_quiet_counts_from_this_start(**_: object) -> None:
+    """A source or connection that `expect_*` activity is judged from the later of its last
+    activity and the hub's start: the scheduler's start, recorded for the alert evaluator."""
+    settings = Settings.from_env()
+    log.info(
+        "scheduler started: evaluating alert rules every %d s",
+        settings.alert_interval_seconds,
+    )
+    try:
+        open_ledger(settings).alerting.mark_hub_started(time.time())
+    except CrmhubError as exc:  # Redis away: the evaluator starts the clock itself
+        log.warning("could not record the scheduler's start for alerting: %s", exc)
+
+
 @shared_task(name="crmhub.deliver", ignore_result=True)
 def deliver(delivery_id: str) -> str:
     return run_delivery(runtime_holder.get(), delivery_id)
@@ -82,6 +99,7 @@ def sweep_task() -> dict[str, int]:
 
 @shared_task(name="crmhub.send_alerts", ignore_result=True)
 def send_alerts_task() -> int:
+    """Evaluate the alert rules and send due notices (core/alerting)."""
     return send_alerts(runtime_holder.get())
 
 

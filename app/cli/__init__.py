@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from app.cli.alerts_cmd import alerts_group, audit, health
 from app.cli.archive_cmd import archive_group
 from app.cli.auth_cmd import auth_group
 from app.cli.config_cmd import config_group
@@ -39,3 +40,6 @@ main.add_command(auth_group)
 main.add_command(send_test)
 main.add_command(fake)
 main.add_command(archive_group)
+main.add_command(alerts_group)
+main.add_command(health)
+main.add_command(audit)

@@ -23,6 +23,7 @@ from app.supervisor import Child, EmbeddedRedisPart, Supervisor
 from connectors.validation import validated_config
 from core.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from core.ledger import open_ledger
+from core.logs import use_json_logs
 from core.redis_client import connect, describe
 from core.reload import reload_now
 from core.settings import Settings
@@ -120,6 +121,8 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s crmhub serve: %(message)s")
     settings = ctx.settings
+    if settings.log_format == "json":  # its children read CRMHUB_LOG_FORMAT themselves
+        use_json_logs("serve")
     host = host or settings.host
     port = port or settings.port
     if demo:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from core.config.alerting import SINK_SECRET_KEYS
 from core.config.schema import ENV_NAME_PATTERN, AuthSchema
 from core.config.yaml_source import YamlDocument
 from core.errors import ConfigProblem
@@ -104,4 +105,42 @@ def secret_problems(
                     auth.get(field),
                     "environment variable {var} is not set",
                 )
+    for name, spec in alert_sinks(data):
+        for field in SINK_SECRET_KEYS:
+            missing(
+                f"alerts.sinks.{name}.{field}",
+                spec.get(field),
+                "environment variable {var} is not set (alert sink " + repr(name) + ")",
+            )
+    return problems
+
+
+def alert_sinks(data: dict[str, Any]) -> Iterable[tuple[str, dict[str, Any]]]:
+    """`alerts.sinks` as written (what is not a mapping is the shape check's)."""
+    alerts = data.get("alerts")
+    sinks = alerts.get("sinks") if isinstance(alerts, dict) else None
+    if isinstance(sinks, dict):
+        for name, spec in sinks.items():
+            if isinstance(spec, dict):
+                yield str(name), spec
+
+
+def alert_reference_problems(data: dict[str, Any], doc: YamlDocument) -> list[ConfigProblem]:
+    """`alerts.report.sinks` names sinks `alerts.sinks` defines."""
+    alerts = data.get("alerts")
+    report = alerts.get("report") if isinstance(alerts, dict) else None
+    named = report.get("sinks") if isinstance(report, dict) else None
+    defined = sorted(name for name, _ in alert_sinks(data))
+    problems = []
+    for index, sink in enumerate(named if isinstance(named, list) else []):
+        if isinstance(sink, str) and sink not in defined:
+            key = f"alerts.report.sinks.{index}"
+            problems.append(
+                ConfigProblem(
+                    str(doc.path),
+                    key,
+                    f"no alert sink named {sink!r} (defined: {', '.join(defined) or 'none'})",
+                    doc.line_of(key),
+                )
+            )
     return problems

@@ -13,7 +13,12 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields
 
-from core.config.document_checks import reference_problems, secret_problems
+from core.config.alerting import build_alerts, build_integration
+from core.config.document_checks import (
+    alert_reference_problems,
+    reference_problems,
+    secret_problems,
+)
 from core.config.model import (
     Config,
     ConnectionConfig,
@@ -73,6 +78,7 @@ def load_config(
     loaded = _load_shape(data, doc, problems)
     config = _build(str(doc.path), loaded)
     problems.extend(reference_problems(data, doc))
+    problems.extend(alert_reference_problems(data, doc))
     problems.extend(_cross_checks(config, doc, connectors))
     if check_secrets:
         problems.extend(secret_problems(data, doc, environ))
@@ -109,6 +115,8 @@ def _load_shape(
                 if isinstance(entries, dict) and isinstance(bad, dict)
                 else {}
             )
+        # a problem anywhere in `alerts:` leaves it out whole (it is reported above)
+        out["alerts"] = valid.get("alerts", {}) if "alerts" not in errors else {}
         return out
 
 
@@ -178,7 +186,13 @@ def _build(path: str, loaded: dict[str, Any]) -> Config:
     mappings = {
         name: _mapping(name, spec, connections) for name, spec in loaded["mappings"].items()
     }
-    return Config(path=path, sources=sources, connections=connections, mappings=mappings)
+    return Config(
+        path=path,
+        sources=sources,
+        connections=connections,
+        mappings=mappings,
+        alerts=build_alerts(loaded.get("alerts") or {}),
+    )
 
 
 def _source(name: str, spec: dict[str, Any]) -> SourceConfig:
@@ -196,6 +210,7 @@ def _source(name: str, spec: dict[str, Any]) -> SourceConfig:
         batch=spec["batch"],
         public_url=spec.get("public_url"),
         max_body_bytes=spec.get("max_body_bytes"),
+        expect_activity_within=spec.get("expect_activity_within"),
         echo=EchoSpec(
             connection=spec["echo"]["connection"],
             object=spec["echo"]["object"],
@@ -223,6 +238,7 @@ def _connection(name: str, spec: dict[str, Any]) -> ConnectionConfig:
         retry=RetryPolicy(**spec.get("retry", {})),
         options=spec.get("options", {}),
         objects={obj: _object_spec(obj, o) for obj, o in spec.get("objects", {}).items()},
+        expect_success_within=spec.get("expect_success_within"),
         **({"timeout_seconds": spec["timeout_seconds"]} if "timeout_seconds" in spec else {}),
     )
 
@@ -287,6 +303,7 @@ def _mapping(
             )
             for link, r in (spec.get("related") or {}).items()
         ),
+        integration=build_integration(spec.get("integration")),
         target=connections[spec["connection"]].objects.get(spec["object"])
         if spec["connection"] in connections
         else None,

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.config.alerting import AlertsConfig, IntegrationInfo
 from core.paths import ValueRef
 from core.signatures import VerifyOptions
 
@@ -36,6 +37,7 @@ class SourceConfig:
     public_url: str | None = None  # the URL senders sign, when behind a proxy
     max_body_bytes: int | None = None  # None: CRMHUB_MAX_BODY_BYTES (default 1 MiB)
     echo: EchoSpec | None = None
+    expect_activity_within: float | None = None  # seconds; None: never went_quiet
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class ConnectionConfig:
     objects: Mapping[str, ObjectSpec] = field(default_factory=dict)  # target field specs
     login_url: str = ""  # salesforce: the OAuth host (calls go to the token's instance_url)
     api_version: str = ""  # salesforce: "62.0" (empty: the connector's default)
+    expect_success_within: float | None = None  # seconds; None: never went_quiet
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,7 @@ class MappingConfig:
     target: ObjectSpec | None = field(default=None, repr=False)
     fetch: FetchSpec | None = None
     related: tuple[RelatedSpec, ...] = ()
+    integration: IntegrationInfo = field(default_factory=IntegrationInfo)
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,7 @@ class Config:
     sources: Mapping[str, SourceConfig]
     connections: Mapping[str, ConnectionConfig]
     mappings: Mapping[str, MappingConfig]
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
     def mappings_for(self, source: str) -> tuple[MappingConfig, ...]:
         return tuple(m for m in self.mappings.values() if m.source == source)

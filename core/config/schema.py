@@ -8,6 +8,8 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from core.config.alerting import AlertsSchema, IntegrationSchema
+from core.config.durations import Duration
 from core.config.fields import NameList, PathList, TransformList, ValueRefField
 from core.signatures import SCHEMES
 
@@ -81,6 +83,8 @@ class SourceSchema(Schema):
     batch = fields.Boolean(load_default=False)
     public_url = fields.Url(require_tld=False, schemes={"http", "https"})
     max_body_bytes = fields.Integer(validate=validate.Range(min=1, max=64 * 1024 * 1024))
+    # alerts (core/alerting): no event for this long fires went_quiet
+    expect_activity_within = Duration()
 
     @validates_schema
     def _unsigned_is_explicit(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -193,6 +197,8 @@ class ConnectionSchema(Schema):
     timeout_seconds = fields.Float(validate=validate.Range(min=0.1, max=300))
     options = fields.Dict(keys=fields.String())
     objects = fields.Dict(keys=fields.String(), values=fields.Nested(ObjectSpecSchema))
+    # alerts (core/alerting): no successful delivery for this long fires went_quiet
+    expect_success_within = Duration()
 
     @validates_schema
     def _an_address(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -314,6 +320,8 @@ class MappingSchema(Schema):
     conflict = fields.String(validate=validate.OneOf(["newest_wins", "source_wins"]))
     fetch = fields.Nested(FetchSchema)
     related = fields.Dict(keys=fields.String(), values=fields.Nested(RelatedSchema))
+    # who owns it and why (`crmhub audit`)
+    integration = fields.Nested(IntegrationSchema)
 
     @validates_schema
     def _match_for_upserts(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -335,3 +343,5 @@ class ConfigSchema(Schema):
     mappings = fields.Dict(
         keys=fields.String(validate=NAME), values=fields.Nested(MappingSchema), load_default=dict
     )
+    # on-call: sinks, rules, the scheduled report (core/config/alerting.py)
+    alerts = fields.Nested(AlertsSchema, load_default=dict)

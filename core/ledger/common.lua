@@ -50,6 +50,8 @@
 --   <p>:conn:{connection}:breaker      hash    circuit breaker state
 --   <p>:conn:{connection}:cooldown     string  no attempt before (ms), after a 429 (TTL)
 --   <p>:conn:{connection}:rl           string  rate limiter's arrival time (GCRA, ms)
+--   <p>:conn:{connection}:dead         hash    dead-letter category -> DEAD deliveries now
+--   <p>:conn:{connection}:oauth:failing string JSON failing token refreshes (Python only)
 --   <p>:conn:{connection}:oauth        string  JSON OAuth token state (Python only)
 --   <p>:conn:{connection}:oauth:lock   string  one token refresh at a time (Python only)
 --   <p>:fetched:{connection}:{object}:{id}  string  a fetched record (TTL; Python only)
@@ -62,6 +64,12 @@
 --   <p>:alerts                         list    the alert outbox (Python only)
 --   <p>:alerts:lock                    string  one alert sender at a time (Python only)
 --   <p>:sweep:lock                     string  one sweep at a time (Python only)
+--   <p>:alerting:state                 hash    alert states by dedup key (Python only)
+--   <p>:alerting:history               list    resolved alert episodes (Python only)
+--   <p>:alerting:notified              hash    what each alert sink was sent (Python only)
+--   <p>:alerting:lock                  string  one alert evaluation at a time (Python only)
+--   <p>:hub:started                    string  when the scheduler last started (Python only)
+--   <p>:alerting:report                string  when the health report was sent (Python only)
 --   <p>:config:generation              string  counter: configuration generation (Python only)
 --   <p>:config:refused                 hash    who refused a generation (Python only)
 --   <p>:idx:terminal                   zset    events done for good, by when (archiving)

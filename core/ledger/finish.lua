@@ -6,14 +6,15 @@
 --           dead_letter (JSON text: what an operator needs to fix it, dead; stored as
 --           dead_record), transient (counts toward the breaker), cooldown_until (ms),
 --           pause (JSON text, held), breaker: {threshold, open_ms, max_open_ms},
---           applied_ttl (s: how long a record's newest_wins timestamp is kept)}
+--           applied_ttl (s: how long a record's newest_wins timestamp is kept),
+--           buckets (the latency histogram's upper bounds, s: LATENCY_BUCKETS)}
 -- Reply: {'lost'} when the lease was lost (another worker owns the delivery now), else
 -- {'ok', newly_paused (0|1)}. Decoded by core/ledger/replies.py (finished) into a Finish.
 local id = req.id
 local d = delivery_key(id)
-local state, token, conn, rk, seq, occurred, event_id =
+local state, token, conn, rk, seq, occurred, event_id, created =
   unpack(redis.call('HMGET', d, 'state', 'token', 'connection', 'rk', 'seq', 'occurred_ms',
-                    'event_id'))
+                    'event_id', 'created_at'))
 if state ~= State.in_flight or token ~= req.token then return {'lost'} end
 
 redis.call('RPUSH', attempts_key(id), req.attempt)
@@ -55,6 +56,15 @@ if outcome == AttemptOutcome.delivered or outcome == AttemptOutcome.superseded t
   redis.call('DEL', bkey)
   if outcome == AttemptOutcome.delivered then
     redis.call('HSET', last, 'success_at', now)
+    -- receipt-to-write latency (the histogram's buckets: req.buckets, seconds)
+    local took = now - (tonumber(created) or now)
+    local bucket = '+Inf'
+    for _, le in ipairs(req.buckets or {}) do
+      if took <= le * 1000 then bucket = tostring(le); break end
+    end
+    local latency = stats_key(StatsHash.latency)
+    redis.call('HINCRBY', latency, conn .. '|' .. bucket, 1)
+    redis.call('HINCRBY', latency, conn .. '|sum_ms', math.max(0, took))
     occurred = tonumber(occurred)
     if occurred then
       local applied = tonumber(redis.call('HGET', record_applied_key(rk), 'applied_ms'))
@@ -70,7 +80,7 @@ elseif outcome == AttemptOutcome.dead then
   terminal(State.dead)
   redis.call('HSET', d, 'dead_at', now, 'dead_category', req.category,
              'dead_error', req.error or '', 'dead_record', req.dead_letter or '')
-  index_dead(id, now)
+  index_dead(id, now)  -- and counted for the dead_letters alert
   if req.transient then breaker_failure() else redis.call('DEL', bkey) end
   failed()
 elseif outcome == AttemptOutcome.retry then

@@ -27,6 +27,15 @@ class StatsHash(StrEnum):
     WEBHOOKS = "webhooks"  # "source|outcome" (WebhookOutcome)
     ATTEMPTS = "attempts"  # "connection|outcome" (AttemptOutcome)
     ANSWERS = "answers"  # "route|status class|source": every answer of the receivers
+    ALERTS = "alerts"  # "sink|outcome" (sent, failed, given_up): alert notifications
+    #: "connection|le" (a bucket's upper bound in s, LATENCY_BUCKETS; not cumulative) and
+    #: "connection|sum_ms": receipt-to-write latency of delivered deliveries
+    LATENCY = "latency"
+
+
+#: the receipt-to-write latency histogram's buckets (s): finish.lua counts each delivered
+#: delivery in the first one it fits (the last is +Inf)
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 @dataclass(frozen=True)
@@ -201,6 +210,20 @@ LAYOUT: tuple[KeyKind, ...] = (
         lua=False,
     ),
     KeyKind(
+        "dead_counts",
+        "conn:{connection}:dead",
+        "hash",
+        "dead-letter category -> its DEAD deliveries now (the dead_letters alert's groups)",
+    ),
+    KeyKind(
+        "oauth_refresh_failure",
+        "conn:{connection}:oauth:failing",
+        "string",
+        "JSON {first_at, last_at, failures, error, token_expires_at} while token refreshes "
+        "fail (credential_expiring); deleted by a successful refresh",
+        lua=False,
+    ),
+    KeyKind(
         "oauth_lock",
         "conn:{connection}:oauth:lock",
         "string",
@@ -257,6 +280,42 @@ LAYOUT: tuple[KeyKind, ...] = (
     ),
     KeyKind("alerts_lock", "alerts:lock", "string", "one alert sender at a time", lua=False),
     KeyKind("sweep_lock", "sweep:lock", "string", "one sweep at a time", lua=False),
+    KeyKind(
+        "alert_states",
+        "alerting:state",
+        "hash",
+        "alert dedup key -> JSON: its current (or last) episode (core/alerting)",
+        lua=False,
+    ),
+    KeyKind(
+        "alert_history",
+        "alerting:history",
+        "list",
+        "JSON: resolved alert episodes, newest first, the last 500",
+        lua=False,
+    ),
+    KeyKind(
+        "alert_notifications",
+        "alerting:notified",
+        "hash",
+        "`<alert id>|<sink>|<status>` -> JSON {ok, at, error, attempts}: what each sink was sent",
+        lua=False,
+    ),
+    KeyKind("alert_lock", "alerting:lock", "string", "one alert evaluation at a time", lua=False),
+    KeyKind(
+        "hub_started",
+        "hub:started",
+        "string",
+        "when the scheduler last started (s): went_quiet counts from there at the earliest",
+        lua=False,
+    ),
+    KeyKind(
+        "report_sent",
+        "alerting:report",
+        "string",
+        "when the scheduled health report was last sent (s)",
+        lua=False,
+    ),
     KeyKind(
         "config_generation",
         "config:generation",
@@ -399,6 +458,12 @@ class LedgerKeys:
     def oauth(self, connection: str) -> str:
         return f"{self._p}conn:{connection}:oauth"
 
+    def dead_counts(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:dead"
+
+    def oauth_refresh_failure(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:oauth:failing"
+
     def oauth_lock(self, connection: str) -> str:
         return f"{self._p}conn:{connection}:oauth:lock"
 
@@ -433,6 +498,24 @@ class LedgerKeys:
 
     def sweep_lock(self) -> str:
         return f"{self._p}sweep:lock"
+
+    def alert_states(self) -> str:
+        return f"{self._p}alerting:state"
+
+    def alert_history(self) -> str:
+        return f"{self._p}alerting:history"
+
+    def alert_notifications(self) -> str:
+        return f"{self._p}alerting:notified"
+
+    def alert_lock(self) -> str:
+        return f"{self._p}alerting:lock"
+
+    def hub_started(self) -> str:
+        return f"{self._p}hub:started"
+
+    def report_sent(self) -> str:
+        return f"{self._p}alerting:report"
 
     def config_generation(self) -> str:
         return f"{self._p}config:generation"

@@ -2,7 +2,8 @@
 -- edit, pause and resume).
 
 -- A DEAD delivery is listed in the dead-letter index and in its connection's, mapping's and
--- category's, each by dead_at, so a filtered page is one range read (core/ledger/pages.py).
+-- category's, each by dead_at, so a filtered page is one range read (core/ledger/pages.py),
+-- and counted per (connection, category) for the dead_letters alert (core/ledger/alert_store.py).
 local function index_dead(id, at)
   local conn, mapping, category = unpack(redis.call('HMGET', delivery_key(id), 'connection',
                                                     'mapping', 'dead_category'))
@@ -10,8 +11,11 @@ local function index_dead(id, at)
   redis.call('ZADD', dead_by_connection_key(tostring(conn)), at, id)
   redis.call('ZADD', dead_by_mapping_key(tostring(mapping)), at, id)
   redis.call('ZADD', dead_by_category_key(tostring(category)), at, id)
+  redis.call('HINCRBY', dead_counts_key(tostring(conn)), tostring(category), 1)
 end
 
+-- Replayed, discarded, edited or erased: out of the indexes, and the alert's group shrinks
+-- (never below zero: dead letters from before the counts existed were never counted).
 local function unindex_dead(id)
   local conn, mapping, category = unpack(redis.call('HMGET', delivery_key(id), 'connection',
                                                     'mapping', 'dead_category'))
@@ -19,6 +23,10 @@ local function unindex_dead(id)
   redis.call('ZREM', dead_by_connection_key(tostring(conn)), id)
   redis.call('ZREM', dead_by_mapping_key(tostring(mapping)), id)
   redis.call('ZREM', dead_by_category_key(tostring(category)), id)
+  local counts = dead_counts_key(tostring(conn))
+  if tonumber(redis.call('HGET', counts, tostring(category)) or 0) > 0 then
+    redis.call('HINCRBY', counts, tostring(category), -1)
+  end
 end
 
 -- DEAD -> a fresh run with the current mapping: a new place in its record's queue (rk), a
@@ -28,7 +36,8 @@ local function rerun_dead(id, conn, rk)
   redis.call('HDEL', delivery_key(id), 'dead_at', 'dead_category', 'dead_error',
              'dead_record', 'first_attempt_at', 'paused_ms', 'due_at')
   local seq = redis.call('INCR', seq_key())
-  redis.call('HSET', delivery_key(id), 'attempts', 0, 'seq', seq, 'rk', rk)
+  -- replayed_at: the backlog_age alert counts a replayed delivery's wait from here
+  redis.call('HSET', delivery_key(id), 'attempts', 0, 'seq', seq, 'rk', rk, 'replayed_at', now)
   redis.call('ZADD', record_queue_key(rk), seq, id)
   if paused(conn) then
     hold(id, conn, State.dead, seq)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -20,12 +20,15 @@ import redis
 from core import redis_client
 from core.ledger import replies
 from core.ledger.actions import ActionLog
+from core.ledger.activity import ActivityReads
+from core.ledger.alert_store import AlertStore
 from core.ledger.bulk import BulkOperations
 from core.ledger.cold import LedgerCold
 from core.ledger.dead_pages import DeadLetterPages
 from core.ledger.generations import ConfigGenerations
-from core.ledger.keys import LedgerKeys, StatsHash
+from core.ledger.keys import LATENCY_BUCKETS, LedgerKeys, StatsHash
 from core.ledger.lane import ScriptLane
+from core.ledger.locks import single_flight
 from core.ledger.memo import Memo
 from core.ledger.model import NewEvent
 from core.ledger.operator_writes import OperatorWrites
@@ -63,7 +66,8 @@ def _gcra(requests: int, per_seconds: float) -> dict[str, float]:
 class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerCold):
     """Everything the hub keeps in Redis, under one key prefix: events and deliveries (the
     methods here and in LedgerReads), and beside them the OAuth tokens (`tokens`), the alert
-    outbox (`alerts`) and the configuration generation (`generations`)."""
+    outbox (`alerts`), the alert states (`alerting`) and the configuration generation
+    (`generations`)."""
 
     def __init__(
         self,
@@ -84,6 +88,8 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         self._lane = ScriptLane(client)  # scripts run on a connection of their own
         self.tokens = TokenStore(client, self.keys)
         self.alerts = AlertOutbox(client, self.keys)
+        self.alerting = AlertStore(client, self.keys, self.alerts)
+        self.activity = ActivityReads(client, self.keys)
         self.generations = ConfigGenerations(client, self.keys)
         self.memo = Memo(client, self.keys)
         self.actions = ActionLog(client, self.keys)  # the operator action log
@@ -280,6 +286,7 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
                 cooldown_until=int((cooldown_until or 0) * 1000),
                 pause=json.dumps(pause or {}),
                 applied_ttl=self.dedupe_ttl_seconds,
+                buckets=LATENCY_BUCKETS,
                 breaker={
                     "threshold": threshold,
                     "open_ms": int(open_s * 1000),
@@ -289,19 +296,10 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         )
 
     # the scheduler --------------------------------------------------------------------
-    @contextlib.contextmanager
-    def sweep_lock(self, ttl_seconds: float) -> Iterator[bool]:
+    def sweep_lock(self, ttl_seconds: float) -> contextlib.AbstractContextManager[bool]:
         """Single-flight sweeping across every host: yields whether this caller holds the
         lock (for at most `ttl_seconds`, so a sweeper that dies never blocks the others)."""
-        lock = self.redis.lock(self.keys.sweep_lock(), timeout=ttl_seconds, blocking=False)
-        with translate_redis_errors():
-            held = bool(lock.acquire())
-        try:
-            yield held
-        finally:
-            if held:
-                with contextlib.suppress(redis.exceptions.LockError):  # expired meanwhile
-                    lock.release()
+        return single_flight(self.redis, self.keys.sweep_lock(), ttl_seconds)
 
     def sweep(self, now: float, *, republish_after_seconds: float, limit: int = 1000) -> Swept:
         lost = {

@@ -50,6 +50,25 @@ class TokenStore:
         request refreshes with it)."""
         self.save(connection, TokenState(refresh_token=refresh_token))
 
+    def refresh_failed(self, connection: str, error: str, now: float, expires_at: float) -> None:
+        """A refresh failed while the token in hand expires at `expires_at`: counted for the
+        credential_expiring alert (core/alerting), which warns before the pause."""
+        key = self.keys.oauth_refresh_failure(connection)
+        with translate_redis_errors():
+            raw = self.redis.get(key)
+            failing = json.loads(raw) if raw else {"first_at": now, "failures": 0}
+            failing.update(
+                last_at=now,
+                failures=int(failing["failures"]) + 1,
+                error=error[:500],
+                token_expires_at=expires_at if raw is None else failing["token_expires_at"],
+            )
+            self.redis.set(key, json.dumps(failing))
+
+    def refresh_succeeded(self, connection: str) -> None:
+        with translate_redis_errors():
+            self.redis.delete(self.keys.oauth_refresh_failure(connection))
+
     def refresh_lock(self, connection: str) -> Lock:
         """One refresh at a time across every worker (refresh tokens may rotate: two
         concurrent refreshes could invalidate each other's)."""

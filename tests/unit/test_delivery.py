@@ -23,6 +23,8 @@ from conftest import make_settings
 from hubtest import accept_webhook, stripe_event
 
 from connectors.http import HttpConnector
+from core.alerting.service import evaluate_alerts
+from core.alerting.sinks import sink_names
 from core.errors import LedgerUnavailable
 from workers.delivery import run_delivery
 from workers.runtime import WorkerRuntime
@@ -124,6 +126,13 @@ class Env:
         return self.rt.ledger.connection_state("crm")
 
     def alerts(self) -> list[dict[str, Any]]:
+        """The alert evaluator's run (as the scheduler's task does), then the outbox."""
+        settings = self.rt.settings
+        evaluate_alerts(
+            self.rt.ledger,
+            self.rt.config,
+            sinks=sink_names(self.rt.config.alerts, settings.alert_webhook_url),
+        )
         outbox = self.rt.ledger.alerts
         return [json.loads(a) for a in outbox.redis.lrange(outbox.key, 0, -1)]
 
@@ -423,11 +432,12 @@ def test_a_401_holds_pauses_and_alerts_once_across_concurrent_deliveries(env: En
     pause = env.conn()["pause"]
     assert pause["reason"] == "auth" and pause["by"] == "crmhub"
     assert "HTTP 401" in pause["detail"]
+    env.alerts()  # the evaluator runs on every scheduler tick: once is one notice
     [alert] = env.alerts()
     assert alert["alert"]["kind"] == "connection_paused"
     assert alert["alert"]["connection"] == "crm"
-    assert "crmhub resume crm" in alert["alert"]["summary"]
-    assert "HTTP 401" in alert["alert"]["detail"]
+    assert "crmhub resume crm" in alert["alert"]["details"]["command"]
+    assert "HTTP 401" in alert["alert"]["details"]["error"]
     assert "pat-na1-test-token" not in json.dumps(alert)
 
     # resuming with fixed credentials delivers everything held, in order
@@ -445,4 +455,4 @@ def test_without_an_alert_url_a_pause_still_happens_but_nothing_is_queued(
     )
     assert e.run(e.receive()) == "held"
     assert e.conn()["pause"]["reason"] == "auth"
-    assert e.rt.ledger.alerts.pending() == 0
+    assert e.alerts() == []

@@ -191,3 +191,45 @@ def test_a_targets_own_usage_report_is_exported(client: FlaskClient) -> None:
         if name == "crmhub_target_api_usage" and dict(labels)["connection"] == "crm"
     }
     assert usage == {"used": 10018, "limit": 100000}
+
+
+def test_alerting_series_latency_backlog_alerts_firing_and_refused_notices(
+    settings: Settings, fake_redis: fakeredis.FakeRedis
+) -> None:
+    from core.ledger import open_ledger
+    from core.vocabulary import AttemptOutcome
+
+    app = create_app(settings, redis_client=fake_redis)
+    client = app.test_client()
+    ledger = open_ledger(settings, fake_redis)
+    t0 = time.time()
+    post_stripe(client, stripe_event("evt_l1", email="a@x.io"), now=t0)
+    post_stripe(client, stripe_event("evt_l2", email="b@x.io"), now=t0)
+    first = ledger.event(ledger.recent_events("stripe")[-1])  # each has two deliveries
+    assert first is not None
+    d = first["deliveries"][0]["id"]
+    ledger.claim(d, token="t", now=t0 + 0.3, lease_seconds=60)
+    ledger.finish(d, token="t", now=t0 + 0.3, outcome=AttemptOutcome.DELIVERED, attempt={})
+    ledger.alerting.record_notification(
+        {"id": "alt_1", "status": "firing"}, "pager", ok=False, at=t0, error="503",
+        attempts=1, outcome="failed",
+    )  # fmt: skip
+    ledger.pause("crm", reason="auth", by="crmhub", now=t0)
+    from core.alerting.service import evaluate_alerts
+
+    evaluate_alerts(ledger, app.extensions["crmhub"].config, sinks=["pager"], now=t0 + 1)
+
+    samples = metric_samples(client)
+    conn = (("connection", "crm"),)
+    # in the (0.25 s, 0.5 s] bucket: cumulative from there on
+    assert samples[("crmhub_receipt_to_write_seconds_bucket", (*conn, ("le", "0.25")))] == 0
+    assert samples[("crmhub_receipt_to_write_seconds_bucket", (*conn, ("le", "0.5")))] == 1
+    assert samples[("crmhub_receipt_to_write_seconds_bucket", (*conn, ("le", "+Inf")))] == 1
+    assert samples[("crmhub_receipt_to_write_seconds_count", conn)] == 1
+    assert samples[("crmhub_backlog_age_seconds", conn)] > 0  # three still wait
+    assert samples[("crmhub_alerts_firing", (("kind", "connection_paused"),))] == 1
+    assert samples[("crmhub_alerts_firing", (("kind", "dead_letters"),))] == 0
+    assert (
+        samples[("crmhub_alert_notifications_total", (("outcome", "failed"), ("sink", "pager")))]
+        == 1
+    )

@@ -623,3 +623,38 @@ def test_waiting_too_long_for_another_workers_refresh_is_transient(
     with pytest.raises(TransientError, match="refresh"):
         worker(fake, client).deliver(record())
     assert fake.token_requests == [] and fake.api_requests == []
+
+
+# credential_expiring: an early refresh that fails while the token still works ------------
+def test_a_refused_early_refresh_keeps_the_working_token_and_is_recorded_for_alerting(
+    client: fakeredis.FakeRedis,
+) -> None:
+    fake = HubSpot()
+    fake.app.issue_token("CJSP-still-good")
+    seed(client, "CJSP-still-good", left=100)  # under a tenth of its life: refreshed early
+    fake.app.fault(mode="revoke_refresh_token")
+    connector = worker(fake, client)
+    connector.deliver(record("a@example.com"))
+    connector.deliver(record("b@example.com"))
+    assert fake.bearers() == ["CJSP-still-good"] * 2  # delivered: warn before, not pause
+    failing = json.loads(text(client.get(f"{PREFIX}:conn:hubspot:oauth:failing")))
+    assert failing["failures"] == 2 and "BAD_REFRESH_TOKEN" in failing["error"]
+    assert failing["token_expires_at"] == pytest.approx(time.time() + 100, abs=5)
+
+    # re-authorised: the next refresh succeeds and the record is gone
+    fake.app.set_refresh_token("rt-new")  # the app re-authorised
+    store(client).install_refresh_token("hubspot", "rt-new")
+    connector.deliver(record("c@example.com"))
+    assert client.get(f"{PREFIX}:conn:hubspot:oauth:failing") is None
+
+
+def test_a_refused_refresh_with_an_expired_token_still_fails_the_delivery(
+    client: fakeredis.FakeRedis,
+) -> None:
+    fake = HubSpot()
+    seed(client, "CJSP-gone", left=-5)
+    fake.app.fault(mode="revoke_refresh_token")
+    with pytest.raises(AuthError):
+        worker(fake, client).deliver(record())
+    failing = json.loads(text(client.get(f"{PREFIX}:conn:hubspot:oauth:failing")))
+    assert failing["failures"] == 1  # recorded, but it is the pause's, not a warning

@@ -6,48 +6,19 @@ envelope endpoint (POST /api/<project>/envelope/), as a self-hosted Sentry would
 
 from __future__ import annotations
 
-import gzip
 import json
-import threading
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import fakeredis
 import pytest
 import sentry_sdk
 from conftest import make_settings
+from processes import SentryCollector
 
 from core.observability import init_sentry
 from core.settings import Settings
-
-
-class SentryCollector:
-    def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    raw = gzip.decompress(raw)
-                # an envelope: a header line, then (item header, item payload) line pairs
-                lines = raw.decode().splitlines()
-                for header, payload in zip(lines[1::2], lines[2::2], strict=False):
-                    if json.loads(header).get("type") == "event":
-                        collector.items.append(json.loads(payload))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.dsn = f"http://publickey@127.0.0.1:{self.server.server_address[1]}/42"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture
@@ -142,3 +113,51 @@ def test_the_worker_and_beat_initialise_sentry_at_start(
     sentry_sdk.flush(timeout=5)
     [event] = collector.items
     assert event["tags"]["crmhub.process"] == process
+
+
+def test_an_alert_reaches_sentry_with_secrets_and_configured_fields_scrubbed(
+    collector: SentryCollector,
+) -> None:
+    from core.observability import report_alert
+
+    settings = Settings.from_env(
+        {"SENTRY_DSN": collector.dsn, "CRMHUB_SENTRY_SCRUB_FIELDS": "ssn, customer_ref"}
+    )
+    assert settings.sentry_scrub_fields == {"ssn", "customer_ref"}
+    assert init_sentry(settings, "worker")
+    ssn, ref, token = (uuid.uuid4().hex for _ in range(3))
+    report_alert(
+        {
+            "id": "alt_1",
+            "kind": "dead_letters",
+            "status": "firing",
+            "severity": "error",
+            "connection": "crm",
+            "summary": "3 dead letters for connection 'crm' (rejected_by_target)",
+            "dedup_key": "dead_letters:crm:rejected_by_target",
+            "details": {
+                "top_error": "email ada.lovelace@example.com was refused",
+                "ssn": ssn,
+                "record": {"customer_ref": ref, "access_token": token, "email": "a@b.co"},
+            },
+        }
+    )
+    report_alert({"status": "resolved", "summary": "not reported"})  # only firing ones
+    with sentry_sdk.new_scope() as scope:
+        scope.set_extra("refresh_token", token)
+        sentry_sdk.capture_exception(ValueError("bad address grace@example.com"))
+    sentry_sdk.flush(timeout=5)
+
+    alert, error = collector.items
+    assert alert["message"].startswith("3 dead letters") and alert["level"] == "error"
+    assert alert["tags"]["alert.kind"] == "dead_letters"
+    assert alert["fingerprint"] == ["crmhub-alert", "dead_letters:crm:rejected_by_target"]
+    details = alert["contexts"]["alert"]["details"]
+    assert details["ssn"] == "[Filtered]" and details["record"]["customer_ref"] == "[Filtered]"
+    assert details["record"]["access_token"] == "[Filtered]"
+    assert details["record"]["email"] == "[Filtered]"
+    assert details["top_error"] == "email [Filtered] was refused"
+    assert error["exception"]["values"][0]["value"] == "bad address [Filtered]"
+    sent = json.dumps(collector.items)
+    for secret in (ssn, ref, token, "ada.lovelace@example.com", "grace@example.com"):
+        assert secret not in sent

@@ -1,4 +1,5 @@
-"""The scheduler's periodic work (workers/sweeper.py) and the alert outbox (core/alerts.py)."""
+"""The scheduler's periodic work (workers/sweeper.py) and the alert outbox
+(core/ledger/outbox.py: one entry per notice and sink, retried for that sink only)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import fakeredis
 import httpx
 import pytest
 
-from core.alerts import Alert, webhook_sender
+from core.alerting.sinks import webhook_sender
 from core.config import Config
 from core.ledger import Ledger, NewDelivery, NewEvent, Swept
 from core.ledger.keys import LedgerKeys
-from core.ledger.outbox import MAX_SEND_ATTEMPTS, AlertOutbox
+from core.ledger.outbox import MAX_SEND_ATTEMPTS, AlertOutbox, SendResult
 from core.queue import HintQueue
 from core.settings import Settings
 from core.vocabulary import AttemptOutcome
@@ -138,18 +139,20 @@ class Hook:
         self.requests.append(request)
         return self.answer(request)
 
-    def sender(self) -> Callable[[dict[str, Any]], None]:
-        return webhook_sender(ALERT_URL, httpx.Client(transport=httpx.MockTransport(self)))
+    def senders(self, *names: str) -> dict[str, Callable[[dict[str, Any]], None]]:
+        send = webhook_sender(ALERT_URL, httpx.Client(transport=httpx.MockTransport(self)))
+        return {name: send for name in names or ("webhook",)}
 
 
-def paused_alert() -> Alert:
-    return Alert(
-        kind="connection_paused",
-        connection="crm",
-        summary="crmhub paused connection 'crm': the target refused our credentials.",
-        detail="target refused our credentials (HTTP 401)",
-        at=T0,
-    )
+def paused_alert(connection: str = "crm", summary: str = "connection 'crm' is paused") -> dict:
+    return {
+        "id": f"alt_{connection}",
+        "kind": "connection_paused",
+        "status": "firing",
+        "connection": connection,
+        "summary": summary,
+        "dedup_key": f"connection_paused:{connection}",
+    }
 
 
 def entries(outbox: AlertOutbox) -> list[dict[str, Any]]:
@@ -160,19 +163,11 @@ def test_a_sent_alert_leaves_the_outbox(key_prefix: str) -> None:
     outbox = AlertOutbox(fakeredis.FakeRedis(), LedgerKeys(key_prefix))
     outbox.put(paused_alert())
     hook = Hook()
-    assert outbox.send_due(hook.sender(), now=T0) == 1
+    assert outbox.send_due(hook.senders(), now=T0) == 1
     assert outbox.pending() == 0
     [request] = hook.requests
     assert request.method == "POST" and str(request.url) == ALERT_URL
-    assert json.loads(request.content) == {
-        "source": "crmhub",
-        "kind": "connection_paused",
-        "connection": "crm",
-        "summary": "crmhub paused connection 'crm': the target refused our credentials.",
-        "detail": "target refused our credentials (HTTP 401)",
-        "at": T0,
-        "severity": "error",
-    }
+    assert json.loads(request.content) == paused_alert()
 
 
 @pytest.mark.parametrize("failure", ["500", "connect"])
@@ -185,21 +180,21 @@ def test_a_failed_send_is_retried_later_with_backoff(key_prefix: str, failure: s
     outbox = AlertOutbox(fakeredis.FakeRedis(), LedgerKeys(key_prefix))
     outbox.put(paused_alert())
     hook = Hook(fail)
-    assert outbox.send_due(hook.sender(), now=T0) == 0
+    assert outbox.send_due(hook.senders(), now=T0) == 0
     [entry] = entries(outbox)
     assert entry["attempts"] == 1 and entry["next_at"] == T0 + 2
     assert entry["alert"]["kind"] == "connection_paused"
 
     # not due yet: not tried
-    assert outbox.send_due(hook.sender(), now=T0 + 1) == 0
+    assert outbox.send_due(hook.senders(), now=T0 + 1) == 0
     assert len(hook.requests) == 1
     # due: tried again, and backs off further
-    assert outbox.send_due(hook.sender(), now=T0 + 2) == 0
+    assert outbox.send_due(hook.senders(), now=T0 + 2) == 0
     assert len(hook.requests) == 2
     assert entries(outbox)[0]["next_at"] == T0 + 2 + 4
 
     hook.answer = lambda request: httpx.Response(204)
-    assert outbox.send_due(hook.sender(), now=T0 + 6) == 1
+    assert outbox.send_due(hook.senders(), now=T0 + 6) == 1
     assert outbox.pending() == 0
 
 
@@ -210,24 +205,58 @@ def test_an_alert_is_dropped_after_max_send_attempts(
     outbox.put(paused_alert())
     hook = Hook(lambda request: httpx.Response(503))
     now = T0
+    results: list[SendResult] = []
     for _ in range(MAX_SEND_ATTEMPTS + 3):
-        outbox.send_due(hook.sender(), now=now)
+        outbox.send_due(hook.senders(), now=now, on_result=results.append)
         now += 601  # past any backoff (capped at 600 s)
     assert len(hook.requests) == MAX_SEND_ATTEMPTS
     assert outbox.pending() == 0
     assert "giving up on alert" in caplog.text
+    assert results[-1].final and not results[-1].ok  # reported, for `crmhub alerts`
 
 
 def test_one_failing_alert_does_not_block_the_others(key_prefix: str) -> None:
     outbox = AlertOutbox(fakeredis.FakeRedis(), LedgerKeys(key_prefix))
-    outbox.put(Alert(kind="connection_paused", connection="crm", summary="first", at=T0))
-    outbox.put(Alert(kind="connection_paused", connection="erp", summary="second", at=T0))
+    outbox.put(paused_alert("crm", "first"))
+    outbox.put(paused_alert("erp", "second"))
 
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(500 if json.loads(request.content)["connection"] == "crm" else 200)
 
-    assert outbox.send_due(Hook(answer).sender(), now=T0) == 1
+    assert outbox.send_due(Hook(answer).senders(), now=T0) == 1
     assert [e["alert"]["connection"] for e in entries(outbox)] == ["crm"]
+
+
+def test_a_sink_that_refuses_is_retried_for_that_sink_only(key_prefix: str) -> None:
+    outbox = AlertOutbox(fakeredis.FakeRedis(), LedgerKeys(key_prefix))
+    outbox.put(paused_alert(), "pager")
+    outbox.put(paused_alert(), "chat")
+    sent: dict[str, int] = {"pager": 0, "chat": 0}
+
+    def taking(name: str, ok: bool) -> Callable[[dict[str, Any]], None]:
+        def send(alert: dict[str, Any]) -> None:
+            sent[name] += 1
+            if not ok:
+                raise RuntimeError("down")
+
+        return send
+
+    outbox.send_due({"pager": taking("pager", False), "chat": taking("chat", True)}, now=T0)
+    assert [e["sink"] for e in entries(outbox)] == ["pager"]
+    outbox.send_due({"pager": taking("pager", True), "chat": taking("chat", True)}, now=T0 + 60)
+    assert sent == {"pager": 2, "chat": 1} and outbox.pending() == 0
+
+
+def test_an_entry_for_a_sink_no_longer_configured_is_given_up_and_reported(
+    key_prefix: str,
+) -> None:
+    outbox = AlertOutbox(fakeredis.FakeRedis(), LedgerKeys(key_prefix))
+    outbox.put(paused_alert(), "removed")
+    results: list[SendResult] = []
+    assert outbox.send_due({}, now=T0, on_result=results.append) == 0
+    assert outbox.pending() == 0
+    [result] = results
+    assert result.final and not result.ok and "no longer configured" in result.error
 
 
 def test_send_alerts_posts_to_the_configured_url(
@@ -245,23 +274,24 @@ def test_send_alerts_posts_to_the_configured_url(
     assert rt.ledger.alerts.pending() == 0
 
 
-def test_send_alerts_without_a_url_sends_nothing(key_prefix: str) -> None:
+def test_send_alerts_without_a_sink_keeps_the_alert(key_prefix: str) -> None:
     rt = runtime(key_prefix)
     rt.ledger.alerts.put(paused_alert())
-    assert sweeper.send_alerts(rt, now=T0) == 0
-    assert rt.ledger.alerts.pending() == 1
+    sweeper.send_alerts(rt, now=T0)
+    # no sink configured: given up on, and recorded as not sent
+    assert rt.ledger.alerts.pending() == 0
+    [row] = rt.ledger.alerting.notifications(["alt_crm"])["alt_crm"]
+    assert row["ok"] is False and row["sink"] == "webhook"
 
 
 def test_alert_send_is_single_flight_and_keeps_the_alert_until_sent() -> None:
-    import fakeredis
-
     client = fakeredis.FakeRedis()
     outbox = AlertOutbox(client, LedgerKeys("single"))
-    outbox.put(Alert(kind="connection_paused", connection="crm", summary="paused"))
+    outbox.put(paused_alert())
     sent: list[dict] = []
     other = client.lock("single:alerts:lock", timeout=60)
     assert other.acquire()
-    assert outbox.send_due(sent.append, now=1e10) == 0  # another scheduler is sending
+    assert outbox.send_due({"webhook": sent.append}, now=1e10) == 0  # another is sending
     assert outbox.pending() == 1 and sent == []
     other.release()
 
@@ -269,7 +299,7 @@ def test_alert_send_is_single_flight_and_keeps_the_alert_until_sent() -> None:
         raise KeyboardInterrupt  # the process dies mid-send
 
     with contextlib.suppress(KeyboardInterrupt):
-        outbox.send_due(crash, now=1e10)
+        outbox.send_due({"webhook": crash}, now=1e10)
     assert outbox.pending() == 1  # still there to send next time
-    assert outbox.send_due(sent.append, now=1e10) == 1
+    assert outbox.send_due({"webhook": sent.append}, now=1e10) == 1
     assert outbox.pending() == 0 and sent[0]["connection"] == "crm"
