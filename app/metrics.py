@@ -21,8 +21,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from app.alert_metrics import AlertingCollector
+from app.archive_access import process_archive
 from app.runtime import Hub
-from core.archive import Archive, open_archive
+from core.archive import Archive
 from core.archive.mover import archive_lag_seconds, oldest_done_age_seconds
 from core.errors import ArchiveUnavailable, LedgerUnavailable
 from core.ledger.keys import StatsHash
@@ -219,19 +220,6 @@ class StorageCollector(Collector):
         yield archived
 
 
-def _archive_of(hub: Hub) -> Callable[[], Archive]:
-    """This process's archive, opened when first read (its schema migrated first)."""
-    extensions = current_app.extensions
-
-    def archive() -> Archive:
-        if "crmhub.archive" not in extensions:
-            extensions["crmhub.archive"] = open_archive(hub.settings)
-        opened: Archive = extensions["crmhub.archive"]
-        return opened
-
-    return archive
-
-
 def _authorized(token: str) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(
@@ -257,7 +245,7 @@ def metrics() -> Response | tuple[Response, int, dict[str, str]]:
         )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LedgerCollector(hub))
-    registry.register(StorageCollector(hub, _archive_of(hub)))
+    registry.register(StorageCollector(hub, process_archive))
     registry.register(AlertingCollector(hub))
     # CONTENT_TYPE_LATEST carries its charset already: content_type, not mimetype (which
     # would append a second one)

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from core.archive.store import Archive, EventQuery
+from core.errors import BadCursor
 from core.intake import ALWAYS_REDACTED, REDACTED
 from core.ledger import Ledger
 from core.ledger.pages import Cursor, Page
@@ -90,11 +92,14 @@ def delivery_detail(ledger: Ledger, delivery_id: str) -> dict[str, Any] | None:
     return view
 
 
-def event_detail(ledger: Ledger, event_id: str) -> dict[str, Any] | None:
-    """The event (headers redacted), its deliveries and every attempt of each."""
+def event_detail(
+    ledger: Ledger, event_id: str, archive: Archive | None = None
+) -> dict[str, Any] | None:
+    """The event (headers redacted), its deliveries and every attempt of each; from Redis,
+    else from the archive when one is given (`archived` says which)."""
     raw = ledger.raw_event(event_id)
     if not raw:
-        return None
+        return None if archive is None else _archived_detail(archive, event_id)
     event = ledger.event(event_id)
     assert event is not None
     deliveries = [
@@ -106,6 +111,23 @@ def event_detail(ledger: Ledger, event_id: str) -> dict[str, Any] | None:
         "headers": redact_headers(event["headers"]),
         "deliveries": deliveries,
         "edit_of": raw.get("edit_of") or None,
+        "archived": False,
+    }
+
+
+def _archived_detail(archive: Archive, event_id: str) -> dict[str, Any] | None:
+    event = archive.event(event_id)
+    if event is None:
+        return None
+    for delivery in event["deliveries"]:
+        delivery["attempt_history"] = [attempt_view(a) for a in delivery["attempt_history"]]
+        delivery["actions"] = [action_view(a) for a in delivery["actions"]]
+        if delivery.get("dead"):
+            delivery["dead"]["error"] = scrub(delivery["dead"]["error"])
+    return event | {
+        "headers": redact_headers(event["headers"]),
+        "edit_of": None,
+        "archived": True,
     }
 
 
@@ -131,7 +153,12 @@ def event_row(raw: Mapping[str, str]) -> dict[str, Any]:
         "received_at": iso_from_ms(raw.get("received_at")),
         "state": raw.get("state"),
         "deliveries": len([i for i in raw.get("deliveries", "").split(",") if i]),
+        "archived": False,
     }
+
+
+#: a page of archived events is asked for by this cursor prefix and its offset
+ARCHIVED_CURSOR = "archived:"
 
 
 def events_page(
@@ -145,7 +172,15 @@ def events_page(
     until_ms: int | None = None,
     limit: int = 50,
     cursor: str | None = None,
+    archive: Archive | None = None,
 ) -> dict[str, Any]:
+    """Events newest first: Redis's (the hot ones, paged in the ledger), then, when an
+    archive is given, the archive's (paged there by offset: `next_cursor` "archived:N")."""
+    query = _archive_query(source, type, state, q, since_ms, until_ms)
+    if cursor and cursor.startswith(ARCHIVED_CURSOR):
+        if archive is None:
+            raise BadCursor(f"cursor {cursor[:40]!r} is not one a page gave out")
+        return _archived_page(archive, query, limit, _offset(cursor))
     found: Page = ledger.event_page(
         source=source,
         type=type,
@@ -157,4 +192,50 @@ def events_page(
         cursor=Cursor.parse(cursor),
         delivery_states=DELIVERY_STATES,
     )
-    return {"events": [event_row(r) for r in found.rows], "next_cursor": found.next_cursor}
+    following = found.next_cursor
+    if following is None and archive is not None and archive.search(query, limit=1):
+        following = f"{ARCHIVED_CURSOR}0"  # the hot events are done: the archive's next
+    return {"events": [event_row(r) for r in found.rows], "next_cursor": following}
+
+
+def _offset(cursor: str) -> int:
+    raw = cursor[len(ARCHIVED_CURSOR) :]
+    if not raw.isdigit() or len(raw) > 12:
+        raise BadCursor(f"cursor {cursor[:40]!r} is not one a page gave out")
+    return int(raw)
+
+
+def _archive_query(
+    source: str | None,
+    type: str | None,
+    state: str | None,
+    q: str | None,
+    since_ms: int | None,
+    until_ms: int | None,
+) -> EventQuery:
+    """The list's filters as the archive's query; `q` as the hot search reads it: an event
+    id, an email address, else a sender's event id."""
+    term = (q or "").strip() or None
+    is_id = bool(term and term.startswith("evt_"))
+    is_email = bool(term and "@" in term)
+    return EventQuery(
+        id=term if is_id else None,
+        email=term if is_email and not is_id else None,
+        external_id=term if term and not (is_id or is_email) else None,
+        source=source,
+        type=type,
+        state=state,
+        since=None if since_ms is None else since_ms / 1000,
+        until=None if until_ms is None else until_ms / 1000,
+    )
+
+
+def _archived_page(archive: Archive, query: EventQuery, limit: int, offset: int) -> dict[str, Any]:
+    rows = archive.search(query, limit=limit + 1, offset=offset)
+    return {
+        "events": [
+            {k: v for k, v in row.items() if k != "received_ms"} | {"archived": True}
+            for row in rows[:limit]
+        ],
+        "next_cursor": f"{ARCHIVED_CURSOR}{offset + limit}" if len(rows) > limit else None,
+    }

@@ -17,6 +17,8 @@ from hubtest import STRIPE_SECRET, accept_webhook, stripe_event
 from processes import Part, wait_until
 
 from app import create_app
+from core.archive import open_archive
+from core.archive.mover import archive_pass
 from core.config import Config, load_config
 from core.embedded_redis import free_port
 from core.ledger import Ledger
@@ -73,7 +75,10 @@ class OperatorHub:
         path = tmp_path / "crmhub.yaml"
         path.write_text(CONFIG)
         settings = make_settings(
-            path, key_prefix, redis_url="redis://unused", **{**ENV, **TOKENS_ENV, **env}
+            path,
+            key_prefix,
+            redis_url="redis://unused",
+            **{**ENV, **TOKENS_ENV, "CRMHUB_VAR_DIR": str(tmp_path / "var"), **env},
         )
         config = load_config(path, settings.environ)
         return cls(settings, config, hub_ledger(settings, client or fakeredis.FakeRedis()))
@@ -133,6 +138,28 @@ class OperatorHub:
         """A fresh dead letter of `connection`."""
         ids = self.receive(kwargs.pop("email", None), now=kwargs.get("now"))
         return self.kill(ids[connection], **kwargs)
+
+    def deliver(self, delivery_id: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        claim = self.ledger.claim(delivery_id, token="t", now=now, lease_seconds=60)
+        assert claim.status == "claimed", claim
+        self.ledger.finish(
+            delivery_id, token="t", now=now, outcome=AttemptOutcome.DELIVERED, attempt={"at": now}
+        )
+
+    def archived(self, email: str) -> str:
+        """An event of `email`'s, delivered two days ago and moved to the archive since."""
+        then = time.time() - 2 * 86400
+        ids = self.receive(email=email, now=then)
+        for connection in ("crm", "erp"):
+            self.deliver(ids[connection], now=then)
+        archive = open_archive(self.settings)
+        try:
+            assert archive_pass(self.ledger, archive, self.settings).moved == 1
+        finally:
+            archive.close()
+        assert self.ledger.raw_event(ids["event"]) == {}
+        return ids["event"]
 
     def state(self, delivery_id: str) -> str:
         return self.ledger.raw_delivery(delivery_id)["state"]

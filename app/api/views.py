@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from functools import cache
 from importlib import resources
@@ -18,13 +19,26 @@ from werkzeug.exceptions import HTTPException
 
 from app.api import params
 from app.api.background import BackgroundRunner
+from app.archive_access import process_archive
 from app.operator_auth import ENABLE_HINT, Operator, bearer_operator
 from app.runtime import Hub
 from core import dead_letters, event_trace, operations
-from core.errors import BadCursor, EditRejected, LedgerUnavailable, OperatorRequestError
+from core.alerting.service import alerts_overview
+from core.archive.erasure import ArchiverBusy, purge_email
+from core.audit import integration_audit
+from core.errors import (
+    ArchiveUnavailable,
+    BadCursor,
+    CrmhubError,
+    EditRejected,
+    LedgerUnavailable,
+    OperatorRequestError,
+)
 from core.vocabulary import DeadCategory
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+#: what /events/purge takes: one address, no spaces or control characters
+EMAIL_ADDRESS = re.compile(r"^[^\s@\x00-\x1f]+@[^\s@\x00-\x1f]+$")
 runner = BackgroundRunner()
 
 
@@ -139,13 +153,26 @@ def events() -> Response:
             **params.event_filters(request.args, h.config),
             limit=params.limit_param(request.args),
             cursor=params.text_param(request.args, "cursor"),
+            archive=process_archive(),
         )
     )
 
 
+@bp.post("/events/purge")
+def purge() -> Response:
+    """Erase a person's events from Redis and the archive (as `crmhub events purge`)."""
+    email = params.text_param(json_body(), "email", 320)
+    if not email or not EMAIL_ADDRESS.match(email.strip()):
+        raise params.bad("email", "expected the email address whose events are to be erased")
+    erasure = purge_email(
+        hub().ledger, process_archive(), email, by=operator().name, via=operator().via
+    )
+    return jsonify(erasure.as_dict())
+
+
 @bp.get("/events/<event_id>")
 def event(event_id: str) -> Response:
-    found = event_trace.event_detail(hub().ledger, event_id)
+    found = event_trace.event_detail(hub().ledger, event_id, process_archive())
     if found is None:
         raise OperatorRequestError(
             404, "not_found", f"no event {event_id!r} (ids look like evt_...)"
@@ -184,6 +211,18 @@ def actions() -> Response:
         limit=params.limit_param(request.args), cursor=params.text_param(request.args, "cursor")
     )
     return jsonify({"actions": rows, "next_cursor": following})
+
+
+# alerts and the integration audit (the CLI's `alerts --json` and `audit --json`) ------------
+@bp.get("/alerts")
+def alerts() -> Response:
+    return jsonify(alerts_overview(hub().ledger, limit=params.limit_param(request.args)))
+
+
+@bp.get("/audit")
+def audit() -> Response:
+    h = hub()
+    return jsonify(integration_audit(h.ledger, h.config))
 
 
 @bp.get("/operations/<operation_id>")
@@ -227,7 +266,9 @@ def register(app: Flask) -> None:
         return error(400, "bad_request", f"cursor: {exc}")
 
     @app.errorhandler(LedgerUnavailable)
-    def unavailable(exc: LedgerUnavailable) -> tuple[Response, int]:
+    @app.errorhandler(ArchiveUnavailable)
+    @app.errorhandler(ArchiverBusy)
+    def unavailable(exc: CrmhubError) -> tuple[Response, int]:
         response, status = error(503, "unavailable", f"{exc}; try again shortly")
         response.headers["Retry-After"] = "5"
         return response, status

@@ -23,9 +23,12 @@ from flask import (
 
 from app.api import params
 from app.api.views import hub
+from app.archive_access import process_archive
 from app.dashboard import current_operator, security_headers, signed_in, template_globals
 from app.operator_auth import login as check_token
 from core import dead_letters, event_trace, operations
+from core.alerting.service import alerts_overview
+from core.audit import integration_audit
 from core.errors import BadCursor, OperatorRequestError
 from core.ledger.views import iso_from_ms
 from core.vocabulary import DeadCategory
@@ -130,9 +133,12 @@ def _age(since_ms: int | None) -> str | None:
 def overview() -> tuple[str, int]:
     h = hub()
     rows = operations.connection_status(h.ledger, h.config)
+    firing = [a for a in alerts_overview(h.ledger)["alerts"] if a["status"] == "firing"]
     for row in rows:
         row["backlog_age"] = _age(h.ledger.backlog_since_ms(row["name"], _objects(row["name"])))
-    return render("overview.html", connections=rows)
+        row["alerts"] = [a for a in firing if a["connection"] == row["name"]]
+    unattached = [a for a in firing if a["connection"] not in h.config.connections]
+    return render("overview.html", connections=rows, unattached=unattached)
 
 
 @bp.get("/connections/<name>")
@@ -187,16 +193,29 @@ def events() -> tuple[str, int]:
         **params.event_filters(given, h.config),
         limit=PAGE,
         cursor=request.args.get("cursor"),
+        archive=process_archive(),
     )
     return render("events.html", page=found, filters=given, sources=sorted(h.config.sources))
 
 
 @bp.get("/events/<event_id>")
 def event(event_id: str) -> tuple[str, int]:
-    found = event_trace.event_detail(hub().ledger, event_id)
+    found = event_trace.event_detail(hub().ledger, event_id, process_archive())
     if found is None:
         abort(404)
     return render("event.html", e=found)
+
+
+# alerts and the integration audit -------------------------------------------------------------
+@bp.get("/alerts")
+def alerts() -> tuple[str, int]:
+    return render("alerts.html", rows=alerts_overview(hub().ledger, limit=100)["alerts"])
+
+
+@bp.get("/audit")
+def audit() -> tuple[str, int]:
+    h = hub()
+    return render("audit.html", rows=integration_audit(h.ledger, h.config)["integrations"])
 
 
 @bp.get("/actions")

@@ -132,6 +132,8 @@ def test_every_page_renders_from_this_origin_only(ui: FlaskClient, hub: Operator
         "/ui/events?q=grace@example.com",
         f"/ui/events/{event}",
         "/ui/actions",
+        "/ui/alerts",
+        "/ui/audit",
     ):
         response = ui.get(path)
         html = response.get_data(as_text=True)
@@ -230,3 +232,34 @@ def test_a_read_only_session_sees_but_cannot_act(ui: FlaskClient, hub: OperatorH
     assert re.search(r'id="replay-selected"\s+disabled', page)
     assert ui.post("/ui/dead-letters/act", data={"ids": dead, "csrf": csrf}).status_code == 403
     assert hub.state(dead) == "dead"
+
+
+def test_alerts_firing_show_on_the_overview_and_link_to_the_alerts_page(
+    ui: FlaskClient, hub: OperatorHub
+) -> None:
+    import time
+
+    from core.alerting.service import evaluate_alerts
+
+    sign_in(ui)
+    assert "connection_paused" not in ui.get("/ui/").get_data(as_text=True)
+    hub.ledger.pause("crm", reason="auth", by="crmhub", now=time.time())
+    evaluate_alerts(hub.ledger, hub.config, sinks=["oncall"], now=time.time() + 1)
+    overview = ui.get("/ui/").get_data(as_text=True)
+    row = re.search(r'<tr>\s*<td><a href="/ui/connections/crm".*?</tr>', overview, re.S)
+    assert row and "connection_paused" in row[0]
+    alerts = ui.get("/ui/alerts").get_data(as_text=True)
+    assert "connection_paused" in alerts and "firing" in alerts
+    audit = ui.get("/ui/audit").get_data(as_text=True)
+    assert "customer-to-contact" in audit and "no_owner" in audit
+
+
+def test_an_archived_event_opens_from_the_events_page_marked_archived(
+    ui: FlaskClient, hub: OperatorHub
+) -> None:
+    sign_in(ui)
+    archived = hub.archived("ada@example.com")
+    listed = ui.get("/ui/events?cursor=archived:0").get_data(as_text=True)
+    assert archived in listed and "archived" in listed
+    page = ui.get(f"/ui/events/{archived}")
+    assert page.status_code == 200 and "read from the archive" in page.get_data(as_text=True)

@@ -544,3 +544,66 @@ def test_dead_letters_from_before_the_filter_indexes_are_indexed_at_start(hub: O
     ]
     assert get(api, "/dead-letters", connection="crm")["total"] == 1
     assert hub.ledger.ensure_dead_indexes(["mapping", "rejected_by_target"]) == 0  # once only
+
+
+# hot and cold: events found in Redis or the archive; a person's events erased from both ------
+def test_an_archived_event_is_found_by_id_search_and_paging_and_says_so(
+    api: FlaskClient, hub: OperatorHub
+) -> None:
+    archived = hub.archived("ada@example.com")
+    hot = hub.receive(email="ada@example.com")["event"]
+    detail = get(api, f"/events/{archived}")
+    assert detail["archived"] is True and detail["id"] == archived
+    assert [d["state"] for d in detail["deliveries"]] == ["delivered", "delivered"]
+    assert get(api, f"/events/{hot}")["archived"] is False
+    # a list pages through Redis's events, then the archive's
+    seen, cursor = [], None
+    while True:
+        page = get(api, "/events", limit=1, **({"cursor": cursor} if cursor else {}))
+        seen += [(e["id"], e["archived"]) for e in page["events"]]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert seen == [(hot, False), (archived, True)]
+    by_email = get(api, "/events", q="ADA@example.com", limit=1)
+    assert [e["id"] for e in by_email["events"]] == [hot]
+    more = get(api, "/events", q="ADA@example.com", cursor=by_email["next_cursor"])
+    assert [e["id"] for e in more["events"]] == [archived]
+    assert api.get("/api/v1/events?cursor=archived:x", headers=ADMIN).status_code == 400
+
+
+def test_purge_erases_a_persons_events_from_both_stores_attributed_in_the_action_log(
+    api: FlaskClient, hub: OperatorHub
+) -> None:
+    archived = hub.archived("ada@example.com")
+    hot = hub.receive(email="Ada@Example.com")
+    hub.kill(hot["crm"])
+    other = hub.receive(email="grace@example.com")["event"]
+    for bad in ({}, {"email": "not an address"}, {"email": 7}):
+        assert post(api, "/events/purge", bad, status=400)["error"] == "bad_request"
+    assert post(api, "/events/purge", {"email": "ada@example.com"}, VIEWER, status=403)
+    erased = post(api, "/events/purge", {"email": " ada@EXAMPLE.com"}, ADA)
+    # the erp delivery of the hot event is still on its way: kept, to purge once delivered
+    assert erased["erased_archived"] == [archived]
+    assert erased["kept"] == {hot["event"]: "pending"}
+    assert api.get(f"/api/v1/events/{archived}", headers=ADMIN).status_code == 404
+    assert get(api, f"/events/{other}")["archived"] is False
+    [action] = get(api, "/actions", limit=1)["actions"]
+    assert (action["action"], action["by"], action["via"]) == ("purge", "ada", "api")
+    assert "ada@example.com" not in json.dumps(action).lower()
+
+
+def test_alerts_and_audit_answer_as_the_cli_json(api: FlaskClient, hub: OperatorHub) -> None:
+    from core.alerting.service import evaluate_alerts
+
+    hub.ledger.pause("crm", reason="auth", by="crmhub", now=time.time())
+    evaluate_alerts(hub.ledger, hub.config, sinks=["oncall"], now=time.time() + 1)
+    [alert] = get(api, "/alerts")["alerts"]
+    assert (alert["kind"], alert["status"], alert["connection"]) == (
+        "connection_paused",
+        "firing",
+        "crm",
+    )
+    assert get(api, "/alerts", VIEWER)["alerts"] == [alert]
+    rows = get(api, "/audit")["integrations"]
+    assert sorted(r["mapping"] for r in rows) == ["customer-to-account", "customer-to-contact"]
+    assert all("no_owner" in r["flags"] for r in rows)  # no `integration:` block given
