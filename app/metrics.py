@@ -175,7 +175,7 @@ class StorageCollector(Collector):
             memory = ledger.memory()
             done = ledger.done_count()
             age = oldest_done_age_seconds(ledger)
-            lag = archive_lag_seconds(ledger, self.hub.settings)
+            lag = archive_lag_seconds(ledger, self.hub.settings.hot_retention_seconds)
         except (LedgerUnavailable, redis.RedisError):
             return  # crmhub_ledger_up says so
         for name, help_text, value in (

@@ -52,7 +52,13 @@ def send_alerts(rt: WorkerRuntime, now: float | None = None) -> int:
     settings, config = rt.settings, rt.config
     sinks, public_url = sink_names(config.alerts, settings.alert_webhook_url), settings.public_url
     evaluate_alerts(
-        rt.ledger, config, sinks=sinks, public_url=public_url, now=now, report=report_alert
+        rt.ledger,
+        config,
+        sinks=sinks,
+        public_url=public_url,
+        now=now,
+        report=report_alert,
+        hot_retention_seconds=settings.hot_retention_seconds,
     )
     maybe_send_report(rt.ledger, config, sinks=sinks, public_url=public_url, now=now)
     if not rt.ledger.alerts.pending():

@@ -82,7 +82,9 @@ def status_cmd(ctx: CliContext, as_json: bool) -> None:
         "archived_events": ctx.archive.count(),
         "done_in_redis": ctx.ledger.done_count(),
         "oldest_done_age_seconds": round(oldest_done_age_seconds(ctx.ledger), 1),
-        "lag_seconds": round(archive_lag_seconds(ctx.ledger, ctx.settings), 1),
+        "lag_seconds": round(
+            archive_lag_seconds(ctx.ledger, ctx.settings.hot_retention_seconds), 1
+        ),
         "hot_retention_seconds": ctx.settings.hot_retention_seconds,
         "archive_retention_days": ctx.settings.archive_retention_days,
     }

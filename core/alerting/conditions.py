@@ -34,6 +34,7 @@ def conditions(
         (AlertKind.BACKLOG_AGE, _backlog),
         (AlertKind.WENT_QUIET, _went_quiet),
         (AlertKind.CREDENTIAL_EXPIRING, _credentials),
+        (AlertKind.ARCHIVE_BEHIND, _archive_behind),
     ):
         if rules.on(kind):
             found.extend(make(seen, config, firing_since))
@@ -161,6 +162,27 @@ def _backlog(
                 },
                 connection=name,
             )
+
+
+def _archive_behind(
+    seen: Observations, config: Config, firing: Mapping[str, float]
+) -> Iterator[Condition]:
+    """Done events should leave Redis once their hot retention passed; an archiver that
+    cannot keep up (its database down, too slow) leaves them there, and Redis's memory grows
+    until it refuses writes: warn while there is time."""
+    limit = config.alerts.rules.archive_behind
+    if seen.archive_lag >= limit:
+        yield Condition(
+            dedup_key(AlertKind.ARCHIVE_BEHIND),
+            AlertKind.ARCHIVE_BEHIND,
+            f"the archiver is {format_duration(int(seen.archive_lag))} behind: done events stay "
+            "in Redis past CRMHUB_HOT_RETENTION_SECONDS and its memory grows",
+            {
+                "behind": format_duration(int(seen.archive_lag)),
+                "threshold": format_duration(limit),
+                "command": "crmhub archive status; crmhub archive run --until-caught-up",
+            },
+        )
 
 
 def _went_quiet(

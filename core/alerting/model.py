@@ -17,6 +17,7 @@ class AlertKind(StrEnum):
     BACKLOG_AGE = "backlog_age"
     WENT_QUIET = "went_quiet"
     CREDENTIAL_EXPIRING = "credential_expiring"
+    ARCHIVE_BEHIND = "archive_behind"  # done events stay in Redis past their hot retention
     TEST = "test"  # `crmhub alerts test`
     HEALTH_REPORT = "health_report"  # the scheduled report (alerts.report)
 
@@ -28,6 +29,7 @@ SEVERITY = {
     AlertKind.BACKLOG_AGE: "warning",
     AlertKind.WENT_QUIET: "warning",
     AlertKind.CREDENTIAL_EXPIRING: "warning",
+    AlertKind.ARCHIVE_BEHIND: "warning",
     AlertKind.TEST: "info",
     AlertKind.HEALTH_REPORT: "info",
 }
@@ -107,6 +109,7 @@ class Observations:
     sources: dict[str, float | None]  # source -> last event received (s)
     connections: dict[str, ConnectionSeen]
     recent_dead: tuple[DeadSample, ...] = ()  # the newest dead letters, newest first
+    archive_lag: float = 0.0  # s the oldest done event in Redis is past its hot retention
 
 
 def iso_utc(seconds: Any) -> str | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from core.alerting.conditions import conditions
@@ -20,6 +21,7 @@ from core.alerting.evaluate import Evaluation, evaluate, new_alert_id
 from core.alerting.model import AlertKind, AlertState, AlertStatus, iso_utc
 from core.alerting.notices import notice
 from core.alerting.sinks import Sender
+from core.archive.mover import archive_lag_seconds
 from core.config.model import Config
 from core.ledger import Ledger
 from core.ledger.alert_store import HISTORY_LENGTH as HISTORY_KEPT
@@ -47,14 +49,19 @@ def evaluate_alerts(
     public_url: str | None = None,
     now: float | None = None,
     report: Reporter | None = None,
+    hot_retention_seconds: float | None = None,
 ) -> Evaluation | None:
     """One evaluation (None when another scheduler holds the lock). `report`: called with
-    each notice (Sentry)."""
+    each notice (Sentry). `hot_retention_seconds`: how long done events may stay in Redis
+    (the archive_behind alert measures the archiver's lag against it)."""
     now = time.time() if now is None else now
     with ledger.alerting.lock() as held:
         if not held:
             return None
         seen = ledger.alerting.observe(now, sorted(config.sources), connection_objects(config))
+        if hot_retention_seconds is not None:
+            lag = archive_lag_seconds(ledger, hot_retention_seconds, now)
+            seen = replace(seen, archive_lag=lag)
         states = ledger.alerting.states()
         firing = {
             key: s.fired_at or now for key, s in states.items() if s.status == AlertStatus.FIRING

@@ -94,7 +94,9 @@ def archive_pass(
     return result
 
 
-def archive_lag_seconds(ledger: Ledger, settings: Settings, now: float | None = None) -> float:
+def archive_lag_seconds(
+    ledger: Ledger, hot_retention_seconds: float, now: float | None = None
+) -> float:
     """How far the archiver is behind: how long past its hot retention the oldest done event
     still in Redis is (0 when nothing is overdue). What an "archive falling behind" alert
     reads: a lag that keeps growing means Redis memory does too."""
@@ -102,7 +104,7 @@ def archive_lag_seconds(ledger: Ledger, settings: Settings, now: float | None = 
     if oldest is None:
         return 0.0
     now = time.time() if now is None else now
-    return max(0.0, now - oldest - settings.hot_retention_seconds)
+    return max(0.0, now - oldest - hot_retention_seconds)
 
 
 def oldest_done_age_seconds(ledger: Ledger, now: float | None = None) -> float:

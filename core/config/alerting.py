@@ -76,6 +76,7 @@ class KindRuleSchema(Schema):
     older_than = Duration()  # backlog_age: the oldest waiting delivery is older than this
     manual = fields.Boolean()  # connection_paused: also for pauses an operator made
     failures = fields.Integer(validate=validate.Range(min=1))  # credential_expiring
+    behind = Duration()  # archive_behind: done events overdue for the archive this long
 
 
 class RulesSchema(Schema):
@@ -85,6 +86,7 @@ class RulesSchema(Schema):
     backlog_age = fields.Nested(KindRuleSchema)
     went_quiet = fields.Nested(KindRuleSchema)
     credential_expiring = fields.Nested(KindRuleSchema)
+    archive_behind = fields.Nested(KindRuleSchema)
     renotify_every = Duration()
     flap_window = Duration()
 
@@ -152,6 +154,7 @@ class AlertRules:
     backlog_older_than: float = 900.0
     paused_manual: bool = False
     credential_failures: int = 2
+    archive_behind: float = 3600.0
     renotify_every: float = 4 * 3600.0
     flap_window: float = 900.0
 
@@ -199,6 +202,7 @@ def build_alerts(spec: Mapping[str, Any]) -> AlertsConfig:
         credential_failures=kinds.get("credential_expiring", {}).get(
             "failures", defaults.credential_failures
         ),
+        archive_behind=kinds.get("archive_behind", {}).get("behind", defaults.archive_behind),
         renotify_every=rules_spec.get("renotify_every", defaults.renotify_every),
         flap_window=rules_spec.get("flap_window", defaults.flap_window),
     )

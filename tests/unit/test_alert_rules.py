@@ -250,3 +250,31 @@ def test_two_schedulers_never_evaluate_at_once(write_config: Any, key_prefix: st
     assert isinstance(raw, bytes)
     assert json.loads(raw)["id"] == state.id
     assert dataclasses.asdict(state) == json.loads(raw)
+
+
+def test_archive_behind_fires_when_done_events_outstay_their_hot_retention(
+    write_config: Any, key_prefix: str
+) -> None:
+    """An archiver that cannot keep up lets Redis fill: on-call hears of it once, it resolves
+    once the archive caught up."""
+    yaml = CRM_CONFIG + "alerts:\n  rules:\n    archive_behind: {behind: 30m}\n"
+    config, ledger = hub(write_config, key_prefix, yaml)
+    assert config.alerts.rules.archive_behind == 1800
+    [event] = accept_webhook(config, ledger, stripe_event("evt_a1"), now=T0)
+    [d] = event.deliveries
+    ledger.claim(d.id, token="t", now=T0, lease_seconds=60)
+    ledger.finish(d.id, token="t", now=T0, outcome=AttemptOutcome.DELIVERED, attempt={})
+    retention = 3600.0
+
+    def fired(now: float) -> list[str]:
+        result = evaluate_alerts(
+            ledger, config, sinks=["oncall"], now=now, hot_retention_seconds=retention
+        )
+        assert result is not None
+        return [f"{s.kind}:{s.status}" for s in result.notices]
+
+    assert fired(T0 + retention + 1799) == []
+    assert fired(T0 + retention + 1800) == ["archive_behind:firing"]
+    assert fired(T0 + retention + 1900) == []  # once
+    ledger.redis.delete(ledger.keys.terminal_index())  # as an archive pass leaves it
+    assert fired(T0 + retention + 2000) == ["archive_behind:resolved"]

@@ -236,10 +236,10 @@ def test_hot_retention_is_the_setting(tmp_path: Path, archive_database_url: str)
     hub = Hub(settings)
     hub.delivered_event()
     assert hub.run(T0 + 59).moved == 0
-    assert archive_lag_seconds(hub.ledger, settings, now=T0 + 59) == 0
-    assert archive_lag_seconds(hub.ledger, settings, now=T0 + 75) == 15
+    assert archive_lag_seconds(hub.ledger, settings.hot_retention_seconds, now=T0 + 59) == 0
+    assert archive_lag_seconds(hub.ledger, settings.hot_retention_seconds, now=T0 + 75) == 15
     assert hub.run(T0 + 61).moved == 1
-    assert archive_lag_seconds(hub.ledger, settings, now=T0 + 75) == 0
+    assert archive_lag_seconds(hub.ledger, settings.hot_retention_seconds, now=T0 + 75) == 0
     hub.archive.close()
 
 
