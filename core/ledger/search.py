@@ -17,12 +17,21 @@ def normalise(term: str) -> str:
     return term.strip().lower()[:MAX_TERM_LENGTH]
 
 
+def emails_in(text: str, limit: int, scanned: int | None = None) -> list[str]:
+    """The distinct addresses in `text` (its first `scanned` characters), normalised, in
+    order of appearance, at most `limit`: what the search index, the archive's email index
+    and `events purge --email` all find a person by."""
+    found: dict[str, None] = {}
+    for match in EMAIL.finditer(text, 0, len(text) if scanned is None else scanned):
+        found[normalise(match[0])] = None
+        if len(found) >= limit:
+            break
+    return list(found)
+
+
 def search_terms(external_id: str, body: str) -> list[str]:
     terms = [] if external_id.startswith("sha256:") else [normalise(external_id)]
-    for match in EMAIL.finditer(body, 0, SCANNED):
-        term = normalise(match[0])
-        if term not in terms:
-            terms.append(term)
-            if len(terms) >= MAX_TERMS:
-                break
+    for email in emails_in(body, MAX_TERMS, SCANNED):
+        if email not in terms and len(terms) < MAX_TERMS:
+            terms.append(email)
     return [t for t in terms if t]
