@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -361,6 +362,9 @@ def ledger(config_path: Path, fake_redis: fakeredis.FakeRedis) -> Ledger:
         customer(event_id="e6", email="six@example.com", type_="customer.updated"),
     ]
     for body in events:
+        # one millisecond apart: events of the same millisecond have no order among them
+        # (their ids' tails are random), and "the last 2" must mean e5 and e6
+        time.sleep(0.002)
         response = client.post("/webhooks/shop", json=body)
         assert response.status_code == 202, response.get_json()
     response = client.post(
