@@ -10,7 +10,9 @@ the packages to hold that), so "one of ours, with a message meant for a person" 
     │   ├── TransientError              worth retrying: network, timeouts, 408, 5xx
     │   │   └── RateLimited             429: a connection-wide cooldown, no attempt used
     │   ├── DataError                   never retried: dead-lettered with a category
-    │   └── AuthError                   credentials refused after a refresh: pause
+    │   ├── AuthError                   credentials refused after a refresh: pause
+    │   └── FetchPaused                 the connection a `fetch:` reads is paused: wait
+    │                                   (no attempt used) and look again
     ├── LedgerUnavailable               Redis cannot be reached: 503, the lease runs out
     ├── ArchiveUnavailable              the archive's database cannot be reached or used
     │                                   (core/archive/database.py)
@@ -112,6 +114,17 @@ class AuthError(HubError):
         super().__init__(message)
         self.status = status
         self.excerpt = excerpt
+
+
+class FetchPaused(HubError):
+    """The connection a mapping's `fetch:` reads from is paused (its credentials were
+    refused): the delivery waits, no attempt used, and looks again after `recheck_seconds`,
+    so it goes on, in order, once that connection is resumed."""
+
+    def __init__(self, message: str, *, connection: str, recheck_seconds: float) -> None:
+        super().__init__(message)
+        self.connection = connection
+        self.recheck_seconds = recheck_seconds
 
 
 class LedgerUnavailable(CrmhubError):

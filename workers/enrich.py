@@ -8,9 +8,10 @@ mapping's window too (`fetch.window_seconds`, kept in the ledger, shared by ever
 burst of propertyChange webhooks for one contact costs one read, and its deliveries still
 write one at a time, in order (they share a record key). Its failures are the delivery's,
 classified like a write's: a missing record is a dead letter `source_record_missing`; a
-refused credential holds the delivery on the pause switch of the delivery's own connection
-(the one whose held deliveries `crmhub resume` releases), the pause naming the fetching
-connection.
+refused credential pauses the fetching connection (it alerts as any pause does), and while it
+is paused the deliveries that read it wait (no attempt used, their record keys' order kept)
+and look again every FETCH_RECHECK_SECONDS, so `crmhub resume <fetching connection>` lets them
+go on; the connection they write to is never paused for another connection's credential.
 
 related: per related object and key, the target's id is taken from the ledger's memo, else
 found or created under a lock of that key (core/ledger/memo.py), so concurrent contacts of one
@@ -28,12 +29,17 @@ from typing import Any
 
 from redis.exceptions import LockError
 
-from core.errors import DataError, HubError, TransientError
+from core.errors import AuthError, DataError, FetchPaused, HubError, TransientError
 from core.ledger import translate_redis_errors
 from core.mapping import MappedRecord
 from core.mapping.record import fetch_id
 from core.vocabulary import DeadCategory
 from workers.runtime import WorkerRuntime
+
+#: how often a delivery waiting on a paused fetching connection looks again
+FETCH_RECHECK_SECONDS = 15.0
+#: who pauses a connection when it is not an operator (as workers/delivery.py's pauses)
+HUB_ITSELF = "crmhub"
 
 
 def event_bodies(
@@ -77,18 +83,41 @@ def event_bodies(
     for (connection, obj, properties, window), members in groups.items():
         started = time.time()
         ids = [record_id for _, record_id, _ in members]
-        try:
-            found = rt.connector(connection).fetch_many(obj, ids, properties)
-        except HubError as exc:
-            found = dict.fromkeys(ids, exc)
+        found: dict[str, Any]
+        if rt.ledger.pause_info(connection) is not None:
+            found = dict.fromkeys(ids, _paused(connection, "is paused"))
+        else:
+            try:
+                found = rt.connector(connection).fetch_many(obj, ids, properties)
+            except AuthError as exc:
+                rt.ledger.pause(
+                    connection, reason="auth", by=HUB_ITSELF, now=time.time(), detail=str(exc)
+                )
+                found = dict.fromkeys(ids, _paused(connection, f"refused our credentials: {exc}"))
+            except HubError as exc:
+                found = dict.fromkeys(ids, exc)
+            else:
+                rt.ledger.read_succeeded(connection, time.time())
         for index, record_id, body in members:
             record = found[record_id]
+            if isinstance(record, FetchPaused):  # says where already
+                out[index] = record
+                continue
             if isinstance(record, HubError):
                 out[index] = _named(record, f"fetching {obj} {record_id} from {connection!r}")
                 continue
             memo.remember_fetch(connection, obj, record_id, record, started, window)
             out[index] = {**body, "fetched": record} if isinstance(body, dict) else body
     return out
+
+
+def _paused(connection: str, why: str) -> FetchPaused:
+    return FetchPaused(
+        f"the fetching connection {connection!r} {why}; waiting for "
+        f"`crmhub resume {connection}`",
+        connection=connection,
+        recheck_seconds=FETCH_RECHECK_SECONDS,
+    )
 
 
 def _named(error: HubError, what: str) -> HubError:

@@ -17,7 +17,14 @@ import random
 from dataclasses import dataclass
 
 from core.config.model import RetryPolicy
-from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
+from core.errors import (
+    AuthError,
+    DataError,
+    FetchPaused,
+    HubError,
+    RateLimited,
+    TransientError,
+)
 from core.vocabulary import AttemptOutcome, DeadCategory
 
 #: a delivery that keeps hitting a bug in the hub is dead-lettered after this many attempts
@@ -72,6 +79,8 @@ def decide(
         return Decision(
             AttemptOutcome.DEFERRED, due=now + wait, cooldown_until=now + wait, error=message
         )
+    if isinstance(error, FetchPaused):  # not this connection's fault: no cooldown of its own
+        return Decision(AttemptOutcome.DEFERRED, due=now + error.recheck_seconds, error=message)
     if isinstance(error, DataError):
         return Decision(AttemptOutcome.DEAD, category=error.category, error=message)
     if isinstance(error, AuthError):

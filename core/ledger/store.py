@@ -95,6 +95,13 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         self.actions = ActionLog(client, self.keys)  # the operator action log
         self.bulk = BulkOperations(client, self.keys)  # bulk replays and discards
 
+    def read_succeeded(self, connection: str, now: float) -> None:
+        """A connection answered a read (a mapping's `fetch:`): a success of that connection
+        as a delivery's is (its status, the went_quiet and connection_paused alerts), for a
+        connection that is only ever read from."""
+        with translate_redis_errors():
+            self.redis.hset(self.keys.last(connection), "success_at", int(now * 1000))
+
     def ping(self) -> None:
         """Redis answers on the scripts' own connection, the one every accept goes through
         (the shared pool answering says nothing about it)."""

@@ -277,3 +277,36 @@ def test_a_link_refused_for_a_deleted_account_is_found_again_on_replay(env: Env)
     assert env.state(again[0])["state"] == "delivered"
     [recreated] = env.salesforce.records("Account")
     assert recreated["Id"] != account["Id"]
+
+
+def test_a_refused_fetch_credential_pauses_the_fetching_connection_and_its_readers_wait(
+    env: Env,
+) -> None:
+    """HubSpot refusing our token pauses HubSpot (and alerts as any pause), never Salesforce;
+    the deliveries that read HubSpot wait, no attempt used, and go on in order once resumed."""
+    from core.alerting.service import evaluate_alerts
+
+    hs_id = person(env, 7, "Umbrella")
+    env.hubspot.state.config.private_app_token = "pat-revoked"  # the token we hold is dead
+    first, second = env.webhook((hs_id, "contact.creation"), (hs_id, "contact.propertyChange"))
+    env.drain()
+    ledger = env.rt.ledger
+    assert ledger.pause_info("hubspot")["reason"] == "auth"
+    assert ledger.pause_info("salesforce") is None
+    waiting = env.state(first)
+    assert waiting["state"] == "scheduled" and waiting["attempts"] == "0"
+    assert env.state(second)["state"] == "pending"  # behind it, in its record's order
+    assert env.salesforce.records("Contact") == []
+    result = evaluate_alerts(ledger, env.rt.config, sinks=["oncall"], now=time.time())
+    assert result is not None
+    assert [(s.kind, s.connection) for s in result.notices] == [("connection_paused", "hubspot")]
+
+    env.hubspot.state.config.private_app_token = TOKEN  # re-authorised
+    ledger.resume("hubspot", time.time(), by="ops")
+    ledger.sweep(now=time.time() + 16, republish_after_seconds=60)  # the wait is over
+    env.drain()
+    assert [env.state(d)["state"] for d in (first, second)] == ["delivered", "delivered"]
+    assert len(env.salesforce.records("Contact")) == 1
+    result = evaluate_alerts(ledger, env.rt.config, sinks=["oncall"], now=time.time() + 20)
+    assert result is not None
+    assert [(s.kind, s.status) for s in result.notices] == [("connection_paused", "resolved")]
