@@ -113,8 +113,7 @@ def event_bodies(
 
 def _paused(connection: str, why: str) -> FetchPaused:
     return FetchPaused(
-        f"the fetching connection {connection!r} {why}; waiting for "
-        f"`crmhub resume {connection}`",
+        f"the fetching connection {connection!r} {why}; waiting for `crmhub resume {connection}`",
         connection=connection,
         recheck_seconds=FETCH_RECHECK_SECONDS,
     )
