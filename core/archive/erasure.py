@@ -6,7 +6,7 @@ by reading the hot events' bodies (bounded by the hot retention), in the archive
 index. It runs holding the archiver's lock, so no event is moved while it is being erased (an
 event being archived is in both stores for a moment). An event with a delivery still on its
 way (pending, in flight, scheduled, held) is not erased: that is a write the hub promised;
-it is reported, to be erased once delivered. The erasure is recorded in the operator log with
+it is reported, to be erased once delivered. The erasure is recorded in the operator action log with
 a hash of the address, not the address.
 """
 

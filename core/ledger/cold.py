@@ -6,8 +6,9 @@ it had none: unrouted, echo); the scripts that make those changes put it in the 
 bounded batches (`terminal_batch`), writes them to the archive, and only then removes them
 here (`evict`, evict.lua), which re-checks each is still done for good and unchanged: a crash
 between the two leaves an event in both places (the next pass writes it again, idempotently,
-and removes it), never in neither. Also here: the erasure of a person's events (`purge`), the
-operator log it is recorded in, and the figures /metrics reports (Redis memory, archive lag).
+and removes it), never in neither. Also here: the erasure of a person's events (`purge`; it
+is recorded in the operator action log, core/ledger/actions.py), and the figures /metrics
+reports (Redis memory, archive lag).
 """
 
 from __future__ import annotations
