@@ -172,6 +172,10 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
             f"{demo_mode.hubspot_url(settings)} (records: /_control/records)"
         )
         click.echo(f"another shell: . {env_file}   then: crmhub send-test stripe")
+        click.echo(
+            f"dashboard: http://{host}:{port}/ui/ (sign in with CRMHUB_OPERATOR_TOKEN from "
+            f"{env_file})"
+        )
     click.echo("Ctrl-C stops everything.")
     code = 0
     services = [EmbeddedRedisPart(embedded)] if embedded is not None else []

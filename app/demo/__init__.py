@@ -8,6 +8,7 @@ the environment a second shell needs to talk to it (``var/demo/env``).
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import sys
 from dataclasses import replace
@@ -57,6 +58,8 @@ def prepare(settings: Settings) -> Settings:
     for name, value in DEMO_SECRETS.items():
         if not environ.get(name):
             environ[name] = value
+    if not environ.get("CRMHUB_OPERATOR_TOKEN") and not environ.get("CRMHUB_OPERATOR_TOKENS"):
+        environ["CRMHUB_OPERATOR_TOKEN"] = operator_token(settings)
     config_path = settings.config_path
     if not environ.get("CRMHUB_CONFIG") and not config_path.exists():
         config_path = demo_dir(settings) / "crmhub.yaml"
@@ -64,6 +67,21 @@ def prepare(settings: Settings) -> Settings:
         config_path.write_text(config_text(settings), encoding="utf-8")
     environ["CRMHUB_CONFIG"] = str(config_path.absolute())
     return replace(settings, config_path=config_path.absolute(), environ=environ)
+
+
+def operator_token(settings: Settings) -> str:
+    """The demo's admin token for the operator API and dashboard: made at random on the first
+    run and kept under the var directory (this user only), so a signed-in browser stays signed
+    in across `make run`s. Never a fixed one: the demo's receiver listens on 0.0.0.0 too."""
+    path = demo_dir(settings) / "operator-token"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    return token
 
 
 def port_clash(settings: Settings, receiver_port: int) -> str | None:
@@ -120,6 +138,7 @@ def write_env_file(settings: Settings, host: str, port: int) -> Path:
     names = [
         "CRMHUB_CONFIG",
         *DEMO_SECRETS,
+        "CRMHUB_OPERATOR_TOKEN",
         "CRMHUB_REDIS_URL",
         "CRMHUB_BROKER_URL",
         "CRMHUB_KEY_PREFIX",

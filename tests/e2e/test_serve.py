@@ -209,6 +209,7 @@ def test_the_demo_survives_ctrl_c_and_make_run_again(tmp_path: Path) -> None:
         delivered(
             hub, send(hub, stripe_event("evt_before", email="ada@example.com")).json()["event_id"]
         )
+        first_token = sourced(tmp_path / "var" / "demo" / "env")["CRMHUB_OPERATOR_TOKEN"]
     finally:
         assert hub.stop() == 0, hub.output()
 
@@ -225,6 +226,13 @@ def test_the_demo_survives_ctrl_c_and_make_run_again(tmp_path: Path) -> None:
         status = json.loads(again.cli("status", "--json").stdout)
         [hubspot] = [c for c in status["connections"] if c["name"] == "hubspot"]
         assert hubspot["paused"] is False
+        # the operator API and dashboard are on, with the token the env file holds (the same
+        # both runs: a browser stays signed in)
+        token = again.env["CRMHUB_OPERATOR_TOKEN"]
+        assert token and token == first_token and "/ui/ (sign in with" in again.output()
+        answer = again.http.get("/api/v1/connections", headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200, answer.text
+        assert again.http.get("/api/v1/connections").status_code == 401
     finally:
         assert again.stop() == 0, again.output()
         fake_hubspot.close()
