@@ -157,6 +157,8 @@ def serve(ctx: CliContext, host: str | None, port: int | None, demo: bool) -> No
             f"{settings.embedded_redis_dir}; binary {embedded.binary})"
         )
 
+    if demo:  # the operator API and dashboard on, with the demo's own token
+        settings = demo_mode.with_operator_token(settings)
     env = dict(settings.environ, CRMHUB_REDIS_URL=url, CRMHUB_HOST=host, CRMHUB_PORT=str(port))
     env.setdefault("CRMHUB_CONFIG", str(settings.config_path))
     children = _children(host, port, settings, demo)

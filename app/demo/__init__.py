@@ -58,8 +58,6 @@ def prepare(settings: Settings) -> Settings:
     for name, value in DEMO_SECRETS.items():
         if not environ.get(name):
             environ[name] = value
-    if not environ.get("CRMHUB_OPERATOR_TOKEN") and not environ.get("CRMHUB_OPERATOR_TOKENS"):
-        environ["CRMHUB_OPERATOR_TOKEN"] = operator_token(settings)
     config_path = settings.config_path
     if not environ.get("CRMHUB_CONFIG") and not config_path.exists():
         config_path = demo_dir(settings) / "crmhub.yaml"
@@ -67,6 +65,16 @@ def prepare(settings: Settings) -> Settings:
         config_path.write_text(config_text(settings), encoding="utf-8")
     environ["CRMHUB_CONFIG"] = str(config_path.absolute())
     return replace(settings, config_path=config_path.absolute(), environ=environ)
+
+
+def with_operator_token(settings: Settings) -> Settings:
+    """The settings with the demo's operator token in their environment, unless one is set:
+    the operator API and dashboard are on in the demo."""
+    environ = dict(settings.environ)
+    if environ.get("CRMHUB_OPERATOR_TOKEN") or environ.get("CRMHUB_OPERATOR_TOKENS"):
+        return settings
+    environ["CRMHUB_OPERATOR_TOKEN"] = operator_token(settings)
+    return replace(settings, environ=environ)
 
 
 def operator_token(settings: Settings) -> str:

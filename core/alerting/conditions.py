@@ -13,6 +13,9 @@ from core.config.model import Config
 
 #: who pauses a connection when it is not an operator (workers/delivery.py)
 HUB_ITSELF = "crmhub"
+#: a pause resumed before any check saw it alerts if it began at most this long ago (an
+#: upgraded hub, or one whose scheduler was down for days, does not page for old history)
+BRIEF_PAUSE_LOOKBACK = 3600.0
 
 
 def dedup_key(kind: AlertKind, *parts: str) -> str:
@@ -20,11 +23,16 @@ def dedup_key(kind: AlertKind, *parts: str) -> str:
 
 
 def conditions(
-    seen: Observations, config: Config, firing_since: Mapping[str, float]
+    seen: Observations,
+    config: Config,
+    firing_since: Mapping[str, float],
+    last_fired: Mapping[str, float] | None = None,
 ) -> list[Condition]:
     """Every condition holding at `seen.now`. `firing_since`: dedup key -> fired_at of the
     alerts firing now (a paused connection's alert holds until a delivery succeeds after it
-    fired)."""
+    fired). `last_fired`: dedup key -> when its latest episode fired (firing or resolved): a
+    pause that began after that and ended between two checks still fires."""
+    last_fired = last_fired or {}
     rules = config.alerts.rules
     found: list[Condition] = []
     for kind, make in (
@@ -38,6 +46,8 @@ def conditions(
     ):
         if rules.on(kind):
             found.extend(make(seen, config, firing_since))
+    if rules.on(AlertKind.CONNECTION_PAUSED):
+        found.extend(_brief_pauses(seen, config, firing_since, last_fired))
     return found
 
 
@@ -86,6 +96,39 @@ def _paused(seen: Observations, config: Config, firing: Mapping[str, float]) -> 
                 },
                 connection=name,
             )
+
+
+def _brief_pauses(
+    seen: Observations,
+    config: Config,
+    firing: Mapping[str, float],
+    last_fired: Mapping[str, float],
+) -> Iterator[Condition]:
+    """A pause that began and was resumed between two checks (an operator quick to fix a
+    credential, a busy scheduler): on-call still hears of it once; it resolves with the next
+    successful delivery, as any pause's alert does."""
+    for name, conn in seen.connections.items():
+        key = dedup_key(AlertKind.CONNECTION_PAUSED, name)
+        began = conn.last_paused_at
+        if conn.paused is not None or key in firing or began is None:
+            continue
+        if began <= last_fired.get(key, 0.0) or seen.now - began > BRIEF_PAUSE_LOOKBACK:
+            continue
+        if conn.last_paused_by != HUB_ITSELF and not config.alerts.rules.paused_manual:
+            continue
+        yield Condition(
+            key,
+            AlertKind.CONNECTION_PAUSED,
+            f"connection {name!r} was paused at {iso_utc(began)} and resumed since; waiting "
+            "for a delivery to succeed",
+            {
+                "reason": "resumed",
+                "paused_by": conn.last_paused_by,
+                "paused_since": iso_utc(began),
+                "command": f"crmhub status; crmhub dlq list --connection {name}",
+            },
+            connection=name,
+        )
 
 
 def _dead_letters(

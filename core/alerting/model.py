@@ -88,6 +88,8 @@ class ConnectionSeen:
 
     paused: dict[str, Any] | None = None
     last_success_at: float | None = None
+    last_paused_at: float | None = None  # the latest pause began (kept after a resume)
+    last_paused_by: str | None = None
     circuit: str = "closed"
     dead: dict[str, int] = field(default_factory=dict)  # category -> dead letters now
     oldest_waiting_at: float | None = None  # the oldest pending/scheduled delivery

@@ -66,7 +66,10 @@ def evaluate_alerts(
         firing = {
             key: s.fired_at or now for key, s in states.items() if s.status == AlertStatus.FIRING
         }
-        result = evaluate(conditions(seen, config, firing), states, now, config.alerts.rules)
+        last_fired = {key: s.fired_at for key, s in states.items() if s.fired_at}
+        result = evaluate(
+            conditions(seen, config, firing, last_fired), states, now, config.alerts.rules
+        )
         payloads = [notice(s, public_url, now) for s in result.notices]
         ledger.alerting.apply(result, [(p, sink) for p in payloads for sink in sinks])
         if result.resolved:  # episodes left the history: so do their notices' records

@@ -159,7 +159,7 @@ class AlertStore:
                 pipe.zrevrange(k.source_events(source), 0, 0, withscores=True)
             for name in names:
                 pipe.get(k.pause(name))
-                pipe.hget(k.last(name), "success_at")
+                pipe.hmget(k.last(name), "success_at", "paused_at", "paused_by")
                 pipe.hget(k.breaker(name), "state")
                 pipe.hgetall(k.dead_counts(name))
                 pipe.get(k.oauth_refresh_failure(name))
@@ -170,12 +170,16 @@ class AlertStore:
             seen: dict[str, dict[str, Any]] = {}
             waiting_heads: dict[str, list[str]] = {}
             for name in names:
-                pause, success, circuit, dead, failing = (next(replies) for _ in range(5))
+                pause, (success, paused_at, paused_by), circuit, dead, failing = (
+                    next(replies) for _ in range(5)
+                )
                 heads = [text(h[0]) for h in (next(replies) for _ in connections[name]) if h]
                 waiting_heads[name] = heads
                 seen[name] = {
                     "paused": json.loads(pause) if pause else None,
                     "last_success_at": float(success) / 1000 if success else None,
+                    "last_paused_at": float(paused_at) / 1000 if paused_at else None,
+                    "last_paused_by": text(paused_by) if paused_by else None,
                     "circuit": text(circuit) if circuit else "closed",
                     "dead": {key: int(v) for key, v in decode(dead).items() if int(v) > 0},
                     "refresh_failure": json.loads(failing) if failing else None,

@@ -46,7 +46,7 @@
 --   <p>:conn:{connection}:counts       hash    state -> deliveries
 --   <p>:conn:{connection}:pause        string  JSON pause info while paused
 --   <p>:conn:{connection}:held         zset    HELD deliveries, by seq
---   <p>:conn:{connection}:last         hash    success_at, failure_at, failure
+--   <p>:conn:{connection}:last         hash    success_at, failure_at, failure, paused_at/by
 --   <p>:conn:{connection}:breaker      hash    circuit breaker state
 --   <p>:conn:{connection}:cooldown     string  no attempt before (ms), after a 429 (TTL)
 --   <p>:conn:{connection}:rl           string  rate limiter's arrival time (GCRA, ms)

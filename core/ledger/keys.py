@@ -183,7 +183,13 @@ LAYOUT: tuple[KeyKind, ...] = (
         "JSON {reason, since, by, detail} while the connection is paused",
     ),
     KeyKind("held", "conn:{connection}:held", "zset", "its HELD deliveries, by seq"),
-    KeyKind("last", "conn:{connection}:last", "hash", "success_at, failure_at, failure"),
+    KeyKind(
+        "last",
+        "conn:{connection}:last",
+        "hash",
+        "success_at, failure_at, failure, paused_at, paused_by (the latest pause, kept after "
+        "a resume)",
+    ),
     KeyKind(
         "breaker",
         "conn:{connection}:breaker",

@@ -25,10 +25,10 @@ from hubtest import DEMO_CRM_CONFIG, STRIPE_SECRET, signed, stripe_event
 from operator_hub import ADMIN_TOKEN, OPS_TOKEN, LiveHub
 from processes import DemoTarget, wait_until
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 pytestmark = pytest.mark.integration
@@ -121,7 +121,20 @@ def follow(driver: WebDriver, element: Any) -> None:
     """Click something that loads a page, and wait for that page (not the old one)."""
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
+
+    def old_page_gone(_: WebDriver) -> bool:
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            # chromedriver's answer when asked about a node mid-navigation: gone, too
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, 20).until(old_page_gone)
     WebDriverWait(driver, 20).until(
         lambda d: d.execute_script("return document.readyState") == "complete"
     )

@@ -278,3 +278,34 @@ def test_archive_behind_fires_when_done_events_outstay_their_hot_retention(
     assert fired(T0 + retention + 1900) == []  # once
     ledger.redis.delete(ledger.keys.terminal_index())  # as an archive pass leaves it
     assert fired(T0 + retention + 2000) == ["archive_behind:resolved"]
+
+
+def test_a_pause_resumed_between_two_checks_still_alerts_once_and_resolves(
+    write_config: Any, key_prefix: str
+) -> None:
+    """The hub paused a connection on a refused credential and an operator resumed it before
+    the scheduler's next check: on-call still hears of it, once."""
+    config, ledger = hub(write_config, key_prefix)
+
+    def notices(now: float) -> list[tuple[str, str]]:
+        result = evaluate_alerts(ledger, config, sinks=["oncall"], now=now)
+        assert result is not None
+        return [(s.kind, s.status) for s in result.notices]
+
+    assert notices(T0) == []
+    [event] = accept_webhook(config, ledger, stripe_event("evt_p1"), now=T0 + 1)
+    [d] = event.deliveries
+    ledger.claim(d.id, token="t", now=T0 + 1, lease_seconds=60)
+    ledger.finish(d.id, token="t", now=T0 + 1, outcome=AttemptOutcome.HELD, attempt={},
+                  pause={"reason": "auth", "since": T0 + 1, "by": "crmhub"})  # fmt: skip
+    ledger.resume("crm", T0 + 2, by="ops")
+    assert notices(T0 + 3) == [("connection_paused", "firing")]
+    assert notices(T0 + 4) == []  # once
+    ledger.claim(d.id, token="t2", now=T0 + 5, lease_seconds=60)
+    ledger.finish(d.id, token="t2", now=T0 + 5, outcome=AttemptOutcome.DELIVERED, attempt={})
+    assert notices(T0 + 6) == [("connection_paused", "resolved")]
+    assert notices(T0 + 7) == []  # that pause is told; it does not fire again
+    # an operator's own brief pause does not page unless configured to
+    ledger.pause("crm", reason="maintenance", by="ops", now=T0 + 8)
+    ledger.resume("crm", T0 + 9, by="ops")
+    assert notices(T0 + 10) == []
