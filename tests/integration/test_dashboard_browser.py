@@ -203,6 +203,12 @@ def test_find_a_dead_letter_by_email_fix_it_and_see_it_delivered(
     browser.get(f"{live.url}/ui/actions")
     assert "edit" in browser.find_element(By.ID, "actions").text
     shot(browser, live, "actions")
+    browser.get(f"{live.url}/ui/alerts")
+    assert browser.find_element(By.ID, "alerts")
+    shot(browser, live, "alerts")
+    browser.get(f"{live.url}/ui/audit")
+    assert "customer" in browser.find_element(By.ID, "audit").text
+    shot(browser, live, "audit")
 
 
 def test_bulk_replay_shows_the_count_first_then_delivers(live: Live, browser: WebDriver) -> None:
