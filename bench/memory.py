@@ -143,6 +143,7 @@ def measure(n: int, tmp: Path) -> dict[str, Any]:
             ("source's events index, per event", keys.source_events("stripe")),
             ("pending index, per delivery", keys.pending_index()),
             ("ready set, per delivery", keys.ready("hubspot", "contacts")),
+            ("search index (sender's id, emails), per event", keys.search()),
             ("queued Celery message, per delivery", ledger.queue.key),
         ):
             breakdown[label] = int(client.memory_usage(key, samples=0) or 0) / n

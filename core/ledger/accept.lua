@@ -22,7 +22,9 @@ local function is_echo(echo)
 end
 
 local function index_terms(ev)
-  for _, term in ipairs(ev.terms) do redis.call('ZADD', search_key(term), ev.received, ev.id) end
+  for _, term in ipairs(ev.terms) do
+    redis.call('ZADD', search_key(), 0, search_entry(term, ev.received, ev.id))
+  end
 end
 
 local stats = stats_key(StatsHash.webhooks)

@@ -34,7 +34,7 @@
 --   <p>:idx:dead:conn:{connection}     zset    one connection's DEAD, by dead_at
 --   <p>:idx:dead:map:{mapping}         zset    one mapping's DEAD, by dead_at
 --   <p>:idx:dead:cat:{category}        zset    one category's DEAD, by dead_at
---   <p>:search:{term}                  zset    event ids by received_at for a search term
+--   <p>:search                         zset    term\0received_at\0event id, by member (score 0)
 --   <p>:oplog                          stream  the operator action log (capped)
 --   <p>:opn:{id}                       hash    a bulk replay or discard and its progress
 --   <p>:opn:{id}:ids                   list    the dead letters it takes
@@ -160,10 +160,14 @@ end
 
 -- An event leaving Redis (archived or erased) leaves the search index too: its terms are
 -- kept on its hash (`terms`, one per line) by accept, so no key naming an address outlives it.
+local function search_entry(term, received, event_id)
+  return term .. '\0' .. string.format('%013d', tonumber(received)) .. '\0' .. event_id
+end
+
 local function unindex_terms(event_id)
-  local terms = redis.call('HGET', event_key(event_id), 'terms')
+  local terms, received = unpack(redis.call('HMGET', event_key(event_id), 'terms', 'received_at'))
   for term in string.gmatch(terms or '', '[^\n]+') do
-    redis.call('ZREM', search_key(term), event_id)
+    redis.call('ZREM', search_key(), search_entry(term, received, event_id))
   end
 end
 

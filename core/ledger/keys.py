@@ -133,10 +133,11 @@ LAYOUT: tuple[KeyKind, ...] = (
     ),
     KeyKind(
         "search",
-        "search:{term}",
+        "search",
         "zset",
-        "event ids by received_at (ms) for a term (lowercased): the sender's event id, an email "
-        "address in the body",
+        "the search index, one sorted set for every term (so no key names a person), all at "
+        "score 0, read by range of member: `{term}\\0{received_at ms, 13 digits}\\0{event id}`; "
+        "a term (lowercased) is the sender's event id or an email address in the body",
     ),
     KeyKind(
         "action_log",
@@ -411,8 +412,8 @@ class LedgerKeys:
     def dead_by_category(self, category: str) -> str:
         return f"{self._p}idx:dead:cat:{category}"
 
-    def search(self, term: str) -> str:
-        return f"{self._p}search:{term}"
+    def search(self) -> str:
+        return f"{self._p}search"
 
     def action_log(self) -> str:
         return f"{self._p}oplog"

@@ -132,14 +132,15 @@ class LedgerPages:
         with translate_redis_errors():
             if term.startswith("evt_") and self.redis.exists(self.keys.event(term)):
                 return [term]
-            found = self.redis.zrevrangebyscore(
-                self.keys.search(term),
-                high if high is not None else "+inf",
-                low if low is not None else "-inf",
+            # one index for every term, read by member range: `term\0{ms:013d}\0{event id}`
+            found = self.redis.zrevrangebylex(
+                self.keys.search(),
+                f"({term}\x01" if high is None else f"({term}\x00{high:013d}\x01",
+                f"[{term}\x00" if low is None else f"[{term}\x00{low:013d}",
                 start=0,
                 num=SEARCH_LIMIT,
             )
-        return [text(i) for i in found]
+        return [text(i).rsplit("\x00", 1)[-1] for i in found]
 
     # events ----------------------------------------------------------------------------
     def event_page(

@@ -14,7 +14,9 @@ MAX_TERM_LENGTH = 200
 
 
 def normalise(term: str) -> str:
-    return term.strip().lower()[:MAX_TERM_LENGTH]
+    """Lowercased, trimmed, bounded, and without NUL or the control characters below it
+    that separate a term from its event in the index (core/ledger/pages.py)."""
+    return term.strip().lower().replace("\x00", "").replace("\x01", "")[:MAX_TERM_LENGTH]
 
 
 def emails_in(text: str, limit: int, scanned: int | None = None) -> list[str]:
