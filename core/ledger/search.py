@@ -1,7 +1,7 @@
 """What an operator can find an event by (`q` on /api/v1/events and /dead-letters): the
 sender's event id and every email address in its body, each lowercased, indexed as the event
-is accepted (one sorted set, `search`, of `term\0received ms\0event id`), so a search is one
-range read, whatever the ledger holds."""
+is accepted (one sorted set, `search`, of `term`, NUL, received ms, NUL, event id), so a
+search is one range read, whatever the ledger holds."""
 
 from __future__ import annotations
 
