@@ -48,14 +48,19 @@ class SalesforceConnector(SalesforceSession):
     # writing --------------------------------------------------------------------------
     def write(
         self, record: MappedRecord, fields: dict[str, Any], existing: dict[str, Any] | None
-    ) -> WriteResult:  # pragma: no cover - deliver() is overridden as a whole
-        raise NotImplementedError
-
-    def deliver(self, record: MappedRecord) -> WriteResult:
-        (outcome,) = self.deliver_batch([record])
-        if isinstance(outcome, HubError):
-            raise outcome
-        return outcome
+    ) -> WriteResult:
+        """One record (the base class's deliver: `fields` already filtered for ownership,
+        `existing` read when ownership or update_only needed it): an upsert on an External
+        ID match field; else an update of the record the match key finds, or a create (never
+        a blind one: the key is looked up first, and several matches are ambiguous_match)."""
+        upsert = bool(record.external_id and record.match_field)
+        if existing is None and not upsert and record.action != "create_only":
+            existing = self.read(record) if record.match_value is not None else None
+        values = {k: self._wire(record.object, k, v) for k, v in fields.items()}
+        record_id = str(existing["Id"]) if existing and existing.get("Id") else None
+        return self._write_one(
+            record.object, record.match_field, record, values, (), record_id, upsert=upsert
+        )
 
     def deliver_batch(self, records: Sequence[MappedRecord]) -> list[WriteResult | HubError]:
         """Every record's outcome, in order: records of one object and match key kind are
