@@ -28,15 +28,13 @@ from core.archive.mover import archive_lag_seconds, oldest_done_age_seconds
 from core.errors import ArchiveUnavailable, LedgerUnavailable
 from core.ledger.keys import StatsHash
 from core.operations import STATE_NAMES
-from core.vocabulary import CircuitState
+from core.vocabulary import HUB_ITSELF, CircuitState
 
 bp = Blueprint("metrics", __name__)
 
 #: why a connection is paused, as a label: the hub's own pause on a refused credential, an
 #: operator's (`crmhub pause`, whatever reason text they gave), or anything else
 PAUSE_REASONS = ("auth", "manual", "other")
-#: who pauses a connection when it is not an operator (workers/delivery.py)
-HUB_ITSELF = "crmhub"
 
 
 def pause_reason(pause: dict[str, Any]) -> str:

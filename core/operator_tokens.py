@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from core.errors import ConfigProblem
+from core.vocabulary import HUB_ITSELF
 
 
 class Role(StrEnum):
@@ -47,8 +48,6 @@ class OperatorToken:
         return hashlib.sha256(b"crmhub-operator:" + self.token.encode()).hexdigest()[:32]
 
 
-#: who pauses a connection when it is not an operator (app/metrics.py tells them apart by it)
-HUB_ITSELF = "crmhub"
 NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_TOKEN_LENGTH = 16
 FORMAT = "write entries as name:role:token, comma-separated (role admin or read_only)"

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+#: who pauses a connection when no operator did (a refused credential): the name in a pause's
+#: `by`, which operator token names may not take (core/operator_tokens.py)
+HUB_ITSELF = "crmhub"
+
 
 class State(StrEnum):
     """Every delivery is in exactly one of these at every moment (docs/architecture.md, the

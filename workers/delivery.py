@@ -17,7 +17,7 @@ from core.config import RetryPolicy
 from core.echo import canonical, echo_window, record_ref
 from core.errors import DataError, HubError, LedgerUnavailable
 from core.mapping import MappedRecord, map_event
-from core.vocabulary import AttemptOutcome, ClaimStatus, DeadCategory, Reason
+from core.vocabulary import HUB_ITSELF, AttemptOutcome, ClaimStatus, DeadCategory, Reason
 from workers.enrich import event_bodies, forget_refused_links, link_related
 from workers.policy import Decision, decide, describe
 from workers.runtime import WorkerRuntime
@@ -242,7 +242,7 @@ def _finish(
         dead_letter=_dead_letter(item.record, item.error) if dead else None,
         transient=decision.transient,
         cooldown_until=decision.cooldown_until,
-        pause={"reason": "auth", "since": finished, "by": "crmhub", "detail": decision.error}
+        pause={"reason": "auth", "since": finished, "by": HUB_ITSELF, "detail": decision.error}
         if decision.outcome == AttemptOutcome.HELD
         else None,
     )

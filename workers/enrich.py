@@ -33,13 +33,11 @@ from core.errors import AuthError, DataError, FetchPaused, HubError, TransientEr
 from core.ledger import translate_redis_errors
 from core.mapping import MappedRecord
 from core.mapping.record import fetch_id
-from core.vocabulary import DeadCategory
+from core.vocabulary import HUB_ITSELF, DeadCategory
 from workers.runtime import WorkerRuntime
 
 #: how often a delivery waiting on a paused fetching connection looks again
 FETCH_RECHECK_SECONDS = 15.0
-#: who pauses a connection when it is not an operator (as workers/delivery.py's pauses)
-HUB_ITSELF = "crmhub"
 
 
 def event_bodies(

@@ -10,9 +10,8 @@ from collections.abc import Iterator, Mapping
 from core.alerting.model import AlertKind, Condition, DeadSample, Observations, iso_utc
 from core.config.durations import format_duration
 from core.config.model import Config
+from core.vocabulary import HUB_ITSELF
 
-#: who pauses a connection when it is not an operator (workers/delivery.py)
-HUB_ITSELF = "crmhub"
 #: a pause resumed before any check saw it alerts if it began at most this long ago (an
 #: upgraded hub, or one whose scheduler was down for days, does not page for old history)
 BRIEF_PAUSE_LOOKBACK = 3600.0

@@ -101,7 +101,7 @@ elseif outcome == AttemptOutcome.held then
   if redis.call('SET', pause_key(conn), req.pause, 'NX') then
     newly_paused = 1
     -- kept after a resume: a pause shorter than the alert check's interval still alerts
-    redis.call('HSET', last, 'paused_at', now, 'paused_by', 'crmhub')
+    redis.call('HSET', last, 'paused_at', now, 'paused_by', tostring(cjson.decode(req.pause).by))
   end
   hold(id, conn, State.in_flight, seq)
   failed()
