@@ -41,6 +41,25 @@ def _port(env: Mapping[str, str], name: str, default: int, problems: list[Config
     return value
 
 
+def _seconds(
+    env: Mapping[str, str], name: str, default: float, problems: list[ConfigProblem]
+) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        problems.append(ConfigProblem("environment", name, f"expected seconds, got {raw!r}"))
+        return default
+    if not 0 <= value < float("inf"):
+        problems.append(
+            ConfigProblem("environment", name, f"expected zero or more seconds, got {raw}")
+        )
+        return default
+    return value
+
+
 #: what CRMHUB_ARCHIVE_URL may name (core/archive/database.py)
 ARCHIVE_SCHEMES = ("sqlite", "postgresql", "postgres")
 
@@ -92,6 +111,10 @@ class Settings:
     port: int = 8000
     worker_concurrency: int = 2
     lease_seconds: int = 60
+    # the drain (workers/delivery.py): one task writes up to this many ready deliveries of its
+    # connection (its own included; 1: one per task), within this many seconds
+    drain_max: int = 50
+    drain_seconds: float = 0.5
     republish_after_seconds: int = 60
     dedupe_ttl_seconds: int = 30 * 24 * 3600
     max_body_bytes: int = 1024 * 1024
@@ -133,6 +156,8 @@ class Settings:
             port=_int(env, "CRMHUB_PORT", 8000, problems),
             worker_concurrency=_int(env, "CRMHUB_WORKER_CONCURRENCY", 2, problems),
             lease_seconds=_int(env, "CRMHUB_LEASE_SECONDS", 60, problems),
+            drain_max=_int(env, "CRMHUB_DRAIN_MAX", 50, problems),
+            drain_seconds=_seconds(env, "CRMHUB_DRAIN_SECONDS", 0.5, problems),
             republish_after_seconds=_int(env, "CRMHUB_REPUBLISH_AFTER_SECONDS", 60, problems),
             dedupe_ttl_seconds=_int(env, "CRMHUB_DEDUPE_TTL_SECONDS", 30 * 24 * 3600, problems),
             max_body_bytes=_int(env, "CRMHUB_MAX_BODY_BYTES", 1024 * 1024, problems),

@@ -79,6 +79,8 @@ class Reason(StrEnum):
     CIRCUIT_PROBE = "circuit_probe"  # half open: another delivery is the probe
     RATE_LIMIT = "rate_limit"
     CHANGED = "changed"  # an operator's action: the dead letter died again since it was chosen
+    PAUSED = "paused"  # the drain (claim_next.lua): the connection is paused
+    NONE_READY = "none_ready"  # the drain: no delivery of the connection is waiting its turn
 
 
 class CircuitState(StrEnum):

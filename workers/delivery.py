@@ -18,6 +18,7 @@ from core.echo import canonical, echo_window, record_ref
 from core.errors import DataError, HubError, LedgerUnavailable
 from core.mapping import MappedRecord, map_event
 from core.vocabulary import HUB_ITSELF, AttemptOutcome, ClaimStatus, DeadCategory, Reason
+from workers.drain import Budget, goes_on, objects_of
 from workers.enrich import event_bodies, forget_refused_links, link_related
 from workers.policy import Decision, decide, describe
 from workers.runtime import WorkerRuntime
@@ -43,13 +44,16 @@ class Item:
 
 def run_delivery(rt: WorkerRuntime, delivery_id: str, *, adopt: bool = True) -> str:
     """Attempt one delivery if it is this message's turn (with a batching connector, also
-    the other deliveries of its connection and object that are waiting). Returns what
-    happened to `delivery_id`.
+    the other deliveries of its connection and object that are waiting), then drain: claim
+    and write the connection's next ready deliveries while the budget lasts
+    (workers/drain.py). Returns what happened to `delivery_id`.
 
-    With a batching connector, a message whose delivery already went out in another batch
-    (`adopt`) takes the next waiting delivery of the same connection and object instead, so
-    a backlog drains at batch speed rather than one skipped message at a time."""
+    A message whose delivery already went out (drained or batched by another task) drains
+    in its place (`adopt`), so a backlog moves at drain speed rather than one skipped message
+    at a time. With the drain off (`CRMHUB_DRAIN_MAX=1`), only a batching connector adopts,
+    one batch."""
     token = uuid.uuid4().hex
+    budget = Budget.of(rt.settings)
     ledger = rt.ledger
     while True:
         # one round trip: the claim, and the delivery and its event to work with
@@ -71,29 +75,70 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str, *, adopt: bool = True) -> 
     connection = rt.config.connections.get(raw["connection"])
     if claim.status != ClaimStatus.CLAIMED:
         if adopt and claim.status == ClaimStatus.SKIP and connection is not None:
-            _adopt_waiting(rt, connection.name, raw.get("object", ""), delivery_id)
+            if budget.enabled:
+                _drain(rt, connection.name, token, budget)
+            else:
+                _adopt_waiting(rt, connection.name, raw.get("object", ""), delivery_id)
         return claim.status
 
-    items = [Item(delivery_id, raw, claim.attempts, event=dict(claim.event))]
+    item = Item(delivery_id, raw, claim.attempts, event=dict(claim.event))
+    outcomes = _run_claimed(rt, connection.name if connection else None, [item], token)
+    budget.done += len(outcomes)
+    if connection is not None and budget.enabled and goes_on(outcomes):
+        _drain(rt, connection.name, token, budget)
+    return outcomes[0]
+
+
+def _run_claimed(
+    rt: WorkerRuntime, connection: str | None, items: list[Item], token: str
+) -> list[str]:
+    """Attempt claimed deliveries (with a batching connector, with the waiting others of
+    their connection and object) and record each one's outcome; the outcomes, first the
+    given items'."""
     started = time.time()
     try:
         if connection is not None:
-            items += _claim_companions(rt, connection.name, raw.get("object", ""), token)
+            items += _claim_companions(rt, connection, items[0].raw.get("object", ""), token)
         _attempt(rt, items)
     except LedgerUnavailable:
         raise  # not the deliveries' failure: their leases run out and the sweeper retries
     finished = time.time()
-    retry = connection.retry if connection else RetryPolicy()
-    outcome = ""
+    config = rt.config.connections.get(connection) if connection else None
+    retry = config.retry if config else RetryPolicy()
+    outcomes = []
     seen: set[int] = set()
     for item in items:
         # a batch-wide failure is one failed request: it counts once toward the breaker
         repeat = item.error is not None and id(item.error) in seen
         if item.error is not None:
             seen.add(id(item.error))
-        result = _finish(rt, item, token, retry, started, finished, repeat=repeat)
-        outcome = outcome or result
-    return outcome
+        outcomes.append(_finish(rt, item, token, retry, started, finished, repeat=repeat))
+    return outcomes
+
+
+def _drain(rt: WorkerRuntime, connection: str, token: str, budget: Budget) -> None:
+    """Claim the connection's next ready delivery and write it, again and again, while the
+    budget lasts and the target takes writes. Each is claimed as its own message would claim
+    it (Ledger.claim_next: its record's turn, pause, cooldown, circuit, rate limit), and one
+    that fails is classified and scheduled alone; the drain then stops."""
+    objects = objects_of(rt.config, connection)
+    while budget.left():
+        claim = rt.ledger.claim_next(
+            connection,
+            objects,
+            token=token,
+            now=time.time(),
+            lease_seconds=rt.settings.lease_seconds,
+            rates=rt.rate_limits,
+        )
+        if claim.status != ClaimStatus.CLAIMED:
+            return  # paused, cooling down, circuit not closed, rate limit, or nothing waits
+        raw = dict(claim.delivery)
+        item = Item(raw["id"], raw, claim.attempts, event=dict(claim.event))
+        outcomes = _run_claimed(rt, connection, [item], token)
+        budget.done += len(outcomes)
+        if not goes_on(outcomes):
+            return
 
 
 def _adopt_waiting(rt: WorkerRuntime, connection: str, obj: str, skipped: str) -> None:

@@ -79,6 +79,22 @@ def claim(reply: Sequence[Any], *, with_data: bool) -> Claim:
     return Claim(status, reason=out[1] if len(out) > 1 else "", delivery=delivery, event=event)
 
 
+def next_claimed(reply: Sequence[Any]) -> Claim:
+    """claim_next.lua: {claimed, attempts, delivery, event} (flat HGETALL arrays), {wait, ms},
+    or {skip, Reason} when the drain stops."""
+    status = ClaimStatus(text(reply[0]))
+    if status == ClaimStatus.CLAIMED:
+        return Claim(
+            status,
+            attempts=int(reply[1]),
+            delivery=decode(_pairs(reply[2])),
+            event=decode(_pairs(reply[3])),
+        )
+    if status == ClaimStatus.WAIT:
+        return Claim(status, wait_ms=int(float(reply[1])))
+    return Claim(status, reason=text(reply[1]))
+
+
 @dataclass(frozen=True)
 class BatchClaimed:
     delivery_id: str

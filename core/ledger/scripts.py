@@ -25,6 +25,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "accept": (),
     "claim": ("claim_one",),
     "claim_batch": ("claim_one",),
+    "claim_next": ("claim_one",),
     "finish": ("operator",),
     "sweep": (),
     "pause": ("operator",),

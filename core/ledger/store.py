@@ -257,6 +257,31 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
             )
         )
 
+    def claim_next(
+        self,
+        connection: str,
+        objects: Sequence[str],
+        *,
+        token: str,
+        now: float,
+        lease_seconds: float,
+        rates: Mapping[str, tuple[int, float]] | None = None,
+        scan: int = 8,
+    ) -> Claim:
+        """The drain: claim the oldest published delivery of `connection` (its ready sets for
+        `objects`) as its own message would (claim.lua, with its delivery and event), or say
+        why the drain stops there (claim_next.lua). Nothing changes for the others."""
+        request: dict[str, Any] = {
+            "conn": connection,
+            "objects": list(objects),
+            "token": token,
+            "lease_ms": int(lease_seconds * 1000),
+            "scan": scan,
+        }
+        if rates and connection in rates:
+            request["rates"] = {connection: _gcra(*rates[connection])}
+        return replies.next_claimed(self._run("claim_next", now, **request))
+
     def finish(
         self,
         delivery_id: str,

@@ -164,7 +164,11 @@ class Env:
 
 def build_env(write_config: WriteConfig, key_prefix: str, batch_size: int = 100) -> Env:
     path = write_config(CONFIG.replace("BATCH_SIZE", str(batch_size)))
-    settings = make_settings(path, key_prefix, redis_url="redis://unused", **ENV)
+    # one batch per run_delivery here; the drain (a task going on with the connection's next
+    # batches) has its tests in test_drain.py
+    settings = make_settings(
+        path, key_prefix, redis_url="redis://unused", CRMHUB_DRAIN_MAX="1", **ENV
+    )
     rt = WorkerRuntime.build(settings, client=fakeredis.FakeRedis())
     fake = HubSpot()
     rt._connectors["hubspot"] = HubSpotConnector(

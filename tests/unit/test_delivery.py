@@ -140,6 +140,9 @@ class Env:
 def build_env(
     write_config: WriteConfig, key_prefix: str, config: str = CONFIG, **extra_env: str
 ) -> Env:
+    # one delivery per run_delivery here, each message's own path; the drain (a task going on
+    # with the connection's next deliveries) has its tests in test_drain.py
+    extra_env = {"CRMHUB_DRAIN_MAX": "1", **extra_env}
     settings = make_settings(
         write_config(config), key_prefix, redis_url="redis://unused", **ENV, **extra_env
     )
