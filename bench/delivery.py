@@ -116,6 +116,8 @@ def bench(opts: argparse.Namespace, tmp: Path, rds: BenchRedis) -> list[Run]:
             CRMHUB_CONFIG=str(config),
             CRMHUB_REDIS_URL=rds.url,
             CRMHUB_KEY_PREFIX=prefix,
+            # one delivery's cost: each run_delivery writes its own only (no drain)
+            CRMHUB_DRAIN_MAX="1",
             **{SECRET_ENV: "whsec_bench"},
         )
     )
