@@ -21,7 +21,7 @@ What is measured
     end-to-end events/s  N events (`--events`) sent by wrk as fast as the web tier accepts
                          them; N / (time from the start of wrk to the target's log time of
                          the last of the N first successful PUTs). The issue's ratio is
-                         hub / bare of this figure (target >= 0.60).
+                         hub / bare of this figure (target >= 1.0).
     drain events/s       the worker stopped, N events accepted (queued), the worker started:
                          (N - 1) / (last write - first write). The worker alone, no web load.
     latency              a paced sender (`--rate`, default 200 events/s, for
@@ -100,7 +100,7 @@ from app import gunicorn_conf
 from core.ledger.keys import LedgerKeys
 from core.signatures import VerifyOptions, get_scheme
 
-TARGET_RATIO = 0.60
+TARGET_RATIO = 1.0  # issue 17: the guarantees cost no throughput
 TARGET_P99_MS = 50.0
 CONNECTION = "bench-crm"
 OBJECT = "contacts"
@@ -824,12 +824,10 @@ def measure(run: Run, pipe: Pipeline, round_no: int) -> dict[str, Any]:
     try:
         warm_up(run, pipe, label)
         pipe.check_alive()
-        result: dict[str, Any] = {
-            "round": round_no,
-            "name": pipe.name,
-            "throughput": throughput(run, pipe, label),
-        }
-        time.sleep(1.0)
+        result: dict[str, Any] = {"round": round_no, "name": pipe.name}
+        if run.opts.throughput:
+            result["throughput"] = throughput(run, pipe, label)
+            time.sleep(1.0)
         result["latency"] = latency(run, pipe, label)
         pipe.check_alive()
     finally:
@@ -857,6 +855,7 @@ class Options:
     drain: bool
     embedded_redis: bool
     json: bool
+    throughput: bool = True  # False (--latency-only): the paced latency runs alone
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -903,6 +902,11 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--no-drain", action="store_true", help="skip the pre-filled-queue drain runs"
     )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the paced latency runs (--rate for --latency-seconds), for a quick p99 check",
+    )
     add_common_flags(parser)
     ns = parser.parse_args(argv)
     if ns.events < max(ns.connections, 2) or ns.connections < ns.wrk_threads:
@@ -922,9 +926,10 @@ def parse_args(argv: list[str] | None) -> Options:
         web_workers=int(env.get("CRMHUB_WEB_WORKERS") or 2),
         web_threads=gunicorn_conf.threads,
         concurrency=int(env.get("CRMHUB_WORKER_CONCURRENCY") or 2),
-        drain=not ns.no_drain,
+        drain=not ns.no_drain and not ns.latency_only,
         embedded_redis=ns.embedded_redis,
         json=ns.json,
+        throughput=not ns.latency_only,
     )
 
 
@@ -1228,7 +1233,7 @@ def print_report(summary: dict[str, Any]) -> None:
     row("  p50 of the last quarter of the events", "latency_p50_last_quarter_ms", 1, " ms")
     row("  other processes' load during it, CPUs", "latency_other_processes_cpus", 2)
     runs = summary["runs"]
-    if len(runs) > 2:
+    if len(runs) > 2 and all(r.get("throughput") for r in runs):
         print(
             "per round, end-to-end events/s: "
             + "; ".join(
