@@ -162,12 +162,14 @@ class Env:
         return self.rt.ledger.connection_state("hubspot")
 
 
-def build_env(write_config: WriteConfig, key_prefix: str, batch_size: int = 100) -> Env:
+def build_env(
+    write_config: WriteConfig, key_prefix: str, batch_size: int = 100, drain_max: int = 1
+) -> Env:
     path = write_config(CONFIG.replace("BATCH_SIZE", str(batch_size)))
-    # one batch per run_delivery here; the drain (a task going on with the connection's next
-    # batches) has its tests in test_drain.py
+    # one batch per run_delivery here unless a test says otherwise; the drain (a task going on
+    # with the connection's next batches) has its own tests in test_drain.py and at the end
     settings = make_settings(
-        path, key_prefix, redis_url="redis://unused", CRMHUB_DRAIN_MAX="1", **ENV
+        path, key_prefix, redis_url="redis://unused", CRMHUB_DRAIN_MAX=str(drain_max), **ENV
     )
     rt = WorkerRuntime.build(settings, client=fakeredis.FakeRedis())
     fake = HubSpot()
@@ -386,3 +388,33 @@ def test_deliveries_of_a_paused_connection_are_held_without_a_request(env: Env) 
     assert [env.state(d) for d in [first, *later]] == ["held"] * 4
     assert [env.run(d) for d in later] == ["skip"] * 3
     assert env.fake.requests == []
+
+
+# with the drain ---------------------------------------------------------------------------
+def test_with_the_drain_batches_follow_one_another_in_record_order(
+    write_config: WriteConfig, key_prefix: str
+) -> None:
+    env = build_env(write_config, key_prefix, batch_size=2, drain_max=50)
+    try:
+        first = env.receive("ada@example.com", name="Ada")
+        others = [env.receive(e, name="Other") for e in ("bob@example.com", "cy@example.com")]
+        second = env.receive("Ada@Example.com", name="Ada Lovelace")
+        assert env.run(first) == "delivered"
+        # one task: its batch, then the next ready ones as another batch; Ada's second write
+        # only once her first is done, never in the same request
+        assert [env.state(d) for d in (first, *others, second)] == ["delivered"] * 4
+        batches = env.fake.upserts()
+        assert len(batches) == 2
+        for inputs in batches:
+            ids = [i["id"] for i in inputs]
+            assert len(ids) == len(set(ids))
+        ada = [
+            i["properties"]["firstname"]
+            for inputs in batches
+            for i in inputs
+            if i["id"] == "ada@example.com"
+        ]
+        assert ada == ["Ada", "Ada Lovelace"]
+        assert env.fake.contacts["ada@example.com"]["firstname"] == "Ada Lovelace"
+    finally:
+        env.rt.close()
