@@ -12,8 +12,8 @@ response-401-oauthscopemismatch); crm-apis.md section 3 for what is [observed].
     AUTHENTICATION_FAILURE,                 re-authorise or grant the scope)
     OAUTH_SCOPE_MISMATCH, 403 NO_PERMISSION
     429 TOO_MANY_REQUESTS (concurrency),    RateLimited: a connection-wide cooldown for the
-    LIMIT_EXCEEDED (API credits)            Retry-After (header, or details.retry_after);
-                                            without one, the connector's doubling probe
+    429 LIMIT_EXCEEDED (API credits)        Retry-After (header, or details.retry_after);
+                                            without one, the connector's doubling cooldown
     INTERNAL_ERROR, DEPENDENT_SERVICE_ERROR, TransientError
     5xx, timeouts
     INVALID_DATA, MANDATORY_NOT_FOUND,      DataError naming the field (details.api_name,
@@ -33,7 +33,6 @@ from connectors.base import default_classify, excerpt, retry_after_seconds
 from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
 from core.vocabulary import DeadCategory
 
-RATE_CODES = frozenset({"TOO_MANY_REQUESTS", "LIMIT_EXCEEDED"})
 AUTH_CODES = frozenset(
     {"INVALID_TOKEN", "INVALID_OAUTHTOKEN", "AUTHENTICATION_FAILURE", "OAUTH_SCOPE_MISMATCH"}
 )
@@ -76,7 +75,7 @@ def error_for(
     code = str(error.get("code") or "")
     message = str(error.get("message") or code or "record failed")
     said = f"Zoho {code}: {message}" if code else f"Zoho: {message}"
-    if code in RATE_CODES or status == 429:
+    if status == 429 or code == "TOO_MANY_REQUESTS":
         kind = "API credits" if code == "LIMIT_EXCEEDED" else "concurrency"
         return RateLimited(
             f"{said} (the org's {kind} limit; cooling down"
