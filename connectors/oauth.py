@@ -180,17 +180,17 @@ def _refused_in_body(connection: str, body: Any, response: httpx.Response) -> Ex
     token so, `{"error": "invalid_code"}` [observed, crm-apis.md 3.1]: the status cannot be
     trusted, the body decides. A throttle passes (TransientError); anything else is a
     refusal a person must fix (AuthError: pause, hold, alert)."""
-    reason = _reason(response)
-    if "access denied" in reason.lower():
+    reason = str(body.get("error") or "") if isinstance(body, dict) else ""
+    if reason.lower() == "access denied":
         return TransientError(
-            f"the provider throttled our token requests: {reason}",
+            f"the provider throttled our token requests: {_reason(response)}",
             status=response.status_code,
             retry_after=THROTTLE_SECONDS,
             excerpt=response.text[:300],
         )
     return AuthError(
         f"the provider refused our refresh token (HTTP {response.status_code}, "
-        f"no access token): {reason or response.text[:200]}; re-authorise and run "
+        f"no access token): {_reason(response) or response.text[:200]}; re-authorise and run "
         f"`crmhub auth set-refresh-token {connection}`",
         status=response.status_code,
         excerpt=response.text[:300],
