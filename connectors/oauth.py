@@ -5,7 +5,10 @@ The access token is refreshed before it expires (when less than a tenth of its l
 least a minute, is left), by one worker at a time under a Redis lock; the others wait and
 read the new token. After a 401, one forced refresh is tried (unless another worker already
 replaced the token that failed); a refresh the provider refuses (invalid_grant,
-BAD_REFRESH_TOKEN) is an AuthError: the connection pauses until an operator re-authorises.
+BAD_REFRESH_TOKEN, or Zoho's HTTP 200 `{"error": "invalid_code"}`: an answer without an access
+token is a refusal whatever its status) is an AuthError: the connection pauses until an
+operator re-authorises. The token answer's API address (Salesforce's `instance_url`, the
+`api_domain` of Zoho and Pipedrive) is kept with the token.
 """
 
 from __future__ import annotations
