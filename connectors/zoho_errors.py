@@ -108,8 +108,8 @@ def error_for(
 
 def problems_of(error: dict[str, Any]) -> list[dict[str, Any]]:
     """One problem per field Zoho names (every error of a MULTIPLE_OR_MULTI_ERRORS)."""
-    details = error.get("details") if isinstance(error.get("details"), dict) else {}
-    assert isinstance(details, dict)
+    found = error.get("details")
+    details: dict[str, Any] = found if isinstance(found, dict) else {}
     nested = details.get("errors")
     if error.get("code") == "MULTIPLE_OR_MULTI_ERRORS" and isinstance(nested, list):
         return [p for e in nested if isinstance(e, dict) for p in problems_of(e)]
