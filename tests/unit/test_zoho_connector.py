@@ -486,3 +486,21 @@ def test_a_429_body_with_details_retry_after_is_honoured() -> None:
     with pytest.raises(RateLimited) as caught:
         connector.deliver(contact("ada@example.com"))
     assert caught.value.retry_after == 60
+
+
+def test_options_trigger_is_sent_with_each_write_and_left_out_by_default() -> None:
+    quiet = Env(trigger=[])
+    quiet.connector.deliver_batch([contact("a@example.com"), contact("b@example.com")])
+    [upsert] = quiet.transport.calls("/upsert")
+    assert json.loads(upsert.content)["trigger"] == []
+    default = Env()
+    default.connector.deliver(contact("a@example.com"))
+    [upsert] = default.transport.calls("/upsert")
+    assert "trigger" not in json.loads(upsert.content)
+    assert quiet.fake.violations() == [] and default.fake.violations() == []
+
+
+def test_options_batch_size_caps_the_records_per_request() -> None:
+    small = Env(batch_size=10)
+    assert small.connector.batch_size == 10
+    assert Env(batch_size=500).connector.batch_size == 100  # Zoho's limit
