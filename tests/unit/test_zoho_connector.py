@@ -504,3 +504,14 @@ def test_options_batch_size_caps_the_records_per_request() -> None:
     small = Env(batch_size=10)
     assert small.connector.batch_size == 10
     assert Env(batch_size=500).connector.batch_size == 100  # Zoho's limit
+
+
+def test_options_limit_probe_max_seconds_caps_the_hintless_cooldown() -> None:
+    capped = Env(limit_probe_max_seconds=7)
+    capped.fake.fault(mode="credits", count=3)
+    waits = []
+    for _ in range(3):
+        with pytest.raises(RateLimited) as caught:
+            capped.connector.deliver(contact("ada@example.com"))
+        waits.append(caught.value.retry_after)
+    assert waits == [5.0, 7.0, 7.0]
