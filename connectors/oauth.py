@@ -5,7 +5,10 @@ The access token is refreshed before it expires (when less than a tenth of its l
 least a minute, is left), by one worker at a time under a Redis lock; the others wait and
 read the new token. After a 401, one forced refresh is tried (unless another worker already
 replaced the token that failed); a refresh the provider refuses (invalid_grant,
-BAD_REFRESH_TOKEN) is an AuthError: the connection pauses until an operator re-authorises.
+BAD_REFRESH_TOKEN, or Zoho's HTTP 200 `{"error": "invalid_code"}`: an answer without an access
+token is a refusal whatever its status) is an AuthError: the connection pauses until an
+operator re-authorises. The token answer's API address (Salesforce's `instance_url`, the
+`api_domain` of Zoho and Pipedrive) is kept with the token.
 """
 
 from __future__ import annotations
@@ -139,13 +142,17 @@ class OAuth2Session:
                 excerpt=response.text[:300],
             )
         body = response.json()
+        if not isinstance(body, dict) or "access_token" not in body:
+            raise _refused_in_body(self.connection, body, response)
         now = time.time()
         new = TokenState(
             access_token=str(body["access_token"]),
             expires_at=now + float(body.get("expires_in", self.default_lifetime)),
             refresh_token=str(body.get("refresh_token") or refresh_token),
             obtained_at=now,
-            instance_url=str(body.get("instance_url") or "").rstrip("/"),
+            # where this token's API calls go: Salesforce's instance_url, the api_domain of
+            # Zoho (the customer's data centre) and Pipedrive (the company's own host)
+            instance_url=str(body.get("instance_url") or body.get("api_domain") or "").rstrip("/"),
         )
         self.store.save(self.connection, new)
         return new
@@ -163,3 +170,31 @@ def _reason(response: httpx.Response) -> str:
             else ""
         )
     return str(body)[:200]
+
+
+#: Zoho throttles token requests (10 per refresh token in 10 minutes) with an HTTP 200 answer
+#: whose error says "Access Denied": it passes, unlike a refused grant
+#: (https://www.zoho.com/crm/developer/docs/api/v8/token-validity.html)
+THROTTLE_SECONDS = 60.0
+
+
+def _refused_in_body(connection: str, body: Any, response: httpx.Response) -> Exception:
+    """A 200 answer without an access token. Zoho answers a revoked or unknown refresh
+    token so, `{"error": "invalid_code"}` [observed, crm-apis.md 3.1]: the status cannot be
+    trusted, the body decides. A throttle passes (TransientError); anything else is a
+    refusal a person must fix (AuthError: pause, hold, alert)."""
+    reason = str(body.get("error") or "") if isinstance(body, dict) else ""
+    if reason.lower() == "access denied":
+        return TransientError(
+            f"the provider throttled our token requests: {_reason(response)}",
+            status=response.status_code,
+            retry_after=THROTTLE_SECONDS,
+            excerpt=response.text[:300],
+        )
+    return AuthError(
+        f"the provider refused our refresh token (HTTP {response.status_code}, "
+        f"no access token): {_reason(response) or response.text[:200]}; re-authorise and run "
+        f"`crmhub auth set-refresh-token {connection}`",
+        status=response.status_code,
+        excerpt=response.text[:300],
+    )

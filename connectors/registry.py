@@ -6,9 +6,11 @@ from connectors.base import Connector
 from connectors.http import HttpConnector
 from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConnector
+from connectors.zoho import ZohoConnector
 
 CONNECTORS: dict[str, type[Connector]] = {
     HttpConnector.name: HttpConnector,
     HubSpotConnector.name: HubSpotConnector,
     SalesforceConnector.name: SalesforceConnector,
+    ZohoConnector.name: ZohoConnector,
 }

@@ -205,6 +205,24 @@ class FakeSalesforce(FakeServer):
         return list(self.http.get("/_control/violations").json()["violations"])
 
 
+class FakeZoho(FakeServer):
+    """connectors/fakes/zoho/: Zoho CRM's accounts server and CRM API v8, every request
+    checked against Zoho's official OpenAPI documents (violations recorded)."""
+
+    connector = "zoho"
+
+    def records(self, obj: str | None = None) -> list[dict]:
+        params = {"module": obj} if obj else {}
+        rows = self.http.get("/_control/records", params=params).json()["records"]
+        return [{k: v for k, v in r.items() if k != "_module"} for r in rows]
+
+    def limits(self, **values: int) -> dict:
+        return dict(self.http.post("/_control/limits", json=values).json())
+
+    def violations(self) -> list[dict]:
+        return list(self.http.get("/_control/violations").json()["violations"])
+
+
 class Hub:
     """`crmhub serve` as a subprocess (gunicorn + Celery worker + beat) on a free port."""
 

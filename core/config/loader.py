@@ -38,6 +38,7 @@ from core.config.model import (
 )
 from core.config.schema import ConfigSchema, FieldOrPath, FieldSchema
 from core.config.yaml_source import YamlDocument, read_yaml
+from core.config.zoho_checks import zoho_problems
 from core.errors import ConfigError, ConfigProblem
 from core.mapping.fieldspec import static_problems
 from core.mapping.transforms import build_transform
@@ -230,8 +231,11 @@ def _connection(name: str, spec: dict[str, Any]) -> ConnectionConfig:
     return ConnectionConfig(
         name=name,
         connector=spec["connector"],
-        base_url=(spec.get("base_url") or spec.get("login_url") or "").rstrip("/"),
+        base_url=(
+            spec.get("base_url") or spec.get("login_url") or spec.get("accounts_url") or ""
+        ).rstrip("/"),
         login_url=(spec.get("login_url") or "").rstrip("/"),
+        accounts_url=(spec.get("accounts_url") or "").rstrip("/"),
         api_version=spec.get("api_version", ""),
         auth=spec["auth"],
         rate_limit=RateLimit(**rate) if rate else None,
@@ -361,6 +365,8 @@ def _cross_checks(
                 f"connections.{conn.name}.connector",
                 f"unknown connector {conn.connector!r}; expected one of: {', '.join(known)}",
             )
+    for key, message in zoho_problems(config):
+        problem(key, message)
     for m in config.mappings.values():
         written = [(f"mappings.{m.name}.fields", spec) for spec in m.fields] + [
             (f"mappings.{m.name}.related.{r.link}.fields", spec)

@@ -85,6 +85,7 @@ class ConnectionConfig:
     objects: Mapping[str, ObjectSpec] = field(default_factory=dict)  # target field specs
     login_url: str = ""  # salesforce: the OAuth host (calls go to the token's instance_url)
     api_version: str = ""  # salesforce: "62.0" (empty: the connector's default)
+    accounts_url: str = ""  # zoho: the data centre's accounts server (calls go to api_domain)
     expect_success_within: float | None = None  # seconds; None: never went_quiet
 
 

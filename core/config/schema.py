@@ -188,6 +188,9 @@ class ConnectionSchema(Schema):
     base_url = fields.Url(require_tld=False, schemes={"http", "https"})
     # Salesforce: where OAuth happens; API calls then go to the token's instance_url
     login_url = fields.Url(require_tld=False, schemes={"http", "https"})
+    # Zoho CRM: the customer's data centre's accounts server (https://accounts.zoho.eu);
+    # API calls then go to the token answer's api_domain
+    accounts_url = fields.Url(require_tld=False, schemes={"http", "https"})
     api_version = fields.String(
         validate=validate.Regexp(r"^[0-9]{2,3}\.0$", error='a version such as "62.0"')
     )
@@ -202,10 +205,11 @@ class ConnectionSchema(Schema):
 
     @validates_schema
     def _an_address(self, data: dict[str, Any], **kwargs: Any) -> None:
-        if "base_url" not in data and "login_url" not in data:
+        if not {"base_url", "login_url", "accounts_url"} & set(data):
             raise ValidationError(
-                "give `base_url` (the API's address), or `login_url` for a connector that "
-                "logs in there and is told its API address (salesforce)",
+                "give `base_url` (the API's address), or `login_url` (salesforce) or "
+                "`accounts_url` (zoho) for a connector that logs in there and is told its "
+                "API address",
                 "base_url",
             )
 

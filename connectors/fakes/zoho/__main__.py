@@ -1,0 +1,5 @@
+import sys
+
+from connectors.fakes.zoho.cli import main
+
+sys.exit(main())
