@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from connectors.base import Connector
+from connectors.dynamics import DynamicsConnector
 from connectors.http import HttpConnector
 from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConnector
 
 CONNECTORS: dict[str, type[Connector]] = {
     HttpConnector.name: HttpConnector,
+    DynamicsConnector.name: DynamicsConnector,
     HubSpotConnector.name: HubSpotConnector,
     SalesforceConnector.name: SalesforceConnector,
 }

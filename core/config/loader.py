@@ -61,7 +61,9 @@ def load_config(
     (on the entries whose shape is valid). Problems come in file order.
 
     `connectors`: the connector names this process knows (the registry in connectors/);
-    when given, a connection naming another connector is a problem.
+    when given, a connection naming another connector is a problem. Given as the registry
+    (name -> class), each connector's `config_problems(connection, mappings)` adds its own
+    rules ((key, message) pairs; a Dynamics match field must be an alternate key).
     """
     doc = read_yaml(Path(path))
     problems: list[ConfigProblem] = list(doc.problems)
@@ -233,6 +235,10 @@ def _connection(name: str, spec: dict[str, Any]) -> ConnectionConfig:
         base_url=(spec.get("base_url") or spec.get("login_url") or "").rstrip("/"),
         login_url=(spec.get("login_url") or "").rstrip("/"),
         api_version=spec.get("api_version", ""),
+        alternate_keys={
+            entity_set: tuple(columns)
+            for entity_set, columns in spec.get("alternate_keys", {}).items()
+        },
         auth=spec["auth"],
         rate_limit=RateLimit(**rate) if rate else None,
         retry=RetryPolicy(**spec.get("retry", {})),
@@ -361,6 +367,16 @@ def _cross_checks(
                 f"connections.{conn.name}.connector",
                 f"unknown connector {conn.connector!r}; expected one of: {', '.join(known)}",
             )
+        # a connector's own rules (the registry passes the classes: `config_problems`)
+        checks = (
+            getattr(connectors.get(conn.connector), "config_problems", None)
+            if isinstance(connectors, Mapping)
+            else None
+        )
+        if checks is not None:
+            writers = [m for m in config.mappings.values() if m.connection == conn.name]
+            for key, message in checks(conn, writers):
+                problem(key, message)
     for m in config.mappings.values():
         written = [(f"mappings.{m.name}.fields", spec) for spec in m.fields] + [
             (f"mappings.{m.name}.related.{r.link}.fields", spec)
