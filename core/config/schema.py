@@ -183,6 +183,11 @@ class ObjectSpecSchema(Schema):
     )
 
 
+COLUMN_NAME = validate.Regexp(
+    r"^[a-z_][a-z0-9_]*$", error="not a column's logical name (lower case, e.g. emailaddress1)"
+)
+
+
 class ConnectionSchema(Schema):
     connector = fields.String(required=True)
     base_url = fields.Url(require_tld=False, schemes={"http", "https"})
@@ -197,7 +202,7 @@ class ConnectionSchema(Schema):
     alternate_keys = fields.Dict(
         keys=fields.String(),
         values=fields.List(
-            fields.String(validate=validate.Regexp(r"^[a-z_][a-z0-9_]*$", error="not a column's logical name (lower case, e.g. emailaddress1)")),
+            fields.String(validate=COLUMN_NAME),
             validate=validate.Length(min=1, error="name at least one key column"),
         ),
     )
