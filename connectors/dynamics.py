@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
@@ -53,6 +54,12 @@ DEFAULT_BATCH = 100
 MAX_FILTER_CHARS = 6000
 #: the primary key column of the common entity sets (others: the singular name + "id")
 PRIMARY_KEYS = {"contacts": "contactid", "accounts": "accountid", "leads": "leadid"}
+#: characters that make a key value unusable in a URL: "GET or PATCH actions won't work"
+#: (https://learn.microsoft.com/power-apps/maker/data-platform/define-alternate-keys-portal);
+#: such a record is looked up by $filter and written by its id, or created with POST
+UNADDRESSABLE = frozenset("/#<>*%&:\\?+")
+UPDATE_ONLY_MISSING = "update_only: no such record at the target"
+CREATE_ONLY_EXISTS = "create_only: a record with this key exists; it is left as it is"
 _ENTITY_ID = re.compile(r"\(([0-9a-fA-F-]{36})\)\s*$")
 
 
@@ -69,6 +76,11 @@ def odata_literal(value: Any) -> str:
 def key_segment(field: str, value: Any) -> str:
     """`(emailaddress1='a%40b.com')`: the literal percent-encoded for the path."""
     return f"({field}='{quote(str(value).replace(chr(39), chr(39) * 2), safe='')}')"
+
+
+def addressable(record: MappedRecord) -> bool:
+    """Whether the record's key value can go in a URL (else: look up, then write by id)."""
+    return not (UNADDRESSABLE & set(str(record.match_value)))
 
 
 def primary_key(entity_set: str) -> str:
@@ -185,73 +197,99 @@ class DynamicsConnector(Connector):
     def write(
         self, record: MappedRecord, fields: dict[str, Any], existing: dict[str, Any] | None
     ) -> WriteResult:
-        """One record (the base class's deliver: `fields` filtered for ownership)."""
-        part = self._part(record, fields)
-        response = self.request(
-            part.method, part.url, ok=(404, 412), json=part.body, headers=dict(part.headers)
-        )
-        outcome = self._outcome(record, response, tuple(fields))
+        """One record, `fields` already filtered for ownership; `existing` the record when it
+        was read (a key a URL cannot carry is looked up here if it was not)."""
+        if existing is None and record.match_value is not None and not addressable(record):
+            existing = self.read(record)
+        plan = self._plan(record, fields, existing)
+        if isinstance(plan, WriteResult):
+            return plan
+        [answer] = self._send_parts([plan])
+        outcome = answer if isinstance(answer, HubError) else self._outcome(record, answer, plan)
+        if isinstance(outcome, HubError):
+            raise outcome
+        return outcome
+
+    def deliver(self, record: MappedRecord) -> WriteResult:
+        """One record goes the batch's way (a plain request instead of a $batch)."""
+        [outcome] = self.deliver_batch([record])
         if isinstance(outcome, HubError):
             raise outcome
         return outcome
 
     def deliver_batch(self, records: Sequence[MappedRecord]) -> list[WriteResult | HubError]:
-        """Every record's outcome, in order: target-owned fields read once per object and
-        key, then one $batch (a change set per record) per BATCH_LIMIT records."""
-        outcomes: list[WriteResult | HubError | None] = [None] * len(records)
+        """Every record's outcome, in order: the records that need reading (target-owned
+        fields, a key a URL cannot carry) read once per object and key, then one $batch (a
+        change set per record) per BATCH_LIMIT records. A key a URL cannot carry that comes
+        twice waits for the next round, after the first has created the record."""
+        outcomes: dict[int, WriteResult | HubError] = {}
+        pending = list(range(len(records)))
+        while pending:
+            seen: set[tuple[str, str]] = set()
+            now: list[int] = []
+            later: list[int] = []
+            for index in pending:
+                record = records[index]
+                key = (record.object, key_of(record.match_value))
+                looked_up = record.match_value is not None and not addressable(record)
+                (later if looked_up and key in seen else now).append(index)
+                if looked_up:
+                    seen.add(key)
+            outcomes.update(self._round(records, now))
+            pending = later
+        return [outcomes[i] for i in range(len(records))]
+
+    def _round(
+        self, records: Sequence[MappedRecord], indexes: list[int]
+    ) -> dict[int, WriteResult | HubError]:
+        outcomes: dict[int, WriteResult | HubError] = {}
         current: dict[int, dict[str, Any] | None] = {}
         reads: dict[tuple[str, str], list[int]] = {}
-        for index, record in enumerate(records):
-            if record.match_field and record.match_value is not None and record.target_owned:
-                reads.setdefault((record.object, record.match_field), []).append(index)
-        for (entity_set, field), indexes in reads.items():
-            owned = sorted({n for i in indexes for n in records[i].target_owned})
+        for index in indexes:
+            record = records[index]
+            keyed = record.match_field is not None and record.match_value is not None
+            if keyed and (record.target_owned or not addressable(record)):
+                reads.setdefault((record.object, str(record.match_field)), []).append(index)
+        for (entity_set, field), group in reads.items():
+            owned = sorted({n for i in group for n in records[i].target_owned})
             try:
-                rows = self.find(
-                    entity_set, field, [records[i].match_value for i in indexes], owned
-                )
+                rows = self.find(entity_set, field, [records[i].match_value for i in group], owned)
             except HubError as exc:
-                for i in indexes:
-                    outcomes[i] = exc
+                outcomes.update(dict.fromkeys(group, exc))
                 continue
-            for i in indexes:
+            for i in group:
                 current[i] = rows.get(key_of(records[i].match_value))
-        pending: list[tuple[int, batch.Part, tuple[str, ...], tuple[str, ...]]] = []
-        for index, record in enumerate(records):
-            if outcomes[index] is not None:
+        pending: list[tuple[int, batch.Part, tuple[str, ...]]] = []
+        for index in indexes:
+            if index in outcomes:
                 continue
-            existing = current.get(index)
+            record, existing = records[index], current.get(index)
             skipped = tuple(
                 n for n in record.target_owned if existing and not is_empty(existing.get(n))
             )
             fields = {k: v for k, v in record.values().items() if k not in skipped}
-            part = self._part(record, fields)
+            plan = self._plan(record, fields, existing)
+            if isinstance(plan, WriteResult):
+                outcomes[index] = plan
+                continue
             try:
-                batch.encoded(part)
+                batch.encoded(plan)
             except UnicodeEncodeError as exc:
                 outcomes[index] = unencodable(exc, f"{self.name} connector")
                 continue
-            pending.append((index, part, skipped, tuple(fields)))
+            pending.append((index, plan, skipped))
         for start in range(0, len(pending), batch.BATCH_LIMIT):
             chunk = pending[start : start + batch.BATCH_LIMIT]
-            for (index, _, skipped, written), result in zip(
-                chunk, self._send_parts([p for _, p, _, _ in chunk]), strict=True
-            ):
-                if isinstance(result, httpx.Response):
-                    outcome = self._outcome(records[index], result, written)
-                    if isinstance(outcome, WriteResult) and skipped:
-                        outcome = WriteResult(
-                            outcome.operation,
-                            outcome.status,
-                            outcome.record_id,
-                            outcome.excerpt,
-                            skipped_fields=skipped,
-                            written_fields=written,
-                        )
-                    outcomes[index] = outcome
-                else:
-                    outcomes[index] = result
-        return [o if o is not None else TransientError("no outcome") for o in outcomes]
+            answers = self._send_parts([plan for _, plan, _ in chunk])
+            for (index, plan, skipped), answer in zip(chunk, answers, strict=True):
+                if isinstance(answer, HubError):
+                    outcomes[index] = answer
+                    continue
+                outcome = self._outcome(records[index], answer, plan)
+                if isinstance(outcome, WriteResult) and skipped:
+                    outcome = replace(outcome, skipped_fields=skipped)
+                outcomes[index] = outcome
+        return outcomes
 
     def _send_parts(self, parts: list[batch.Part]) -> list[httpx.Response | HubError]:
         """Each part's answer: a lone part as a plain request, several in one $batch."""
@@ -286,38 +324,53 @@ class DynamicsConnector(Connector):
             return [error] * len(parts)
         return answers
 
-    def _part(self, record: MappedRecord, fields: dict[str, Any]) -> batch.Part:
+    def _plan(
+        self, record: MappedRecord, fields: dict[str, Any], existing: dict[str, Any] | None
+    ) -> batch.Part | WriteResult:
+        """The request writing the record, or its outcome when none is needed. By alternate
+        key in the URL (the mode as a condition); for a key value a URL cannot carry, by
+        the id the lookup (`existing`) found, or a create with the key in the body."""
         values = self._wire(record, fields)
         pk = primary_key(record.object)
         headers = {"Prefer": "return=representation"}
+        collection = f"{API}/{record.object}"
         if record.match_field is None or record.match_value is None:
-            # create_only without a key: a plain create
-            return batch.Part("POST", f"{API}/{record.object}?$select={pk}", values, headers)
-        values.pop(record.match_field, None)  # the key is in the URL
+            return batch.Part("POST", f"{collection}?$select={pk}", values, headers)
+        if addressable(record):
+            values.pop(record.match_field, None)  # the key is in the URL
+            if record.action == "update_only":
+                headers["If-Match"] = "*"
+            elif record.action == "create_only":
+                headers["If-None-Match"] = "*"
+            segment = key_segment(record.match_field, record.match_value)
+            return batch.Part("PATCH", f"{collection}{segment}?$select={pk}", values, headers)
+        written = tuple(fields)
+        if existing is not None:
+            if record.action == "create_only":
+                return WriteResult("skipped", excerpt=CREATE_ONLY_EXISTS, skipped_fields=written)
+            values.pop(record.match_field, None)
+            headers["If-Match"] = "*"  # update only: never re-create a record deleted since
+            row_id = quote(str(existing[pk]), safe="")
+            return batch.Part("PATCH", f"{collection}({row_id})?$select={pk}", values, headers)
         if record.action == "update_only":
-            headers["If-Match"] = "*"
-        elif record.action == "create_only":
-            headers["If-None-Match"] = "*"
-        segment = key_segment(record.match_field, record.match_value)
-        return batch.Part("PATCH", f"{API}/{record.object}{segment}?$select={pk}", values, headers)
+            return WriteResult("skipped", excerpt=UPDATE_ONLY_MISSING, skipped_fields=written)
+        values[record.match_field] = record.match_value
+        return batch.Part("POST", f"{collection}?$select={pk}", values, headers)
 
     def _outcome(
-        self, record: MappedRecord, response: httpx.Response, written: tuple[str, ...]
+        self, record: MappedRecord, response: httpx.Response, plan: batch.Part
     ) -> WriteResult | HubError:
         status = response.status_code
+        written = tuple(plan.body or ())
+        if record.match_field and f"({record.match_field}=" in plan.url:
+            written += (record.match_field,)  # the key, written through the URL
         if status == 404 and record.action == "update_only":
             return WriteResult(
-                "skipped",
-                status,
-                excerpt="update_only: no such record at the target",
-                skipped_fields=written,
+                "skipped", status, excerpt=UPDATE_ONLY_MISSING, skipped_fields=written
             )
         if status == 412 and record.action == "create_only":
             return WriteResult(
-                "skipped",
-                status,
-                excerpt="create_only: a record with this key exists; it is left as it is",
-                skipped_fields=written,
+                "skipped", status, excerpt=CREATE_ONLY_EXISTS, skipped_fields=written
             )
         error = dv.error_for(response)
         if error is not None:
@@ -325,7 +378,7 @@ class DynamicsConnector(Connector):
         record_id = self._record_id(record.object, response)
         operation = "updated" if status == 200 else "created"
         if status == 204:  # no representation: an upsert does not say which
-            operation = "created" if record.match_field is None else "updated"
+            operation = "created" if plan.method == "POST" else "updated"
         return WriteResult(operation, status, record_id, excerpt(response), (), written)
 
     def _record_id(self, entity_set: str, response: httpx.Response) -> str | None:
@@ -394,22 +447,27 @@ class DynamicsConnector(Connector):
             else:
                 out.append(None)
                 missing.append(record)
-        parts = [self._part(r, r.values()) for r in missing]
-        made = iter(self._send_parts(parts) if parts else [])
+        plans = [self._plan(r, r.values(), None) for r in missing]
+        sendable = [p for p in plans if isinstance(p, batch.Part)]
+        answers = iter(self._send_parts(sendable) if sendable else [])
+        made: dict[int, str | HubError] = {}
+        for record, plan in zip(missing, plans, strict=True):
+            if not isinstance(plan, batch.Part):
+                made[id(record)] = DataError(
+                    f"{record.object} {record.match_value}: {plan.excerpt}"
+                )
+                continue
+            answer = next(answers)
+            outcome = (
+                answer if isinstance(answer, HubError) else self._outcome(record, answer, plan)
+            )
+            if isinstance(outcome, HubError):
+                made[id(record)] = outcome
+            elif outcome.record_id is None:
+                made[id(record)] = TransientError("Dataverse did not say the new record's id")
+            else:
+                made[id(record)] = outcome.record_id
         result: list[str | HubError] = []
         for record, known in zip(records, out, strict=True):
-            if known is not None:
-                result.append(known)
-                continue
-            answer = next(made)
-            if isinstance(answer, HubError):
-                result.append(answer)
-                continue
-            outcome = self._outcome(record, answer, ())
-            if isinstance(outcome, HubError):
-                result.append(outcome)
-            elif outcome.record_id is None:
-                result.append(TransientError("Dataverse did not say the new record's id"))
-            else:
-                result.append(outcome.record_id)
+            result.append(known if known is not None else made[id(record)])
         return result

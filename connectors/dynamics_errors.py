@@ -132,7 +132,10 @@ def error_for(response: httpx.Response) -> HubError | None:
             status=status,
             excerpt=text,
         )
-    default_classify(response)  # a redirect: never counted as delivered
+    try:
+        default_classify(response)  # a redirect: never counted as delivered
+    except HubError as exc:
+        return exc
     return None
 
 

@@ -30,6 +30,8 @@ _SEGMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(?:\((.*)\))?$", re.S)
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _PAIR = re.compile(r"\s*([a-z_][a-z0-9_]*)\s*=\s*'((?:[^']|'')*)'\s*(,|$)")
 _CLAUSE = re.compile(r"\s*([a-z_][a-z0-9_]*)\s+eq\s+'((?:[^']|'')*)'\s*(?:(or)\s+|$)")
+#: characters that make a key value unusable in a GET or PATCH URL (define-alternate-keys-portal)
+UNADDRESSABLE = frozenset("/#<>*%&:\\?+")
 Undo = list[tuple[str, str, dict[str, Any] | None]]
 
 
@@ -105,13 +107,19 @@ class Records:
         undo: Undo | None = None,
     ) -> tuple[Response, Any, str | None]:
         """(the answer, what the log keeps as the body, a violation) of one request."""
-        segment = unquote(rest.strip("/"))
+        raw_segments = rest.strip("/").split("/")
+        segment = unquote(raw_segments[0])
         match = _SEGMENT.match(segment)
-        if match is None or "/" in segment:
-            raise resource_not_found(segment)
+        if match is None or len(raw_segments) > 1:
+            raise resource_not_found(unquote(rest.strip("/")))
         entity = self._set(match.group(1))
         select = [c for v in query.get("$select", []) for c in v.split(",") if c]
         key = parse_key(match.group(2)) if match.group(2) is not None else None
+        if isinstance(key, dict) and any(UNADDRESSABLE & set(v) for v in key.values()):
+            # define-alternate-keys-portal: with one of these characters in a key's data,
+            # "GET or PATCH actions won't work" (the answer itself is [unconfirmed])
+            error = bad_syntax(f"the key segment ({match.group(2)}) cannot be resolved")
+            return Response(400, error.body()), None, "a key value a URL cannot address"
         if method == "GET":
             return self._get(entity, key, query, select), None, None
         body: Any = None
