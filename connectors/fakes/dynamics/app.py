@@ -78,8 +78,9 @@ class FakeDynamics(FakeApp):
         return self.api.handle(request)
 
     def finish(self, response: Response) -> Response:
-        """A $batch answer is multipart, already encoded: sent as it is."""
-        if response.payload is None and response.content:
+        """A $batch answer is multipart, already encoded: sent as it is; an answer without a
+        payload (the 401's bearer challenge) has no body, not JSON's `null`."""
+        if response.payload is None and not response.drop:
             response.headers = {**response.headers, "Content-Length": str(len(response.content))}
             return response
         return super().finish(response)
