@@ -26,6 +26,7 @@ whole batch (`$filter=key eq '..' or ...`). Errors: connectors/dynamics_errors.p
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -37,7 +38,7 @@ import httpx
 
 from connectors import dynamics_batch as batch
 from connectors import dynamics_errors as dv
-from connectors.base import Connector, WriteResult, excerpt, unencodable
+from connectors.base import EXCERPT_CHARS, Connector, WriteResult, excerpt, unencodable
 from core.config.model import ConnectionConfig, MappingConfig
 from core.errors import DataError, HubError, TransientError
 from core.mapping import MappedRecord
@@ -291,7 +292,7 @@ class DynamicsConnector(Connector):
                 outcomes[index] = outcome
         return outcomes
 
-    def _send_parts(self, parts: list[batch.Part]) -> list[httpx.Response | HubError]:
+    def _send_parts(self, parts: list[batch.Part]) -> list[batch.Answer | HubError]:
         """Each part's answer: a lone part as a plain request, several in one $batch."""
         try:
             if len(parts) == 1:
@@ -303,7 +304,7 @@ class DynamicsConnector(Connector):
                     json=part.body,
                     headers=dict(part.headers),
                 )
-                return [response]
+                return [batch.Answer.of(response)]
             content_type, body = batch.build(parts)
             response = self.request(
                 "POST",
@@ -313,7 +314,7 @@ class DynamicsConnector(Connector):
             )
         except HubError as exc:
             return [exc] * len(parts)
-        answers: list[httpx.Response | HubError] = list(batch.parse(response))
+        answers: list[batch.Answer | HubError] = list(batch.parse(response))
         if len(answers) != len(parts):
             error = TransientError(
                 f"Dataverse's $batch answer has {len(answers)} responses for {len(parts)} "
@@ -358,9 +359,9 @@ class DynamicsConnector(Connector):
         return batch.Part("POST", f"{collection}?$select={pk}", values, headers)
 
     def _outcome(
-        self, record: MappedRecord, response: httpx.Response, plan: batch.Part
+        self, record: MappedRecord, answer: batch.Answer, plan: batch.Part
     ) -> WriteResult | HubError:
-        status = response.status_code
+        status = answer.status
         written = tuple(plan.body or ())
         if record.match_field and f"({record.match_field}=" in plan.url:
             written += (record.match_field,)  # the key, written through the URL
@@ -372,24 +373,26 @@ class DynamicsConnector(Connector):
             return WriteResult(
                 "skipped", status, excerpt=CREATE_ONLY_EXISTS, skipped_fields=written
             )
-        error = dv.error_for(response)
-        if error is not None:
-            return self._name_link(record, error)
-        record_id = self._record_id(record.object, response)
+        if status >= 300:
+            error = dv.error_for(answer.response())
+            if error is not None:
+                return self._name_link(record, error)
+        record_id = self._record_id(record.object, answer)
         operation = "updated" if status == 200 else "created"
         if status == 204:  # no representation: an upsert does not say which
             operation = "created" if plan.method == "POST" else "updated"
-        return WriteResult(operation, status, record_id, excerpt(response), (), written)
+        text = answer.content[:EXCERPT_CHARS].decode("utf-8", "replace")
+        return WriteResult(operation, status, record_id, text, (), written)
 
-    def _record_id(self, entity_set: str, response: httpx.Response) -> str | None:
-        if response.content:
+    def _record_id(self, entity_set: str, answer: batch.Answer) -> str | None:
+        if answer.content:
             try:
-                body = response.json()
+                body = json.loads(answer.content)
             except ValueError:
                 body = {}
             if isinstance(body, dict) and body.get(primary_key(entity_set)):
                 return str(body[primary_key(entity_set)])
-        match = _ENTITY_ID.search(response.headers.get("OData-EntityId", ""))
+        match = _ENTITY_ID.search(answer.headers.get("odata-entityid", ""))
         return match.group(1) if match else None
 
     def _name_link(self, record: MappedRecord, error: HubError) -> HubError:

@@ -105,24 +105,44 @@ def head_and_body(raw: bytes) -> tuple[dict[str, str], bytes]:
     return headers, raw[text_end + sep :]
 
 
-def _http(raw: bytes, request: httpx.Request) -> httpx.Response:
-    """An `application/http` part's answer as an httpx response (for the one classifier)."""
+@dataclass(frozen=True)
+class Answer:
+    """One change set's answer: kept as bytes (an httpx.Response costs more than the rest of
+    the parse), made a response only to classify an error."""
+
+    status: int
+    headers: Mapping[str, str]  # names lower-cased
+    content: bytes
+    request: httpx.Request
+
+    @classmethod
+    def of(cls, response: httpx.Response) -> Answer:
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        return cls(response.status_code, headers, response.content, response.request)
+
+    def response(self) -> httpx.Response:
+        return httpx.Response(
+            self.status, headers=dict(self.headers), content=self.content, request=self.request
+        )
+
+
+def _http(raw: bytes, request: httpx.Request) -> Answer:
+    """An `application/http` part's answer."""
     raw = raw.lstrip(b"\r\n")
     status_line, _, rest = raw.partition(b"\n")
     words = status_line.decode("ascii", "replace").split()
     status = int(words[1]) if len(words) > 1 and words[1].isdigit() else 502
     headers, body = head_and_body(rest)
-    body = body.rstrip(b"\r\n")
-    return httpx.Response(status, headers=headers, content=body, request=request)
+    return Answer(status, headers, body.rstrip(b"\r\n"), request)
 
 
-def parse(response: httpx.Response) -> list[httpx.Response]:
-    """A $batch answer as one response per change set, in request order (a change set that
+def parse(response: httpx.Response) -> list[Answer]:
+    """A $batch answer as one answer per change set, in request order (a change set that
     rolled back answers one error response; a succeeded one its request's response)."""
     boundary = boundary_of(response.headers.get("content-type", ""))
     if boundary is None:
         return []
-    answers: list[httpx.Response] = []
+    answers: list[Answer] = []
     for part in split(response.content, boundary):
         headers, body = head_and_body(part)
         kind = headers.get("content-type", "")

@@ -291,8 +291,8 @@ def test_a_batch_answer_in_microsofts_documented_shape_parses_per_change_set() -
         request=httpx.Request("POST", f"{ORG}/api/data/v9.2/$batch"),
     )
     ok, failed = dynamics_batch.parse(response)
-    assert ok.status_code == 204 and ok.headers["OData-EntityId"].endswith("00224802c8ee)")
-    error = error_for(failed)
+    assert ok.status == 204 and ok.headers["odata-entityid"].endswith("00224802c8ee)")
+    error = error_for(failed.response())
     assert isinstance(error, DataError) and error.problems[0]["field"] == "subject"
 
 
