@@ -465,3 +465,16 @@ def test_fetch_reads_a_record_and_a_missing_one_is_source_record_missing(env: En
     with pytest.raises(DataError) as caught:
         env.connector.fetch("contacts", "0b8f5a2e-0000-4000-8000-00000000dead", [])
     assert caught.value.category == DeadCategory.SOURCE_RECORD_MISSING
+
+
+def test_read_and_write_serve_the_base_contract(env: Env) -> None:
+    record = contact("solo@example.com", "Solo")
+    assert env.connector.read(record) is None
+    made = env.connector.write(record, record.values(), None)
+    assert made.operation == "created" and made.record_id is not None
+    found = env.connector.read(record)
+    assert found is not None and found["contactid"] == made.record_id
+    plus = contact("solo+tag@example.com", "Plus")  # looked up, then created by POST
+    assert env.connector.write(plus, plus.values(), None).operation == "created"
+    assert env.connector.write(plus, plus.values(), None).operation == "updated"
+    assert len(env.fake.records("contacts")) == 2
