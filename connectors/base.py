@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import httpx
 
 from connectors.oauth import GRANTS, OAuth2Session
-from core.config.model import ConnectionConfig
+from core.config.model import ConnectionConfig, MappingConfig
 from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
 from core.ledger.memo import Memo
 from core.ledger.tokens import TokenStore
@@ -176,11 +176,24 @@ class Connector(ABC):
                 self.client,
                 self.token_endpoint(),
                 default_lifetime=self.default_token_lifetime,
+                scope=self.token_scope(),
             )
+
+    @classmethod
+    def config_problems(
+        cls, connection: ConnectionConfig, mappings: Sequence[MappingConfig]
+    ) -> list[tuple[str, str]]:
+        """This connector's own rules on a connection and the mappings writing to it, as
+        (YAML key, message) pairs; the configuration's loader asks every connector."""
+        return []
 
     def token_endpoint(self) -> str:
         """Where OAuth2 token requests go unless the connection's auth sets token_url."""
         return self.default_token_url
+
+    def token_scope(self) -> str:
+        """The `scope` a client-credentials token request names ("": none)."""
+        return ""
 
     @property
     def batch_size(self) -> int:

@@ -40,6 +40,7 @@ class OAuth2Session:
         default_token_url: str,
         *,
         default_lifetime: float = 1800.0,
+        scope: str = "",
     ) -> None:
         self.connection = connection
         self.auth = auth
@@ -50,6 +51,9 @@ class OAuth2Session:
         self.grant = GRANTS[str(auth.get("type", "oauth2"))]
         #: a token answer without expires_in (Salesforce's) is used this long, or until a 401
         self.default_lifetime = default_lifetime
+        #: the `scope` a client-credentials request names (Entra ID needs `{resource}/.default`);
+        #: empty: none is sent, as Salesforce and HubSpot expect
+        self.scope = scope
         #: the state of the token access_token() last returned (its instance_url)
         self.last_state = TokenState()
 
@@ -106,6 +110,8 @@ class OAuth2Session:
             "client_id": self.environ.get(str(self.auth["client_id_env"]), ""),
             "client_secret": self.environ.get(str(self.auth["client_secret_env"]), ""),
         }
+        if self.scope and self.grant == "client_credentials":
+            form["scope"] = self.scope
         refresh_token = ""
         if self.grant == "refresh_token":
             refresh_token = state.refresh_token or self.environ.get(

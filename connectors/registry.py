@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from connectors.base import Connector
+from connectors.dynamics import DynamicsConnector
 from connectors.http import HttpConnector
 from connectors.hubspot import HubSpotConnector
 from connectors.salesforce import SalesforceConnector
@@ -10,6 +11,7 @@ from connectors.zoho import ZohoConnector
 
 CONNECTORS: dict[str, type[Connector]] = {
     HttpConnector.name: HttpConnector,
+    DynamicsConnector.name: DynamicsConnector,
     HubSpotConnector.name: HubSpotConnector,
     SalesforceConnector.name: SalesforceConnector,
     ZohoConnector.name: ZohoConnector,

@@ -218,6 +218,23 @@ class FakeZoho(FakeServer):
 
     def limits(self, **values: int) -> dict:
         return dict(self.http.post("/_control/limits", json=values).json())
+class FakeDynamics(FakeServer):
+    """connectors/fakes/dynamics/: Dataverse's Web API and Entra ID's token endpoint, every
+    write checked against a CSDL-like description (requests Dataverse would refuse for their
+    shape are recorded as violations)."""
+
+    connector = "dynamics"
+
+    def records(self, obj: str | None = None) -> list[dict]:
+        params = {"entity_set": obj} if obj else {}
+        rows = self.http.get("/_control/records", params=params).json()["records"]
+        return [{k: v for k, v in r.items() if k != "_entity_set"} for r in rows]
+
+    def add(self, entity_set: str, **values: object) -> str:
+        """A row as a user makes it in the Dynamics app."""
+        response = self.http.post("/_control/records", json={"entity_set": entity_set, **values})
+        response.raise_for_status()
+        return str(response.json()["id"])
 
     def violations(self) -> list[dict]:
         return list(self.http.get("/_control/violations").json()["violations"])

@@ -12,6 +12,7 @@ Shared plumbing: ``app`` (requests, answers, the ``/_control`` API), ``faults`` 
 
 #: the module ``python -m`` runs for each connector's fake
 FAKE_MODULES = {
+    "dynamics": "connectors.fakes.dynamics",
     "http": "connectors.fakes.http",
     "hubspot": "connectors.fakes.hubspot",
     "salesforce": "connectors.fakes.salesforce",

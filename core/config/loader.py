@@ -62,7 +62,9 @@ def load_config(
     (on the entries whose shape is valid). Problems come in file order.
 
     `connectors`: the connector names this process knows (the registry in connectors/);
-    when given, a connection naming another connector is a problem.
+    when given, a connection naming another connector is a problem. Given as the registry
+    (name -> class), each connector's `config_problems(connection, mappings)` adds its own
+    rules ((key, message) pairs; a Dynamics match field must be an alternate key).
     """
     doc = read_yaml(Path(path))
     problems: list[ConfigProblem] = list(doc.problems)
@@ -237,6 +239,10 @@ def _connection(name: str, spec: dict[str, Any]) -> ConnectionConfig:
         login_url=(spec.get("login_url") or "").rstrip("/"),
         accounts_url=(spec.get("accounts_url") or "").rstrip("/"),
         api_version=spec.get("api_version", ""),
+        alternate_keys={
+            entity_set: tuple(columns)
+            for entity_set, columns in spec.get("alternate_keys", {}).items()
+        },
         auth=spec["auth"],
         rate_limit=RateLimit(**rate) if rate else None,
         retry=RetryPolicy(**spec.get("retry", {})),
@@ -365,6 +371,16 @@ def _cross_checks(
                 f"connections.{conn.name}.connector",
                 f"unknown connector {conn.connector!r}; expected one of: {', '.join(known)}",
             )
+        # a connector's own rules (the registry passes the classes: `config_problems`)
+        checks = (
+            getattr(connectors.get(conn.connector), "config_problems", None)
+            if isinstance(connectors, Mapping)
+            else None
+        )
+        if checks is not None:
+            writers = [m for m in config.mappings.values() if m.connection == conn.name]
+            for key, message in checks(conn, writers):
+                problem(key, message)
     for key, message in zoho_problems(config):
         problem(key, message)
     for m in config.mappings.values():

@@ -86,6 +86,8 @@ class ConnectionConfig:
     login_url: str = ""  # salesforce: the OAuth host (calls go to the token's instance_url)
     api_version: str = ""  # salesforce: "62.0" (empty: the connector's default)
     accounts_url: str = ""  # zoho: the data centre's accounts server (calls go to api_domain)
+    #: dynamics: the alternate keys defined in Dataverse, per entity set (their columns)
+    alternate_keys: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     expect_success_within: float | None = None  # seconds; None: never went_quiet
 
 

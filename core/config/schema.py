@@ -183,6 +183,11 @@ class ObjectSpecSchema(Schema):
     )
 
 
+COLUMN_NAME = validate.Regexp(
+    r"^[a-z_][a-z0-9_]*$", error="not a column's logical name (lower case, e.g. emailaddress1)"
+)
+
+
 class ConnectionSchema(Schema):
     connector = fields.String(required=True)
     base_url = fields.Url(require_tld=False, schemes={"http", "https"})
@@ -195,6 +200,15 @@ class ConnectionSchema(Schema):
         validate=validate.Regexp(r"^[0-9]{2,3}\.0$", error='a version such as "62.0"')
     )
     auth = fields.Nested(AuthSchema, load_default=lambda: {"type": "none"})
+    # Dynamics 365: the alternate keys defined in Dataverse, per entity set (a match field
+    # must be one: writes upsert on it, `PATCH /contacts(emailaddress1='...')`)
+    alternate_keys = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(
+            fields.String(validate=COLUMN_NAME),
+            validate=validate.Length(min=1, error="name at least one key column"),
+        ),
+    )
     rate_limit = fields.Nested(RateLimitSchema)
     retry = fields.Nested(RetrySchema)
     timeout_seconds = fields.Float(validate=validate.Range(min=0.1, max=300))

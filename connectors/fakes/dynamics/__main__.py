@@ -1,0 +1,5 @@
+import sys
+
+from connectors.fakes.dynamics.cli import main
+
+sys.exit(main())
