@@ -218,6 +218,8 @@ class FakeZoho(FakeServer):
 
     def limits(self, **values: int) -> dict:
         return dict(self.http.post("/_control/limits", json=values).json())
+
+
 class FakeDynamics(FakeServer):
     """connectors/fakes/dynamics/: Dataverse's Web API and Entra ID's token endpoint, every
     write checked against a CSDL-like description (requests Dataverse would refuse for their
