@@ -10,6 +10,7 @@ BAD_REFRESH_TOKEN) is an AuthError: the connection pauses until an operator re-a
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -49,6 +50,9 @@ class OAuth2Session:
         self.default_lifetime = default_lifetime
         #: the state of the token access_token() last returned (its instance_url)
         self.last_state = TokenState()
+        #: how the client authenticates at the token endpoint: "body" (client_id and
+        #: client_secret in the form) or "basic" (an HTTP Basic header: Pipedrive's)
+        self.client_auth = "body"
 
     def _fresh(self, state: TokenState, now: float) -> bool:
         lifetime = max(0.0, state.expires_at - state.obtained_at)
@@ -114,8 +118,12 @@ class OAuth2Session:
                     f"with `crmhub auth set-refresh-token {self.connection}`"
                 )
             form["refresh_token"] = refresh_token
+        headers = {}
+        if self.client_auth == "basic":
+            pair = f"{form.pop('client_id')}:{form.pop('client_secret')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         try:
-            response = self.client.post(self.token_url, data=form)
+            response = self.client.post(self.token_url, data=form, headers=headers)
         except httpx.TransportError as exc:
             raise TransientError(f"token refresh failed: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 500 or response.status_code == 429:
@@ -145,7 +153,9 @@ class OAuth2Session:
             expires_at=now + float(body.get("expires_in", self.default_lifetime)),
             refresh_token=str(body.get("refresh_token") or refresh_token),
             obtained_at=now,
-            instance_url=str(body.get("instance_url") or "").rstrip("/"),
+            # where the API calls go: Salesforce's instance_url, or the api_domain that
+            # Pipedrive's and Zoho's token answers carry
+            instance_url=str(body.get("instance_url") or body.get("api_domain") or "").rstrip("/"),
         )
         self.store.save(self.connection, new)
         return new
