@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields
 
 from core.config.alerting import build_alerts, build_integration
+from core.config.connector_checks import auth_problems
 from core.config.document_checks import (
     alert_reference_problems,
     reference_problems,
@@ -361,6 +362,10 @@ def _cross_checks(
                 f"connections.{conn.name}.connector",
                 f"unknown connector {conn.connector!r}; expected one of: {', '.join(known)}",
             )
+        problems.extend(
+            ConfigProblem(str(doc.path), key, message, doc.line_of(key))
+            for key, message in auth_problems(conn)
+        )
     for m in config.mappings.values():
         written = [(f"mappings.{m.name}.fields", spec) for spec in m.fields] + [
             (f"mappings.{m.name}.related.{r.link}.fields", spec)
