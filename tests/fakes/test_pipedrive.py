@@ -250,3 +250,11 @@ def test_crmhub_fake_pipedrive_runs_it() -> None:
         assert answer.status_code == 404  # authenticated, and no such person
     finally:
         stop_fake(proc)
+
+
+def test_a_slow_answer_is_still_the_answer(client: httpx.Client) -> None:
+    client.post("/_control/faults", json={"mode": "latency", "latency_ms": 50, "count": 1})
+    answer = client.get(f"{V2}/persons/search", params={"term": "ab"})
+    assert answer.status_code == 200 and answer.json()["success"] is True
+    [fault] = client.get("/_control/faults").json()["faults"]
+    assert (fault["mode"], fault["hits"], fault["active"]) == ("latency", 1, False)
