@@ -13,6 +13,7 @@ operator re-authorises. The token answer's API address (Salesforce's `instance_u
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -56,6 +57,9 @@ class OAuth2Session:
         self.scope = scope
         #: the state of the token access_token() last returned (its instance_url)
         self.last_state = TokenState()
+        #: how the client authenticates at the token endpoint: "body" (client_id and
+        #: client_secret in the form) or "basic" (an HTTP Basic header: Pipedrive's)
+        self.client_auth = "body"
 
     def _fresh(self, state: TokenState, now: float) -> bool:
         lifetime = max(0.0, state.expires_at - state.obtained_at)
@@ -123,8 +127,12 @@ class OAuth2Session:
                     f"with `crmhub auth set-refresh-token {self.connection}`"
                 )
             form["refresh_token"] = refresh_token
+        headers = {}
+        if self.client_auth == "basic":
+            pair = f"{form.pop('client_id')}:{form.pop('client_secret')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         try:
-            response = self.client.post(self.token_url, data=form)
+            response = self.client.post(self.token_url, data=form, headers=headers)
         except httpx.TransportError as exc:
             raise TransientError(f"token refresh failed: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 500 or response.status_code == 429:

@@ -6,6 +6,7 @@ from connectors.base import Connector
 from connectors.dynamics import DynamicsConnector
 from connectors.http import HttpConnector
 from connectors.hubspot import HubSpotConnector
+from connectors.pipedrive import PipedriveConnector
 from connectors.salesforce import SalesforceConnector
 from connectors.zoho import ZohoConnector
 
@@ -15,4 +16,5 @@ CONNECTORS: dict[str, type[Connector]] = {
     HubSpotConnector.name: HubSpotConnector,
     SalesforceConnector.name: SalesforceConnector,
     ZohoConnector.name: ZohoConnector,
+    PipedriveConnector.name: PipedriveConnector,
 }

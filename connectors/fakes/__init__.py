@@ -17,4 +17,5 @@ FAKE_MODULES = {
     "hubspot": "connectors.fakes.hubspot",
     "salesforce": "connectors.fakes.salesforce",
     "zoho": "connectors.fakes.zoho",
+    "pipedrive": "connectors.fakes.pipedrive",
 }

@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields
 
 from core.config.alerting import build_alerts, build_integration
+from core.config.connector_checks import auth_problems
 from core.config.document_checks import (
     alert_reference_problems,
     reference_problems,
@@ -381,6 +382,10 @@ def _cross_checks(
             writers = [m for m in config.mappings.values() if m.connection == conn.name]
             for key, message in checks(conn, writers):
                 problem(key, message)
+        problems.extend(
+            ConfigProblem(str(doc.path), key, message, doc.line_of(key))
+            for key, message in auth_problems(conn)
+        )
     for key, message in zoho_problems(config):
         problem(key, message)
     for m in config.mappings.values():

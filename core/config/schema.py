@@ -112,7 +112,7 @@ class AuthSchema(Schema):
     type = fields.String(
         required=True,
         validate=validate.OneOf(
-            ["none", "bearer", "basic", "header", "oauth2", "client_credentials"]
+            ["none", "bearer", "basic", "header", "oauth2", "client_credentials", "api_token"]
         ),
     )
     token_env = fields.String(validate=ENV_NAME)
@@ -127,6 +127,7 @@ class AuthSchema(Schema):
 
     REQUIRED = {
         "bearer": ("token_env",),
+        "api_token": ("token_env",),  # Pipedrive's x-api-token header
         "basic": ("username_env", "password_env"),
         "header": ("header", "value_env"),
         "oauth2": ("client_id_env", "client_secret_env", "refresh_token_env"),

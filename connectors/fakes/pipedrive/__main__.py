@@ -1,0 +1,5 @@
+import sys
+
+from connectors.fakes.pipedrive.cli import main
+
+sys.exit(main())
