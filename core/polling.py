@@ -42,6 +42,9 @@ RUN_BUDGET_SECONDS = 20.0
 MAX_RATE_WAIT_SECONDS = 2.0
 #: a 429 without a Retry-After cools the connection down this long
 DEFAULT_COOLDOWN_SECONDS = 10.0
+#: a new source starts this far before now: vendors stamp to the second (Salesforce's
+#: SystemModstamp shows .000), so a change saved in the second the source started is not lost
+START_MARGIN_SECONDS = 1.0
 
 
 class Lister(Protocol):
@@ -106,7 +109,7 @@ def poll_source(
         cursor = (
             Cursor(since or Stamp.at(0))
             if backfill
-            else stores.start(name, Stamp.at(int(started * 1000)))
+            else stores.start(name, Stamp.at(int((started - START_MARGIN_SECONDS) * 1000)))
         )
     run.cursor = cursor
     who = f"{'backfill' if backfill else 'poll'}:{name}"

@@ -400,6 +400,7 @@ def _cross_checks(
             m.when.event_types
             and m.source in config.sources
             and config.sources[m.source].event_type is None
+            and config.sources[m.source].poll is None  # `<object>.changed`
         ):
             problem(
                 f"mappings.{m.name}.when.event_type",
