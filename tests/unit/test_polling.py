@@ -112,7 +112,8 @@ class Env:
 
     def events(self, source: str) -> list[dict[str, str]]:
         ledger = self.rt.ledger
-        ids = [i.decode() for i in ledger.redis.zrange(ledger.keys.source_events(source), 0, -1)]
+        found = ledger.redis.zrange(ledger.keys.source_events(source), 0, -1)
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in found]
         return [ledger.raw_event(i) for i in ids]
 
 
