@@ -353,3 +353,17 @@ def test_due_sources_are_dispatched_once_per_every_and_polled_single_flight(env:
     status = env.rt.ledger.polls.status("sf-contacts")
     assert status.cursor is not None and status.ok_at is not None and status.error == ""
     assert status.next_at is not None and status.next_at >= time.time() + 59
+
+
+def test_status_shows_each_polling_sources_cursor_last_poll_and_last_error(env: Env) -> None:
+    from core.operations import polling_status
+
+    run_poll(env.rt, "sf-contacts")
+    env.rt.ledger.pause("crm", reason="manual", by="ana", now=time.time())
+    run_poll(env.rt, "crm-changes")
+    rows = {row["name"]: row for row in polling_status(env.rt.ledger, env.rt.config)}
+    assert set(rows) == {"sf-contacts", "hs-contacts", "crm-changes"}
+    sf = rows["sf-contacts"]
+    assert sf["cursor"] and sf["last_poll_at"] and sf["last_ok_at"] and sf["last_error"] is None
+    assert rows["crm-changes"]["last_error"] == "not polled: the connection's paused"
+    assert rows["hs-contacts"]["cursor"] is None and rows["hs-contacts"]["last_poll_at"] is None
