@@ -45,6 +45,10 @@ connections:
 """
 
 
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class Polled:
     def __init__(self, env: dict[str, str], cwd: Path, salesforce: FakeSalesforce) -> None:
         self.env, self.cwd, self.salesforce = env, cwd, salesforce
@@ -70,13 +74,13 @@ class Polled:
 
     def cursor(self) -> dict[str, str]:
         raw = self.redis.hgetall(f"{self.prefix}:poll:{SOURCE}")
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     def bodies(self) -> list[dict[str, Any]]:
         ids = self.redis.zrange(f"{self.prefix}:events:src:{SOURCE}", 0, -1)
         pipe = self.redis.pipeline(transaction=False)
         for event_id in ids:
-            pipe.hget(f"{self.prefix}:evt:{event_id.decode()}", "body")
+            pipe.hget(f"{self.prefix}:evt:{_text(event_id)}", "body")
         return [json.loads(body) for body in pipe.execute()]
 
     def recorded(self) -> int:
