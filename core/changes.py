@@ -60,6 +60,13 @@ class ChangePage:
 
     records: list[Listed]
     next_cursor: str | None = None
+    #: every record the vendor listed, when `records` is a part of them (core/polling.py
+    #: leaves out the ones it listed already); None: `records` is all of them
+    all_listed: list[Listed] | None = None
+
+    @property
+    def listed(self) -> list[Listed]:
+        return self.records if self.all_listed is None else self.all_listed
 
 
 def stamp_of(listed: Listed) -> Stamp | None:

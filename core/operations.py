@@ -73,7 +73,7 @@ def polling_status(ledger: Ledger, config: Config) -> list[dict[str, Any]]:
                 "last_ok_at": _iso(seen.ok_at),
                 "last_error": seen.error or None,
                 "last_error_at": _iso(seen.error_at) if seen.error else None,
-                "records_listed": seen.recorded,
+                "records_listed": seen.listed,
                 "next_poll_at": _iso(seen.next_at),
             }
         )

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from core.changes import ChangePage, Stamp, stamp_of
+from core.changes import ChangePage, Stamp, change_id, stamp_of
 from core.config.model import Config, SourceConfig
 from core.config.polling import PollSpec
 from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
@@ -84,13 +84,15 @@ def poll_source(
     until: Stamp | None = None,
     dry_run: bool = False,
     on_page: Callable[[PollRun], None] | None = None,
+    throttle: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PollRun:
     """List and record `name`'s changes from its cursor until caught up or `budget_seconds`
     pass. A polling source's cursor starts at now the first time; a backfill's (`backfill`)
     at `since` (default: the beginning), up to `until`, kept apart from the live cursor.
-    `dry_run`: list and count, record nothing, move no cursor."""
+    `dry_run`: list and count, record nothing, move no cursor. `throttle`: called before each
+    listing request, and may wait (a backfill's share of the rate limit, its backlog)."""
     source = config.sources[name]
     poll = source.poll
     if poll is None:
@@ -113,7 +115,10 @@ def poll_source(
         )
     run.cursor = cursor
     who = f"{'backfill' if backfill else 'poll'}:{name}"
+    at_cursor: set[str] = set()  # the changes at the cursor's stamp this run listed
     while clock() - started < budget_seconds:
+        if throttle is not None:
+            throttle()
         permit = stores.permit(
             poll.connection,
             who=who,
@@ -137,15 +142,29 @@ def poll_source(
         if page is None:
             break
         run.pages += 1
-        run.records += len(page.records)
+        # a page asked from the newest stamp lists that stamp's records again: the ones this
+        # run listed already are not counted (nor offered to the ledger) a second time
+        fresh = []
+        for item in page.records:
+            stamp = stamp_of(item)
+            key = change_id(item.id, stamp, item.record) if stamp else item.id
+            if key not in at_cursor:
+                fresh.append(item)
+        page = ChangePage(fresh, page.next_cursor, page.records)
+        run.records += len(fresh)
         if not dry_run:
-            events = change_events(source, config.mappings_for(name), page.records, clock())
+            events = change_events(source, config.mappings_for(name), fresh, clock())
             for taken in ledger.accept(events, clock()) if events else []:
                 if taken.duplicate:
                     run.duplicates += 1
                 else:
                     run.recorded += 1
         cursor, more = _next(cursor, page)
+        at_cursor = {
+            change_id(item.id, stamp, item.record)
+            for item in page.listed
+            if (stamp := stamp_of(item)) is not None and stamp.ms == cursor.stamp.ms
+        } | (at_cursor if cursor.after is not None else set())
         if not dry_run:
             stores.advance(name, cursor, len(page.records), backfill=backfill)
         run.cursor = cursor
@@ -222,7 +241,7 @@ def _next(cursor: Cursor, page: ChangePage) -> tuple[Cursor, bool]:
     """The cursor after `page`, and whether to list again now. Keyset on the stamp: the next
     page is asked from the newest stamp listed; the vendor's cursor only while a page sits
     within the cursor's own stamp."""
-    stamps = [s for s in (stamp_of(item) for item in page.records) if s is not None]
+    stamps = [s for s in (stamp_of(item) for item in page.listed) if s is not None]
     newest = max(stamps, key=lambda s: s.ms) if stamps else None
     if newest is not None and newest.ms > cursor.stamp.ms:
         return Cursor(newest), page.next_cursor is not None

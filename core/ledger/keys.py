@@ -352,7 +352,7 @@ LAYOUT: tuple[KeyKind, ...] = (
         "poll:{source}",
         "hash",
         "a polling source's cursor: stamp (the vendor's text), ms, after (the vendor's page "
-        "cursor at that stamp), and polled_at, next_at, ok_at, error, error_at, recorded",
+        "cursor at that stamp), and polled_at, next_at, ok_at, error, error_at, listed",
         lua=False,
     ),
     KeyKind(

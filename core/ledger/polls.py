@@ -43,7 +43,7 @@ class PollStatus:
     ok_at: float | None
     error: str
     error_at: float | None
-    recorded: int
+    listed: int  # records listed since the source started
     next_at: float | None
 
 
@@ -73,9 +73,7 @@ class PollStore:
             raw = self.redis.hgetall(self._key(source, backfill))
         return _cursor(_decoded(raw))
 
-    def advance(
-        self, source: str, cursor: Cursor, recorded: int, *, backfill: bool = False
-    ) -> None:
+    def advance(self, source: str, cursor: Cursor, listed: int, *, backfill: bool = False) -> None:
         """The cursor after a page whose events are accepted (never before)."""
         key = self._key(source, backfill)
         with translate_redis_errors():
@@ -88,7 +86,7 @@ class PollStore:
                     "after": cursor.after or "",
                 },
             )
-            pipe.hincrby(key, "recorded", recorded)
+            pipe.hincrby(key, "listed", listed)
             pipe.execute()
 
     def start(self, source: str, stamp: Stamp) -> Cursor:
@@ -123,7 +121,7 @@ class PollStore:
             ok_at=_float(fields.get("ok_at")),
             error=fields.get("error", ""),
             error_at=_float(fields.get("error_at")),
-            recorded=int(fields.get("recorded") or 0),
+            listed=int(fields.get("listed") or 0),
             next_at=_float(fields.get("next_at")),
         )
 

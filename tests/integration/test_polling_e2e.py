@@ -151,10 +151,10 @@ def test_five_thousand_records_changing_while_polled_arrive_exactly_once(polled:
 
     # slow listings, then kill the worker and beat between two pages of one listing
     polled.salesforce.fault(mode="latency", latency_ms=300, methods=["GET"])
-    before = int(polled.cursor().get("recorded") or 0)
+    before = int(polled.cursor().get("listed") or 0)
     wave(1400, 200)
     wait_until(
-        lambda: int(polled.cursor().get("recorded") or 0) >= before + 200,
+        lambda: int(polled.cursor().get("listed") or 0) >= before + 200,
         timeout=60,
         message=f"a page of the slowed listing\n{polled.output()}",
     )

@@ -367,3 +367,71 @@ def test_status_shows_each_polling_sources_cursor_last_poll_and_last_error(env: 
     assert sf["cursor"] and sf["last_poll_at"] and sf["last_ok_at"] and sf["last_error"] is None
     assert rows["crm-changes"]["last_error"] == "not polled: the connection's paused"
     assert rows["hs-contacts"]["cursor"] is None and rows["hs-contacts"]["last_poll_at"] is None
+
+
+# backfill --------------------------------------------------------------------------------
+def _backfill(env: Env, **kwargs: Any) -> Any:
+    from core.backfill import backfill
+
+    return backfill(
+        env.rt.ledger, env.rt.config, "sf-contacts", env.rt.connector("salesforce"), **kwargs
+    )
+
+
+def test_a_backfill_records_the_history_once_and_a_second_finds_it_there(env: Env) -> None:
+    ids = [
+        env.salesforce.add_record("Contact", LastName=f"B{i}", Email=f"b{i}@example.com")
+        for i in range(450)
+    ]
+    dry = _backfill(env, dry_run=True)
+    assert (dry.records, dry.recorded) == (450, 0) and env.events("sf-contacts") == []
+    done = _backfill(env)
+    assert done.done and (done.records, done.recorded, done.duplicates) == (450, 450, 0)
+    assert done.summary()["pages"] == done.pages >= 3
+    assert sorted(json.loads(e["body"])["Id"] for e in env.events("sf-contacts")) == sorted(ids)
+    again = _backfill(env)
+    assert (again.recorded, again.duplicates) == (0, 450)
+    assert env.rt.ledger.polls.cursor("sf-contacts") is None  # the live cursor is its own
+
+
+def test_an_interrupted_backfill_resumes_where_it_stood(env: Env) -> None:
+    for i in range(900):
+        env.salesforce.add_record("Contact", LastName=f"R{i}", Email=f"r{i}@example.com")
+    seen: list[int] = []
+
+    def interrupt(progress: Any) -> None:
+        seen.append(progress.records)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _backfill(env, on_progress=interrupt)
+    first = len(env.events("sf-contacts"))
+    assert 0 < first < 900
+    done = _backfill(env)
+    assert done.resumed and done.done
+    assert done.recorded == 900 and len(env.events("sf-contacts")) == 900
+    assert done.records >= 900  # the page it stood in may be listed again (deduplicated)
+
+
+def test_a_backfill_waits_while_its_deliveries_are_backlogged(env: Env) -> None:
+    for i in range(300):
+        env.salesforce.add_record("Contact", LastName=f"W{i}", Email=f"w{i}@example.com")
+    waits: list[float] = []
+
+    def drain_when_waiting(seconds: float) -> None:
+        waits.append(seconds)
+        ledger = env.rt.ledger
+        from workers.delivery import run_delivery
+
+        env.rt._connectors["target"] = HttpConnector(
+            env.rt.config.connections["target"],
+            env.rt.settings.environ,
+            transport=FakeTransport(HttpCrm()),
+        )
+        while (message := ledger.redis.rpop(ledger.queue.key)) is not None:
+            assert isinstance(message, bytes)
+            run_delivery(env.rt, json.loads(json.loads(message)["body"])[0][0])
+
+    done = _backfill(env, max_backlog=50, sleep=drain_when_waiting)
+    assert done.recorded == 300 and waits  # it waited for the first pages' deliveries
