@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from core.changes import Listed, change_id, stamp_of
+from core.changes import Listed, Stamp, change_id, stamp_of
 from core.changes import event_type as change_type
 from core.config.model import MappingConfig, SourceConfig
 from core.echo import inbound
@@ -131,6 +131,10 @@ def _external_id(
 ) -> str:
     """The sender's id for dedupe. A source that names where its id is must send it: hashing
     the body instead would record a retry whose body differs (a new timestamp) as a new event."""
+    if source.event_id is None and source.poll is not None:
+        changed = webhook_change_id(source, item)
+        if changed is not None:  # the record a poll of this source would list: one event
+            return changed
     if source.event_id is None:
         return "sha256:" + hashlib.sha256(item_text.encode()).hexdigest()
     external = source.event_id.resolve_text(item, headers)
@@ -194,6 +198,23 @@ def build_events(
             )
         )
     return events
+
+
+def webhook_change_id(source: SourceConfig, item: Any) -> str | None:
+    """A webhook to a source that also polls, whose body is the changed record itself (its id
+    at the poll's `id_field`, else `Id` or `id`; its stamp at the poll's `cursor`): the change
+    id a poll listing the same record would give it, so the two are one event."""
+    poll = source.poll
+    if poll is None or not isinstance(item, dict):
+        return None
+    ident = next(
+        (item.get(k) for k in (poll.id_field, "Id", "id") if k and item.get(k) not in (None, "")),
+        None,
+    )
+    stamp = Stamp.parse(str(item.get(poll.cursor))) if item.get(poll.cursor) else None
+    if ident is None or isinstance(ident, (dict, list)) or stamp is None:
+        return None
+    return change_id(str(ident), stamp, item)
 
 
 def change_events(

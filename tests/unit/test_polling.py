@@ -435,3 +435,26 @@ def test_a_backfill_waits_while_its_deliveries_are_backlogged(env: Env) -> None:
 
     done = _backfill(env, max_backlog=50, sleep=drain_when_waiting)
     assert done.recorded == 300 and waits  # it waited for the first pages' deliveries
+
+
+def test_a_webhook_and_a_poll_of_the_same_change_are_one_event(
+    write_config: WriteConfig, key_prefix: str
+) -> None:
+    """A source that receives webhooks and polls: a webhook whose body is the changed record
+    gets the change id its listing gets, so the poll that lists it finds it recorded."""
+    from hubtest import accept_webhook
+
+    config = CONFIG.replace(
+        "  crm-changes:\n",
+        "  crm-changes:\n    verify: {scheme: none}\n    allow_unsigned: true\n",
+    )
+    settings = make_settings(write_config(config), key_prefix, redis_url="redis://unused", **ENV)
+    env = Env(WorkerRuntime.build(settings, client=fakeredis.FakeRedis()))
+    _start_before(env, "crm-changes")
+    env.crm.state.handle("PUT", "", "contacts", "k1", b'{"n": 1}', True, None, False)
+    [listed] = env.crm.state._listing("contacts", {"updated_since": ["0"]}).payload["data"]
+    [hooked] = accept_webhook(env.rt.config, env.rt.ledger, listed, source="crm-changes")
+    run = env.poll("crm-changes")
+    assert (run.records, run.recorded, run.duplicates) == (1, 0, 1)
+    assert [e["id"] for e in env.events("crm-changes")] == [hooked.id]
+    env.rt.close()
