@@ -458,3 +458,30 @@ def test_a_webhook_and_a_poll_of_the_same_change_are_one_event(
     assert (run.records, run.recorded, run.duplicates) == (1, 0, 1)
     assert [e["id"] for e in env.events("crm-changes")] == [hooked.id]
     env.rt.close()
+
+
+def test_a_backfill_takes_at_most_its_share_of_the_connections_rate_limit(
+    write_config: WriteConfig, key_prefix: str
+) -> None:
+    config = CONFIG.replace(
+        "    login_url: https://login.salesforce.com\n",
+        "    login_url: https://login.salesforce.com\n"
+        "    rate_limit: {requests: 4, per_seconds: 60}\n",
+    )
+    settings = make_settings(write_config(config), key_prefix, redis_url="redis://unused", **ENV)
+    env = Env(WorkerRuntime.build(settings, client=fakeredis.FakeRedis()))
+    for i in range(700):
+        env.salesforce.add_record("Contact", LastName=f"S{i}", Email=f"s{i}@example.com")
+    now = [time.time()]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    done = _backfill(env, share=0.5, clock=lambda: now[0], sleep=sleep)
+    assert done.recorded == 700 and done.pages >= 4
+    # 2 of the connection's 4 requests a minute: the third listing waited ~30 s for its share
+    # (the connection's own limiter alone would have let 4 through at once)
+    assert max(waits) >= 25
+    env.rt.close()
