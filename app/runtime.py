@@ -88,4 +88,5 @@ def _receivers(settings: Settings, config: Config) -> dict[str, Receiver]:
             redacted_headers=_redacted(source),
         )
         for name, source in config.sources.items()
+        if source.webhooks  # a source that only polls has no route: 404, never unsigned
     }

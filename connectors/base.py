@@ -19,7 +19,9 @@ from typing import Any, ClassVar
 import httpx
 
 from connectors.oauth import GRANTS, OAuth2Session
+from core.changes import ChangePage, Stamp
 from core.config.model import ConnectionConfig, MappingConfig
+from core.config.polling import MAX_PAGE_SIZE, PollSpec
 from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
 from core.ledger.memo import Memo
 from core.ledger.tokens import TokenStore
@@ -143,6 +145,10 @@ class Connector(ABC):
     default_token_lifetime: ClassVar[float] = 1800.0
     #: how many records one request may carry (1: no batching)
     max_batch: ClassVar[int] = 1
+    #: whether `list_changes` lists changed records (a polling source's connection), and the
+    #: most records one listing request may ask for
+    lists_changes: ClassVar[bool] = False
+    max_list_page: ClassVar[int] = MAX_PAGE_SIZE
 
     def __init__(
         self,
@@ -256,6 +262,22 @@ class Connector(ABC):
         raise DataError(
             f"the {self.name} connector cannot fetch records; fetch from a connection whose "
             "connector can (hubspot, salesforce)",
+            category=DeadCategory.MAPPING,
+        )
+
+    def list_changes(
+        self, poll: PollSpec, since: Stamp, cursor: str | None, until: Stamp | None = None
+    ) -> ChangePage:
+        """A page of the records of `poll.object` whose stamp (`poll.cursor`) is at or after
+        `since` (inclusive: records sharing the cursor's stamp are not lost; the ledger
+        deduplicates the ones already recorded) and, with `until`, at or before it; in
+        (stamp, id) order, at most `poll.page_size`, each with its id and stamp. `cursor`: the
+        vendor's page cursor the previous page at the same `since` returned. Failures are
+        classified like writes (an AuthError pauses the connection). Connectors that can list
+        set `lists_changes` and override this (the configuration refuses a polling source on
+        any other)."""
+        raise DataError(
+            f"the {self.name} connector cannot list changed records",
             category=DeadCategory.MAPPING,
         )
 

@@ -13,11 +13,62 @@ from typing import Any
 from urllib.parse import quote
 
 from connectors.base import Connector, WriteResult, excerpt
+from core.changes import ChangePage, Listed, Stamp
+from core.config.polling import PollSpec
+from core.errors import DataError
 from core.mapping import MappedRecord
+from core.mapping.record import first_value
+from core.vocabulary import DeadCategory
 
 
 class HttpConnector(Connector):
     name = "http"
+    lists_changes = True
+
+    def list_changes(
+        self, poll: PollSpec, since: Stamp, cursor: str | None, until: Stamp | None = None
+    ) -> ChangePage:
+        """`GET {base_url}/{object}?{since_param}={stamp}[&{limit_param}={page_size}]`, the
+        records at `list.items`, the next page by the answer's `list.next` (sent back as
+        `list.next_param`) or by page number (`list.page_param`, from 1; the cursor is the
+        next page's number). `since_param` is inclusive; `until` is checked here (a generic
+        API has no upper bound parameter)."""
+        spec = poll.list
+        if spec is None:  # the configuration refuses it; a clear error all the same
+            raise DataError(
+                "an http polling source needs `list:` (since_param, ...)",
+                category=DeadCategory.MAPPING,
+            )
+        params: dict[str, str] = {spec.since_param: since.text}
+        if spec.limit_param:
+            params[spec.limit_param] = str(poll.page_size)
+        if cursor and spec.next_param:
+            params[spec.next_param] = cursor
+        if spec.page_param:
+            params[spec.page_param] = cursor or "1"
+        answer = self.request("GET", f"/{quote(poll.object, safe='')}", params=params).json()
+        items = first_value(answer, spec.items) if spec.items else answer
+        if not isinstance(items, list):
+            raise DataError(
+                f"the listing of {poll.object} has no list at "
+                f"`{' or '.join(spec.items) or '(the answer)'}` (the poll's list.items)",
+                category=DeadCategory.MAPPING,
+            )
+        key = poll.id_field or "id"
+        listed = []
+        for item in items:
+            if not isinstance(item, dict):
+                continue
+            stamp = str(item.get(poll.cursor) or "")
+            if until is not None and (Stamp.parse(stamp) or until).ms > until.ms:
+                continue
+            listed.append(Listed(str(item.get(key)), stamp, item))
+        if spec.page_param:
+            more = str(int(cursor or "1") + 1) if len(items) >= poll.page_size else None
+        else:
+            found = first_value(answer, spec.next) if spec.next else None
+            more = str(found) if found not in (None, "") else None
+        return ChangePage(listed, more)
 
     def _url(self, record: MappedRecord, template_key: str, default: str) -> str:
         template = str(self.connection.options.get(template_key, default))

@@ -31,6 +31,8 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from connectors.base import Connector, WriteResult, default_classify, excerpt
+from core.changes import ChangePage, Listed, Stamp
+from core.config.polling import PollSpec
 from core.errors import DataError, HubError, RateLimited, TransientError
 from core.mapping import MappedRecord
 from core.mapping.empty import is_empty
@@ -39,6 +41,8 @@ from core.vocabulary import DeadCategory
 API = "https://api.hubapi.com"
 TOKEN_URL = "https://api.hubapi.com/oauth/v1/token"
 BATCH_LIMIT = 100  # HubSpot's batch endpoints take at most 100 inputs
+#: the CRM search API answers at most 200 records a request and 10,000 per query
+SEARCH_PAGE_LIMIT, SEARCH_RESULT_LIMIT = 200, 10_000
 _EXISTING_ID = re.compile(r"Existing ID:\s*(\d+)")
 
 
@@ -90,6 +94,8 @@ class HubSpotConnector(Connector):
     name = "hubspot"
     default_token_url = TOKEN_URL
     max_batch = BATCH_LIMIT
+    lists_changes = True
+    max_list_page = SEARCH_PAGE_LIMIT
 
     # errors ---------------------------------------------------------------------------
     def classify(self, response: httpx.Response) -> None:
@@ -128,6 +134,38 @@ class HubSpotConnector(Connector):
         return int(interval) / 1000 if interval and interval.isdigit() else 10.0
 
     # reads ----------------------------------------------------------------------------
+    def list_changes(
+        self, poll: PollSpec, since: Stamp, cursor: str | None, until: Stamp | None = None
+    ) -> ChangePage:
+        """The CRM search API (`POST /crm/v3/objects/{object}/search`): the stamp property
+        (`hs_lastmodifieddate`; contacts also have `lastmodifieddate`) GTE `since` in epoch ms,
+        sorted ascending, `after` paging. A search answers at most 10,000 results per query:
+        the poller starts a new query from the newest stamp of every page (core/polling.py),
+        so `after` only pages within one millisecond's records and never reaches it.
+        https://developers.hubspot.com/docs/api/crm/search"""
+        stamp = poll.cursor
+        filters: list[dict[str, Any]] = [
+            {"propertyName": stamp, "operator": "GTE", "value": str(since.ms)}
+        ]
+        if until is not None:
+            filters.append({"propertyName": stamp, "operator": "LTE", "value": str(until.ms)})
+        request: dict[str, Any] = {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": stamp, "direction": "ASCENDING"}],
+            "properties": sorted({*poll.fields, stamp}),
+            "limit": min(poll.page_size, SEARCH_PAGE_LIMIT),
+        }
+        if cursor:
+            request["after"] = cursor
+        body = _body(self.request("POST", f"/crm/v3/objects/{poll.object}/search", json=request))
+        listed = []
+        for result in body.get("results") or []:
+            props = result.get("properties") or {}
+            ident = props.get(poll.id_field) if poll.id_field else result.get("id")
+            listed.append(Listed(str(ident), str(props.get(stamp) or ""), result))
+        after = ((body.get("paging") or {}).get("next") or {}).get("after")
+        return ChangePage(listed, str(after) if after else None)
+
     def read(self, record: MappedRecord) -> dict[str, Any] | None:
         found = self._read_many(
             record.object, record.match_field or "", [record], list(record.target_owned)

@@ -20,6 +20,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from core.changes import Listed, Stamp, change_id, stamp_of
+from core.changes import event_type as change_type
 from core.config.model import MappingConfig, SourceConfig
 from core.echo import inbound
 from core.errors import CrmhubError
@@ -118,7 +120,9 @@ def stored_headers(headers: Iterable[tuple[str, str]], redact: Iterable[str]) ->
 
 def newest_wins(source: SourceConfig, mapping: MappingConfig) -> bool:
     """The conflict rule: newest_wins by default when the source has `occurred_at`."""
-    rule = mapping.conflict or ("newest_wins" if source.occurred_at else "source_wins")
+    # a polling source's events carry their records' stamps as when they occurred
+    stamped = source.occurred_at is not None or source.poll is not None
+    rule = mapping.conflict or ("newest_wins" if stamped else "source_wins")
     return rule == "newest_wins"
 
 
@@ -127,6 +131,10 @@ def _external_id(
 ) -> str:
     """The sender's id for dedupe. A source that names where its id is must send it: hashing
     the body instead would record a retry whose body differs (a new timestamp) as a new event."""
+    if source.event_id is None and source.poll is not None:
+        changed = webhook_change_id(source, item)
+        if changed is not None:  # the record a poll of this source would list: one event
+            return changed
     if source.event_id is None:
         return "sha256:" + hashlib.sha256(item_text.encode()).hexdigest()
     external = source.event_id.resolve_text(item, headers)
@@ -184,38 +192,97 @@ def build_events(
         external = escaped(_external_id(source, item, item_text, headers, index))
         event_type = source.event_type.resolve_text(item, headers) if source.event_type else None
         occurred = source.occurred_at.resolve_text(item, headers) if source.occurred_at else None
-        occurred_ms = instant_ms(occurred)
-        event_id = new_event_id(now)
-        deliveries = []
-        for mapping in route(candidates, event_type, item):
-            delivery_id = new_delivery_id(now)
-            deliveries.append(
-                NewDelivery(
-                    id=delivery_id,
-                    mapping=mapping.name,
-                    connection=mapping.connection,
-                    object=mapping.object,
-                    record_key=record_key(mapping, item, delivery_id),
-                    occurred_ms=occurred_ms if newest_wins(source, mapping) else None,
-                )
-            )
-        echo = inbound(source.echo, item) if source.echo else None
-        # what the ledger stores apart from the body must be text UTF-8 can encode
         events.append(
-            NewEvent(
-                id=event_id,
-                source=source.name,
-                type=escaped(event_type) if event_type else event_type,
-                external_id=external,
-                received_at=now,
-                occurred_at=escaped(occurred) if occurred else occurred,
-                headers=stored,
-                body=item_text,
-                deliveries=tuple(deliveries),
-                echo=_escaped_echo(echo) if echo else None,
+            _new_event(
+                source, candidates, external, event_type, occurred, stored, item_text, item, now
             )
         )
     return events
+
+
+def webhook_change_id(source: SourceConfig, item: Any) -> str | None:
+    """A webhook to a source that also polls, whose body is the changed record itself (its id
+    at the poll's `id_field`, else `Id` or `id`; its stamp at the poll's `cursor`): the change
+    id a poll listing the same record would give it, so the two are one event."""
+    poll = source.poll
+    if poll is None or not isinstance(item, dict):
+        return None
+    ident = next(
+        (item.get(k) for k in (poll.id_field, "Id", "id") if k and item.get(k) not in (None, "")),
+        None,
+    )
+    stamp = Stamp.parse(str(item.get(poll.cursor))) if item.get(poll.cursor) else None
+    if ident is None or isinstance(ident, (dict, list)) or stamp is None:
+        return None
+    return change_id(str(ident), stamp, item)
+
+
+def change_events(
+    source: SourceConfig, mappings: Iterable[MappingConfig], listed: Iterable[Listed], now: float
+) -> list[NewEvent]:
+    """One NewEvent per changed record a polling source listed (core/polling.py): the record
+    is the body, `<object>.changed` the type, its stamp when it occurred (so `newest_wins`
+    compares the records' own modification stamps), and its id the change's (core/changes.py),
+    so the same change listed twice is deduplicated by the ledger like a webhook's repeat."""
+    assert source.poll is not None
+    candidates = tuple(mappings)
+    kind = change_type(source.poll)
+    events = []
+    for item in listed:
+        stamp = stamp_of(item)
+        if stamp is None:
+            raise BadPayload(
+                f"{source.poll.object} {item.id} has no modification stamp a time can be read "
+                f"from at `{source.poll.cursor}`: {item.stamp!r}"
+            )
+        text = json.dumps(item.record, separators=(",", ":"), sort_keys=True, default=str)
+        external = escaped(change_id(item.id, stamp, item.record))
+        events.append(
+            _new_event(source, candidates, external, kind, stamp.text, {}, text, item.record, now)
+        )
+    return events
+
+
+def _new_event(
+    source: SourceConfig,
+    candidates: tuple[MappingConfig, ...],
+    external: str,
+    event_type: str | None,
+    occurred: str | None,
+    stored: dict[str, str],
+    item_text: str,
+    item: Any,
+    now: float,
+) -> NewEvent:
+    occurred_ms = instant_ms(occurred)
+    event_id = new_event_id(now)
+    deliveries = []
+    for mapping in route(candidates, event_type, item):
+        delivery_id = new_delivery_id(now)
+        deliveries.append(
+            NewDelivery(
+                id=delivery_id,
+                mapping=mapping.name,
+                connection=mapping.connection,
+                object=mapping.object,
+                record_key=record_key(mapping, item, delivery_id),
+                occurred_ms=occurred_ms if newest_wins(source, mapping) else None,
+            )
+        )
+    echo = inbound(source.echo, item) if source.echo else None
+    # what the ledger stores apart from the body must be text UTF-8 can encode
+    return NewEvent(
+        id=event_id,
+        source=source.name,
+        type=escaped(event_type) if event_type else event_type,
+        external_id=external,
+        received_at=now,
+        occurred_at=escaped(occurred) if occurred else occurred,
+        headers=stored,
+        body=item_text,
+        deliveries=tuple(deliveries),
+        echo=_escaped_echo(echo) if echo else None,
+    )
 
 
 def _escaped_echo(

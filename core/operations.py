@@ -51,6 +51,39 @@ def connection_status(ledger: Ledger, config: Config) -> list[dict[str, Any]]:
     return rows
 
 
+def polling_status(ledger: Ledger, config: Config) -> list[dict[str, Any]]:
+    """Each polling source: its connection and object, its cursor (the newest stamp recorded,
+    and the vendor's page cursor inside it), when it last polled and succeeded, its last
+    error, how many records it listed, when it polls next."""
+    rows = []
+    for name in sorted(config.sources):
+        poll = config.sources[name].poll
+        if poll is None:
+            continue
+        seen = ledger.polls.status(name)
+        rows.append(
+            {
+                "name": name,
+                "connection": poll.connection,
+                "object": poll.object,
+                "every_seconds": poll.every,
+                "cursor": seen.cursor.stamp.text if seen.cursor else None,
+                "cursor_page": seen.cursor.after if seen.cursor else None,
+                "last_poll_at": _iso(seen.polled_at),
+                "last_ok_at": _iso(seen.ok_at),
+                "last_error": seen.error or None,
+                "last_error_at": _iso(seen.error_at) if seen.error else None,
+                "records_listed": seen.listed,
+                "next_poll_at": _iso(seen.next_at),
+            }
+        )
+    return rows
+
+
+def _iso(seconds: float | None) -> str | None:
+    return iso_from_ms(int(seconds * 1000)) if seconds is not None else None
+
+
 @dataclass(frozen=True)
 class DeadLetterFilter:
     """Which dead letters an operator means (`dlq list`, `replay --all`, `discard --all`)."""

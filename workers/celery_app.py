@@ -29,6 +29,8 @@ VISIBILITY_TIMEOUT = 3600
 SWEEP_INTERVAL_SECONDS = 2.0
 #: the archive pass (workers/archiver.py): often enough that a move is a small batch
 ARCHIVE_INTERVAL_SECONDS = 10.0
+#: how often the polling sources are looked at (each polls at its own `every`)
+POLL_DISPATCH_SECONDS = 1.0
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -66,6 +68,9 @@ def make_celery(settings: Settings) -> Celery:
             "crmhub.sweep": {"queue": settings.control_queue},
             "crmhub.send_alerts": {"queue": settings.control_queue},
             "crmhub.archive": {"queue": settings.control_queue},
+            # polls on the control queue: never behind a backlog of deliveries
+            "crmhub.dispatch_polls": {"queue": settings.control_queue},
+            "crmhub.poll_source": {"queue": settings.control_queue},
         },
         beat_schedule={
             "sweep": {
@@ -83,6 +88,12 @@ def make_celery(settings: Settings) -> Celery:
                 "task": "crmhub.archive",
                 "schedule": ARCHIVE_INTERVAL_SECONDS,
                 "options": {"expires": ARCHIVE_INTERVAL_SECONDS * 3},
+            },
+            # the polling sources that are due (workers/poller.py)
+            "dispatch-polls": {
+                "task": "crmhub.dispatch_polls",
+                "schedule": POLL_DISPATCH_SECONDS,
+                "options": {"expires": POLL_DISPATCH_SECONDS * 5},
             },
         },
     )

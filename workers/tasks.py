@@ -17,6 +17,7 @@ from core.settings import Settings
 from workers import runtime_holder
 from workers.archiver import archive, close_archive
 from workers.delivery import run_delivery
+from workers.poller import dispatch_polls, run_poll
 from workers.sweeper import send_alerts, sweep
 
 log = logging.getLogger("crmhub.worker")
@@ -106,3 +107,17 @@ def send_alerts_task() -> int:
 @shared_task(name="crmhub.archive", ignore_result=True)
 def archive_task() -> dict[str, int | bool]:
     return archive(runtime_holder.get())
+
+
+@shared_task(name="crmhub.dispatch_polls", ignore_result=True)
+def dispatch_polls_task() -> list[str]:
+    """The polling sources that are due, each sent a `crmhub.poll_source` (workers/poller.py)."""
+    return dispatch_polls(runtime_holder.get(), lambda name: poll_source_task.delay(name))
+
+
+@shared_task(name="crmhub.poll_source", ignore_result=True)
+def poll_source_task(name: str) -> dict[str, int | str] | None:
+    run = run_poll(runtime_holder.get(), name)
+    if run is None:
+        return None
+    return {"pages": run.pages, "recorded": run.recorded, "duplicates": run.duplicates}

@@ -117,7 +117,12 @@ def _connection(name: str) -> dict[str, Any]:
 @bp.get("/connections")
 def connections() -> Response:
     h = hub()
-    return jsonify({"connections": operations.connection_status(h.ledger, h.config)})
+    return jsonify(
+        {
+            "connections": operations.connection_status(h.ledger, h.config),
+            "sources": operations.polling_status(h.ledger, h.config),
+        }
+    )
 
 
 @bp.get("/connections/<name>")

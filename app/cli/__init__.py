@@ -7,6 +7,7 @@ import click
 from app.cli.alerts_cmd import alerts_group, audit, health
 from app.cli.archive_cmd import archive_group
 from app.cli.auth_cmd import auth_group
+from app.cli.backfill_cmd import backfill_cmd
 from app.cli.config_cmd import config_group
 from app.cli.dlq_cmd import dlq_group
 from app.cli.events_cmd import events_group
@@ -43,3 +44,4 @@ main.add_command(archive_group)
 main.add_command(alerts_group)
 main.add_command(health)
 main.add_command(audit)
+main.add_command(backfill_cmd)

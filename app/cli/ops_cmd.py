@@ -60,10 +60,12 @@ def require_connection(ctx: CliContext, name: str) -> None:
 @pass_ctx
 @handles_hub_errors
 def status(ctx: CliContext, as_json: bool) -> None:
-    """Per connection: active or paused, deliveries per state, last success and failure."""
+    """Per connection: active or paused, deliveries per state, last success and failure; per
+    polling source: its cursor, last poll and last error."""
     rows = operations.connection_status(ctx.ledger, ctx.config)
+    polling = operations.polling_status(ctx.ledger, ctx.config)
     if as_json:
-        emit_json({"connections": rows})
+        emit_json({"connections": rows, "sources": polling})
         return
     for row in rows:
         state = (
@@ -78,6 +80,17 @@ def status(ctx: CliContext, as_json: bool) -> None:
             f"  last success: {row['last_success_at'] or '-'}   last failure: "
             f"{row['last_failure_at'] or '-'} {row['last_failure'] or ''}"
         )
+    for source in polling:
+        click.echo(
+            f"source {source['name']} (polls {source['connection']} {source['object']} every "
+            f"{source['every_seconds']:g} s): cursor {source['cursor'] or '- (not polled yet)'}"
+        )
+        click.echo(
+            f"  last poll: {source['last_poll_at'] or '-'}   last ok: {source['last_ok_at'] or '-'}"
+            f"   records listed: {source['records_listed']}"
+        )
+        if source["last_error"]:
+            click.echo(f"  last error ({source['last_error_at']}): {source['last_error']}")
 
 
 @click.command()

@@ -18,6 +18,11 @@ connector is written against:
   arrive URL-encoded (``alice%40example.com``) and are stored decoded.
 * ``GET /{object}/{key}`` answers 200 with the record or 404 ``{"error": "not_found"}``.
 * ``GET /{object}`` answers 200 ``{"records": [...]}``; ``DELETE /{object}/{key}`` answers 204.
+* ``GET /{object}?updated_since=T[&limit=N][&cursor=C]`` lists the records written at or after
+  ``T`` (inclusive; ISO 8601 or epoch ms), oldest first (then by key), ``limit`` (default 100)
+  at a time: ``{"data": [{...fields, "id": key, "updated_at": stamp}], "next_cursor": C}``
+  (``null`` on the last page); ``updated_at`` is when the record was last written (ISO 8601
+  UTC, milliseconds), kept apart from its fields: what a polling source reads.
 * A body that is not a JSON object answers 400 ``{"error": "validation", "message": ...,
   "errors": [{"field": ..., "message": ...}]}``.
 * With ``--token`` (or ``DEMO_TARGET_TOKEN``) record requests without
@@ -57,10 +62,19 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import unquote
 
-from connectors.fakes.app import BadRequest, FakeApp, Json, Request, Response, validation_body
+from connectors.fakes.app import (
+    BadRequest,
+    FakeApp,
+    Json,
+    Request,
+    Response,
+    query_int,
+    validation_body,
+)
 from connectors.fakes.faults import FaultBase, common_fault_args, parse_fault_spec
 from connectors.fakes.server import cli_parser, listen, serve
 from connectors.fakes.state import StateBase, new_log
@@ -165,6 +179,21 @@ def parse_record_body(raw: bytes) -> tuple[Json | None, Any, list[Json]]:
     return value, value, []
 
 
+def _instant_ms(text: str) -> int | None:
+    if text.strip().isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def _iso_ms(ms: int) -> str:
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
 class State(StateBase[Fault]):
     """Records, write counts, the request log, counters and faults, behind one lock."""
 
@@ -175,6 +204,8 @@ class State(StateBase[Fault]):
     def clear(self) -> None:
         self.records: dict[str, dict[str, Json]] = {}
         self.writes: dict[tuple[str, str], int] = {}
+        # when each record was last written (ms): listings by `updated_since`
+        self.stamps: dict[tuple[str, str], int] = {}
         self.total_writes = 0
         self.log = new_log()
         self.requests = 0
@@ -228,6 +259,7 @@ class State(StateBase[Fault]):
         authorized: bool,
         fault: Fault | None,
         latency: bool,
+        query: dict[str, list[str]] | None = None,
     ) -> Response:
         parsed: Json | None = None
         logged_body: Any = None
@@ -247,7 +279,10 @@ class State(StateBase[Fault]):
             response = Response(0)  # filled in below, under the lock
         with self.lock:
             if response.status == 0 and not response.drop:
-                response = self._serve(method, obj, key, parsed, errors)
+                if method == "GET" and key is None and query and "updated_since" in query:
+                    response = self._listing(obj, query)
+                else:
+                    response = self._serve(method, obj, key, parsed, errors)
             self._log(
                 method,
                 path,
@@ -281,14 +316,35 @@ class State(StateBase[Fault]):
             if fields is None:
                 fields = table[key] = {}
             fields.update(body)
+            self.stamps[(obj, key)] = int(time.time() * 1000)
             self.writes[(obj, key)] = self.writes.get((obj, key), 0) + 1
             self.total_writes += 1
             return Response(201 if created else 200, {**fields, "key": key})
         if method == "DELETE":
             self.records.get(obj, {}).pop(key, None)
             self.writes.pop((obj, key), None)
+            self.stamps.pop((obj, key), None)
             return Response(204)
         return Response(405, {"error": "method_not_allowed"}, {"Allow": "GET, PUT, PATCH, DELETE"})
+
+    def _listing(self, obj: str, query: dict[str, list[str]]) -> Response:
+        since = _instant_ms(query["updated_since"][-1])
+        if since is None:
+            return Response(400, validation_body("updated_since is not a time", []))
+        limit = query_int(query, "limit", 100) or 100
+        cursor = query.get("cursor", [""])[-1]
+        offset = int(cursor) if cursor.isdigit() else 0
+        rows = sorted(
+            (self.stamps.get((obj, k), 0), k)
+            for k in self.records.get(obj, {})
+            if self.stamps.get((obj, k), 0) >= since
+        )
+        page = rows[offset : offset + limit]
+        data = [
+            {**self.records[obj][k], "id": k, "updated_at": _iso_ms(stamp)} for stamp, k in page
+        ]
+        more = str(offset + limit) if offset + limit < len(rows) else None
+        return Response(200, {"data": data, "next_cursor": more})
 
     # --- control reads ------------------------------------------------------------------------
 
@@ -377,7 +433,9 @@ class HttpCrm(FakeApp):
             expected = f"Bearer {self.token}".encode()
             given = request.headers.get("authorization", "").encode("utf-8", "replace")
             authorized = hmac.compare_digest(given, expected)
-        return state.handle(method, path, obj, key, request.raw, authorized, fault, latency)
+        return state.handle(
+            method, path, obj, key, request.raw, authorized, fault, latency, request.query
+        )
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

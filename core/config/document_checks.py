@@ -46,6 +46,14 @@ def reference_problems(data: dict[str, Any], doc: YamlDocument) -> list[ConfigPr
             )
 
     for name, spec in entries(data, "sources"):
+        poll = spec.get("poll")
+        if isinstance(poll, dict):
+            check(
+                f"sources.{name}.poll.connection",
+                "connection",
+                "connections",
+                poll.get("connection"),
+            )
         echo = spec.get("echo")
         if isinstance(echo, dict):
             check(

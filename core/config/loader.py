@@ -37,6 +37,7 @@ from core.config.model import (
     TargetField,
     WhenSpec,
 )
+from core.config.polling import build_poll, poll_problems
 from core.config.schema import ConfigSchema, FieldOrPath, FieldSchema
 from core.config.yaml_source import YamlDocument, read_yaml
 from core.config.zoho_checks import zoho_problems
@@ -200,7 +201,8 @@ def _build(path: str, loaded: dict[str, Any]) -> Config:
 
 
 def _source(name: str, spec: dict[str, Any]) -> SourceConfig:
-    verify = dict(spec["verify"])
+    # a source that only polls receives no webhooks: the receiver has no route for it
+    verify = dict(spec.get("verify") or {"scheme": "none"})
     secret_env = verify.pop("secret_env", ())
     options = VerifyOptions(**verify)
     return SourceConfig(
@@ -215,6 +217,8 @@ def _source(name: str, spec: dict[str, Any]) -> SourceConfig:
         public_url=spec.get("public_url"),
         max_body_bytes=spec.get("max_body_bytes"),
         expect_activity_within=spec.get("expect_activity_within"),
+        poll=build_poll(spec["poll"]) if "poll" in spec else None,
+        webhooks="verify" in spec,
         echo=EchoSpec(
             connection=spec["echo"]["connection"],
             object=spec["echo"]["object"],
@@ -365,6 +369,9 @@ def _cross_checks(
     def problem(key: str, message: str) -> None:
         problems.append(ConfigProblem(str(doc.path), key, message, doc.line_of(key)))
 
+    listing = connectors if isinstance(connectors, Mapping) else None
+    for key, message in poll_problems(config.sources, config.connections, listing):
+        problem(key, message)
     known = sorted(connectors) if connectors is not None else None
     for conn in config.connections.values():
         if known is not None and conn.connector not in known:
@@ -409,6 +416,7 @@ def _cross_checks(
             m.conflict == "newest_wins"
             and m.source in config.sources
             and config.sources[m.source].occurred_at is None
+            and config.sources[m.source].poll is None
         ):
             problem(
                 f"mappings.{m.name}.conflict",
@@ -419,6 +427,7 @@ def _cross_checks(
             m.when.event_types
             and m.source in config.sources
             and config.sources[m.source].event_type is None
+            and config.sources[m.source].poll is None  # `<object>.changed`
         ):
             problem(
                 f"mappings.{m.name}.when.event_type",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.config.alerting import AlertsConfig, IntegrationInfo
+from core.config.polling import PollSpec
 from core.paths import ValueRef
 from core.signatures import VerifyOptions
 
@@ -38,6 +39,8 @@ class SourceConfig:
     max_body_bytes: int | None = None  # None: CRMHUB_MAX_BODY_BYTES (default 1 MiB)
     echo: EchoSpec | None = None
     expect_activity_within: float | None = None  # seconds; None: never went_quiet
+    poll: PollSpec | None = None  # lists changed records on a schedule (core/polling.py)
+    webhooks: bool = True  # receives webhooks (it has `verify:`); False: polls only
 
 
 @dataclass(frozen=True)

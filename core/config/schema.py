@@ -11,6 +11,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from core.config.alerting import AlertsSchema, IntegrationSchema
 from core.config.durations import Duration
 from core.config.fields import NameList, PathList, TransformList, ValueRefField
+from core.config.polling import PollSchema
 from core.signatures import SCHEMES
 
 NAME = validate.Regexp(
@@ -74,7 +75,8 @@ class EchoSchema(Schema):
 
 
 class SourceSchema(Schema):
-    verify = fields.Nested(VerifySchema, required=True)
+    verify = fields.Nested(VerifySchema)  # webhooks (required unless the source polls)
+    poll = fields.Nested(PollSchema)  # list changed records on a schedule (core/polling.py)
     echo = fields.Nested(EchoSchema)
     allow_unsigned = fields.Boolean(load_default=False)
     event_id = ValueRefField()
@@ -85,6 +87,15 @@ class SourceSchema(Schema):
     max_body_bytes = fields.Integer(validate=validate.Range(min=1, max=64 * 1024 * 1024))
     # alerts (core/alerting): no event for this long fires went_quiet
     expect_activity_within = Duration()
+
+    @validates_schema
+    def _webhooks_or_polls(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "verify" not in data and "poll" not in data:
+            raise ValidationError(
+                "a source receives webhooks (`verify:` says how they are signed) or polls a "
+                "connection (`poll:`), or both; give at least one",
+                "verify",
+            )
 
     @validates_schema
     def _unsigned_is_explicit(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -74,6 +74,9 @@
 --   <p>:config:refused                 hash    who refused a generation (Python only)
 --   <p>:idx:terminal                   zset    events done for good, by when (archiving)
 --   <p>:archive:lock                   string  one archiver at a time (Python only)
+--   <p>:poll:{source}                  hash    a polling source's cursor (Python only)
+--   <p>:poll:lock:{source}             string  one poll of a source at a time (Python only)
+--   <p>:backfill:{source}              hash    a backfill's progress (Python only)
 local req = cjson.decode(ARGV[1])
 local p = req.prefix
 local now = tonumber(req.now)

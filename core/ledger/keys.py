@@ -346,6 +346,26 @@ LAYOUT: tuple[KeyKind, ...] = (
         "unrouted, echo), by when they became so (ms): what the archiver moves out",
     ),
     KeyKind("archive_lock", "archive:lock", "string", "one archiver at a time", lua=False),
+    # polling sources and backfills (core/polling.py, core/ledger/polls.py)
+    KeyKind(
+        "poll_cursor",
+        "poll:{source}",
+        "hash",
+        "a polling source's cursor: stamp (the vendor's text), ms, after (the vendor's page "
+        "cursor at that stamp), and polled_at, next_at, ok_at, error, error_at, listed",
+        lua=False,
+    ),
+    KeyKind(
+        "poll_lock", "poll:lock:{source}", "string", "one poll of a source at a time", lua=False
+    ),
+    KeyKind(
+        "backfill_cursor",
+        "backfill:{source}",
+        "hash",
+        "a backfill's progress (its cursor as poll:{source}'s, since, until, pages, records, "
+        "recorded, duplicates, started_at, seconds): resumed after an interruption",
+        lua=False,
+    ),
 )
 
 
@@ -536,6 +556,16 @@ class LedgerKeys:
 
     def archive_lock(self) -> str:
         return f"{self._p}archive:lock"
+
+    # polling sources and backfills
+    def poll_cursor(self, source: str) -> str:
+        return f"{self._p}poll:{source}"
+
+    def poll_lock(self, source: str) -> str:
+        return f"{self._p}poll:lock:{source}"
+
+    def backfill_cursor(self, source: str) -> str:
+        return f"{self._p}backfill:{source}"
 
 
 LUA_KINDS = {kind.name: kind for kind in LAYOUT if kind.lua}

@@ -138,3 +138,27 @@ def swept(reply: Sequence[Any]) -> Swept:
 def replayed(items: Sequence[str], reply: Sequence[Any]) -> dict[str, str]:
     """replay.lua: per item, in order, 'ok' or what prevented the action."""
     return {item: text(result) for item, result in zip(items, reply, strict=True)}
+
+
+@dataclass(frozen=True)
+class Permit:
+    """permit.lua: whether a read may go out now, and if not, until when or why."""
+
+    status: ClaimStatus  # claimed (go) | held (paused) | deferred | wait
+    until_ms: int = 0  # deferred: when to ask again
+    reason: str = ""  # deferred: cooldown, circuit_open, circuit_probe
+    wait_ms: float = 0.0  # wait: the rate limit's
+
+
+def permit(reply: Sequence[Any]) -> Permit:
+    status = ClaimStatus(text(reply[0]))
+    if status == ClaimStatus.DEFERRED:
+        return Permit(status, until_ms=int(float(reply[1])), reason=text(reply[2]))
+    if status == ClaimStatus.WAIT:
+        return Permit(status, wait_ms=float(reply[1]))
+    return Permit(status)
+
+
+def read_outcome(reply: Sequence[Any]) -> bool:
+    """read_outcome.lua: {newly_paused}."""
+    return bool(int(reply[0]))

@@ -34,6 +34,8 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "edit": ("operator",),
     "evict": (),
     "purge": ("operator",),
+    "permit": (),
+    "read_outcome": (),
 }
 #: the enumerations a script may name as `<Enum>.<value>`
 WORDS: dict[str, type[StrEnum]] = {**SCRIPT_WORDS, "StatsHash": StatsHash}

@@ -34,6 +34,7 @@ from core.ledger.model import NewEvent
 from core.ledger.operator_writes import OperatorWrites
 from core.ledger.outbox import AlertOutbox
 from core.ledger.pages import BacklogReads
+from core.ledger.polls import PollStore
 from core.ledger.reads import LedgerReads
 from core.ledger.replies import Accepted, BatchClaimed, Claim, Finish, Swept
 from core.ledger.scripts import SCRIPTS, load_script
@@ -94,6 +95,7 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         self.memo = Memo(client, self.keys)
         self.actions = ActionLog(client, self.keys)  # the operator action log
         self.bulk = BulkOperations(client, self.keys)  # bulk replays and discards
+        self.polls = PollStore(client, self.keys, self._run)  # polling sources, backfills
 
     def read_succeeded(self, connection: str, now: float) -> None:
         """A connection answered a read (a mapping's `fetch:`): a success of that connection

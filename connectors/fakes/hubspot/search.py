@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from connectors.fakes.app import Json, Request, Response
 from connectors.fakes.hubspot.checks import Checks, int_param
 from connectors.fakes.hubspot.properties import ObjectType
 from connectors.fakes.hubspot.schemas import scalar_text
+from connectors.fakes.hubspot.texts import hs_error
+
+#: the most results one search query pages through
+RESULT_LIMIT = 10_000
 
 
 class Search(Checks):
@@ -23,6 +28,18 @@ class Search(Checks):
         offset = int_param(
             scalar_text(body.get("after")) if body.get("after") is not None else None, 0
         )
+        if offset + limit > RESULT_LIMIT:
+            # "The search endpoints are limited to 10,000 total results for any given query.
+            # Attempting to page past 10,000 will result in a 400 error."
+            # https://developers.hubspot.com/docs/api/crm/search#limitations
+            return Response(
+                400,
+                hs_error(
+                    f"Search results are limited to {RESULT_LIMIT} total results; page past "
+                    "them with a narrower filter",
+                    category="VALIDATION_ERROR",
+                ),
+            )
         query = str(body.get("query") or "").strip().lower()
         requested = body.get("properties")
         sorts = body.get("sorts") or []
@@ -98,12 +115,21 @@ def group_matches(group: Json, props: dict[str, str]) -> bool:
 
 
 def sort_key(value: str | None) -> tuple[int, float, str]:
+    """Numbers compare as numbers, and so do datetimes: a datetime property (stored as
+    ``2019-10-30T03:30:17.883Z``) is filtered and sorted as epoch milliseconds, the form the
+    search guide's examples send as filter values."""
     if value is None or value == "":
         return (2, 0.0, "")
     try:
         return (0, float(value), "")
     except ValueError:
-        return (1, 0.0, value.lower())
+        pass
+    if len(value) >= 20 and value[4] == "-" and value[10] == "T":
+        try:
+            return (0, dt.datetime.fromisoformat(value).timestamp() * 1000, "")
+        except ValueError:
+            pass
+    return (1, 0.0, value.lower())
 
 
 def sort_spec(sorts: list[Any]) -> tuple[str | None, bool]:

@@ -47,6 +47,8 @@ class Api(Collections):
         rest = [unquote(s) for s in (match.group(2) or "").strip("/").split("/") if s]
         if rest[:1] == ["query"] and len(rest) == 1 and method == "GET":
             return "query", version, rest
+        if rest[:1] == ["query"] and len(rest) == 2 and method == "GET":
+            return "query.more", version, rest
         if rest[:1] == ["sobjects"]:
             names = {
                 (2, "POST"): "sobjects.create",
@@ -190,7 +192,11 @@ class Api(Collections):
     ) -> tuple[Response, str | None]:
         state = self.state
         if endpoint == "query":
-            return self.query(req.param("q") or "", version), None
+            options = req.headers.get("sforce-query-options", "")
+            size = re.search(r"batchSize=(\d+)", options)
+            return self.query(req.param("q") or "", version, int(size[1]) if size else None), None
+        if endpoint == "query.more":
+            return self.query_more(rest[1], version), None
         if endpoint == "sobjects.describe":
             sobject = self._sobject(rest[1])
             return Response(200, describe_body(sobject)), None

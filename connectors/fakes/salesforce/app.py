@@ -113,17 +113,23 @@ class FakeSalesforce(FakeApp):
                 )
         if route == "records":
             if request.method == "POST":
-                values = dict(body or {})
-                obj = str(values.pop("object", ""))
-                try:
-                    if "Id" in values:
-                        record_id = str(values.pop("Id"))
-                        self.edit_record(obj, record_id, **values)
-                    else:
-                        record_id = self.add_record(obj, **values)
-                except (ValueError, KeyError) as exc:
-                    return Response(400, {"error": "validation", "message": str(exc)})
-                return Response(201, {"id": record_id})
+                # one {object, [Id], field: value...} (a rep's create, or edit with Id), or a
+                # list of them (a test changing many records while a poll lists them)
+                many = isinstance(body, list)
+                ids = []
+                for item in body if isinstance(body, list) else [body or {}]:
+                    values = dict(item)
+                    obj = str(values.pop("object", ""))
+                    try:
+                        if "Id" in values:
+                            record_id = str(values.pop("Id"))
+                            self.edit_record(obj, record_id, **values)
+                        else:
+                            record_id = self.add_record(obj, **values)
+                    except (ValueError, KeyError) as exc:
+                        return Response(400, {"error": "validation", "message": str(exc)})
+                    ids.append(record_id)
+                return Response(201, {"ids": ids} if many else {"id": ids[0]})
             wanted = request.param("object")
             with state.lock:
                 tables = {wanted: state.records.get(wanted, {})} if wanted else state.records

@@ -66,24 +66,60 @@ class Records:
         state.update(sobject, record_id, clean)
         return record_id, False
 
-    def query(self, text: str, version: str) -> Response:
+    def query(self, text: str, version: str, batch: int | None = None) -> Response:
+        """A query's first batch: all of it (up to 2,000 rows, the default batch size), or
+        `batch` rows (`Sforce-Query-Options: batchSize=`, 200 to 2,000); the rest waits
+        behind `nextRecordsUrl` (queryMore).
+        https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/headers_queryoptions.htm"""
         q = parse(text)
         sobject = self.state.schemas.sobject(q.sobject)
         if sobject is None:
             raise SfError("INVALID_TYPE", f"sObject type '{q.sobject}' is not supported.")
-        for name in (*q.fields, *(c.field for c in q.where)):
+        for name in (*q.fields, *(c.field for c in q.where), *(f for f, _ in q.order)):
             if sobject.field(name) is None:
                 raise no_such_column(name, sobject.name)
         where = tuple(
-            type(c)(sobject.field(c.field).name, c.values)  # type: ignore[union-attr]
+            type(c)(sobject.field(c.field).name, c.values, c.op)  # type: ignore[union-attr]
             for c in q.where
         )
         test = matcher(where)
         rows = [r for r in self.state.records[sobject.name].values() if test(r)]
+        for name, descending in reversed(q.order):  # stable sorts, the last key first
+            field = sobject.field(name).name  # type: ignore[union-attr]
+            rows.sort(key=lambda r: (r.get(field) is None, str(r.get(field) or "")),
+                      reverse=descending)  # fmt: skip
         if q.limit is not None:
             rows = rows[: q.limit]
         shown = [self._shown(sobject, r, list(q.fields), version) for r in rows]
-        return Response(200, {"totalSize": len(shown), "done": True, "records": shown})
+        size = max(200, min(2000, batch)) if batch else 2000
+        return self._batch(shown, 0, size, version)
+
+    def query_more(self, locator: str, version: str) -> Response:
+        """`GET /query/{locator}-{offset}`: the next batch of an open query."""
+        cursor, _, offset = locator.rpartition("-")
+        rows = self.state.cursors.get(cursor)
+        if rows is None or not offset.isdigit():
+            raise SfError("INVALID_QUERY_LOCATOR", "invalid query locator", status=400)
+        size = int(self.state.cursors_batch.get(cursor, 2000))
+        return self._batch(rows, int(offset), size, version, cursor)
+
+    def _batch(
+        self, rows: list[dict[str, Any]], offset: int, size: int, version: str, cursor: str = ""
+    ) -> Response:
+        page = rows[offset : offset + size]
+        body: dict[str, Any] = {"totalSize": len(rows), "done": True, "records": page}
+        if offset + size < len(rows):
+            if not cursor:
+                cursor = f"01gD{self.state.next_locator:011d}"
+                self.state.next_locator += 1
+                self.state.cursors[cursor] = rows
+                self.state.cursors_batch[cursor] = size
+            body["done"] = False
+            body["nextRecordsUrl"] = f"/services/data/v{version}/query/{cursor}-{offset + size}"
+        elif cursor:
+            self.state.cursors.pop(cursor, None)  # read to its end: the locator is closed
+            self.state.cursors_batch.pop(cursor, None)
+        return Response(200, body)
 
     def _shown(
         self, sobject: SObject, record: dict[str, Any], wanted: list[str] | None, version: str

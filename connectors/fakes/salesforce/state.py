@@ -59,6 +59,10 @@ class State(StateBase[Fault]):
         self.token_errors: Counter[str] = Counter()
         self.created = 0
         self.updated = 0
+        # open query cursors (queryMore): locator -> the rows still to answer, as shown
+        self.cursors: dict[str, list[dict[str, Any]]] = {}
+        self.cursors_batch: dict[str, int] = {}
+        self.next_locator = 1
 
     def parse_fault(self, spec: Any, fault_id: int) -> Fault:
         return parse_fault(spec, fault_id)
@@ -109,6 +113,8 @@ class State(StateBase[Fault]):
             "Id": record_id,
             "CreatedDate": now,
             "LastModifiedDate": now,
+            # what a listing (a polling source) orders and filters on: set by every save
+            "SystemModstamp": now,
         }
         self._index(sobject, record_id, None)
         self.created += 1
@@ -122,7 +128,7 @@ class State(StateBase[Fault]):
                 record.pop(key, None)
             else:
                 record[key] = value
-        record["LastModifiedDate"] = _stamp()
+        record["LastModifiedDate"] = record["SystemModstamp"] = _stamp()
         self._index(sobject, record_id, before)
         self.updated += 1
 

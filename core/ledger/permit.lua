@@ -1,0 +1,42 @@
+-- permit: may a read of a connection go out now (a polling source's listing, a backfill's
+-- page)? It obeys the switches a delivery's claim obeys (claim_one.lua): the pause, the 429
+-- cooldown, the circuit (while open nothing goes; once due, this read is its one probe) and
+-- the rate limit, whose theoretical arrival time it shares with the deliveries, so reads and
+-- writes together stay within the connection's limit.
+-- ARGV[1]: {conn, probe (who asks: the breaker's probe while half open), probe_ms (how long
+--           the probe may take), rate: {interval_ms, burst_ms} or absent}
+-- Reply: {ClaimStatus.claimed} go (a rate token taken); {ClaimStatus.held} the connection is
+-- paused; {ClaimStatus.deferred, until_ms, Reason} cooldown, circuit open or another probe
+-- under way; {ClaimStatus.wait, ms} the rate limit: ask again after ms. Decoded by
+-- core/ledger/replies.py (permit) into a Permit.
+local conn = req.conn
+if paused(conn) then return {ClaimStatus.held} end
+
+local cooldown = tonumber(redis.call('GET', cooldown_key(conn)))
+if cooldown and cooldown > now then return {ClaimStatus.deferred, cooldown, Reason.cooldown} end
+
+local bkey = breaker_key(conn)
+local bstate, open_until, probe, probe_until =
+  unpack(redis.call('HMGET', bkey, 'state', 'open_until', 'probe', 'probe_until'))
+if bstate == CircuitState.open or bstate == CircuitState.half_open then
+  open_until = tonumber(open_until) or 0
+  probe_until = tonumber(probe_until) or 0
+  if bstate == CircuitState.open and now < open_until then
+    return {ClaimStatus.deferred, open_until, Reason.circuit_open}
+  end
+  if probe and probe ~= req.probe and now < probe_until then
+    return {ClaimStatus.deferred, probe_until, Reason.circuit_probe}
+  end
+  redis.call('HSET', bkey, 'state', CircuitState.half_open, 'probe', req.probe,
+             'probe_until', now + req.probe_ms)
+end
+
+if req.rate then
+  local rlkey = rate_key(conn)
+  local tat = math.max(tonumber(redis.call('GET', rlkey)) or now, now)
+  local new_tat = tat + req.rate.interval_ms
+  local allow_at = new_tat - req.rate.burst_ms
+  if allow_at > now then return {ClaimStatus.wait, allow_at - now} end
+  redis.call('SET', rlkey, new_tat, 'PX', math.ceil(new_tat - now + 1000))
+end
+return {ClaimStatus.claimed}
