@@ -123,6 +123,8 @@ class FakeServer:
     URL)."""
 
     connector = ""
+    #: how the fake's /_control/records names an object (its rows carry it as `_<param>`)
+    object_param = "object"
 
     def __init__(self, *args: str) -> None:
         self.process = subprocess.Popen(
@@ -141,8 +143,23 @@ class FakeServer:
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
     def records(self, obj: str | None = None) -> list[dict]:
-        params = {"object": obj} if obj else {}
-        return list(self.http.get("/_control/records", params=params).json()["records"])
+        params = {self.object_param: obj} if obj else {}
+        rows = self.http.get("/_control/records", params=params).json()["records"]
+        tag = f"_{self.object_param}"
+        return [{k: v for k, v in r.items() if k != tag} for r in rows]
+
+    def add(self, obj: str, **values: object) -> str:
+        """A record as a user makes it (or edits it, with its id) in the CRM's own UI."""
+        response = self.http.post("/_control/records", json={self.object_param: obj, **values})
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def violations(self) -> list[dict]:
+        """Requests the vendor would refuse for their shape (the fakes that check them)."""
+        return list(self.http.get("/_control/violations").json()["violations"])
+
+    def limits(self, **values: int) -> dict:
+        return dict(self.http.post("/_control/limits", json=values).json())
 
     def stats(self) -> dict:
         return dict(self.http.get("/_control/stats").json())
@@ -178,9 +195,6 @@ class FakeHubSpot(FakeServer):
 
     connector = "hubspot"
 
-    def violations(self) -> list[dict]:
-        return list(self.http.get("/_control/violations").json()["violations"])
-
 
 class FakeSalesforce(FakeServer):
     """connectors/fakes/salesforce/: Salesforce's REST API and OAuth, every write checked
@@ -189,20 +203,12 @@ class FakeSalesforce(FakeServer):
 
     connector = "salesforce"
 
-    def records(self, obj: str | None = None) -> list[dict]:
-        return [{k: v for k, v in r.items() if k != "_object"} for r in super().records(obj)]
 
-    def add(self, obj: str, **values: object) -> str:
-        """A record as a sales rep makes it (or edits it, with Id) in Salesforce's UI."""
-        response = self.http.post("/_control/records", json={"object": obj, **values})
-        response.raise_for_status()
-        return str(response.json()["id"])
+class FakePipedrive(FakeServer):
+    """connectors/fakes/pipedrive/: Pipedrive's API v2 and OAuth, every request checked
+    against the official OpenAPI document (refused requests are recorded as violations)."""
 
-    def limits(self, **values: int) -> dict:
-        return dict(self.http.post("/_control/limits", json=values).json())
-
-    def violations(self) -> list[dict]:
-        return list(self.http.get("/_control/violations").json()["violations"])
+    connector = "pipedrive"
 
 
 class FakeZoho(FakeServer):
@@ -210,14 +216,7 @@ class FakeZoho(FakeServer):
     checked against Zoho's official OpenAPI documents (violations recorded)."""
 
     connector = "zoho"
-
-    def records(self, obj: str | None = None) -> list[dict]:
-        params = {"module": obj} if obj else {}
-        rows = self.http.get("/_control/records", params=params).json()["records"]
-        return [{k: v for k, v in r.items() if k != "_module"} for r in rows]
-
-    def limits(self, **values: int) -> dict:
-        return dict(self.http.post("/_control/limits", json=values).json())
+    object_param = "module"
 
 
 class FakeDynamics(FakeServer):
@@ -226,20 +225,7 @@ class FakeDynamics(FakeServer):
     shape are recorded as violations)."""
 
     connector = "dynamics"
-
-    def records(self, obj: str | None = None) -> list[dict]:
-        params = {"entity_set": obj} if obj else {}
-        rows = self.http.get("/_control/records", params=params).json()["records"]
-        return [{k: v for k, v in r.items() if k != "_entity_set"} for r in rows]
-
-    def add(self, entity_set: str, **values: object) -> str:
-        """A row as a user makes it in the Dynamics app."""
-        response = self.http.post("/_control/records", json={"entity_set": entity_set, **values})
-        response.raise_for_status()
-        return str(response.json()["id"])
-
-    def violations(self) -> list[dict]:
-        return list(self.http.get("/_control/violations").json()["violations"])
+    object_param = "entity_set"
 
 
 class Hub:

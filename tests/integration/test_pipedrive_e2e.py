@@ -24,7 +24,7 @@ import pytest
 import redis
 from conftest import delete_prefix
 from hubtest import STRIPE_SECRET, signed, stripe_event
-from processes import AlertSink, FakeServer, Hub, wait_until
+from processes import AlertSink, FakePipedrive, Hub, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serve")]
 
@@ -76,19 +76,6 @@ mappings:
     fields: *fields
     related: *related
 """
-
-
-class FakePipedrive(FakeServer):
-    """connectors/fakes/pipedrive/: Pipedrive's API v2 and OAuth, every request checked
-    against the official OpenAPI document (refused requests are recorded as violations)."""
-
-    connector = "pipedrive"
-
-    def records(self, obj: str | None = None) -> list[dict]:
-        return [{k: v for k, v in r.items() if k != "_object"} for r in super().records(obj)]
-
-    def violations(self) -> list[dict]:
-        return list(self.http.get("/_control/violations").json()["violations"])
 
 
 class Running:
