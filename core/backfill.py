@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from core.changes import Stamp
 from core.config.model import Config
+from core.errors import NotPolling
 from core.ledger import Ledger
 from core.polling import Lister, PollRun, poll_source
 from core.vocabulary import ClaimStatus, State
@@ -92,7 +93,7 @@ def backfill(
     source = config.sources[name]
     poll = source.poll
     if poll is None:
-        raise ValueError(f"source {name!r} does not poll (it has no `poll:`)")
+        raise NotPolling(name)
     stores = ledger.polls
     if restart:
         stores.forget_backfill(name)

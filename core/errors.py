@@ -34,6 +34,8 @@ the packages to hold that), so "one of ours, with a message meant for a person" 
     │                                   (core/embedded_redis.py)
     ├── BadCursor (ValueError)          a list's `cursor` that no page gave out: 400
     │                                   (core/ledger/pages.py, core/ledger/actions.py)
+    ├── NotPolling (LookupError)        a poll or backfill of a source with no `poll:`
+    │                                   (core/polling.py, core/backfill.py)
     ├── OperatorRequestError            an operator API or dashboard request that cannot be
     │                                   served as asked: its status (400, 403, 404, 409)
     │                                   and why (app/api/)
@@ -164,6 +166,16 @@ class ConfigProblem:
 
 class BadCursor(CrmhubError, ValueError):
     """A list's `cursor` that no page gave out (the API answers 400)."""
+
+
+class NotPolling(CrmhubError, LookupError):
+    """A source named where a polling source is needed (a poll, a backfill) has no `poll:`."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(
+            f"source {source!r} does not poll (it has no `poll:`); give it one, or name a "
+            "source that has"
+        )
 
 
 class OperatorRequestError(CrmhubError):

@@ -28,7 +28,7 @@ from typing import Protocol
 from core.changes import ChangePage, Stamp, change_id, stamp_of
 from core.config.model import Config, SourceConfig
 from core.config.polling import PollSpec
-from core.errors import AuthError, DataError, HubError, RateLimited, TransientError
+from core.errors import AuthError, DataError, HubError, NotPolling, RateLimited, TransientError
 from core.intake import BadPayload, change_events
 from core.ledger import Ledger
 from core.ledger.polls import Cursor
@@ -96,7 +96,7 @@ def poll_source(
     source = config.sources[name]
     poll = source.poll
     if poll is None:
-        raise ValueError(f"source {name!r} does not poll (it has no `poll:`)")
+        raise NotPolling(name)
     connection = config.connections[poll.connection]
     rate = (
         (connection.rate_limit.requests, connection.rate_limit.per_seconds)
