@@ -143,6 +143,8 @@ class Connector(ABC):
     default_token_lifetime: ClassVar[float] = 1800.0
     #: how many records one request may carry (1: no batching)
     max_batch: ClassVar[int] = 1
+    #: how the OAuth2 client id and secret are sent to the token endpoint ("body" or "basic")
+    token_client_auth: ClassVar[str] = "body"
 
     def __init__(
         self,
@@ -176,6 +178,7 @@ class Connector(ABC):
                 self.client,
                 self.token_endpoint(),
                 default_lifetime=self.default_token_lifetime,
+                client_auth=self.token_client_auth,
             )
 
     def token_endpoint(self) -> str:

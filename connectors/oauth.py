@@ -10,6 +10,7 @@ BAD_REFRESH_TOKEN) is an AuthError: the connection pauses until an operator re-a
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +38,7 @@ class OAuth2Session:
         default_token_url: str,
         *,
         default_lifetime: float = 1800.0,
+        client_auth: str = "body",
     ) -> None:
         self.connection = connection
         self.auth = auth
@@ -49,6 +51,10 @@ class OAuth2Session:
         self.default_lifetime = default_lifetime
         #: the state of the token access_token() last returned (its instance_url)
         self.last_state = TokenState()
+        #: how the app's client id and secret reach the token endpoint: "body" (form fields,
+        #: RFC 6749 section 2.3.1's client_secret_post) or "basic" (an Authorization: Basic
+        #: header, the RFC's default, which Intuit's token endpoint asks for)
+        self.client_auth = client_auth
 
     def _fresh(self, state: TokenState, now: float) -> bool:
         lifetime = max(0.0, state.expires_at - state.obtained_at)
@@ -98,11 +104,15 @@ class OAuth2Session:
         return self._fresh(state, time.time())
 
     def _refresh(self, state: TokenState) -> TokenState:
-        form = {
-            "grant_type": self.grant,
-            "client_id": self.environ.get(str(self.auth["client_id_env"]), ""),
-            "client_secret": self.environ.get(str(self.auth["client_secret_env"]), ""),
-        }
+        client_id = self.environ.get(str(self.auth["client_id_env"]), "")
+        client_secret = self.environ.get(str(self.auth["client_secret_env"]), "")
+        form = {"grant_type": self.grant}
+        headers: dict[str, str] = {}
+        if self.client_auth == "basic":
+            pair = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+            headers = {"Authorization": f"Basic {pair}", "Accept": "application/json"}
+        else:
+            form.update(client_id=client_id, client_secret=client_secret)
         refresh_token = ""
         if self.grant == "refresh_token":
             refresh_token = state.refresh_token or self.environ.get(
@@ -115,7 +125,7 @@ class OAuth2Session:
                 )
             form["refresh_token"] = refresh_token
         try:
-            response = self.client.post(self.token_url, data=form)
+            response = self.client.post(self.token_url, data=form, headers=headers)
         except httpx.TransportError as exc:
             raise TransientError(f"token refresh failed: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 500 or response.status_code == 429:

@@ -15,4 +15,5 @@ FAKE_MODULES = {
     "http": "connectors.fakes.http",
     "hubspot": "connectors.fakes.hubspot",
     "salesforce": "connectors.fakes.salesforce",
+    "quickbooks": "connectors.fakes.quickbooks",
 }
