@@ -113,3 +113,23 @@ def test_every_recipe_mapping_maps_its_vendors_documented_payload(
             assert out["ok"], (name, index, out)
             mapped[name] += 1
     assert all(mapped.values()), f"a mapping no documented payload reaches: {mapped}"
+
+
+def test_mappings_test_splits_a_whole_notification_as_the_receiver_does(tmp_path: Path) -> None:
+    path = RECIPES_DIR / "accounting-quickbooks.yaml"
+    env = {n: "x" for n in secrets_named(yaml.safe_load(path.read_text()))}
+    settings = make_settings(path, "crmhub-examples", **env)
+    payload = tmp_path / "notification.json"
+    payload.write_text(json.dumps(fixture_of("quickbooks")["bodies"]["notification"]))
+    result = crmhub(settings, "mappings", "test", "quickbooks-invoice-to-company", str(payload))
+    out = crmhub(
+        settings, "mappings", "test", "quickbooks-invoice-to-company", str(payload), "--json"
+    )
+    assert "--- event [2]" in result.output
+    routed = [r["routed"] for r in json.loads(out.output)["results"]]
+    assert routed == [True, False, False]  # the invoice only, of the three entities
+
+
+def fixture_of(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((FIXTURES / f"{name}.json").read_text())
+    return data
