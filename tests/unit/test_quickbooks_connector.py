@@ -146,3 +146,11 @@ def test_quickbooks_is_registered_and_never_written_to() -> None:
     missing, _ = connector(FakeQuickBooks(), realm="")
     with pytest.raises(DataError, match=r"options\.realm_id"):
         missing.fetch("Invoice", "1", [])
+
+
+def test_the_minor_version_is_the_connections_option() -> None:
+    fake = FakeQuickBooks()
+    add(fake, "Invoice", **INVOICE)
+    qbo, seen = connector(fake, minor_version=70)
+    qbo.fetch("Invoice", "130", [])
+    assert seen[-1].url.params["minorversion"] == "70"
