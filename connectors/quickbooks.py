@@ -142,17 +142,17 @@ class QuickBooksConnector(Connector):
             )
         return record
 
-    def _read_only(self) -> DataError:
-        return DataError(
-            f"connection {self.connection.name!r} is QuickBooks, which the hub reads from "
-            "(a mapping's fetch:) and never writes to; point the mapping at a CRM connection",
-            category=DeadCategory.MAPPING,
-        )
-
     def read(self, record: MappedRecord) -> dict[str, Any] | None:
-        raise self._read_only()
+        raise DataError(read_only(self.connection.name), category=DeadCategory.MAPPING)
 
     def write(
         self, record: MappedRecord, fields: dict[str, Any], existing: dict[str, Any] | None
     ) -> WriteResult:
-        raise self._read_only()
+        raise DataError(read_only(self.connection.name), category=DeadCategory.MAPPING)
+
+
+def read_only(connection: str) -> str:
+    return (
+        f"connection {connection!r} is QuickBooks, which the hub reads from (a mapping's "
+        "fetch:) and never writes to; point the mapping at a CRM connection"
+    )

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.errors import CrmhubError
 from core.paths import get_path, parse_path
 
 
-class NothingToSplit(ValueError):
+class NothingToSplit(CrmhubError, ValueError):
     """The body has no element where the source's `split` says its events are; `detail`
     says which array."""
 
