@@ -119,7 +119,7 @@ def receive(hub: Hub, source: str, environ: dict[str, Any]) -> Answer:
         )
         return status, payload, [("Retry-After", str(LEDGER_RETRY_AFTER))]
 
-    if not receiver.source.batch:
+    if not (receiver.source.batch or receiver.source.split):  # one event: its own answer
         result = results[0]
         return (200 if result.duplicate else 202), result.as_json(), []
     fresh = [r for r in results if not r.duplicate]

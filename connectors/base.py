@@ -149,6 +149,8 @@ class Connector(ABC):
     #: most records one listing request may ask for
     lists_changes: ClassVar[bool] = False
     max_list_page: ClassVar[int] = MAX_PAGE_SIZE
+    #: how the OAuth2 client id and secret are sent to the token endpoint ("body" or "basic")
+    token_client_auth: ClassVar[str] = "body"
 
     def __init__(
         self,
@@ -183,6 +185,7 @@ class Connector(ABC):
                 self.token_endpoint(),
                 default_lifetime=self.default_token_lifetime,
                 scope=self.token_scope(),
+                client_auth=self.token_client_auth,
             )
 
     @classmethod

@@ -255,6 +255,10 @@ class HubSpotConnector(Connector):
             any(r.action != "upsert" for r in records)
             or len({r.object for r in records}) > 1
             or len({r.match_field for r in records}) > 1
+            # one record twice (deliveries whose order is kept on another key, as a fetch:
+            # mapping's on the fetched record's id): HubSpot refuses a batch naming an id twice
+            # ("Duplicate IDs found in batch input"), so they go one at a time, in order
+            or len({_key(r.match_value) for r in records}) < len(records)
         ):
             return super().deliver_batch(records)
         owned = sorted({name for r in records for name in r.target_owned})

@@ -42,6 +42,7 @@ class OAuth2Session:
         *,
         default_lifetime: float = 1800.0,
         scope: str = "",
+        client_auth: str = "body",
     ) -> None:
         self.connection = connection
         self.auth = auth
@@ -57,9 +58,10 @@ class OAuth2Session:
         self.scope = scope
         #: the state of the token access_token() last returned (its instance_url)
         self.last_state = TokenState()
-        #: how the client authenticates at the token endpoint: "body" (client_id and
-        #: client_secret in the form) or "basic" (an HTTP Basic header: Pipedrive's)
-        self.client_auth = "body"
+        #: how the app's client id and secret reach the token endpoint: "body" (form fields,
+        #: RFC 6749 section 2.3.1's client_secret_post) or "basic" (an Authorization: Basic
+        #: header, the RFC's default, which Intuit's token endpoint asks for)
+        self.client_auth = client_auth
 
     def _fresh(self, state: TokenState, now: float) -> bool:
         lifetime = max(0.0, state.expires_at - state.obtained_at)

@@ -116,11 +116,10 @@ class PipedriveConnector(Connector):
     default_token_url = TOKEN_URL
     #: Pipedrive's access tokens live an hour (the answer says so in expires_in)
     default_token_lifetime = 3600.0
+    token_client_auth = "basic"  # Pipedrive's token endpoint wants HTTP Basic
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.oauth is not None:
-            self.oauth.client_auth = "basic"  # Pipedrive's token endpoint wants HTTP Basic
         self._usage_noted = 0.0
 
     @property

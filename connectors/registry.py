@@ -7,6 +7,7 @@ from connectors.dynamics import DynamicsConnector
 from connectors.http import HttpConnector
 from connectors.hubspot import HubSpotConnector
 from connectors.pipedrive import PipedriveConnector
+from connectors.quickbooks import QuickBooksConnector
 from connectors.salesforce import SalesforceConnector
 from connectors.zoho import ZohoConnector
 
@@ -17,4 +18,5 @@ CONNECTORS: dict[str, type[Connector]] = {
     SalesforceConnector.name: SalesforceConnector,
     ZohoConnector.name: ZohoConnector,
     PipedriveConnector.name: PipedriveConnector,
+    QuickBooksConnector.name: QuickBooksConnector,
 }

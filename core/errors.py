@@ -21,6 +21,8 @@ the packages to hold that), so "one of ours, with a message meant for a person" 
     ├── ConfigError                     the configuration is invalid: every ConfigProblem
     ├── BadPayload (ValueError)         a webhook body is not what its source promises: 400
     │                                   (core/intake.py)
+    ├── NothingToSplit (ValueError)     a body without the arrays its source's split names;
+    │                                   the receiver answers it as a BadPayload (core/splitting.py)
     ├── SignatureError                  a webhook not proven to come from its sender: 401
     │                                   (core/signatures/base.py)
     ├── UnknownScheme (KeyError)        no signature scheme of that name

@@ -30,6 +30,7 @@ from core.instants import instant_ms
 from core.ledger.model import NewDelivery, NewEvent
 from core.mapping import record_key
 from core.routing import route
+from core.splitting import NothingToSplit, split_body
 from core.text import escaped
 
 #: never stored with an event, whatever the scheme
@@ -142,14 +143,20 @@ def _external_id(
         where = (
             f"header {source.event_id.header}"
             if source.event_id.header is not None
-            else f"`{source.event_id.path}`"
+            else f"`{source.event_id}`"
         )
-        event = "the event" if index is None else f"element {index} of the batch"
+        event = (
+            "the event"
+            if index is None
+            else f"element {index} of the batch"
+            if source.batch
+            else f"event {index} of the split"
+        )
         raise BadPayload(
             f"{event} has no id at {where} (the source's event_id); the hub "
             "deduplicates on it, so an event without it is refused"
         )
-    if index is not None and source.event_id.header is not None:
+    if index is not None and source.event_id.reads_header:
         external = f"{external}#{index}"  # one header id for a whole batch
     return external
 
@@ -186,6 +193,15 @@ def build_events(
         if not isinstance(body, dict):
             raise BadPayload(f"body is {json_type(body)}; an event must be a JSON object")
         items = [(text, body, None)]
+        if source.split:
+            try:
+                pieces = split_body(body, source.split)
+            except NothingToSplit as exc:
+                raise BadPayload(exc.detail) from None
+            items = [
+                (json.dumps(piece, separators=(",", ":"), ensure_ascii=False), piece, position)
+                for position, piece in enumerate(pieces)
+            ]
     candidates = tuple(mappings)
     events = []
     for item_text, item, index in items:

@@ -59,12 +59,28 @@ def get_path(document: Any, path: str, default: Any = None) -> Any:
     return node
 
 
+#: what joins the parts of a composite value (a source's `event_id: [a, b]`)
+COMPOSITE_SEPARATOR = "|"
+
+
 @dataclass(frozen=True)
 class ValueRef:
-    """Where a source finds a value: a dotted path into the JSON body, or a request header."""
+    """Where a source finds a value: a dotted path into the JSON body, or a request header;
+    or, for an id some senders only give as a combination (DocuSign's envelope + status +
+    time), several of those whose values are joined with `|`."""
 
     path: str | None = None
     header: str | None = None
+    parts: tuple[ValueRef, ...] = ()
+
+    @classmethod
+    def composite(cls, specs: list[str]) -> ValueRef:
+        """`[a, b, header:X]`: each part parsed as a single reference."""
+        return cls(parts=tuple(cls.parse(spec) for spec in specs))
+
+    @property
+    def reads_header(self) -> bool:
+        return self.header is not None or any(p.reads_header for p in self.parts)
 
     @classmethod
     def parse(cls, spec: str) -> ValueRef:
@@ -77,6 +93,8 @@ class ValueRef:
         return cls(path=spec)
 
     def resolve(self, body: Any, headers: Mapping[str, str]) -> Any:
+        if self.parts:
+            return self.resolve_text(body, headers)
         if self.header is not None:
             return headers.get(self.header)
         assert self.path is not None
@@ -84,7 +102,13 @@ class ValueRef:
 
     def resolve_text(self, body: Any, headers: Mapping[str, str]) -> str | None:
         """The value as an event records it (its id, type, time): None when it is missing or
-        not a scalar, booleans as JSON spells them."""
+        not a scalar, booleans as JSON spells them. A composite: every part's text joined
+        with `|`, None when any part is missing."""
+        if self.parts:
+            texts = [part.resolve_text(body, headers) for part in self.parts]
+            if any(text is None for text in texts):
+                return None
+            return COMPOSITE_SEPARATOR.join(str(text) for text in texts)
         value = self.resolve(body, headers)
         if value is None or isinstance(value, (dict, list)):
             return None
@@ -93,4 +117,6 @@ class ValueRef:
         return str(value)
 
     def __str__(self) -> str:
+        if self.parts:
+            return "[" + ", ".join(str(part) for part in self.parts) + "]"
         return f"header:{self.header}" if self.header is not None else str(self.path)

@@ -28,6 +28,7 @@ from app.cli.common import (
 from connectors.base import Connector
 from core.config.model import Config, MappingConfig
 from core.dry_run import OPERATIONS, Fetcher, dry_run, event_type_of, replay
+from core.splitting import NothingToSplit, split_body
 from core.text import escaped
 
 EXIT_DOES_NOT_MAP = 1
@@ -263,9 +264,18 @@ def test_command(
     assert payload is not None
     body = _read_payload(payload)
     source = config.sources.get(mapping.source)
-    if source is not None and source.batch and isinstance(body, list):
+    items = body if source is not None and source.batch and isinstance(body, list) else None
+    if source is not None and source.split and isinstance(body, dict):
+        try:  # the events the receiver would make of it (fetched: kept on each)
+            pieces = split_body({k: v for k, v in body.items() if k != "fetched"}, source.split)
+        except NothingToSplit:
+            pieces = None  # one event already split, or a body to explain as it is
+        if pieces is not None and len(pieces) > 1:
+            extra = {"fetched": body["fetched"]} if "fetched" in body else {}
+            items = [{**piece, **extra} for piece in pieces]
+    if items is not None:
         results = []
-        for item in body:
+        for item in items:
             kind, how = event_type_of(source, item, event_type)
             results.append(dry_run(mapping, item, kind, how, fetcher))
         ok = bool(results) and all(r["ok"] for r in results)

@@ -18,4 +18,5 @@ FAKE_MODULES = {
     "salesforce": "connectors.fakes.salesforce",
     "zoho": "connectors.fakes.zoho",
     "pipedrive": "connectors.fakes.pipedrive",
+    "quickbooks": "connectors.fakes.quickbooks",
 }

@@ -29,15 +29,49 @@ class NameList(fields.Field):
 
 
 class ValueRefField(fields.Field):
-    """A dotted JSON path (`data.object.id`) or `header:Name`."""
+    """A dotted JSON path (`data.object.id`) or `header:Name`; with `composite=True` also a
+    list of them, whose values are joined (a source's `event_id` when the sender's id is a
+    combination)."""
+
+    def __init__(self, composite: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.composite = composite
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> ValueRef:
-        if not isinstance(value, str):
-            raise ValidationError("expected a dotted JSON path (data.object.id) or header:Name")
+        listed = (
+            self.composite
+            and isinstance(value, list)
+            and len(value) >= 2
+            and all(isinstance(v, str) for v in value)
+        )
+        if not isinstance(value, str) and not listed:
+            raise ValidationError(
+                "expected a dotted JSON path (data.object.id) or header:Name"
+                + (", or a list of two or more of them" if self.composite else "")
+            )
         try:
-            return ValueRef.parse(value)
+            return ValueRef.composite(value) if listed else ValueRef.parse(value)
         except PathSyntaxError as exc:
             raise ValidationError(str(exc)) from None
+
+
+class SplitField(fields.Field):
+    """`a[].b.c[]`: the arrays a request's events are split along (one event per element of
+    the last); -> the paths of those arrays, each relative to an element of the one before."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> tuple[str, ...]:
+        if not isinstance(value, str) or not value.endswith("[]"):
+            raise ValidationError(
+                "expected dotted paths to arrays, each followed by [] "
+                "(eventNotifications[].dataChangeEvent.entities[])"
+            )
+        paths = tuple(part.removeprefix(".") for part in value[:-2].split("[]"))
+        for path in paths:
+            try:
+                parse_path(path)
+            except PathSyntaxError as exc:
+                raise ValidationError(f"{value!r}: {exc}") from None
+        return paths
 
 
 class PathList(fields.Field):

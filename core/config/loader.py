@@ -214,6 +214,7 @@ def _source(name: str, spec: dict[str, Any]) -> SourceConfig:
         event_type=spec.get("event_type"),
         occurred_at=spec.get("occurred_at"),
         batch=spec["batch"],
+        split=spec.get("split", ()),
         public_url=spec.get("public_url"),
         max_body_bytes=spec.get("max_body_bytes"),
         expect_activity_within=spec.get("expect_activity_within"),

@@ -35,6 +35,9 @@ class SourceConfig:
     event_type: ValueRef | None = None
     occurred_at: ValueRef | None = None
     batch: bool = False  # body is a JSON array, one event per element
+    #: one event per element of these arrays (each path inside an element of the one
+    #: before); () : the body is one event
+    split: tuple[str, ...] = ()
     public_url: str | None = None  # the URL senders sign, when behind a proxy
     max_body_bytes: int | None = None  # None: CRMHUB_MAX_BODY_BYTES (default 1 MiB)
     echo: EchoSpec | None = None

@@ -10,7 +10,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from core.config.alerting import AlertsSchema, IntegrationSchema
 from core.config.durations import Duration
-from core.config.fields import NameList, PathList, TransformList, ValueRefField
+from core.config.fields import NameList, PathList, SplitField, TransformList, ValueRefField
 from core.config.polling import PollSchema
 from core.signatures import SCHEMES
 
@@ -79,10 +79,12 @@ class SourceSchema(Schema):
     poll = fields.Nested(PollSchema)  # list changed records on a schedule (core/polling.py)
     echo = fields.Nested(EchoSchema)
     allow_unsigned = fields.Boolean(load_default=False)
-    event_id = ValueRefField()
+    event_id = ValueRefField(composite=True)  # a list: the values joined with "|"
     event_type = ValueRefField()
     occurred_at = ValueRefField()
     batch = fields.Boolean(load_default=False)
+    # one event per element of the arrays named (QuickBooks: several entities per request)
+    split = SplitField()
     public_url = fields.Url(require_tld=False, schemes={"http", "https"})
     max_body_bytes = fields.Integer(validate=validate.Range(min=1, max=64 * 1024 * 1024))
     # alerts (core/alerting): no event for this long fires went_quiet
@@ -95,6 +97,15 @@ class SourceSchema(Schema):
                 "a source receives webhooks (`verify:` says how they are signed) or polls a "
                 "connection (`poll:`), or both; give at least one",
                 "verify",
+            )
+
+    @validates_schema
+    def _one_way_to_many(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if data.get("batch") and "split" in data:
+            raise ValidationError(
+                "give `batch: true` (the body is an array of events) or `split` (events "
+                "inside one object), not both",
+                "split",
             )
 
     @validates_schema

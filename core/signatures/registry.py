@@ -5,11 +5,14 @@ from __future__ import annotations
 from core.errors import CrmhubError
 from core.signatures.base import Scheme
 from core.signatures.calendly import CalendlyScheme
+from core.signatures.docusign import DocuSignScheme
 from core.signatures.github import GitHubScheme
 from core.signatures.hmac_generic import HmacScheme
 from core.signatures.hubspot import HubSpotScheme
 from core.signatures.intercom import IntercomScheme
 from core.signatures.none import NoneScheme
+from core.signatures.quickbooks import QuickBooksScheme
+from core.signatures.segment import SegmentScheme
 from core.signatures.shopify import ShopifyScheme
 from core.signatures.standard_webhooks import StandardWebhooksScheme, SvixScheme
 from core.signatures.stripe import StripeScheme
@@ -27,6 +30,9 @@ SCHEMES: dict[str, Scheme] = {
     "intercom": IntercomScheme(),
     "typeform": TypeformScheme(),
     "calendly": CalendlyScheme(),
+    "quickbooks": QuickBooksScheme(),
+    "docusign": DocuSignScheme(),
+    "segment": SegmentScheme(),
     "hmac": HmacScheme(),
     "none": NoneScheme(),
 }

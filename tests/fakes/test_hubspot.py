@@ -784,7 +784,7 @@ def test_log_stats_records_and_reset(client: httpx.Client) -> None:
     stats = client.get("/_control/stats").json()
     assert stats["by_endpoint"] == {"contacts.create": 1, "oauth.token": 1}
     assert stats["api_calls"] == 1
-    assert stats["records"] == {"contacts": 1, "companies": 0}
+    assert stats["records"] == {"contacts": 1, "companies": 0, "deals": 0}
     [record] = client.get("/_control/records").json()["records"]
     assert record["object"] == "contacts"
     assert client.post("/_control/reset").json()["ok"] is True

@@ -796,3 +796,20 @@ def test_a_failed_chunk_of_a_large_batch_does_not_undo_the_delivered_one() -> No
     assert all(isinstance(o, RateLimited) for o in outcomes[BATCH_LIMIT:])
     assert len(outcomes) == len(records)
     assert len(fake.records()) == BATCH_LIMIT
+
+
+def test_one_record_twice_in_a_batch_goes_one_at_a_time_in_order() -> None:
+    """Deliveries kept in order on another key (a fetch: mapping's, on the fetched record's
+    id) may write one HubSpot record twice in one batch; HubSpot refuses a batch naming an id
+    twice, so those go one at a time, in order: the later value is the one that stays."""
+    fake = HubSpot()
+    records = [
+        record(email="ada@example.com", firstname="first"),
+        record(email=" ADA@example.com", firstname="second"),
+    ]
+    outcomes = connector(fake).deliver_batch(records)
+    assert all(isinstance(o, WriteResult) for o in outcomes)
+    assert [json.loads(r.content)["inputs"][0]["properties"] for r in fake.requests] == [
+        {"firstname": "first"},
+        {"firstname": "second"},
+    ]

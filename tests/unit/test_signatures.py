@@ -44,6 +44,9 @@ ALL_SCHEMES = (
     "intercom",
     "typeform",
     "calendly",
+    "quickbooks",
+    "docusign",
+    "segment",
     "hmac",
     "none",
 )
@@ -138,6 +141,18 @@ def reference_headers(
         return {"X-Hub-Signature": "sha1=" + _hmac(secret.encode(), body, "sha1").hex()}
     if scheme == "typeform":
         return {"Typeform-Signature": "sha256=" + _b64(_hmac(secret.encode(), body))}
+    if scheme == "quickbooks":
+        # Intuit: HMAC-SHA256 of the payload keyed with the verifier token, base64
+        return {"intuit-signature": _b64(_hmac(secret.encode(), body))}
+    if scheme == "docusign":
+        # DocuSign Connect: base64 HMAC-SHA256 of the whole body, one numbered header per key
+        return {
+            "X-DocuSign-Signature-1": _b64(_hmac(secret.encode(), body)),
+            "X-Authorization-Digest": "HMACSHA256",
+        }
+    if scheme == "segment":
+        # Segment: hex HMAC-SHA1 of the body keyed with the shared secret
+        return {"X-Signature": _hmac(secret.encode(), body, "sha1").hex()}
     if scheme == "hmac":
         algo = options.get("algorithm", "sha256")
         payload = body
@@ -295,6 +310,9 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("intercom", {}),
     ("typeform", {}),
     ("calendly", {}),
+    ("quickbooks", {}),
+    ("docusign", {}),
+    ("segment", {}),
     ("hmac", {"header": "X-Signature"}),
     ("hmac", {"header": "X-Signature", "algorithm": "sha1", "prefix": "sha1="}),
     ("hmac", {"header": "X-Signature", "algorithm": "sha512", "encoding": "base64"}),
@@ -413,9 +431,13 @@ def test_missing_signature_header(variant: tuple[str, dict[str, Any]]) -> None:
         outcome = _outcome(
             scheme, _request(remaining, BODY, url=URL), [_secrets(scheme)[0]], options, NOW
         )
-        # every header a vendor sends is needed, except GitHub's legacy SHA-1 one and
-        # HubSpot's informational X-HubSpot-Signature-Version
-        if name in ("X-Hub-Signature", "X-HubSpot-Signature-Version") and scheme != "intercom":
+        # every header a vendor sends is needed, except GitHub's legacy SHA-1 one, and
+        # HubSpot's X-HubSpot-Signature-Version and DocuSign's X-Authorization-Digest (both
+        # informational)
+        if (
+            name in ("X-Hub-Signature", "X-HubSpot-Signature-Version", "X-Authorization-Digest")
+            and scheme != "intercom"
+        ):
             assert outcome == "valid", name
         else:
             assert outcome == "missing", name
@@ -557,6 +579,9 @@ MALFORMED: list[tuple[str, dict[str, Any], dict[str, str], str]] = [
         {"svix-id": "msg_1", "svix-timestamp": "1700000000", "svix-signature": "v1,!!!"},
         "base64",
     ),
+    ("quickbooks", {}, {"intuit-signature": "not base64!"}, "base64"),
+    ("segment", {}, {"X-Signature": "sha1=abcd"}, "hex"),
+    ("docusign", {}, {"X-DocuSign-Signature-1": "***", "X-DocuSign-Signature-2": "%%"}, "base64"),
     ("hmac", {"header": "X-Sig", "prefix": "sha256="}, {"X-Sig": "deadbeef"}, "sha256="),
     ("hmac", {"header": "X-Sig", "encoding": "base64"}, {"X-Sig": "@@"}, "base64"),
 ]
@@ -706,3 +731,22 @@ def test_send_test_says_when_a_secret_cannot_sign_for_its_scheme(
         "cannot sign for 'orders' (standard_webhooks): the secret is not a Standard "
         "Webhooks key (whsec_<base64>); check ORDERS_SECRET" in result.output
     )
+
+
+def test_docusign_any_numbered_header_may_carry_the_matching_key() -> None:
+    """Key rotation at DocuSign: one header per active key, numbered from 1; the request is
+    genuine when any of them matches any configured key. Headers that only look alike are not
+    signatures."""
+    secret, other = DEFAULT_SECRETS
+    genuine = _b64(_hmac(secret.encode(), BODY))
+    forged = _b64(_hmac(other.encode(), BODY))
+    options = VerifyOptions(scheme="docusign")
+    headers = {f"X-DocuSign-Signature-{n}": forged for n in range(1, 12)}
+    assert _outcome("docusign", _request(headers, BODY), [secret], options, NOW) == "invalid"
+    headers["x-docusign-signature-12"] = genuine
+    assert _outcome("docusign", _request(headers, BODY), [secret], options, NOW) == "valid"
+    for lookalike in ("X-DocuSign-Signature-0", "X-DocuSign-Signature-", "X-DocuSign-Signature"):
+        request = _request({lookalike: genuine}, BODY)
+        assert _outcome("docusign", request, [secret], options, NOW) == "missing", lookalike
+    stored = {h.lower() for h in get_scheme("docusign").signature_headers}
+    assert {"x-docusign-signature-1", "x-docusign-signature-100"} <= stored

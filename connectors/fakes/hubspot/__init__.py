@@ -1,5 +1,5 @@
 """A faithful fake of the HubSpot APIs crmhub's HubSpot connector uses: OAuth token refresh and
-the v3 CRM object endpoints for contacts and companies.
+the v3 CRM object endpoints for contacts, companies and deals.
 
 ``crmhub serve --demo``, the integration tests and the benchmark run it as
 ``python -m connectors.fakes.hubspot --port N`` (``--port 0`` picks a free port, which the one
@@ -16,8 +16,8 @@ way HubSpot answers it *and* recorded in ``GET /_control/violations``, so a test
 client never sent one. Property *value* errors (unknown property, bad date, bad option) are
 answered like HubSpot but are data errors, not violations.
 
-API (``{object}`` is ``contacts`` or ``companies``; ``contact``, ``company``, ``0-1``, ``0-2``
-work too):
+API (``{object}`` is ``contacts``, ``companies`` or ``deals``; ``contact``, ``company``, ``deal``,
+``0-1``, ``0-2``, ``0-3`` work too):
 
 * ``POST /oauth/v1/token`` (form: grant_type=refresh_token, client_id, client_secret,
   refresh_token) -> 200 ``{"token_type":"bearer","refresh_token","access_token","expires_in"}``;

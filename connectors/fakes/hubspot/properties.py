@@ -48,7 +48,7 @@ def build_object_types(book: SchemaBook, custom: list[str]) -> dict[str, ObjectT
     """
     catalogue = book.catalogue
     defs: dict[str, dict[str, PropertyDef]] = {}
-    for obj in ("contacts", "companies"):
+    for obj in ("contacts", "companies", "deals"):
         defs[obj] = {}
         for name, spec in catalogue.get(obj, {}).items():
             defs[obj][name] = PropertyDef(
@@ -88,6 +88,27 @@ def build_object_types(book: SchemaBook, custom: list[str]) -> dict[str, ObjectT
             "hs_lastmodifieddate",
             ("name", "domain", "website", "phone"),
         ),
+        # deals: the default properties returned are HubSpot's for deals in the search guide's
+        # table (dealname, amount, closedate, pipeline, dealstage, createdate,
+        # hs_lastmodifieddate, hs_object_id)
+        "deals": ObjectType(
+            "deals",
+            "DEAL",
+            "Deal",
+            defs["deals"],
+            (
+                "amount",
+                "closedate",
+                "createdate",
+                "dealname",
+                "dealstage",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "pipeline",
+            ),
+            "hs_lastmodifieddate",
+            ("dealname",),
+        ),
     }
 
 
@@ -98,6 +119,9 @@ OBJECT_ALIASES = {
     "companies": "companies",
     "company": "companies",
     "0-2": "companies",
+    "deals": "deals",
+    "deal": "deals",
+    "0-3": "deals",
 }
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from connectors.fakes.quickbooks.cli import main
+
+sys.exit(main())
