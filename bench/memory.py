@@ -141,7 +141,6 @@ def measure(n: int, tmp: Path) -> dict[str, Any]:
         for label, key in (
             ("events index, per event", keys.events()),
             ("source's events index, per event", keys.source_events("stripe")),
-            ("pending index, per delivery", keys.pending_index()),
             ("ready set, per delivery", keys.ready("hubspot", "contacts")),
             ("search index (sender's id, emails), per event", keys.search()),
             ("queued Celery message, per delivery", ledger.queue.key),

@@ -106,9 +106,6 @@ LAYOUT: tuple[KeyKind, ...] = (
         "applied_ms: the newest source timestamp written to the record (newest_wins); "
         "expires after the dedupe window",
     ),
-    KeyKind(
-        "pending_index", "idx:pending", "zset", "published PENDING deliveries, by publish time"
-    ),
     KeyKind("inflight_index", "idx:inflight", "zset", "IN_FLIGHT deliveries, by lease expiry"),
     KeyKind("scheduled_index", "idx:scheduled", "zset", "SCHEDULED deliveries, by due time"),
     KeyKind("dead_index", "idx:dead", "zset", "DEAD deliveries, by dead_at"),
@@ -165,7 +162,15 @@ LAYOUT: tuple[KeyKind, ...] = (
         "ready",
         "ready:{connection}:{object}",
         "zset",
-        "published PENDING deliveries of one connection and object (what a batch may take)",
+        "published PENDING deliveries of one connection and object, by publish time (what a "
+        "batch may take; what the sweep republishes once stale)",
+    ),
+    KeyKind(
+        "ready_sets",
+        "idx:ready",
+        "set",
+        "the ready sets' keys (every connection and object with a published delivery): what "
+        "the sweep reads, instead of an index of every published delivery",
     ),
     # the work queue's figures
     KeyKind("published", "msgseq", "string", "counter: messages published (also their tags)"),
@@ -391,9 +396,6 @@ class LedgerKeys:
     def record_applied(self, rk: str) -> str:
         return f"{self._p}rkmeta:{rk}"
 
-    def pending_index(self) -> str:
-        return f"{self._p}idx:pending"
-
     def inflight_index(self) -> str:
         return f"{self._p}idx:inflight"
 
@@ -432,6 +434,9 @@ class LedgerKeys:
 
     def ready(self, connection: str, object: str) -> str:
         return f"{self._p}ready:{connection}:{object}"
+
+    def ready_sets(self) -> str:
+        return f"{self._p}idx:ready"
 
     # the work queue's figures
     def published(self) -> str:
