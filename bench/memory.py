@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
+import string
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,32 +45,78 @@ TARGET_DEDUPE = 150
 SAMPLE = 200
 
 
+#: free text a CRM customer record carries (notes, descriptions), mixed per event
+NOTES = (
+    "Enterprise customer since the 2023 pilot; billing contact changed in Q3.",
+    "Asked for invoices in GBP and a purchase order number on each one.",
+    "Renewal call booked with procurement; wants the annual discount applied.",
+    "Moved offices: shipping now goes to the warehouse, invoices to head office.",
+    "Prefers email to phone; do not call before 10:00 local time.",
+    "Upgraded from the starter plan after the trial; two seats added in May.",
+    "VAT number verified by finance; reverse charge applies to EU invoices.",
+    "Escalated a duplicate charge in March, refunded the same day.",
+)
+FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia")
+LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson")
+CITIES = (("London", "GB", "N1 9GU"), ("Berlin", "DE", "10115"), ("Austin", "US", "78701"))
+
+
 def stripe_body(i: int) -> str:
-    """A Stripe customer.updated event of 1 KB, as Stripe sends it."""
+    """A Stripe customer.updated event of 1 KB, shaped as Stripe sends it (compact JSON:
+    Stripe's own pretty-printed bodies compress better), its values varying per event as a
+    real stream's do (ids, names, address, notes), so its compressed size is honest."""
+    rng = random.Random(i)
+    city, country, postal = CITIES[i % len(CITIES)]
+    name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    token = "".join(rng.choices(string.ascii_letters + string.digits, k=14))
     event: dict[str, Any] = {
         "id": f"evt_1Q{i:022d}",
         "object": "event",
         "api_version": "2024-06-20",
         "created": 1732800000 + i,
-        "type": "customer.updated",
-        "livemode": False,
-        "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None},
         "data": {
             "object": {
-                "id": f"cus_{i:014d}",
+                "id": f"cus_{token}",
                 "object": "customer",
-                "email": f"customer{i}@example.com",
-                "name": "Ada Lovelace",
-                "phone": "+15555550100",
-                "address": {"line1": "1 Main St", "city": "London", "postal_code": "N1 9GU"},
-                "metadata": {"plan": "pro", "version": str(i)},
+                "address": {
+                    "city": city,
+                    "country": country,
+                    "line1": f"{rng.randint(1, 400)} {rng.choice(LAST)} Street",
+                    "line2": None,
+                    "postal_code": postal,
+                    "state": None,
+                },
+                "balance": rng.choice((0, 0, -500, 1200)),
+                "created": 1700000000 + rng.randint(0, 30_000_000),
+                "currency": "gbp" if country == "GB" else "eur" if country == "DE" else "usd",
+                "delinquent": False,
                 "description": "",
-            }
+                "email": f"customer{i}@example.com",
+                "invoice_prefix": token[:8].upper(),
+                "invoice_settings": {
+                    "default_payment_method": f"pm_1Q{token}{rng.randint(100, 999)}",
+                    "footer": None,
+                },
+                "livemode": False,
+                "metadata": {"crm_id": f"003{token[:12]}", "plan": rng.choice(("pro", "team"))},
+                "name": name,
+                "phone": f"+1555{rng.randint(1000000, 9999999)}",
+                "preferred_locales": ["en-GB"],
+                "tax_exempt": "none",
+            },
+            "previous_attributes": {"email": f"{name.split()[0].lower()}@old.example"},
         },
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": f"req_{token[::-1]}", "idempotency_key": str(uuid.UUID(int=i))},
+        "type": "customer.updated",
     }
-    event["data"]["object"]["description"] = "x" * (1024 - len(json.dumps(event)))
-    return json.dumps(event)
+    room = 1024 - len(json.dumps(event, separators=(",", ":")))
+    notes = " ".join(rng.sample(NOTES, len(NOTES)))
+    event["data"]["object"]["description"] = notes[:room]
+    body = json.dumps(event, separators=(",", ":"))
+    assert len(body) == 1024, len(body)
+    return body
 
 
 HEADERS = {

@@ -3,10 +3,13 @@
 -- is its record's next write.
 -- ARGV[1]: {ttl (the dedupe window, s),
 --           events: [{dedupe (its dedupe key), id, source, received (ms), fields (the event
---                     hash's fields and values, flat), terms (what operators can search it
---                     by: core/ledger/search.py), echo: {ref, pairs} or absent,
+--                     hash's fields and values, flat), body_field (`body`, or `bodyz` when
+--                     the body comes compressed: core/ledger/bodies.py), terms (what
+--                     operators can search it by: core/ledger/search.py), echo: {ref, pairs}
+--                     or absent,
 --                     deliveries: [{id, connection, object, rk, fields (flat)}]}]}
--- ARGV[2k], ARGV[2k+1]: event k's body and headers JSON, as plain strings.
+-- ARGV[2k], ARGV[2k+1]: event k's body (as received, or compressed) and headers JSON, as
+-- plain strings.
 -- Reply: flat, 4 per event: {event_id, deliveries, duplicate (0|1), echo (0|1)} (a duplicate
 -- reports the first event's id). Decoded by core/ledger/replies.py (accepted).
 local out = {}
@@ -30,7 +33,7 @@ end
 local stats = stats_key(StatsHash.webhooks)
 for index, ev in ipairs(req.events) do
   -- each event's body and headers come as plain arguments after the JSON request
-  table.insert(ev.fields, 'body'); table.insert(ev.fields, ARGV[2 * index])
+  table.insert(ev.fields, ev.body_field); table.insert(ev.fields, ARGV[2 * index])
   table.insert(ev.fields, 'headers'); table.insert(ev.fields, ARGV[2 * index + 1])
   local first = redis.call('GET', ev.dedupe)
   if first then

@@ -160,15 +160,22 @@ local function ids_of(listed)
   return ids
 end
 
--- An event leaving Redis (archived or erased) leaves the search index too: its terms are
--- kept on its hash (`terms`, one per line) by accept, so no key naming an address outlives it.
+-- An event leaving Redis (archived or erased) leaves the search index too, so no entry naming
+-- an address outlives it: `terms` are its terms, which the caller found again from its body
+-- and sender id as accept did (core/ledger/cold.py terms_of; not stored on the event, it
+-- would cost every event held), plus those an event recorded before kept on its hash
+-- (`terms`, one per line).
 local function search_entry(term, received, event_id)
   return term .. '\0' .. string.format('%013d', tonumber(received)) .. '\0' .. event_id
 end
 
-local function unindex_terms(event_id)
-  local terms, received = unpack(redis.call('HMGET', event_key(event_id), 'terms', 'received_at'))
-  for term in string.gmatch(terms or '', '[^\n]+') do
+local function unindex_terms(event_id, terms)
+  local kept, received = unpack(redis.call('HMGET', event_key(event_id), 'terms', 'received_at'))
+  if not received then return end
+  for _, term in ipairs(terms or {}) do
+    redis.call('ZREM', search_key(), search_entry(term, received, event_id))
+  end
+  for term in string.gmatch(kept or '', '[^\n]+') do
     redis.call('ZREM', search_key(), search_entry(term, received, event_id))
   end
 end
