@@ -156,8 +156,8 @@ def per_key(client: redis.Redis, keys: list[str]) -> float:
     return statistics.mean(int(client.memory_usage(k, samples=0) or 0) for k in keys)
 
 
-def measure(n: int, tmp: Path) -> dict[str, Any]:
-    server = EmbeddedRedis(tmp / "redis")
+def measure(n: int, tmp: Path, binary: str | None = None) -> dict[str, Any]:
+    server = EmbeddedRedis(tmp / "redis", binary)
     url = server.start()
     try:
         client = redis.Redis.from_url(url)
@@ -240,10 +240,15 @@ def measure(n: int, tmp: Path) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument(
+        "--redis-server",
+        help="the redis-server binary to measure (default: the embedded one, as `crmhub serve` "
+        "runs it; e.g. /usr/bin/redis-server for a system Redis 7), started with the same flags",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="crmhub-memory-") as tmp:
-        figures = measure(args.events, Path(tmp))
+        figures = measure(args.events, Path(tmp), args.redis_server)
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
