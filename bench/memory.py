@@ -2,10 +2,13 @@
 is left of it once it was delivered and archived.
 
 What is measured
-    A redis-server of its own (core.embedded_redis: the flags `crmhub serve` runs it with), so
-    nobody else's keys move the figures. N events are accepted through the ledger (Ledger.accept,
-    as the receiver does), each a 1 KB Stripe `customer.updated` body with the headers the
-    receiver stores, one delivery each to its own record (so each has its Celery message queued).
+    A redis-server of its own (core.embedded_redis: the flags `crmhub serve` runs it with; the
+    embedded binary, Redis 6.2, or `--redis-server PATH`, e.g. a system Redis 7), so nobody
+    else's keys move the figures. N events are accepted through the ledger (Ledger.accept, as
+    the receiver does), each a 1 KB Stripe `customer.updated` body of realistic JSON (ids,
+    names, addresses, notes varying per event, compact as it compresses worst: the event's body
+    is held compressed, so padding would flatter the figure) with the headers the receiver
+    stores, one delivery each to its own record (so each has its Celery message queued).
     Then: `held` = (used_memory after - before) / N, against the target of 2,048 bytes; where
     it goes (MEMORY USAGE of a sample of each key kind; the shared sorted sets and the queue per
     member); a dedupe key's cost (MEMORY USAGE, and used_memory freed per key when they are
@@ -13,7 +16,8 @@ What is measured
     a temporary directory) and `left` = what each event still costs Redis (its dedupe key until
     the window ends; per record, its newest_wins timestamp).
 
-Run it from the repository root: `.venv/bin/python bench/memory.py [--events N] [--json]`.
+Run it from the repository root:
+`.venv/bin/python bench/memory.py [--events N] [--redis-server PATH] [--json]`.
 """
 
 from __future__ import annotations
@@ -190,7 +194,7 @@ def measure(n: int, tmp: Path, binary: str | None = None) -> dict[str, Any]:
         for label, key in (
             ("events index, per event", keys.events()),
             ("source's events index, per event", keys.source_events("stripe")),
-            ("ready set, per delivery", keys.ready("hubspot", "contacts")),
+            ("ready set (batches, the sweep), per delivery", keys.ready("hubspot", "contacts")),
             ("search index (sender's id, emails), per event", keys.search()),
             ("queued Celery message, per delivery", ledger.queue.key),
         ):

@@ -57,7 +57,8 @@ LAYOUT: tuple[KeyKind, ...] = (
         "dedupe",
         "dedupe:{source}:{external_id}",
         "string",
-        "the first event's id for a sender's event id; expires after the dedupe window",
+        "the first event's id for a sender's event id (one of ours, `evt_` + 24 hex digits, "
+        "as its 12 bytes: accept.lua dedupe_value); expires after the dedupe window",
         lua=False,
     ),  # built by Python into the accept request
     KeyKind(
@@ -65,8 +66,9 @@ LAYOUT: tuple[KeyKind, ...] = (
         "evt:{id}",
         "hash",
         "an accepted event: source, type, external_id, received_at, occurred_at, state "
-        "(EventState), deliveries (ids, comma-separated), body, headers, terms (its search "
-        "terms, one per line)",
+        "(EventState), deliveries (ids, comma-separated), body (as received) or bodyz (the "
+        "same, zlib-compressed, when that saves: core/ledger/bodies.py), headers; events "
+        "recorded before may hold terms (their search terms, one per line)",
     ),
     KeyKind("events", "events", "zset", "every event id, by received_at (ms)"),
     KeyKind(
