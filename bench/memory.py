@@ -2,10 +2,13 @@
 is left of it once it was delivered and archived.
 
 What is measured
-    A redis-server of its own (core.embedded_redis: the flags `crmhub serve` runs it with), so
-    nobody else's keys move the figures. N events are accepted through the ledger (Ledger.accept,
-    as the receiver does), each a 1 KB Stripe `customer.updated` body with the headers the
-    receiver stores, one delivery each to its own record (so each has its Celery message queued).
+    A redis-server of its own (core.embedded_redis: the flags `crmhub serve` runs it with; the
+    embedded binary, Redis 6.2, or `--redis-server PATH`, e.g. a system Redis 7), so nobody
+    else's keys move the figures. N events are accepted through the ledger (Ledger.accept, as
+    the receiver does), each a 1 KB Stripe `customer.updated` body of realistic JSON (ids,
+    names, addresses, notes varying per event, compact as it compresses worst: the event's body
+    is held compressed, so padding would flatter the figure) with the headers the receiver
+    stores, one delivery each to its own record (so each has its Celery message queued).
     Then: `held` = (used_memory after - before) / N, against the target of 2,048 bytes; where
     it goes (MEMORY USAGE of a sample of each key kind; the shared sorted sets and the queue per
     member); a dedupe key's cost (MEMORY USAGE, and used_memory freed per key when they are
@@ -13,17 +16,21 @@ What is measured
     a temporary directory) and `left` = what each event still costs Redis (its dedupe key until
     the window ends; per record, its newest_wins timestamp).
 
-Run it from the repository root: `.venv/bin/python bench/memory.py [--events N] [--json]`.
+Run it from the repository root:
+`.venv/bin/python bench/memory.py [--events N] [--redis-server PATH] [--json]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
+import string
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,32 +49,78 @@ TARGET_DEDUPE = 150
 SAMPLE = 200
 
 
+#: free text a CRM customer record carries (notes, descriptions), mixed per event
+NOTES = (
+    "Enterprise customer since the 2023 pilot; billing contact changed in Q3.",
+    "Asked for invoices in GBP and a purchase order number on each one.",
+    "Renewal call booked with procurement; wants the annual discount applied.",
+    "Moved offices: shipping now goes to the warehouse, invoices to head office.",
+    "Prefers email to phone; do not call before 10:00 local time.",
+    "Upgraded from the starter plan after the trial; two seats added in May.",
+    "VAT number verified by finance; reverse charge applies to EU invoices.",
+    "Escalated a duplicate charge in March, refunded the same day.",
+)
+FIRST = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia")
+LAST = ("Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson")
+CITIES = (("London", "GB", "N1 9GU"), ("Berlin", "DE", "10115"), ("Austin", "US", "78701"))
+
+
 def stripe_body(i: int) -> str:
-    """A Stripe customer.updated event of 1 KB, as Stripe sends it."""
+    """A Stripe customer.updated event of 1 KB, shaped as Stripe sends it (compact JSON:
+    Stripe's own pretty-printed bodies compress better), its values varying per event as a
+    real stream's do (ids, names, address, notes), so its compressed size is honest."""
+    rng = random.Random(i)
+    city, country, postal = CITIES[i % len(CITIES)]
+    name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    token = "".join(rng.choices(string.ascii_letters + string.digits, k=14))
     event: dict[str, Any] = {
         "id": f"evt_1Q{i:022d}",
         "object": "event",
         "api_version": "2024-06-20",
         "created": 1732800000 + i,
-        "type": "customer.updated",
-        "livemode": False,
-        "pending_webhooks": 1,
-        "request": {"id": None, "idempotency_key": None},
         "data": {
             "object": {
-                "id": f"cus_{i:014d}",
+                "id": f"cus_{token}",
                 "object": "customer",
-                "email": f"customer{i}@example.com",
-                "name": "Ada Lovelace",
-                "phone": "+15555550100",
-                "address": {"line1": "1 Main St", "city": "London", "postal_code": "N1 9GU"},
-                "metadata": {"plan": "pro", "version": str(i)},
+                "address": {
+                    "city": city,
+                    "country": country,
+                    "line1": f"{rng.randint(1, 400)} {rng.choice(LAST)} Street",
+                    "line2": None,
+                    "postal_code": postal,
+                    "state": None,
+                },
+                "balance": rng.choice((0, 0, -500, 1200)),
+                "created": 1700000000 + rng.randint(0, 30_000_000),
+                "currency": "gbp" if country == "GB" else "eur" if country == "DE" else "usd",
+                "delinquent": False,
                 "description": "",
-            }
+                "email": f"customer{i}@example.com",
+                "invoice_prefix": token[:8].upper(),
+                "invoice_settings": {
+                    "default_payment_method": f"pm_1Q{token}{rng.randint(100, 999)}",
+                    "footer": None,
+                },
+                "livemode": False,
+                "metadata": {"crm_id": f"003{token[:12]}", "plan": rng.choice(("pro", "team"))},
+                "name": name,
+                "phone": f"+1555{rng.randint(1000000, 9999999)}",
+                "preferred_locales": ["en-GB"],
+                "tax_exempt": "none",
+            },
+            "previous_attributes": {"email": f"{name.split()[0].lower()}@old.example"},
         },
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": f"req_{token[::-1]}", "idempotency_key": str(uuid.UUID(int=i))},
+        "type": "customer.updated",
     }
-    event["data"]["object"]["description"] = "x" * (1024 - len(json.dumps(event)))
-    return json.dumps(event)
+    room = 1024 - len(json.dumps(event, separators=(",", ":")))
+    notes = " ".join(rng.sample(NOTES, len(NOTES)))
+    event["data"]["object"]["description"] = notes[:room]
+    body = json.dumps(event, separators=(",", ":"))
+    assert len(body) == 1024, len(body)
+    return body
 
 
 HEADERS = {
@@ -107,8 +160,8 @@ def per_key(client: redis.Redis, keys: list[str]) -> float:
     return statistics.mean(int(client.memory_usage(k, samples=0) or 0) for k in keys)
 
 
-def measure(n: int, tmp: Path) -> dict[str, Any]:
-    server = EmbeddedRedis(tmp / "redis")
+def measure(n: int, tmp: Path, binary: str | None = None) -> dict[str, Any]:
+    server = EmbeddedRedis(tmp / "redis", binary)
     url = server.start()
     try:
         client = redis.Redis.from_url(url)
@@ -141,8 +194,7 @@ def measure(n: int, tmp: Path) -> dict[str, Any]:
         for label, key in (
             ("events index, per event", keys.events()),
             ("source's events index, per event", keys.source_events("stripe")),
-            ("pending index, per delivery", keys.pending_index()),
-            ("ready set, per delivery", keys.ready("hubspot", "contacts")),
+            ("ready set (batches, the sweep), per delivery", keys.ready("hubspot", "contacts")),
             ("search index (sender's id, emails), per event", keys.search()),
             ("queued Celery message, per delivery", ledger.queue.key),
         ):
@@ -192,10 +244,15 @@ def measure(n: int, tmp: Path) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument(
+        "--redis-server",
+        help="the redis-server binary to measure (default: the embedded one, as `crmhub serve` "
+        "runs it; e.g. /usr/bin/redis-server for a system Redis 7), started with the same flags",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="crmhub-memory-") as tmp:
-        figures = measure(args.events, Path(tmp))
+        figures = measure(args.events, Path(tmp), args.redis_server)
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0

@@ -5,7 +5,7 @@ atomic step that makes the state change), so this module builds, once per proces
 kombu's Redis transport consumes as it would one pushed by `deliver.apply_async((delivery_id,))`
 (Celery task protocol 2, JSON body), with only the fields Celery and kombu read, and two
 placeholders the script fills in: @DLV@ (the delivery id) and @TAG@ (a per-Redis counter that
-makes task id and delivery tag unique). The body is sent with `body_encoding: utf-8` (kombu
+makes task id and delivery tag unique). The body is sent without a `body_encoding` (kombu
 then takes it as is) so the script can substitute into it. Nothing in it names the host: a
 delivery's message is the same bytes whichever process published it (receiver, worker,
 sweeper, on any host), so that a batch can withdraw the messages of the deliveries it took
@@ -34,24 +34,23 @@ class HintQueue:
         self.template = self._template(DELIVER_TASK)
 
     def _template(self, task: str) -> str:
-        task_id = f"crmhub-{TAG_PLACEHOLDER}"
         body = json.dumps([[DELIVERY_PLACEHOLDER], {}, {}], separators=(",", ":"))
-        # What Celery's worker reads (celery/worker/request.py: `id` and `task`; the rest of
-        # protocol 2's headers it reads with defaults: no eta, no expiry, no time limit, no
-        # shadow name, no parent) and what kombu's Redis transport needs to consume, ack and
-        # restore it (`properties`: its delivery tag, where it was routed, the body's
-        # encoding). Everything else apply_async adds is left out: the message is held in
-        # Redis once per waiting delivery (README, "Memory"), and those headers were 60% of it.
+        # Only what Celery's worker and kombu's Redis transport read without a default
+        # (the message is held in Redis once per waiting delivery: README, "Memory"):
+        # Celery (celery/worker/request.py) needs the task's name and an id (the tag, unique
+        # per Redis; `ignore_result` comes from the task, `lang` only matters to protocol 1);
+        # kombu (kombu/transport/virtual/base.py Message, redis.py QoS) the delivery tag to
+        # ack and restore it by, where it was routed (`delivery_info`), and the content type.
+        # Left out because kombu's default is what we would write: `content-encoding` (utf-8)
+        # and `body_encoding` (absent: the body is taken as is).
         return json.dumps(
             {
                 "body": body,
-                "content-encoding": "utf-8",
                 "content-type": "application/json",
-                "headers": {"lang": "py", "task": task, "id": task_id, "ignore_result": True},
+                "headers": {"task": task, "id": TAG_PLACEHOLDER},
                 "properties": {
                     "delivery_info": {"exchange": "", "routing_key": self.queue_name},
-                    "body_encoding": "utf-8",
-                    "delivery_tag": task_id,
+                    "delivery_tag": TAG_PLACEHOLDER,
                 },
             },
             separators=(",", ":"),

@@ -3,10 +3,13 @@
 -- is its record's next write.
 -- ARGV[1]: {ttl (the dedupe window, s),
 --           events: [{dedupe (its dedupe key), id, source, received (ms), fields (the event
---                     hash's fields and values, flat), terms (what operators can search it
---                     by: core/ledger/search.py), echo: {ref, pairs} or absent,
+--                     hash's fields and values, flat), body_field (`body`, or `bodyz` when
+--                     the body comes compressed: core/ledger/bodies.py), terms (what
+--                     operators can search it by: core/ledger/search.py), echo: {ref, pairs}
+--                     or absent,
 --                     deliveries: [{id, connection, object, rk, fields (flat)}]}]}
--- ARGV[2k], ARGV[2k+1]: event k's body and headers JSON, as plain strings.
+-- ARGV[2k], ARGV[2k+1]: event k's body (as received, or compressed) and headers JSON, as
+-- plain strings.
 -- Reply: flat, 4 per event: {event_id, deliveries, duplicate (0|1), echo (0|1)} (a duplicate
 -- reports the first event's id). Decoded by core/ledger/replies.py (accepted).
 local out = {}
@@ -27,10 +30,23 @@ local function index_terms(ev)
   end
 end
 
+-- A dedupe key holds the first event's id: as its 12 bytes when it is one of ours
+-- (`evt_` and 24 lowercase hex digits, core/ids.py), half the text's length, so the value
+-- fits the smallest allocation a string gets (a dedupe key is kept for the whole window:
+-- README, "Memory"); core/ledger/replies.py (accepted) spells it back.
+local function dedupe_value(id)
+  if #id == 28 and string.match(id, '^evt_[0-9a-f]+$') then
+    return (string.gsub(string.sub(id, 5), '..', function(hex)
+      return string.char(tonumber(hex, 16))
+    end))
+  end
+  return id
+end
+
 local stats = stats_key(StatsHash.webhooks)
 for index, ev in ipairs(req.events) do
   -- each event's body and headers come as plain arguments after the JSON request
-  table.insert(ev.fields, 'body'); table.insert(ev.fields, ARGV[2 * index])
+  table.insert(ev.fields, ev.body_field); table.insert(ev.fields, ARGV[2 * index])
   table.insert(ev.fields, 'headers'); table.insert(ev.fields, ARGV[2 * index + 1])
   local first = redis.call('GET', ev.dedupe)
   if first then
@@ -38,7 +54,7 @@ for index, ev in ipairs(req.events) do
     out[#out + 1] = first; out[#out + 1] = 0; out[#out + 1] = 1; out[#out + 1] = 0
   elseif is_echo(ev.echo) then
     redis.call('HINCRBY', stats, ev.source .. '|' .. WebhookOutcome.echo, 1)
-    redis.call('SET', ev.dedupe, ev.id, 'EX', req.ttl)
+    redis.call('SET', ev.dedupe, dedupe_value(ev.id), 'EX', req.ttl)
     redis.call('HSET', event_key(ev.id), unpack(ev.fields))
     redis.call('HSET', event_key(ev.id), 'state', EventState.echo, 'deliveries', '')
     redis.call('ZADD', events_key(), ev.received, ev.id)
@@ -48,7 +64,7 @@ for index, ev in ipairs(req.events) do
     out[#out + 1] = ev.id; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 1
   else
     redis.call('HINCRBY', stats, ev.source .. '|' .. WebhookOutcome.accepted, 1)
-    redis.call('SET', ev.dedupe, ev.id, 'EX', req.ttl)
+    redis.call('SET', ev.dedupe, dedupe_value(ev.id), 'EX', req.ttl)
     redis.call('HSET', event_key(ev.id), unpack(ev.fields))
     redis.call('ZADD', events_key(), ev.received, ev.id)
     redis.call('ZADD', source_events_key(ev.source), ev.received, ev.id)

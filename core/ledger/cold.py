@@ -21,7 +21,9 @@ from typing import Any
 
 import redis
 
+from core.ledger.bodies import BODY, PACKED
 from core.ledger.keys import LedgerKeys
+from core.ledger.search import search_terms
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import decode, text
 
@@ -52,11 +54,20 @@ class DoneEvent:
         return {
             "id": self.id,
             "since": self.done_ms,
+            "terms": terms_of(self.fields),
             "deliveries": [
                 {"id": d.fields["id"], "updated": d.fields.get("updated_at", "")}
                 for d in self.deliveries
             ],
         }
+
+
+def terms_of(fields: dict[str, str]) -> list[str]:
+    """An event's search index terms, found again from its hash as accept found them
+    (core/ledger/search.py), so they leave the index with it without being stored on it."""
+    if fields.get("edit_of"):  # an edited copy was never indexed
+        return []
+    return search_terms(fields.get("external_id", ""), fields.get(BODY, ""))
 
 
 class ArchiveLock:
@@ -153,7 +164,15 @@ class LedgerCold:
         state of a delivery still on its way (then it is kept)."""
         if not event_ids:
             return {}
-        replies = self._run("purge", now, ids=list(event_ids))
+        found = self.event_fields(event_ids, ("external_id", "edit_of", BODY))
+        replies = self._run(
+            "purge",
+            now,
+            events=[
+                {"id": i, "terms": terms_of(fields)}
+                for i, fields in zip(event_ids, found, strict=True)
+            ],
+        )
         return {i: text(r) for i, r in zip(event_ids, replies, strict=True)}
 
     # the hot side of event searches ---------------------------------------------------
@@ -180,14 +199,16 @@ class LedgerCold:
         return [(text(i), int(score)) for i, score in found]
 
     def event_fields(self, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, str]]:
-        """Some fields of several events in one round trip ({} for one that is gone)."""
+        """Some fields of several events in one round trip ({} for one that is gone); `body`
+        is the text as received, however it is stored (core/ledger/bodies.py)."""
+        asked = [*fields, PACKED] if BODY in fields else list(fields)
         with translate_redis_errors():
             pipe = self.redis.pipeline(transaction=False)
             for event_id in ids:
-                pipe.hmget(self.keys.event(event_id), list(fields))
+                pipe.hmget(self.keys.event(event_id), asked)
             replies = pipe.execute()
         return [
-            {name: text(v) for name, v in zip(fields, reply, strict=True) if v is not None}
+            decode({name: v for name, v in zip(asked, reply, strict=True) if v is not None})
             for reply in replies
         ]
 

@@ -27,7 +27,6 @@
 --   <p>:dlv:{id}:actions               list    operators' actions on it (JSON)
 --   <p>:rk:{rk}                        zset    one CRM record's deliveries by seq; head goes
 --   <p>:rkmeta:{rk}                    hash    applied_ms (newest_wins; TTL)
---   <p>:idx:pending                    zset    published PENDING, by publish time
 --   <p>:idx:inflight                   zset    IN_FLIGHT, by lease expiry
 --   <p>:idx:scheduled                  zset    SCHEDULED, by due time
 --   <p>:idx:dead                       zset    DEAD, by dead_at
@@ -41,6 +40,7 @@
 --   <p>:opns                           zset    bulk operations by created_at (Python only)
 --   <p>:idem:{key}                     string  an Idempotency-Key's operation (Python only)
 --   <p>:ready:{connection}:{object}    zset    published PENDING of one connection and object
+--   <p>:idx:ready                      set     the ready sets' keys (what the sweep reads)
 --   <p>:msgseq                         string  counter: messages published (their tags)
 --   <p>:msgwithdrawn                   string  counter: messages batches withdrew
 --   <p>:conn:{connection}:counts       hash    state -> deliveries
@@ -98,20 +98,22 @@ end
 -- Publish the Celery message for a PENDING delivery (in the same atomic step). The message's
 -- tag is kept as the delivery's `msg`, so the exact message can be withdrawn again when the
 -- delivery goes out in another's batch (claim_batch.lua). Returns the tag.
+-- A published delivery waits in its ready set, by publish time: what a batch may take with
+-- it and what the sweep republishes when it waited too long (ready_sets lists the sets).
 -- (`ready`: the delivery's ready key when the caller knows it; `stamped`: the caller writes
 -- published_at and msg itself, with the delivery's other fields.)
 local function publish(id, ready, stamped)
   local n = tostring(redis.call('INCR', published_key()))
+  ready = ready or ready_key_of(id)
   redis.call('LPUSH', req.queue, message(id, n))
-  redis.call('ZADD', pending_index_key(), now, id)
-  redis.call('ZADD', ready or ready_key_of(id), now, id)
+  redis.call('ZADD', ready, now, id)
+  redis.call('SADD', ready_sets_key(), ready)
   if not stamped then redis.call('HSET', delivery_key(id), 'published_at', now, 'msg', n) end
   return n
 end
 
 -- The delivery no longer waits for a worker (claimed, held, scheduled, or not its turn).
 local function unpublish(id)
-  redis.call('ZREM', pending_index_key(), id)
   redis.call('ZREM', ready_key_of(id), id)
 end
 
@@ -133,7 +135,7 @@ end
 local function advance(rk)
   local nxt = head(rk)
   if nxt and redis.call('HGET', delivery_key(nxt), 'state') == State.pending
-      and not redis.call('ZSCORE', pending_index_key(), nxt) then
+      and not redis.call('ZSCORE', ready_key_of(nxt), nxt) then
     publish(nxt)
   end
 end
@@ -161,15 +163,22 @@ local function ids_of(listed)
   return ids
 end
 
--- An event leaving Redis (archived or erased) leaves the search index too: its terms are
--- kept on its hash (`terms`, one per line) by accept, so no key naming an address outlives it.
+-- An event leaving Redis (archived or erased) leaves the search index too, so no entry naming
+-- an address outlives it: `terms` are its terms, which the caller found again from its body
+-- and sender id as accept did (core/ledger/cold.py terms_of; not stored on the event, it
+-- would cost every event held), plus those an event recorded before kept on its hash
+-- (`terms`, one per line).
 local function search_entry(term, received, event_id)
   return term .. '\0' .. string.format('%013d', tonumber(received)) .. '\0' .. event_id
 end
 
-local function unindex_terms(event_id)
-  local terms, received = unpack(redis.call('HMGET', event_key(event_id), 'terms', 'received_at'))
-  for term in string.gmatch(terms or '', '[^\n]+') do
+local function unindex_terms(event_id, terms)
+  local kept, received = unpack(redis.call('HMGET', event_key(event_id), 'terms', 'received_at'))
+  if not received then return end
+  for _, term in ipairs(terms or {}) do
+    redis.call('ZREM', search_key(), search_entry(term, received, event_id))
+  end
+  for term in string.gmatch(kept or '', '[^\n]+') do
     redis.call('ZREM', search_key(), search_entry(term, received, event_id))
   end
 end

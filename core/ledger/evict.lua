@@ -2,8 +2,9 @@
 -- the archive first), each with its deliveries, their attempts and actions, and its index
 -- entries; only if it is still done for good and unchanged since the archiver read it, so
 -- what leaves is exactly what the archive holds.
--- ARGV[1]: {events: [{id, since (its terminal index score, ms), deliveries: [{id, updated
---           (its updated_at as read)}]}]}
+-- ARGV[1]: {events: [{id, since (its terminal index score, ms), terms (its search terms,
+--           found again from its body: core/ledger/cold.py terms_of), deliveries: [{id,
+--           updated (its updated_at as read)}]}]}
 -- Reply: per event, in order: 1 evicted, 0 kept (changed since it was read, or gone).
 local out = {}
 local terminal = terminal_index_key()
@@ -25,7 +26,7 @@ for _, ev in ipairs(req.events) do
     for _, d in ipairs(ev.deliveries) do
       redis.call('DEL', delivery_key(d.id), attempts_key(d.id), actions_key(d.id))
     end
-    unindex_terms(ev.id)
+    unindex_terms(ev.id, ev.terms)
     redis.call('DEL', event_key(ev.id))
     redis.call('ZREM', events_key(), ev.id)
     redis.call('ZREM', source_events_key(source), ev.id)

@@ -57,7 +57,8 @@ LAYOUT: tuple[KeyKind, ...] = (
         "dedupe",
         "dedupe:{source}:{external_id}",
         "string",
-        "the first event's id for a sender's event id; expires after the dedupe window",
+        "the first event's id for a sender's event id (one of ours, `evt_` + 24 hex digits, "
+        "as its 12 bytes: accept.lua dedupe_value); expires after the dedupe window",
         lua=False,
     ),  # built by Python into the accept request
     KeyKind(
@@ -65,8 +66,9 @@ LAYOUT: tuple[KeyKind, ...] = (
         "evt:{id}",
         "hash",
         "an accepted event: source, type, external_id, received_at, occurred_at, state "
-        "(EventState), deliveries (ids, comma-separated), body, headers, terms (its search "
-        "terms, one per line)",
+        "(EventState), deliveries (ids, comma-separated), body (as received) or bodyz (the "
+        "same, zlib-compressed, when that saves: core/ledger/bodies.py), headers; events "
+        "recorded before may hold terms (their search terms, one per line)",
     ),
     KeyKind("events", "events", "zset", "every event id, by received_at (ms)"),
     KeyKind(
@@ -105,9 +107,6 @@ LAYOUT: tuple[KeyKind, ...] = (
         "hash",
         "applied_ms: the newest source timestamp written to the record (newest_wins); "
         "expires after the dedupe window",
-    ),
-    KeyKind(
-        "pending_index", "idx:pending", "zset", "published PENDING deliveries, by publish time"
     ),
     KeyKind("inflight_index", "idx:inflight", "zset", "IN_FLIGHT deliveries, by lease expiry"),
     KeyKind("scheduled_index", "idx:scheduled", "zset", "SCHEDULED deliveries, by due time"),
@@ -165,7 +164,15 @@ LAYOUT: tuple[KeyKind, ...] = (
         "ready",
         "ready:{connection}:{object}",
         "zset",
-        "published PENDING deliveries of one connection and object (what a batch may take)",
+        "published PENDING deliveries of one connection and object, by publish time (what a "
+        "batch may take; what the sweep republishes once stale)",
+    ),
+    KeyKind(
+        "ready_sets",
+        "idx:ready",
+        "set",
+        "the ready sets' keys (every connection and object with a published delivery): what "
+        "the sweep reads, instead of an index of every published delivery",
     ),
     # the work queue's figures
     KeyKind("published", "msgseq", "string", "counter: messages published (also their tags)"),
@@ -411,9 +418,6 @@ class LedgerKeys:
     def record_applied(self, rk: str) -> str:
         return f"{self._p}rkmeta:{rk}"
 
-    def pending_index(self) -> str:
-        return f"{self._p}idx:pending"
-
     def inflight_index(self) -> str:
         return f"{self._p}idx:inflight"
 
@@ -452,6 +456,9 @@ class LedgerKeys:
 
     def ready(self, connection: str, object: str) -> str:
         return f"{self._p}ready:{connection}:{object}"
+
+    def ready_sets(self) -> str:
+        return f"{self._p}idx:ready"
 
     # the work queue's figures
     def published(self) -> str:

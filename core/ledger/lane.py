@@ -50,7 +50,7 @@ class ScriptLane:
         self._connection: ConnectionInterface | None = None
         self._pid = 0
 
-    def __call__(self, script: Script, args: Sequence[str | int]) -> Any:
+    def __call__(self, script: Script, args: Sequence[str | bytes | int]) -> Any:
         with self._lock:
             return self._run(lambda connection: self._evalsha(connection, script, args))
 
@@ -80,7 +80,9 @@ class ScriptLane:
             raise
 
     @staticmethod
-    def _evalsha(connection: ConnectionInterface, script: Script, args: Sequence[str | int]) -> Any:
+    def _evalsha(
+        connection: ConnectionInterface, script: Script, args: Sequence[str | bytes | int]
+    ) -> Any:
         try:
             connection.send_command("EVALSHA", script.sha, 0, *args)
             return connection.read_response()

@@ -2,11 +2,13 @@
 -- deliveries, their attempts and actions and its index entries; not one with a delivery still
 -- on its way (pending, in flight, scheduled, held): that is a write the hub promised, so it
 -- is reported and kept. A dead letter is erased with its event (it leaves the dead index).
--- ARGV[1]: {ids: [event id]}
+-- ARGV[1]: {events: [{id, terms (its search terms, found again from its body:
+--           core/ledger/cold.py terms_of)}]}
 -- Reply: per event, in order: 'ok', Reason.missing, or the state of the delivery that is
 -- still on its way.
 local out = {}
-for _, id in ipairs(req.ids) do
+for _, ev in ipairs(req.events) do
+  local id = ev.id
   local source, listed = unpack(redis.call('HMGET', event_key(id), 'source', 'deliveries'))
   if not source then
     out[#out + 1] = Reason.missing
@@ -31,7 +33,7 @@ for _, id in ipairs(req.ids) do
         end
         redis.call('DEL', delivery_key(did), attempts_key(did), actions_key(did))
       end
-      unindex_terms(id)
+      unindex_terms(id, ev.terms)
       redis.call('DEL', event_key(id))
       redis.call('ZREM', events_key(), id)
       redis.call('ZREM', source_events_key(source), id)

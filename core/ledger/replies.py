@@ -32,11 +32,22 @@ class Accepted:
 
 
 def accepted(flat: Sequence[Any]) -> list[Accepted]:
-    """accept.lua: 4 per event, {event_id, deliveries, duplicate, echo}."""
+    """accept.lua: 4 per event, {event_id, deliveries, duplicate, echo}; a duplicate's
+    event_id as its dedupe key holds it (event_id_of)."""
     return [
-        Accepted(text(flat[i]), int(flat[i + 1]), bool(int(flat[i + 2])), bool(int(flat[i + 3])))
+        Accepted(
+            event_id_of(flat[i]), int(flat[i + 1]), bool(int(flat[i + 2])), bool(int(flat[i + 3]))
+        )
         for i in range(0, len(flat), 4)
     ]
+
+
+def event_id_of(value: Any) -> str:
+    """An event id as a dedupe key holds it: ours (`evt_` + 24 hex digits) as its 12 bytes
+    (accept.lua dedupe_value), any other as is."""
+    if isinstance(value, bytes) and len(value) == 12 and not value.startswith(b"evt_"):
+        return "evt_" + value.hex()
+    return text(value)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from core.ledger import replies
 from core.ledger.actions import ActionLog
 from core.ledger.activity import ActivityReads
 from core.ledger.alert_store import AlertStore
+from core.ledger.bodies import packed
 from core.ledger.bulk import BulkOperations
 from core.ledger.cold import LedgerCold
 from core.ledger.dead_pages import DeadLetterPages
@@ -110,7 +111,7 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         with translate_redis_errors():
             self._lane.ping()
 
-    def _run(self, script: str, now: float, *raw: str, **request: Any) -> Any:
+    def _run(self, script: str, now: float, *raw: str | bytes, **request: Any) -> Any:
         """Run a ledger script: ARGV[1] is the JSON request, `raw` strings follow as is."""
         payload = {
             "prefix": self.prefix,
@@ -132,16 +133,19 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         now_ms = int(now * 1000)
         # bodies and headers travel as plain arguments: no escaping into (and decoding out
         # of) the JSON request, which is the bulk of the bytes
-        raw: list[str] = []
+        raw: list[str | bytes] = []
+        payloads = []
         for ev in events:
-            raw += (ev.body, json.dumps(ev.headers, separators=(",", ":")))
+            body_field, body = packed(ev.body)
+            raw += (body, json.dumps(ev.headers, separators=(",", ":")))
+            payloads.append(self._event_payload(ev, now_ms) | {"body_field": body_field})
         return replies.accepted(
             self._run(
                 "accept",
                 now,
                 *raw,
                 ttl=self.dedupe_ttl_seconds,
-                events=[self._event_payload(ev, now_ms) for ev in events],
+                events=payloads,
             )
         )
 
@@ -164,16 +168,15 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
             "deliveries",
             ",".join(d.id for d in ev.deliveries),
         ]
-        terms = search_terms(ev.external_id, ev.body)
-        if terms:  # kept so that the event leaving Redis takes its index entries with it
-            fields += ["terms", "\n".join(terms)]
         return {
             "dedupe": self.keys.dedupe(ev.source, ev.external_id),
             "id": ev.id,
             "source": ev.source,
             "received": int(ev.received_at * 1000),
             "fields": fields,
-            "terms": terms,
+            # not kept on the event: found again from its body when it leaves
+            # (core/ledger/cold.py terms_of)
+            "terms": search_terms(ev.external_id, ev.body),
             **(
                 {"echo": {"ref": ev.echo[0], "pairs": [list(p) for p in ev.echo[1]]}}
                 if ev.echo

@@ -39,14 +39,24 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', inflight_index_key(), '-inf', no
   end
 end
 
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', pending_index_key(), '-inf',
-                               '(' .. req.stale_before, 'LIMIT', 0, req.limit)) do
-  local state, rk = unpack(redis.call('HMGET', delivery_key(id), 'state', 'rk'))
-  if state == State.pending and head(rk) == id then
-    publish(id)
-    counts[3] = counts[3] + 1
-  else
-    unpublish(id)
+-- the published deliveries wait in their ready sets (one per connection and object)
+local left = req.limit
+for _, ready in ipairs(redis.call('SMEMBERS', ready_sets_key())) do
+  if left <= 0 then break end
+  local stale = redis.call('ZRANGEBYSCORE', ready, '-inf', '(' .. req.stale_before,
+                           'LIMIT', 0, left)
+  if #stale == 0 and redis.call('EXISTS', ready) == 0 then
+    redis.call('SREM', ready_sets_key(), ready)  -- listed again by its next publish
+  end
+  for _, id in ipairs(stale) do
+    left = left - 1
+    local state, rk = unpack(redis.call('HMGET', delivery_key(id), 'state', 'rk'))
+    if state == State.pending and head(rk) == id then
+      publish(id, ready)
+      counts[3] = counts[3] + 1
+    else
+      redis.call('ZREM', ready, id)
+    end
   end
 end
 return counts

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from core.ledger.bodies import unpacked
 from core.vocabulary import State
 
 
@@ -14,6 +15,10 @@ def text(value: Any) -> str:
 
 
 def decode(raw: dict[Any, Any]) -> dict[str, str]:
+    """A hash as read -> text; an event's compressed body (core/ledger/bodies.py) given back
+    as `body`, the text as received."""
+    if b"bodyz" in raw or "bodyz" in raw:
+        raw = unpacked(raw)
     return {text(k): text(v) for k, v in raw.items()}
 
 

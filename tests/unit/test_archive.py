@@ -49,6 +49,7 @@ class Hub:
         deliveries: int = 1,
         source: str = "stripe",
         type_: str = "customer.created",
+        notes: str = "",
     ) -> tuple[str, list[str]]:
         self.n += 1
         ids = [f"dlv_{self.n:04d}_{i}" for i in range(deliveries)]
@@ -60,7 +61,12 @@ class Hub:
             received_at=now,
             occurred_at=None,
             headers={"Content-Type": "application/json"},
-            body=json.dumps({"n": self.n, "data": {"object": {"email": email}}}),
+            body=json.dumps(
+                {
+                    "n": self.n,
+                    "data": {"object": {"email": email, **({"notes": notes} if notes else {})}},
+                }
+            ),
             deliveries=tuple(
                 NewDelivery(i, "contacts", "crm", "contacts", f"crm:contacts:{i}") for i in ids
             ),
@@ -140,6 +146,46 @@ def test_done_events_leave_redis_for_the_archive_once_their_retention_passed(hub
     assert delivery["state"] == "delivered"
     assert [a["outcome"] for a in delivery["attempt_history"]] == ["delivered"]
     assert hub.archive.count() == 1
+
+
+#: a body long and repetitive enough that Redis holds it compressed (core/ledger/bodies.py)
+NOTES = "Renewal call booked with procurement; invoices to head office. " * 16
+
+
+def test_a_long_body_is_held_compressed_and_every_read_gives_back_the_text_received(
+    hub: Hub,
+) -> None:
+    event_id, [delivery_id] = hub.accept("grace@example.com", notes=NOTES)
+    key = hub.ledger.keys.event(event_id)
+    stored = {text(k) for k in hub.redis.hkeys(key)}
+    assert "bodyz" in stored and "body" not in stored and "terms" not in stored
+    received = hub.ledger.raw_event(event_id)["body"]
+    assert json.loads(received)["data"]["object"]["notes"] == NOTES
+    assert len(hub.redis.hget(key, "bodyz") or b"") < len(received) / 2
+    claim = hub.ledger.claim(delivery_id, token="t", now=T0, lease_seconds=60, with_data=True)
+    assert claim.event["body"] == received  # what the worker maps
+    [row] = hub.ledger.event_fields([event_id], ("id", "body"))
+    assert row["body"] == received  # what the hot email search and erasure read
+    assert hub.find(event_id)["body"]["data"]["object"]["notes"] == NOTES
+    hub.ledger.finish(delivery_id, token="t", now=T0, outcome=AttemptOutcome.DELIVERED, attempt={})
+    assert [e for e in hub.search_index() if event_id in e]  # sender id and email
+    hub.run(T0 + DAY + 1)
+    # its terms were found again from the compressed body: no entry outlives it
+    assert not [e for e in hub.search_index() if event_id in e]
+    archived = hub.find(event_id)
+    assert archived["archived"] is True
+    assert archived["body"]["data"]["object"]["notes"] == NOTES
+
+
+def test_terms_an_event_recorded_before_kept_on_its_hash_leave_the_index_with_it(
+    hub: Hub,
+) -> None:
+    event_id = hub.delivered_event()
+    received = hub.ledger.raw_event(event_id)["received_at"]
+    hub.redis.hset(hub.ledger.keys.event(event_id), "terms", "old-term")
+    hub.redis.zadd(hub.ledger.keys.search(), {f"old-term\x00{int(received):013d}\x00{event_id}": 0})
+    hub.run(T0 + DAY + 1)
+    assert not [e for e in hub.search_index() if event_id in e]
 
 
 def test_an_archived_event_reads_as_it_did_in_redis_plus_where_it_is(hub: Hub) -> None:
@@ -337,7 +383,8 @@ def test_purge_erases_a_persons_events_from_both_stores_and_logs_it(hub: Hub) ->
     archived = hub.delivered_event("ada@example.com", now=T0)
     hub.run(T0 + DAY + 1)
     hot = hub.delivered_event("ada@example.com", now=T0 + DAY + 2)
-    dead_event, [dead] = hub.accept("ADA@example.com", now=T0 + DAY + 3)
+    # (held compressed: its search terms are found again from the compressed body)
+    dead_event, [dead] = hub.accept("ADA@example.com", now=T0 + DAY + 3, notes=NOTES)
     hub.finish(dead, "dead", now=T0 + DAY + 3)
     on_its_way, _ = hub.accept("ada@example.com", now=T0 + DAY + 4)
     other = hub.delivered_event("grace@example.com", now=T0 + DAY + 5)

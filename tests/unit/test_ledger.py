@@ -22,6 +22,7 @@ import pytest
 import redis
 from conftest import text
 
+from core.ids import new_event_id
 from core.ledger import Claim, Finish, Ledger, NewDelivery, NewEvent, Swept
 from core.queue import HintQueue
 from core.vocabulary import AttemptOutcome, OperatorAction
@@ -311,6 +312,28 @@ def test_accepting_the_same_sender_event_again_stores_and_publishes_nothing(hub:
 
 
 # claiming -------------------------------------------------------------------------------
+def test_a_dedupe_key_holds_one_of_our_event_ids_in_12_bytes_and_a_repeat_gets_it_back(
+    hub: Hub,
+) -> None:
+    first_id = new_event_id(T0)
+    event = NewEvent(
+        id=first_id,
+        source="stripe",
+        type=None,
+        external_id="evt_1QsenderId",
+        received_at=T0,
+        occurred_at=None,
+        headers={},
+        body="{}",
+    )
+    hub.ledger.accept([event], T0)
+    stored = hub.ledger.redis.get(hub.ledger.keys.dedupe("stripe", "evt_1QsenderId"))
+    assert stored == bytes.fromhex(first_id.removeprefix("evt_"))  # the smallest string
+    again = NewEvent(**{**event.__dict__, "id": new_event_id(T0 + 1), "received_at": T0 + 1})
+    [result] = hub.ledger.accept([again], T0 + 1)
+    assert result.duplicate and result.event_id == first_id
+
+
 def test_claim_takes_a_lease_and_a_duplicate_claim_is_skipped(hub: Hub) -> None:
     d = hub.accept()
     claim = hub.claim(d, token="worker-1", lease=30)
