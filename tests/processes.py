@@ -152,7 +152,8 @@ class FakeServer:
         """A record as a user makes it (or edits it, with its id) in the CRM's own UI."""
         response = self.http.post("/_control/records", json={self.object_param: obj, **values})
         response.raise_for_status()
-        return str(response.json()["id"])
+        answer = response.json()
+        return str(answer.get("id") or answer.get("Id"))  # QuickBooks' own records say `Id`
 
     def violations(self) -> list[dict]:
         """Requests the vendor would refuse for their shape (the fakes that check them)."""

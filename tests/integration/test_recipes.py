@@ -54,9 +54,7 @@ class FakeQuickBooks(FakeServer):
     """connectors/fakes/quickbooks/: QuickBooks Online's reads and Intuit's token endpoint."""
 
     connector = "quickbooks"
-
-    def add(self, entity: str, record: dict[str, Any]) -> None:
-        self.http.post("/_control/records", json={"entity": entity, **record}).raise_for_status()
+    object_param = "entity"
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -227,7 +225,7 @@ def test_accounting_quickbooks_ids_fetched_into_invoice_payment_and_ar(hub: Runn
     hub.use("accounting-quickbooks")
     data = fixture("quickbooks")
     for entity, record in data["records"].items():
-        hub.qbo.add(entity, record)
+        hub.qbo.add(entity, **record)
     notification = data["bodies"]["notification"]
     hub.refused("quickbooks", "quickbooks", notification)
     answer = hub.send("quickbooks", "quickbooks", notification)
@@ -248,7 +246,7 @@ def test_accounting_quickbooks_ids_fetched_into_invoice_payment_and_ar(hub: Runn
     again = hub.post("quickbooks", "quickbooks", notification)
     assert again.status_code == 200 and again.json()["duplicates"] == 3
     # the invoice changes (partly unpaid again): a new event, the company follows
-    hub.qbo.add("Invoice", {**data["records"]["Invoice"], "Balance": 100.5})
+    hub.qbo.add("Invoice", **{**data["records"]["Invoice"], "Balance": 100.5})
     later = copy.deepcopy(notification)
     entities = later["eventNotifications"][0]["dataChangeEvent"]["entities"]
     # as Intuit stamps it: when it changed, now (a fetch made before it cannot serve it)
