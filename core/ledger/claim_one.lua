@@ -1,6 +1,7 @@
 -- Claim one delivery for an attempt: PENDING -> IN_FLIGHT with a lease owned by `token`.
 -- Included by claim.lua and claim_batch.lua (after common.lua).
--- `rate` (GCRA parameters) is nil when the caller already holds the connection's rate token.
+-- `rate` is nil when the caller already holds the connection's rate token; else either
+-- {window_ms, requests} (a rolling window) or {interval_ms, burst_ms} (GCRA, with a burst).
 -- Returns one of (decoded by core/ledger/replies.py, claim):
 --   {ClaimStatus.skip, state or Reason}  stale or duplicate message: not pending (its state,
 --                                        or Reason.missing), or not its turn (Reason.waiting)
@@ -67,8 +68,34 @@ local function claim_one(id, token, lease_ms, rate, max_wait_ms)
                'probe_until', now + lease_ms)
   end
 
-  -- Rate limit shared by every worker (GCRA: one theoretical arrival time per connection).
-  if rate then
+  -- Rate limit shared by every worker and host.
+  if rate and rate.window_ms then
+    -- Without a burst: a rolling window. An attempt holds its place from its claim until a
+    -- whole window after it finished (finish.lua moves its score from the lease's end to
+    -- then), so the target sees at most `requests` in any rolling window however late a
+    -- worker sends what it claimed. At most `requests` members.
+    local wkey = rate_window_key(conn)
+    redis.call('ZREMRANGEBYSCORE', wkey, '-inf', now - rate.window_ms)
+    if redis.call('ZCARD', wkey) >= rate.requests then
+      local oldest = tonumber(redis.call('ZRANGE', wkey, 0, 0, 'WITHSCORES')[2])
+      local wait
+      if oldest > now then
+        -- every place is held by an attempt still in flight: look again shortly
+        wait = math.max(10, math.min(rate.window_ms / rate.requests, 100))
+      else
+        wait = oldest + rate.window_ms - now
+      end
+      if wait > max_wait_ms then
+        schedule(id, conn, State.pending, now + wait)
+        return {ClaimStatus.deferred, now + wait, Reason.rate_limit}
+      end
+      return {ClaimStatus.wait, wait}
+    end
+    redis.call('ZADD', wkey, now + lease_ms, id .. '|' .. token)
+    redis.call('PEXPIRE', wkey, lease_ms + rate.window_ms + 1000)
+  elseif rate then
+    -- With a burst: GCRA, one theoretical arrival time per connection (a steady rate of
+    -- `requests` per window with `burst` more at once).
     local rlkey = rate_key(conn)
     local tat = math.max(tonumber(redis.call('GET', rlkey)) or now, now)
     local new_tat = tat + rate.interval_ms

@@ -49,7 +49,8 @@
 --   <p>:conn:{connection}:last         hash    success_at, failure_at, failure, paused_at/by
 --   <p>:conn:{connection}:breaker      hash    circuit breaker state
 --   <p>:conn:{connection}:cooldown     string  no attempt before (ms), after a 429 (TTL)
---   <p>:conn:{connection}:rl           string  rate limiter's arrival time (GCRA, ms)
+--   <p>:conn:{connection}:rl           string  rate limiter's arrival time (GCRA, ms; burst)
+--   <p>:conn:{connection}:rw           zset    rate limiter's rolling window (attempts)
 --   <p>:conn:{connection}:dead         hash    dead-letter category -> DEAD deliveries now
 --   <p>:conn:{connection}:oauth:failing string JSON failing token refreshes (Python only)
 --   <p>:conn:{connection}:oauth        string  JSON OAuth token state (Python only)

@@ -57,10 +57,21 @@ def open_ledger(settings: Settings, client: redis.Redis | None = None) -> Ledger
     )
 
 
-def _gcra(requests: int, per_seconds: float) -> dict[str, float]:
-    """A rate limit as the claim script's GCRA parameters."""
+#: a connection's rate limit as a claim takes it: (requests, per_seconds) or
+#: (requests, per_seconds, burst); a burst of None or 0 is none
+RateSpec = tuple[int, float] | tuple[int, float, int | None]
+
+
+def _rate_params(spec: RateSpec) -> dict[str, float]:
+    """A rate limit as the claim script's parameters: without a burst, a rolling window
+    (never more than `requests` attempts in any `per_seconds`); with one, GCRA (a steady
+    rate of `requests` per `per_seconds` and up to `burst` more at once)."""
+    requests, per_seconds = spec[0], spec[1]
+    burst = spec[2] if len(spec) > 2 else None
+    if not burst:
+        return {"window_ms": per_seconds * 1000, "requests": requests}
     interval = per_seconds * 1000 / requests
-    return {"interval_ms": interval, "burst_ms": interval * requests}
+    return {"interval_ms": interval, "burst_ms": interval * burst}
 
 
 class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerCold):
@@ -213,16 +224,16 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         token: str,
         now: float,
         lease_seconds: float,
-        rates: Mapping[str, tuple[int, float]] | None = None,
+        rates: Mapping[str, RateSpec] | None = None,
         max_wait_seconds: float = 1.0,
         with_data: bool = False,
     ) -> Claim:
         """Try to take a delivery for one attempt.
 
-        `rates`: (requests, per_seconds) by connection, for those with a rate limit (the
-        delivery's own connection picks its entry). `with_data`: also return the delivery as
-        the claim left it and, when claimed, its event, read in the same step (a worker then
-        makes no reads of its own).
+        `rates`: (requests, per_seconds[, burst]) by connection, for those with a rate
+        limit (the delivery's own connection picks its entry). `with_data`: also return the
+        delivery as the claim left it and, when claimed, its event, read in the same step (a
+        worker then makes no reads of its own).
         """
         request: dict[str, Any] = {
             "id": delivery_id,
@@ -232,10 +243,7 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
             "with_data": with_data,
         }
         if rates:
-            request["rates"] = {
-                conn: _gcra(requests, per_seconds)
-                for conn, (requests, per_seconds) in rates.items()
-            }
+            request["rates"] = {conn: _rate_params(spec) for conn, spec in rates.items()}
         return replies.claim(self._run("claim", now, **request), with_data=with_data)
 
     def claim_batch(
