@@ -14,6 +14,8 @@ the packages to hold that), so "one of ours, with a message meant for a person" 
     │   └── FetchPaused                 the connection a `fetch:` reads is paused: wait
     │                                   (no attempt used) and look again
     ├── LedgerUnavailable               Redis cannot be reached: 503, the lease runs out
+    ├── BrokerUnavailable               RabbitMQ did not take (confirm) a hint: it stays in
+    │                                   the ledger's outbox for the next relay (core/amqp.py)
     ├── ArchiveUnavailable              the archive's database cannot be reached or used
     │                                   (core/archive/database.py)
     ├── ArchiverBusy                    an erasure waited too long for the archiver's lock
@@ -130,6 +132,12 @@ class FetchPaused(HubError):
 class LedgerUnavailable(CrmhubError):
     """The ledger store (Redis) cannot be reached: not a delivery failure (so not a HubError);
     the receiver answers 503 + Retry-After, a worker leaves its lease to run out."""
+
+
+class BrokerUnavailable(CrmhubError):
+    """An AMQP broker (RabbitMQ) could not be reached or did not confirm a published hint:
+    not a delivery's failure; the hint stays in the ledger's outbox for the next relay (the
+    sweeper's, at the latest)."""
 
 
 class ArchiveUnavailable(CrmhubError):

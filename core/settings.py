@@ -74,6 +74,10 @@ def _choice(
     return value
 
 
+#: the broker URL schemes that name RabbitMQ (kombu's py-amqp transport)
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None  # None: the embedded redis-server under var_dir
@@ -176,6 +180,13 @@ class Settings:
     def control_queue(self) -> str:
         """Scheduler tasks: kept apart so a delivery backlog never delays the sweeper."""
         return f"{self.key_prefix}.control"
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        """CRMHUB_BROKER_URL names an AMQP broker (RabbitMQ): the ledger's scripts then put
+        their hints in an outbox that is relayed to it after each script (core/amqp.py)."""
+        scheme = (self.broker_url or "").partition("://")[0].lower()
+        return scheme in AMQP_SCHEMES
 
     @property
     def celery_keyprefix(self) -> str:

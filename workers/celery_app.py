@@ -19,6 +19,7 @@ from celery.beat import PersistentScheduler
 from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, celeryd_init
 
 from connectors.validation import config_or_exit
+from core.amqp import amqp_queue
 from core.logs import JsonFormatter, use_json_logs
 from core.observability import init_sentry
 from core.redis_client import resolve_redis_url
@@ -86,6 +87,8 @@ def make_celery(settings: Settings) -> Celery:
             },
         },
     )
+    if settings.broker_is_amqp:
+        app.conf.update(amqp_settings(settings))
     app.conf.crmhub_settings = settings
     if settings.log_format == "json":
         _quiet_banners(app)
@@ -95,6 +98,20 @@ def make_celery(settings: Settings) -> Celery:
         logging.getLogger().addHandler(handler)
         use_json_logs("beat" if _is_beat() else "worker")
     return app
+
+
+def amqp_settings(settings: Settings) -> dict[str, Any]:
+    """RabbitMQ as the broker: the hub's queues are quorum queues (replicated, durable,
+    declared as core/amqp.py declares them), every publish (beat's tasks; the hints go
+    through core/amqp.py) waits for RabbitMQ's confirm, and a message is acknowledged after
+    its task (acks_late, as on Redis). Quorum queues have no global QoS: Celery detects the
+    queue type and uses per-consumer prefetch (1, as above)."""
+    return {
+        "task_queues": [amqp_queue(settings.celery_queue), amqp_queue(settings.control_queue)],
+        "broker_transport_options": {"confirm_publish": True},
+        "worker_detect_quorum_queues": True,
+        "task_create_missing_queues": False,
+    }
 
 
 def _quiet_banners(app: Celery) -> None:

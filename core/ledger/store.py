@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from core import redis_client
+from core.amqp import AmqpPublisher
 from core.ledger import replies
 from core.ledger.actions import ActionLog
 from core.ledger.activity import ActivityReads
@@ -35,6 +36,7 @@ from core.ledger.operator_writes import OperatorWrites
 from core.ledger.outbox import AlertOutbox
 from core.ledger.pages import BacklogReads
 from core.ledger.reads import LedgerReads
+from core.ledger.relay import PUBLISHING_SCRIPTS, HintRelay
 from core.ledger.replies import Accepted, BatchClaimed, Claim, Finish, Swept
 from core.ledger.scripts import SCRIPTS, load_script
 from core.ledger.search import search_terms
@@ -49,12 +51,17 @@ def open_ledger(settings: Settings, client: redis.Redis | None = None) -> Ledger
     """The hub's ledger as every process opens it (receiver, worker, CLI): its Redis (or
     `client`), key prefix, work queue and dedupe window from the settings."""
     client = client or redis_client.connect(redis_client.resolve_redis_url(settings))
-    return Ledger(
+    amqp = settings.broker_is_amqp
+    ledger = Ledger(
         client,
         prefix=settings.key_prefix,
-        queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
+        queue=HintQueue(settings.celery_queue, settings.celery_keyprefix, outbox=amqp),
         dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
     )
+    if amqp:
+        publisher = AmqpPublisher(str(settings.broker_url), settings.celery_queue)
+        ledger.relay = HintRelay(client, ledger.queue.key, publisher)
+    return ledger
 
 
 #: a connection's rate limit as a claim takes it: (requests, per_seconds) or
@@ -105,6 +112,8 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         self.memo = Memo(client, self.keys)
         self.actions = ActionLog(client, self.keys)  # the operator action log
         self.bulk = BulkOperations(client, self.keys)  # bulk replays and discards
+        #: with an AMQP broker, what takes the scripts' hints from the outbox to it
+        self.relay: HintRelay | None = None
 
     def read_succeeded(self, connection: str, now: float) -> None:
         """A connection answered a read (a mapping's `fetch:`): a success of that connection
@@ -129,7 +138,10 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         }
         args = [json.dumps(payload, separators=(",", ":")), *raw]
         with translate_redis_errors():
-            return self._lane(self._scripts[script], args)
+            reply = self._lane(self._scripts[script], args)
+        if self.relay is not None and script in PUBLISHING_SCRIPTS:
+            self.relay.relay_quietly()  # after the change is made: RabbitMQ gets its hints
+        return reply
 
     # the receiver ---------------------------------------------------------------------
     def accept(self, events: Sequence[NewEvent], now: float) -> list[Accepted]:
