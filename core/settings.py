@@ -82,6 +82,9 @@ AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 class Settings:
     redis_url: str | None = None  # None: the embedded redis-server under var_dir
     broker_url: str | None = None  # None: same as the ledger's Redis
+    # after each accept, WAIT for this many replicas to have it before answering 2xx (0: no)
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000  # how long that WAIT may take; then 503
     config_path: Path = Path("crmhub.yaml")
     var_dir: Path = Path("var")
     key_prefix: str = "crmhub"
@@ -119,6 +122,12 @@ class Settings:
         settings = cls(
             redis_url=env.get("CRMHUB_REDIS_URL") or None,
             broker_url=env.get("CRMHUB_BROKER_URL") or None,
+            redis_wait_replicas=(
+                _int(env, "CRMHUB_REDIS_WAIT_REPLICAS", 0, problems)
+                if env.get("CRMHUB_REDIS_WAIT_REPLICAS") not in (None, "", "0")
+                else 0
+            ),
+            redis_wait_timeout_ms=_int(env, "CRMHUB_REDIS_WAIT_TIMEOUT_MS", 1000, problems),
             config_path=Path(env.get("CRMHUB_CONFIG") or "crmhub.yaml"),
             var_dir=Path(env.get("CRMHUB_VAR_DIR") or "var"),
             key_prefix=env.get("CRMHUB_KEY_PREFIX") or "crmhub",

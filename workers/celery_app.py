@@ -22,7 +22,7 @@ from connectors.validation import config_or_exit
 from core.amqp import amqp_queue
 from core.logs import JsonFormatter, use_json_logs
 from core.observability import init_sentry
-from core.redis_client import resolve_redis_url
+from core.redis_client import kombu_broker, resolve_redis_url
 from core.settings import Settings
 
 #: seconds before Redis redelivers an unacknowledged message; far above any task's run time
@@ -34,9 +34,11 @@ ARCHIVE_INTERVAL_SECONDS = 10.0
 
 def make_celery(settings: Settings) -> Celery:
     redis_url = resolve_redis_url(settings)
+    # a redis+sentinel:// URL becomes kombu's sentinel:// one and its master_name
+    broker_url, sentinel_options = kombu_broker(settings.broker_url or redis_url)
     app = Celery(
         "crmhub",
-        broker=settings.broker_url or redis_url,
+        broker=broker_url,
         include=["workers.tasks"],
         amqp="workers.broker:PromptReconnectAMQP",
     )
@@ -56,6 +58,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options={
             "global_keyprefix": settings.celery_keyprefix,
             "visibility_timeout": VISIBILITY_TIMEOUT,
+            **sentinel_options,
         },
         # under the var directory, like the embedded Redis: never a path shared by every hub
         # (and every test run) on the host

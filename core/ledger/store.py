@@ -19,6 +19,7 @@ import redis
 
 from core import redis_client
 from core.amqp import AmqpPublisher
+from core.errors import ReplicasUnconfirmed
 from core.ledger import replies
 from core.ledger.actions import ActionLog
 from core.ledger.activity import ActivityReads
@@ -57,6 +58,8 @@ def open_ledger(settings: Settings, client: redis.Redis | None = None) -> Ledger
         prefix=settings.key_prefix,
         queue=HintQueue(settings.celery_queue, settings.celery_keyprefix, outbox=amqp),
         dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
+        wait_replicas=settings.redis_wait_replicas,
+        wait_timeout_ms=settings.redis_wait_timeout_ms,
     )
     if amqp:
         publisher = AmqpPublisher(str(settings.broker_url), settings.celery_queue)
@@ -94,8 +97,13 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         prefix: str,
         queue: HintQueue,
         dedupe_ttl_seconds: int = 30 * 24 * 3600,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.redis = client
+        #: an accept is confirmed by this many replicas before the receiver answers 2xx
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.prefix = prefix
         self.keys = LedgerKeys(prefix)
         self.queue = queue
@@ -138,7 +146,14 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         }
         args = [json.dumps(payload, separators=(",", ":")), *raw]
         with translate_redis_errors():
-            reply = self._lane(self._scripts[script], args)
+            if script == "accept" and self.wait_replicas:
+                reply, confirmed = self._lane.run_and_wait(
+                    self._scripts[script], args, self.wait_replicas, self.wait_timeout_ms
+                )
+                if confirmed < self.wait_replicas:
+                    raise ReplicasUnconfirmed(confirmed, self.wait_replicas)
+            else:
+                reply = self._lane(self._scripts[script], args)
         if self.relay is not None and script in PUBLISHING_SCRIPTS:
             self.relay.relay_quietly()  # after the change is made: RabbitMQ gets its hints
         return reply
