@@ -126,15 +126,18 @@ class ScriptLane:
         return reply, int(connection.read_response())
 
     def _connect(self) -> tuple[ConnectionInterface, bool]:
-        """The lane's connection, and whether it is new (made, not yet used, by this call).
-
-        The socket itself is opened lazily, by the first command sent on it."""
+        """The lane's connection, and whether it is new (made, not yet used, by this call)."""
         connection = self._connection
         # a connection made before a fork belongs to the parent: the child makes its own
         # (and leaves the parent's socket alone)
         if connection is not None and self._pid == os.getpid():
             return connection, False
-        connection = self._connection = self._connection_class(**self._connection_kwargs)
+        connection = self._connection_class(**self._connection_kwargs)
+        # Opened here rather than by the first command: a Sentinel-managed connection learns
+        # the primary's address in connect(), which sending a command on a fresh connection
+        # skips (redis-py connects it to its default, localhost:6379, instead).
+        connection.connect()
+        self._connection = connection
         self._pid = os.getpid()
         return connection, True
 
