@@ -624,6 +624,28 @@ def test_no_rolling_window_ever_holds_more_than_the_limit_however_late_requests_
     assert {hub.state(d) for d in ids} == {"delivered"}
 
 
+def busiest_second_when_claiming_flat_out(hub: Hub, conn: str, rate: tuple[Any, ...]) -> int:
+    """Claim (and at once finish) as fast as the limiter allows over a controlled
+    clock (2.2 s, in 10 ms steps); the most attempts any rolling second saw (whole ms)."""
+    sent: list[int] = []
+    step, n = 0, 0
+    while step < 220:
+        d = hub.accept(f"{conn}{n}", conn=conn, now=T0 + step / 100)
+        n += 1
+        while hub.claim(d, token=d, now=T0 + step / 100, rates={conn: rate}).status != "claimed":
+            step += 1
+        assert not hub.finish(d, "delivered", token=d, now=T0 + step / 100).lost
+        sent.append(step * 10)
+    return max(sum(1 for t in sent if s <= t < s + 1000) for s in sent)
+
+
+def test_the_window_holds_at_its_edge_where_a_burst_of_requests_doubles_it(hub: Hub) -> None:
+    # the rolling window: never more than 20 in a second, even across a window's edge
+    assert busiest_second_when_claiming_flat_out(hub, CRM, (20, 1.0)) == 20
+    # the limiter this replaced (a steady rate plus a burst of `requests`): nearly twice
+    assert busiest_second_when_claiming_flat_out(hub, "erp", (20, 1.0, 20)) >= 39
+
+
 def test_with_a_burst_the_limit_is_a_steady_rate_with_that_many_more_at_once(hub: Hub) -> None:
     a, b, c, d = (hub.accept(f"r{i}") for i in range(4))
     rate = {CRM: (2, 1.0, 2)}  # one every 500 ms, two at once
