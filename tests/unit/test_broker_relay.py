@@ -159,3 +159,24 @@ def test_on_rabbitmq_celery_uses_quorum_queues_and_publisher_confirms(
     assert all(q.durable for q in queues.values())
     assert conf.broker_transport_options["confirm_publish"] is True
     assert conf.task_acks_late and conf.worker_prefetch_multiplier == 1
+
+
+def test_with_rabbitmq_unreachable_the_event_is_recorded_and_its_hint_kept() -> None:
+    """The real publisher against a port nothing listens on: the accept stands, the hint
+    waits in the outbox, and the process leaves the broker alone for a moment instead of
+    paying a connect per webhook."""
+    from core.ledger import open_ledger
+
+    settings = Settings(
+        redis_url="redis://unused",
+        broker_url="amqp://guest:guest@127.0.0.1:1/nowhere",
+        key_prefix="t",
+    )
+    ledger = open_ledger(settings, fakeredis.FakeRedis())
+    assert ledger.relay is not None
+    d = accept(ledger, 1)
+    assert ledger.raw_delivery(d)["state"] == "pending"
+    assert outbox(ledger) == [d]
+    assert ledger.relay.publisher.resting()
+    accept(ledger, 2)  # resting: not tried again, kept in order
+    assert outbox(ledger) == [d, "dlv_2"]
