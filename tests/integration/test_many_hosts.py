@@ -108,6 +108,10 @@ class Host:
         except httpx.TransportError:
             return False
 
+    def named(self) -> bool:
+        """The worker's banner names its node after the host (CRMHUB_WORKER_NAME)."""
+        return f"{self.name}@" in self.parts["worker"].output()
+
     def kill(self) -> None:
         """The host loses power: every process of it SIGKILLed at once."""
         self.alive = False
@@ -209,6 +213,8 @@ def test_two_hosts_share_the_rate_limit_and_the_pause_and_survive_losing_one(
     try:
         for host in hosts:
             wait_until(host.ready, timeout=60, message=f"{host.name}'s receiver ready")
+            # each worker runs under its own node name (CRMHUB_WORKER_NAME, the Procfile's)
+            wait_until(host.named, timeout=60, message=f"{host.name}'s worker node")
         with ThreadPoolExecutor(max_workers=6) as pool:
             list(pool.map(send, range(BEFORE_PAUSE)))
             wait_until(lambda: len(puts()) >= 40, timeout=120, message="40 writes")
