@@ -117,6 +117,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     cost = median(results["with"], "rps") / median(results["without"], "rps")
     print(f"cost ratio (hub with WAIT / hub without): {cost:.2f}")
+    cpu = {
+        mode: [t for r in runs if (t := r.cpu.total_us) is not None]
+        for mode, runs in results.items()
+    }
+    if cpu["with"] and cpu["without"]:
+        # CPU per request moves much less with the machine's other load than req/s does
+        without_us, with_us = statistics.median(cpu["without"]), statistics.median(cpu["with"])
+        print(
+            f"CPU per request (server + Redis + wrk): without {without_us:.0f} us, with "
+            f"{with_us:.0f} us: CPU-bound ratio {without_us / with_us:.2f}"
+        )
     problems = [p for mode in results.values() for r in mode for p in r.problems()]
     for problem in problems:
         print(f"invalid run: {problem}")
