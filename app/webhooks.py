@@ -22,7 +22,7 @@ from werkzeug.datastructures import EnvironHeaders
 from werkzeug.wsgi import get_current_url
 
 from app.runtime import Hub
-from core.errors import LedgerUnavailable
+from core.errors import LedgerUnavailable, ReplicasUnconfirmed
 from core.intake import BadPayload, build_events, decode_body, stored_headers
 from core.reload import Reloadable
 from core.signatures import SignatureError, SignedRequest
@@ -112,10 +112,19 @@ def receive(hub: Hub, source: str, environ: dict[str, Any]) -> Answer:
             "ledger unavailable; answering 503 to %s: %s", source, exc, extra={"source": source}
         )
         hub.answers.outcome(source, WebhookOutcome.UNAVAILABLE)
-        status, payload, _ = _error(
-            503,
-            "ledger_unavailable",
-            "the hub cannot record events right now; retry later (nothing was recorded)",
+        status, payload, _ = (
+            _error(
+                503,
+                "replicas_unconfirmed",
+                "recorded, but not yet on enough Redis replicas (CRMHUB_REDIS_WAIT_REPLICAS); "
+                "retry later (the retry is recognised as the same event)",
+            )
+            if isinstance(exc, ReplicasUnconfirmed)
+            else _error(
+                503,
+                "ledger_unavailable",
+                "the hub cannot record events right now; retry later (nothing was recorded)",
+            )
         )
         return status, payload, [("Retry-After", str(LEDGER_RETRY_AFTER))]
 

@@ -14,6 +14,10 @@ the packages to hold that), so "one of ours, with a message meant for a person" 
     │   └── FetchPaused                 the connection a `fetch:` reads is paused: wait
     │                                   (no attempt used) and look again
     ├── LedgerUnavailable               Redis cannot be reached: 503, the lease runs out
+    │   └── ReplicasUnconfirmed         CRMHUB_REDIS_WAIT_REPLICAS did not confirm an accept
+    │                                   in time: 503 (the sender retries)
+    ├── BrokerUnavailable               RabbitMQ did not take (confirm) a hint: it stays in
+    │                                   the ledger's outbox for the next relay (core/amqp.py)
     ├── ArchiveUnavailable              the archive's database cannot be reached or used
     │                                   (core/archive/database.py)
     ├── ArchiverBusy                    an erasure waited too long for the archiver's lock
@@ -134,6 +138,24 @@ class FetchPaused(HubError):
 class LedgerUnavailable(CrmhubError):
     """The ledger store (Redis) cannot be reached: not a delivery failure (so not a HubError);
     the receiver answers 503 + Retry-After, a worker leaves its lease to run out."""
+
+
+class ReplicasUnconfirmed(LedgerUnavailable):
+    """An accept reached the primary, but fewer replicas than CRMHUB_REDIS_WAIT_REPLICAS
+    confirmed it within CRMHUB_REDIS_WAIT_TIMEOUT_MS: a failover now could lose it, so the
+    receiver answers 503 and the sender retries (a retry that finds it is a duplicate, and
+    is answered only once the replicas confirm that too)."""
+
+    def __init__(self, confirmed: int, wanted: int) -> None:
+        super().__init__(f"{confirmed} of {wanted} Redis replicas confirmed the write in time")
+        self.confirmed = confirmed
+        self.wanted = wanted
+
+
+class BrokerUnavailable(CrmhubError):
+    """An AMQP broker (RabbitMQ) could not be reached or did not confirm a published hint:
+    not a delivery's failure; the hint stays in the ledger's outbox for the next relay (the
+    sweeper's, at the latest)."""
 
 
 class ArchiveUnavailable(CrmhubError):

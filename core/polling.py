@@ -99,7 +99,11 @@ def poll_source(
         raise NotPolling(name)
     connection = config.connections[poll.connection]
     rate = (
-        (connection.rate_limit.requests, connection.rate_limit.per_seconds)
+        (
+            connection.rate_limit.requests,
+            connection.rate_limit.per_seconds,
+            connection.rate_limit.burst,
+        )
         if connection.rate_limit
         else None
     )

@@ -27,10 +27,12 @@ TAG_PLACEHOLDER = "@TAG@"
 class HintQueue:
     """Builds Celery messages for one queue under kombu's `global_keyprefix`."""
 
-    def __init__(self, queue_name: str, keyprefix: str) -> None:
+    def __init__(self, queue_name: str, keyprefix: str, *, outbox: bool = False) -> None:
         self.queue_name = queue_name
-        #: the Redis list kombu's Redis transport consumes (priority 0 lives at the bare name)
-        self.key = f"{keyprefix}{queue_name}"
+        #: the Redis list kombu's Redis transport consumes (priority 0 lives at the bare name);
+        #: with `outbox` (an AMQP broker) a list of the ledger's own that is relayed to the
+        #: broker after each script instead (core/ledger/relay.py)
+        self.key = f"{keyprefix}{queue_name}" + (".outbox" if outbox else "")
         self.template = self._template(DELIVER_TASK)
 
     def _template(self, task: str) -> str:

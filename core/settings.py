@@ -93,10 +93,17 @@ def _choice(
     return value
 
 
+#: the broker URL schemes that name RabbitMQ (kombu's py-amqp transport)
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str | None = None  # None: the embedded redis-server under var_dir
     broker_url: str | None = None  # None: same as the ledger's Redis
+    # after each accept, WAIT for this many replicas to have it before answering 2xx (0: no)
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000  # how long that WAIT may take; then 503
     config_path: Path = Path("crmhub.yaml")
     var_dir: Path = Path("var")
     key_prefix: str = "crmhub"
@@ -138,6 +145,12 @@ class Settings:
         settings = cls(
             redis_url=env.get("CRMHUB_REDIS_URL") or None,
             broker_url=env.get("CRMHUB_BROKER_URL") or None,
+            redis_wait_replicas=(
+                _int(env, "CRMHUB_REDIS_WAIT_REPLICAS", 0, problems)
+                if env.get("CRMHUB_REDIS_WAIT_REPLICAS") not in (None, "", "0")
+                else 0
+            ),
+            redis_wait_timeout_ms=_int(env, "CRMHUB_REDIS_WAIT_TIMEOUT_MS", 1000, problems),
             config_path=Path(env.get("CRMHUB_CONFIG") or "crmhub.yaml"),
             var_dir=Path(env.get("CRMHUB_VAR_DIR") or "var"),
             key_prefix=env.get("CRMHUB_KEY_PREFIX") or "crmhub",
@@ -201,6 +214,13 @@ class Settings:
     def control_queue(self) -> str:
         """Scheduler tasks: kept apart so a delivery backlog never delays the sweeper."""
         return f"{self.key_prefix}.control"
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        """CRMHUB_BROKER_URL names an AMQP broker (RabbitMQ): the ledger's scripts then put
+        their hints in an outbox that is relayed to it after each script (core/amqp.py)."""
+        scheme = (self.broker_url or "").partition("://")[0].lower()
+        return scheme in AMQP_SCHEMES
 
     @property
     def celery_keyprefix(self) -> str:

@@ -19,9 +19,10 @@ from celery.beat import PersistentScheduler
 from celery.signals import after_setup_logger, after_setup_task_logger, beat_init, celeryd_init
 
 from connectors.validation import config_or_exit
+from core.amqp import amqp_queue
 from core.logs import JsonFormatter, use_json_logs
 from core.observability import init_sentry
-from core.redis_client import resolve_redis_url
+from core.redis_client import kombu_broker, resolve_redis_url
 from core.settings import Settings
 
 #: seconds before Redis redelivers an unacknowledged message; far above any task's run time
@@ -35,9 +36,11 @@ POLL_DISPATCH_SECONDS = 1.0
 
 def make_celery(settings: Settings) -> Celery:
     redis_url = resolve_redis_url(settings)
+    # a redis+sentinel:// URL becomes kombu's sentinel:// one and its master_name
+    broker_url, sentinel_options = kombu_broker(settings.broker_url or redis_url)
     app = Celery(
         "crmhub",
-        broker=settings.broker_url or redis_url,
+        broker=broker_url,
         include=["workers.tasks"],
         amqp="workers.broker:PromptReconnectAMQP",
     )
@@ -57,6 +60,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options={
             "global_keyprefix": settings.celery_keyprefix,
             "visibility_timeout": VISIBILITY_TIMEOUT,
+            **sentinel_options,
         },
         # under the var directory, like the embedded Redis: never a path shared by every hub
         # (and every test run) on the host
@@ -97,6 +101,8 @@ def make_celery(settings: Settings) -> Celery:
             },
         },
     )
+    if settings.broker_is_amqp:
+        app.conf.update(amqp_settings(settings))
     app.conf.crmhub_settings = settings
     if settings.log_format == "json":
         _quiet_banners(app)
@@ -106,6 +112,20 @@ def make_celery(settings: Settings) -> Celery:
         logging.getLogger().addHandler(handler)
         use_json_logs("beat" if _is_beat() else "worker")
     return app
+
+
+def amqp_settings(settings: Settings) -> dict[str, Any]:
+    """RabbitMQ as the broker: the hub's queues are quorum queues (replicated, durable,
+    declared as core/amqp.py declares them), every publish (beat's tasks; the hints go
+    through core/amqp.py) waits for RabbitMQ's confirm, and a message is acknowledged after
+    its task (acks_late, as on Redis). Quorum queues have no global QoS: Celery detects the
+    queue type and uses per-consumer prefetch (1, as above)."""
+    return {
+        "task_queues": [amqp_queue(settings.celery_queue), amqp_queue(settings.control_queue)],
+        "broker_transport_options": {"confirm_publish": True},
+        "worker_detect_quorum_queues": True,
+        "task_create_missing_queues": False,
+    }
 
 
 def _quiet_banners(app: Celery) -> None:

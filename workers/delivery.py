@@ -55,6 +55,7 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str, *, adopt: bool = True) -> 
     token = uuid.uuid4().hex
     budget = Budget.of(rt.settings)
     ledger = rt.ledger
+    waited = 0.0
     while True:
         # one round trip: the claim, and the delivery and its event to work with
         claim = ledger.claim(
@@ -63,12 +64,14 @@ def run_delivery(rt: WorkerRuntime, delivery_id: str, *, adopt: bool = True) -> 
             now=time.time(),
             lease_seconds=rt.settings.lease_seconds,
             rates=rt.rate_limits,
-            max_wait_seconds=MAX_RATE_WAIT_SECONDS,
+            # all waits in place together stay within the budget, then it is rescheduled
+            max_wait_seconds=max(0.0, MAX_RATE_WAIT_SECONDS - waited),
             with_data=True,
         )
         if claim.status != ClaimStatus.WAIT:
             break
         time.sleep(claim.wait_ms / 1000)
+        waited += claim.wait_ms / 1000
     raw = dict(claim.delivery)
     if not raw:
         return Reason.MISSING

@@ -18,7 +18,7 @@ from connectors.base import Connector
 from connectors.registry import CONNECTORS
 from connectors.validation import validated_config
 from core.config import Config
-from core.ledger import Ledger, open_ledger
+from core.ledger import Ledger, RateSpec, open_ledger
 from core.settings import Settings
 
 
@@ -52,10 +52,10 @@ class WorkerRuntime:
         )
 
     @functools.cached_property
-    def rate_limits(self) -> dict[str, tuple[int, float]]:
-        """(requests, per_seconds) of each connection that has a rate limit."""
+    def rate_limits(self) -> dict[str, RateSpec]:
+        """(requests, per_seconds, burst) of each connection that has a rate limit."""
         return {
-            name: (c.rate_limit.requests, c.rate_limit.per_seconds)
+            name: (c.rate_limit.requests, c.rate_limit.per_seconds, c.rate_limit.burst)
             for name, c in self.config.connections.items()
             if c.rate_limit
         }

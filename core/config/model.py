@@ -48,8 +48,12 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class RateLimit:
+    """At most `requests` attempts in any rolling `per_seconds`; with `burst`, a steady
+    rate of `requests` per `per_seconds` with up to `burst` more at once instead."""
+
     requests: int
     per_seconds: float
+    burst: int | None = None
 
 
 @dataclass(frozen=True)

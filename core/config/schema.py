@@ -122,6 +122,7 @@ class SourceSchema(Schema):
 class RateLimitSchema(Schema):
     requests = fields.Integer(required=True, validate=validate.Range(min=1))
     per_seconds = fields.Float(required=True, validate=validate.Range(min=0.001))
+    burst = fields.Integer(validate=validate.Range(min=1))
 
 
 class RetrySchema(Schema):

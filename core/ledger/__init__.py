@@ -7,7 +7,7 @@ stores (core/vocabulary.py). Every process opens it with open_ledger.
 
 from core.ledger.model import NewDelivery, NewEvent
 from core.ledger.replies import Accepted, BatchClaimed, Claim, Finish, Swept
-from core.ledger.store import Ledger, open_ledger
+from core.ledger.store import Ledger, RateSpec, open_ledger
 from core.ledger.translate import translate_redis_errors
 from core.vocabulary import EventState, State
 
@@ -20,6 +20,7 @@ __all__ = [
     "Ledger",
     "NewDelivery",
     "NewEvent",
+    "RateSpec",
     "State",
     "Swept",
     "open_ledger",

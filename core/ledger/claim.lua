@@ -1,7 +1,8 @@
 -- claim: take a delivery for one attempt (claim_one.lua decides).
 -- ARGV[1]: {id, token, lease_ms, max_wait_ms,
---           rates: {connection: {interval_ms, burst_ms}} (the connections that have a rate
---                  limit; the delivery's own connection picks its entry) or absent,
+--           rates: {connection: {window_ms, requests} | {interval_ms, burst_ms}} (the
+--                  connections that have a rate limit; the delivery's own connection
+--                  picks its entry) or absent,
 --           with_data: true to also return the delivery and its event as they now are}
 -- Reply: claim_one's answer; with with_data {answer, delivery, event}, the last two flat
 -- HGETALL arrays (empty when missing; the event only when claimed), so a worker needs no

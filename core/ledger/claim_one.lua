@@ -1,6 +1,7 @@
 -- Claim one delivery for an attempt: PENDING -> IN_FLIGHT with a lease owned by `token`.
 -- Included by claim.lua and claim_batch.lua (after common.lua).
--- `rate` (GCRA parameters) is nil when the caller already holds the connection's rate token.
+-- `rate` is nil when the caller already holds the connection's rate token; else either
+-- {window_ms, requests} (a rolling window) or {interval_ms, burst_ms} (GCRA, with a burst).
 -- Returns one of (decoded by core/ledger/replies.py, claim):
 --   {ClaimStatus.skip, state or Reason}  stale or duplicate message: not pending (its state,
 --                                        or Reason.missing), or not its turn (Reason.waiting)
@@ -67,21 +68,16 @@ local function claim_one(id, token, lease_ms, rate, max_wait_ms)
                'probe_until', now + lease_ms)
   end
 
-  -- Rate limit shared by every worker (GCRA: one theoretical arrival time per connection).
+  -- Rate limit shared by every worker and host (take_rate, common.lua).
   if rate then
-    local rlkey = rate_key(conn)
-    local tat = math.max(tonumber(redis.call('GET', rlkey)) or now, now)
-    local new_tat = tat + rate.interval_ms
-    local allow_at = new_tat - rate.burst_ms
-    if allow_at > now then
-      local wait = allow_at - now
+    local wait = take_rate(conn, rate, id .. '|' .. token, now + lease_ms)
+    if wait then
       if wait > max_wait_ms then
         schedule(id, conn, State.pending, now + wait)
         return {ClaimStatus.deferred, now + wait, Reason.rate_limit}
       end
       return {ClaimStatus.wait, wait}
     end
-    redis.call('SET', rlkey, new_tat, 'PX', math.ceil(new_tat - now + 1000))
   end
 
   local lease_until = now + lease_ms

@@ -49,7 +49,8 @@
 --   <p>:conn:{connection}:last         hash    success_at, failure_at, failure, paused_at/by
 --   <p>:conn:{connection}:breaker      hash    circuit breaker state
 --   <p>:conn:{connection}:cooldown     string  no attempt before (ms), after a 429 (TTL)
---   <p>:conn:{connection}:rl           string  rate limiter's arrival time (GCRA, ms)
+--   <p>:conn:{connection}:rl           string  rate limiter's arrival time (GCRA, ms; burst)
+--   <p>:conn:{connection}:rw           zset    rate limiter's rolling window (attempts)
 --   <p>:conn:{connection}:dead         hash    dead-letter category -> DEAD deliveries now
 --   <p>:conn:{connection}:oauth:failing string JSON failing token refreshes (Python only)
 --   <p>:conn:{connection}:oauth        string  JSON OAuth token state (Python only)
@@ -124,6 +125,37 @@ local function head(rk)
 end
 
 local function paused(conn) return redis.call('EXISTS', pause_key(conn)) == 1 end
+
+-- The connection's rate limit, one for every worker, host, poll and backfill: take a place for
+-- `member` (an attempt, a listing), held until `hold_until`. Without a burst a rolling window:
+-- never more than `requests` places in any `window_ms` (an attempt's place moves to its finish
+-- in finish.lua, so a late sender cannot overfill a window; at most `requests` members); with a
+-- burst GCRA, one theoretical arrival time. Returns nil when taken, else the ms to wait
+-- (nothing changed).
+local function take_rate(conn, rate, member, hold_until)
+  if rate.window_ms then
+    local wkey = rate_window_key(conn)
+    redis.call('ZREMRANGEBYSCORE', wkey, '-inf', now - rate.window_ms)
+    if redis.call('ZCARD', wkey) >= rate.requests then
+      local oldest = tonumber(redis.call('ZRANGE', wkey, 0, 0, 'WITHSCORES')[2])
+      if oldest > now then
+        -- every place is held by an attempt still in flight: look again shortly
+        return math.max(10, math.min(rate.window_ms / rate.requests, 100))
+      end
+      return oldest + rate.window_ms - now
+    end
+    redis.call('ZADD', wkey, hold_until, member)
+    redis.call('PEXPIRE', wkey, math.ceil(hold_until - now + rate.window_ms + 1000))
+    return nil
+  end
+  local rlkey = rate_key(conn)
+  local tat = math.max(tonumber(redis.call('GET', rlkey)) or now, now)
+  local new_tat = tat + rate.interval_ms
+  local allow_at = new_tat - rate.burst_ms
+  if allow_at > now then return allow_at - now end
+  redis.call('SET', rlkey, new_tat, 'PX', math.ceil(new_tat - now + 1000))
+  return nil
+end
 
 local function hold(id, conn, from, seq)
   move(id, conn, from, State.held)

@@ -22,6 +22,8 @@ redis.call('HINCRBY', stats_key(StatsHash.attempts), conn .. '|' .. req.outcome,
 redis.call('LTRIM', attempts_key(id), -100, -1)
 redis.call('ZREM', inflight_index_key(), id)
 redis.call('HDEL', d, 'token', 'lease_until')
+-- the attempt's place in its connection's rolling rate window now counts from its finish
+redis.call('ZADD', rate_window_key(conn), 'XX', now, id .. '|' .. req.token)
 
 local last = last_key(conn)
 local bkey = breaker_key(conn)

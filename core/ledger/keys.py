@@ -214,7 +214,15 @@ LAYOUT: tuple[KeyKind, ...] = (
         "rate",
         "conn:{connection}:rl",
         "string",
-        "the rate limiter's theoretical arrival time (GCRA, ms)",
+        "the rate limiter's theoretical arrival time (GCRA, ms; a limit with a burst)",
+    ),
+    KeyKind(
+        "rate_window",
+        "conn:{connection}:rw",
+        "zset",
+        "the rate limiter's rolling window (a limit without a burst): one member per "
+        "attempt (delivery id|claim token), scored by its lease's end while in flight, "
+        "by its finish after; at most `requests` members",
     ),
     KeyKind(
         "oauth",
@@ -488,6 +496,9 @@ class LedgerKeys:
 
     def rate(self, connection: str) -> str:
         return f"{self._p}conn:{connection}:rl"
+
+    def rate_window(self, connection: str) -> str:
+        return f"{self._p}conn:{connection}:rw"
 
     def oauth(self, connection: str) -> str:
         return f"{self._p}conn:{connection}:oauth"

@@ -54,6 +54,20 @@ class ScriptLane:
         with self._lock:
             return self._run(lambda connection: self._evalsha(connection, script, args))
 
+    def run_and_wait(
+        self, script: Script, args: Sequence[str | int], replicas: int, timeout_ms: int
+    ) -> tuple[Any, int]:
+        """Run a script, then WAIT for `replicas` replicas to have its writes (at most
+        `timeout_ms`), both sent together: still one round trip. Returns (the script's
+        reply, how many replicas confirmed). WAIT covers every write this connection made,
+        so a script that only counts (a duplicate's accept) waits for the earlier ones too."""
+        with self._lock:
+            return self._run(
+                lambda connection: self._evalsha_and_wait(
+                    connection, script, args, replicas, timeout_ms
+                )
+            )
+
     def ping(self) -> None:
         """PING on the lane's own connection: what the scripts (the receiver's accepts among
         them) can reach, which the pool's connections may not tell."""
@@ -93,16 +107,39 @@ class ScriptLane:
             connection.send_command("EVALSHA", script.sha, 0, *args)
             return connection.read_response()
 
-    def _connect(self) -> tuple[ConnectionInterface, bool]:
-        """The lane's connection, and whether it is new (made, not yet used, by this call).
+    @staticmethod
+    def _evalsha_and_wait(
+        connection: ConnectionInterface,
+        script: Script,
+        args: Sequence[str | int],
+        replicas: int,
+        timeout_ms: int,
+    ) -> tuple[Any, int]:
+        commands = [("EVALSHA", script.sha, 0, *args), ("WAIT", replicas, timeout_ms)]
+        connection.send_packed_command(connection.pack_commands(commands))
+        try:
+            reply = connection.read_response()
+        except NoScriptError:
+            connection.read_response()  # the WAIT's answer, for nothing was written
+            connection.send_command("SCRIPT", "LOAD", script.script)
+            connection.read_response()
+            connection.send_packed_command(connection.pack_commands(commands))
+            reply = connection.read_response()
+        return reply, int(connection.read_response())
 
-        The socket itself is opened lazily, by the first command sent on it."""
+    def _connect(self) -> tuple[ConnectionInterface, bool]:
+        """The lane's connection, and whether it is new (made, not yet used, by this call)."""
         connection = self._connection
         # a connection made before a fork belongs to the parent: the child makes its own
         # (and leaves the parent's socket alone)
         if connection is not None and self._pid == os.getpid():
             return connection, False
-        connection = self._connection = self._connection_class(**self._connection_kwargs)
+        connection = self._connection_class(**self._connection_kwargs)
+        # Opened here rather than by the first command: a Sentinel-managed connection learns
+        # the primary's address in connect(), which sending a command on a fresh connection
+        # skips (redis-py connects it to its default, localhost:6379, instead).
+        connection.connect()
+        self._connection = connection
         self._pid = os.getpid()
         return connection, True
 

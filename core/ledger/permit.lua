@@ -4,7 +4,8 @@
 -- the rate limit, whose theoretical arrival time it shares with the deliveries, so reads and
 -- writes together stay within the connection's limit.
 -- ARGV[1]: {conn, probe (who asks: the breaker's probe while half open), probe_ms (how long
---           the probe may take), rate: {interval_ms, burst_ms} or absent}
+--           the probe may take), read (this listing's own id, its place in the rate
+--           window), rate: the deliveries' rate parameters (core/ledger/rates.py) or absent}
 -- Reply: {ClaimStatus.claimed} go (a rate token taken); {ClaimStatus.held} the connection is
 -- paused; {ClaimStatus.deferred, until_ms, Reason} cooldown, circuit open or another probe
 -- under way; {ClaimStatus.wait, ms} the rate limit: ask again after ms. Decoded by
@@ -32,11 +33,9 @@ if bstate == CircuitState.open or bstate == CircuitState.half_open then
 end
 
 if req.rate then
-  local rlkey = rate_key(conn)
-  local tat = math.max(tonumber(redis.call('GET', rlkey)) or now, now)
-  local new_tat = tat + req.rate.interval_ms
-  local allow_at = new_tat - req.rate.burst_ms
-  if allow_at > now then return {ClaimStatus.wait, allow_at - now} end
-  redis.call('SET', rlkey, new_tat, 'PX', math.ceil(new_tat - now + 1000))
+  -- the same limiter as the deliveries' (take_rate, common.lua): a listing's place counts
+  -- from now
+  local wait = take_rate(conn, req.rate, 'read|' .. req.read, now)
+  if wait then return {ClaimStatus.wait, wait} end
 end
 return {ClaimStatus.claimed}

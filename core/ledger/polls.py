@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from core.changes import Stamp
 from core.ledger import replies
 from core.ledger.keys import LedgerKeys
 from core.ledger.locks import single_flight
+from core.ledger.rates import RateSpec, rate_params
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import text
 
@@ -171,17 +173,16 @@ class PollStore:
         who: str,
         now: float,
         probe_seconds: float,
-        rate: tuple[int, float] | None,
+        rate: RateSpec | None,
     ) -> replies.Permit:
         request: dict[str, Any] = {
             "conn": connection,
             "probe": who,
             "probe_ms": int(probe_seconds * 1000),
+            "read": f"{who}|{uuid.uuid4().hex}",  # this listing's own place in the window
         }
         if rate is not None:
-            requests, per_seconds = rate
-            interval = per_seconds * 1000 / requests
-            request["rate"] = {"interval_ms": interval, "burst_ms": interval * requests}
+            request["rate"] = rate_params(rate)
         return replies.permit(self._run("permit", now, **request))
 
     def read_outcome(

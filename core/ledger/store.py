@@ -18,6 +18,8 @@ from typing import Any
 import redis
 
 from core import redis_client
+from core.amqp import AmqpPublisher
+from core.errors import ReplicasUnconfirmed
 from core.ledger import replies
 from core.ledger.actions import ActionLog
 from core.ledger.activity import ActivityReads
@@ -36,7 +38,9 @@ from core.ledger.operator_writes import OperatorWrites
 from core.ledger.outbox import AlertOutbox
 from core.ledger.pages import BacklogReads
 from core.ledger.polls import PollStore
+from core.ledger.rates import RateSpec, rate_params
 from core.ledger.reads import LedgerReads
+from core.ledger.relay import PUBLISHING_SCRIPTS, HintRelay
 from core.ledger.replies import Accepted, BatchClaimed, Claim, Finish, Swept
 from core.ledger.scripts import SCRIPTS, load_script
 from core.ledger.search import search_terms
@@ -51,20 +55,23 @@ def open_ledger(settings: Settings, client: redis.Redis | None = None) -> Ledger
     """The hub's ledger as every process opens it (receiver, worker, CLI): its Redis (or
     `client`), key prefix, work queue and dedupe window from the settings."""
     client = client or redis_client.connect(redis_client.resolve_redis_url(settings))
-    return Ledger(
+    amqp = settings.broker_is_amqp
+    ledger = Ledger(
         client,
         prefix=settings.key_prefix,
-        queue=HintQueue(settings.celery_queue, settings.celery_keyprefix),
+        queue=HintQueue(settings.celery_queue, settings.celery_keyprefix, outbox=amqp),
         dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
+        wait_replicas=settings.redis_wait_replicas,
+        wait_timeout_ms=settings.redis_wait_timeout_ms,
     )
+    if amqp:
+        publisher = AmqpPublisher(str(settings.broker_url), settings.celery_queue)
+        ledger.relay = HintRelay(client, ledger.queue.key, publisher)
+    return ledger
 
 
-def _gcra(requests: int, per_seconds: float) -> dict[str, float]:
-    """A rate limit as the claim script's GCRA parameters."""
-    interval = per_seconds * 1000 / requests
-    return {"interval_ms": interval, "burst_ms": interval * requests}
-
-
+#: a connection's rate limit as a claim takes it: (requests, per_seconds) or
+#: (requests, per_seconds, burst); a burst of None or 0 is none
 class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerCold):
     """Everything the hub keeps in Redis, under one key prefix: events and deliveries (the
     methods here and in LedgerReads), and beside them the OAuth tokens (`tokens`), the alert
@@ -78,8 +85,13 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         prefix: str,
         queue: HintQueue,
         dedupe_ttl_seconds: int = 30 * 24 * 3600,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.redis = client
+        #: an accept is confirmed by this many replicas before the receiver answers 2xx
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.prefix = prefix
         self.keys = LedgerKeys(prefix)
         self.queue = queue
@@ -97,6 +109,8 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         self.actions = ActionLog(client, self.keys)  # the operator action log
         self.bulk = BulkOperations(client, self.keys)  # bulk replays and discards
         self.polls = PollStore(client, self.keys, self._run)  # polling sources, backfills
+        #: with an AMQP broker, what takes the scripts' hints from the outbox to it
+        self.relay: HintRelay | None = None
 
     def read_succeeded(self, connection: str, now: float) -> None:
         """A connection answered a read (a mapping's `fetch:`): a success of that connection
@@ -121,7 +135,17 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         }
         args = [json.dumps(payload, separators=(",", ":")), *raw]
         with translate_redis_errors():
-            return self._lane(self._scripts[script], args)
+            if script == "accept" and self.wait_replicas:
+                reply, confirmed = self._lane.run_and_wait(
+                    self._scripts[script], args, self.wait_replicas, self.wait_timeout_ms
+                )
+                if confirmed < self.wait_replicas:
+                    raise ReplicasUnconfirmed(confirmed, self.wait_replicas)
+            else:
+                reply = self._lane(self._scripts[script], args)
+        if self.relay is not None and script in PUBLISHING_SCRIPTS:
+            self.relay.relay_quietly()  # after the change is made: RabbitMQ gets its hints
+        return reply
 
     # the receiver ---------------------------------------------------------------------
     def accept(self, events: Sequence[NewEvent], now: float) -> list[Accepted]:
@@ -218,16 +242,16 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         token: str,
         now: float,
         lease_seconds: float,
-        rates: Mapping[str, tuple[int, float]] | None = None,
+        rates: Mapping[str, RateSpec] | None = None,
         max_wait_seconds: float = 1.0,
         with_data: bool = False,
     ) -> Claim:
         """Try to take a delivery for one attempt.
 
-        `rates`: (requests, per_seconds) by connection, for those with a rate limit (the
-        delivery's own connection picks its entry). `with_data`: also return the delivery as
-        the claim left it and, when claimed, its event, read in the same step (a worker then
-        makes no reads of its own).
+        `rates`: (requests, per_seconds[, burst]) by connection, for those with a rate
+        limit (the delivery's own connection picks its entry). `with_data`: also return the
+        delivery as the claim left it and, when claimed, its event, read in the same step (a
+        worker then makes no reads of its own).
         """
         request: dict[str, Any] = {
             "id": delivery_id,
@@ -237,10 +261,7 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
             "with_data": with_data,
         }
         if rates:
-            request["rates"] = {
-                conn: _gcra(requests, per_seconds)
-                for conn, (requests, per_seconds) in rates.items()
-            }
+            request["rates"] = {conn: rate_params(spec) for conn, spec in rates.items()}
         return replies.claim(self._run("claim", now, **request), with_data=with_data)
 
     def claim_batch(
@@ -270,7 +291,7 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         token: str,
         now: float,
         lease_seconds: float,
-        rates: Mapping[str, tuple[int, float]] | None = None,
+        rates: Mapping[str, RateSpec] | None = None,
         scan: int = 8,
     ) -> Claim:
         """The drain: claim the oldest published delivery of `connection` (its ready sets for
@@ -284,7 +305,7 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
             "scan": scan,
         }
         if rates and connection in rates:
-            request["rates"] = {connection: _gcra(*rates[connection])}
+            request["rates"] = {connection: rate_params(rates[connection])}
         return replies.next_claimed(self._run("claim_next", now, **request))
 
     def finish(

@@ -9,7 +9,9 @@ ones are DEAD with their category, nothing else is DEAD, and no content was writ
 than its delivery was attempted; the hub was accepting again within 5 s of Redis's return.
 
 Redis is a server of this test's own (AOF on, fsync every second, as the hub requires),
-restarted cleanly on the same port: a clean stop writes out every acknowledged write.
+restarted cleanly on the same port: a clean stop writes out every acknowledged write. The run
+is made twice: with Redis as Celery's broker, and with RabbitMQ (a vhost of the test's own,
+quorum queues, publisher confirms; the hints relayed from the ledger's outbox).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import redis
 from conftest import text
 from hubtest import STRIPE_SECRET, signed, stripe_event
 from processes import CRMHUB, AlertSink, DemoTarget, Part, PrivateRedis, wait_until
+from rabbitmq import rabbitmq_url  # noqa: F401 (a fixture)
 
 from core.embedded_redis import free_port
 
@@ -101,9 +104,19 @@ def event_for(i: int) -> dict:
     return ev
 
 
+@pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outage(
-    tmp_path: Path, redis_server: PrivateRedis, alert_sink: AlertSink
+    tmp_path: Path,
+    redis_server: PrivateRedis,
+    alert_sink: AlertSink,
+    broker: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    broker_env = (
+        {"CRMHUB_BROKER_URL": request.getfixturevalue("rabbitmq_url")}
+        if broker == "rabbitmq"
+        else {}
+    )
     target = DemoTarget()
     prefix = f"crmhub-fault-{uuid.uuid4().hex[:10]}"
     config = tmp_path / "crmhub.yaml"
@@ -121,6 +134,7 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
         "CRMHUB_REPUBLISH_AFTER_SECONDS": "10",
         "CRMHUB_ALERT_WEBHOOK_URL": alert_sink.url,
         "CRMHUB_WEB_WORKERS": "2",
+        **broker_env,
     }
     parts = {name: Part(name, env, tmp_path) for name in ("web", "worker", "beat")}
     http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
@@ -271,7 +285,8 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
             if json.loads(a)["outcome"] == "lease_expired"
         )
         print(
-            f"\nfault test: {EVENTS} webhooks accepted in {elapsed:.1f} s end to end; "
+            f"\nfault test ({broker} broker): {EVENTS} webhooks accepted in {elapsed:.1f} s "
+            "end to end; "
             f"states {dict(states)}; target answered {dict(statuses)}; "
             f"{retried} deliveries needed more than one attempt; {lost_leases} leases "
             f"recovered from killed workers; "

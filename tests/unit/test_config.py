@@ -16,7 +16,7 @@ from hubtest import CRM_ENV as VALID_ENV
 from app.cli.common import EXIT_CONFIG
 from app.demo import DEMO_SECRETS
 from connectors.registry import CONNECTORS
-from core.config import Config, load_config
+from core.config import Config, RateLimit, load_config
 from core.errors import ConfigError, ConfigProblem
 
 WriteConfig = Callable[..., Path]  # the conftest fixture
@@ -50,6 +50,23 @@ def test_the_example_config_loads_with_its_secrets_set() -> None:
     assert demo.rate_limit is not None and demo.rate_limit.requests == 100
     assert demo.retry.base_seconds == 2 and demo.retry.give_up_after_seconds == 86400
     assert {m.source for m in config.mappings_for("stripe")} == {"stripe"}
+
+
+def test_a_rate_limit_is_a_rolling_window_unless_it_names_a_burst(
+    write_config: WriteConfig,
+) -> None:
+    def rate_of(line: str) -> object:
+        text = VALID.replace("    auth:", f"    rate_limit: {line}\n    auth:", 1)
+        assert line in text
+        config = load_config(write_config(text), VALID_ENV, connectors=CONNECTORS)
+        return config.connections["crm"].rate_limit
+
+    assert rate_of("{requests: 20, per_seconds: 1}") == RateLimit(20, 1.0, None)
+    assert rate_of("{requests: 20, per_seconds: 1, burst: 5}") == RateLimit(20, 1.0, 5)
+    bad = VALID.replace(
+        "    auth:", "    rate_limit: {requests: 20, per_seconds: 1, burst: 0}\n    auth:", 1
+    )
+    assert "connections.crm.rate_limit.burst" in by_key(problems_of(write_config(bad)))
 
 
 def test_the_example_config_without_its_secrets_names_each_missing_variable() -> None:

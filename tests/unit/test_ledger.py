@@ -588,23 +588,99 @@ def test_time_held_is_accumulated_so_it_does_not_count_toward_giving_up(hub: Hub
 
 
 # rate limits, 429 and the circuit breaker -----------------------------------------------
-def test_the_rate_limit_lets_a_burst_through_then_asks_to_wait_or_defers(hub: Hub) -> None:
+def test_the_rate_limit_lets_requests_through_then_waits_for_a_whole_window(hub: Hub) -> None:
     a, b, c, d = (hub.accept(f"r{i}") for i in range(4))
-    rate = {CRM: (2, 1.0), "other": (1, 60.0)}  # 2 per second: one every 500 ms
+    rate = {CRM: (2, 1.0), "other": (1, 60.0)}  # 2 in any rolling second
     assert hub.claim(a, token="a", rates=rate).status == "claimed"
     assert hub.claim(b, token="b", rates=rate).status == "claimed"
 
+    # both places are held by attempts still in flight: look again shortly
     wait = hub.claim(c, token="c", rates=rate, max_wait_seconds=1.0)
-    assert wait.status == "wait" and 490 <= wait.wait_ms <= 500
-    assert hub.state(c) == "pending"  # nothing changed: try again shortly
+    assert wait.status == "wait" and wait.wait_ms == 100
+    assert hub.state(c) == "pending"  # nothing changed
 
-    deferred = hub.claim(c, token="c", rates=rate, max_wait_seconds=0.1)
+    # a finished 200 ms in: its place frees a whole second after that, not after its claim
+    assert not hub.finish(a, "delivered", token="a", now=T0 + 0.2).lost
+    wait = hub.claim(c, token="c", now=T0 + 0.3, rates=rate, max_wait_seconds=1.0)
+    assert wait.status == "wait" and wait.wait_ms == 900
+    deferred = hub.claim(c, token="c", now=T0 + 0.3, rates=rate, max_wait_seconds=0.5)
     assert deferred.status == "deferred" and deferred.reason == "rate_limit"
-    assert deferred.due_ms == int(T0 * 1000) + 500
+    assert deferred.due_ms == int((T0 + 1.2) * 1000)
     assert hub.state(c) == "scheduled"
 
-    # half a second later there is room for one more
+    assert hub.claim(d, token="d", now=T0 + 1.19, rates=rate).status == "wait"
+    assert hub.claim(d, token="d", now=T0 + 1.2, rates=rate).status == "claimed"
+    hub.check_invariant()
+
+
+def test_no_rolling_window_ever_holds_more_than_the_limit_however_late_requests_go(
+    hub: Hub,
+) -> None:
+    """Workers claim at random moments and send their request at any moment before they
+    finish (a slow worker sends late): the target still never sees more than `requests` in
+    any rolling window, and the limiter keeps at most `requests` entries."""
+    rng = random.Random(17)
+    requests, per = 5, 1.0
+    rate = {CRM: (requests, per)}
+    ids = [hub.accept(f"w{i}") for i in range(120)]
+    now = T0
+    sent: list[float] = []
+    running: list[tuple[float, str, float]] = []  # (finishes at, id, sends at)
+    waiting = list(ids)
+    while waiting or running:
+        now += rng.choice([0.0, 0.01, 0.05, 0.2])
+        for done in [r for r in running if r[0] <= now]:
+            running.remove(done)
+            sent.append(done[2])
+            assert not hub.finish(done[1], "delivered", token=done[1], now=done[0]).lost
+        if waiting:
+            claim = hub.claim(waiting[0], token=waiting[0], now=now, rates=rate)
+            if claim.status == "claimed":
+                took = rng.choice([0.001, 0.05, 0.3, 0.9])
+                running.append((now + took, waiting.pop(0), now + rng.uniform(0, took)))
+            else:
+                assert claim.status == "wait"
+        assert hub.redis.zcard(hub.key("conn", CRM, "rw")) <= requests
+    sent.sort()
+    busiest = max(sum(1 for t in sent if s <= t < s + per) for s in sent)
+    assert busiest == requests  # the limit is reached, and never passed
+    assert {hub.state(d) for d in ids} == {"delivered"}
+
+
+def busiest_second_when_claiming_flat_out(hub: Hub, conn: str, rate: tuple[Any, ...]) -> int:
+    """Claim (and at once finish) as fast as the limiter allows over a controlled
+    clock (2.2 s, in 10 ms steps); the most attempts any rolling second saw (whole ms)."""
+    sent: list[int] = []
+    step, n = 0, 0
+    while step < 220:
+        d = hub.accept(f"{conn}{n}", conn=conn, now=T0 + step / 100)
+        n += 1
+        while hub.claim(d, token=d, now=T0 + step / 100, rates={conn: rate}).status != "claimed":
+            step += 1
+        assert not hub.finish(d, "delivered", token=d, now=T0 + step / 100).lost
+        sent.append(step * 10)
+    return max(sum(1 for t in sent if s <= t < s + 1000) for s in sent)
+
+
+def test_the_window_holds_at_its_edge_where_a_burst_of_requests_doubles_it(hub: Hub) -> None:
+    # the rolling window: never more than 20 in a second, even across a window's edge
+    assert busiest_second_when_claiming_flat_out(hub, CRM, (20, 1.0)) == 20
+    # the limiter this replaced (a steady rate plus a burst of `requests`): nearly twice
+    assert busiest_second_when_claiming_flat_out(hub, "erp", (20, 1.0, 20)) >= 39
+
+
+def test_with_a_burst_the_limit_is_a_steady_rate_with_that_many_more_at_once(hub: Hub) -> None:
+    a, b, c, d = (hub.accept(f"r{i}") for i in range(4))
+    rate = {CRM: (2, 1.0, 2)}  # one every 500 ms, two at once
+    assert hub.claim(a, token="a", rates=rate).status == "claimed"
+    assert hub.claim(b, token="b", rates=rate).status == "claimed"
+    wait = hub.claim(c, token="c", rates=rate, max_wait_seconds=1.0)
+    assert wait.status == "wait" and 490 <= wait.wait_ms <= 500
+    deferred = hub.claim(c, token="c", rates=rate, max_wait_seconds=0.1)
+    assert deferred.status == "deferred" and deferred.due_ms == int(T0 * 1000) + 500
+    # half a second later there is room for one more, though a and b are still in flight
     assert hub.claim(d, token="d", now=T0 + 0.5, rates=rate).status == "claimed"
+    assert not hub.redis.exists(hub.key("conn", CRM, "rw"))
     hub.check_invariant()
 
 
