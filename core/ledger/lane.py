@@ -55,7 +55,7 @@ class ScriptLane:
             return self._run(lambda connection: self._evalsha(connection, script, args))
 
     def run_and_wait(
-        self, script: Script, args: Sequence[str | int], replicas: int, timeout_ms: int
+        self, script: Script, args: Sequence[str | bytes | int], replicas: int, timeout_ms: int
     ) -> tuple[Any, int]:
         """Run a script, then WAIT for `replicas` replicas to have its writes (at most
         `timeout_ms`), both sent together: still one round trip. Returns (the script's
@@ -111,7 +111,7 @@ class ScriptLane:
     def _evalsha_and_wait(
         connection: ConnectionInterface,
         script: Script,
-        args: Sequence[str | int],
+        args: Sequence[str | bytes | int],
         replicas: int,
         timeout_ms: int,
     ) -> tuple[Any, int]:
