@@ -95,7 +95,8 @@ class AmqpPublisher:
                         routing_key=self.queue,
                         headers=envelope["headers"],
                         content_type=envelope["content-type"],
-                        content_encoding=envelope["content-encoding"],
+                        # the hint leaves out what is kombu's default (core/queue.py)
+                        content_encoding=envelope.get("content-encoding", "utf-8"),
                         correlation_id=envelope["headers"]["id"],
                         delivery_mode=2,  # persistent
                         retry=False,
