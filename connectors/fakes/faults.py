@@ -198,3 +198,48 @@ def common_fault_args(options: Json) -> Json:
         "message": options.get("message"),
         "rng": random.Random(options["seed"]),
     }
+
+
+@dataclass
+class RetryAfterFault(FaultBase):
+    """A fault of the vendors whose fakes need nothing beyond the common options but a
+    `retry_after` on their 429s (Pipedrive, Zoho): with it the answers carry Retry-After,
+    without it only what the vendor sends when it gives no wait."""
+
+    DESCRIBE_KEYS: ClassVar[tuple[str, ...]] = (
+        "id",
+        "mode",
+        "count",
+        "remaining",
+        "seconds",
+        "expires_in",
+        "ratio",
+        "seed",
+        "status",
+        "retry_after",
+        "latency_ms",
+        "methods",
+        "objects",
+        "message",
+        "hits",
+        "active",
+    )
+
+    retry_after: float | None = None
+
+    def describe_extra(self) -> Json:
+        return {"retry_after": self.retry_after}
+
+
+def parse_retry_after_fault(spec: Any, fault_id: int, modes: Iterable[str]) -> RetryAfterFault:
+    """A `POST /_control/faults` spec of one of `modes`, checked, as a RetryAfterFault."""
+    options = parse_fault_spec(
+        spec,
+        tuple(modes),
+        numbers=("count", "seconds", "ratio", "status", "retry_after", "latency_ms"),
+        texts=("message",),
+        lists=("methods", "objects"),
+    )
+    return RetryAfterFault(
+        id=fault_id, retry_after=options.get("retry_after"), **common_fault_args(options)
+    )

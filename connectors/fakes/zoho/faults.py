@@ -8,11 +8,9 @@ working: 401 INVALID_TOKEN) and ``revoke_refresh_token`` (refreshes answer 200
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from connectors.fakes.app import Json
-from connectors.fakes.faults import FaultBase, common_fault_args, parse_fault_spec
+from connectors.fakes.faults import RetryAfterFault, parse_retry_after_fault
 
 FAULT_MODES = (
     "error5xx",
@@ -27,39 +25,9 @@ FAULT_MODES = (
 IMMEDIATE_MODES = ("expire_tokens", "revoke_refresh_token")
 
 
-@dataclass
-class Fault(FaultBase):
-    DESCRIBE_KEYS: ClassVar[tuple[str, ...]] = (
-        "id",
-        "mode",
-        "count",
-        "remaining",
-        "seconds",
-        "expires_in",
-        "ratio",
-        "seed",
-        "status",
-        "retry_after",
-        "latency_ms",
-        "methods",
-        "objects",
-        "message",
-        "hits",
-        "active",
-    )
-
-    retry_after: float | None = None
-
-    def describe_extra(self) -> Json:
-        return {"retry_after": self.retry_after}
+#: a fault of this fake: the common options and `retry_after` (connectors/fakes/faults.py)
+Fault = RetryAfterFault
 
 
 def parse_fault(spec: Any, fault_id: int) -> Fault:
-    options = parse_fault_spec(
-        spec,
-        FAULT_MODES,
-        numbers=("count", "seconds", "ratio", "retry_after", "status", "latency_ms"),
-        texts=("message",),
-        lists=("methods", "objects"),
-    )
-    return Fault(id=fault_id, **common_fault_args(options), retry_after=options["retry_after"])
+    return parse_retry_after_fault(spec, fault_id, FAULT_MODES)
