@@ -14,13 +14,13 @@ import httpx
 import redis
 from conftest import delete_prefix, hub_ledger, make_settings
 from hubtest import STRIPE_SECRET, accept_webhook, stripe_event
+from ports import free_port
 from processes import Part, wait_until
 
 from app import create_app
 from core.archive import open_archive
 from core.archive.mover import archive_pass
 from core.config import Config, load_config
-from core.embedded_redis import free_port
 from core.ledger import Ledger
 from core.settings import Settings
 from core.vocabulary import AttemptOutcome, DeadCategory

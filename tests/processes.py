@@ -22,9 +22,10 @@ from pathlib import Path
 
 import httpx
 import redis
+from ports import free_port
 
 from connectors.fakes import FAKE_MODULES
-from core.embedded_redis import find_redis_server, free_port
+from core.embedded_redis import find_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 CRMHUB = str(Path(sys.executable).parent / "crmhub")

@@ -24,9 +24,8 @@ import httpx
 import pytest
 from conftest import delete_prefix
 from hubtest import DEMO_CRM_CONFIG, STRIPE_SECRET, signed, stripe_event
+from ports import free_port
 from processes import ROOT, DemoTarget, Part, procfile, wait_until
-
-from core.embedded_redis import free_port
 
 pytestmark = [
     pytest.mark.e2e,

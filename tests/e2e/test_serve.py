@@ -23,9 +23,8 @@ import pytest
 import redis
 from conftest import ROOT, delete_prefix
 from hubtest import DEMO_CRM_CONFIG, STRIPE_SECRET, signed, stripe_event
+from ports import free_port
 from processes import CRMHUB, DemoTarget, Hub, sourced, wait_until
-
-from core.embedded_redis import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("serve")]
 

@@ -24,6 +24,7 @@ import redis
 from aiosmtpd.controller import Controller
 from conftest import delete_prefix
 from hubtest import STRIPE_SECRET, signed, stripe_event
+from ports import free_port
 from processes import (
     CRMHUB,
     AlertSink,
@@ -33,8 +34,6 @@ from processes import (
     SentryCollector,
     wait_until,
 )
-
-from core.embedded_redis import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serve")]
 

@@ -17,9 +17,8 @@ import pytest
 import redis
 from conftest import delete_prefix
 from hubtest import STRIPE_SECRET, signed, stripe_event
+from ports import free_port
 from processes import AlertSink, DemoTarget, Part, wait_until
-
-from core.embedded_redis import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serve")]
 

@@ -32,10 +32,9 @@ import pytest
 import redis
 from conftest import text
 from hubtest import STRIPE_SECRET, signed, stripe_event
+from ports import free_port
 from processes import CRMHUB, DemoTarget, Part, PrivateRedis, wait_until
 from rabbitmq import rabbitmq_url  # noqa: F401 (a fixture)
-
-from core.embedded_redis import free_port
 
 pytestmark = [
     pytest.mark.integration,

@@ -26,9 +26,10 @@ import pytest
 import redis
 from conftest import text
 from hubtest import STRIPE_SECRET, signed, stripe_event
+from ports import free_port
 from processes import DemoTarget, Part, wait_until
 
-from core.embedded_redis import find_redis_server, free_port
+from core.embedded_redis import find_redis_server
 
 pytestmark = [
     pytest.mark.integration,

@@ -28,10 +28,10 @@ from pathlib import Path
 import httpx
 import pytest
 from hubtest import STRIPE_SECRET, signed, stripe_event
+from ports import free_port
 from processes import DemoTarget, Part, PrivateRedis, wait_until
 
 from core.config import load_config
-from core.embedded_redis import free_port
 from core.intake import build_events
 from core.ledger import Ledger
 from core.queue import HintQueue

@@ -16,10 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 from hubtest import RECEIVER_CONFIG, RECEIVER_ENV, STRIPE_SECRET, signed, stripe_event
+from ports import free_port
 from processes import Part, wait_until
 from prometheus_client.parser import text_string_to_metric_families
-
-from core.embedded_redis import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serve")]
 

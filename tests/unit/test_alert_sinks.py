@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from ports import free_port
 
 from core.alerting.model import AlertState
 from core.alerting.notices import notice
@@ -22,7 +23,6 @@ from core.alerting.sinks import (
 )
 from core.config.alerting import AlertsConfig, SinkConfig
 from core.config.durations import format_duration, parse_duration
-from core.embedded_redis import free_port
 from core.errors import AlertSinkError, ConfigError, DurationSyntaxError
 from core.settings import Settings
 
