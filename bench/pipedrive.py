@@ -24,10 +24,11 @@ What is measured
     `target_met`, the `first_seen` phase's figures, the bare baseline and `valid`.
 
 Method
-    As bench/salesforce.py: the backlog is recorded through the hub's own intake and ledger
-    code (Ledger.accept in chunks of 200). A run is valid when every event of both phases was
-    delivered, the fake holds N persons, saw no request Pipedrive would refuse, and there is
-    no dead letter; otherwise exit status 1 (2: could not set up; 130: interrupted).
+    As bench/salesforce.py (the shared pieces are bench/crm_drain.py): the backlog is
+    recorded through the hub's own intake and ledger code (Ledger.accept in chunks of 200).
+    A run is valid when every event of both phases was delivered, the fake holds N persons,
+    saw no request Pipedrive would refuse, and there is no dead letter; otherwise exit
+    status 1 (2: could not set up; 130: interrupted).
 
 Run it from the repository root: `.venv/bin/python bench/pipedrive.py [--events N] [--json]`.
 """
@@ -37,9 +38,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import functools
-import json
 import os
-import re
 import secrets
 import sys
 import time
@@ -48,30 +47,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
-from common import (
-    REPO,
-    BenchError,
-    BenchRedis,
-    Service,
-    add_common_flags,
-    bench_main,
-    log,
-    running,
-)
-from hubspot import cleanup, worker_command
-
-from app.runtime import build_hub
-from core.intake import build_events
-from core.ledger.keys import LedgerKeys
-from core.ledger.model import NewEvent
-from core.ledger.views import decode
-from core.settings import Settings
+from common import BenchError, BenchRedis, add_common_flags, bench_main, log, running
+from crm_drain import FakeCrm, drain, hub_env, record_backlog
+from hubspot import cleanup
 
 TARGET = 1.1  # calls per event for records already seen once
 CONNECTION = "pipedrive"
-RECORD_CHUNK = 200
-LISTENING = re.compile(r"fake pipedrive listening on (http://[\d.]+:\d+)")
 TOKEN = "bench-pipedrive-token"
 
 HUB_CONFIG = """\
@@ -111,40 +92,6 @@ class Options:
     json: bool
 
 
-class FakePipedrive:
-    """The fake Pipedrive as its own process on a free port."""
-
-    def __init__(self, tmp: Path) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "connectors.fakes.pipedrive",
-            "--port",
-            "0",
-            "--api-token",
-            TOKEN,
-            "--daily-tokens",
-            "1000000000",
-        ]
-        self.log_path = tmp / "fake-pipedrive.log"
-        self.service = Service("fake pipedrive", command, dict(os.environ), REPO, self.log_path)
-        self.url = ""
-        self.http = httpx.Client(timeout=30)
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            match = LISTENING.search(self.log_path.read_text(errors="replace"))
-            if match:
-                self.url = match.group(1)
-                return
-            time.sleep(0.05)
-        raise BenchError(f"the fake Pipedrive did not start (see {self.log_path})")
-
-    def control(self, method: str, route: str, **kwargs: Any) -> Any:
-        return self.http.request(method, f"{self.url}/_control/{route}", **kwargs).json()
-
-
 def body(n: int, phase: str, created: int) -> dict[str, Any]:
     return {
         "id": f"evt_bench_{phase}_{n:06d}",
@@ -161,94 +108,30 @@ def body(n: int, phase: str, created: int) -> dict[str, Any]:
     }
 
 
-def record_backlog(env: dict[str, str], opts: Options, phase: str) -> int:
-    hub = build_hub(Settings.from_env(env))
-    receiver = hub.receivers["stripe"]
-    created = int(time.time())
-    recorded = 0
-    try:
-        for first in range(0, opts.events, RECORD_CHUNK):
-            now = time.time()
-            events: list[NewEvent] = []
-            for n in range(first, min(first + RECORD_CHUNK, opts.events)):
-                event = body(n, phase, created)
-                events += build_events(
-                    receiver.source, receiver.mappings, {}, {}, json.dumps(event), event, now
-                )
-            hub.ledger.accept(events, now)
-            recorded += len(events)
-    finally:
-        hub.ledger.redis.close()
-    return recorded
-
-
-def drain_facts(client: redis.Redis, prefix: str) -> tuple[dict[str, int], float | None]:
-    keys = LedgerKeys(prefix)
-    counts = {k: int(v) for k, v in decode(client.hgetall(keys.counts(CONNECTION))).items()}
-    success = client.hget(keys.last(CONNECTION), "success_at")
-    return counts, float(success) / 1000 if success else None
-
-
-def first_claim_since(client: redis.Redis, prefix: str, since: float) -> float | None:
-    firsts = []
-    for key in client.scan_iter(match=f"{prefix}:dlv:*", count=2000):
-        if key.count(b":") == 2:
-            at = client.hget(key, "first_attempt_at")
-            if at and float(at) / 1000 >= since:
-                firsts.append(float(at) / 1000)
-    return min(firsts) if firsts else None
-
-
-def drain(
+def phase_run(
     label: str,
     phase: str,
     opts: Options,
     env: dict[str, str],
-    prefix: str,
     tmp: Path,
-    fake: FakePipedrive,
+    fake: FakeCrm,
     rds: BenchRedis,
     expected_done: int,
 ) -> dict[str, Any]:
     log(f"{label}: recording {opts.events} events")
-    record_backlog(env, opts, phase)
+    created = int(time.time())
+    record_backlog(env, opts.events, lambda n: body(n, phase, created))
     calls_before = fake.control("GET", "stats")["api_calls"]
-    client = redis.Redis.from_url(rds.url)
-    worker = Service(
-        f"worker ({label})",
-        worker_command(prefix, opts.concurrency),
-        env,
-        REPO,
-        tmp / f"worker-{prefix}-{phase}.log",
-    )
-    since = time.time()
-    last_progress, last_done = time.monotonic(), -1
-    try:
-        with running(worker):
-            while True:
-                counts, _ = drain_facts(client, prefix)
-                done = sum(counts.get(s, 0) for s in ("delivered", "dead", "superseded"))
-                if done >= expected_done:
-                    break
-                if done != last_done:
-                    last_progress, last_done = time.monotonic(), done
-                elif time.monotonic() - last_progress > opts.stall_timeout:
-                    raise BenchError(f"{label}: no progress for {opts.stall_timeout} s")
-                time.sleep(0.2)
-        counts, last_success = drain_facts(client, prefix)
-        first_claim = first_claim_since(client, prefix, since)
-    finally:
-        client.close()
+    drained = drain(label, env, rds, tmp, CONNECTION, expected_done, opts.stall_timeout)
     stats = fake.control("GET", "stats")
     calls = stats["api_calls"] - calls_before
-    seconds = (last_success - first_claim) if first_claim and last_success else None
     result = {
         "phase": label,
         "events": opts.events,
-        "delivered": counts.get("delivered", 0),
-        "dead": counts.get("dead", 0),
-        "seconds": round(seconds, 2) if seconds else None,
-        "events_per_second": round(opts.events / seconds, 1) if seconds else None,
+        "delivered": drained.counts.get("delivered", 0),
+        "dead": drained.counts.get("dead", 0),
+        "seconds": round(drained.seconds, 2) if drained.seconds else None,
+        "events_per_second": drained.rate(opts.events),
         "api_calls": calls,
         "calls_per_event": round(calls / opts.events, 4),
         "persons": stats["records"]["persons"],
@@ -261,7 +144,7 @@ def drain(
     return result
 
 
-def bare(opts: Options, fake: FakePipedrive) -> dict[str, Any]:
+def bare(opts: Options, fake: FakeCrm) -> dict[str, Any]:
     """The same N already-seen writes with no hub: one PATCH each, two threads."""
     ids = {
         p["emails"][0]["value"].lower(): p["id"]
@@ -293,30 +176,21 @@ def bare(opts: Options, fake: FakePipedrive) -> dict[str, Any]:
 
 def bench(opts: Options, tmp: Path, rds: BenchRedis) -> dict[str, Any]:
     (tmp / "var").mkdir(exist_ok=True)
-    fake = FakePipedrive(tmp)
+    fake = FakeCrm(
+        "pipedrive", "Pipedrive", ["--api-token", TOKEN, "--daily-tokens", "1000000000"], tmp
+    )
     prefix = f"crmhub-bench-pd-{secrets.token_hex(4)}"
-    prefixes = [prefix]
     log(f"Redis: {rds.origin} ({rds.persistence}); logs in {tmp}")
     try:
-        with cleanup(rds.url, prefixes), running(fake.service):
+        with cleanup(rds.url, [prefix]), running(fake.service):
             fake.wait_ready()
-            log(f"fake Pipedrive on {fake.url}")
             config = tmp / f"{prefix}.yaml"
             config.write_text(HUB_CONFIG.format(connection=CONNECTION, base_url=fake.url))
-            env = {
-                **os.environ,
-                "PIPEDRIVE_API_TOKEN": TOKEN,
-                "CRMHUB_CONFIG": str(config),
-                "CRMHUB_REDIS_URL": rds.url,
-                "CRMHUB_KEY_PREFIX": prefix,
-                "CRMHUB_VAR_DIR": str(tmp / "var"),
-                "CRMHUB_WORKER_CONCURRENCY": str(opts.concurrency),
-                "CRMHUB_BENCH_STRIPE_SECRET": "whsec_" + secrets.token_hex(8),
-            }
-            env.pop("CRMHUB_BROKER_URL", None)
-            args = (opts, env, prefix, tmp, fake, rds)
-            first = drain("first seen", "new", *args, expected_done=opts.events)
-            seen = drain("already seen", "seen", *args, expected_done=2 * opts.events)
+            env = hub_env(rds, prefix, tmp, config, opts.concurrency, PIPEDRIVE_API_TOKEN=TOKEN)
+            args = (opts, env, tmp, fake, rds)
+            # the second phase runs on the same ledger: it finds the ids the first remembered
+            first = phase_run("first seen", "new", *args, expected_done=opts.events)
+            seen = phase_run("already seen", "seen", *args, expected_done=2 * opts.events)
             baseline = bare(opts, fake)
             log(f"  bare PATCH loop: {baseline['events_per_second']} events/s")
             return {"first_seen": first, "already_seen": seen, "bare": baseline}

@@ -33,51 +33,33 @@ Method
     expected Accounts), saw no request Zoho would refuse, and there is no dead letter;
     otherwise exit status 1 (2: could not set up; 130: interrupted).
 
+The harness is bench/crm_drain.py, shared with Salesforce's and Dynamics' benches.
 Run it from the repository root: `.venv/bin/python bench/zoho.py [--events N] [--json]`.
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
-import json
-import os
-import re
-import secrets
 import sys
-import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import httpx
-import redis
-from common import (
-    REPO,
-    BenchError,
-    BenchRedis,
-    Service,
-    add_common_flags,
-    bench_main,
-    log,
-    running,
-)
-from hubspot import cleanup, worker_command
+from crm_drain import BatchingCrm, batching_main
 
-from app.runtime import build_hub
-from core.intake import build_events
-from core.ledger.keys import LedgerKeys
-from core.ledger.model import NewEvent
-from core.ledger.views import decode
-from core.settings import Settings
-
-TARGET = 0.02  # calls per event, contacts, batching on (issue 15)
-CONNECTION = "zoho"
-RECORD_CHUNK = 200
-LISTENING = re.compile(r"fake zoho listening on (http://[\d.]+:\d+)")
-ZOHO = {"ZOHO_CLIENT_ID": "1000.BENCHCLIENT", "ZOHO_CLIENT_SECRET": "bench-secret"}
-
-HUB_CONFIG = """\
+ZOHO = BatchingCrm(
+    slug="zoho",
+    title="Zoho CRM",
+    fake_args=(
+        "--credits",
+        "0",
+        "--client-id",
+        "1000.BENCHCLIENT",
+        "--client-secret",
+        "bench-secret",
+        "--refresh-token",
+        "unused",
+    ),
+    credentials={"ZOHO_CLIENT_ID": "1000.BENCHCLIENT", "ZOHO_CLIENT_SECRET": "bench-secret"},
+    refresh_token_env="ZOHO_REFRESH_TOKEN",
+    refresh_token_prefix="1000.bench-refresh-",
+    hub_config="""\
 # written by bench/zoho.py: Stripe-shaped customers -> Zoho CRM Contacts
 sources:
   stripe:
@@ -88,7 +70,7 @@ sources:
 connections:
   {connection}:
     connector: zoho
-    accounts_url: {accounts_url}
+    accounts_url: {url}
     auth: {{type: oauth2, client_id_env: ZOHO_CLIENT_ID, client_secret_env: ZOHO_CLIENT_SECRET,
             refresh_token_env: ZOHO_REFRESH_TOKEN}}
     options: {{batch_size: {batch_size}}}
@@ -104,309 +86,18 @@ mappings:
       Last_Name: {{from: data.object.name, transform: [last_name], required: true}}
       Email: {{from: data.object.email, transform: [email]}}
       Title: data.object.metadata.title
-{related}"""
-RELATED = """\
+{related}""",
+    related="""\
     related:
       Account_Name: {object: Accounts, match: {field: Account_Name,
                      from: data.object.metadata.company, normalize: strip},
                      fields: {Account_Name: data.object.metadata.company}}
-"""
-
-
-@dataclass(frozen=True)
-class Options:
-    events: int
-    companies: int
-    concurrency: int
-    stall_timeout: float
-    embedded_redis: bool
-    json: bool
-
-
-@dataclass(frozen=True)
-class Mode:
-    label: str
-    accounts: bool
-    batch_size: int
-
-
-class FakeZoho:
-    """The fake Zoho CRM as its own process on a free port."""
-
-    def __init__(self, tmp: Path, refresh_token: str) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "connectors.fakes.zoho",
-            "--port",
-            "0",
-            "--credits",
-            "0",
-            "--client-id",
-            ZOHO["ZOHO_CLIENT_ID"],
-            "--client-secret",
-            ZOHO["ZOHO_CLIENT_SECRET"],
-            "--refresh-token",
-            refresh_token,
-        ]
-        self.log_path = tmp / "fake-zoho.log"
-        self.service = Service("fake zoho", command, dict(os.environ), REPO, self.log_path)
-        self.url = ""
-        self.http = httpx.Client(timeout=30)
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            match = LISTENING.search(self.log_path.read_text(errors="replace"))
-            if match:
-                self.url = match.group(1)
-                return
-            time.sleep(0.05)
-        raise BenchError(f"the fake Zoho did not start (see {self.log_path})")
-
-    def control(self, method: str, route: str, **kwargs: Any) -> Any:
-        return self.http.request(method, f"{self.url}/_control/{route}", **kwargs).json()
-
-
-def body(n: int, companies: int, created: int) -> dict[str, Any]:
-    return {
-        "id": f"evt_bench_{n:06d}",
-        "type": "customer.created",
-        "created": created,
-        "data": {
-            "object": {
-                "email": f"Person{n:06d}@Example.com",
-                "name": f"Bench Person{n:06d}",
-                "metadata": {"title": "Engineer", "company": f"Company {n % companies:04d}"},
-            }
-        },
-    }
-
-
-def record_backlog(env: dict[str, str], opts: Options) -> int:
-    hub = build_hub(Settings.from_env(env))
-    receiver = hub.receivers["stripe"]
-    created = int(time.time())
-    recorded = 0
-    try:
-        for first in range(0, opts.events, RECORD_CHUNK):
-            now = time.time()
-            events: list[NewEvent] = []
-            for n in range(first, min(first + RECORD_CHUNK, opts.events)):
-                event = body(n, opts.companies, created)
-                events += build_events(
-                    receiver.source, receiver.mappings, {}, {}, json.dumps(event), event, now
-                )
-            hub.ledger.accept(events, now)
-            recorded += len(events)
-    finally:
-        hub.ledger.redis.close()
-    return recorded
-
-
-def drain_facts(client: redis.Redis, prefix: str) -> tuple[dict[str, int], float | None]:
-    keys = LedgerKeys(prefix)
-    counts = {k: int(v) for k, v in decode(client.hgetall(keys.counts(CONNECTION))).items()}
-    success = client.hget(keys.last(CONNECTION), "success_at")
-    return counts, float(success) / 1000 if success else None
-
-
-def run_mode(
-    mode: Mode, opts: Options, tmp: Path, rds: BenchRedis, fake: FakeZoho, prefixes: list[str]
-) -> dict[str, Any]:
-    prefix = f"crmhub-bench-zoho-{secrets.token_hex(4)}"
-    prefixes.append(prefix)
-    refresh = "1000.bench-refresh-" + secrets.token_hex(8)
-    fake.control("POST", "reset")
-    fake.control("POST", "refresh-token", json={"refresh_token": refresh})
-    config = tmp / f"{prefix}.yaml"
-    config.write_text(
-        HUB_CONFIG.format(
-            connection=CONNECTION,
-            accounts_url=fake.url,
-            batch_size=mode.batch_size,
-            related=RELATED if mode.accounts else "",
-        )
-    )
-    env = {
-        **os.environ,
-        **ZOHO,
-        "ZOHO_REFRESH_TOKEN": refresh,
-        "CRMHUB_CONFIG": str(config),
-        "CRMHUB_REDIS_URL": rds.url,
-        "CRMHUB_KEY_PREFIX": prefix,
-        "CRMHUB_VAR_DIR": str(tmp / "var"),
-        "CRMHUB_WORKER_CONCURRENCY": str(opts.concurrency),
-        "CRMHUB_BENCH_STRIPE_SECRET": "whsec_" + secrets.token_hex(8),
-    }
-    env.pop("CRMHUB_BROKER_URL", None)
-    log(f"{mode.label}: recording {opts.events} events")
-    record_backlog(env, opts)
-    client = redis.Redis.from_url(rds.url)
-    worker = Service(
-        f"worker ({mode.label})",
-        worker_command(prefix, opts.concurrency),
-        env,
-        REPO,
-        tmp / f"worker-{prefix}.log",
-    )
-    started = time.monotonic()
-    last_progress, last_done = started, -1
-    try:
-        with running(worker):
-            while True:
-                counts, _ = drain_facts(client, prefix)
-                done = sum(counts.get(s, 0) for s in ("delivered", "dead", "superseded"))
-                if done >= opts.events:
-                    break
-                if done != last_done:
-                    last_progress, last_done = time.monotonic(), done
-                elif time.monotonic() - last_progress > opts.stall_timeout:
-                    raise BenchError(f"{mode.label}: no progress for {opts.stall_timeout} s")
-                time.sleep(0.2)
-        counts, last_success = drain_facts(client, prefix)
-        firsts = []
-        for key in client.scan_iter(match=f"{prefix}:dlv:*", count=2000):
-            if key.count(b":") == 2:
-                at = client.hget(key, "first_attempt_at")
-                if at:
-                    firsts.append(float(at) / 1000)
-        first_claim = min(firsts) if firsts else None
-    finally:
-        client.close()
-    stats = fake.control("GET", "stats")
-    seconds = (last_success - first_claim) if first_claim and last_success else None
-    accounts_expected = min(opts.companies, opts.events) if mode.accounts else 0
-    valid = (
-        counts.get("delivered", 0) == opts.events
-        and stats["records"].get("Contacts") == opts.events
-        and stats["records"].get("Accounts", 0) == accounts_expected
-        and stats["violations"] == 0
-    )
-    result = {
-        "mode": mode.label,
-        "accounts": mode.accounts,
-        "batch_size": mode.batch_size,
-        "events": opts.events,
-        "delivered": counts.get("delivered", 0),
-        "dead": counts.get("dead", 0),
-        "seconds": round(seconds, 2) if seconds else None,
-        "events_per_second": round(opts.events / seconds, 1) if seconds else None,
-        "api_calls": stats["api_calls"],
-        "api_calls_per_event": round(stats["api_calls"] / opts.events, 4),
-        "by_endpoint": stats["by_endpoint"],
-        "contacts": stats["records"].get("Contacts"),
-        "accounts_made": stats["records"].get("Accounts", 0),
-        "valid": valid,
-    }
-    log(
-        f"  {mode.label}: {result['events_per_second']} events/s, "
-        f"{result['api_calls_per_event']} API calls per event, valid={valid}"
-    )
-    return result
-
-
-def bench(opts: Options, tmp: Path, rds: BenchRedis) -> list[dict[str, Any]]:
-    (tmp / "var").mkdir(exist_ok=True)
-    fake = FakeZoho(tmp, "unused")
-    prefixes: list[str] = []
-    modes = [
-        Mode("contacts, batching on", False, 100),
-        Mode("contacts, batching off", False, 1),
-        Mode("+ accounts, batching on", True, 100),
-        Mode("+ accounts, batching off", True, 1),
-    ]
-    log(f"Redis: {rds.origin} ({rds.persistence}); logs in {tmp}")
-    try:
-        with cleanup(rds.url, prefixes), running(fake.service):
-            fake.wait_ready()
-            log(f"fake Zoho CRM on {fake.url}")
-            return [run_mode(mode, opts, tmp, rds, fake, prefixes) for mode in modes]
-    finally:
-        fake.http.close()
-
-
-def summarize(opts: Options, results: list[dict[str, Any]], rds: BenchRedis) -> dict[str, Any]:
-    by = {(r["accounts"], r["batch_size"] > 1): r for r in results}
-    ratios = {}
-    for accounts in (False, True):
-        on, off = by[(accounts, True)], by[(accounts, False)]
-        if on["events_per_second"] and off["events_per_second"]:
-            ratios["with accounts" if accounts else "contacts"] = round(
-                on["events_per_second"] / off["events_per_second"], 1
-            )
-    headline = by[(False, True)]
-    return {
-        "crm": "zoho",
-        "events": opts.events,
-        "api_calls": headline["api_calls"],
-        "calls_per_event": headline["api_calls_per_event"],
-        "events_per_second": headline["events_per_second"],
-        "companies": opts.companies,
-        "concurrency": opts.concurrency,
-        "redis": rds.origin,
-        "results": results,
-        "speedup_batching_on_vs_off": ratios,
-        "target_calls_per_event": TARGET,
-        "target_met": headline["api_calls_per_event"] <= TARGET,
-        "valid": all(r["valid"] for r in results),
-    }
-
-
-def print_report(summary: dict[str, Any]) -> None:
-    print(
-        f"Zoho CRM drain: {summary['events']} events ({summary['companies']} companies), "
-        f"worker concurrency {summary['concurrency']}, Redis {summary['redis']}"
-    )
-    print(f"{'mode':28} {'events/s':>9} {'calls/event':>12} {'contacts':>9} {'accounts':>9}")
-    for r in summary["results"]:
-        print(
-            f"{r['mode']:28} {r['events_per_second'] or '-':>9} {r['api_calls_per_event']:>12} "
-            f"{r['contacts']:>9} {r['accounts_made']:>9}{'' if r['valid'] else '  INVALID'}"
-        )
-    print(f"batching on vs off (events/s): {summary['speedup_batching_on_vs_off']}")
-    print(
-        f"target (calls per event, contacts, batching on): <= {summary['target_calls_per_event']}: "
-        f"{summary['calls_per_event']}, {'met' if summary['target_met'] else 'NOT met'}"
-    )
-
-
-def parse_args(argv: list[str] | None) -> Options:
-    parser = argparse.ArgumentParser(
-        description="Drain a backlog into the fake Zoho CRM, batching on and off: events/s "
-        "and Zoho API calls per event, for Contacts and for Contacts with Accounts."
-    )
-    parser.add_argument("--events", type=int, default=10000, help="backlog size (10000)")
-    parser.add_argument("--companies", type=int, default=500, help="distinct companies (500)")
-    parser.add_argument(
-        "--stall-timeout", type=float, default=120.0, help="give up after this long idle (120 s)"
-    )
-    add_common_flags(parser)
-    ns = parser.parse_args(argv)
-    if ns.events < 1 or ns.companies < 1:
-        parser.error("--events and --companies must be positive")
-    return Options(
-        events=ns.events,
-        companies=ns.companies,
-        concurrency=int(os.environ.get("CRMHUB_WORKER_CONCURRENCY") or 2),
-        stall_timeout=ns.stall_timeout,
-        embedded_redis=ns.embedded_redis,
-        json=ns.json,
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    opts = parse_args(argv)
-    return bench_main(
-        "bench/zoho.py",
-        "crmhub-bench-zoho-",
-        embedded_redis=opts.embedded_redis,
-        as_json=opts.json,
-        setup=lambda: functools.partial(bench, opts),
-        summarize=functools.partial(summarize, opts),
-        report=lambda summary, _results: print_report(summary),
-    )
-
+""",
+    contacts="Contacts",
+    accounts="Accounts",
+    batch_size=100,  # upsert's most records per request
+    targets={"contacts": 0.02},  # issue 15
+)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(batching_main(ZOHO))
