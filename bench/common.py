@@ -624,6 +624,25 @@ def delete_prefix(url: str, prefix: str) -> int:
 Results = TypeVar("Results")
 
 
+def hub_env(
+    rds: BenchRedis, prefix: str, tmp: Path, config: Path, concurrency: int, **extra: str
+) -> dict[str, str]:
+    """The hub's environment for one bench run: its own key prefix and var directory, the
+    worker's concurrency, and the Redis broker (a RabbitMQ URL in the caller's environment
+    would measure something else); `extra`: the run's secrets and credentials."""
+    env = {
+        **os.environ,
+        **extra,
+        "CRMHUB_CONFIG": str(config),
+        "CRMHUB_REDIS_URL": rds.url,
+        "CRMHUB_KEY_PREFIX": prefix,
+        "CRMHUB_VAR_DIR": str(tmp / "var"),
+        "CRMHUB_WORKER_CONCURRENCY": str(concurrency),
+    }
+    env.pop("CRMHUB_BROKER_URL", None)
+    return env
+
+
 def bench_main(
     script: str,
     tmp_prefix: str,
@@ -682,6 +701,7 @@ __all__ = [
     "group_cpu_seconds",
     "gunicorn_command",
     "http_status",
+    "hub_env",
     "kill_group",
     "log",
     "lua_body_parts",

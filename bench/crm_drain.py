@@ -33,6 +33,7 @@ from common import (
     Service,
     add_common_flags,
     bench_main,
+    hub_env,
     log,
     running,
 )
@@ -75,25 +76,6 @@ class FakeCrm:
 
     def control(self, method: str, route: str, **kwargs: Any) -> Any:
         return self.http.request(method, f"{self.url}/_control/{route}", **kwargs).json()
-
-
-def hub_env(
-    rds: BenchRedis, prefix: str, tmp: Path, config: Path, concurrency: int, **extra: str
-) -> dict[str, str]:
-    """The hub's environment for one run: its own key prefix, the Redis broker (a RabbitMQ
-    URL in the caller's environment would measure something else)."""
-    env = {
-        **os.environ,
-        **extra,
-        "CRMHUB_CONFIG": str(config),
-        "CRMHUB_REDIS_URL": rds.url,
-        "CRMHUB_KEY_PREFIX": prefix,
-        "CRMHUB_VAR_DIR": str(tmp / "var"),
-        "CRMHUB_WORKER_CONCURRENCY": str(concurrency),
-        "CRMHUB_BENCH_STRIPE_SECRET": "whsec_" + secrets.token_hex(8),
-    }
-    env.pop("CRMHUB_BROKER_URL", None)
-    return env
 
 
 def record_backlog(env: dict[str, str], events: int, body: Callable[[int], dict[str, Any]]) -> int:
@@ -288,6 +270,7 @@ def run_mode(
             related=crm.related if mode.accounts else "",
         )
     )
+    extra["CRMHUB_BENCH_STRIPE_SECRET"] = "whsec_" + secrets.token_hex(8)
     env = hub_env(rds, prefix, tmp, config, opts.concurrency, **extra)
     log(f"{mode.label}: recording {opts.events} events")
     created = int(time.time())

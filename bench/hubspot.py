@@ -70,6 +70,7 @@ from common import (
     bench_main,
     delete_prefix,
     group_cpu_seconds,
+    hub_env,
     log,
     machine_busy_seconds,
     process_cpu_seconds,
@@ -219,23 +220,6 @@ class FakeHubSpot:
 
 
 # --- the backlog ----------------------------------------------------------------------------
-
-
-def hub_env(
-    tmp: Path, rds: BenchRedis, prefix: str, config: Path, secret: str, token: str, concurrency: int
-) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "CRMHUB_CONFIG": str(config),
-        "CRMHUB_REDIS_URL": rds.url,
-        "CRMHUB_KEY_PREFIX": prefix,
-        "CRMHUB_VAR_DIR": str(tmp / "var"),
-        "CRMHUB_WORKER_CONCURRENCY": str(concurrency),
-        SECRET_ENV: secret,
-        TOKEN_ENV: token,
-    }
-    env.pop("CRMHUB_BROKER_URL", None)
-    return env
 
 
 def record_backlog(env: dict[str, str], parts: list[str], count: int) -> list[str]:
@@ -454,7 +438,9 @@ def run_mode(
         ),
         encoding="utf-8",
     )
-    env = hub_env(tmp, rds, prefix, config, secret, token, opts.concurrency)
+    env = hub_env(
+        rds, prefix, tmp, config, opts.concurrency, **{SECRET_ENV: secret, TOKEN_ENV: token}
+    )
     fake.reset()
     log(f"{mode.name}: key prefix {prefix}")
     ids = record_backlog(env, parts, n)

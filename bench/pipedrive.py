@@ -47,8 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import BenchError, BenchRedis, add_common_flags, bench_main, log, running
-from crm_drain import FakeCrm, drain, hub_env, record_backlog
+from common import BenchError, BenchRedis, add_common_flags, bench_main, hub_env, log, running
+from crm_drain import FakeCrm, drain, record_backlog
 from hubspot import cleanup
 
 TARGET = 1.1  # calls per event for records already seen once
@@ -186,7 +186,15 @@ def bench(opts: Options, tmp: Path, rds: BenchRedis) -> dict[str, Any]:
             fake.wait_ready()
             config = tmp / f"{prefix}.yaml"
             config.write_text(HUB_CONFIG.format(connection=CONNECTION, base_url=fake.url))
-            env = hub_env(rds, prefix, tmp, config, opts.concurrency, PIPEDRIVE_API_TOKEN=TOKEN)
+            env = hub_env(
+                rds,
+                prefix,
+                tmp,
+                config,
+                opts.concurrency,
+                PIPEDRIVE_API_TOKEN=TOKEN,
+                CRMHUB_BENCH_STRIPE_SECRET="whsec_" + secrets.token_hex(8),
+            )
             args = (opts, env, tmp, fake, rds)
             # the second phase runs on the same ledger: it finds the ids the first remembered
             first = phase_run("first seen", "new", *args, expected_done=opts.events)
