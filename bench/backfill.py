@@ -10,7 +10,8 @@ runs `crmhub backfill --json` and sends live webhooks at the same rate until it 
 live delivery's receipt-to-write latency is read from the ledger (created_at -> updated_at of
 the delivered delivery).
 
-    .venv/bin/python bench/backfill.py [--records 20000] [--rate 20] [--baseline 15] [--json]
+    .venv/bin/python bench/backfill.py [--records 20000] [--rate 20] [--baseline 15]
+        [--max-backlog N] [--json]
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ def setup(args: argparse.Namespace) -> Any:
             live2.start()
             started = time.monotonic()
             done = subprocess.run(
-                [CRMHUB, "backfill", "sf-contacts", "--json"], env=env, cwd=tmp,
+                [CRMHUB, "backfill", "sf-contacts", "--json", *args.backfill_args], env=env,
+                cwd=tmp,
                 capture_output=True, text=True, timeout=3600,
             )  # fmt: skip
             wall = time.monotonic() - started
@@ -283,8 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=20.0, help="live webhooks per second")
     parser.add_argument("--baseline", type=float, default=15.0, help="seconds of phase 1")
+    parser.add_argument(
+        "--max-backlog", type=int, help="passed to `crmhub backfill` (default: its own)"
+    )
     add_common_flags(parser)
     args = parser.parse_args(argv)
+    args.backfill_args = (
+        [] if args.max_backlog is None else ["--max-backlog", str(args.max_backlog)]
+    )
     return bench_main(
         "bench/backfill.py",
         "crmhub-bench-backfill-",

@@ -11,9 +11,10 @@ Pacing, so live traffic keeps its share:
 - requests: each listing request takes a token from the connection's shared rate limiter (as
   every delivery and poll does) and one from the backfill's own, at `share` of the
   connection's `rate_limit`, so the backfill never takes more than that share of it;
-- writes: before each page, it waits while the deliveries its events made are still pending
-  at their connections beyond `max_backlog`, so the delivery queue never holds more than that
-  many backfilled writes in front of a live webhook's.
+- writes: before each chunk of a page's events (core/polling.py ACCEPT_CHUNK) is recorded,
+  it waits while more than `max_backlog` deliveries are pending or scheduled at its mappings'
+  connections, so a live webhook's write never queues behind more than that many (plus one
+  chunk) backfilled ones, whatever the page size.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ from core.polling import Lister, PollRun, poll_source
 from core.vocabulary import ClaimStatus, State
 
 #: how often a waiting backfill looks at the backlog again
-BACKLOG_RECHECK_SECONDS = 0.2
+BACKLOG_RECHECK_SECONDS = 0.05
+#: waiting deliveries at the target connections past which the backfill records no more: the
+#: writes a live webhook may find in front of its own (a worker writes a few hundred a second)
+DEFAULT_MAX_BACKLOG = 100
 
 
 @dataclass
@@ -83,7 +87,7 @@ def backfill(
     dry_run: bool = False,
     restart: bool = False,
     share: float = 0.5,
-    max_backlog: int = 1000,
+    max_backlog: int = DEFAULT_MAX_BACKLOG,
     on_progress: Callable[[Progress], None] | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
@@ -159,7 +163,9 @@ def backfill(
             if permit.status != ClaimStatus.WAIT:
                 break
             sleep(permit.wait_ms / 1000)
-        while not dry_run and _backlog(ledger, targets) > max_backlog:
+
+    def pace() -> None:
+        while _backlog(ledger, targets) > max_backlog:
             sleep(BACKLOG_RECHECK_SECONDS)
 
     while True:
@@ -175,6 +181,7 @@ def backfill(
             dry_run=dry_run,
             on_page=on_page,
             throttle=throttle,
+            pace=pace,
             clock=clock,
             sleep=sleep,
         )

@@ -45,6 +45,9 @@ DEFAULT_COOLDOWN_SECONDS = 10.0
 #: a new source starts this far before now: vendors stamp to the second (Salesforce's
 #: SystemModstamp shows .000), so a change saved in the second the source started is not lost
 START_MARGIN_SECONDS = 1.0
+#: a page's events are recorded this many at a time (one accept round trip each), so a
+#: backfill can look at its backlog between them
+ACCEPT_CHUNK = 100
 
 
 class Lister(Protocol):
@@ -85,6 +88,7 @@ def poll_source(
     dry_run: bool = False,
     on_page: Callable[[PollRun], None] | None = None,
     throttle: Callable[[], None] | None = None,
+    pace: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PollRun:
@@ -92,7 +96,9 @@ def poll_source(
     pass. A polling source's cursor starts at now the first time; a backfill's (`backfill`)
     at `since` (default: the beginning), up to `until`, kept apart from the live cursor.
     `dry_run`: list and count, record nothing, move no cursor. `throttle`: called before each
-    listing request, and may wait (a backfill's share of the rate limit, its backlog)."""
+    listing request, and may wait (a backfill's share of the rate limit). `pace`: called
+    before each `ACCEPT_CHUNK` of a page's events is recorded, and may wait (a backfill's
+    backlog), so a large page does not put all its writes in front of live ones at once."""
     source = config.sources[name]
     poll = source.poll
     if poll is None:
@@ -158,11 +164,14 @@ def poll_source(
         run.records += len(fresh)
         if not dry_run:
             events = change_events(source, config.mappings_for(name), fresh, clock())
-            for taken in ledger.accept(events, clock()) if events else []:
-                if taken.duplicate:
-                    run.duplicates += 1
-                else:
-                    run.recorded += 1
+            for start in range(0, len(events), ACCEPT_CHUNK):
+                if pace is not None:
+                    pace()
+                for taken in ledger.accept(events[start : start + ACCEPT_CHUNK], clock()):
+                    if taken.duplicate:
+                        run.duplicates += 1
+                    else:
+                        run.recorded += 1
         cursor, more = _next(cursor, page)
         at_cursor = {
             change_id(item.id, stamp, item.record)

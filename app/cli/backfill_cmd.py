@@ -19,7 +19,7 @@ from app.cli.common import (
     pass_ctx,
 )
 from app.cli.ops_cmd import parse_since
-from core.backfill import Progress, backfill
+from core.backfill import DEFAULT_MAX_BACKLOG, Progress, backfill
 from core.changes import Stamp
 
 BAR_WIDTH = 28
@@ -76,9 +76,9 @@ class Bar:
 @click.option(
     "--max-backlog",
     type=click.IntRange(1),
-    default=1000,
+    default=DEFAULT_MAX_BACKLOG,
     show_default=True,
-    help="Wait while more of its deliveries than this are pending.",
+    help="Record no more while more deliveries than this wait at its connections.",
 )
 @json_option
 @pass_ctx
