@@ -40,6 +40,8 @@ class Known:
     values: Mapping[str, str] = field(default_factory=dict)
     stamps: Mapping[str, int] = field(default_factory=dict)
     origins: Mapping[str, str] = field(default_factory=dict)
+    #: when the hub last wrote the slot (epoch ms, the hub's clock, taken before the write)
+    written: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def first_look(change: Change, known: Known) -> Plan:
         where = slot(change.target, name)
         if known.values.get(where) == canonical(value):
             held.append(name)
-        elif _older(change, known, where):
+        elif _overwritten(change, known, name) or _older(change, known, where):
             stale.append(name)
         else:
             unsettled.append(name)
@@ -125,6 +127,20 @@ def _newer(change: Change, theirs: int, tie_winner: str) -> bool:
     if change.stamp_ms != theirs:
         return change.stamp_ms > theirs
     return tie_winner == change.side
+
+
+def _overwritten(change: Change, known: Known, name: str) -> bool:
+    """Does this listing predate the hub's own write of the field on the source side? (The
+    source then holds the other side's value; the write's own listing follows, with whatever
+    else the source changed.)"""
+    names = change.names.get(name, ())
+    source_name = names[1] if len(names) > 1 else None
+    if source_name is None or source_name not in change.own:
+        return False
+    where = slot(change.side, source_name)
+    if canonical(change.own[source_name]) == known.values.get(where):
+        return False
+    return change.stamp_ms < known.written.get(where, 0)
 
 
 def _older(change: Change, known: Known, where: str) -> bool:

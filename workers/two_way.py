@@ -5,6 +5,7 @@ And the one-way echo window (`sources.<s>.echo`, core/echo.py): what was written
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,7 +17,7 @@ from core.echo import canonical, echo_window, record_ref
 from core.ledger.agreed import read_known, record_known
 from core.mapping import MappedRecord
 from core.mapping.record import FieldResult
-from core.two_way import Change, Known, Plan, Twin, first_look, settle, settled
+from core.two_way import Change, Known, Plan, Twin, first_look, settle, settled, slot
 from workers.runtime import WorkerRuntime
 
 
@@ -30,17 +31,21 @@ class Step:
     known: Known
     plan: Plan
     source_id: str | None
+    started_ms: int  # before the write: a source change stamped earlier predates it
 
 
-def field_of(record: Any, name: str) -> Any:
+_ABSENT = object()
+
+
+def field_of(record: Any, name: str, absent: Any = None) -> Any:
     """A field of a CRM record as its listing or read gives it: at the top (Salesforce, a
     read's flat properties) or under `properties` (a HubSpot search result)."""
     if not isinstance(record, dict):
-        return None
+        return absent
     if name in record:
         return record[name]
     props = record.get("properties")
-    return props.get(name) if isinstance(props, dict) else None
+    return props.get(name, absent) if isinstance(props, dict) else absent
 
 
 def _stamp_ms(record: Any, name: str) -> int | None:
@@ -75,14 +80,27 @@ def before_write(
         stamp_ms=stamp,
         values=record.values(),
         names=field_names(mapping),
-        own={spec.name: field_of(body, spec.name) for spec in reverse.fields},
+        # only the fields the listing has (a field it does not select says nothing)
+        own={
+            spec.name: value
+            for spec in reverse.fields
+            if (value := field_of(body, spec.name, _ABSENT)) is not _ABSENT
+        },
     )
     known = read_known(rt.ledger, pair.name, record.match_value)
     plan = first_look(change, known)
     if plan.unsettled:
         plan = settle(change, known, _twin(rt, record, _cursor(rt, reverse)), pair, plan)
     source_id = field_of(body, "Id") or field_of(body, "id")
-    step = Step(pair, record.match_value, change, known, plan, source_id and str(source_id))
+    step = Step(
+        pair,
+        record.match_value,
+        change,
+        known,
+        plan,
+        source_id and str(source_id),
+        int(time.time() * 1000),
+    )
     if not plan.write:
         return record, step, WriteResult("unchanged", excerpt=_why(plan))
     kept = {*plan.write, record.match_field}
@@ -130,6 +148,9 @@ def after_write(
             settled(step.change, step.plan, step.known),
             ids,
             step.pair.keep_seconds,
+            written={slot(record.connection, name): step.started_ms for name in step.plan.write}
+            if result.operation != "unchanged"
+            else None,
         )
     if result.operation != "unchanged":
         remember_for_echo(rt, record, result)

@@ -34,6 +34,7 @@ def read_known(ledger: Ledger, pair: str, record: str) -> Known:
     values: dict[str, str] = {}
     stamps: dict[str, int] = {}
     origins: dict[str, str] = {}
+    written: dict[str, int] = {}
     for name, value in raw.items():
         kind, _, where = _text(name).partition(":")
         if kind == "v":
@@ -42,7 +43,9 @@ def read_known(ledger: Ledger, pair: str, record: str) -> Known:
             stamps[where] = int(_text(value))
         elif kind == "o":
             origins[where] = _text(value)
-    return Known(values, stamps, origins)
+        elif kind == "w":
+            written[where] = int(_text(value))
+    return Known(values, stamps, origins, written)
 
 
 def record_known(
@@ -52,9 +55,13 @@ def record_known(
     settled: Mapping[str, tuple[str, int, str]],
     ids: Mapping[str, str],
     keep_seconds: int,
+    *,
+    written: Mapping[str, int] | None = None,
 ) -> None:
-    """Store what the sides now hold (core.two_way.settled) and the twins' ids."""
+    """Store what the sides now hold (core.two_way.settled), when the hub wrote the slots it
+    wrote, and the twins' ids."""
     fields: dict[str, str] = {f"id:{side}": ident for side, ident in ids.items() if ident}
+    fields |= {f"w:{where}": str(at) for where, at in (written or {}).items()}
     for where, (value, stamp, side) in settled.items():
         fields |= {f"v:{where}": value, f"t:{where}": str(stamp), f"o:{where}": side}
     if not fields:
