@@ -231,25 +231,35 @@ def test_two_hundred_changes_on_both_sides_end_consistent_without_echo_writes(
         for i in range(80, 160):
             pair.sf_edit(i, FirstName=f"Salesforce{i}", Lifecycle_Stage__c=STAGES[1])
 
-    def conflict_writer() -> None:  # 20 contacts changed in both, back to back
-        for n, i in enumerate(range(160, 200)[:20]):
-            hs_first = n % 2 == 0
-            if i < 170:  # the first name: the newest wins
-                if hs_first:
-                    hs_ms = pair.hs_edit(i, firstname=f"HsConflict{i}")
-                    pair.sf_edit(i, FirstName=f"SfConflict{i}")
-                else:
-                    pair.sf_edit(i, FirstName=f"SfConflict{i}")
-                    hs_ms = pair.hs_edit(i, firstname=f"HsConflict{i}")
-                sf_row = next(r for r in pair.salesforce.records("Contact") if r["Id"] == pair.sf_ids[i])
-                conflicts[i] = (hs_ms, _ms(sf_row["SystemModstamp"]))
-            else:  # the lifecycle stage: Salesforce wins it
-                if hs_first:
-                    pair.hs_edit(i, lifecyclestage="opportunity")
-                    pair.sf_edit(i, Lifecycle_Stage__c="customer")
-                else:
-                    pair.sf_edit(i, Lifecycle_Stage__c="customer")
-                    pair.hs_edit(i, lifecyclestage="opportunity")
+    def name_conflict(i: int, salesforce_newer: bool) -> None:
+        if salesforce_newer:
+            hs_ms = pair.hs_edit(i, firstname=f"HsConflict{i}")
+        else:
+            pair.sf_edit(i, FirstName=f"SfConflict{i}")
+            hs_ms = pair.hs_edit(i, firstname=f"HsConflict{i}")
+        if salesforce_newer:
+            # Salesforce's stamps are whole seconds: its change is newer from the next one
+            time.sleep(1.05 - (time.time() % 1))
+            pair.sf_edit(i, FirstName=f"SfConflict{i}")
+        row = next(r for r in pair.salesforce.records("Contact") if r["Id"] == pair.sf_ids[i])
+        conflicts[i] = (hs_ms, _ms(row["SystemModstamp"]))
+
+    def conflict_writer() -> None:  # 20 contacts changed in both
+        # 5 first names changed in HubSpot, then a second later in Salesforce, HubSpot's
+        # polling paused meanwhile (so the hub sees both): Salesforce's is the newer
+        pair.hub.cli("pause", "hubspot")
+        for i in range(160, 165):
+            name_conflict(i, salesforce_newer=True)
+        pair.hub.cli("resume", "hubspot")
+        for n, i in enumerate(range(165, 180)):
+            if i < 170:  # 5 first names, back to back: HubSpot's (ms stamps) is the newer
+                name_conflict(i, salesforce_newer=False)
+            elif n % 2 == 0:  # 10 lifecycle stages: Salesforce wins them, whatever the order
+                pair.hs_edit(i, lifecyclestage="opportunity")
+                pair.sf_edit(i, Lifecycle_Stage__c="customer")
+            else:
+                pair.sf_edit(i, Lifecycle_Stage__c="customer")
+                pair.hs_edit(i, lifecyclestage="opportunity")
 
     def guarded(target: Any) -> Any:
         def run() -> None:
@@ -301,6 +311,7 @@ def test_two_hundred_changes_on_both_sides_end_consistent_without_echo_writes(
         # ties go to the side whose connection name sorts first: hubspot
         winner = f"HsConflict{i}" if hs_ms >= sf_ms else f"SfConflict{i}"
         assert hs[email]["firstname"] == winner, (i, hs_ms, sf_ms)
+    assert {i for i, (h, s) in conflicts.items() if s > h} == set(range(160, 165))
     for i in range(170, 180):
         assert hs[f"person{i}@example.com"]["lifecyclestage"] == "customer"
     print(f"\ntwo-way: 200 changes, {to_hs + to_sf} writes ({to_hs} to HubSpot, {to_sf} to "
