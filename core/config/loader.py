@@ -38,8 +38,8 @@ from core.config.model import (
     WhenSpec,
 )
 from core.config.polling import build_poll, poll_problems
-from core.config.two_way import build_two_way, two_way_problems
 from core.config.schema import ConfigSchema, FieldOrPath, FieldSchema
+from core.config.two_way import build_two_way, two_way_problems
 from core.config.yaml_source import YamlDocument, read_yaml
 from core.config.zoho_checks import zoho_problems
 from core.errors import ConfigError, ConfigProblem

@@ -192,12 +192,12 @@ def _pair_problems(
         return problems
     sides = (a.connection, b.connection)
     specs = {m.name: m.two_way for m in (a, b) if m.two_way}
-    given = {s.wins for s in specs.values() if s.wins}
+    given = sorted({s.wins for s in specs.values() if s.wins})
     if len(given) > 1:
         problems.append(
             (
                 f"mappings.{b.name}.two_way.wins",
-                f"two-way pair {name!r}: its mappings disagree on `wins` ({', '.join(sorted(given))}); "
+                f"two-way pair {name!r}: its mappings disagree on `wins` ({', '.join(given)}); "
                 "give it once, or the same on both",
             )
         )

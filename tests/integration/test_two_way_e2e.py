@@ -14,7 +14,6 @@ the lead score flows HubSpot -> Salesforce only.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -40,8 +39,10 @@ STAGES = ("lead", "marketingqualifiedlead")
 
 
 def _ms(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00").replace("+0000", "+00:00"))
-               .timestamp() * 1000)
+    return int(
+        datetime.fromisoformat(text.replace("Z", "+00:00").replace("+0000", "+00:00")).timestamp()
+        * 1000
+    )
 
 
 class Pair:
@@ -68,9 +69,7 @@ class Pair:
 
     # what each side holds ---------------------------------------------------------------
     def hs_rows(self) -> dict[str, dict[str, Any]]:
-        return {
-            r["properties"]["email"]: r["properties"] for r in self.hubspot.records("contacts")
-        }
+        return {r["properties"]["email"]: r["properties"] for r in self.hubspot.records("contacts")}
 
     def sf_rows(self) -> dict[str, dict[str, Any]]:
         return {r["Email"]: r for r in self.salesforce.records("Contact")}
@@ -173,10 +172,16 @@ def pair(tmp_path: Path, real_redis_url: str) -> Iterator[Pair]:
     answer = salesforce.http.post(
         "/_control/records",
         json=[
-            {"object": "Contact", "Email": p["email"], "FirstName": p["firstname"],
-             "LastName": p["lastname"], "Lifecycle_Stage__c": "lead", "Lead_Score__c": 10}
+            {
+                "object": "Contact",
+                "Email": p["email"],
+                "FirstName": p["firstname"],
+                "LastName": p["lastname"],
+                "Lifecycle_Stage__c": "lead",
+                "Lead_Score__c": 10,
+            }
             for p in people
-        ],  # fmt: skip
+        ],
     )
     answer.raise_for_status()
     run_pair.sf_ids = dict(enumerate(answer.json()["ids"]))
@@ -321,8 +326,10 @@ def test_two_hundred_changes_on_both_sides_end_consistent_without_echo_writes(
     pair.hs_edit(0, lifecyclestage="customer")
     pair.sf_edit(1, FirstName="Later", Lead_Score__c=99)
     wait_until(
-        lambda: pair.sf_rows()["person0@example.com"]["Lifecycle_Stage__c"] == "customer"
-        and pair.hs_rows()["person1@example.com"]["firstname"] == "Later",
+        lambda: (
+            pair.sf_rows()["person0@example.com"]["Lifecycle_Stage__c"] == "customer"
+            and pair.hs_rows()["person1@example.com"]["firstname"] == "Later"
+        ),
         timeout=30,
         message="live changes after",
     )
