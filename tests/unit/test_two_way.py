@@ -343,3 +343,13 @@ def test_a_field_mapped_one_way_does_not_flow_back(env: Env) -> None:
     listing = {k: row[k] for k in ("Id", "Email", "FirstName", "LastName", "Lifecycle_Stage__c")}
     listing["SystemModstamp"] = "2026-12-04T10:00:09.000+0000"
     assert env.deliver("salesforce-to-hubspot", listing) == "unchanged"
+
+
+def test_the_audit_lists_a_pairs_mappings_as_two_way(env: Env) -> None:
+    from core.audit import integration_audit
+
+    rows = integration_audit(env.rt.ledger, env.rt.config)["integrations"]
+    assert {r["mapping"]: r["direction"] for r in rows} == {
+        "hubspot-to-salesforce": "two_way",
+        "salesforce-to-hubspot": "two_way",
+    }
