@@ -336,5 +336,6 @@ def test_two_hundred_changes_on_both_sides_end_consistent_without_echo_writes(
     pair.settled()
     time.sleep(3)
     assert pair.hs_rows()["person1@example.com"]["lead_score"] == "21"  # not Salesforce's 99
+    assert pair.sf_rows()["person1@example.com"]["Lead_Score__c"] == 99  # and it stays there
     assert pair.hub_writes()[0] + pair.hub_writes()[1] == 182
     assert not pair.differences()
