@@ -284,6 +284,7 @@ class Env:
         if result is None:
             result = self.rt.connector(record.connection).deliver(record)
         after_write(self.rt, step, record, result)
+        self.excerpt = result.excerpt
         return result.operation
 
 
@@ -326,6 +327,7 @@ def test_one_change_one_write_and_its_echo_none(env: Env) -> None:
     echo = {k: row[k] for k in ("Id", "Email", "FirstName", "LastName", "Lifecycle_Stage__c")}
     echo["SystemModstamp"] = row["SystemModstamp"]
     assert env.deliver("salesforce-to-hubspot", echo) == "unchanged"
+    assert env.excerpt.startswith("two-way: nothing to write (held by the target already: ")
     assert len(env.hubspot.records("contacts")) == 0  # nothing came back
     writes = len([e for e in env.salesforce.log() if e["method"] in ("POST", "PATCH")])
     later = hubspot_listing("2026-12-04T10:00:05.000Z", lead_score="55")
