@@ -73,7 +73,7 @@ def _row(
     ):
         flags.append("failing")
     source = config.sources.get(m.source)
-    two_way = (
+    two_way = m.two_way is not None or (  # a pair (mappings.<m>.two_way), or an echo
         source is not None and source.echo is not None and (source.echo.connection == m.connection)
     )
     return {

@@ -14,7 +14,6 @@ from typing import Any
 
 from connectors.base import WriteResult
 from core.config import RetryPolicy
-from core.echo import canonical, echo_window, record_ref
 from core.errors import DataError, HubError, LedgerUnavailable
 from core.mapping import MappedRecord, map_event
 from core.vocabulary import HUB_ITSELF, AttemptOutcome, ClaimStatus, DeadCategory, Reason
@@ -22,6 +21,7 @@ from workers.drain import Budget, goes_on, objects_of
 from workers.enrich import event_bodies, forget_refused_links, link_related
 from workers.policy import Decision, decide, describe
 from workers.runtime import WorkerRuntime
+from workers.two_way import Step, after_write, before_write
 
 log = logging.getLogger("crmhub.worker")
 
@@ -38,8 +38,9 @@ class Item:
     attempts: int
     event: dict[str, str] | None = None  # read with the claim, or with the batch's others
     record: MappedRecord | None = None
-    result: WriteResult | None = None
+    result: WriteResult | None = None  # set before the write: nothing to write (two-way)
     error: BaseException | None = None
+    two_way: Step | None = None  # a two-way pair's decision (workers/two_way.py)
 
 
 def run_delivery(rt: WorkerRuntime, delivery_id: str, *, adopt: bool = True) -> str:
@@ -193,7 +194,10 @@ def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
         for item in items:
             item.error = exc
         return
-    ready = [item for item in items if item.error is None]
+    for item in items:
+        if item.result is not None and item.record is not None:  # nothing to write
+            after_write(rt, item.two_way, item.record, item.result)
+    ready = [item for item in items if item.error is None and item.result is None]
     if not ready:
         return
     assert ready[0].record is not None
@@ -226,7 +230,7 @@ def _attempt(rt: WorkerRuntime, items: list[Item]) -> None:
         else:
             item.result = outcome
             assert item.record is not None
-            _remember_for_echo(rt, item.record, outcome)
+            after_write(rt, item.two_way, item.record, outcome)
 
 
 def _prepare(rt: WorkerRuntime, items: list[Item]) -> None:
@@ -240,6 +244,9 @@ def _prepare(rt: WorkerRuntime, items: list[Item]) -> None:
         try:
             # kept for the dead letter if the write fails
             item.record = _map(rt, item.raw, body)
+            item.record, item.two_way, item.result = before_write(
+                rt, item.raw["mapping"], body, item.record
+            )
         except HubError as exc:
             item.error = exc
     relating = [
@@ -306,25 +313,6 @@ def _finish(
     if done.newly_paused:
         _alert_paused(rt, raw["connection"], decision)
     return decision.outcome
-
-
-def _remember_for_echo(rt: WorkerRuntime, record: MappedRecord, result: WriteResult) -> None:
-    """Two-way sync: if a source echoes this connection's writes, remember what was written,
-    under both the match value and the target's record id, so the echo is recognised."""
-    window = echo_window(rt.config, record.connection, record.object)
-    if window is None:
-        return
-    written = {
-        name: canonical(value)
-        for name, value in record.values().items()
-        if name in result.written_fields
-    }
-    refs = [
-        record_ref(record.connection, record.object, canonical(ref))
-        for ref in {record.match_value, result.record_id}
-        if ref
-    ]
-    rt.ledger.remember_writes(refs, written, window)
 
 
 def _map(rt: WorkerRuntime, raw: dict[str, str], body: Any) -> MappedRecord:

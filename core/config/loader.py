@@ -39,6 +39,7 @@ from core.config.model import (
 )
 from core.config.polling import build_poll, poll_problems
 from core.config.schema import ConfigSchema, FieldOrPath, FieldSchema
+from core.config.two_way import build_two_way, two_way_problems
 from core.config.yaml_source import YamlDocument, read_yaml
 from core.config.zoho_checks import zoho_problems
 from core.errors import ConfigError, ConfigProblem
@@ -320,6 +321,7 @@ def _mapping(
             for link, r in (spec.get("related") or {}).items()
         ),
         integration=build_integration(spec.get("integration")),
+        two_way=build_two_way(spec.get("two_way")),
         target=connections[spec["connection"]].objects.get(spec["object"])
         if spec["connection"] in connections
         else None,
@@ -395,6 +397,8 @@ def _cross_checks(
             for key, message in auth_problems(conn)
         )
     for key, message in zoho_problems(config):
+        problem(key, message)
+    for key, message in two_way_problems(config):
         problem(key, message)
     for m in config.mappings.values():
         written = [(f"mappings.{m.name}.fields", spec) for spec in m.fields] + [

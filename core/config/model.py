@@ -8,6 +8,7 @@ from typing import Any
 
 from core.config.alerting import AlertsConfig, IntegrationInfo
 from core.config.polling import PollSpec
+from core.config.two_way import TwoWaySpec
 from core.paths import ValueRef
 from core.signatures import VerifyOptions
 
@@ -181,6 +182,7 @@ class MappingConfig:
     fetch: FetchSpec | None = None
     related: tuple[RelatedSpec, ...] = ()
     integration: IntegrationInfo = field(default_factory=IntegrationInfo)
+    two_way: TwoWaySpec | None = None  # one of a two-way pair (core/config/two_way.py)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from core.config.alerting import AlertsSchema, IntegrationSchema
 from core.config.durations import Duration
 from core.config.fields import NameList, PathList, SplitField, TransformList, ValueRefField
 from core.config.polling import PollSchema
+from core.config.two_way import TwoWaySchema
 from core.signatures import SCHEMES
 
 NAME = validate.Regexp(
@@ -364,6 +365,7 @@ class MappingSchema(Schema):
     related = fields.Dict(keys=fields.String(), values=fields.Nested(RelatedSchema))
     # who owns it and why (`crmhub audit`)
     integration = fields.Nested(IntegrationSchema)
+    two_way = fields.Nested(TwoWaySchema)  # one of a two-way pair (core/config/two_way.py)
 
     @validates_schema
     def _match_for_upserts(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -95,6 +95,12 @@ def test_writes_are_checked_against_the_describe(client: httpx.Client) -> None:
             ["LeadSource"],
         ),
         ({"LastName": "L", "FirstName": "x" * 41}, "STRING_TOO_LONG", ["FirstName"]),
+        ({"LastName": "L", "Lead_Score__c": "high"}, "JSON_PARSER_ERROR", ["Lead_Score__c"]),
+        (
+            {"LastName": "L", "Lifecycle_Stage__c": "MQL"},
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            ["Lifecycle_Stage__c"],
+        ),
         ({"LastName": "L", "Nickname__c": "x"}, "INVALID_FIELD", ["Nickname__c"]),
         (
             {"LastName": "L", "CreatedDate": "2024-01-01T00:00:00Z"},

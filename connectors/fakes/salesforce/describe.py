@@ -131,6 +131,14 @@ def _type_problem(field: Field, value: Any) -> SfError | None:
                 "JSON_PARSER_ERROR", f"Cannot deserialize instance of int from {value!r}", [name]
             )
         return None
+    if kind in ("double", "currency", "percent"):
+        # a Number field: a JSON number ("Lead Score: value not of required type: abc" for
+        # text; https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/field_types.htm)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return SfError(
+                "JSON_PARSER_ERROR", f"Cannot deserialize instance of double from {value!r}", [name]
+            )
+        return None
     if kind == "boolean":
         if not isinstance(value, bool):
             return SfError(

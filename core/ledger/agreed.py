@@ -1,0 +1,83 @@
+"""What a two-way pair knows of each record (core/two_way.py decides with it).
+
+`<prefix>:agreed:{pair}:{record}` (hash; `record`: the pair's shared match value, e.g. the
+normalised email): per slot `<side>:<field>`, `v:<slot>` the value the side holds (canonical
+text), `t:<slot>` the stamp (epoch ms) and `o:<slot>` the side of the change that settled it;
+`id:<side>` the record's id on that side (the link between the twins). It expires `keep_days`
+after its last change: a record quiet for longer starts again as unknown (its next change
+is compared with the twin's record as it is, and newest wins).
+
+Plain commands (one pipeline each way): a pair's two directions write different slots for one
+change, and a read that lags a concurrent write is caught by the twin's read before writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from core.ledger.store import Ledger
+from core.ledger.translate import translate_redis_errors
+from core.two_way import Known
+
+
+def _key(ledger: Ledger, pair: str, record: str) -> str:
+    return f"{ledger.keys.prefix}:agreed:{pair}:{record}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def read_known(ledger: Ledger, pair: str, record: str) -> Known:
+    with translate_redis_errors():
+        raw = ledger.redis.hgetall(_key(ledger, pair, record))
+    values: dict[str, str] = {}
+    stamps: dict[str, int] = {}
+    origins: dict[str, str] = {}
+    written: dict[str, int] = {}
+    for name, value in raw.items():
+        kind, _, where = _text(name).partition(":")
+        if kind == "v":
+            values[where] = _text(value)
+        elif kind == "t":
+            stamps[where] = int(_text(value))
+        elif kind == "o":
+            origins[where] = _text(value)
+        elif kind == "w":
+            written[where] = int(_text(value))
+    return Known(values, stamps, origins, written)
+
+
+def record_known(
+    ledger: Ledger,
+    pair: str,
+    record: str,
+    settled: Mapping[str, tuple[str, int, str]],
+    ids: Mapping[str, str],
+    keep_seconds: int,
+    *,
+    written: Mapping[str, int] | None = None,
+) -> None:
+    """Store what the sides now hold (core.two_way.settled), when the hub wrote the slots it
+    wrote, and the twins' ids."""
+    fields: dict[str, str] = {f"id:{side}": ident for side, ident in ids.items() if ident}
+    fields |= {f"w:{where}": str(at) for where, at in (written or {}).items()}
+    for where, (value, stamp, side) in settled.items():
+        fields |= {f"v:{where}": value, f"t:{where}": str(stamp), f"o:{where}": side}
+    if not fields:
+        return
+    key = _key(ledger, pair, record)
+    with translate_redis_errors():
+        pipe = ledger.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+        pipe.expire(key, keep_seconds)
+        pipe.execute()
+
+
+def linked_ids(ledger: Ledger, pair: str, record: str) -> dict[str, str]:
+    """The twins' ids by side (what an operator asks: which record is this one's twin?)."""
+    with translate_redis_errors():
+        raw = ledger.redis.hgetall(_key(ledger, pair, record))
+    return {
+        _text(k).partition(":")[2]: _text(v) for k, v in raw.items() if _text(k).startswith("id:")
+    }
