@@ -62,9 +62,7 @@ def list_changes(
         page = int(cursor or 1)
         params["page"] = page
     headers = {"If-Modified-Since": rfc3339_seconds(since.ms - 1000).replace("Z", "+00:00")}
-    response = connector.request(
-        "GET", path, params=params, headers=headers, ok=(204, 304)
-    )
+    response = connector.request("GET", path, params=params, headers=headers, ok=(204, 304))
     if response.status_code in (204, 304):
         return ChangePage([])
     body = response.json()
