@@ -60,6 +60,11 @@ class FakeDynamics(FakeApp):
                 clean[column] = target_id
             return self.state.insert(entity, clean)
 
+    def edit_record(self, entity_set: str, row_id: str, **values: Any) -> None:
+        """A user's edit in the app: new values and a new `modifiedon` (not logged)."""
+        with self.state.lock:
+            self.state.update(self.state.metadata.sets[entity_set], row_id, values)
+
     def log(self) -> list[Json]:
         entries: list[Json] = self.state.log_since(0, None)["entries"]
         return entries

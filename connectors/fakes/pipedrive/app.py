@@ -52,6 +52,11 @@ class FakePipedrive(FakeApp):
             except Refused as refused:
                 raise ValueError(str(refused.response.payload)) from None
 
+    def edit_record(self, obj: str, record_id: int, **values: Any) -> None:
+        """A rep's edit in Pipedrive's UI: new values and a new `update_time` (not logged)."""
+        with self.state.lock:
+            self.api.change(obj, self.state.records[obj][record_id], values)
+
     def log(self) -> list[Json]:
         entries: list[Json] = self.state.log_since(0, None)["entries"]
         return entries

@@ -55,6 +55,11 @@ class FakeZoho(FakeApp):
                 raise ValueError(str(problem or f"no such fields: {unknown}"))
             return str(self.state.insert(layout, clean)["id"])
 
+    def edit_record(self, module: str, record_id: str, **values: Any) -> None:
+        """A rep's edit in Zoho's UI: new values and a new `Modified_Time` (not logged)."""
+        with self.state.lock:
+            self.state.update(MODULES[module], record_id, values)
+
     def log(self) -> list[Json]:
         entries: list[Json] = self.state.log_since(0, None)["entries"]
         return entries
