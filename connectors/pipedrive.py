@@ -164,6 +164,11 @@ class PipedriveConnector(Connector):
         pd.classify(response, api_token=self.api_token)
 
     # reading ----------------------------------------------------------------------------
+    @classmethod
+    def poll_problems(cls, poll: PollSpec) -> list[tuple[str, str]]:
+        custom = [f for f in poll.fields if _CUSTOM_FIELD.match(f)]
+        return pipedrive_changes.poll_problems(poll, custom)
+
     def list_changes(
         self, poll: PollSpec, since: Stamp, cursor: str | None, until: Stamp | None = None
     ) -> ChangePage:

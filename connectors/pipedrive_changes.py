@@ -54,3 +54,24 @@ def list_changes(
     records, done = listed(rows, poll, poll.id_field or "id", since, until)
     following = (body.get("additional_data") or {}).get("next_cursor")
     return ChangePage(records, None if done or not following else str(following))
+
+
+def poll_problems(poll: PollSpec, custom: list[str]) -> list[tuple[str, str]]:
+    problems = []
+    if poll.cursor != "update_time":
+        problems.append(
+            (
+                "cursor",
+                "Pipedrive lists changes by `update_time` (updated_since, sort_by): "
+                "write `cursor: update_time`",
+            )
+        )
+    if len(custom) > MAX_CUSTOM_FIELDS:
+        problems.append(
+            (
+                "fields",
+                f"Pipedrive's list includes at most {MAX_CUSTOM_FIELDS} custom fields "
+                f"(`custom_fields`); {len(custom)} are listed: poll fewer",
+            )
+        )
+    return problems

@@ -76,3 +76,28 @@ def list_changes(
         else:
             following = str(page + 1)
     return ChangePage(records, following)
+
+
+def poll_problems(poll: PollSpec) -> list[tuple[str, str]]:
+    problems = []
+    if poll.cursor != "Modified_Time":
+        problems.append(
+            (
+                "cursor",
+                "Zoho lists changes by `Modified_Time` (If-Modified-Since, sort_by): write "
+                "`cursor: Modified_Time`",
+            )
+        )
+    if not poll.fields:
+        problems.append(
+            (
+                "fields",
+                "Zoho's get-records API needs the fields to answer: list them in `fields` "
+                "(API names, e.g. [Email, Last_Name])",
+            )
+        )
+    elif len({poll.id_field or "id", poll.cursor, *poll.fields}) > MAX_FIELDS:
+        problems.append(
+            ("fields", f"Zoho answers at most {MAX_FIELDS} fields a request (with id and stamp)")
+        )
+    return problems

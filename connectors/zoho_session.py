@@ -108,6 +108,10 @@ class ZohoSession(Connector):
         zoho.classify(response, wait)
 
     # reading --------------------------------------------------------------------------
+    @classmethod
+    def poll_problems(cls, poll: PollSpec) -> list[tuple[str, str]]:
+        return zoho_changes.poll_problems(poll)
+
     def list_changes(
         self, poll: PollSpec, since: Stamp, cursor: str | None, until: Stamp | None = None
     ) -> ChangePage:

@@ -124,6 +124,11 @@ def poll_source(
             else stores.start(name, Stamp.at(int((started - START_MARGIN_SECONDS) * 1000)))
         )
     run.cursor = cursor
+    durable_ms = cursor.stamp.ms
+    if poll.lookback and not backfill and cursor.after is None:
+        # list the window before the cursor again (what a vendor's paging may have skipped);
+        # the saved cursor does not move back: it is saved only once the listing passes it
+        cursor = Cursor(Stamp.at(cursor.stamp.ms - int(poll.lookback * 1000)))
     who = f"{'backfill' if backfill else 'poll'}:{name}"
     at_cursor: set[str] = set()  # the changes at the cursor's stamp this run listed
     while clock() - started < budget_seconds:
@@ -178,7 +183,7 @@ def poll_source(
             for item in page.listed
             if (stamp := stamp_of(item)) is not None and stamp.ms == cursor.stamp.ms
         } | (at_cursor if cursor.after is not None else set())
-        if not dry_run:
+        if not dry_run and cursor.stamp.ms >= durable_ms:
             stores.advance(name, cursor, len(page.records), backfill=backfill)
         run.cursor = cursor
         if on_page is not None:
