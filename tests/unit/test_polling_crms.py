@@ -23,6 +23,7 @@ from connectors.fakes.zoho import FakeZoho
 from core.changes import Stamp
 from core.ledger.polls import Cursor
 from core.polling import poll_source
+from workers import poller
 from workers.runtime import WorkerRuntime
 
 WriteConfig = Callable[..., Path]
@@ -246,3 +247,34 @@ def test_zoho_page_numbers_can_skip_a_record_and_lookback_catches_it(zoho: Env) 
     else:
         assert missed == set()
         assert len(zoho.bodies()) == 251  # each change once: the window's repeats deduped
+
+
+@pytest.mark.parametrize(("setting", "ttl", "budget"), [(None, 80, 20.0), ("8", 8, 2.0)])
+def test_the_poll_lock_lapses_after_crmhub_poll_lock_seconds(
+    write_config: WriteConfig,
+    key_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str | None,
+    ttl: int,
+    budget: float,
+) -> None:
+    """A poller killed mid-run leaves its source's lock held until it lapses (the next poll
+    waits that long); a run lists for at most a quarter of it, so the lock outlives it."""
+    more = {"CRMHUB_POLL_LOCK_SECONDS": setting} if setting else {}
+    settings = make_settings(
+        write_config(CONFIG), key_prefix, redis_url="redis://unused", **ENV, **more
+    )
+    rt = WorkerRuntime.build(settings, client=fakeredis.FakeRedis())
+    seen: dict[str, Any] = {}
+
+    def killed_mid_run(ledger: Any, config: Any, name: str, lister: Any, **kw: Any) -> Any:
+        seen["ttl"] = ledger.redis.ttl(ledger.keys.poll_lock(name))
+        seen["budget"] = kw["budget_seconds"]
+        raise SystemExit("SIGKILL")  # a kill: whatever a finally does, the TTL is what is left
+
+    monkeypatch.setattr(poller, "poll_source", killed_mid_run)
+    with pytest.raises(SystemExit):
+        poller.run_poll(rt, "dv-contacts")
+    assert 0 < seen["ttl"] <= ttl and seen["ttl"] >= ttl - 1
+    assert seen["budget"] == budget
+    rt.close()
