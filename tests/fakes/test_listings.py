@@ -59,7 +59,7 @@ def test_pipedrive_lists_by_update_time_in_pages_with_a_next_cursor() -> None:
 
 
 def test_pipedrive_updated_until_is_exclusive_and_limit_at_most_500() -> None:
-    fake, client, ids = _pipedrive([T0, T1, T2])
+    _, client, ids = _pipedrive([T0, T1, T2])
     body = client.get("/api/v2/persons", params={"updated_until": f"{T2}Z"}).json()
     assert [r["id"] for r in body["data"]] == ids[:2]
     refused = client.get("/api/v2/persons", params={"limit": 501})
@@ -104,7 +104,7 @@ def test_zoho_lists_modified_after_if_modified_since_sorted_and_paged() -> None:
 
 
 def test_zoho_page_numbers_reach_2000_records_then_page_token() -> None:
-    fake, client, _ = _zoho([T0] * 3)
+    _, client, _ = _zoho([T0] * 3)
     refused = client.get("/crm/v8/Contacts", params={**LIST, "per_page": 200, "page": 11})
     assert refused.status_code == 400
     assert refused.json()["code"] == "DISCRETE_PAGINATION_LIMIT_EXCEEDED"
@@ -143,7 +143,7 @@ def test_dataverse_pages_a_modifiedon_query_by_next_link() -> None:
     body = first.json()
     assert first.status_code == 200
     assert first.headers["Preference-Applied"] == "odata.maxpagesize=2"
-    expected = sorted([ids[0], ids[2], ids[3]]) + [ids[4]]
+    expected = [*sorted([ids[0], ids[2], ids[3]]), ids[4]]
     assert [r["contactid"] for r in body["value"]] == expected[:2]
     assert all(set(r) == {"@odata.etag", "contactid", "modifiedon", "lastname"}
                for r in body["value"])  # fmt: skip
