@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from connectors.fakes.app import FakeApp, Json, Request, Response, control_json
+from connectors.fakes.app import FakeApp, Json, Request, Response, control_json, save_records
 from connectors.fakes.dynamics.api import Api
 from connectors.fakes.dynamics.schema import METADATA_FILE, Metadata, check_write
 from connectors.fakes.dynamics.state import Config, State
@@ -102,23 +102,9 @@ class FakeDynamics(FakeApp):
             return Response(200, {"client_id": state.config.client_id, "secret": "installed"})
         if route == "records":
             if request.method == "POST":
-                # one record (made as a user makes it), or a list of them made or edited
-                # (those with an `id`) one after another: many within one second's stamp
-                items = body if isinstance(body, list) else [body or {}]
-                ids = []
-                for item in items:
-                    values = dict(item)
-                    target = str(values.pop("entity_set", ""))
-                    record_id = values.pop("id", None)
-                    try:
-                        if record_id is None:
-                            ids.append(self.add_record(target, **values))
-                        else:
-                            self.edit_record(target, str(record_id), **values)
-                            ids.append(record_id)
-                    except Exception as exc:  # the test's mistake (an unknown field or record)
-                        return Response(400, {"error": "validation", "message": str(exc)})
-                return Response(201, {"ids": ids} if isinstance(body, list) else {"id": ids[0]})
+                return save_records(
+                    body, "entity_set", self.add_record, self.edit_record, (Exception,)
+                )  # a DvError or an unknown set: the test's mistake
             wanted = request.param("entity_set")
             with state.lock:
                 tables = {wanted: state.rows.get(wanted, {})} if wanted else state.rows

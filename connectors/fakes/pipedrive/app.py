@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from connectors.fakes.app import FakeApp, Json, Request, Response, control_json
+from connectors.fakes.app import FakeApp, Json, Request, Response, control_json, save_records
 from connectors.fakes.pipedrive.api import Api
 from connectors.fakes.pipedrive.config import Config
 from connectors.fakes.pipedrive.records import Refused
@@ -52,10 +52,10 @@ class FakePipedrive(FakeApp):
             except Refused as refused:
                 raise ValueError(str(refused.response.payload)) from None
 
-    def edit_record(self, obj: str, record_id: int, **values: Any) -> None:
+    def edit_record(self, obj: str, record_id: int | str, **values: Any) -> None:
         """A rep's edit in Pipedrive's UI: new values and a new `update_time` (not logged)."""
         with self.state.lock:
-            self.api.change(obj, self.state.records[obj][record_id], values)
+            self.api.change(obj, self.state.records[obj][int(record_id)], values)
 
     def log(self) -> list[Json]:
         entries: list[Json] = self.state.log_since(0, None)["entries"]
@@ -106,23 +106,7 @@ class FakePipedrive(FakeApp):
                 )
         if route == "records":
             if request.method == "POST":
-                # one record (made as a user makes it), or a list of them made or edited
-                # (those with an `id`) one after another: many within one second's stamp
-                items = body if isinstance(body, list) else [body or {}]
-                ids = []
-                for item in items:
-                    values = dict(item)
-                    target = str(values.pop("object", ""))
-                    record_id = values.pop("id", None)
-                    try:
-                        if record_id is None:
-                            ids.append(self.add_record(target, **values))
-                        else:
-                            self.edit_record(target, int(record_id), **values)
-                            ids.append(record_id)
-                    except (KeyError, ValueError) as exc:  # the test's mistake (unknown field, id)
-                        return Response(400, {"error": "validation", "message": str(exc)})
-                return Response(201, {"ids": ids} if isinstance(body, list) else {"id": ids[0]})
+                return save_records(body, "object", self.add_record, self.edit_record)
             wanted = request.param("object")
             with state.lock:
                 tables = {wanted: state.records.get(wanted, {})} if wanted else state.records

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from connectors.fakes.app import FakeApp, Json, Request, Response, control_json
+from connectors.fakes.app import FakeApp, Json, Request, Response, control_json, save_records
 from connectors.fakes.zoho.api import Api
 from connectors.fakes.zoho.config import Config
 from connectors.fakes.zoho.layout import MODULES, check_values
@@ -104,23 +104,7 @@ class FakeZoho(FakeApp):
                 )
         if route == "records":
             if request.method == "POST":
-                # one record (made as a user makes it), or a list of them made or edited
-                # (those with an `id`) one after another: many within one second's stamp
-                items = body if isinstance(body, list) else [body or {}]
-                ids = []
-                for item in items:
-                    values = dict(item)
-                    target = str(values.pop("module", ""))
-                    record_id = values.pop("id", None)
-                    try:
-                        if record_id is None:
-                            ids.append(self.add_record(target, **values))
-                        else:
-                            self.edit_record(target, str(record_id), **values)
-                            ids.append(record_id)
-                    except (KeyError, ValueError) as exc:  # the test's mistake (unknown field, id)
-                        return Response(400, {"error": "validation", "message": str(exc)})
-                return Response(201, {"ids": ids} if isinstance(body, list) else {"id": ids[0]})
+                return save_records(body, "module", self.add_record, self.edit_record)
             wanted = request.param("module")
             with state.lock:
                 tables = {wanted: state.records.get(wanted, {})} if wanted else state.records
