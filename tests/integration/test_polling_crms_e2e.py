@@ -15,9 +15,7 @@ and every change is recorded exactly once: 510 events per vendor, none missing, 
 from __future__ import annotations
 
 import collections
-import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,9 +26,9 @@ from typing import Any
 import pytest
 import redis
 from conftest import delete_prefix
-from processes import FakeDynamics, FakePipedrive, FakeServer, FakeZoho, Part, wait_until
-
-from core.ledger.views import decode
+from polled import PolledHub
+from ports import free_port
+from processes import FakeDynamics, FakePipedrive, FakeServer, FakeZoho, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serve")]
 
@@ -76,52 +74,18 @@ VENDORS = {
 SOURCE = "crm-changes"
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class Polled:
+class Polled(PolledHub):
     def __init__(self, env: dict[str, str], cwd: Path, vendor: Vendor, fake: FakeServer):
-        self.env, self.cwd, self.vendor, self.fake = env, cwd, vendor, fake
-        self.redis = redis.Redis.from_url(env["CRMHUB_REDIS_URL"])
-        self.prefix = env["CRMHUB_KEY_PREFIX"]
-        self.parts: dict[str, Part] = {}
-
-    def start(self, names: tuple[str, ...] = ("web", "worker", "beat")) -> None:
-        self.parts |= {name: Part(name, self.env, self.cwd) for name in names}
-
-    def kill_poller(self) -> None:
-        for name in ("worker", "beat"):
-            self.parts[name].kill()
-
-    def stop(self) -> None:
-        for part in self.parts.values():
-            part.stop()
+        super().__init__(env, cwd, SOURCE)
+        self.vendor, self.fake = vendor, fake
 
     def save(self, changes: list[dict[str, Any]]) -> list[str]:
+        """Made (or edited: with an `id`) in one request, as fast as the fake makes them."""
         param = self.fake.object_param
         body = [{param: self.vendor.obj, **change} for change in changes]
         response = self.fake.http.post("/_control/records", json=body)
         response.raise_for_status()
         return [str(i) for i in response.json()["ids"]]
-
-    def cursor(self) -> dict[str, str]:
-        raw = self.redis.hgetall(f"{self.prefix}:poll:{SOURCE}")
-        return {_text(k): _text(v) for k, v in raw.items()}
-
-    def bodies(self) -> list[dict[str, Any]]:
-        ids = self.redis.zrange(f"{self.prefix}:events:src:{SOURCE}", 0, -1)
-        pipe = self.redis.pipeline(transaction=False)
-        for event_id in ids:
-            pipe.hgetall(f"{self.prefix}:evt:{_text(event_id)}")
-        # decode: the body as received, however the ledger holds it (compressed or not)
-        return [json.loads(decode(raw)["body"]) for raw in pipe.execute()]
-
-    def recorded(self) -> int:
-        return int(self.redis.zcard(f"{self.prefix}:events:src:{SOURCE}"))
-
-    def output(self) -> str:
-        return "\n".join(f"--- {n}\n{p.output()[-3000:]}" for n, p in self.parts.items())
 
 
 @pytest.fixture(params=sorted(VENDORS))
@@ -140,24 +104,18 @@ def polled(request: Any, tmp_path: Path, real_redis_url: str) -> Iterator[Polled
         "CRMHUB_REDIS_URL": real_redis_url,
         "CRMHUB_KEY_PREFIX": prefix,
         "CRMHUB_VAR_DIR": str(tmp_path / "var"),
-        "CRMHUB_PORT": str(_free_port()),
+        "CRMHUB_PORT": str(free_port()),
         "CRMHUB_POLL_LOCK_SECONDS": "8",
         **vendor.env,
     }
     run = Polled(env, tmp_path, vendor, fake)
-    run.start()
+    run.start(("web", "worker", "beat"))
     try:
         yield run
     finally:
         run.stop()
         fake.stop()
         delete_prefix(redis.Redis.from_url(real_redis_url), prefix)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_every_change_is_recorded_once_across_page_boundaries_and_a_killed_poller(
@@ -192,12 +150,12 @@ def test_every_change_is_recorded_once_across_page_boundaries_and_a_killed_polle
         message=f"a page of the slowed listing\n{polled.output()}",
     )
     mid = polled.recorded()
-    polled.kill_poller()
+    polled.kill()
     assert mid < 410, "the listing should still have been under way"
     # edits of recorded records while the hub is down: each a new version
     polled.save([{"id": made[i], vendor.edit: f"E{i}"} for i in range(100)])
     polled.fake.clear_faults()
-    polled.start(("worker", "beat"))
+    polled.start()
     caught_up(510, "after the restart")
     time.sleep(3)  # a few more polls: nothing more may arrive
 
