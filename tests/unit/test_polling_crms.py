@@ -278,3 +278,16 @@ def test_the_poll_lock_lapses_after_crmhub_poll_lock_seconds(
     assert 0 < seen["ttl"] <= ttl and seen["ttl"] >= ttl - 1
     assert seen["budget"] == budget
     rt.close()
+
+
+def test_a_backfill_lists_between_since_and_until(env: Env) -> None:
+    """`crmhub backfill` pages the same listing with an upper bound (Pipedrive's
+    updated_until, Dataverse's `le`, Zoho's sorted rows cut past it)."""
+    ids = [env.vendor.add(n) for n in range(120)]
+    now = int(time.time() * 1000)
+    before = env.poll(backfill=True, since=Stamp.at(0), until=Stamp.at(now - 60_000))
+    assert before.caught_up and before.recorded == 0
+    env.rt.ledger.polls.forget_backfill(env.vendor.source)
+    run = env.poll(backfill=True, since=Stamp.at(0), until=Stamp.at(now + 2_000))
+    assert run.caught_up and run.recorded == 120
+    assert sorted(str(b[env.vendor.key]) for b in env.bodies()) == sorted(ids)
