@@ -98,7 +98,8 @@ def poll_source(
     `dry_run`: list and count, record nothing, move no cursor. `throttle`: called before each
     listing request, and may wait (a backfill's share of the rate limit). `pace`: called
     before each `ACCEPT_CHUNK` of a page's events is recorded, and may wait (a backfill's
-    backlog), so a large page does not put all its writes in front of live ones at once."""
+    backlog), so a large page does not put all its writes in front of live ones at once.
+    A live poll with `poll.lookback` lists from that long before its cursor (repeats dedupe)."""
     source = config.sources[name]
     poll = source.poll
     if poll is None:
