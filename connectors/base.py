@@ -196,6 +196,12 @@ class Connector(ABC):
         (YAML key, message) pairs; the configuration's loader asks every connector."""
         return []
 
+    @classmethod
+    def poll_problems(cls, poll: PollSpec) -> list[tuple[str, str]]:
+        """What this connector's list API cannot do of a polling source written this way, as
+        (key under `sources.<s>.poll`, message) pairs; core/config/polling.py asks it."""
+        return []
+
     def token_endpoint(self) -> str:
         """Where OAuth2 token requests go unless the connection's auth sets token_url."""
         return self.default_token_url

@@ -19,9 +19,12 @@ from urllib.parse import quote
 import httpx
 
 from connectors import dynamics_batch as batch
+from connectors import dynamics_changes
 from connectors import dynamics_errors as dv
 from connectors.base import Connector, excerpt
+from core.changes import ChangePage, Stamp
 from core.config.model import ConnectionConfig, MappingConfig
+from core.config.polling import PollSpec
 from core.errors import DataError, HubError, TransientError
 from core.mapping import MappedRecord
 from core.vocabulary import DeadCategory
@@ -76,6 +79,7 @@ class DynamicsSession(Connector):
     max_batch = batch.BATCH_LIMIT
     #: Entra ID answers expires_in; this is only for an answer without it
     default_token_lifetime = 3600.0
+    lists_changes = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -130,6 +134,13 @@ class DynamicsSession(Connector):
         dv.classify(response)
 
     # reading --------------------------------------------------------------------------
+    def list_changes(
+        self, poll: PollSpec, since: Stamp, cursor: str | None, until: Stamp | None = None
+    ) -> ChangePage:
+        """The Web API query by modifiedon (connectors/dynamics_changes.py)."""
+        path, key = f"{API}/{poll.object}", primary_key(poll.object)
+        return dynamics_changes.list_changes(self, path, key, poll, since, cursor, until)
+
     def find(
         self, entity_set: str, field: str, values: Sequence[Any], columns: Sequence[str] = ()
     ) -> dict[str, dict[str, Any]]:

@@ -34,8 +34,11 @@ from typing import Any
 
 import httpx
 
+from connectors import pipedrive_changes
 from connectors import pipedrive_errors as pd
 from connectors.base import Connector, WriteResult, excerpt
+from core.changes import ChangePage, Stamp
+from core.config.polling import PollSpec
 from core.errors import DataError, HubError
 from core.mapping import MappedRecord
 from core.vocabulary import DeadCategory
@@ -117,6 +120,8 @@ class PipedriveConnector(Connector):
     #: Pipedrive's access tokens live an hour (the answer says so in expires_in)
     default_token_lifetime = 3600.0
     token_client_auth = "basic"  # Pipedrive's token endpoint wants HTTP Basic
+    lists_changes = True
+    max_list_page = pipedrive_changes.MAX_LIMIT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -159,6 +164,18 @@ class PipedriveConnector(Connector):
         pd.classify(response, api_token=self.api_token)
 
     # reading ----------------------------------------------------------------------------
+    @classmethod
+    def poll_problems(cls, poll: PollSpec) -> list[tuple[str, str]]:
+        custom = [f for f in poll.fields if _CUSTOM_FIELD.match(f)]
+        return pipedrive_changes.poll_problems(poll, custom)
+
+    def list_changes(
+        self, poll: PollSpec, since: Stamp, cursor: str | None, until: Stamp | None = None
+    ) -> ChangePage:
+        """The v2 list endpoint by `update_time` (connectors/pipedrive_changes.py)."""
+        custom = [f for f in poll.fields if _CUSTOM_FIELD.match(f)]
+        return pipedrive_changes.list_changes(self, poll, since, cursor, until, custom)
+
     def search(self, obj: str, field: str | None, value: Any) -> list[dict[str, Any]]:
         """The records whose `field` equals `value` exactly (without case), as the search
         answers them (`{id, name, emails, phones, ...}`)."""

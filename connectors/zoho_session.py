@@ -21,8 +21,11 @@ from urllib.parse import quote
 
 import httpx
 
+from connectors import zoho_changes
 from connectors import zoho_errors as zoho
 from connectors.base import Connector, excerpt
+from core.changes import ChangePage, Stamp
+from core.config.polling import PollSpec
 from core.errors import DataError, HubError
 from core.mapping import MappedRecord
 from core.vocabulary import DeadCategory
@@ -56,6 +59,8 @@ class ZohoSession(Connector):
     name = "zoho"
     #: Zoho's access tokens live an hour (the answer's expires_in says so too)
     default_token_lifetime = 3600.0
+    lists_changes = True
+    max_list_page = zoho_changes.MAX_PER_PAGE
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -103,6 +108,17 @@ class ZohoSession(Connector):
         zoho.classify(response, wait)
 
     # reading --------------------------------------------------------------------------
+    @classmethod
+    def poll_problems(cls, poll: PollSpec) -> list[tuple[str, str]]:
+        return zoho_changes.poll_problems(poll)
+
+    def list_changes(
+        self, poll: PollSpec, since: Stamp, cursor: str | None, until: Stamp | None = None
+    ) -> ChangePage:
+        """get-records by Modified_Time (connectors/zoho_changes.py)."""
+        path = f"{API_PATH}/{poll.object}"
+        return zoho_changes.list_changes(self, path, poll, since, cursor, until)
+
     def search(
         self, module: str, field: str, values: Sequence[Any], columns: Sequence[str] = ()
     ) -> dict[str, list[dict[str, Any]]]:

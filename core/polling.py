@@ -98,7 +98,8 @@ def poll_source(
     `dry_run`: list and count, record nothing, move no cursor. `throttle`: called before each
     listing request, and may wait (a backfill's share of the rate limit). `pace`: called
     before each `ACCEPT_CHUNK` of a page's events is recorded, and may wait (a backfill's
-    backlog), so a large page does not put all its writes in front of live ones at once."""
+    backlog), so a large page does not put all its writes in front of live ones at once.
+    A live poll with `poll.lookback` lists from that long before its cursor (repeats dedupe)."""
     source = config.sources[name]
     poll = source.poll
     if poll is None:
@@ -124,6 +125,11 @@ def poll_source(
             else stores.start(name, Stamp.at(int((started - START_MARGIN_SECONDS) * 1000)))
         )
     run.cursor = cursor
+    durable_ms = cursor.stamp.ms
+    if poll.lookback and not backfill and cursor.after is None:
+        # list the window before the cursor again (what a vendor's paging may have skipped);
+        # the saved cursor does not move back: it is saved only once the listing passes it
+        cursor = Cursor(Stamp.at(cursor.stamp.ms - int(poll.lookback * 1000)))
     who = f"{'backfill' if backfill else 'poll'}:{name}"
     at_cursor: set[str] = set()  # the changes at the cursor's stamp this run listed
     while clock() - started < budget_seconds:
@@ -178,7 +184,7 @@ def poll_source(
             for item in page.listed
             if (stamp := stamp_of(item)) is not None and stamp.ms == cursor.stamp.ms
         } | (at_cursor if cursor.after is not None else set())
-        if not dry_run:
+        if not dry_run and cursor.stamp.ms >= durable_ms:
             stores.advance(name, cursor, len(page.records), backfill=backfill)
         run.cursor = cursor
         if on_page is not None:

@@ -118,6 +118,9 @@ class Settings:
     port: int = 8000
     worker_concurrency: int = 2
     lease_seconds: int = 60
+    # a polling source's lock (workers/poller.py): how long it outlives a poller killed
+    # mid-run; a poll run lists for at most a quarter of it
+    poll_lock_seconds: int = 80
     # the drain (workers/delivery.py): one task writes up to this many ready deliveries of its
     # connection (its own included; 1: one per task), within this many seconds
     drain_max: int = 50
@@ -169,6 +172,7 @@ class Settings:
             port=_int(env, "CRMHUB_PORT", 8000, problems),
             worker_concurrency=_int(env, "CRMHUB_WORKER_CONCURRENCY", 2, problems),
             lease_seconds=_int(env, "CRMHUB_LEASE_SECONDS", 60, problems),
+            poll_lock_seconds=_int(env, "CRMHUB_POLL_LOCK_SECONDS", 80, problems),
             drain_max=_int(env, "CRMHUB_DRAIN_MAX", 50, problems),
             drain_seconds=_seconds(env, "CRMHUB_DRAIN_SECONDS", 0.5, problems),
             republish_after_seconds=_int(env, "CRMHUB_REPUBLISH_AFTER_SECONDS", 60, problems),

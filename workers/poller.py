@@ -18,8 +18,9 @@ from workers.runtime import WorkerRuntime
 
 log = logging.getLogger("crmhub.poller")
 
-#: the source's lock outlives the longest run (its budget, plus a listing's timeouts)
-LOCK_SLACK_SECONDS = 60.0
+#: a run lists for at most this share of the source's lock (CRMHUB_POLL_LOCK_SECONDS), so
+#: the lock outlives the longest run (its budget, plus a listing's timeouts)
+RUN_SHARE_OF_LOCK = 0.25
 
 
 def dispatch_polls(
@@ -43,10 +44,13 @@ def run_poll(rt: WorkerRuntime, name: str) -> PollRun | None:
     source = rt.config.sources.get(name)
     if source is None or source.poll is None:
         return None  # the configuration changed since the task was sent
-    with rt.ledger.polls.lock(name, RUN_BUDGET_SECONDS + LOCK_SLACK_SECONDS) as held:
+    lock_seconds = rt.settings.poll_lock_seconds
+    budget = min(RUN_BUDGET_SECONDS, lock_seconds * RUN_SHARE_OF_LOCK)
+    with rt.ledger.polls.lock(name, lock_seconds) as held:
         if not held:
             return None
-        run = poll_source(rt.ledger, rt.config, name, rt.connector(source.poll.connection))
+        connector = rt.connector(source.poll.connection)
+        run = poll_source(rt.ledger, rt.config, name, connector, budget_seconds=budget)
         finished = time.time()
         more = not run.caught_up and not run.error and not run.stopped
         next_at = finished if more else finished + source.poll.every

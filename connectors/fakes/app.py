@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs
@@ -100,6 +100,34 @@ def query_int(query: dict[str, list[str]], name: str, default: int | None) -> in
             f"invalid {name}", [{"field": name, "message": "must be a non-negative integer"}]
         )
     return value
+
+
+def save_records(
+    body: Any,
+    param: str,
+    add: Callable[..., Any],
+    edit: Callable[..., None],
+    errors: tuple[type[Exception], ...] = (KeyError, ValueError),
+) -> Response:
+    """`POST /_control/records`: one record (made as a user makes it: `{param: object,
+    ...values}` answered `{"id"}`), or a list of them made, or edited (those with an `id`),
+    one after another, answered `{"ids"}`: many within one second's stamp. `errors`: what
+    `add` and `edit` raise for the test's own mistake (an unknown field, object or id)."""
+    items = body if isinstance(body, list) else [body or {}]
+    ids = []
+    for item in items:
+        values = dict(item)
+        target = str(values.pop(param, ""))
+        record_id = values.pop("id", None)
+        try:
+            if record_id is None:
+                ids.append(add(target, **values))
+            else:
+                edit(target, record_id, **values)
+                ids.append(record_id)
+        except errors as exc:
+            return Response(400, {"error": "validation", "message": str(exc)})
+    return Response(201, {"ids": ids} if isinstance(body, list) else {"id": ids[0]})
 
 
 class FakeApp(ABC):

@@ -16,6 +16,8 @@ from core.config.fields import PathList
 MAX_PAGE_SIZE = 2000
 #: the shortest `every`: a poll is at least one request to the vendor
 MIN_EVERY_SECONDS = 1.0
+#: the longest `lookback`: every poll lists the window again, so it stays short
+MAX_LOOKBACK_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,10 @@ class PollSpec:
     page_size: int = 100
     id_field: str = ""  # "" : the connector's (Salesforce `Id`, HubSpot the object id, `id`)
     list: ListSpec | None = None  # the http connector's listing
+    #: seconds before the cursor each poll lists again (0: off), for a vendor whose paging can
+    #: skip a record that moves while the poll pages (Zoho's page numbers); the event ids
+    #: dedupe what was recorded already
+    lookback: float = 0.0
 
 
 class ListSchema(Schema):
@@ -89,6 +95,13 @@ class PollSchema(Schema):
     )
     id_field = fields.String(validate=validate.Length(min=1))
     list = fields.Nested(ListSchema)
+    lookback = Duration(
+        validate=validate.Range(
+            min=1,
+            max=MAX_LOOKBACK_SECONDS,
+            error="lookback is 1s to 1h (each poll lists that window again)",
+        )
+    )
 
     @validates_schema
     def _every_is_sane(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -107,6 +120,7 @@ def build_poll(spec: dict[str, Any]) -> PollSpec:
         fields=tuple(spec.get("fields_") or ()),
         page_size=spec["page_size"],
         id_field=spec.get("id_field", ""),
+        lookback=spec.get("lookback", 0.0),
         list=ListSpec(
             since_param=listing["since_param"],
             items=listing.get("items", ()),
@@ -163,4 +177,7 @@ def poll_problems(
             problems.append(
                 (f"{where}.page_size", f"the {connector} connector lists at most {most} a page")
             )
+        own = getattr(cls, "poll_problems", None) if cls else None
+        if own is not None:  # the connector's own rules (its vendor's list API)
+            problems += [(f"{where}.{key}", message) for key, message in own(poll)]
     return problems

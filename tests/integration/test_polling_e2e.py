@@ -14,7 +14,6 @@ and every change arrives exactly once: one event per save, none missing, none tw
 from __future__ import annotations
 
 import collections
-import json
 import os
 import time
 import uuid
@@ -25,7 +24,8 @@ from typing import Any
 import pytest
 import redis
 from conftest import delete_prefix
-from processes import FakeSalesforce, Part, wait_until
+from polled import PolledHub
+from processes import FakeSalesforce, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("serve")]
 
@@ -45,49 +45,15 @@ connections:
 """
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-class Polled:
+class Polled(PolledHub):
     def __init__(self, env: dict[str, str], cwd: Path, salesforce: FakeSalesforce) -> None:
-        self.env, self.cwd, self.salesforce = env, cwd, salesforce
-        self.redis = redis.Redis.from_url(env["CRMHUB_REDIS_URL"])
-        self.prefix = env["CRMHUB_KEY_PREFIX"]
-        self.parts: dict[str, Part] = {}
-
-    def start(self) -> None:
-        self.parts = {name: Part(name, self.env, self.cwd) for name in ("worker", "beat")}
-
-    def kill(self) -> None:
-        for part in self.parts.values():
-            part.kill()
-
-    def stop(self) -> None:
-        for part in self.parts.values():
-            part.stop()
+        super().__init__(env, cwd, SOURCE)
+        self.salesforce = salesforce
 
     def save(self, changes: list[dict[str, Any]]) -> list[str]:
         response = self.salesforce.http.post("/_control/records", json=changes)
         response.raise_for_status()
         return list(response.json()["ids"])
-
-    def cursor(self) -> dict[str, str]:
-        raw = self.redis.hgetall(f"{self.prefix}:poll:{SOURCE}")
-        return {_text(k): _text(v) for k, v in raw.items()}
-
-    def bodies(self) -> list[dict[str, Any]]:
-        ids = self.redis.zrange(f"{self.prefix}:events:src:{SOURCE}", 0, -1)
-        pipe = self.redis.pipeline(transaction=False)
-        for event_id in ids:
-            pipe.hget(f"{self.prefix}:evt:{_text(event_id)}", "body")
-        return [json.loads(body) for body in pipe.execute()]
-
-    def recorded(self) -> int:
-        return int(self.redis.zcard(f"{self.prefix}:events:src:{SOURCE}"))
-
-    def output(self) -> str:
-        return "\n".join(f"--- {n}\n{p.output()[-3000:]}" for n, p in self.parts.items())
 
 
 @pytest.fixture

@@ -13,7 +13,9 @@ behind one lock.
   ``unauthorized_client`` AADSTS700016, ``invalid_scope`` AADSTS1002012). A token stops
   working after ``--token-seconds``: 401 with a bearer challenge.
 * Dataverse under ``/api/data/v9.2``: ``GET /{set}`` (``$select``, ``$filter`` of ``col eq
-  '..'`` joined by ``or``, ``$top``), ``GET /{set}({id})`` or ``({key}='..')``, ``POST
+  '..'`` joined by ``or``, ``$top``; or the changed-rows query a polling source pages,
+  ``$filter=modifiedon ge ..``, ``$orderby``, ``Prefer: odata.maxpagesize``,
+  ``@odata.nextLink``: ``listing.py``), ``GET /{set}({id})`` or ``({key}='..')``, ``POST
   /{set}``, ``PATCH /{set}({key}='..')`` upserting on an alternate key (``If-Match: *`` update
   only: 404 0x80060891; ``If-None-Match: *`` create only: 412 0x80040237; ``Prefer:
   return=representation``: 201 / 200 with the row, else 204 with ``OData-EntityId``),
@@ -27,14 +29,14 @@ behind one lock.
 Control API under ``/_control``: ``health``, ``faults`` (state.py lists the modes),
 ``credentials`` (POST ``{client_secret}``: a new secret, the credential valid again),
 ``records`` (GET ``?entity_set=contacts``; POST ``{entity_set, ...columns}`` adds a row as a
-user would), ``log``, ``stats`` (``api_calls``: Dataverse requests, a $batch counting one;
-``token_requests`` apart), ``violations`` (requests Dataverse would refuse for their shape),
-``reset``.
+user would; a list of them adds, or edits those with an ``id``, in one request), ``log``,
+``stats`` (``api_calls``: Dataverse requests, a $batch counting one; ``token_requests`` apart),
+``violations`` (requests Dataverse would refuse for their shape), ``reset``.
 
 Modules: ``app``, ``api`` (routing, faults, tokens, $batch), ``records`` (reads and writes),
-``schema`` and ``metadata.json``, ``multipart``, ``state``, ``texts``, ``cli``. Sources are
-cited in each; [observed] facts come from captures in public issues, [unconfirmed] ones are the
-fake's guess.
+``listing`` (the query), ``schema`` and ``metadata.json``, ``multipart``, ``state``, ``texts``,
+``cli``. Sources are cited in each; [observed] facts come from captures in public issues,
+[unconfirmed] ones are the fake's guess.
 """
 
 from connectors.fakes.dynamics.app import FakeDynamics

@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from connectors.fakes.app import FakeApp, Json, Request, Response, control_json
+from connectors.fakes.app import FakeApp, Json, Request, Response, control_json, save_records
 from connectors.fakes.dynamics.api import Api
 from connectors.fakes.dynamics.schema import METADATA_FILE, Metadata, check_write
 from connectors.fakes.dynamics.state import Config, State
@@ -60,6 +60,11 @@ class FakeDynamics(FakeApp):
                 clean[column] = target_id
             return self.state.insert(entity, clean)
 
+    def edit_record(self, entity_set: str, row_id: str, **values: Any) -> None:
+        """A user's edit in the app: new values and a new `modifiedon` (not logged)."""
+        with self.state.lock:
+            self.state.update(self.state.metadata.sets[entity_set], row_id, values)
+
     def log(self) -> list[Json]:
         entries: list[Json] = self.state.log_since(0, None)["entries"]
         return entries
@@ -97,13 +102,9 @@ class FakeDynamics(FakeApp):
             return Response(200, {"client_id": state.config.client_id, "secret": "installed"})
         if route == "records":
             if request.method == "POST":
-                values = dict(body or {})
-                entity_set = str(values.pop("entity_set", ""))
-                try:
-                    row_id = self.add_record(entity_set, **values)
-                except Exception as exc:  # a DvError or an unknown set: the test's mistake
-                    return Response(400, {"error": "validation", "message": str(exc)})
-                return Response(201, {"id": row_id})
+                return save_records(
+                    body, "entity_set", self.add_record, self.edit_record, (Exception,)
+                )  # a DvError or an unknown set: the test's mistake
             wanted = request.param("entity_set")
             with state.lock:
                 tables = {wanted: state.rows.get(wanted, {})} if wanted else state.rows

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from connectors.fakes.app import Response
+from connectors.fakes.dynamics.listing import is_range, query_page
 from connectors.fakes.dynamics.schema import EntitySet, check_write
 from connectors.fakes.dynamics.state import State
 from connectors.fakes.dynamics.texts import (
@@ -121,7 +122,7 @@ class Records:
             error = bad_syntax(f"the key segment ({match.group(2)}) cannot be resolved")
             return Response(400, error.body()), None, "a key value a URL cannot address"
         if method == "GET":
-            return self._get(entity, key, query, select), None, None
+            return self._get(entity, key, query, select, headers), None, None
         body: Any = None
         if method in ("PATCH", "POST"):
             if not headers.get("content-type", "").lower().startswith("application/json"):
@@ -144,6 +145,7 @@ class Records:
         key: dict[str, str] | str | None,
         query: dict[str, list[str]],
         select: list[str],
+        headers: dict[str, str],
     ) -> Response:
         if key is not None:
             row_id = self._locate(entity, key)
@@ -152,6 +154,15 @@ class Records:
             return Response(200, self._shown(entity, self.state.rows[entity.name][row_id], select))
         rows = list(self.state.rows[entity.name].values())
         text = (query.get("$filter") or [""])[-1]
+        if is_range(text) or "$orderby" in query:  # a changed-rows query: listing.py
+
+            def listed(row: dict[str, Any]) -> Any:
+                answer = self._shown(entity, row, select)
+                answer.pop("@odata.context", None)
+                return answer
+
+            url = f"{self.state.config.url}/api/data/v9.2/{entity.name}"
+            return query_page(rows, entity, query, headers, url, listed)
         if text:
             clauses = parse_filter(text)
             for column, _ in clauses:

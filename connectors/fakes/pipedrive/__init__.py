@@ -14,6 +14,8 @@ behind one lock.
 * ``POST /api/v2/{persons|organizations}``, ``GET|PATCH /api/v2/{object}/{id}``,
   ``GET /api/v2/{object}/search?term=&fields=&exact_match=`` (not case sensitive, cursor
   pages): answers in API v2's shapes, ``{"success": true, "data": ..., "additional_data"}``.
+* ``GET /api/v2/{object}?updated_since=&updated_until=&sort_by=&sort_direction=&limit=&cursor=``:
+  the list a polling source pages (``listing.py``), ``additional_data.next_cursor``.
 * Every request is checked against the official OpenAPI document (``spec/``: parameters and
   body schemas; v2 coerces nothing): a request Pipedrive would refuse for its shape is
   answered 400 in Pipedrive's envelope and recorded as a violation. A person needs a name
@@ -31,13 +33,15 @@ Control API under ``/_control``: ``health``, ``faults`` (modes ``error5xx``, ``l
 ``{api_token}``: the one valid API token, as after rotating it), ``refresh-token`` (POST
 ``{refresh_token}``), ``limits`` (GET/POST ``daily_tokens``, ``tokens_used``, ``burst_limit``,
 ``token_seconds``), ``records`` (GET ``?object=persons``; POST ``{object, ...fields}`` adds a
-record as a rep would), ``log``, ``stats`` (``api_calls``: every API request, the bench's
-count), ``violations``, ``reset``.
+record as a rep would; a list of them adds, or edits those with an ``id``, in one request),
+``log``, ``stats`` (``api_calls``: every API request, the bench's count), ``violations``,
+``reset``.
 
 Modules: ``app``, ``api`` (routing; faults, credentials, limits and the spec check before an
-operation; OAuth), ``records`` (the operations), ``spec`` (the document and its validator),
-``state``, ``faults``, ``texts`` (Pipedrive's answers), ``config``, ``cli``. Facts marked
-[observed] come from captures in public client code, [unconfirmed] ones are the fake's guess.
+operation; OAuth), ``records`` (the operations), ``listing`` (the list), ``spec`` (the document
+and its validator), ``state``, ``faults``, ``texts`` (Pipedrive's answers), ``config``,
+``cli``. Facts marked [observed] come from captures in public client code, [unconfirmed] ones
+are the fake's guess.
 """
 
 from connectors.fakes.pipedrive.app import FakePipedrive

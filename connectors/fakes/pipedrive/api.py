@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 
 from connectors.fakes.app import Json, Request, Response
 from connectors.fakes.pipedrive import texts
+from connectors.fakes.pipedrive.listing import list_page
 from connectors.fakes.pipedrive.records import Records, Refused
 from connectors.fakes.pipedrive.spec import Operation, load, parameter_problems, problems
 from connectors.fakes.pipedrive.state import State
@@ -151,7 +152,10 @@ class Api(Records):
                 if operation is None:
                     raise Refused(Response(404, texts.error("Unknown method .")), "unknown route")
                 self._check(req, operation, body)
-                response = self.operate(operation, obj, record_id, req, body)
+                if operation.key == f"GET /{obj}":  # the list a polling source pages
+                    response = list_page(state, obj, req)
+                else:
+                    response = self.operate(operation, obj, record_id, req, body)
             except Refused as refused_answer:
                 refused_answer.response.headers.update(headers)
                 raise

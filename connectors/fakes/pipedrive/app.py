@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from connectors.fakes.app import FakeApp, Json, Request, Response, control_json
+from connectors.fakes.app import FakeApp, Json, Request, Response, control_json, save_records
 from connectors.fakes.pipedrive.api import Api
 from connectors.fakes.pipedrive.config import Config
 from connectors.fakes.pipedrive.records import Refused
@@ -51,6 +51,11 @@ class FakePipedrive(FakeApp):
                 return int(self.api.add(obj, values)["id"])
             except Refused as refused:
                 raise ValueError(str(refused.response.payload)) from None
+
+    def edit_record(self, obj: str, record_id: int | str, **values: Any) -> None:
+        """A rep's edit in Pipedrive's UI: new values and a new `update_time` (not logged)."""
+        with self.state.lock:
+            self.api.change(obj, self.state.records[obj][int(record_id)], values)
 
     def log(self) -> list[Json]:
         entries: list[Json] = self.state.log_since(0, None)["entries"]
@@ -101,13 +106,7 @@ class FakePipedrive(FakeApp):
                 )
         if route == "records":
             if request.method == "POST":
-                values = dict(body or {})
-                obj = str(values.pop("object", ""))
-                try:
-                    record_id = self.add_record(obj, **values)
-                except ValueError as exc:
-                    return Response(400, {"error": "validation", "message": str(exc)})
-                return Response(201, {"id": record_id})
+                return save_records(body, "object", self.add_record, self.edit_record)
             wanted = request.param("object")
             with state.lock:
                 tables = {wanted: state.records.get(wanted, {})} if wanted else state.records

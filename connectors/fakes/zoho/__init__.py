@@ -14,7 +14,9 @@ the fake's own address):
   client, "Access Denied" past ``--tokens-per-ten-minutes``.
 * CRM: ``POST /crm/v8/{module}/upsert`` and ``POST /crm/v8/{module}`` (up to 100 records,
   results per record in order: 200 / 201, 207 mixed, 400 all refused), ``GET
-  /crm/v8/{module}?ids=..&fields=..``, ``GET /crm/v8/{module}/{id}``, ``GET
+  /crm/v8/{module}?ids=..&fields=..``, the list a polling source pages (``GET
+  /crm/v8/{module}?fields=..&sort_by=Modified_Time&sort_order=asc&page=..`` or ``page_token``,
+  ``If-Modified-Since``; 204 / 304; ``listing.py``), ``GET /crm/v8/{module}/{id}``, ``GET
   /crm/v8/{module}/search?criteria=(Email:equals:x)or(...)`` (204 when nothing matches), for
   the modules Contacts, Accounts and Leads (``layout.py``: types, lengths, mandatory fields,
   lookups, picklists). Requests carry ``Authorization: Zoho-oauthtoken <token>``; a missing,
@@ -28,19 +30,20 @@ the fake's own address):
   ``LIMIT_EXCEEDED``.
 
 Control API under ``/_control``: ``health``, ``faults`` (modes ``error5xx``, ``latency``,
-``drop``, ``rate_limit`` (429 TOO_MANY_REQUESTS; ``retry_after`` adds the hint),
-``credits``, ``token_throttle``, and the immediate ``expire_tokens`` and
-``revoke_refresh_token``), ``refresh-token`` (POST ``{refresh_token}``: the one valid
-refresh token, as after re-authorising), ``limits`` (GET/POST ``credits``,
-``credits_used``, ``token_seconds``, ``tokens_per_ten_minutes``), ``records`` (GET
-``?module=Contacts``; POST ``{module, ...fields}`` adds a record as a rep would), ``log``,
-``stats`` (``api_calls`` for the bench), ``violations``, ``reset``.
+``drop``, ``rate_limit`` (429 TOO_MANY_REQUESTS; ``retry_after`` adds the hint), ``credits``,
+``token_throttle``, and the immediate ``expire_tokens`` and ``revoke_refresh_token``),
+``refresh-token`` (POST ``{refresh_token}``: the one valid refresh token, as after
+re-authorising), ``limits`` (GET/POST ``credits``, ``credits_used``, ``token_seconds``,
+``tokens_per_ten_minutes``), ``records`` (GET ``?module=Contacts``; POST ``{module,
+...fields}`` adds a record as a rep would; a list of them adds, or edits those with an ``id``,
+in one request), ``log``, ``stats`` (``api_calls`` for the bench), ``violations``, ``reset``.
 
 Modules: ``app`` (the application object, control routes), ``api`` (hosts, routing, faults,
-tokens, credits), ``records`` (the operations), ``layout`` (the org's fields and checks),
-``openapi`` (the request check against ``spec/``), ``state``, ``faults``, ``texts`` (Zoho's
-answers), ``config``, ``cli``. Facts marked [observed] come from captures in public client
-code, [unconfirmed] ones are the fake's guess (crm-apis.md 3 and its list at the end).
+tokens, credits), ``records`` (the operations), ``listing`` (the list), ``layout`` (the org's
+fields and checks), ``openapi`` (the request check against ``spec/``), ``state``, ``faults``,
+``texts`` (Zoho's answers), ``config``, ``cli``. Facts marked [observed] come from captures in
+public client code, [unconfirmed] ones are the fake's guess (crm-apis.md 3 and its list at the
+end).
 """
 
 from connectors.fakes.zoho.app import FakeZoho

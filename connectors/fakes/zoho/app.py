@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from connectors.fakes.app import FakeApp, Json, Request, Response, control_json
+from connectors.fakes.app import FakeApp, Json, Request, Response, control_json, save_records
 from connectors.fakes.zoho.api import Api
 from connectors.fakes.zoho.config import Config
 from connectors.fakes.zoho.layout import MODULES, check_values
@@ -55,6 +55,11 @@ class FakeZoho(FakeApp):
                 raise ValueError(str(problem or f"no such fields: {unknown}"))
             return str(self.state.insert(layout, clean)["id"])
 
+    def edit_record(self, module: str, record_id: str, **values: Any) -> None:
+        """A rep's edit in Zoho's UI: new values and a new `Modified_Time` (not logged)."""
+        with self.state.lock:
+            self.state.update(MODULES[module], record_id, values)
+
     def log(self) -> list[Json]:
         entries: list[Json] = self.state.log_since(0, None)["entries"]
         return entries
@@ -99,13 +104,7 @@ class FakeZoho(FakeApp):
                 )
         if route == "records":
             if request.method == "POST":
-                values = dict(body or {})
-                module = str(values.pop("module", ""))
-                try:
-                    record_id = self.add_record(module, **values)
-                except ValueError as exc:
-                    return Response(400, {"error": "validation", "message": str(exc)})
-                return Response(201, {"id": record_id})
+                return save_records(body, "module", self.add_record, self.edit_record)
             wanted = request.param("module")
             with state.lock:
                 tables = {wanted: state.records.get(wanted, {})} if wanted else state.records

@@ -19,6 +19,7 @@ from typing import Any
 from connectors.fakes.app import Json, Request, Response
 from connectors.fakes.zoho import texts
 from connectors.fakes.zoho.layout import Module, check_values
+from connectors.fakes.zoho.listing import sorted_page
 from connectors.fakes.zoho.state import State, key_of
 from connectors.fakes.zoho.texts import ZohoError
 
@@ -105,8 +106,15 @@ class Records:
         if len(ids) > IDS_LIMIT:
             raise texts.record_limit(IDS_LIMIT)
         table = self.state.records[module.name]
-        rows = [table[i] for i in dict.fromkeys(ids) if i in table] if ids else list(table.values())
-        return self._page(module, rows, fields, req)
+        if ids:
+            return self._page(
+                module, [table[i] for i in dict.fromkeys(ids) if i in table], fields, req
+            )
+        listed = sorted_page(list(table.values()), req)  # the list: listing.py
+        if isinstance(listed, Response):
+            return listed
+        rows, info = listed
+        return Response(200, {"data": [self._shown(module, r, fields) for r in rows], "info": info})
 
     def get_one(self, module: Module, record_id: str, req: Request) -> Response:
         record = self.state.records[module.name].get(record_id)
