@@ -11,7 +11,7 @@ live delivery's receipt-to-write latency is read from the ledger (created_at -> 
 the delivered delivery).
 
     .venv/bin/python bench/backfill.py [--records 20000] [--rate 20] [--baseline 15]
-        [--max-backlog N] [--json]
+        [--max-backlog N] [--kill-after SECONDS] [--json]
 """
 
 from __future__ import annotations
@@ -151,6 +151,24 @@ def _latencies(client: redis.Redis, prefix: str, event_ids: list[str]) -> list[f
         time.sleep(0.5)
 
 
+def _killed_after(command: list[str], env: dict[str, str], cwd: Path, seconds: float) -> int:
+    """Start the backfill, SIGKILL it after `seconds` (0: not at all), and say how far its
+    progress bar had got; the run after it must resume there and lose nothing."""
+    if seconds <= 0:
+        return 0
+    proc = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    time.sleep(seconds)
+    if proc.poll() is not None:
+        raise BenchError(f"the backfill ended before the kill at {seconds} s: lower --kill-after")
+    kill_group(proc)
+    assert proc.stderr is not None
+    counts = re.findall(r"([\d,]+) records \(", proc.stderr.read())
+    return int(counts[-1].replace(",", "")) if counts else 0
+
+
 def _p(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
@@ -215,11 +233,11 @@ def setup(args: argparse.Namespace) -> Any:
             live2 = Live(url, args.rate, prefix, 10_000_000)
             live2.start()
             started = time.monotonic()
+            command = [CRMHUB, "backfill", "sf-contacts", "--json", *args.backfill_args]
+            killed = _killed_after(command, env, tmp, args.kill_after)
             done = subprocess.run(
-                [CRMHUB, "backfill", "sf-contacts", "--json", *args.backfill_args], env=env,
-                cwd=tmp,
-                capture_output=True, text=True, timeout=3600,
-            )  # fmt: skip
+                command, env=env, cwd=tmp, capture_output=True, text=True, timeout=3600
+            )  # resumes where the killed one stood
             wall = time.monotonic() - started
             live2.done.set()
             live2.join()
@@ -227,14 +245,17 @@ def setup(args: argparse.Namespace) -> Any:
                 raise BenchError(f"crmhub backfill failed: {done.stderr[-2000:]}")
             summary = json.loads(done.stdout)
             during = _latencies(client, prefix, live2.sent)
-            writes = httpx.get(f"{crm_url}/_control/stats", timeout=10).json()["writes"]
+            stats = httpx.get(f"{crm_url}/_control/stats", timeout=10).json()
             progress_lines = [ln for ln in done.stderr.splitlines() if "ETA" in ln]
             return {
                 "backfill": summary,
                 "wall_seconds": wall,
                 "baseline": baseline,
                 "during": during,
-                "crm_writes": writes,
+                "crm_writes": stats["writes"],
+                "crm_records": stats["records"],
+                "expected_records": args.records + len(live.sent) + len(live2.sent),
+                "killed_at_record": killed,
                 "progress_sample": progress_lines[-1][-160:] if progress_lines else "",
             }
         finally:
@@ -251,7 +272,10 @@ def summarize(results: dict[str, Any], rds: BenchRedis) -> dict[str, Any]:
     b = results["backfill"]
     base, during = results["baseline"], results["during"]
     return {
-        "valid": b["recorded"] + b["duplicates"] == b["records"] and b["records"] > 0,
+        # exactly once across the kill: every Contact and live webhook written, none twice
+        "valid": b["recorded"] + b["duplicates"] == b["records"] > 0
+        and results["crm_records"] == results["crm_writes"] == results["expected_records"],
+        "killed_at_record": results["killed_at_record"],
         "redis": rds.origin,
         "backfill": b,
         "backfill_records_per_second": round(b["records"] / b["seconds"], 1),
@@ -263,6 +287,8 @@ def summarize(results: dict[str, Any], rds: BenchRedis) -> dict[str, Any]:
         if base and during
         else None,
         "crm_writes": results["crm_writes"],
+        "crm_records": results["crm_records"],
+        "expected_records": results["expected_records"],
         "progress_sample": results["progress_sample"],
     }  # fmt: skip
 
@@ -276,6 +302,10 @@ def report(summary: dict[str, Any], results: dict[str, Any]) -> None:
         row = summary[name]
         print(f"{name:22} {row['n']:5} webhooks  p50 {row['p50_ms']:8.1f} ms  "
               f"p99 {row['p99_ms']:8.1f} ms")  # fmt: skip
+    if summary["killed_at_record"]:
+        print(f"killed (SIGKILL) at record {summary['killed_at_record']:,}, then resumed")
+    print(f"the CRM: {summary['crm_records']:,} records, {summary['crm_writes']:,} writes "
+          f"(expected {summary['expected_records']:,} of each)")  # fmt: skip
     print(f"live p99 during / without the backfill: {summary['p99_ratio_during_vs_baseline']}")
     print(f"progress bar (last line): {summary['progress_sample']}")
 
@@ -288,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-backlog", type=int, help="passed to `crmhub backfill` (default: its own)"
     )
+    parser.add_argument(
+        "--kill-after", type=float, default=8.0,
+        help="SIGKILL the first backfill after this many seconds and resume it (0: no kill)",
+    )  # fmt: skip
     add_common_flags(parser)
     args = parser.parse_args(argv)
     args.backfill_args = (
