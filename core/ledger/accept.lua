@@ -4,7 +4,7 @@
 -- ARGV[1]: {ttl (the dedupe window, s),
 --           events: [{dedupe (its dedupe key), id, source, received (ms), fields (the event
 --                     hash's fields and values, flat), body_field (`body`, or `bodyz` when
---                     the body comes compressed: core/ledger/bodies.py), terms (what
+--                     the body comes compressed: core/ledger/bodies.py), digests (of what
 --                     operators can search it by: core/ledger/search.py), echo: {ref, pairs}
 --                     or absent,
 --                     deliveries: [{id, connection, object, rk, fields (flat)}]}]}
@@ -25,23 +25,14 @@ local function is_echo(echo)
 end
 
 local function index_terms(ev)
-  for _, term in ipairs(ev.terms) do
-    redis.call('ZADD', search_key(), 0, search_entry(term, ev.received, ev.id))
+  for _, digest in ipairs(ev.digests) do
+    redis.call('ZADD', search_key(), 0, search_entry(digest, ev.id))
   end
 end
 
--- A dedupe key holds the first event's id: as its 12 bytes when it is one of ours
--- (`evt_` and 24 lowercase hex digits, core/ids.py), half the text's length, so the value
--- fits the smallest allocation a string gets (a dedupe key is kept for the whole window:
--- README, "Memory"); core/ledger/replies.py (accepted) spells it back.
-local function dedupe_value(id)
-  if #id == 28 and string.match(id, '^evt_[0-9a-f]+$') then
-    return (string.gsub(string.sub(id, 5), '..', function(hex)
-      return string.char(tonumber(hex, 16))
-    end))
-  end
-  return id
-end
+-- A dedupe key holds the first event's id as bytes (common.lua id_bytes), so the value fits
+-- the smallest allocation a string gets (a dedupe key is kept for the whole window: README,
+-- "Memory"); core/ledger/replies.py (accepted) spells it back.
 
 local stats = stats_key(StatsHash.webhooks)
 for index, ev in ipairs(req.events) do
@@ -54,7 +45,7 @@ for index, ev in ipairs(req.events) do
     out[#out + 1] = first; out[#out + 1] = 0; out[#out + 1] = 1; out[#out + 1] = 0
   elseif is_echo(ev.echo) then
     redis.call('HINCRBY', stats, ev.source .. '|' .. WebhookOutcome.echo, 1)
-    redis.call('SET', ev.dedupe, dedupe_value(ev.id), 'EX', req.ttl)
+    redis.call('SET', ev.dedupe, id_bytes(ev.id), 'EX', req.ttl)
     redis.call('HSET', event_key(ev.id), unpack(ev.fields))
     redis.call('HSET', event_key(ev.id), 'state', EventState.echo, 'deliveries', '')
     redis.call('ZADD', events_key(), ev.received, ev.id)
@@ -64,7 +55,7 @@ for index, ev in ipairs(req.events) do
     out[#out + 1] = ev.id; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 1
   else
     redis.call('HINCRBY', stats, ev.source .. '|' .. WebhookOutcome.accepted, 1)
-    redis.call('SET', ev.dedupe, dedupe_value(ev.id), 'EX', req.ttl)
+    redis.call('SET', ev.dedupe, id_bytes(ev.id), 'EX', req.ttl)
     redis.call('HSET', event_key(ev.id), unpack(ev.fields))
     redis.call('ZADD', events_key(), ev.received, ev.id)
     redis.call('ZADD', source_events_key(ev.source), ev.received, ev.id)

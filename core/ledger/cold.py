@@ -23,7 +23,7 @@ import redis
 
 from core.ledger.bodies import BODY, PACKED
 from core.ledger.keys import LedgerKeys
-from core.ledger.search import search_terms
+from core.ledger.search import search_terms, term_digest
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import decode, text
 
@@ -54,7 +54,7 @@ class DoneEvent:
         return {
             "id": self.id,
             "since": self.done_ms,
-            "terms": terms_of(self.fields),
+            **index_entries_of(self.fields),
             "deliveries": [
                 {"id": d.fields["id"], "updated": d.fields.get("updated_at", "")}
                 for d in self.deliveries
@@ -68,6 +68,13 @@ def terms_of(fields: dict[str, str]) -> list[str]:
     if fields.get("edit_of"):  # an edited copy was never indexed
         return []
     return search_terms(fields.get("external_id", ""), fields.get(BODY, ""))
+
+
+def index_entries_of(fields: dict[str, str]) -> dict[str, list[str]]:
+    """What evict.lua and purge.lua remove an event's search entries by: its terms (for
+    entries written before, which spell them) and their digests (common.lua search_entry)."""
+    terms = terms_of(fields)
+    return {"terms": terms, "digests": [term_digest(t) for t in terms]}
 
 
 class ArchiveLock:
@@ -169,7 +176,7 @@ class LedgerCold:
             "purge",
             now,
             events=[
-                {"id": i, "terms": terms_of(fields)}
+                {"id": i, **index_entries_of(fields)}
                 for i, fields in zip(event_ids, found, strict=True)
             ],
         )

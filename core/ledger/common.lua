@@ -195,23 +195,53 @@ local function ids_of(listed)
   return ids
 end
 
+-- Hex digits as the bytes they spell.
+local function hex_bytes(hex)
+  return (string.gsub(hex, '..', function(pair) return string.char(tonumber(pair, 16)) end))
+end
+
+-- An event id as bytes: one of ours (`evt_` and 24 lowercase hex digits, core/ids.py) as its
+-- 12 bytes (6 of milliseconds, 6 random: they sort by time as the text does), half the text.
+-- Another id (none the hub makes) stays as it is. core/ledger/search.py and replies.py read
+-- both back.
+local function id_bytes(id)
+  if #id == 28 and string.match(id, '^evt_[0-9a-f]+$') then
+    return hex_bytes(string.sub(id, 5))
+  end
+  return id
+end
+
+-- The search index (one sorted set, score 0, read by member range: core/ledger/pages.py):
+-- an entry is \1, the first 8 bytes of the term's SHA-1 (`digest`, in hex, computed by the
+-- caller: core/ledger/search.py term_digest; so no entry spells an address) and the event's
+-- id as bytes (so a term's entries sort by time), 21 bytes in all.
+local function search_entry(digest, event_id)
+  return '\1' .. hex_bytes(digest) .. id_bytes(event_id)
+end
+
+-- An entry as written before (the term, NUL, received ms, NUL, event id): a hub upgraded with
+-- events in Redis still finds them by it and removes it with them.
+local function legacy_search_entry(term, received, event_id)
+  return term .. '\0' .. string.format('%013d', tonumber(received)) .. '\0' .. event_id
+end
+
 -- An event leaving Redis (archived or erased) leaves the search index too, so no entry naming
 -- an address outlives it: `terms` are its terms, which the caller found again from its body
 -- and sender id as accept did (core/ledger/cold.py terms_of; not stored on the event, it
 -- would cost every event held), plus those an event recorded before kept on its hash
--- (`terms`, one per line).
-local function search_entry(term, received, event_id)
-  return term .. '\0' .. string.format('%013d', tonumber(received)) .. '\0' .. event_id
-end
-
-local function unindex_terms(event_id, terms)
+-- (`terms`, one per line; those have entries of the form before only). `digests` are the
+-- terms' digests (search_entry). Both forms of entry go.
+local function unindex_terms(event_id, terms, digests)
   local kept, received = unpack(redis.call('HMGET', event_key(event_id), 'terms', 'received_at'))
   if not received then return end
-  for _, term in ipairs(terms or {}) do
-    redis.call('ZREM', search_key(), search_entry(term, received, event_id))
+  for i, term in ipairs(terms or {}) do
+    redis.call('ZREM', search_key(), legacy_search_entry(term, received, event_id))
+    if digests and digests[i] then
+      redis.call('ZREM', search_key(), search_entry(digests[i], event_id))
+    end
   end
   for term in string.gmatch(kept or '', '[^\n]+') do
-    redis.call('ZREM', search_key(), search_entry(term, received, event_id))
+    redis.call('ZREM', search_key(), legacy_search_entry(term, received, event_id))
   end
 end
 

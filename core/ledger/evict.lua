@@ -3,7 +3,7 @@
 -- entries; only if it is still done for good and unchanged since the archiver read it, so
 -- what leaves is exactly what the archive holds.
 -- ARGV[1]: {events: [{id, since (its terminal index score, ms), terms (its search terms,
---           found again from its body: core/ledger/cold.py terms_of), deliveries: [{id,
+--           found again from its body: core/ledger/cold.py terms_of), digests, deliveries: [{id,
 --           updated (its updated_at as read)}]}]}
 -- Reply: per event, in order: 1 evicted, 0 kept (changed since it was read, or gone).
 local out = {}
@@ -26,7 +26,7 @@ for _, ev in ipairs(req.events) do
     for _, d in ipairs(ev.deliveries) do
       redis.call('DEL', delivery_key(d.id), attempts_key(d.id), actions_key(d.id))
     end
-    unindex_terms(ev.id, ev.terms)
+    unindex_terms(ev.id, ev.terms, ev.digests)
     redis.call('DEL', event_key(ev.id))
     redis.call('ZREM', events_key(), ev.id)
     redis.call('ZREM', source_events_key(source), ev.id)

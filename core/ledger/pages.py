@@ -17,7 +17,7 @@ import redis
 
 from core.errors import BadCursor
 from core.ledger.keys import LedgerKeys
-from core.ledger.search import normalise
+from core.ledger.search import entry_prefix, event_id_of_entry, id_bound, normalise
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import text
 
@@ -132,15 +132,25 @@ class LedgerPages:
         with translate_redis_errors():
             if term.startswith("evt_") and self.redis.exists(self.keys.event(term)):
                 return [term]
-            # one index for every term, read by member range: `term\0{ms:013d}\0{event id}`
+            # one index for every term, read by member range (core/ledger/search.py)
+            prefix = entry_prefix(term)
             found = self.redis.zrevrangebylex(
+                self.keys.search(),
+                b"[" + prefix + (b"\xff" * 13 if high is None else id_bound(high + 1)),
+                b"[" + prefix + (id_bound(low) if low is not None else b""),
+                start=0,
+                num=SEARCH_LIMIT,
+            )
+            ids = [event_id_of_entry(cast(bytes, i)) for i in found]
+            # LEGACY: entries written before (`term\0{ms:013d}\0{event id}`), still held
+            legacy = self.redis.zrevrangebylex(
                 self.keys.search(),
                 f"({term}\x01" if high is None else f"({term}\x00{high:013d}\x01",
                 f"[{term}\x00" if low is None else f"[{term}\x00{low:013d}",
                 start=0,
                 num=SEARCH_LIMIT,
             )
-        return [text(i).rsplit("\x00", 1)[-1] for i in found]
+        return (ids + [text(i).rsplit("\x00", 1)[-1] for i in legacy])[:SEARCH_LIMIT]
 
     # events ----------------------------------------------------------------------------
     def event_page(

@@ -3,7 +3,7 @@
 -- on its way (pending, in flight, scheduled, held): that is a write the hub promised, so it
 -- is reported and kept. A dead letter is erased with its event (it leaves the dead index).
 -- ARGV[1]: {events: [{id, terms (its search terms, found again from its body:
---           core/ledger/cold.py terms_of)}]}
+--           core/ledger/cold.py terms_of), digests (theirs: common.lua search_entry)}]}
 -- Reply: per event, in order: 'ok', Reason.missing, or the state of the delivery that is
 -- still on its way.
 local out = {}
@@ -33,7 +33,7 @@ for _, ev in ipairs(req.events) do
         end
         redis.call('DEL', delivery_key(did), attempts_key(did), actions_key(did))
       end
-      unindex_terms(id, ev.terms)
+      unindex_terms(id, ev.terms, ev.digests)
       redis.call('DEL', event_key(id))
       redis.call('ZREM', events_key(), id)
       redis.call('ZREM', source_events_key(source), id)
