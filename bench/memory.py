@@ -41,6 +41,7 @@ from core.archive.mover import archive_pass
 from core.embedded_redis import EmbeddedRedis
 from core.ids import new_delivery_id, new_event_id
 from core.ledger import Ledger, NewDelivery, NewEvent, open_ledger
+from core.ledger.keys import dedupe_digest
 from core.settings import Settings
 from core.vocabulary import AttemptOutcome
 
@@ -189,7 +190,7 @@ def measure(n: int, tmp: Path, binary: str | None = None) -> dict[str, Any]:
             "record queue (one per record)": per_key(
                 client, [keys.record_queue(e.deliveries[0].record_key) for e in sample]
             ),
-            "dedupe key": per_key(client, [keys.dedupe(e.source, e.external_id) for e in sample]),
+            "dedupe key": per_key(client, [keys.dedupe(dedupe_digest(e.source, e.external_id)) for e in sample]),
         }
         for label, key in (
             ("events index, per event", keys.events()),
@@ -220,7 +221,7 @@ def measure(n: int, tmp: Path, binary: str | None = None) -> dict[str, Any]:
             kind = key.decode().split(":")[1]
             kinds[kind] = kinds.get(kind, 0) + 1
         dedupe_before = used(client)
-        client.delete(*[keys.dedupe(e.source, e.external_id) for e in events])
+        client.delete(*[keys.dedupe(dedupe_digest(e.source, e.external_id)) for e in events])
         dedupe_freed = (dedupe_before - used(client)) / n
         archive.close()
         return {

@@ -2,7 +2,7 @@
 -- in one atomic step (the receiver answers 2xx only after it), publishing each delivery that
 -- is its record's next write.
 -- ARGV[1]: {ttl (the dedupe window, s),
---           events: [{dedupe (its dedupe key), id, source, received (ms), fields (the event
+--           events: [{dedupe (its dedupe key), legacy_dedupe (as named before), id, source, received (ms), fields (the event
 --                     hash's fields and values, flat), body_field (`body`, or `bodyz` when
 --                     the body comes compressed: core/ledger/bodies.py), digests (of what
 --                     operators can search it by: core/ledger/search.py), echo: {ref, pairs}
@@ -39,7 +39,7 @@ for index, ev in ipairs(req.events) do
   -- each event's body and headers come as plain arguments after the JSON request
   table.insert(ev.fields, ev.body_field); table.insert(ev.fields, ARGV[2 * index])
   table.insert(ev.fields, 'headers'); table.insert(ev.fields, ARGV[2 * index + 1])
-  local first = redis.call('GET', ev.dedupe)
+  local first = redis.call('GET', ev.dedupe) or redis.call('GET', ev.legacy_dedupe)
   if first then
     redis.call('HINCRBY', stats, ev.source .. '|' .. WebhookOutcome.duplicate, 1)
     out[#out + 1] = first; out[#out + 1] = 0; out[#out + 1] = 1; out[#out + 1] = 0

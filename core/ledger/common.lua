@@ -16,7 +16,8 @@
 -- `<kind>_key(...)` (the delivery's: delivery_key with its id), and each such call is
 -- replaced by the concatenation that builds it when the script is assembled. A unit test
 -- checks this list against the table.
---   <p>:dedupe:{source}:{external_id}  string  first event id of a sender's event id (TTL)
+--   <p>:dd:{digest}                    string  first event id of a sender's event id (TTL)
+--   <p>:dedupe:{source}:{external_id}  string  the same, as written before (TTL)
 --   <p>:evt:{id}                       hash    an accepted event (state, body, headers...)
 --   <p>:events                         zset    every event, by received_at
 --   <p>:events:src:{source}            zset    one source's events, by received_at

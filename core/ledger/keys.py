@@ -14,6 +14,8 @@ which the scripts publish to, and kombu's own keys beside it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -55,12 +57,21 @@ LAYOUT: tuple[KeyKind, ...] = (
     # events
     KeyKind(
         "dedupe",
-        "dedupe:{source}:{external_id}",
+        "dd:{digest}",
         "string",
         "the first event's id for a sender's event id (one of ours, `evt_` + 24 hex digits, "
-        "as its 12 bytes: accept.lua dedupe_value); expires after the dedupe window",
+        "as its 12 bytes: common.lua id_bytes), named by dedupe_digest(source, external_id); "
+        "expires after the dedupe window",
         lua=False,
     ),  # built by Python into the accept request
+    KeyKind(
+        "legacy_dedupe",
+        "dedupe:{source}:{external_id}",
+        "string",
+        "a dedupe key as written before (named by the sender's id); accept still honours one "
+        "until it expires",
+        lua=False,
+    ),
     KeyKind(
         "event",
         "evt:{id}",
@@ -384,6 +395,15 @@ LAYOUT: tuple[KeyKind, ...] = (
 )
 
 
+def dedupe_digest(source: str, external_id: str) -> str:
+    """What names a sender's event's dedupe key: 11 base64url characters (66 bits) of the
+    SHA-256 of its source and id, where the id itself took ~30 (a dedupe key is kept for the
+    whole window, one per event: README, "Memory"); two events of one window sharing a digest
+    is a 1 in 2**66 / events**2 chance."""
+    raw = hashlib.sha256(f"{source}\0{external_id}".encode()).digest()
+    return base64.urlsafe_b64encode(raw[:9]).decode()[:11]
+
+
 class LedgerKeys:
     """The keys of one hub (one key prefix). See LAYOUT for what each holds."""
 
@@ -392,7 +412,10 @@ class LedgerKeys:
         self._p = prefix + ":"
 
     # events
-    def dedupe(self, source: str, external_id: str) -> str:
+    def dedupe(self, digest: str) -> str:
+        return f"{self._p}dd:{digest}"
+
+    def legacy_dedupe(self, source: str, external_id: str) -> str:
         return f"{self._p}dedupe:{source}:{external_id}"
 
     def event(self, id: str) -> str:

@@ -29,7 +29,7 @@ from core.ledger.bulk import BulkOperations
 from core.ledger.cold import LedgerCold
 from core.ledger.dead_pages import DeadLetterPages
 from core.ledger.generations import ConfigGenerations
-from core.ledger.keys import LATENCY_BUCKETS, LedgerKeys, StatsHash
+from core.ledger.keys import LATENCY_BUCKETS, LedgerKeys, StatsHash, dedupe_digest
 from core.ledger.lane import ScriptLane
 from core.ledger.locks import single_flight
 from core.ledger.memo import Memo
@@ -193,7 +193,9 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
             ",".join(d.id for d in ev.deliveries),
         ]
         return {
-            "dedupe": self.keys.dedupe(ev.source, ev.external_id),
+            "dedupe": self.keys.dedupe(dedupe_digest(ev.source, ev.external_id)),
+            # one written before this layout, honoured until it expires
+            "legacy_dedupe": self.keys.legacy_dedupe(ev.source, ev.external_id),
             "id": ev.id,
             "source": ev.source,
             "received": int(ev.received_at * 1000),
