@@ -4,12 +4,13 @@
 -- ARGV[1]: {ttl (the dedupe window, s),
 --           events: [{dedupe (its dedupe key), legacy_dedupe (as named before), id, source, received (ms), fields (the event
 --                     hash's fields and values, flat), body_field (`body`, or `bodyz` when
---                     the body comes compressed: core/ledger/bodies.py), digests (of what
+--                     the body comes compressed: core/ledger/bodies.py), headers_apart
+--                     (false when the headers are compressed with the body), digests (of what
 --                     operators can search it by: core/ledger/search.py), echo: {ref, pairs}
 --                     or absent,
 --                     deliveries: [{id, connection, object, rk, fields (flat)}]}]}
--- ARGV[2k], ARGV[2k+1]: event k's body (as received, or compressed) and headers JSON, as
--- plain strings.
+-- ARGV[2k], ARGV[2k+1]: event k's body (as received, or compressed) and headers JSON (empty
+-- when compressed with the body), as plain strings.
 -- Reply: flat, 4 per event: {event_id, deliveries, duplicate (0|1), echo (0|1)} (a duplicate
 -- reports the first event's id). Decoded by core/ledger/replies.py (accepted).
 local out = {}
@@ -38,7 +39,9 @@ local stats = stats_key(StatsHash.webhooks)
 for index, ev in ipairs(req.events) do
   -- each event's body and headers come as plain arguments after the JSON request
   table.insert(ev.fields, ev.body_field); table.insert(ev.fields, ARGV[2 * index])
-  table.insert(ev.fields, 'headers'); table.insert(ev.fields, ARGV[2 * index + 1])
+  if ev.headers_apart then
+    table.insert(ev.fields, 'headers'); table.insert(ev.fields, ARGV[2 * index + 1])
+  end
   local first = redis.call('GET', ev.dedupe) or redis.call('GET', ev.legacy_dedupe)
   if first then
     redis.call('HINCRBY', stats, ev.source .. '|' .. WebhookOutcome.duplicate, 1)

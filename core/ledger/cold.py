@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from core.ledger.bodies import BODY, PACKED
+from core.ledger.bodies import BODY, HEADERS, PACKED
 from core.ledger.keys import LedgerKeys
 from core.ledger.search import search_terms, term_digest
 from core.ledger.translate import translate_redis_errors
@@ -208,7 +208,8 @@ class LedgerCold:
     def event_fields(self, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, str]]:
         """Some fields of several events in one round trip ({} for one that is gone); `body`
         is the text as received, however it is stored (core/ledger/bodies.py)."""
-        asked = [*fields, PACKED] if BODY in fields else list(fields)
+        # the packed body holds the headers too (core/ledger/bodies.py)
+        asked = [*fields, PACKED] if BODY in fields or HEADERS in fields else list(fields)
         with translate_redis_errors():
             pipe = self.redis.pipeline(transaction=False)
             for event_id in ids:

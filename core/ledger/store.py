@@ -160,9 +160,14 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         raw: list[str | bytes] = []
         payloads = []
         for ev in events:
-            body_field, body = packed(ev.body)
-            raw += (body, json.dumps(ev.headers, separators=(",", ":")))
-            payloads.append(self._event_payload(ev, now_ms) | {"body_field": body_field})
+            body_field, body, headers = packed(
+                ev.body, json.dumps(ev.headers, separators=(",", ":"))
+            )
+            raw += (body, headers or "")
+            payloads.append(
+                self._event_payload(ev, now_ms)
+                | {"body_field": body_field, "headers_apart": headers is not None}
+            )
         return replies.accepted(
             self._run(
                 "accept",
