@@ -190,7 +190,9 @@ def measure(n: int, tmp: Path, binary: str | None = None) -> dict[str, Any]:
             "record queue (one per record)": per_key(
                 client, [keys.record_queue(e.deliveries[0].record_key) for e in sample]
             ),
-            "dedupe key": per_key(client, [keys.dedupe(dedupe_digest(e.source, e.external_id)) for e in sample]),
+            "dedupe key": per_key(
+                client, [keys.dedupe(dedupe_digest(e.source, e.external_id)) for e in sample]
+            ),
         }
         for label, key in (
             ("events index, per event", keys.events()),

@@ -8,7 +8,8 @@
 --                     (false when the headers are compressed with the body), digests (of what
 --                     operators can search it by: core/ledger/search.py), echo: {ref, pairs}
 --                     or absent,
---                     deliveries: [{id, connection, object, rk, fields (flat)}]}]}
+--                     deliveries: [{id, connection, object, rk, fields (flat), folded (the
+--                                   event's first: held in its hash, common.lua dhome)}]}]}
 -- ARGV[2k], ARGV[2k+1]: event k's body (as received, or compressed) and headers JSON (empty
 -- when compressed with the body), as plain strings.
 -- Reply: flat, 4 per event: {event_id, deliveries, duplicate (0|1), echo (0|1)} (a duplicate
@@ -79,9 +80,14 @@ for index, ev in ipairs(req.events) do
       elseif first then
         tag = publish(d.id, ready_key(d.connection, d.object), true)
       end
-      redis.call('HSET', delivery_key(d.id), 'seq', seq, 'rk', d.rk, 'state', state,
-                 'updated_at', now, held and 'held_at' or 'published_at', now, 'msg', tag,
-                 unpack(d.fields))
+      local fields = {'seq', seq, 'rk', d.rk, 'state', state, 'updated_at', now,
+                      held and 'held_at' or 'published_at', now, 'msg', tag, unpack(d.fields)}
+      if d.folded then  -- the event's first delivery: held in its hash (common.lua dhome)
+        for i = 1, #fields, 2 do fields[i] = FOLD .. fields[i] end
+        redis.call('HSET', event_key(ev.id), unpack(fields))
+      else
+        redis.call('HSET', delivery_key(d.id), unpack(fields))
+      end
       redis.call('HINCRBY', counts_key(d.connection), state, 1)
     end
     out[#out + 1] = ev.id; out[#out + 1] = #ev.deliveries; out[#out + 1] = 0

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
+from core.errors import LedgerUnavailable
 from core.ledger.body_dictionary import CURRENT, DICTIONARIES
 
 BODY = "body"
@@ -55,7 +56,7 @@ def unpack(value: bytes) -> tuple[str, str | None]:
     version = value[0] & ~WITH_HEADERS
     dictionary = DICTIONARIES.get(version)
     if dictionary is None:
-        raise ValueError(
+        raise LedgerUnavailable(
             f"an event body packed with dictionary version {version}, which this hub does not "
             f"know (it knows {sorted(DICTIONARIES)}): run the hub version that held it"
         )

@@ -22,6 +22,7 @@ from typing import Any
 import redis
 
 from core.ledger.bodies import BODY, HEADERS, PACKED
+from core.ledger.deliveries import read_hashes
 from core.ledger.keys import LedgerKeys
 from core.ledger.search import search_terms, term_digest
 from core.ledger.translate import translate_redis_errors
@@ -132,17 +133,17 @@ class LedgerCold:
                 pipe.hgetall(self.keys.event(text(event_id)))
             events = [decode(raw) for raw in pipe.execute()]
             delivery_ids = [[i for i in ev.get("deliveries", "").split(",") if i] for ev in events]
-            for ids in delivery_ids:
-                for delivery_id in ids:
-                    pipe.hgetall(self.keys.delivery(delivery_id))
-                    pipe.lrange(self.keys.attempts(delivery_id), 0, -1)
-                    pipe.lrange(self.keys.actions(delivery_id), 0, -1)
+            flat = [delivery_id for ids in delivery_ids for delivery_id in ids]
+            hashes = iter(read_hashes(self.redis, self.keys, flat))
+            for delivery_id in flat:
+                pipe.lrange(self.keys.attempts(delivery_id), 0, -1)
+                pipe.lrange(self.keys.actions(delivery_id), 0, -1)
             replies = iter(pipe.execute())
         batch, gone = [], []
         for (event_id, score), ev, ids in zip(scored, events, delivery_ids, strict=True):
             deliveries = tuple(
                 DoneDelivery(
-                    decode(next(replies)),
+                    next(hashes),
                     [json.loads(a) for a in next(replies)],
                     [json.loads(a) for a in next(replies)],
                 )

@@ -83,9 +83,107 @@ local req = cjson.decode(ARGV[1])
 local p = req.prefix
 local now = tonumber(req.now)
 
+-- Where a delivery's fields live (core/ledger/deliveries.py): its own hash, or, for an event's
+-- first delivery (`dlv_` and its event id's 24 hex digits), its event's hash, each field's name
+-- behind FOLD; there its id and event_id are not stored but follow from its id (an edit that
+-- re-points it stores `.event_id`). Every script reads and writes a delivery only through the
+-- d* helpers below, so none needs to know which it is.
+local FOLD = '.'
+local function folded_event(id) return 'evt_' .. string.sub(id, 5) end
+
+-- the delivery's hash key and its fields' prefix ('' or FOLD); nil when it is in neither
+local function dhome(id)
+  local own = delivery_key(id)
+  if redis.call('EXISTS', own) == 1 then return own, '' end
+  local ev = event_key(folded_event(id))
+  if redis.call('HEXISTS', ev, FOLD .. 'state') == 1 then return ev, FOLD end
+  return nil, nil
+end
+
+local function prefixed(pre, names)
+  local out = {}
+  for i, name in ipairs(names) do out[i] = pre .. name end
+  return out
+end
+
+-- HMGET of a delivery's fields (all nil when it is gone)
+local function dmget(id, ...)
+  local names = {...}
+  local key, pre = dhome(id)
+  if not key then return {} end
+  local values = redis.call('HMGET', key, unpack(prefixed(pre, names)))
+  if pre == FOLD then
+    for i, name in ipairs(names) do
+      if not values[i] and name == 'id' then values[i] = id end
+      if not values[i] and name == 'event_id' then
+        values[i] = redis.call('HGET', key, FOLD .. 'event_id') or folded_event(id)
+      end
+    end
+  end
+  return values
+end
+
+local function dget(id, name) return dmget(id, name)[1] end
+
+-- HSET of a delivery's fields (name, value, ...); nothing when it is gone
+local function dset(id, ...)
+  local key, pre = dhome(id)
+  if not key then return end
+  local args = {...}
+  for i = 1, #args, 2 do args[i] = pre .. args[i] end
+  redis.call('HSET', key, unpack(args))
+end
+
+local function dsetnx(id, name, value)
+  local key, pre = dhome(id)
+  if key then redis.call('HSETNX', key, pre .. name, value) end
+end
+
+local function dincr(id, name, by)
+  local key, pre = dhome(id)
+  if not key then return nil end
+  return redis.call('HINCRBY', key, pre .. name, by)
+end
+
+local function ddel(id, ...)
+  local key, pre = dhome(id)
+  if key then redis.call('HDEL', key, unpack(prefixed(pre, {...}))) end
+end
+
+-- HGETALL of a delivery, flat, as its own hash would answer it ({} when it is gone)
+local function dgetall(id)
+  local key, pre = dhome(id)
+  if not key then return {} end
+  local all = redis.call('HGETALL', key)
+  if pre == '' then return all end
+  local out, has_event = {'id', id}, false
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 1) == FOLD then
+      local name = string.sub(all[i], 2)
+      if name == 'event_id' then has_event = true end
+      out[#out + 1] = name; out[#out + 1] = all[i + 1]
+    end
+  end
+  if not has_event then out[#out + 1] = 'event_id'; out[#out + 1] = folded_event(id) end
+  return out
+end
+
+-- Remove a delivery (its hash, or its fields from its event's) with its attempts and actions.
+local function ddelete(id)
+  local key, pre = dhome(id)
+  if pre == FOLD then
+    local names = {}
+    for _, name in ipairs(redis.call('HKEYS', key)) do
+      if string.sub(name, 1, 1) == FOLD then names[#names + 1] = name end
+    end
+    if #names > 0 then redis.call('HDEL', key, unpack(names)) end
+  end
+  redis.call('DEL', delivery_key(id), attempts_key(id), actions_key(id))
+end
+
 -- Change a delivery's state, keeping the per-connection counts in step.
 local function move(id, conn, from, to)
-  redis.call('HSET', delivery_key(id), 'state', to, 'updated_at', now)
+  dset(id, 'state', to, 'updated_at', now)
   if from then redis.call('HINCRBY', counts_key(conn), from, -1) end
   redis.call('HINCRBY', counts_key(conn), to, 1)
 end
@@ -93,7 +191,7 @@ end
 -- The ready set (see the layout) a delivery belongs to: what a batching worker may claim
 -- together with its own.
 local function ready_key_of(id)
-  local conn, obj = unpack(redis.call('HMGET', delivery_key(id), 'connection', 'object'))
+  local conn, obj = unpack(dmget(id, 'connection', 'object'))
   return ready_key(tostring(conn), tostring(obj))
 end
 
@@ -110,7 +208,7 @@ local function publish(id, ready, stamped)
   redis.call('LPUSH', req.queue, message(id, n))
   redis.call('ZADD', ready, now, id)
   redis.call('SADD', ready_sets_key(), ready)
-  if not stamped then redis.call('HSET', delivery_key(id), 'published_at', now, 'msg', n) end
+  if not stamped then dset(id, 'published_at', now, 'msg', n) end
   return n
 end
 
@@ -161,13 +259,13 @@ end
 local function hold(id, conn, from, seq)
   move(id, conn, from, State.held)
   redis.call('ZADD', held_key(conn), seq, id)
-  redis.call('HSET', delivery_key(id), 'held_at', now)
+  dset(id, 'held_at', now)
 end
 
 -- After a delivery leaves its record's queue, start the next write for that record.
 local function advance(rk)
   local nxt = head(rk)
-  if nxt and redis.call('HGET', delivery_key(nxt), 'state') == State.pending
+  if nxt and dget(nxt, 'state') == State.pending
       and not redis.call('ZSCORE', ready_key_of(nxt), nxt) then
     publish(nxt)
   end
@@ -178,7 +276,7 @@ local function schedule(id, conn, from, due)
   move(id, conn, from, State.scheduled)
   unpublish(id)
   redis.call('ZADD', scheduled_index_key(), due, id)
-  redis.call('HSET', delivery_key(id), 'due_at', due)
+  dset(id, 'due_at', due)
 end
 
 -- Hot and cold: an event whose deliveries are all done for good (delivered, superseded,
@@ -250,7 +348,7 @@ local function settle(event_id)
   local ids = redis.call('HGET', event_key(event_id), 'deliveries')
   if not ids then return end
   for _, did in ipairs(ids_of(ids)) do
-    if not done_for_good(redis.call('HGET', delivery_key(did), 'state')) then return end
+    if not done_for_good(dget(did, 'state')) then return end
   end
   redis.call('ZADD', terminal_index_key(), 'NX', now, event_id)
 end

@@ -77,8 +77,9 @@ LAYOUT: tuple[KeyKind, ...] = (
         "evt:{id}",
         "hash",
         "an accepted event: source, type, external_id, received_at, occurred_at, state "
-        "(EventState), deliveries (ids, comma-separated), body (as received) or bodyz (the "
-        "same, zlib-compressed, when that saves: core/ledger/bodies.py), headers; events "
+        "(EventState), deliveries (ids, comma-separated), body (as received) and headers, or "
+        "bodyz (both, compressed, when that saves: core/ledger/bodies.py); its first "
+        "delivery's fields, each name behind FOLD (core/ledger/deliveries.py); events "
         "recorded before may hold terms (their search terms, one per line)",
     ),
     KeyKind("events", "events", "zset", "every event id, by received_at (ms)"),
@@ -101,8 +102,9 @@ LAYOUT: tuple[KeyKind, ...] = (
         "delivery",
         "dlv:{id}",
         "hash",
-        "a delivery: state (State), event_id, mapping, connection, object, rk, seq, "
-        "attempts, timestamps (ms), lease token, dead_* fields once dead",
+        "a delivery other than its event's first (those are held in the event's hash: "
+        "core/ledger/deliveries.py): state (State), event_id, mapping, connection, object, "
+        "rk, seq, attempts, timestamps (ms), lease token, dead_* fields once dead",
     ),
     KeyKind("attempts", "dlv:{id}:attempts", "list", "its attempts, JSON, the last 100"),
     KeyKind("actions", "dlv:{id}:actions", "list", "operators' actions on it, JSON"),
@@ -393,6 +395,11 @@ LAYOUT: tuple[KeyKind, ...] = (
         lua=False,
     ),
 )
+
+
+#: what an event's first delivery's field names start with in its event's hash, where it is
+#: held (core/ledger/deliveries.py)
+FOLD = "."
 
 
 def dedupe_digest(source: str, external_id: str) -> str:

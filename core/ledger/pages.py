@@ -16,6 +16,7 @@ from typing import cast
 import redis
 
 from core.errors import BadCursor
+from core.ledger import deliveries
 from core.ledger.keys import LedgerKeys
 from core.ledger.search import entry_prefix, event_id_of_entry, id_bound, normalise
 from core.ledger.translate import translate_redis_errors
@@ -66,12 +67,14 @@ class LedgerPages:
     delivery_fields: Callable[[Sequence[str], Sequence[str]], list[dict[str, str]]]
 
     def _fields(self, kind: str, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, str]]:
-        key = self.keys.delivery if kind == "dlv" else self.keys.event
-        with translate_redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            for i in ids:
-                pipe.hmget(key(i), list(fields))
-            replies = pipe.execute()
+        if kind == "dlv":
+            replies = deliveries.read_fields(self.redis, self.keys, ids, fields)
+        else:
+            with translate_redis_errors():
+                pipe = self.redis.pipeline(transaction=False)
+                for i in ids:
+                    pipe.hmget(self.keys.event(i), list(fields))
+                replies = pipe.execute()
         return [
             {n: text(v) for n, v in zip(fields, reply, strict=True) if v is not None}
             for reply in replies
@@ -243,7 +246,7 @@ class BacklogReads:
             *ready, held = pipe.execute()
             oldest = [int(entry[0][1]) for entry in ready if entry]
             if held:
-                at = self.redis.hget(self.keys.delivery(text(held[0])), "held_at")
+                [[at]] = deliveries.read_fields(self.redis, self.keys, [text(held[0])], ["held_at"])
                 if at is not None:
                     oldest.append(int(text(at)))
         return min(oldest) if oldest else None

@@ -17,7 +17,7 @@ for _, ev in ipairs(req.events) do
     local busy = nil
     local found = {}
     for i, did in ipairs(ids) do
-      found[i] = redis.call('HMGET', delivery_key(did), 'state', 'connection')
+      found[i] = dmget(did, 'state', 'connection')
       local state = found[i][1]
       if state and state ~= State.dead and not done_for_good(state) then busy = state end
     end
@@ -31,7 +31,7 @@ for _, ev in ipairs(req.events) do
           redis.call('HINCRBY', counts_key(conn), state, -1)
           if state == State.dead then unindex_dead(did) end
         end
-        redis.call('DEL', delivery_key(did), attempts_key(did), actions_key(did))
+        ddelete(did)
       end
       unindex_terms(id, ev.terms, ev.digests)
       redis.call('DEL', event_key(id))

@@ -28,12 +28,13 @@ from core.ledger.bodies import packed
 from core.ledger.bulk import BulkOperations
 from core.ledger.cold import LedgerCold
 from core.ledger.dead_pages import DeadLetterPages
+from core.ledger.deliveries import folded_id
 from core.ledger.generations import ConfigGenerations
 from core.ledger.keys import LATENCY_BUCKETS, LedgerKeys, StatsHash, dedupe_digest
 from core.ledger.lane import ScriptLane
 from core.ledger.locks import single_flight
 from core.ledger.memo import Memo
-from core.ledger.model import NewEvent
+from core.ledger.model import NewDelivery, NewEvent
 from core.ledger.operator_writes import OperatorWrites
 from core.ledger.outbox import AlertOutbox
 from core.ledger.pages import BacklogReads
@@ -214,30 +215,37 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
                 else {}
             ),
             "deliveries": [
-                {
-                    "id": d.id,
-                    "connection": d.connection,
-                    "object": d.object,
-                    "rk": d.record_key,
-                    "fields": [
-                        "id",
-                        d.id,
-                        "event_id",
-                        ev.id,
-                        "mapping",
-                        d.mapping,
-                        "connection",
-                        d.connection,
-                        "object",
-                        d.object,
-                        "attempts",
-                        0,
-                        "created_at",
-                        now_ms,
-                        *(("occurred_ms", d.occurred_ms) if d.occurred_ms is not None else ()),
-                    ],
-                }
-                for d in ev.deliveries
+                self._delivery_payload(ev, d, now_ms, folded=n == 0 and d.id == folded_id(ev.id))
+                for n, d in enumerate(ev.deliveries)
+            ],
+        }
+
+    @staticmethod
+    def _delivery_payload(
+        ev: NewEvent, d: NewDelivery, now_ms: int, *, folded: bool
+    ) -> dict[str, Any]:
+        """A delivery as accept.lua writes it; one `folded` into its event's hash has no `id`
+        or `event_id` stored (they follow from its id: core/ledger/deliveries.py)."""
+        ids = () if folded else ("id", d.id, "event_id", ev.id)
+        return {
+            "id": d.id,
+            "connection": d.connection,
+            "object": d.object,
+            "rk": d.record_key,
+            "folded": folded,
+            "fields": [
+                *ids,
+                "mapping",
+                d.mapping,
+                "connection",
+                d.connection,
+                "object",
+                d.object,
+                "attempts",
+                0,
+                "created_at",
+                now_ms,
+                *(("occurred_ms", d.occurred_ms) if d.occurred_ms is not None else ()),
             ],
         }
 
