@@ -80,10 +80,11 @@ for index, ev in ipairs(req.events) do
       elseif first then
         tag = publish(d.id, ready_key(d.connection, d.object), true)
       end
-      local fields = {'seq', seq, 'rk', d.rk, 'state', state, 'updated_at', now,
+      -- (no updated_at: it reads as created_at until the delivery changes, common.lua)
+      local fields = {'seq', seq, 'rk', d.rk, 'state', state,
                       held and 'held_at' or 'published_at', now, 'msg', tag, unpack(d.fields)}
       if d.folded then  -- the event's first delivery: held in its hash (common.lua dhome)
-        for i = 1, #fields, 2 do fields[i] = FOLD .. fields[i] end
+        for i = 1, #fields, 2 do fields[i] = folded_name(fields[i]) end
         redis.call('HSET', event_key(ev.id), unpack(fields))
       else
         redis.call('HSET', delivery_key(d.id), unpack(fields))

@@ -88,21 +88,27 @@ local now = tonumber(req.now)
 -- behind FOLD; there its id and event_id are not stored but follow from its id (an edit that
 -- re-points it stores `.event_id`). Every script reads and writes a delivery only through the
 -- d* helpers below, so none needs to know which it is.
+-- Its common fields go by a short name there (FOLDED, name -> FOLD and a letter, and UNFOLDED,
+-- its inverse: core/ledger/deliveries.py, prepended to every script), any other by FOLD and
+-- its name. `updated_at` is written only once it differs from `created_at` (for every
+-- delivery: dmget and core/ledger/deliveries.py read it as `created_at` until then).
 local FOLD = '.'
 local function folded_event(id) return 'evt_' .. string.sub(id, 5) end
+local function folded_name(name) return FOLDED[name] or (FOLD .. name) end
+local function unfolded_name(stored) return UNFOLDED[stored] or string.sub(stored, 2) end
 
 -- the delivery's hash key and its fields' prefix ('' or FOLD); nil when it is in neither
 local function dhome(id)
   local own = delivery_key(id)
   if redis.call('EXISTS', own) == 1 then return own, '' end
   local ev = event_key(folded_event(id))
-  if redis.call('HEXISTS', ev, FOLD .. 'state') == 1 then return ev, FOLD end
+  if redis.call('HEXISTS', ev, folded_name('state')) == 1 then return ev, FOLD end
   return nil, nil
 end
 
 local function prefixed(pre, names)
   local out = {}
-  for i, name in ipairs(names) do out[i] = pre .. name end
+  for i, name in ipairs(names) do out[i] = pre == FOLD and folded_name(name) or name end
   return out
 end
 
@@ -112,13 +118,12 @@ local function dmget(id, ...)
   local key, pre = dhome(id)
   if not key then return {} end
   local values = redis.call('HMGET', key, unpack(prefixed(pre, names)))
-  if pre == FOLD then
-    for i, name in ipairs(names) do
-      if not values[i] and name == 'id' then values[i] = id end
-      if not values[i] and name == 'event_id' then
-        values[i] = redis.call('HGET', key, FOLD .. 'event_id') or folded_event(id)
-      end
+  for i, name in ipairs(names) do
+    if not values[i] and name == 'updated_at' then
+      values[i] = redis.call('HGET', key, pre == FOLD and folded_name('created_at') or 'created_at')
     end
+    if pre == FOLD and not values[i] and name == 'id' then values[i] = id end
+    if pre == FOLD and not values[i] and name == 'event_id' then values[i] = folded_event(id) end
   end
   return values
 end
@@ -130,19 +135,19 @@ local function dset(id, ...)
   local key, pre = dhome(id)
   if not key then return end
   local args = {...}
-  for i = 1, #args, 2 do args[i] = pre .. args[i] end
+  for i = 1, #args, 2 do args[i] = pre == FOLD and folded_name(args[i]) or args[i] end
   redis.call('HSET', key, unpack(args))
 end
 
 local function dsetnx(id, name, value)
   local key, pre = dhome(id)
-  if key then redis.call('HSETNX', key, pre .. name, value) end
+  if key then redis.call('HSETNX', key, prefixed(pre, {name})[1], value) end
 end
 
 local function dincr(id, name, by)
   local key, pre = dhome(id)
   if not key then return nil end
-  return redis.call('HINCRBY', key, pre .. name, by)
+  return redis.call('HINCRBY', key, prefixed(pre, {name})[1], by)
 end
 
 local function ddel(id, ...)
@@ -155,16 +160,25 @@ local function dgetall(id)
   local key, pre = dhome(id)
   if not key then return {} end
   local all = redis.call('HGETALL', key)
-  if pre == '' then return all end
-  local out, has_event = {'id', id}, false
+  local out, seen = {}, {}
   for i = 1, #all, 2 do
-    if string.sub(all[i], 1, 1) == FOLD then
-      local name = string.sub(all[i], 2)
-      if name == 'event_id' then has_event = true end
-      out[#out + 1] = name; out[#out + 1] = all[i + 1]
+    local name = all[i]
+    if pre == FOLD and string.sub(name, 1, 1) ~= FOLD then
+      name = nil  -- the event's own field
+    elseif pre == FOLD then
+      name = unfolded_name(name)
+    end
+    if name then
+      seen[name] = all[i + 1]; out[#out + 1] = name; out[#out + 1] = all[i + 1]
     end
   end
-  if not has_event then out[#out + 1] = 'event_id'; out[#out + 1] = folded_event(id) end
+  if pre == FOLD then
+    out[#out + 1] = 'id'; out[#out + 1] = id
+    if not seen.event_id then out[#out + 1] = 'event_id'; out[#out + 1] = folded_event(id) end
+  end
+  if not seen.updated_at and seen.created_at then
+    out[#out + 1] = 'updated_at'; out[#out + 1] = seen.created_at
+  end
   return out
 end
 

@@ -23,6 +23,64 @@ from core.ledger.views import decode, text
 
 _OURS = re.compile(r"^evt_[0-9a-f]{24}$")
 
+#: a folded delivery's common fields by a short name (FOLD and one letter: ~75 B less per
+#: event held); any other field is FOLD and its name. common.lua gets the same table
+#: (lua_table, prepended to every script by core/ledger/scripts.py).
+FOLDED: dict[str, str] = {
+    name: FOLD + letter
+    for name, letter in {
+        "state": "s",
+        "seq": "q",
+        "rk": "k",
+        "updated_at": "u",
+        "published_at": "p",
+        "msg": "m",
+        "mapping": "g",
+        "connection": "c",
+        "object": "o",
+        "attempts": "a",
+        "created_at": "t",
+        "occurred_ms": "r",
+        "held_at": "h",
+        "due_at": "d",
+        "token": "n",
+        "lease_until": "l",
+        "first_attempt_at": "f",
+        "event_id": "e",
+        "original_event_id": "E",
+        "dead_at": "x",
+        "dead_category": "y",
+        "dead_error": "z",
+        "dead_record": "w",
+        "replayed_at": "v",
+        "paused_ms": "P",
+        "superseded_by_ms": "S",
+    }.items()
+}
+UNFOLDED = {short: name for name, short in FOLDED.items()}
+
+
+def folded_name(name: str) -> str:
+    return FOLDED.get(name) or FOLD + name
+
+
+def unfolded_name(stored: str) -> str:
+    return UNFOLDED.get(stored) or stored[len(FOLD) :]
+
+
+def lua_table() -> str:
+    """FOLDED and UNFOLDED as Lua, for common.lua's d* helpers."""
+    pairs = ", ".join(f"['{n}'] = '{s}'" for n, s in FOLDED.items())
+    inverse = ", ".join(f"['{s}'] = '{n}'" for n, s in FOLDED.items())
+    return f"local FOLDED = {{{pairs}}}\nlocal UNFOLDED = {{{inverse}}}\n"
+
+
+def _with_defaults(fields: dict[str, str]) -> dict[str, str]:
+    """`updated_at` is written only once it differs from `created_at` (accept.lua)."""
+    if "updated_at" not in fields and "created_at" in fields:
+        fields["updated_at"] = fields["created_at"]
+    return fields
+
 
 def folded_id(event_id: str) -> str:
     """The id of an event's first delivery, held in the event's hash (one of our event ids;
@@ -36,11 +94,11 @@ def event_of_folded(delivery_id: str) -> str:
 
 def _folded_view(delivery_id: str, event: dict[str, str]) -> dict[str, str]:
     """A folded delivery's fields out of its event's hash (decoded), {} if it has none."""
-    fields = {k[len(FOLD) :]: v for k, v in event.items() if k.startswith(FOLD)}
+    fields = {unfolded_name(k): v for k, v in event.items() if k.startswith(FOLD)}
     if "state" not in fields:
         return {}
     fields.setdefault("event_id", event_of_folded(delivery_id))
-    return {"id": delivery_id, **fields}
+    return _with_defaults({"id": delivery_id, **fields})
 
 
 def read_hashes(client: redis.Redis, keys: LedgerKeys, ids: Sequence[str]) -> list[dict[str, str]]:
@@ -55,7 +113,7 @@ def read_hashes(client: redis.Redis, keys: LedgerKeys, ids: Sequence[str]) -> li
     for n, delivery_id in enumerate(ids):
         own, event = replies[2 * n], replies[2 * n + 1]
         if own:
-            out.append(decode(own))
+            out.append(_with_defaults(decode(own)))
         else:
             out.append(_folded_view(delivery_id, _text_fields(event)))
     return out
@@ -71,24 +129,29 @@ def read_fields(
 ) -> list[list[Any]]:
     """Some fields of several deliveries in one round trip, as HMGET answers them (None for a
     field or a delivery that is not there)."""
-    folded = [FOLD + f for f in fields] + [FOLD + "state", FOLD + "event_id"]
+    asked = [*fields, "created_at"] if "updated_at" in fields else list(fields)
+    folded = [folded_name(f) for f in asked] + [folded_name("state"), folded_name("event_id")]
     with translate_redis_errors():
         pipe = client.pipeline(transaction=False)
         for i in ids:
-            pipe.hmget(keys.delivery(i), list(fields))
+            pipe.hmget(keys.delivery(i), asked)
             pipe.hmget(keys.event(event_of_folded(i)), folded)
         replies = pipe.execute()
     out: list[list[Any]] = []
     for n, delivery_id in enumerate(ids):
         own, event = replies[2 * n], replies[2 * n + 1]
         if any(v is not None for v in own) or event[-2] is None:
-            out.append(list(own))
-            continue
-        derived = {"id": delivery_id, "event_id": event[-1] or event_of_folded(delivery_id)}
+            values = list(own)
+            derived = {}
+        else:
+            values = event[: len(asked)]
+            derived = {"id": delivery_id, "event_id": event[-1] or event_of_folded(delivery_id)}
+        if "updated_at" in fields:
+            derived["updated_at"] = values[-1]  # created_at: never updated yet
         out.append(
             [
                 v if v is not None else derived.get(f)
-                for f, v in zip(fields, event[: len(fields)], strict=True)
+                for f, v in zip(fields, values[: len(fields)], strict=True)
             ]
         )
     return out
