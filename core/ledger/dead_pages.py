@@ -149,7 +149,7 @@ class DeadLetterPages(LedgerPages):
         if exact:
             ids = [term]
         else:
-            events = self._search_events(term, None, None)
+            events = self._search_events(term, None, None, query.q or "")
             with translate_redis_errors():
                 pipe = self.redis.pipeline(transaction=False)
                 for event_id in events:

@@ -38,7 +38,15 @@ def emails_in(text: str, limit: int, scanned: int | None = None) -> list[str]:
     return list(found)
 
 
+def indexed_terms(body: str) -> list[str]:
+    """What accept indexes an event by: the addresses in its body. Its sender's id is found
+    through its dedupe key instead (core/ledger/pages.py: an entry less per event held)."""
+    return emails_in(body, MAX_TERMS, SCANNED)
+
+
 def search_terms(external_id: str, body: str) -> list[str]:
+    """Every term an event may have an entry for: its sender's id (events recorded before
+    this layout have an entry for it) and the addresses in its body."""
     terms = [] if external_id.startswith("sha256:") else [normalise(external_id)]
     for email in emails_in(body, MAX_TERMS, SCANNED):
         if email not in terms and len(terms) < MAX_TERMS:
@@ -58,6 +66,14 @@ def term_digest(term: str) -> str:
 def entry_prefix(term: str) -> bytes:
     """What every index entry of `term` starts with (common.lua search_entry)."""
     return ENTRY + bytes.fromhex(term_digest(term))
+
+
+def id_ms(event_id: str) -> int:
+    """When one of our event ids was made (ms; core/ids.py), -1 for another."""
+    try:
+        return int(event_id[4:16], 16)
+    except ValueError:
+        return -1
 
 
 def id_bound(ms: int) -> bytes:

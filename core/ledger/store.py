@@ -44,7 +44,7 @@ from core.ledger.reads import LedgerReads
 from core.ledger.relay import PUBLISHING_SCRIPTS, HintRelay
 from core.ledger.replies import Accepted, BatchClaimed, Claim, Finish, Swept
 from core.ledger.scripts import SCRIPTS, load_script
-from core.ledger.search import search_terms, term_digest
+from core.ledger.search import indexed_terms, term_digest
 from core.ledger.tokens import TokenStore
 from core.ledger.translate import translate_redis_errors
 from core.queue import HintQueue
@@ -208,7 +208,7 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
             "fields": fields,
             # not kept on the event: found again from its body when it leaves
             # (core/ledger/cold.py terms_of)
-            "digests": [term_digest(t) for t in search_terms(ev.external_id, ev.body)],
+            "digests": [term_digest(t) for t in indexed_terms(ev.body)],
             **(
                 {"echo": {"ref": ev.echo[0], "pairs": [list(p) for p in ev.echo[1]]}}
                 if ev.echo
