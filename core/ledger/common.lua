@@ -112,6 +112,21 @@ local function prefixed(pre, names)
   return out
 end
 
+-- What a field not written reads as (core/ledger/deliveries.py the same): a folded delivery's
+-- id and event_id follow from its id and its created_at is its event's received_at; any
+-- delivery's attempts are 0 until its first and its updated_at is created_at until it changes.
+local function dfallback(id, key, pre, name)
+  if name == 'attempts' then return '0' end
+  if pre == FOLD and name == 'id' then return id end
+  if pre == FOLD and name == 'event_id' then return folded_event(id) end
+  if name == 'updated_at' then name = 'created_at' end
+  if name == 'created_at' then
+    return redis.call('HGET', key, pre == FOLD and folded_name(name) or name)
+      or (pre == FOLD and redis.call('HGET', key, 'received_at')) or nil
+  end
+  return nil
+end
+
 -- HMGET of a delivery's fields (all nil when it is gone)
 local function dmget(id, ...)
   local names = {...}
@@ -119,11 +134,7 @@ local function dmget(id, ...)
   if not key then return {} end
   local values = redis.call('HMGET', key, unpack(prefixed(pre, names)))
   for i, name in ipairs(names) do
-    if not values[i] and name == 'updated_at' then
-      values[i] = redis.call('HGET', key, pre == FOLD and folded_name('created_at') or 'created_at')
-    end
-    if pre == FOLD and not values[i] and name == 'id' then values[i] = id end
-    if pre == FOLD and not values[i] and name == 'event_id' then values[i] = folded_event(id) end
+    if not values[i] then values[i] = dfallback(id, key, pre, name) end
   end
   return values
 end
@@ -172,12 +183,11 @@ local function dgetall(id)
       seen[name] = all[i + 1]; out[#out + 1] = name; out[#out + 1] = all[i + 1]
     end
   end
-  if pre == FOLD then
-    out[#out + 1] = 'id'; out[#out + 1] = id
-    if not seen.event_id then out[#out + 1] = 'event_id'; out[#out + 1] = folded_event(id) end
-  end
-  if not seen.updated_at and seen.created_at then
-    out[#out + 1] = 'updated_at'; out[#out + 1] = seen.created_at
+  for _, name in ipairs({'id', 'event_id', 'attempts', 'created_at', 'updated_at'}) do
+    if not seen[name] then
+      local value = dfallback(id, key, pre, name)
+      if value then out[#out + 1] = name; out[#out + 1] = value end
+    end
   end
   return out
 end

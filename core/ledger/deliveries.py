@@ -22,6 +22,7 @@ from core.ledger.translate import translate_redis_errors
 from core.ledger.views import decode, text
 
 _OURS = re.compile(r"^evt_[0-9a-f]{24}$")
+RECEIVED = ("received_at", b"received_at")
 
 #: a folded delivery's common fields by a short name (FOLD and one letter: ~75 B less per
 #: event held); any other field is FOLD and its name. common.lua gets the same table
@@ -76,7 +77,9 @@ def lua_table() -> str:
 
 
 def _with_defaults(fields: dict[str, str]) -> dict[str, str]:
-    """`updated_at` is written only once it differs from `created_at` (accept.lua)."""
+    """What a field not written reads as (common.lua dfallback the same): `attempts` is 0
+    until the first, `updated_at` is `created_at` until the delivery changes."""
+    fields.setdefault("attempts", "0")
     if "updated_at" not in fields and "created_at" in fields:
         fields["updated_at"] = fields["created_at"]
     return fields
@@ -98,6 +101,8 @@ def _folded_view(delivery_id: str, event: dict[str, str]) -> dict[str, str]:
     if "state" not in fields:
         return {}
     fields.setdefault("event_id", event_of_folded(delivery_id))
+    if "received_at" in event:  # a folded delivery was created as its event was received
+        fields.setdefault("created_at", event["received_at"])
     return _with_defaults({"id": delivery_id, **fields})
 
 
@@ -120,8 +125,8 @@ def read_hashes(client: redis.Redis, keys: LedgerKeys, ids: Sequence[str]) -> li
 
 
 def _text_fields(raw: dict[Any, Any]) -> dict[str, str]:
-    """An event hash's folded fields as text (its packed body left out: not text)."""
-    return {text(k): text(v) for k, v in raw.items() if text(k).startswith(FOLD)}
+    """An event hash's folded fields and received_at as text (its packed body left out)."""
+    return {text(k): text(v) for k, v in raw.items() if text(k).startswith(FOLD) or k in RECEIVED}
 
 
 def read_fields(
@@ -129,8 +134,12 @@ def read_fields(
 ) -> list[list[Any]]:
     """Some fields of several deliveries in one round trip, as HMGET answers them (None for a
     field or a delivery that is not there)."""
-    asked = [*fields, "created_at"] if "updated_at" in fields else list(fields)
-    folded = [folded_name(f) for f in asked] + [folded_name("state"), folded_name("event_id")]
+    asked = [*fields, "created_at"]  # every delivery has one: whether it is there at all
+    folded = [folded_name(f) for f in asked] + [
+        "received_at",
+        folded_name("state"),
+        folded_name("event_id"),
+    ]
     with translate_redis_errors():
         pipe = client.pipeline(transaction=False)
         for i in ids:
@@ -140,14 +149,16 @@ def read_fields(
     out: list[list[Any]] = []
     for n, delivery_id in enumerate(ids):
         own, event = replies[2 * n], replies[2 * n + 1]
-        if any(v is not None for v in own) or event[-2] is None:
-            values = list(own)
-            derived = {}
-        else:
+        if own[-1] is not None:
+            values, derived = list(own), {}
+        elif event[-2] is not None:
             values = event[: len(asked)]
+            values[-1] = values[-1] or event[-3]  # created as its event was received
             derived = {"id": delivery_id, "event_id": event[-1] or event_of_folded(delivery_id)}
-        if "updated_at" in fields:
-            derived["updated_at"] = values[-1]  # created_at: never updated yet
+        else:
+            out.append([None] * len(fields))
+            continue
+        derived |= {"attempts": b"0", "created_at": values[-1], "updated_at": values[-1]}
         out.append(
             [
                 v if v is not None else derived.get(f)

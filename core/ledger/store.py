@@ -224,9 +224,11 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
     def _delivery_payload(
         ev: NewEvent, d: NewDelivery, now_ms: int, *, folded: bool
     ) -> dict[str, Any]:
-        """A delivery as accept.lua writes it; one `folded` into its event's hash has no `id`
-        or `event_id` stored (they follow from its id: core/ledger/deliveries.py)."""
-        ids = () if folded else ("id", d.id, "event_id", ev.id)
+        """A delivery as accept.lua writes it; one `folded` into its event's hash has no `id`,
+        `event_id` or `created_at` stored (they follow from its id and its event's:
+        core/ledger/deliveries.py)."""
+        # (attempts are 0 until the first; a folded one's created_at is its event's received_at)
+        ids = () if folded else ("id", d.id, "event_id", ev.id, "created_at", now_ms)
         return {
             "id": d.id,
             "connection": d.connection,
@@ -241,10 +243,6 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
                 d.connection,
                 "object",
                 d.object,
-                "attempts",
-                0,
-                "created_at",
-                now_ms,
                 *(("occurred_ms", d.occurred_ms) if d.occurred_ms is not None else ()),
             ],
         }
