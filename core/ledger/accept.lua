@@ -80,9 +80,10 @@ for index, ev in ipairs(req.events) do
       elseif first then
         tag = publish(d.id, ready_key(d.connection, d.object), true)
       end
-      -- (no updated_at: it reads as created_at until the delivery changes, common.lua)
-      local fields = {'seq', seq, 'rk', d.rk, 'state', state,
-                      held and 'held_at' or 'published_at', now, 'msg', tag, unpack(d.fields)}
+      -- (no updated_at: it reads as created_at until the delivery changes, common.lua; no
+      -- published_at: its ready set's score is when it was published)
+      local fields = {'seq', seq, 'rk', d.rk, 'state', state, 'msg', tag, unpack(d.fields)}
+      if held then fields[#fields + 1] = 'held_at'; fields[#fields + 1] = now end
       if d.folded then  -- the event's first delivery: held in its hash (common.lua dhome)
         for i = 1, #fields, 2 do fields[i] = folded_name(fields[i]) end
         redis.call('HSET', event_key(ev.id), unpack(fields))
