@@ -113,12 +113,20 @@ local function prefixed(pre, names)
 end
 
 -- What a field not written reads as (core/ledger/deliveries.py the same): a folded delivery's
--- id and event_id follow from its id and its created_at is its event's received_at; any
+-- id and event_id follow from its id, its created_at is its event's received_at, its connection
+-- and object begin its record key (when they do, they are not written); any
 -- delivery's attempts are 0 until its first and its updated_at is created_at until it changes.
 local function dfallback(id, key, pre, name)
   if name == 'attempts' then return '0' end
   if pre == FOLD and name == 'id' then return id end
   if pre == FOLD and name == 'event_id' then return folded_event(id) end
+  if pre == FOLD and (name == 'connection' or name == 'object') then
+    -- not written when its record key starts with them (core/ledger/deliveries.py)
+    -- (the pattern `^([^:]+):([^:]+):`, its colons as \58: a record key's, not a key name)
+    local rk = redis.call('HGET', key, folded_name('rk')) or ''
+    local conn, obj = string.match(rk, '^([^\58]+)\58([^\58]+)\58')
+    return name == 'connection' and conn or obj
+  end
   if name == 'updated_at' then name = 'created_at' end
   if name == 'created_at' then
     return redis.call('HGET', key, pre == FOLD and folded_name(name) or name)
@@ -183,7 +191,8 @@ local function dgetall(id)
       seen[name] = all[i + 1]; out[#out + 1] = name; out[#out + 1] = all[i + 1]
     end
   end
-  for _, name in ipairs({'id', 'event_id', 'attempts', 'created_at', 'updated_at'}) do
+  for _, name in ipairs({'id', 'event_id', 'connection', 'object', 'attempts', 'created_at',
+                         'updated_at'}) do
     if not seen[name] then
       local value = dfallback(id, key, pre, name)
       if value then out[#out + 1] = name; out[#out + 1] = value end

@@ -76,6 +76,13 @@ def lua_table() -> str:
     return f"local FOLDED = {{{pairs}}}\nlocal UNFOLDED = {{{inverse}}}\n"
 
 
+def in_record_key(rk: str) -> dict[str, str]:
+    """The connection and object a record key begins with (core/mapping/record.py: always
+    `{connection}:{object}:...`): a folded delivery stores them only when it does not."""
+    parts = rk.split(":", 2)
+    return {"connection": parts[0], "object": parts[1]} if len(parts) == 3 else {}
+
+
 def _with_defaults(fields: dict[str, str]) -> dict[str, str]:
     """What a field not written reads as (common.lua dfallback the same): `attempts` is 0
     until the first, `updated_at` is `created_at` until the delivery changes."""
@@ -101,6 +108,7 @@ def _folded_view(delivery_id: str, event: dict[str, str]) -> dict[str, str]:
     if "state" not in fields:
         return {}
     fields.setdefault("event_id", event_of_folded(delivery_id))
+    fields |= {k: v for k, v in in_record_key(fields.get("rk", "")).items() if k not in fields}
     if "received_at" in event:  # a folded delivery was created as its event was received
         fields.setdefault("created_at", event["received_at"])
     return _with_defaults({"id": delivery_id, **fields})
@@ -134,7 +142,8 @@ def read_fields(
 ) -> list[list[Any]]:
     """Some fields of several deliveries in one round trip, as HMGET answers them (None for a
     field or a delivery that is not there)."""
-    asked = [*fields, "created_at"]  # every delivery has one: whether it is there at all
+    # every delivery has a created_at (whether it is there at all) and a record key
+    asked = [*fields, "rk", "created_at"]
     folded = [folded_name(f) for f in asked] + [
         "received_at",
         folded_name("state"),
@@ -154,7 +163,11 @@ def read_fields(
         elif event[-2] is not None:
             values = event[: len(asked)]
             values[-1] = values[-1] or event[-3]  # created as its event was received
-            derived = {"id": delivery_id, "event_id": event[-1] or event_of_folded(delivery_id)}
+            derived = {
+                "id": delivery_id,
+                "event_id": event[-1] or event_of_folded(delivery_id),
+                **{k: v.encode() for k, v in in_record_key(text(values[-2] or "")).items()},
+            }
         else:
             out.append([None] * len(fields))
             continue

@@ -28,7 +28,7 @@ from core.ledger.bodies import packed
 from core.ledger.bulk import BulkOperations
 from core.ledger.cold import LedgerCold
 from core.ledger.dead_pages import DeadLetterPages
-from core.ledger.deliveries import folded_id
+from core.ledger.deliveries import folded_id, in_record_key
 from core.ledger.generations import ConfigGenerations
 from core.ledger.keys import LATENCY_BUCKETS, LedgerKeys, StatsHash, dedupe_digest
 from core.ledger.lane import ScriptLane
@@ -229,6 +229,13 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         core/ledger/deliveries.py)."""
         # (attempts are 0 until the first; a folded one's created_at is its event's received_at)
         ids = () if folded else ("id", d.id, "event_id", ev.id, "created_at", now_ms)
+        # a folded one's connection and object are read from its record key when it begins
+        # with them (core/ledger/deliveries.py in_record_key)
+        implied = folded and in_record_key(d.record_key) == {
+            "connection": d.connection,
+            "object": d.object,
+        }
+        where = () if implied else ("connection", d.connection, "object", d.object)
         return {
             "id": d.id,
             "connection": d.connection,
@@ -239,10 +246,7 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
                 *ids,
                 "mapping",
                 d.mapping,
-                "connection",
-                d.connection,
-                "object",
-                d.object,
+                *where,
                 *(("occurred_ms", d.occurred_ms) if d.occurred_ms is not None else ()),
             ],
         }
