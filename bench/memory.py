@@ -42,7 +42,7 @@ from core.embedded_redis import EmbeddedRedis
 from core.ids import new_event_id
 from core.ledger import Ledger, NewDelivery, NewEvent, open_ledger
 from core.ledger.deliveries import folded_id
-from core.ledger.keys import dedupe_digest
+from core.ledger.keys import dedupe_digest, record_digest
 from core.settings import Settings
 from core.vocabulary import AttemptOutcome
 
@@ -189,7 +189,7 @@ def measure(n: int, tmp: Path, binary: str | None = None) -> dict[str, Any]:
                 client, [keys.event(e.id) for e in sample]
             ),
             "record queue (one per record)": per_key(
-                client, [keys.record_queue(e.deliveries[0].record_key) for e in sample]
+                client, [keys.record_queue(record_digest(e.deliveries[0].record_key)) for e in sample]
             ),
             "dedupe key": per_key(
                 client, [keys.dedupe(dedupe_digest(e.source, e.external_id)) for e in sample]

@@ -70,7 +70,7 @@ for index, ev in ipairs(req.events) do
     for _, d in ipairs(ev.deliveries) do
       -- one write of the delivery's hash, state included (this runs for every webhook)
       local seq = redis.call('INCR', seq_key())
-      redis.call('ZADD', record_queue_key(d.rk), seq, d.id)
+      redis.call('ZADD', rq_key(d.rk), seq, d.id)
       local held = paused(d.connection)
       local first = not held and head(d.rk) == d.id
       local state = held and State.held or State.pending

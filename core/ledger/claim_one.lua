@@ -30,7 +30,7 @@ local function claim_one(id, token, lease_ms, rate, max_wait_ms)
       unpublish(id)
       move(id, conn, State.pending, State.superseded)
       dset(id, 'superseded_by_ms', applied)
-      redis.call('ZREM', record_queue_key(rk), id)
+      rq_remove(rk, id)
       advance(rk)
       settle(dget(id, 'event_id'))
       return {ClaimStatus.superseded}

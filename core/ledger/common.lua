@@ -26,7 +26,8 @@
 --   <p>:dlv:{id}                       hash    a delivery (state, rk, seq, attempts...)
 --   <p>:dlv:{id}:attempts              list    its attempts (JSON), the last 100
 --   <p>:dlv:{id}:actions               list    operators' actions on it (JSON)
---   <p>:rk:{rk}                        zset    one CRM record's deliveries by seq; head goes
+--   <p>:rq:{digest}                    zset    one CRM record's deliveries by seq; head goes
+--   <p>:rk:{rk}                        zset    the same, as named before (read until empty)
 --   <p>:rkmeta:{rk}                    hash    applied_ms (newest_wins; TTL)
 --   <p>:idx:inflight                   zset    IN_FLIGHT, by lease expiry
 --   <p>:idx:scheduled                  zset    SCHEDULED, by due time
@@ -251,9 +252,31 @@ local function unpublish(id)
 end
 
 -- Writes to one record run one at a time, in arrival order: the record key's queue.
+-- Its queue is named by a digest of the record key (core/ledger/keys.py record_digest: two
+-- polynomial hashes modulo 2^31 - 1, exact in doubles); a queue named by the record key itself
+-- (before this layout) is read too until it empties, its deliveries first (they are older).
+local function rq_digest(rk)
+  local out = ''
+  for _, base in ipairs({131, 257}) do
+    local h = 0
+    for i = 1, #rk do h = (h * base + string.byte(rk, i)) % 2147483647 end
+    out = out .. string.format('%08x', h)
+  end
+  return out
+end
+
+local function rq_key(rk) return record_queue_key(rq_digest(rk)) end
+
+-- a delivery leaves its record's queue
+local function rq_remove(rk, id)
+  redis.call('ZREM', rq_key(rk), id)
+  redis.call('ZREM', legacy_record_queue_key(rk), id)
+end
+
 local function head(rk)
-  local h = redis.call('ZRANGE', record_queue_key(rk), 0, 0)
-  return h[1]
+  local old = redis.call('ZRANGE', legacy_record_queue_key(rk), 0, 0)
+  if old[1] then return old[1] end
+  return redis.call('ZRANGE', rq_key(rk), 0, 0)[1]
 end
 
 local function paused(conn) return redis.call('EXISTS', pause_key(conn)) == 1 end

@@ -45,7 +45,7 @@ local function failed()
 end
 local function terminal(to)
   move(id, conn, State.in_flight, to)
-  redis.call('ZREM', record_queue_key(rk), id)
+  rq_remove(rk, id)
   advance(rk)
 end
 

@@ -110,9 +110,16 @@ LAYOUT: tuple[KeyKind, ...] = (
     KeyKind("actions", "dlv:{id}:actions", "list", "operators' actions on it, JSON"),
     KeyKind(
         "record_queue",
+        "rq:{digest}",
+        "zset",
+        "the deliveries writing one CRM record, by seq: only the head is sent; named by "
+        "record_digest(rk) (common.lua rq_digest), not the record key (~30 B less a record)",
+    ),
+    KeyKind(
+        "legacy_record_queue",
         "rk:{rk}",
         "zset",
-        "the deliveries writing one CRM record, by seq: only the head is sent",
+        "a record's queue as written before (named by its record key); read until it empties",
     ),
     KeyKind(
         "record_applied",
@@ -397,6 +404,23 @@ LAYOUT: tuple[KeyKind, ...] = (
 )
 
 
+#: record_digest: two polynomial hashes of the record key's bytes modulo the prime 2**31 - 1
+#: (exact in Lua's doubles, so common.lua rq_digest computes the same), 8 hex digits each
+_RQ_PRIME = 2147483647
+_RQ_BASES = (131, 257)
+
+
+def record_digest(rk: str) -> str:
+    """What names a record's queue (common.lua rq_digest): 16 hex digits of the record key."""
+    out = ""
+    for base in _RQ_BASES:
+        h = 0
+        for byte in rk.encode():
+            h = (h * base + byte) % _RQ_PRIME
+        out += f"{h:08x}"
+    return out
+
+
 #: what an event's first delivery's field names start with in its event's hash, where it is
 #: held (core/ledger/deliveries.py)
 FOLD = "."
@@ -450,7 +474,10 @@ class LedgerKeys:
     def actions(self, id: str) -> str:
         return f"{self._p}dlv:{id}:actions"
 
-    def record_queue(self, rk: str) -> str:
+    def record_queue(self, digest: str) -> str:
+        return f"{self._p}rq:{digest}"
+
+    def legacy_record_queue(self, rk: str) -> str:
         return f"{self._p}rk:{rk}"
 
     def record_applied(self, rk: str) -> str:

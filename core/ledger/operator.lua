@@ -38,7 +38,7 @@ local function rerun_dead(id, conn, rk)
   local seq = redis.call('INCR', seq_key())
   -- replayed_at: the backlog_age alert counts a replayed delivery's wait from here
   dset(id, 'attempts', 0, 'seq', seq, 'rk', rk, 'replayed_at', now)
-  redis.call('ZADD', record_queue_key(rk), seq, id)
+  redis.call('ZADD', rq_key(rk), seq, id)
   if paused(conn) then
     hold(id, conn, State.dead, seq)
   else

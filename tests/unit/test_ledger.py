@@ -24,7 +24,7 @@ from conftest import text
 
 from core.ids import new_event_id
 from core.ledger import Claim, Finish, Ledger, NewDelivery, NewEvent, Swept
-from core.ledger.keys import dedupe_digest
+from core.ledger.keys import dedupe_digest, record_digest
 from core.queue import HintQueue
 from core.vocabulary import AttemptOutcome, OperatorAction
 
@@ -170,7 +170,7 @@ class Hub:
             pipe.zrange(self.key("conn", conn, "held"), 0, -1)
             pipe.hgetall(self.key("conn", conn, "counts"))
         for rk in rks:
-            pipe.zrange(self.key("rk", rk), 0, -1)
+            pipe.zrange(self.key("rq", record_digest(rk)), 0, -1)
         out = iter(pipe.execute())
 
         def members() -> set[str]:
