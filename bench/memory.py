@@ -189,7 +189,8 @@ def measure(n: int, tmp: Path, binary: str | None = None) -> dict[str, Any]:
                 client, [keys.event(e.id) for e in sample]
             ),
             "record queue (one per record)": per_key(
-                client, [keys.record_queue(record_digest(e.deliveries[0].record_key)) for e in sample]
+                client,
+                [keys.record_queue(record_digest(e.deliveries[0].record_key)) for e in sample],
             ),
             "dedupe key": per_key(
                 client, [keys.dedupe(dedupe_digest(e.source, e.external_id)) for e in sample]

@@ -155,7 +155,16 @@ local function dset(id, ...)
   local key, pre = dhome(id)
   if not key then return end
   local args = {...}
-  for i = 1, #args, 2 do args[i] = pre == FOLD and folded_name(args[i]) or args[i] end
+  for i = 1, #args, 2 do
+    if pre == FOLD and args[i] == 'rk' then
+      -- a new record key need not begin with its connection and object: write them first
+      for _, name in ipairs({'connection', 'object'}) do
+        local value = dfallback(id, key, pre, name)
+        if value then redis.call('HSETNX', key, folded_name(name), value) end
+      end
+    end
+    args[i] = pre == FOLD and folded_name(args[i]) or args[i]
+  end
   redis.call('HSET', key, unpack(args))
 end
 
