@@ -273,7 +273,7 @@ def _new_event(
 ) -> NewEvent:
     occurred_ms = instant_ms(occurred)
     event_id = new_event_id(now)
-    deliveries = []
+    deliveries: list[NewDelivery] = []
     for mapping in route(candidates, event_type, item):
         # the first is held in its event's hash (core/ledger/deliveries.py): one key, not two
         delivery_id = (not deliveries and folded_id(event_id)) or new_delivery_id(now)

@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fakeredis
 import pytest
@@ -108,9 +108,10 @@ class Hub:
     def search_index(self) -> list[str]:
         """The index's entries as text: `{term digest}\0{event id}` (those written before:
         `{term}\0{ms}\0{event id}`)."""
+        entries = cast(list[bytes], self.redis.zrange(self.ledger.keys.search(), 0, -1))
         return [
             f"{e[1:9].hex()}\x00{event_id_of_entry(e)}" if e[:1] == ENTRY else text(e)
-            for e in self.redis.zrange(self.ledger.keys.search(), 0, -1)
+            for e in entries
         ]
 
 

@@ -15,11 +15,12 @@ from collections.abc import Iterator
 import fakeredis
 import pytest
 import redis
+from conftest import text
 
 from core.ledger import Ledger, NewDelivery, NewEvent
 from core.ledger.deliveries import folded_id
 from core.queue import HintQueue
-from core.vocabulary import AttemptOutcome, OperatorAction
+from core.vocabulary import AttemptOutcome, DeadCategory, OperatorAction
 
 T0 = 1_800_000_000.0
 MS = int(T0 * 1000)
@@ -208,7 +209,7 @@ def test_dead_letters_of_both_layouts_are_replayed(ledger: Ledger) -> None:
             outcome=AttemptOutcome.DEAD,
             attempt={},
             error="rejected",
-            category="validation",
+            category=DeadCategory.VALIDATION,
         )
     assert sorted(ledger.dead_ids()) == sorted(ids)
     done = ledger.dead_letter_action(
@@ -232,6 +233,6 @@ def test_done_events_of_both_layouts_leave_redis_with_their_entries(ledger: Ledg
     assert sorted(e.id for e in done) == sorted([OLD_EVENT, new.event_id])
     assert {len(e.deliveries) for e in done} == {1}
     assert ledger.evict(done, T0 + 3600) == 2
-    left = {k.decode() for k in ledger.redis.keys(f"{ledger.prefix}:*")}
+    left = {text(k) for k in ledger.redis.keys(f"{ledger.prefix}:*")}
     assert not [k for k in left if OLD_EVENT[4:] in k or new.event_id[4:] in k or ":dlv:" in k]
     assert ledger.redis.zcard(ledger.keys.search()) == 0  # no entry names an address any more
