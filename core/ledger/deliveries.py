@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -22,7 +22,6 @@ from core.ledger.translate import translate_redis_errors
 from core.ledger.views import decode, text
 
 _OURS = re.compile(r"^evt_[0-9a-f]{24}$")
-RECEIVED = ("received_at", b"received_at")
 
 #: a folded delivery's common fields by a short name (FOLD and one letter: ~75 B less per
 #: event held); any other field is FOLD and its name. common.lua gets the same table
@@ -115,26 +114,34 @@ def _folded_view(delivery_id: str, event: dict[str, str]) -> dict[str, str]:
 
 
 def read_hashes(client: redis.Redis, keys: LedgerKeys, ids: Sequence[str]) -> list[dict[str, str]]:
-    """Several deliveries, every field, in one round trip ({} for one that is gone)."""
+    """Several deliveries, every field, in one round trip ({} for one that is gone). A folded
+    one's fields are read by name pattern (HSCAN MATCH), never its event's packed body: that is
+    not text, and a client that decodes replies could not read it."""
     with translate_redis_errors():
         pipe = client.pipeline(transaction=False)
         for i in ids:
+            event = keys.event(event_of_folded(i))
             pipe.hgetall(keys.delivery(i))
-            pipe.hgetall(keys.event(event_of_folded(i)))
+            pipe.hscan(event, 0, match=FOLD + "*", count=1000)
+            pipe.hget(event, "received_at")
         replies = pipe.execute()
     out = []
     for n, delivery_id in enumerate(ids):
-        own, event = replies[2 * n], replies[2 * n + 1]
+        own, (cursor, folded), received = replies[3 * n : 3 * n + 3]
         if own:
             out.append(_with_defaults(decode(own)))
-        else:
-            out.append(_folded_view(delivery_id, _text_fields(event)))
+            continue
+        folded = dict(folded)
+        event = keys.event(event_of_folded(delivery_id))
+        with translate_redis_errors():
+            while int(cursor):  # a hash too large for one answer (a body past the listpack)
+                cursor, more = client.hscan(event, cursor, match=FOLD + "*", count=1000)
+                folded.update(cast(dict[Any, Any], more))
+        fields = {text(k): text(v) for k, v in folded.items()}
+        if received is not None:
+            fields["received_at"] = text(received)
+        out.append(_folded_view(delivery_id, fields))
     return out
-
-
-def _text_fields(raw: dict[Any, Any]) -> dict[str, str]:
-    """An event hash's folded fields and received_at as text (its packed body left out)."""
-    return {text(k): text(v) for k, v in raw.items() if text(k).startswith(FOLD) or k in RECEIVED}
 
 
 def read_fields(
