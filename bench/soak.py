@@ -517,7 +517,7 @@ def soak(args: argparse.Namespace, tmp: Path) -> tuple[list[dict[str, Any]], dic
             ):
                 break
         keys_left = int(client.dbsize())
-        dedupe_keys, per_key = dedupe_cost(client, ledger.keys.dedupe("*", "*"))
+        dedupe_keys, per_key = dedupe_cost(client, ledger.keys.dedupe("*"))
         after = int(client.info("memory")["used_memory"])
         for row in rows:
             row["redis_less_dedupe_mb"] = row["redis_mb"] - row["sent"] * per_key / 2**20

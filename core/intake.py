@@ -27,6 +27,7 @@ from core.echo import inbound
 from core.errors import CrmhubError
 from core.ids import new_delivery_id, new_event_id
 from core.instants import instant_ms
+from core.ledger.deliveries import folded_id
 from core.ledger.model import NewDelivery, NewEvent
 from core.mapping import record_key
 from core.routing import route
@@ -272,9 +273,10 @@ def _new_event(
 ) -> NewEvent:
     occurred_ms = instant_ms(occurred)
     event_id = new_event_id(now)
-    deliveries = []
+    deliveries: list[NewDelivery] = []
     for mapping in route(candidates, event_type, item):
-        delivery_id = new_delivery_id(now)
+        # the first is held in its event's hash (core/ledger/deliveries.py): one key, not two
+        delivery_id = (not deliveries and folded_id(event_id)) or new_delivery_id(now)
         deliveries.append(
             NewDelivery(
                 id=delivery_id,

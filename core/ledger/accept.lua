@@ -2,14 +2,16 @@
 -- in one atomic step (the receiver answers 2xx only after it), publishing each delivery that
 -- is its record's next write.
 -- ARGV[1]: {ttl (the dedupe window, s),
---           events: [{dedupe (its dedupe key), id, source, received (ms), fields (the event
+--           events: [{dedupe (its dedupe key), legacy_dedupe (as named before), id, source, received (ms), fields (the event
 --                     hash's fields and values, flat), body_field (`body`, or `bodyz` when
---                     the body comes compressed: core/ledger/bodies.py), terms (what
+--                     the body comes compressed: core/ledger/bodies.py), headers_apart
+--                     (false when the headers are compressed with the body), digests (of what
 --                     operators can search it by: core/ledger/search.py), echo: {ref, pairs}
 --                     or absent,
---                     deliveries: [{id, connection, object, rk, fields (flat)}]}]}
--- ARGV[2k], ARGV[2k+1]: event k's body (as received, or compressed) and headers JSON, as
--- plain strings.
+--                     deliveries: [{id, connection, object, rk, fields (flat), folded (the
+--                                   event's first: held in its hash, common.lua dhome)}]}]}
+-- ARGV[2k], ARGV[2k+1]: event k's body (as received, or compressed) and headers JSON (empty
+-- when compressed with the body), as plain strings.
 -- Reply: flat, 4 per event: {event_id, deliveries, duplicate (0|1), echo (0|1)} (a duplicate
 -- reports the first event's id). Decoded by core/ledger/replies.py (accepted).
 local out = {}
@@ -25,36 +27,29 @@ local function is_echo(echo)
 end
 
 local function index_terms(ev)
-  for _, term in ipairs(ev.terms) do
-    redis.call('ZADD', search_key(), 0, search_entry(term, ev.received, ev.id))
+  for _, digest in ipairs(ev.digests) do
+    redis.call('ZADD', search_key(), 0, search_entry(digest, ev.id))
   end
 end
 
--- A dedupe key holds the first event's id: as its 12 bytes when it is one of ours
--- (`evt_` and 24 lowercase hex digits, core/ids.py), half the text's length, so the value
--- fits the smallest allocation a string gets (a dedupe key is kept for the whole window:
--- README, "Memory"); core/ledger/replies.py (accepted) spells it back.
-local function dedupe_value(id)
-  if #id == 28 and string.match(id, '^evt_[0-9a-f]+$') then
-    return (string.gsub(string.sub(id, 5), '..', function(hex)
-      return string.char(tonumber(hex, 16))
-    end))
-  end
-  return id
-end
+-- A dedupe key holds the first event's id as bytes (common.lua id_bytes), so the value fits
+-- the smallest allocation a string gets (a dedupe key is kept for the whole window: README,
+-- "Memory"); core/ledger/replies.py (accepted) spells it back.
 
 local stats = stats_key(StatsHash.webhooks)
 for index, ev in ipairs(req.events) do
   -- each event's body and headers come as plain arguments after the JSON request
   table.insert(ev.fields, ev.body_field); table.insert(ev.fields, ARGV[2 * index])
-  table.insert(ev.fields, 'headers'); table.insert(ev.fields, ARGV[2 * index + 1])
-  local first = redis.call('GET', ev.dedupe)
+  if ev.headers_apart then
+    table.insert(ev.fields, 'headers'); table.insert(ev.fields, ARGV[2 * index + 1])
+  end
+  local first = redis.call('GET', ev.dedupe) or redis.call('GET', ev.legacy_dedupe)
   if first then
     redis.call('HINCRBY', stats, ev.source .. '|' .. WebhookOutcome.duplicate, 1)
     out[#out + 1] = first; out[#out + 1] = 0; out[#out + 1] = 1; out[#out + 1] = 0
   elseif is_echo(ev.echo) then
     redis.call('HINCRBY', stats, ev.source .. '|' .. WebhookOutcome.echo, 1)
-    redis.call('SET', ev.dedupe, dedupe_value(ev.id), 'EX', req.ttl)
+    redis.call('SET', ev.dedupe, id_bytes(ev.id), 'EX', req.ttl)
     redis.call('HSET', event_key(ev.id), unpack(ev.fields))
     redis.call('HSET', event_key(ev.id), 'state', EventState.echo, 'deliveries', '')
     redis.call('ZADD', events_key(), ev.received, ev.id)
@@ -64,7 +59,7 @@ for index, ev in ipairs(req.events) do
     out[#out + 1] = ev.id; out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = 1
   else
     redis.call('HINCRBY', stats, ev.source .. '|' .. WebhookOutcome.accepted, 1)
-    redis.call('SET', ev.dedupe, dedupe_value(ev.id), 'EX', req.ttl)
+    redis.call('SET', ev.dedupe, id_bytes(ev.id), 'EX', req.ttl)
     redis.call('HSET', event_key(ev.id), unpack(ev.fields))
     redis.call('ZADD', events_key(), ev.received, ev.id)
     redis.call('ZADD', source_events_key(ev.source), ev.received, ev.id)
@@ -75,7 +70,7 @@ for index, ev in ipairs(req.events) do
     for _, d in ipairs(ev.deliveries) do
       -- one write of the delivery's hash, state included (this runs for every webhook)
       local seq = redis.call('INCR', seq_key())
-      redis.call('ZADD', record_queue_key(d.rk), seq, d.id)
+      redis.call('ZADD', rq_key(d.rk), seq, d.id)
       local held = paused(d.connection)
       local first = not held and head(d.rk) == d.id
       local state = held and State.held or State.pending
@@ -85,9 +80,16 @@ for index, ev in ipairs(req.events) do
       elseif first then
         tag = publish(d.id, ready_key(d.connection, d.object), true)
       end
-      redis.call('HSET', delivery_key(d.id), 'seq', seq, 'rk', d.rk, 'state', state,
-                 'updated_at', now, held and 'held_at' or 'published_at', now, 'msg', tag,
-                 unpack(d.fields))
+      -- (no updated_at: it reads as created_at until the delivery changes, common.lua; no
+      -- published_at: its ready set's score is when it was published)
+      local fields = {'seq', seq, 'rk', d.rk, 'state', state, 'msg', tag, unpack(d.fields)}
+      if held then fields[#fields + 1] = 'held_at'; fields[#fields + 1] = now end
+      if d.folded then  -- the event's first delivery: held in its hash (common.lua dhome)
+        for i = 1, #fields, 2 do fields[i] = folded_name(fields[i]) end
+        redis.call('HSET', event_key(ev.id), unpack(fields))
+      else
+        redis.call('HSET', delivery_key(d.id), unpack(fields))
+      end
       redis.call('HINCRBY', counts_key(d.connection), state, 1)
     end
     out[#out + 1] = ev.id; out[#out + 1] = #ev.deliveries; out[#out + 1] = 0

@@ -10,6 +10,7 @@ from typing import cast
 
 import redis
 
+from core.ledger import deliveries
 from core.ledger.keys import LedgerKeys
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import text
@@ -64,11 +65,8 @@ class ActivityReads:
             for event_id in event_ids:
                 pipe.hget(self.keys.event(event_id), "deliveries")
             delivery_ids = [d for raw in pipe.execute() if raw for d in text(raw).split(",") if d]
-            pipe = self.redis.pipeline(transaction=False)
             fields = ["mapping", "connection", "state", "created_at", "updated_at", "attempts"]
-            for delivery_id in delivery_ids:
-                pipe.hmget(self.keys.delivery(delivery_id), fields)
-            rows = pipe.execute()
+            rows = deliveries.read_fields(self.redis, self.keys, delivery_ids, fields)
         for mapping, connection, state, created, updated, attempts in rows:
             if mapping is None or state is None:
                 continue

@@ -17,6 +17,7 @@ import redis
 
 from core.alerting.evaluate import Evaluation
 from core.alerting.model import AlertState, ConnectionSeen, DeadSample, Observations
+from core.ledger import deliveries
 from core.ledger.keys import LedgerKeys, StatsHash
 from core.ledger.locks import single_flight
 from core.ledger.outbox import AlertOutbox
@@ -226,11 +227,9 @@ class AlertStore:
         ids = [i for ids in heads.values() for i in ids] + scheduled
         if not ids:
             return {}
-        pipe = self.redis.pipeline(transaction=False)
-        for delivery_id in ids:
-            pipe.hmget(self.keys.delivery(delivery_id), ["connection", "created_at", "replayed_at"])
+        fields = ["connection", "created_at", "replayed_at"]
         oldest: dict[str, float] = {}
-        for conn, created, replayed in pipe.execute():
+        for conn, created, replayed in deliveries.read_fields(self.redis, self.keys, ids, fields):
             if conn is None or text(conn) not in names or created is None:
                 continue
             began = max(float(created), float(replayed or 0)) / 1000
@@ -245,14 +244,11 @@ class AlertStore:
                 list[bytes], self.redis.zrevrange(self.keys.dead_index(), 0, RECENT_DEAD - 1)
             )
         ]
-        pipe = self.redis.pipeline(transaction=False)
-        for delivery_id in ids:
-            pipe.hmget(
-                self.keys.delivery(delivery_id), ["connection", "dead_category", "dead_error"]
-            )
+        fields = ["connection", "dead_category", "dead_error"]
+        found = deliveries.read_fields(self.redis, self.keys, ids, fields)
         return [
             DeadSample(delivery_id, text(conn), text(category), text(error or b""))
-            for delivery_id, (conn, category, error) in zip(ids, pipe.execute(), strict=True)
+            for delivery_id, (conn, category, error) in zip(ids, found, strict=True)
             if conn is not None and category is not None
         ]
 

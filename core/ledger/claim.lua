@@ -9,15 +9,15 @@
 -- reads before or after. Decoded by core/ledger/replies.py (claim) into a Claim.
 local rate = nil
 if req.rates then
-  local conn = redis.call('HGET', delivery_key(req.id), 'connection')
+  local conn = dget(req.id, 'connection')
   if conn then rate = req.rates[conn] end
 end
 local answer = claim_one(req.id, req.token, req.lease_ms, rate, req.max_wait_ms)
 if not req.with_data then return answer end
-local delivery = redis.call('HGETALL', delivery_key(req.id))
+local delivery = dgetall(req.id)
 local event = {}
 if answer[1] == ClaimStatus.claimed then    -- only an attempt needs the event (and its body)
-  local event_id = redis.call('HGET', delivery_key(req.id), 'event_id')
+  local event_id = dget(req.id, 'event_id')
   if event_id then event = redis.call('HGETALL', event_key(event_id)) end
 end
 return {answer, delivery, event}

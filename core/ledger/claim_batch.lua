@@ -18,7 +18,7 @@ for _, id in ipairs(candidates) do
   if result[1] == ClaimStatus.claimed then
     out[#out + 1] = id
     out[#out + 1] = result[2]
-    local tag = redis.call('HGET', delivery_key(id), 'msg')
+    local tag = dget(id, 'msg')
     if tag and tag ~= '' then
       withdrawn = withdrawn + redis.call('LREM', req.queue, -1, message(id, tag))
     end

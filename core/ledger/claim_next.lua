@@ -36,7 +36,7 @@ end
 table.sort(candidates, function(a, b) return a[2] < b[2] end)
 
 local function withdraw(id)
-  local tag = redis.call('HGET', delivery_key(id), 'msg')
+  local tag = dget(id, 'msg')
   if tag and tag ~= '' and redis.call('LREM', req.queue, -1, message(id, tag)) > 0 then
     redis.call('INCR', withdrawn_key())
   end
@@ -51,8 +51,8 @@ for i = 1, math.min(#candidates, req.scan) do
   if status == ClaimStatus.wait then return answer end
   if status == ClaimStatus.claimed then
     withdraw(id)
-    local event_id = redis.call('HGET', delivery_key(id), 'event_id')
-    return {answer[1], answer[2], redis.call('HGETALL', delivery_key(id)),
+    local event_id = dget(id, 'event_id')
+    return {answer[1], answer[2], dgetall(id),
             event_id and redis.call('HGETALL', event_key(event_id)) or {}}
   end
   -- superseded, or not its record's turn: its message has nothing left to do either

@@ -12,7 +12,7 @@
 --   {ClaimStatus.wait, ms}               rate limit: try again after ms (state unchanged)
 --   {ClaimStatus.claimed, attempts}      now IN_FLIGHT, owned by token
 local function claim_one(id, token, lease_ms, rate, max_wait_ms)
-  local state, conn, rk, seq, occurred = unpack(redis.call('HMGET', delivery_key(id), 'state',
+  local state, conn, rk, seq, occurred = unpack(dmget(id, 'state',
                                                            'connection', 'rk', 'seq',
                                                            'occurred_ms'))
   if state ~= State.pending then return {ClaimStatus.skip, state or Reason.missing} end
@@ -29,10 +29,10 @@ local function claim_one(id, token, lease_ms, rate, max_wait_ms)
     if applied and occurred < applied then
       unpublish(id)
       move(id, conn, State.pending, State.superseded)
-      redis.call('HSET', delivery_key(id), 'superseded_by_ms', applied)
-      redis.call('ZREM', record_queue_key(rk), id)
+      dset(id, 'superseded_by_ms', applied)
+      rq_remove(rk, id)
       advance(rk)
-      settle(redis.call('HGET', delivery_key(id), 'event_id'))
+      settle(dget(id, 'event_id'))
       return {ClaimStatus.superseded}
     end
   end
@@ -84,8 +84,8 @@ local function claim_one(id, token, lease_ms, rate, max_wait_ms)
   move(id, conn, State.pending, State.in_flight)
   unpublish(id)
   redis.call('ZADD', inflight_index_key(), lease_until, id)
-  local attempts = redis.call('HINCRBY', delivery_key(id), 'attempts', 1)
-  redis.call('HSET', delivery_key(id), 'token', token, 'lease_until', lease_until)
-  redis.call('HSETNX', delivery_key(id), 'first_attempt_at', now)
+  local attempts = dincr(id, 'attempts', 1)
+  dset(id, 'token', token, 'lease_until', lease_until)
+  dsetnx(id, 'first_attempt_at', now)
   return {ClaimStatus.claimed, attempts}
 end

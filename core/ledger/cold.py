@@ -21,9 +21,10 @@ from typing import Any
 
 import redis
 
-from core.ledger.bodies import BODY, PACKED
+from core.ledger.bodies import BODY, HEADERS, PACKED
+from core.ledger.deliveries import read_hashes
 from core.ledger.keys import LedgerKeys
-from core.ledger.search import search_terms
+from core.ledger.search import search_terms, term_digest
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import decode, text
 
@@ -54,7 +55,7 @@ class DoneEvent:
         return {
             "id": self.id,
             "since": self.done_ms,
-            "terms": terms_of(self.fields),
+            **index_entries_of(self.fields),
             "deliveries": [
                 {"id": d.fields["id"], "updated": d.fields.get("updated_at", "")}
                 for d in self.deliveries
@@ -68,6 +69,13 @@ def terms_of(fields: dict[str, str]) -> list[str]:
     if fields.get("edit_of"):  # an edited copy was never indexed
         return []
     return search_terms(fields.get("external_id", ""), fields.get(BODY, ""))
+
+
+def index_entries_of(fields: dict[str, str]) -> dict[str, list[str]]:
+    """What evict.lua and purge.lua remove an event's search entries by: its terms (for
+    entries written before, which spell them) and their digests (common.lua search_entry)."""
+    terms = terms_of(fields)
+    return {"terms": terms, "digests": [term_digest(t) for t in terms]}
 
 
 class ArchiveLock:
@@ -125,17 +133,17 @@ class LedgerCold:
                 pipe.hgetall(self.keys.event(text(event_id)))
             events = [decode(raw) for raw in pipe.execute()]
             delivery_ids = [[i for i in ev.get("deliveries", "").split(",") if i] for ev in events]
-            for ids in delivery_ids:
-                for delivery_id in ids:
-                    pipe.hgetall(self.keys.delivery(delivery_id))
-                    pipe.lrange(self.keys.attempts(delivery_id), 0, -1)
-                    pipe.lrange(self.keys.actions(delivery_id), 0, -1)
+            flat = [delivery_id for ids in delivery_ids for delivery_id in ids]
+            hashes = iter(read_hashes(self.redis, self.keys, flat))
+            for delivery_id in flat:
+                pipe.lrange(self.keys.attempts(delivery_id), 0, -1)
+                pipe.lrange(self.keys.actions(delivery_id), 0, -1)
             replies = iter(pipe.execute())
         batch, gone = [], []
         for (event_id, score), ev, ids in zip(scored, events, delivery_ids, strict=True):
             deliveries = tuple(
                 DoneDelivery(
-                    decode(next(replies)),
+                    next(hashes),
                     [json.loads(a) for a in next(replies)],
                     [json.loads(a) for a in next(replies)],
                 )
@@ -169,7 +177,7 @@ class LedgerCold:
             "purge",
             now,
             events=[
-                {"id": i, "terms": terms_of(fields)}
+                {"id": i, **index_entries_of(fields)}
                 for i, fields in zip(event_ids, found, strict=True)
             ],
         )
@@ -201,7 +209,8 @@ class LedgerCold:
     def event_fields(self, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, str]]:
         """Some fields of several events in one round trip ({} for one that is gone); `body`
         is the text as received, however it is stored (core/ledger/bodies.py)."""
-        asked = [*fields, PACKED] if BODY in fields else list(fields)
+        # the packed body holds the headers too (core/ledger/bodies.py)
+        asked = [*fields, PACKED] if BODY in fields or HEADERS in fields else list(fields)
         with translate_redis_errors():
             pipe = self.redis.pipeline(transaction=False)
             for event_id in ids:

@@ -16,7 +16,8 @@
 -- `<kind>_key(...)` (the delivery's: delivery_key with its id), and each such call is
 -- replaced by the concatenation that builds it when the script is assembled. A unit test
 -- checks this list against the table.
---   <p>:dedupe:{source}:{external_id}  string  first event id of a sender's event id (TTL)
+--   <p>:dd:{digest}                    string  first event id of a sender's event id (TTL)
+--   <p>:dedupe:{source}:{external_id}  string  the same, as written before (TTL)
 --   <p>:evt:{id}                       hash    an accepted event (state, body, headers...)
 --   <p>:events                         zset    every event, by received_at
 --   <p>:events:src:{source}            zset    one source's events, by received_at
@@ -25,7 +26,8 @@
 --   <p>:dlv:{id}                       hash    a delivery (state, rk, seq, attempts...)
 --   <p>:dlv:{id}:attempts              list    its attempts (JSON), the last 100
 --   <p>:dlv:{id}:actions               list    operators' actions on it (JSON)
---   <p>:rk:{rk}                        zset    one CRM record's deliveries by seq; head goes
+--   <p>:rq:{digest}                    zset    one CRM record's deliveries by seq; head goes
+--   <p>:rk:{rk}                        zset    the same, as named before (read until empty)
 --   <p>:rkmeta:{rk}                    hash    applied_ms (newest_wins; TTL)
 --   <p>:idx:inflight                   zset    IN_FLIGHT, by lease expiry
 --   <p>:idx:scheduled                  zset    SCHEDULED, by due time
@@ -82,9 +84,149 @@ local req = cjson.decode(ARGV[1])
 local p = req.prefix
 local now = tonumber(req.now)
 
+-- Where a delivery's fields live (core/ledger/deliveries.py): its own hash, or, for an event's
+-- first delivery (`dlv_` and its event id's 24 hex digits), its event's hash, each field's name
+-- behind FOLD; there its id and event_id are not stored but follow from its id (an edit that
+-- re-points it stores `.event_id`). Every script reads and writes a delivery only through the
+-- d* helpers below, so none needs to know which it is.
+-- Its common fields go by a short name there (FOLDED, name -> FOLD and a letter, and UNFOLDED,
+-- its inverse: core/ledger/deliveries.py, prepended to every script), any other by FOLD and
+-- its name. `updated_at` is written only once it differs from `created_at` (for every
+-- delivery: dmget and core/ledger/deliveries.py read it as `created_at` until then).
+local FOLD = '.'
+local function folded_event(id) return 'evt_' .. string.sub(id, 5) end
+local function folded_name(name) return FOLDED[name] or (FOLD .. name) end
+local function unfolded_name(stored) return UNFOLDED[stored] or string.sub(stored, 2) end
+
+-- the delivery's hash key and its fields' prefix ('' or FOLD); nil when it is in neither
+local function dhome(id)
+  local own = delivery_key(id)
+  if redis.call('EXISTS', own) == 1 then return own, '' end
+  local ev = event_key(folded_event(id))
+  if redis.call('HEXISTS', ev, folded_name('state')) == 1 then return ev, FOLD end
+  return nil, nil
+end
+
+local function prefixed(pre, names)
+  local out = {}
+  for i, name in ipairs(names) do out[i] = pre == FOLD and folded_name(name) or name end
+  return out
+end
+
+-- What a field not written reads as (core/ledger/deliveries.py the same): a folded delivery's
+-- id and event_id follow from its id, its created_at is its event's received_at, its connection
+-- and object begin its record key (when they do, they are not written); any
+-- delivery's attempts are 0 until its first and its updated_at is created_at until it changes.
+local function dfallback(id, key, pre, name)
+  if name == 'attempts' then return '0' end
+  if pre == FOLD and name == 'id' then return id end
+  if pre == FOLD and name == 'event_id' then return folded_event(id) end
+  if pre == FOLD and (name == 'connection' or name == 'object') then
+    -- not written when its record key starts with them (core/ledger/deliveries.py)
+    -- (the pattern `^([^:]+):([^:]+):`, its colons as \58: a record key's, not a key name)
+    local rk = redis.call('HGET', key, folded_name('rk')) or ''
+    local conn, obj = string.match(rk, '^([^\58]+)\58([^\58]+)\58')
+    return name == 'connection' and conn or obj
+  end
+  if name == 'updated_at' then name = 'created_at' end
+  if name == 'created_at' then
+    return redis.call('HGET', key, pre == FOLD and folded_name(name) or name)
+      or (pre == FOLD and redis.call('HGET', key, 'received_at')) or nil
+  end
+  return nil
+end
+
+-- HMGET of a delivery's fields (all nil when it is gone)
+local function dmget(id, ...)
+  local names = {...}
+  local key, pre = dhome(id)
+  if not key then return {} end
+  local values = redis.call('HMGET', key, unpack(prefixed(pre, names)))
+  for i, name in ipairs(names) do
+    if not values[i] then values[i] = dfallback(id, key, pre, name) end
+  end
+  return values
+end
+
+local function dget(id, name) return dmget(id, name)[1] end
+
+-- HSET of a delivery's fields (name, value, ...); nothing when it is gone
+local function dset(id, ...)
+  local key, pre = dhome(id)
+  if not key then return end
+  local args = {...}
+  for i = 1, #args, 2 do
+    if pre == FOLD and args[i] == 'rk' then
+      -- a new record key need not begin with its connection and object: write them first
+      for _, name in ipairs({'connection', 'object'}) do
+        local value = dfallback(id, key, pre, name)
+        if value then redis.call('HSETNX', key, folded_name(name), value) end
+      end
+    end
+    args[i] = pre == FOLD and folded_name(args[i]) or args[i]
+  end
+  redis.call('HSET', key, unpack(args))
+end
+
+local function dsetnx(id, name, value)
+  local key, pre = dhome(id)
+  if key then redis.call('HSETNX', key, prefixed(pre, {name})[1], value) end
+end
+
+local function dincr(id, name, by)
+  local key, pre = dhome(id)
+  if not key then return nil end
+  return redis.call('HINCRBY', key, prefixed(pre, {name})[1], by)
+end
+
+local function ddel(id, ...)
+  local key, pre = dhome(id)
+  if key then redis.call('HDEL', key, unpack(prefixed(pre, {...}))) end
+end
+
+-- HGETALL of a delivery, flat, as its own hash would answer it ({} when it is gone)
+local function dgetall(id)
+  local key, pre = dhome(id)
+  if not key then return {} end
+  local all = redis.call('HGETALL', key)
+  local out, seen = {}, {}
+  for i = 1, #all, 2 do
+    local name = all[i]
+    if pre == FOLD and string.sub(name, 1, 1) ~= FOLD then
+      name = nil  -- the event's own field
+    elseif pre == FOLD then
+      name = unfolded_name(name)
+    end
+    if name then
+      seen[name] = all[i + 1]; out[#out + 1] = name; out[#out + 1] = all[i + 1]
+    end
+  end
+  for _, name in ipairs({'id', 'event_id', 'connection', 'object', 'attempts', 'created_at',
+                         'updated_at'}) do
+    if not seen[name] then
+      local value = dfallback(id, key, pre, name)
+      if value then out[#out + 1] = name; out[#out + 1] = value end
+    end
+  end
+  return out
+end
+
+-- Remove a delivery (its hash, or its fields from its event's) with its attempts and actions.
+local function ddelete(id)
+  local key, pre = dhome(id)
+  if pre == FOLD then
+    local names = {}
+    for _, name in ipairs(redis.call('HKEYS', key)) do
+      if string.sub(name, 1, 1) == FOLD then names[#names + 1] = name end
+    end
+    if #names > 0 then redis.call('HDEL', key, unpack(names)) end
+  end
+  redis.call('DEL', delivery_key(id), attempts_key(id), actions_key(id))
+end
+
 -- Change a delivery's state, keeping the per-connection counts in step.
 local function move(id, conn, from, to)
-  redis.call('HSET', delivery_key(id), 'state', to, 'updated_at', now)
+  dset(id, 'state', to, 'updated_at', now)
   if from then redis.call('HINCRBY', counts_key(conn), from, -1) end
   redis.call('HINCRBY', counts_key(conn), to, 1)
 end
@@ -92,7 +234,7 @@ end
 -- The ready set (see the layout) a delivery belongs to: what a batching worker may claim
 -- together with its own.
 local function ready_key_of(id)
-  local conn, obj = unpack(redis.call('HMGET', delivery_key(id), 'connection', 'object'))
+  local conn, obj = unpack(dmget(id, 'connection', 'object'))
   return ready_key(tostring(conn), tostring(obj))
 end
 
@@ -109,7 +251,7 @@ local function publish(id, ready, stamped)
   redis.call('LPUSH', req.queue, message(id, n))
   redis.call('ZADD', ready, now, id)
   redis.call('SADD', ready_sets_key(), ready)
-  if not stamped then redis.call('HSET', delivery_key(id), 'published_at', now, 'msg', n) end
+  if not stamped then dset(id, 'published_at', now, 'msg', n) end
   return n
 end
 
@@ -119,9 +261,31 @@ local function unpublish(id)
 end
 
 -- Writes to one record run one at a time, in arrival order: the record key's queue.
+-- Its queue is named by a digest of the record key (core/ledger/keys.py record_digest: two
+-- polynomial hashes modulo 2^31 - 1, exact in doubles); a queue named by the record key itself
+-- (before this layout) is read too until it empties, its deliveries first (they are older).
+local function rq_digest(rk)
+  local out = ''
+  for _, base in ipairs({131, 257}) do
+    local h = 0
+    for i = 1, #rk do h = (h * base + string.byte(rk, i)) % 2147483647 end
+    out = out .. string.format('%08x', h)
+  end
+  return out
+end
+
+local function rq_key(rk) return record_queue_key(rq_digest(rk)) end
+
+-- a delivery leaves its record's queue
+local function rq_remove(rk, id)
+  redis.call('ZREM', rq_key(rk), id)
+  redis.call('ZREM', legacy_record_queue_key(rk), id)
+end
+
 local function head(rk)
-  local h = redis.call('ZRANGE', record_queue_key(rk), 0, 0)
-  return h[1]
+  local old = redis.call('ZRANGE', legacy_record_queue_key(rk), 0, 0)
+  if old[1] then return old[1] end
+  return redis.call('ZRANGE', rq_key(rk), 0, 0)[1]
 end
 
 local function paused(conn) return redis.call('EXISTS', pause_key(conn)) == 1 end
@@ -160,13 +324,13 @@ end
 local function hold(id, conn, from, seq)
   move(id, conn, from, State.held)
   redis.call('ZADD', held_key(conn), seq, id)
-  redis.call('HSET', delivery_key(id), 'held_at', now)
+  dset(id, 'held_at', now)
 end
 
 -- After a delivery leaves its record's queue, start the next write for that record.
 local function advance(rk)
   local nxt = head(rk)
-  if nxt and redis.call('HGET', delivery_key(nxt), 'state') == State.pending
+  if nxt and dget(nxt, 'state') == State.pending
       and not redis.call('ZSCORE', ready_key_of(nxt), nxt) then
     publish(nxt)
   end
@@ -177,7 +341,7 @@ local function schedule(id, conn, from, due)
   move(id, conn, from, State.scheduled)
   unpublish(id)
   redis.call('ZADD', scheduled_index_key(), due, id)
-  redis.call('HSET', delivery_key(id), 'due_at', due)
+  dset(id, 'due_at', due)
 end
 
 -- Hot and cold: an event whose deliveries are all done for good (delivered, superseded,
@@ -195,23 +359,53 @@ local function ids_of(listed)
   return ids
 end
 
+-- Hex digits as the bytes they spell.
+local function hex_bytes(hex)
+  return (string.gsub(hex, '..', function(pair) return string.char(tonumber(pair, 16)) end))
+end
+
+-- An event id as bytes: one of ours (`evt_` and 24 lowercase hex digits, core/ids.py) as its
+-- 12 bytes (6 of milliseconds, 6 random: they sort by time as the text does), half the text.
+-- Another id (none the hub makes) stays as it is. core/ledger/search.py and replies.py read
+-- both back.
+local function id_bytes(id)
+  if #id == 28 and string.match(id, '^evt_[0-9a-f]+$') then
+    return hex_bytes(string.sub(id, 5))
+  end
+  return id
+end
+
+-- The search index (one sorted set, score 0, read by member range: core/ledger/pages.py):
+-- an entry is \1, the first 8 bytes of the term's SHA-1 (`digest`, in hex, computed by the
+-- caller: core/ledger/search.py term_digest; so no entry spells an address) and the event's
+-- id as bytes (so a term's entries sort by time), 21 bytes in all.
+local function search_entry(digest, event_id)
+  return '\1' .. hex_bytes(digest) .. id_bytes(event_id)
+end
+
+-- An entry as written before (the term, NUL, received ms, NUL, event id): a hub upgraded with
+-- events in Redis still finds them by it and removes it with them.
+local function legacy_search_entry(term, received, event_id)
+  return term .. '\0' .. string.format('%013d', tonumber(received)) .. '\0' .. event_id
+end
+
 -- An event leaving Redis (archived or erased) leaves the search index too, so no entry naming
 -- an address outlives it: `terms` are its terms, which the caller found again from its body
 -- and sender id as accept did (core/ledger/cold.py terms_of; not stored on the event, it
 -- would cost every event held), plus those an event recorded before kept on its hash
--- (`terms`, one per line).
-local function search_entry(term, received, event_id)
-  return term .. '\0' .. string.format('%013d', tonumber(received)) .. '\0' .. event_id
-end
-
-local function unindex_terms(event_id, terms)
+-- (`terms`, one per line; those have entries of the form before only). `digests` are the
+-- terms' digests (search_entry). Both forms of entry go.
+local function unindex_terms(event_id, terms, digests)
   local kept, received = unpack(redis.call('HMGET', event_key(event_id), 'terms', 'received_at'))
   if not received then return end
-  for _, term in ipairs(terms or {}) do
-    redis.call('ZREM', search_key(), search_entry(term, received, event_id))
+  for i, term in ipairs(terms or {}) do
+    redis.call('ZREM', search_key(), legacy_search_entry(term, received, event_id))
+    if digests and digests[i] then
+      redis.call('ZREM', search_key(), search_entry(digests[i], event_id))
+    end
   end
   for term in string.gmatch(kept or '', '[^\n]+') do
-    redis.call('ZREM', search_key(), search_entry(term, received, event_id))
+    redis.call('ZREM', search_key(), legacy_search_entry(term, received, event_id))
   end
 end
 
@@ -219,7 +413,7 @@ local function settle(event_id)
   local ids = redis.call('HGET', event_key(event_id), 'deliveries')
   if not ids then return end
   for _, did in ipairs(ids_of(ids)) do
-    if not done_for_good(redis.call('HGET', delivery_key(did), 'state')) then return end
+    if not done_for_good(dget(did, 'state')) then return end
   end
   redis.call('ZADD', terminal_index_key(), 'NX', now, event_id)
 end

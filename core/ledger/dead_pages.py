@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from core.ledger import deliveries
 from core.ledger.pages import Cursor, LedgerPages, Page, page_of_sorted
 from core.ledger.search import normalise
 from core.ledger.translate import translate_redis_errors
@@ -144,11 +145,11 @@ class DeadLetterPages(LedgerPages):
         term = normalise(query.q or "")
         ids: list[str] = []
         with translate_redis_errors():
-            exact = term.startswith("dlv_") and self.redis.exists(self.keys.delivery(term))
+            exact = term.startswith("dlv_") and deliveries.exists(self.redis, self.keys, term)
         if exact:
             ids = [term]
         else:
-            events = self._search_events(term, None, None)
+            events = self._search_events(term, None, None, query.q or "")
             with translate_redis_errors():
                 pipe = self.redis.pipeline(transaction=False)
                 for event_id in events:

@@ -8,12 +8,12 @@
 -- Reply: 'ok', or what prevented it (the delivery's state, Reason.missing, or
 -- Reason.changed: it was replayed or edited since the operator looked).
 local id = req.id
-local state, conn, dead_at, event_id, original = unpack(redis.call('HMGET', delivery_key(id),
-  'state', 'connection', 'dead_at', 'event_id', 'original_event_id'))
+local state, conn, dead_at, event_id, original = unpack(dmget(id, 'state', 'connection',
+  'dead_at', 'event_id', 'original_event_id'))
 if state ~= State.dead then return state or Reason.missing end
 if req.dead_at and tostring(req.dead_at) ~= tostring(dead_at) then return Reason.changed end
 redis.call('HSET', event_key(req.event.id), unpack(req.event.fields))
-redis.call('HSET', delivery_key(id), 'event_id', req.event.id,
+dset(id, 'event_id', req.event.id,
            'original_event_id', original or event_id)
 redis.call('RPUSH', actions_key(id), req.note)
 rerun_dead(id, conn, req.rk)

@@ -3,7 +3,7 @@
 -- entries; only if it is still done for good and unchanged since the archiver read it, so
 -- what leaves is exactly what the archive holds.
 -- ARGV[1]: {events: [{id, since (its terminal index score, ms), terms (its search terms,
---           found again from its body: core/ledger/cold.py terms_of), deliveries: [{id,
+--           found again from its body: core/ledger/cold.py terms_of), digests, deliveries: [{id,
 --           updated (its updated_at as read)}]}]}
 -- Reply: per event, in order: 1 evicted, 0 kept (changed since it was read, or gone).
 local out = {}
@@ -14,7 +14,7 @@ local function unchanged(ev, listed)
   local ids = ids_of(listed)
   if #ids ~= #ev.deliveries then return false end
   for i, d in ipairs(ev.deliveries) do
-    local state, updated = unpack(redis.call('HMGET', delivery_key(d.id), 'state', 'updated_at'))
+    local state, updated = unpack(dmget(d.id, 'state', 'updated_at'))
     if ids[i] ~= d.id or not done_for_good(state) or updated ~= d.updated then return false end
   end
   return true
@@ -24,9 +24,9 @@ for _, ev in ipairs(req.events) do
   local source, listed = unpack(redis.call('HMGET', event_key(ev.id), 'source', 'deliveries'))
   if source and unchanged(ev, listed) then
     for _, d in ipairs(ev.deliveries) do
-      redis.call('DEL', delivery_key(d.id), attempts_key(d.id), actions_key(d.id))
+      ddelete(d.id)
     end
-    unindex_terms(ev.id, ev.terms)
+    unindex_terms(ev.id, ev.terms, ev.digests)
     redis.call('DEL', event_key(ev.id))
     redis.call('ZREM', events_key(), ev.id)
     redis.call('ZREM', source_events_key(source), ev.id)

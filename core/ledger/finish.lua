@@ -11,9 +11,8 @@
 -- Reply: {'lost'} when the lease was lost (another worker owns the delivery now), else
 -- {'ok', newly_paused (0|1)}. Decoded by core/ledger/replies.py (finished) into a Finish.
 local id = req.id
-local d = delivery_key(id)
 local state, token, conn, rk, seq, occurred, event_id, created =
-  unpack(redis.call('HMGET', d, 'state', 'token', 'connection', 'rk', 'seq', 'occurred_ms',
+  unpack(dmget(id, 'state', 'token', 'connection', 'rk', 'seq', 'occurred_ms',
                     'event_id', 'created_at'))
 if state ~= State.in_flight or token ~= req.token then return {'lost'} end
 
@@ -21,7 +20,7 @@ redis.call('RPUSH', attempts_key(id), req.attempt)
 redis.call('HINCRBY', stats_key(StatsHash.attempts), conn .. '|' .. req.outcome, 1)
 redis.call('LTRIM', attempts_key(id), -100, -1)
 redis.call('ZREM', inflight_index_key(), id)
-redis.call('HDEL', d, 'token', 'lease_until')
+ddel(id, 'token', 'lease_until')
 -- the attempt's place in its connection's rolling rate window now counts from its finish
 redis.call('ZADD', rate_window_key(conn), 'XX', now, id .. '|' .. req.token)
 
@@ -46,7 +45,7 @@ local function failed()
 end
 local function terminal(to)
   move(id, conn, State.in_flight, to)
-  redis.call('ZREM', record_queue_key(rk), id)
+  rq_remove(rk, id)
   advance(rk)
 end
 
@@ -80,7 +79,7 @@ if outcome == AttemptOutcome.delivered or outcome == AttemptOutcome.superseded t
   end
 elseif outcome == AttemptOutcome.dead then
   terminal(State.dead)
-  redis.call('HSET', d, 'dead_at', now, 'dead_category', req.category,
+  dset(id, 'dead_at', now, 'dead_category', req.category,
              'dead_error', req.error or '', 'dead_record', req.dead_letter or '')
   index_dead(id, now)  -- and counted for the dead_letters alert
   if req.transient then breaker_failure() else redis.call('DEL', bkey) end
@@ -91,7 +90,7 @@ elseif outcome == AttemptOutcome.retry then
   if req.transient then breaker_failure() end
   failed()
 elseif outcome == AttemptOutcome.deferred then
-  redis.call('HINCRBY', d, 'attempts', -1)
+  dincr(id, 'attempts', -1)
   schedule(id, conn, State.in_flight, req.due)
   local cd = tonumber(redis.call('GET', cooldown_key(conn))) or 0
   if req.cooldown_until > cd then

@@ -14,6 +14,8 @@ which the scripts publish to, and kombu's own keys beside it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -55,19 +57,29 @@ LAYOUT: tuple[KeyKind, ...] = (
     # events
     KeyKind(
         "dedupe",
-        "dedupe:{source}:{external_id}",
+        "dd:{digest}",
         "string",
         "the first event's id for a sender's event id (one of ours, `evt_` + 24 hex digits, "
-        "as its 12 bytes: accept.lua dedupe_value); expires after the dedupe window",
+        "as its 12 bytes: common.lua id_bytes), named by dedupe_digest(source, external_id); "
+        "expires after the dedupe window",
         lua=False,
     ),  # built by Python into the accept request
+    KeyKind(
+        "legacy_dedupe",
+        "dedupe:{source}:{external_id}",
+        "string",
+        "a dedupe key as written before (named by the sender's id); accept still honours one "
+        "until it expires",
+        lua=False,
+    ),
     KeyKind(
         "event",
         "evt:{id}",
         "hash",
         "an accepted event: source, type, external_id, received_at, occurred_at, state "
-        "(EventState), deliveries (ids, comma-separated), body (as received) or bodyz (the "
-        "same, zlib-compressed, when that saves: core/ledger/bodies.py), headers; events "
+        "(EventState), deliveries (ids, comma-separated), body (as received) and headers, or "
+        "bodyz (both, compressed, when that saves: core/ledger/bodies.py); its first "
+        "delivery's fields, each name behind FOLD (core/ledger/deliveries.py); events "
         "recorded before may hold terms (their search terms, one per line)",
     ),
     KeyKind("events", "events", "zset", "every event id, by received_at (ms)"),
@@ -90,16 +102,24 @@ LAYOUT: tuple[KeyKind, ...] = (
         "delivery",
         "dlv:{id}",
         "hash",
-        "a delivery: state (State), event_id, mapping, connection, object, rk, seq, "
-        "attempts, timestamps (ms), lease token, dead_* fields once dead",
+        "a delivery other than its event's first (those are held in the event's hash: "
+        "core/ledger/deliveries.py): state (State), event_id, mapping, connection, object, "
+        "rk, seq, attempts, timestamps (ms), lease token, dead_* fields once dead",
     ),
     KeyKind("attempts", "dlv:{id}:attempts", "list", "its attempts, JSON, the last 100"),
     KeyKind("actions", "dlv:{id}:actions", "list", "operators' actions on it, JSON"),
     KeyKind(
         "record_queue",
+        "rq:{digest}",
+        "zset",
+        "the deliveries writing one CRM record, by seq: only the head is sent; named by "
+        "record_digest(rk) (common.lua rq_digest), not the record key (~30 B less a record)",
+    ),
+    KeyKind(
+        "legacy_record_queue",
         "rk:{rk}",
         "zset",
-        "the deliveries writing one CRM record, by seq: only the head is sent",
+        "a record's queue as written before (named by its record key); read until it empties",
     ),
     KeyKind(
         "record_applied",
@@ -384,6 +404,37 @@ LAYOUT: tuple[KeyKind, ...] = (
 )
 
 
+#: record_digest: two polynomial hashes of the record key's bytes modulo the prime 2**31 - 1
+#: (exact in Lua's doubles, so common.lua rq_digest computes the same), 8 hex digits each
+_RQ_PRIME = 2147483647
+_RQ_BASES = (131, 257)
+
+
+def record_digest(rk: str) -> str:
+    """What names a record's queue (common.lua rq_digest): 16 hex digits of the record key."""
+    out = ""
+    for base in _RQ_BASES:
+        h = 0
+        for byte in rk.encode():
+            h = (h * base + byte) % _RQ_PRIME
+        out += f"{h:08x}"
+    return out
+
+
+#: what an event's first delivery's field names start with in its event's hash, where it is
+#: held (core/ledger/deliveries.py)
+FOLD = "."
+
+
+def dedupe_digest(source: str, external_id: str) -> str:
+    """What names a sender's event's dedupe key: 11 base64url characters (66 bits) of the
+    SHA-256 of its source and id, where the id itself took ~30 (a dedupe key is kept for the
+    whole window, one per event: README, "Memory"); two events of one window sharing a digest
+    is a 1 in 2**66 / events**2 chance."""
+    raw = hashlib.sha256(f"{source}\0{external_id}".encode()).digest()
+    return base64.urlsafe_b64encode(raw[:9]).decode()[:11]
+
+
 class LedgerKeys:
     """The keys of one hub (one key prefix). See LAYOUT for what each holds."""
 
@@ -392,7 +443,10 @@ class LedgerKeys:
         self._p = prefix + ":"
 
     # events
-    def dedupe(self, source: str, external_id: str) -> str:
+    def dedupe(self, digest: str) -> str:
+        return f"{self._p}dd:{digest}"
+
+    def legacy_dedupe(self, source: str, external_id: str) -> str:
         return f"{self._p}dedupe:{source}:{external_id}"
 
     def event(self, id: str) -> str:
@@ -420,7 +474,10 @@ class LedgerKeys:
     def actions(self, id: str) -> str:
         return f"{self._p}dlv:{id}:actions"
 
-    def record_queue(self, rk: str) -> str:
+    def record_queue(self, digest: str) -> str:
+        return f"{self._p}rq:{digest}"
+
+    def legacy_record_queue(self, rk: str) -> str:
         return f"{self._p}rk:{rk}"
 
     def record_applied(self, rk: str) -> str:

@@ -5,7 +5,7 @@
 -- category's, each by dead_at, so a filtered page is one range read (core/ledger/pages.py),
 -- and counted per (connection, category) for the dead_letters alert (core/ledger/alert_store.py).
 local function index_dead(id, at)
-  local conn, mapping, category = unpack(redis.call('HMGET', delivery_key(id), 'connection',
+  local conn, mapping, category = unpack(dmget(id, 'connection',
                                                     'mapping', 'dead_category'))
   redis.call('ZADD', dead_index_key(), at, id)
   redis.call('ZADD', dead_by_connection_key(tostring(conn)), at, id)
@@ -17,7 +17,7 @@ end
 -- Replayed, discarded, edited or erased: out of the indexes, and the alert's group shrinks
 -- (never below zero: dead letters from before the counts existed were never counted).
 local function unindex_dead(id)
-  local conn, mapping, category = unpack(redis.call('HMGET', delivery_key(id), 'connection',
+  local conn, mapping, category = unpack(dmget(id, 'connection',
                                                     'mapping', 'dead_category'))
   redis.call('ZREM', dead_index_key(), id)
   redis.call('ZREM', dead_by_connection_key(tostring(conn)), id)
@@ -33,12 +33,12 @@ end
 -- fresh give-up clock; the attempt history is kept. Held if its connection is paused.
 local function rerun_dead(id, conn, rk)
   unindex_dead(id)
-  redis.call('HDEL', delivery_key(id), 'dead_at', 'dead_category', 'dead_error',
+  ddel(id, 'dead_at', 'dead_category', 'dead_error',
              'dead_record', 'first_attempt_at', 'paused_ms', 'due_at')
   local seq = redis.call('INCR', seq_key())
   -- replayed_at: the backlog_age alert counts a replayed delivery's wait from here
-  redis.call('HSET', delivery_key(id), 'attempts', 0, 'seq', seq, 'rk', rk, 'replayed_at', now)
-  redis.call('ZADD', record_queue_key(rk), seq, id)
+  dset(id, 'attempts', 0, 'seq', seq, 'rk', rk, 'replayed_at', now)
+  redis.call('ZADD', rq_key(rk), seq, id)
   if paused(conn) then
     hold(id, conn, State.dead, seq)
   else

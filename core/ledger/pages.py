@@ -16,8 +16,10 @@ from typing import cast
 import redis
 
 from core.errors import BadCursor
-from core.ledger.keys import LedgerKeys
-from core.ledger.search import normalise
+from core.ledger import deliveries
+from core.ledger.keys import LedgerKeys, StatsHash, dedupe_digest
+from core.ledger.replies import event_id_of
+from core.ledger.search import entry_prefix, event_id_of_entry, id_bound, id_ms, normalise
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import text
 
@@ -66,12 +68,14 @@ class LedgerPages:
     delivery_fields: Callable[[Sequence[str], Sequence[str]], list[dict[str, str]]]
 
     def _fields(self, kind: str, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, str]]:
-        key = self.keys.delivery if kind == "dlv" else self.keys.event
-        with translate_redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            for i in ids:
-                pipe.hmget(key(i), list(fields))
-            replies = pipe.execute()
+        if kind == "dlv":
+            replies = deliveries.read_fields(self.redis, self.keys, ids, fields)
+        else:
+            with translate_redis_errors():
+                pipe = self.redis.pipeline(transaction=False)
+                for i in ids:
+                    pipe.hmget(self.keys.event(i), list(fields))
+                replies = pipe.execute()
         return [
             {n: text(v) for n, v in zip(fields, reply, strict=True) if v is not None}
             for reply in replies
@@ -126,21 +130,51 @@ class LedgerPages:
                 return rows, None
         return rows, str(last) if last else None
 
-    def _search_events(self, term: str, low: int | None, high: int | None) -> list[str]:
-        """Events `term` finds, newest first: the event of that id, or those of the term
-        index (a sender's event id, an email address), at most SEARCH_LIMIT."""
+    def _search_events(
+        self, term: str, low: int | None, high: int | None, given: str = ""
+    ) -> list[str]:
+        """Events `term` finds, newest first: the event of that id, the event a sender sent
+        with that id (`given`, as typed: through its dedupe key, in each source that has sent
+        webhooks; so within the dedupe window, the archive indexes it for good), or those of
+        the term index (an email address), at most SEARCH_LIMIT."""
         with translate_redis_errors():
             if term.startswith("evt_") and self.redis.exists(self.keys.event(term)):
                 return [term]
-            # one index for every term, read by member range: `term\0{ms:013d}\0{event id}`
+            sent = self._sent_as(given.strip() or term, low, high)
+            # one index for every term, read by member range (core/ledger/search.py)
+            prefix = entry_prefix(term)
             found = self.redis.zrevrangebylex(
+                self.keys.search(),
+                b"[" + prefix + (b"\xff" * 13 if high is None else id_bound(high + 1)),
+                b"[" + prefix + (id_bound(low) if low is not None else b""),
+                start=0,
+                num=SEARCH_LIMIT,
+            )
+            ids = [event_id_of_entry(cast(bytes, i)) for i in found]
+            # LEGACY: entries written before (`term\0{ms:013d}\0{event id}`), still held
+            legacy = self.redis.zrevrangebylex(
                 self.keys.search(),
                 f"({term}\x01" if high is None else f"({term}\x00{high:013d}\x01",
                 f"[{term}\x00" if low is None else f"[{term}\x00{low:013d}",
                 start=0,
                 num=SEARCH_LIMIT,
             )
-        return [text(i).rsplit("\x00", 1)[-1] for i in found]
+        found_ids = dict.fromkeys(sent + ids + [text(i).rsplit("\x00", 1)[-1] for i in legacy])
+        return list(found_ids)[:SEARCH_LIMIT]
+
+    def _sent_as(self, external_id: str, low: int | None, high: int | None) -> list[str]:
+        """The events sent with this sender's id, by their dedupe keys (one per source)."""
+        stats = self.redis.hkeys(self.keys.stats(StatsHash.WEBHOOKS))
+        sources = sorted({text(f).rsplit("|", 1)[0] for f in stats})
+        pipe = self.redis.pipeline(transaction=False)
+        for source in sources:
+            pipe.get(self.keys.dedupe(dedupe_digest(source, external_id)))
+        ids = [event_id_of(v) for v in pipe.execute() if v is not None]
+        return [
+            i
+            for i in ids
+            if (low is None or id_ms(i) >= low) and (high is None or id_ms(i) <= high)
+        ]
 
     # events ----------------------------------------------------------------------------
     def event_page(
@@ -184,7 +218,7 @@ class LedgerPages:
             return rows
 
         if q:
-            ids = self._search_events(normalise(q), since_ms, until_ms)
+            ids = self._search_events(normalise(q), since_ms, until_ms, q)
             rows = [r for r in rows_of(ids) if r and keep(r)]
             return page_of_sorted(rows, "received_at", limit, cursor)
         key = self.keys.source_events(source) if source else self.keys.events()
@@ -233,7 +267,7 @@ class BacklogReads:
             *ready, held = pipe.execute()
             oldest = [int(entry[0][1]) for entry in ready if entry]
             if held:
-                at = self.redis.hget(self.keys.delivery(text(held[0])), "held_at")
+                [[at]] = deliveries.read_fields(self.redis, self.keys, [text(held[0])], ["held_at"])
                 if at is not None:
                     oldest.append(int(text(at)))
         return min(oldest) if oldest else None

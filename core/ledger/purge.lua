@@ -3,7 +3,7 @@
 -- on its way (pending, in flight, scheduled, held): that is a write the hub promised, so it
 -- is reported and kept. A dead letter is erased with its event (it leaves the dead index).
 -- ARGV[1]: {events: [{id, terms (its search terms, found again from its body:
---           core/ledger/cold.py terms_of)}]}
+--           core/ledger/cold.py terms_of), digests (theirs: common.lua search_entry)}]}
 -- Reply: per event, in order: 'ok', Reason.missing, or the state of the delivery that is
 -- still on its way.
 local out = {}
@@ -17,7 +17,7 @@ for _, ev in ipairs(req.events) do
     local busy = nil
     local found = {}
     for i, did in ipairs(ids) do
-      found[i] = redis.call('HMGET', delivery_key(did), 'state', 'connection')
+      found[i] = dmget(did, 'state', 'connection')
       local state = found[i][1]
       if state and state ~= State.dead and not done_for_good(state) then busy = state end
     end
@@ -31,9 +31,9 @@ for _, ev in ipairs(req.events) do
           redis.call('HINCRBY', counts_key(conn), state, -1)
           if state == State.dead then unindex_dead(did) end
         end
-        redis.call('DEL', delivery_key(did), attempts_key(did), actions_key(did))
+        ddelete(did)
       end
-      unindex_terms(id, ev.terms)
+      unindex_terms(id, ev.terms, ev.digests)
       redis.call('DEL', event_key(id))
       redis.call('ZREM', events_key(), id)
       redis.call('ZREM', source_events_key(source), id)

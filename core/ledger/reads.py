@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from core.ledger import deliveries
 from core.ledger.keys import LedgerKeys, StatsHash
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import decode, delivery_view, event_view, text
@@ -32,10 +33,10 @@ class LedgerReads:
 
     def raw_delivery(self, delivery_id: str) -> dict[str, str]:
         with translate_redis_errors():
-            return decode(self.redis.hgetall(self.keys.delivery(delivery_id)))
+            return deliveries.read_hashes(self.redis, self.keys, [delivery_id])[0]
 
     def raw_deliveries(self, ids: Sequence[str]) -> list[dict[str, str]]:
-        return self._hashes([self.keys.delivery(i) for i in ids])
+        return deliveries.read_hashes(self.redis, self.keys, ids)
 
     def raw_events(self, ids: Sequence[str]) -> list[dict[str, str]]:
         return self._hashes([self.keys.event(i) for i in ids])
@@ -94,14 +95,14 @@ class LedgerReads:
 
     def delivery(self, delivery_id: str, *, history: bool = False) -> dict[str, Any] | None:
         with translate_redis_errors():
+            [raw] = deliveries.read_hashes(self.redis, self.keys, [delivery_id])
+            if not raw:
+                return None
             pipe = self.redis.pipeline(transaction=False)
-            pipe.hgetall(self.keys.delivery(delivery_id))
             pipe.lrange(self.keys.attempts(delivery_id), 0, -1)
             pipe.lrange(self.keys.actions(delivery_id), 0, -1)
-            raw, attempts, actions = pipe.execute()
-        if not raw:
-            return None
-        view = delivery_view(decode(raw))
+            attempts, actions = pipe.execute()
+        view = delivery_view(raw)
         if history:
             view["attempt_history"] = [json.loads(a) for a in attempts]
             view["actions"] = [json.loads(a) for a in actions]
@@ -141,11 +142,7 @@ class LedgerReads:
         """Some fields of several deliveries in one round trip, in order (a field the
         delivery lacks is left out; a missing delivery reads as {}). Cheaper than whole
         hashes where those carry a dead letter's record."""
-        with translate_redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            for delivery_id in ids:
-                pipe.hmget(self.keys.delivery(delivery_id), list(fields))
-            replies = pipe.execute()
+        replies = deliveries.read_fields(self.redis, self.keys, ids, fields)
         return [
             {
                 name: text(value)

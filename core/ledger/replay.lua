@@ -10,7 +10,7 @@ local out = {}
 local done = {}
 for _, item in ipairs(req.items) do
   local id = item.id
-  local state, conn, dead_at = unpack(redis.call('HMGET', delivery_key(id), 'state',
+  local state, conn, dead_at = unpack(dmget(id, 'state',
                                                  'connection', 'dead_at'))
   if state ~= State.dead then
     out[#out + 1] = state or Reason.missing
@@ -22,7 +22,7 @@ for _, item in ipairs(req.items) do
     if req.action == OperatorAction.discard then
       unindex_dead(id)
       move(id, conn, State.dead, State.discarded)
-      settle(redis.call('HGET', delivery_key(id), 'event_id'))
+      settle(dget(id, 'event_id'))
     else
       rerun_dead(id, conn, item.rk)
     end

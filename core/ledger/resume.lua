@@ -12,12 +12,12 @@ if paused(req.conn) then return -1 end
 local held = held_key(req.conn)
 for _, id in ipairs(redis.call('ZRANGE', held, 0, req.limit - 1)) do
   redis.call('ZREM', held, id)
-  local state, rk, held_at = unpack(redis.call('HMGET', delivery_key(id), 'state', 'rk',
+  local state, rk, held_at = unpack(dmget(id, 'state', 'rk',
                                                'held_at'))
   if state == State.held then
     -- time spent paused does not count toward the retry give-up
-    redis.call('HINCRBY', delivery_key(id), 'paused_ms', now - (tonumber(held_at) or now))
-    redis.call('HDEL', delivery_key(id), 'held_at')
+    dincr(id, 'paused_ms', now - (tonumber(held_at) or now))
+    ddel(id, 'held_at')
     move(id, req.conn, State.held, State.pending)
     if head(rk) == id then publish(id) end
   end

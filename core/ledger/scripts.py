@@ -16,6 +16,7 @@ from enum import StrEnum
 from importlib import resources
 
 from core.errors import LedgerScriptError
+from core.ledger.deliveries import lua_table
 from core.ledger.keys import StatsHash, expand_lua_keys
 from core.queue import DELIVERY_PLACEHOLDER, TAG_PLACEHOLDER
 from core.vocabulary import SCRIPT_WORDS
@@ -85,7 +86,7 @@ def spell_words(source: str, where: str) -> str:
 
 def load_script(name: str, template: str) -> str:
     """A script's source, ready to register."""
-    body = "\n".join(lua_source(part) for part in ("common", *SCRIPTS[name], name))
+    body = lua_table() + "\n".join(lua_source(part) for part in ("common", *SCRIPTS[name], name))
     return message_function(template) + spell_words(
         expand_lua_keys(body), f"core/ledger/{name}.lua"
     )

@@ -1,10 +1,16 @@
 """What an operator can find an event by (`q` on /api/v1/events and /dead-letters): the
 sender's event id and every email address in its body, each lowercased, indexed as the event
-is accepted (one sorted set, `search`, of `term`, NUL, received ms, NUL, event id), so a
-search is one range read, whatever the ledger holds."""
+is accepted (one sorted set, `search`, read by member range), so a search is one range read,
+whatever the ledger holds.
+
+An entry (common.lua search_entry) is \1, the first 8 bytes of the term's SHA-1 and the
+event's id as its 12 bytes (6 of milliseconds: a term's entries sort by time): 21 bytes, where
+the term and time spelled out took ~70 (README, "Memory"). Entries written before (`term`,
+NUL, received ms, NUL, event id) are still read (LEGACY) until their events leave."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 #: an address as it stands in a JSON body (RFC 5322's common form; enough to find by)
@@ -32,9 +38,52 @@ def emails_in(text: str, limit: int, scanned: int | None = None) -> list[str]:
     return list(found)
 
 
+def indexed_terms(body: str) -> list[str]:
+    """What accept indexes an event by: the addresses in its body. Its sender's id is found
+    through its dedupe key instead (core/ledger/pages.py: an entry less per event held)."""
+    return emails_in(body, MAX_TERMS, SCANNED)
+
+
 def search_terms(external_id: str, body: str) -> list[str]:
+    """Every term an event may have an entry for: its sender's id (events recorded before
+    this layout have an entry for it) and the addresses in its body."""
     terms = [] if external_id.startswith("sha256:") else [normalise(external_id)]
     for email in emails_in(body, MAX_TERMS, SCANNED):
         if email not in terms and len(terms) < MAX_TERMS:
             terms.append(email)
     return [t for t in terms if t]
+
+
+ENTRY = b"\x01"
+DIGEST = 8  # bytes of the term's SHA-1: a false match once in 2**64 terms
+
+
+def term_digest(term: str) -> str:
+    """A term's digest as an index entry holds it (common.lua search_entry), in hex."""
+    return hashlib.sha1(term.encode()).digest()[:DIGEST].hex()
+
+
+def entry_prefix(term: str) -> bytes:
+    """What every index entry of `term` starts with (common.lua search_entry)."""
+    return ENTRY + bytes.fromhex(term_digest(term))
+
+
+def id_ms(event_id: str) -> int:
+    """When one of our event ids was made (ms; core/ids.py), -1 for another."""
+    try:
+        return int(event_id[4:16], 16)
+    except ValueError:
+        return -1
+
+
+def id_bound(ms: int) -> bytes:
+    """The first 6 bytes of the ids of events received at `ms` (core/ids.py: 12 hex digits
+    of milliseconds lead an id), to bound a range by time."""
+    return ms.to_bytes(6, "big")
+
+
+def event_id_of_entry(member: bytes) -> str:
+    """The event an index entry names: its id after the term's digest, as bytes when it is
+    one of ours (common.lua id_bytes), else as text."""
+    raw = member[len(ENTRY) + DIGEST :]
+    return "evt_" + raw.hex() if len(raw) == 12 else raw.decode()

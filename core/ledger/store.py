@@ -28,12 +28,13 @@ from core.ledger.bodies import packed
 from core.ledger.bulk import BulkOperations
 from core.ledger.cold import LedgerCold
 from core.ledger.dead_pages import DeadLetterPages
+from core.ledger.deliveries import folded_id, in_record_key
 from core.ledger.generations import ConfigGenerations
-from core.ledger.keys import LATENCY_BUCKETS, LedgerKeys, StatsHash
+from core.ledger.keys import LATENCY_BUCKETS, LedgerKeys, StatsHash, dedupe_digest
 from core.ledger.lane import ScriptLane
 from core.ledger.locks import single_flight
 from core.ledger.memo import Memo
-from core.ledger.model import NewEvent
+from core.ledger.model import NewDelivery, NewEvent
 from core.ledger.operator_writes import OperatorWrites
 from core.ledger.outbox import AlertOutbox
 from core.ledger.pages import BacklogReads
@@ -43,7 +44,7 @@ from core.ledger.reads import LedgerReads
 from core.ledger.relay import PUBLISHING_SCRIPTS, HintRelay
 from core.ledger.replies import Accepted, BatchClaimed, Claim, Finish, Swept
 from core.ledger.scripts import SCRIPTS, load_script
-from core.ledger.search import search_terms
+from core.ledger.search import indexed_terms, term_digest
 from core.ledger.tokens import TokenStore
 from core.ledger.translate import translate_redis_errors
 from core.queue import HintQueue
@@ -160,9 +161,14 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
         raw: list[str | bytes] = []
         payloads = []
         for ev in events:
-            body_field, body = packed(ev.body)
-            raw += (body, json.dumps(ev.headers, separators=(",", ":")))
-            payloads.append(self._event_payload(ev, now_ms) | {"body_field": body_field})
+            body_field, body, headers = packed(
+                ev.body, json.dumps(ev.headers, separators=(",", ":"))
+            )
+            raw += (body, headers or "")
+            payloads.append(
+                self._event_payload(ev, now_ms)
+                | {"body_field": body_field, "headers_apart": headers is not None}
+            )
         return replies.accepted(
             self._run(
                 "accept",
@@ -193,44 +199,55 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
             ",".join(d.id for d in ev.deliveries),
         ]
         return {
-            "dedupe": self.keys.dedupe(ev.source, ev.external_id),
+            "dedupe": self.keys.dedupe(dedupe_digest(ev.source, ev.external_id)),
+            # one written before this layout, honoured until it expires
+            "legacy_dedupe": self.keys.legacy_dedupe(ev.source, ev.external_id),
             "id": ev.id,
             "source": ev.source,
             "received": int(ev.received_at * 1000),
             "fields": fields,
             # not kept on the event: found again from its body when it leaves
             # (core/ledger/cold.py terms_of)
-            "terms": search_terms(ev.external_id, ev.body),
+            "digests": [term_digest(t) for t in indexed_terms(ev.body)],
             **(
                 {"echo": {"ref": ev.echo[0], "pairs": [list(p) for p in ev.echo[1]]}}
                 if ev.echo
                 else {}
             ),
             "deliveries": [
-                {
-                    "id": d.id,
-                    "connection": d.connection,
-                    "object": d.object,
-                    "rk": d.record_key,
-                    "fields": [
-                        "id",
-                        d.id,
-                        "event_id",
-                        ev.id,
-                        "mapping",
-                        d.mapping,
-                        "connection",
-                        d.connection,
-                        "object",
-                        d.object,
-                        "attempts",
-                        0,
-                        "created_at",
-                        now_ms,
-                        *(("occurred_ms", d.occurred_ms) if d.occurred_ms is not None else ()),
-                    ],
-                }
-                for d in ev.deliveries
+                self._delivery_payload(ev, d, now_ms, folded=n == 0 and d.id == folded_id(ev.id))
+                for n, d in enumerate(ev.deliveries)
+            ],
+        }
+
+    @staticmethod
+    def _delivery_payload(
+        ev: NewEvent, d: NewDelivery, now_ms: int, *, folded: bool
+    ) -> dict[str, Any]:
+        """A delivery as accept.lua writes it; one `folded` into its event's hash has no `id`,
+        `event_id` or `created_at` stored (they follow from its id and its event's:
+        core/ledger/deliveries.py)."""
+        # (attempts are 0 until the first; a folded one's created_at is its event's received_at)
+        ids = () if folded else ("id", d.id, "event_id", ev.id, "created_at", now_ms)
+        # a folded one's connection and object are read from its record key when it begins
+        # with them (core/ledger/deliveries.py in_record_key)
+        implied = folded and in_record_key(d.record_key) == {
+            "connection": d.connection,
+            "object": d.object,
+        }
+        where = () if implied else ("connection", d.connection, "object", d.object)
+        return {
+            "id": d.id,
+            "connection": d.connection,
+            "object": d.object,
+            "rk": d.record_key,
+            "folded": folded,
+            "fields": [
+                *ids,
+                "mapping",
+                d.mapping,
+                *where,
+                *(("occurred_ms", d.occurred_ms) if d.occurred_ms is not None else ()),
             ],
         }
 

@@ -9,7 +9,7 @@
 local counts = {0, 0, 0}
 
 local function requeue(id, from)
-  local state, conn, rk = unpack(redis.call('HMGET', delivery_key(id), 'state', 'connection',
+  local state, conn, rk = unpack(dmget(id, 'state', 'connection',
                                             'rk'))
   if state ~= from then return false end
   move(id, conn, from, State.pending)
@@ -20,16 +20,16 @@ end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', scheduled_index_key(), '-inf', now,
                                'LIMIT', 0, req.limit)) do
   redis.call('ZREM', scheduled_index_key(), id)
-  redis.call('HDEL', delivery_key(id), 'due_at')
+  ddel(id, 'due_at')
   if requeue(id, State.scheduled) then counts[1] = counts[1] + 1 end
 end
 
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', inflight_index_key(), '-inf', now,
                                'LIMIT', 0, req.limit)) do
   redis.call('ZREM', inflight_index_key(), id)
-  local conn = redis.call('HGET', delivery_key(id), 'connection')
+  local conn = dget(id, 'connection')
   if requeue(id, State.in_flight) then
-    redis.call('HDEL', delivery_key(id), 'token', 'lease_until')
+    ddel(id, 'token', 'lease_until')
     redis.call('RPUSH', attempts_key(id), req.lost_attempt)
     -- a probe that never reported back must not keep the circuit half-open forever
     if conn and redis.call('HGET', breaker_key(conn), 'probe') == id then
@@ -50,7 +50,7 @@ for _, ready in ipairs(redis.call('SMEMBERS', ready_sets_key())) do
   end
   for _, id in ipairs(stale) do
     left = left - 1
-    local state, rk = unpack(redis.call('HMGET', delivery_key(id), 'state', 'rk'))
+    local state, rk = unpack(dmget(id, 'state', 'rk'))
     if state == State.pending and head(rk) == id then
       publish(id, ready)
       counts[3] = counts[3] + 1

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.ledger.bodies import unpacked
+from core.ledger.keys import FOLD
 from core.vocabulary import State
 
 
@@ -19,7 +20,8 @@ def decode(raw: dict[Any, Any]) -> dict[str, str]:
     as `body`, the text as received."""
     if b"bodyz" in raw or "bodyz" in raw:
         raw = unpacked(raw)
-    return {text(k): text(v) for k, v in raw.items()}
+    # an event's hash holds its first delivery too, each field behind FOLD: not the event's
+    return {text(k): text(v) for k, v in raw.items() if not text(k).startswith(FOLD)}
 
 
 def iso_from_ms(value: str | int | None) -> str | None:

@@ -30,6 +30,8 @@ from ports import free_port
 from processes import DemoTarget, Part, wait_until
 
 from core.embedded_redis import find_redis_server
+from core.ledger.deliveries import read_fields
+from core.ledger.keys import LedgerKeys
 
 pytestmark = [
     pytest.mark.integration,
@@ -242,8 +244,8 @@ def test_the_hub_fails_over_with_its_redis_and_with_wait_loses_no_accepted_event
         survived = EVENTS - len(lost)
 
         def settled() -> bool:
-            states = [new_primary.hget(f"{prefix}:dlv:{d}", "state") for d in _deliveries(
-                new_primary, prefix, accepted, lost)]  # fmt: skip
+            states = [s for [s] in read_fields(new_primary, LedgerKeys(prefix), _deliveries(
+                new_primary, prefix, accepted, lost), ["state"])]  # fmt: skip
             return all(s in ("delivered", "dead") for s in states)
 
         try:
@@ -253,8 +255,8 @@ def test_the_hub_fails_over_with_its_redis_and_with_wait_loses_no_accepted_event
                 f"{exc}\n"
                 + "\n".join(f"--- {n} ---\n{p.output()[-3000:]}" for n, p in parts.items())
             ) from None
-        states = {new_primary.hget(f"{prefix}:dlv:{d}", "state")
-                  for d in _deliveries(new_primary, prefix, accepted, lost)}  # fmt: skip
+        states = {text(s) for [s] in read_fields(new_primary, LedgerKeys(prefix), _deliveries(
+                  new_primary, prefix, accepted, lost), ["state"])}  # fmt: skip
         assert states == {"delivered"}
         written = {r["key"] for r in target.records("contacts")}
         assert {f"f{i}@example.com" for i in accepted if i not in lost} <= written

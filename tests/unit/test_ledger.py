@@ -24,6 +24,7 @@ from conftest import text
 
 from core.ids import new_event_id
 from core.ledger import Claim, Finish, Ledger, NewDelivery, NewEvent, Swept
+from core.ledger.keys import dedupe_digest, record_digest
 from core.queue import HintQueue
 from core.vocabulary import AttemptOutcome, OperatorAction
 
@@ -169,7 +170,7 @@ class Hub:
             pipe.zrange(self.key("conn", conn, "held"), 0, -1)
             pipe.hgetall(self.key("conn", conn, "counts"))
         for rk in rks:
-            pipe.zrange(self.key("rk", rk), 0, -1)
+            pipe.zrange(self.key("rq", record_digest(rk)), 0, -1)
         out = iter(pipe.execute())
 
         def members() -> set[str]:
@@ -327,7 +328,7 @@ def test_a_dedupe_key_holds_one_of_our_event_ids_in_12_bytes_and_a_repeat_gets_i
         body="{}",
     )
     hub.ledger.accept([event], T0)
-    stored = hub.ledger.redis.get(hub.ledger.keys.dedupe("stripe", "evt_1QsenderId"))
+    stored = hub.ledger.redis.get(hub.ledger.keys.dedupe(dedupe_digest("stripe", "evt_1QsenderId")))
     assert stored == bytes.fromhex(first_id.removeprefix("evt_"))  # the smallest string
     again = NewEvent(**{**event.__dict__, "id": new_event_id(T0 + 1), "received_at": T0 + 1})
     [result] = hub.ledger.accept([again], T0 + 1)

@@ -26,6 +26,7 @@ SAMPLE = {
     "id": "dlv_01J",
     "source": "stripe",
     "external_id": "evt:1|x",
+    "digest": "q8Zx_0a-AbC",
     "ref": "crm:contacts:a",
     "rk": "crm:contacts:email=a@b.c",
     "connection": "hub-spot",
