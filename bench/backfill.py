@@ -45,6 +45,9 @@ from common import (
     log,
 )
 
+from core.ledger.deliveries import read_fields
+from core.ledger.keys import LedgerKeys
+
 CRMHUB = str(Path(sys.executable).parent / "crmhub")
 STRIPE_SECRET = "whsec_bench_backfill_secret"
 SF = {"SF_CLIENT_ID": "sf-client", "SF_CLIENT_SECRET": "sf-secret", "SF_REFRESH_TOKEN": "sf-1"}
@@ -132,6 +135,9 @@ class Live(threading.Thread):
                 time.sleep(max(0.0, next_at - time.monotonic()))
 
 
+STATE_CREATED_UPDATED = ("state", "created_at", "updated_at")
+
+
 def _latencies(client: redis.Redis, prefix: str, event_ids: list[str]) -> list[float]:
     """Receipt-to-write (s) of each live event's delivery, once every one is delivered."""
     deadline = time.time() + 600
@@ -140,10 +146,8 @@ def _latencies(client: redis.Redis, prefix: str, event_ids: list[str]) -> list[f
         for event_id in event_ids:
             pipe.hget(f"{prefix}:evt:{event_id}", "deliveries")
         deliveries = [d.decode() for d in pipe.execute() if d]
-        pipe = client.pipeline(transaction=False)
-        for delivery in deliveries:
-            pipe.hmget(f"{prefix}:dlv:{delivery}", "state", "created_at", "updated_at")
-        rows = pipe.execute()
+        # an event's first delivery is held in its event's hash: read it where it is
+        rows = read_fields(client, LedgerKeys(prefix), deliveries, STATE_CREATED_UPDATED)
         if all(r[0] == b"delivered" for r in rows) and len(rows) == len(event_ids):
             return sorted((int(r[2]) - int(r[1])) / 1000 for r in rows)
         if time.time() > deadline:

@@ -41,6 +41,8 @@ from hubspot import cleanup, worker_command
 
 from app.runtime import build_hub
 from core.intake import build_events
+from core.ledger import deliveries
+from core.ledger.deliveries import folded_id
 from core.ledger.keys import LedgerKeys
 from core.ledger.model import NewEvent
 from core.ledger.views import decode
@@ -111,13 +113,23 @@ def drain_facts(
 
 
 def first_claim_since(client: redis.Redis, prefix: str, since: float = 0.0) -> float | None:
-    """The earliest first attempt (s) among the deliveries first tried at or after `since`."""
-    firsts = []
-    for key in client.scan_iter(match=f"{prefix}:dlv:*", count=2000):
-        if key.count(b":") == 2:
-            at = client.hget(key, "first_attempt_at")
-            if at and float(at) / 1000 >= since:
-                firsts.append(float(at) / 1000)
+    """The earliest first attempt (s) among the deliveries first tried at or after `since`
+    (an event's first delivery is held in its event's hash: core/ledger/deliveries.py)."""
+    keys = LedgerKeys(prefix)
+    ids = [
+        key.decode().rsplit(":", 1)[1]
+        for key in client.scan_iter(match=f"{prefix}:dlv:*", count=2000)
+        if key.count(b":") == 2
+    ] + [
+        folded_id(key.decode().rsplit(":", 1)[1])
+        for key in client.scan_iter(match=f"{prefix}:evt:*", count=2000)
+        if key.count(b":") == 2
+    ]
+    firsts = [
+        float(at) / 1000
+        for (at,) in deliveries.read_fields(client, keys, ids, ["first_attempt_at"])
+        if at and float(at) / 1000 >= since
+    ]
     return min(firsts) if firsts else None
 
 

@@ -21,7 +21,7 @@ from core.two_way import Known
 
 
 def _key(ledger: Ledger, pair: str, record: str) -> str:
-    return f"{ledger.keys.prefix}:agreed:{pair}:{record}"
+    return ledger.keys.agreed(pair, record)
 
 
 def _text(value: bytes | str) -> str:

@@ -22,6 +22,7 @@
 --   <p>:events                         zset    every event, by received_at
 --   <p>:events:src:{source}            zset    one source's events, by received_at
 --   <p>:echo:{ref}                     hash    what the hub last wrote to a CRM record (TTL)
+--   <p>:agreed:{pair}:{record}         hash    what a two-way pair last agreed on (TTL; Python)
 --   <p>:seq                            string  counter: deliveries' arrival order
 --   <p>:dlv:{id}                       hash    a delivery (state, rk, seq, attempts...)
 --   <p>:dlv:{id}:attempts              list    its attempts (JSON), the last 100

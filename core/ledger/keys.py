@@ -96,6 +96,15 @@ LAYOUT: tuple[KeyKind, ...] = (
         "field -> value the hub last wrote to a CRM record (two-way sync); expires with "
         "the echo window",
     ),
+    KeyKind(
+        "agreed",
+        "agreed:{pair}:{record}",
+        "hash",
+        "what a two-way pair's sides last agreed on for one record (core/ledger/agreed.py): "
+        "per side and field the value, its stamp and the side that settled it, the twins' "
+        "ids; expires keep_days after its last change",
+        lua=False,
+    ),
     # deliveries
     KeyKind("seq", "seq", "string", "counter: deliveries' arrival order (replays take a new one)"),
     KeyKind(
@@ -460,6 +469,9 @@ class LedgerKeys:
 
     def echo(self, ref: str) -> str:
         return f"{self._p}echo:{ref}"
+
+    def agreed(self, pair: str, record: str) -> str:
+        return f"{self._p}agreed:{pair}:{record}"
 
     # deliveries
     def seq(self) -> str:

@@ -28,6 +28,8 @@ SAMPLE = {
     "external_id": "evt:1|x",
     "digest": "q8Zx_0a-AbC",
     "ref": "crm:contacts:a",
+    "pair": "marketing",
+    "record": "ada@example.com",
     "rk": "crm:contacts:email=a@b.c",
     "connection": "hub-spot",
     "object": "contacts",
