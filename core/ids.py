@@ -22,3 +22,11 @@ def new_event_id(now: float | None = None) -> str:
 
 def new_delivery_id(now: float | None = None) -> str:
     return new_id("dlv", now)
+
+
+def id_ms(ident: str) -> int:
+    """When one of our ids (`evt_`, `dlv_`...: new_id) was made, in ms; -1 for another."""
+    try:
+        return int(ident[4:16], 16)
+    except ValueError:
+        return -1

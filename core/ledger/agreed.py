@@ -17,34 +17,27 @@ from collections.abc import Mapping
 
 from core.ledger.store import Ledger
 from core.ledger.translate import translate_redis_errors
+from core.ledger.views import text
 from core.two_way import Known
-
-
-def _key(ledger: Ledger, pair: str, record: str) -> str:
-    return ledger.keys.agreed(pair, record)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def read_known(ledger: Ledger, pair: str, record: str) -> Known:
     with translate_redis_errors():
-        raw = ledger.redis.hgetall(_key(ledger, pair, record))
+        raw = ledger.redis.hgetall(ledger.keys.agreed(pair, record))
     values: dict[str, str] = {}
     stamps: dict[str, int] = {}
     origins: dict[str, str] = {}
     written: dict[str, int] = {}
     for name, value in raw.items():
-        kind, _, where = _text(name).partition(":")
+        kind, _, where = text(name).partition(":")
         if kind == "v":
-            values[where] = _text(value)
+            values[where] = text(value)
         elif kind == "t":
-            stamps[where] = int(_text(value))
+            stamps[where] = int(text(value))
         elif kind == "o":
-            origins[where] = _text(value)
+            origins[where] = text(value)
         elif kind == "w":
-            written[where] = int(_text(value))
+            written[where] = int(text(value))
     return Known(values, stamps, origins, written)
 
 
@@ -66,7 +59,7 @@ def record_known(
         fields |= {f"v:{where}": value, f"t:{where}": str(stamp), f"o:{where}": side}
     if not fields:
         return
-    key = _key(ledger, pair, record)
+    key = ledger.keys.agreed(pair, record)
     with translate_redis_errors():
         pipe = ledger.redis.pipeline(transaction=False)
         pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
@@ -77,7 +70,5 @@ def record_known(
 def linked_ids(ledger: Ledger, pair: str, record: str) -> dict[str, str]:
     """The twins' ids by side (what an operator asks: which record is this one's twin?)."""
     with translate_redis_errors():
-        raw = ledger.redis.hgetall(_key(ledger, pair, record))
-    return {
-        _text(k).partition(":")[2]: _text(v) for k, v in raw.items() if _text(k).startswith("id:")
-    }
+        raw = ledger.redis.hgetall(ledger.keys.agreed(pair, record))
+    return {text(k).partition(":")[2]: text(v) for k, v in raw.items() if text(k).startswith("id:")}

@@ -16,10 +16,11 @@ from typing import cast
 import redis
 
 from core.errors import BadCursor
+from core.ids import id_ms
 from core.ledger import deliveries
 from core.ledger.keys import LedgerKeys, StatsHash, dedupe_digest
 from core.ledger.replies import event_id_of
-from core.ledger.search import entry_prefix, event_id_of_entry, id_bound, id_ms, normalise
+from core.ledger.search import entry_prefix, event_id_of_entry, id_bound, normalise
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import text
 

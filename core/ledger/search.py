@@ -68,14 +68,6 @@ def entry_prefix(term: str) -> bytes:
     return ENTRY + bytes.fromhex(term_digest(term))
 
 
-def id_ms(event_id: str) -> int:
-    """When one of our event ids was made (ms; core/ids.py), -1 for another."""
-    try:
-        return int(event_id[4:16], 16)
-    except ValueError:
-        return -1
-
-
 def id_bound(ms: int) -> bytes:
     """The first 6 bytes of the ids of events received at `ms` (core/ids.py: 12 hex digits
     of milliseconds lead an id), to bound a range by time."""
