@@ -46,6 +46,7 @@ from common import (
 )
 
 from core.ledger.deliveries import read_fields
+from core.ledger.event_fields import read_delivery_ids
 from core.ledger.keys import LedgerKeys
 
 CRMHUB = str(Path(sys.executable).parent / "crmhub")
@@ -142,10 +143,8 @@ def _latencies(client: redis.Redis, prefix: str, event_ids: list[str]) -> list[f
     """Receipt-to-write (s) of each live event's delivery, once every one is delivered."""
     deadline = time.time() + 600
     while True:
-        pipe = client.pipeline(transaction=False)
-        for event_id in event_ids:
-            pipe.hget(f"{prefix}:evt:{event_id}", "deliveries")
-        deliveries = [d.decode() for d in pipe.execute() if d]
+        listed = read_delivery_ids(client, LedgerKeys(prefix), event_ids)
+        deliveries = [d for ids in listed for d in ids]
         # an event's first delivery is held in its event's hash: read it where it is
         rows = read_fields(client, LedgerKeys(prefix), deliveries, STATE_CREATED_UPDATED)
         if all(r[0] == b"delivered" for r in rows) and len(rows) == len(event_ids):

@@ -10,7 +10,7 @@ from typing import cast
 
 import redis
 
-from core.ledger import deliveries
+from core.ledger import deliveries, event_fields
 from core.ledger.keys import LedgerKeys
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import text
@@ -60,11 +60,9 @@ class ActivityReads:
             yield from self._deliveries_of(ids[start : start + CHUNK])
 
     def _deliveries_of(self, event_ids: Sequence[str]) -> Iterator[DeliverySeen]:
+        lists = event_fields.read_delivery_ids(self.redis, self.keys, event_ids)
+        delivery_ids = [d for listed in lists for d in listed]
         with translate_redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            for event_id in event_ids:
-                pipe.hget(self.keys.event(event_id), "deliveries")
-            delivery_ids = [d for raw in pipe.execute() if raw for d in text(raw).split(",") if d]
             fields = ["mapping", "connection", "state", "created_at", "updated_at", "attempts"]
             rows = deliveries.read_fields(self.redis, self.keys, delivery_ids, fields)
         for mapping, connection, state, created, updated, attempts in rows:

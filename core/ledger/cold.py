@@ -21,8 +21,11 @@ from typing import Any
 
 import redis
 
-from core.ledger.bodies import BODY, HEADERS, PACKED
+from core.ledger import event_fields
+from core.ledger.bodies import BODY
 from core.ledger.deliveries import read_hashes
+from core.ledger.event_fields import complete as complete_event
+from core.ledger.event_fields import delivery_ids as deliveries_of
 from core.ledger.keys import LedgerKeys
 from core.ledger.search import search_terms, term_digest
 from core.ledger.translate import translate_redis_errors
@@ -131,8 +134,13 @@ class LedgerCold:
             pipe = self.redis.pipeline(transaction=False)
             for event_id, _ in scored:
                 pipe.hgetall(self.keys.event(text(event_id)))
-            events = [decode(raw) for raw in pipe.execute()]
-            delivery_ids = [[i for i in ev.get("deliveries", "").split(",") if i] for ev in events]
+            events = [
+                complete_event(text(event_id), decode(raw))
+                for (event_id, _), raw in zip(scored, pipe.execute(), strict=True)
+            ]
+            delivery_ids = [
+                deliveries_of(ev["id"], ev["deliveries"]) if ev else [] for ev in events
+            ]
             flat = [delivery_id for ids in delivery_ids for delivery_id in ids]
             hashes = iter(read_hashes(self.redis, self.keys, flat))
             for delivery_id in flat:
@@ -209,17 +217,7 @@ class LedgerCold:
     def event_fields(self, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, str]]:
         """Some fields of several events in one round trip ({} for one that is gone); `body`
         is the text as received, however it is stored (core/ledger/bodies.py)."""
-        # the packed body holds the headers too (core/ledger/bodies.py)
-        asked = [*fields, PACKED] if BODY in fields or HEADERS in fields else list(fields)
-        with translate_redis_errors():
-            pipe = self.redis.pipeline(transaction=False)
-            for event_id in ids:
-                pipe.hmget(self.keys.event(event_id), asked)
-            replies = pipe.execute()
-        return [
-            decode({name: v for name, v in zip(asked, reply, strict=True) if v is not None})
-            for reply in replies
-        ]
+        return event_fields.read(self.redis, self.keys, ids, fields)
 
     # figures --------------------------------------------------------------------------
     def oldest_done_at(self) -> float | None:

@@ -353,11 +353,16 @@ local function done_for_good(state)
   return state == State.delivered or state == State.superseded or state == State.discarded
 end
 
--- an event's delivery ids (its hash's comma-separated `deliveries`)
-local function ids_of(listed)
+-- An event's source and its deliveries' ids; nil when the event is gone. Its `deliveries`
+-- (comma-separated) is not written when its one delivery is the one folded into its hash
+-- (core/ledger/event_fields.py, the same in Python).
+local function event_deliveries(event_id)
+  local source, listed = unpack(redis.call('HMGET', event_key(event_id), 'source', 'deliveries'))
+  if not source then return nil, nil end
+  if not listed then return source, {'dlv_' .. string.sub(event_id, 5)} end
   local ids = {}
-  for id in string.gmatch(listed or '', '[^,]+') do ids[#ids + 1] = id end
-  return ids
+  for id in string.gmatch(listed, '[^,]+') do ids[#ids + 1] = id end
+  return source, ids
 end
 
 -- Hex digits as the bytes they spell.
@@ -411,9 +416,9 @@ local function unindex_terms(event_id, terms, digests)
 end
 
 local function settle(event_id)
-  local ids = redis.call('HGET', event_key(event_id), 'deliveries')
-  if not ids then return end
-  for _, did in ipairs(ids_of(ids)) do
+  local source, ids = event_deliveries(event_id)
+  if not source then return end
+  for _, did in ipairs(ids) do
     if not done_for_good(dget(did, 'state')) then return end
   end
   redis.call('ZADD', terminal_index_key(), 'NX', now, event_id)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from core.ledger import deliveries
+from core.ledger import deliveries, event_fields
 from core.ledger.pages import Cursor, LedgerPages, Page, page_of_sorted
 from core.ledger.search import normalise
 from core.ledger.translate import translate_redis_errors
@@ -150,12 +150,8 @@ class DeadLetterPages(LedgerPages):
             ids = [term]
         else:
             events = self._search_events(term, None, None, query.q or "")
-            with translate_redis_errors():
-                pipe = self.redis.pipeline(transaction=False)
-                for event_id in events:
-                    pipe.hget(self.keys.event(event_id), "deliveries")
-                lists = pipe.execute()
-            ids = [i for value in lists if value for i in text(value).split(",") if i]
+            lists = event_fields.read_delivery_ids(self.redis, self.keys, events)
+            ids = [i for listed in lists for i in listed]
         rows = [r for r in self._fields("dlv", ids, DEAD_FIELDS) if r and query.keeps(r)]
         rows.sort(key=lambda r: (int(r.get("dead_at") or 0), r["id"]), reverse=True)
         return page_of_sorted(rows, "dead_at", limit, cursor)

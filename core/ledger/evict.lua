@@ -9,9 +9,8 @@
 local out = {}
 local terminal = terminal_index_key()
 
-local function unchanged(ev, listed)
+local function unchanged(ev, ids)
   if tonumber(redis.call('ZSCORE', terminal, ev.id)) ~= tonumber(ev.since) then return false end
-  local ids = ids_of(listed)
   if #ids ~= #ev.deliveries then return false end
   for i, d in ipairs(ev.deliveries) do
     local state, updated = unpack(dmget(d.id, 'state', 'updated_at'))
@@ -21,8 +20,8 @@ local function unchanged(ev, listed)
 end
 
 for _, ev in ipairs(req.events) do
-  local source, listed = unpack(redis.call('HMGET', event_key(ev.id), 'source', 'deliveries'))
-  if source and unchanged(ev, listed) then
+  local source, ids = event_deliveries(ev.id)
+  if source and unchanged(ev, ids) then
     for _, d in ipairs(ev.deliveries) do
       ddelete(d.id)
     end

@@ -77,7 +77,8 @@ LAYOUT: tuple[KeyKind, ...] = (
         "evt:{id}",
         "hash",
         "an accepted event: source, type, external_id, received_at, occurred_at, state "
-        "(EventState), deliveries (ids, comma-separated), body (as received) and headers, or "
+        "(EventState) and deliveries (ids, comma-separated) unless they follow from the rest "
+        "(core/ledger/event_fields.py), body (as received) and headers, or "
         "bodyz (both, compressed, when that saves: core/ledger/bodies.py); its first "
         "delivery's fields, each name behind FOLD (core/ledger/deliveries.py); events "
         "recorded before may hold terms (their search terms, one per line)",

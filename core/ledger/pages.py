@@ -17,7 +17,7 @@ import redis
 
 from core.errors import BadCursor
 from core.ids import id_ms
-from core.ledger import deliveries
+from core.ledger import deliveries, event_fields
 from core.ledger.keys import LedgerKeys, StatsHash, dedupe_digest
 from core.ledger.replies import event_id_of
 from core.ledger.search import entry_prefix, event_id_of_entry, id_bound, normalise
@@ -69,14 +69,9 @@ class LedgerPages:
     delivery_fields: Callable[[Sequence[str], Sequence[str]], list[dict[str, str]]]
 
     def _fields(self, kind: str, ids: Sequence[str], fields: Sequence[str]) -> list[dict[str, str]]:
-        if kind == "dlv":
-            replies = deliveries.read_fields(self.redis, self.keys, ids, fields)
-        else:
-            with translate_redis_errors():
-                pipe = self.redis.pipeline(transaction=False)
-                for i in ids:
-                    pipe.hmget(self.keys.event(i), list(fields))
-                replies = pipe.execute()
+        if kind != "dlv":
+            return event_fields.read(self.redis, self.keys, ids, fields)
+        replies = deliveries.read_fields(self.redis, self.keys, ids, fields)
         return [
             {n: text(v) for n, v in zip(fields, reply, strict=True) if v is not None}
             for reply in replies

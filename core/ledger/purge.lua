@@ -9,11 +9,10 @@
 local out = {}
 for _, ev in ipairs(req.events) do
   local id = ev.id
-  local source, listed = unpack(redis.call('HMGET', event_key(id), 'source', 'deliveries'))
+  local source, ids = event_deliveries(id)
   if not source then
     out[#out + 1] = Reason.missing
   else
-    local ids = ids_of(listed)
     local busy = nil
     local found = {}
     for i, did in ipairs(ids) do

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from core.ledger import deliveries
+from core.ledger import deliveries, event_fields
 from core.ledger.keys import LedgerKeys, StatsHash
 from core.ledger.translate import translate_redis_errors
 from core.ledger.views import decode, delivery_view, event_view, text
@@ -39,7 +39,8 @@ class LedgerReads:
         return deliveries.read_hashes(self.redis, self.keys, ids)
 
     def raw_events(self, ids: Sequence[str]) -> list[dict[str, str]]:
-        return self._hashes([self.keys.event(i) for i in ids])
+        raws = self._hashes([self.keys.event(i) for i in ids])
+        return [event_fields.complete(i, raw) for i, raw in zip(ids, raws, strict=True)]
 
     def _hashes(self, keys: Sequence[str]) -> list[dict[str, str]]:
         """Several hashes in one round trip, in order ({} where missing)."""
@@ -83,14 +84,15 @@ class LedgerReads:
 
     def raw_event(self, event_id: str) -> dict[str, str]:
         with translate_redis_errors():
-            return decode(self.redis.hgetall(self.keys.event(event_id)))
+            raw = decode(self.redis.hgetall(self.keys.event(event_id)))
+        return event_fields.complete(event_id, raw)
 
     def event(self, event_id: str) -> dict[str, Any] | None:
         """The accepted event as the `events show` contract describes it, or None."""
         raw = self.raw_event(event_id)
         if not raw:
             return None
-        ids = [i for i in raw.get("deliveries", "").split(",") if i]
+        ids = event_fields.delivery_ids(event_id, raw["deliveries"])
         return event_view(raw, [d for d in (self.delivery(i) for i in ids) if d is not None])
 
     def delivery(self, delivery_id: str, *, history: bool = False) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.ledger.event_fields import complete as complete_event
 from core.ledger.views import decode, text
 from core.vocabulary import ClaimStatus
 
@@ -69,6 +70,14 @@ def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
     return dict(zip(flat[0::2], flat[1::2], strict=True))
 
 
+def _delivery_and_event(
+    delivery: Sequence[Any], event: Sequence[Any]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """A claimed delivery and its event (flat HGETALL replies), decoded."""
+    raw = decode(_pairs(delivery))
+    return raw, complete_event(raw.get("event_id", ""), decode(_pairs(event)))
+
+
 def claim(reply: Sequence[Any], *, with_data: bool) -> Claim:
     """claim.lua: claim_one's answer (claim_one.lua lists them), wrapped as {answer, delivery,
     event} when with_data."""
@@ -76,7 +85,7 @@ def claim(reply: Sequence[Any], *, with_data: bool) -> Claim:
     event: dict[str, str] = {}
     if with_data:
         reply, raw_delivery, raw_event = reply
-        delivery, event = decode(_pairs(raw_delivery)), decode(_pairs(raw_event))
+        delivery, event = _delivery_and_event(raw_delivery, raw_event)
     out = [text(x) for x in reply]
     status = ClaimStatus(out[0])
     if status == ClaimStatus.CLAIMED:
@@ -95,12 +104,8 @@ def next_claimed(reply: Sequence[Any]) -> Claim:
     or {skip, Reason} when the drain stops."""
     status = ClaimStatus(text(reply[0]))
     if status == ClaimStatus.CLAIMED:
-        return Claim(
-            status,
-            attempts=int(reply[1]),
-            delivery=decode(_pairs(reply[2])),
-            event=decode(_pairs(reply[3])),
-        )
+        delivery, event = _delivery_and_event(reply[2], reply[3])
+        return Claim(status, attempts=int(reply[1]), delivery=delivery, event=event)
     if status == ClaimStatus.WAIT:
         return Claim(status, wait_ms=int(float(reply[1])))
     return Claim(status, reason=text(reply[1]))

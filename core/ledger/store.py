@@ -20,7 +20,7 @@ import redis
 from core import redis_client
 from core.amqp import AmqpPublisher
 from core.errors import ReplicasUnconfirmed
-from core.ledger import replies
+from core.ledger import event_fields, replies
 from core.ledger.actions import ActionLog
 from core.ledger.activity import ActivityReads
 from core.ledger.alert_store import AlertStore
@@ -181,8 +181,6 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
 
     def _event_payload(self, ev: NewEvent, now_ms: int) -> dict[str, Any]:
         fields = [
-            "id",
-            ev.id,
             "source",
             ev.source,
             "type",
@@ -193,10 +191,8 @@ class Ledger(LedgerReads, DeadLetterPages, BacklogReads, OperatorWrites, LedgerC
             int(ev.received_at * 1000),
             "occurred_at",
             ev.occurred_at or "",
-            "state",
-            ev.state.value,
-            "deliveries",
-            ",".join(d.id for d in ev.deliveries),
+            # (its id, and mostly its state and deliveries, follow from the rest: not written)
+            *event_fields.written(ev.id, ev.state, [d.id for d in ev.deliveries]),
         ]
         return {
             "dedupe": self.keys.dedupe(dedupe_digest(ev.source, ev.external_id)),

@@ -28,13 +28,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from conftest import text
 from hubtest import STRIPE_SECRET, signed, stripe_event
 from ports import free_port
 from processes import CRMHUB, AlertSink, DemoTarget, Part, PrivateRedis, wait_until
 from rabbitmq import rabbitmq_url  # noqa: F401 (a fixture)
 
 from core.ledger.deliveries import read_hashes
+from core.ledger.event_fields import read_delivery_ids
 from core.ledger.keys import LedgerKeys
 
 pytestmark = [
@@ -236,8 +236,8 @@ def test_every_accepted_event_is_delivered_through_kills_errors_and_an_auth_outa
         # recorded once each: no sender's retry (after a 503) became a second event
         assert sum(1 for _ in ledger.scan_iter(f"{prefix}:evt:*", count=1000)) == EVENTS
         deliveries: dict[int, dict[str, str]] = {}
-        for i, event_id in accepted.items():
-            (delivery_id,) = text(ledger.hget(f"{prefix}:evt:{event_id}", "deliveries")).split(",")
+        listed = read_delivery_ids(ledger, LedgerKeys(prefix), list(accepted.values()))
+        for i, (delivery_id,) in zip(accepted, listed, strict=True):
             # its own hash, or its event's (where a first is held): core/ledger/deliveries.py
             [deliveries[i]] = read_hashes(ledger, LedgerKeys(prefix), [delivery_id])
         invalid = {i for i in accepted if i % INVALID_EVERY == INVALID_EVERY - 1}

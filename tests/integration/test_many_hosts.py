@@ -30,13 +30,13 @@ from pathlib import Path
 import httpx
 import pytest
 import redis
-from conftest import text
 from hubtest import STRIPE_SECRET, signed, stripe_event
 from ports import free_port
 from processes import CRMHUB, DemoTarget, Part, PrivateRedis, wait_until
 from rabbitmq import rabbitmq_url  # noqa: F401 (a fixture)
 
 from core.ledger.deliveries import read_hashes
+from core.ledger.event_fields import read_delivery_ids
 from core.ledger.keys import LedgerKeys
 
 pytestmark = [
@@ -264,8 +264,8 @@ def test_two_hosts_share_the_rate_limit_and_the_pause_and_survive_losing_one(
 
         ledger = redis.Redis.from_url(redis_server.url, decode_responses=True)
         deliveries = {}
-        for i, event_id in accepted.items():
-            (delivery_id,) = text(ledger.hget(f"{prefix}:evt:{event_id}", "deliveries")).split(",")
+        listed = read_delivery_ids(ledger, LedgerKeys(prefix), list(accepted.values()))
+        for i, (delivery_id,) in zip(accepted, listed, strict=True):
             # its own hash, or its event's (where a first is held): core/ledger/deliveries.py
             [deliveries[i]] = read_hashes(ledger, LedgerKeys(prefix), [delivery_id])
         assert Counter(d["state"] for d in deliveries.values()) == {"delivered": total}

@@ -31,6 +31,7 @@ from processes import DemoTarget, Part, wait_until
 
 from core.embedded_redis import find_redis_server
 from core.ledger.deliveries import read_fields
+from core.ledger.event_fields import read_delivery_ids
 from core.ledger.keys import LedgerKeys
 
 pytestmark = [
@@ -276,11 +277,8 @@ def test_the_hub_fails_over_with_its_redis_and_with_wait_loses_no_accepted_event
 def _deliveries(
     client: redis.Redis, prefix: str, accepted: dict[int, str], lost: set[int]
 ) -> list[str]:
-    out: list[str] = []
-    for i, event_id in accepted.items():
-        if i not in lost:
-            out += text(client.hget(f"{prefix}:evt:{event_id}", "deliveries") or "").split(",")
-    return [d for d in out if d]
+    kept = [event_id for i, event_id in accepted.items() if i not in lost]
+    return [d for ids in read_delivery_ids(client, LedgerKeys(prefix), kept) for d in ids]
 
 
 def _pairs(reply: object) -> dict[str, str]:

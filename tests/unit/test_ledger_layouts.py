@@ -236,3 +236,83 @@ def test_done_events_of_both_layouts_leave_redis_with_their_entries(ledger: Ledg
     left = {text(k) for k in ledger.redis.keys(f"{ledger.prefix}:*")}
     assert not [k for k in left if OLD_EVENT[4:] in k or new.event_id[4:] in k or ":dlv:" in k]
     assert ledger.redis.zcard(ledger.keys.search()) == 0  # no entry names an address any more
+
+
+def stored_fields(ledger: Ledger, event_id: str) -> set[str]:
+    return {text(k) for k in ledger.redis.hkeys(ledger.keys.event(event_id))}
+
+
+def test_an_event_routed_once_stores_no_id_state_or_deliveries_and_reads_them_back(
+    ledger: Ledger,
+) -> None:
+    [new] = ledger.accept([new_event(6)], T0 + 6)
+    only = folded_id(new.event_id)
+    assert not {"id", "state", "deliveries"} & stored_fields(ledger, new.event_id)
+    event = ledger.event(new.event_id)
+    assert event is not None
+    assert (event["id"], event["state"]) == (new.event_id, "recorded")
+    assert [d["id"] for d in event["deliveries"]] == [only]
+    [row] = ledger.event_page(
+        source="stripe",
+        type=None,
+        state="pending",  # a delivery state: its delivery decides
+        q=None,
+        since_ms=None,
+        until_ms=None,
+        limit=10,
+        cursor=None,
+        delivery_states=frozenset({"pending", "delivered"}),
+    ).rows
+    assert (row["id"], row["state"], row["deliveries"]) == (new.event_id, "recorded", only)
+    deliver(ledger, only)  # the event is done for good once its one delivery is
+    [done] = ledger.terminal_batch(T0 + 3600, 10)
+    assert done.id == new.event_id and [d.fields["id"] for d in done.deliveries] == [only]
+    assert ledger.evict([done], T0 + 3600) == 1
+    assert not ledger.redis.exists(ledger.keys.event(new.event_id))
+
+
+def test_an_event_routed_to_two_mappings_lists_both_and_is_done_when_both_are(
+    ledger: Ledger,
+) -> None:
+    one = new_event(7)
+    second = NewDelivery(
+        id="dlv_0190a1b2c3d5ffffffffffff",
+        mapping="deals",
+        connection="crm",
+        object="deals",
+        record_key="crm:deals:x",
+    )
+    [new] = ledger.accept(
+        [NewEvent(**{**one.__dict__, "deliveries": (*one.deliveries, second)})], T0
+    )
+    ids = [folded_id(new.event_id), second.id]
+    assert (
+        ledger.redis.hget(ledger.keys.event(new.event_id), "deliveries") == ",".join(ids).encode()
+    )
+    assert [d["id"] for d in ledger.event(new.event_id)["deliveries"]] == ids  # type: ignore[index]
+    deliver(ledger, ids[0])
+    assert ledger.terminal_batch(T0 + 3600, 10) == []  # its second is still on its way
+    deliver(ledger, ids[1])
+    [done] = ledger.terminal_batch(T0 + 3600, 10)
+    assert [d.fields["id"] for d in done.deliveries] == ids
+    assert ledger.evict([done], T0 + 3600) == 1
+    assert not ledger.redis.exists(ledger.keys.delivery(second.id))
+
+
+def test_an_unrouted_event_stores_its_state_and_no_deliveries(ledger: Ledger) -> None:
+    [new] = ledger.accept([NewEvent(**{**new_event(8).__dict__, "deliveries": ()})], T0)
+    raw = ledger.redis.hmget(ledger.keys.event(new.event_id), ["state", "deliveries"])
+    assert raw == [b"unrouted", b""]
+    event = ledger.event(new.event_id)
+    assert event is not None and (event["state"], event["deliveries"]) == ("unrouted", [])
+    [done] = ledger.terminal_batch(T0 + 3600, 10)  # done for good already
+    assert done.id == new.event_id and done.deliveries == ()
+
+
+def test_purge_erases_an_event_with_the_delivery_held_in_its_hash(ledger: Ledger) -> None:
+    [new] = ledger.accept([new_event(9)], T0)
+    assert ledger.purge([new.event_id], T0 + 1) == {new.event_id: "pending"}  # still on its way
+    deliver(ledger, folded_id(new.event_id))
+    assert ledger.purge([new.event_id], T0 + 20) == {new.event_id: "ok"}
+    assert not ledger.redis.exists(ledger.keys.event(new.event_id))
+    assert ledger.redis.zcard(ledger.keys.events()) == 0
