@@ -290,6 +290,11 @@ class Connector(ABC):
             category=DeadCategory.MAPPING,
         )
 
+    def fetch_requests(self, count: int) -> int:
+        """How many requests fetch_many makes for `count` distinct ids: the places it takes
+        in the connection's rate limit (one per id here; a batch read overrides both)."""
+        return count
+
     def fetch_many(
         self, obj: str, ids: Sequence[str], properties: Sequence[str]
     ) -> dict[str, dict[str, Any] | HubError]:

@@ -210,6 +210,9 @@ class HubSpotConnector(Connector):
             raise found
         return found
 
+    def fetch_requests(self, count: int) -> int:
+        return -(-count // BATCH_LIMIT)
+
     def fetch_many(
         self, obj: str, ids: Sequence[str], properties: Sequence[str]
     ) -> dict[str, dict[str, Any] | HubError]:

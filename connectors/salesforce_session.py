@@ -233,6 +233,10 @@ class SalesforceSession(Connector):
         body: dict[str, Any] = response.json()
         return body
 
+    def fetch_requests(self, count: int) -> int:
+        # an id in the query's IN list is at most 22 characters ('18 characters', )
+        return -(-count * 22 // MAX_QUERY_CHARS)
+
     def fetch_many(
         self, obj: str, ids: Sequence[str], properties: Sequence[str]
     ) -> dict[str, dict[str, Any] | HubError]:

@@ -124,15 +124,23 @@ class AuthError(HubError):
         self.excerpt = excerpt
 
 
-class FetchPaused(HubError):
+class Deferred(HubError):
+    """The delivery cannot go on now, through no fault of its target: it waits, no attempt
+    used, no cooldown or circuit moved, and looks again after `recheck_seconds`."""
+
+    def __init__(self, message: str, *, recheck_seconds: float) -> None:
+        super().__init__(message)
+        self.recheck_seconds = recheck_seconds
+
+
+class FetchPaused(Deferred):
     """The connection a mapping's `fetch:` reads from is paused (its credentials were
-    refused): the delivery waits, no attempt used, and looks again after `recheck_seconds`,
-    so it goes on, in order, once that connection is resumed."""
+    refused): the delivery waits and looks again, so it goes on, in order, once that
+    connection is resumed."""
 
     def __init__(self, message: str, *, connection: str, recheck_seconds: float) -> None:
-        super().__init__(message)
+        super().__init__(message, recheck_seconds=recheck_seconds)
         self.connection = connection
-        self.recheck_seconds = recheck_seconds
 
 
 class LedgerUnavailable(CrmhubError):

@@ -29,11 +29,12 @@ from typing import Any
 
 from redis.exceptions import LockError
 
-from core.errors import AuthError, DataError, FetchPaused, HubError, TransientError
+from core.errors import AuthError, DataError, Deferred, FetchPaused, HubError, TransientError
 from core.ledger import translate_redis_errors
 from core.mapping import MappedRecord
 from core.mapping.record import fetch_id
 from core.vocabulary import HUB_ITSELF, DeadCategory
+from workers.read_room import take_read_room
 from workers.runtime import WorkerRuntime
 
 #: how often a delivery waiting on a paused fetching connection looks again
@@ -86,7 +87,14 @@ def event_bodies(
             found = dict.fromkeys(ids, _paused(connection, "is paused"))
         else:
             try:
-                found = rt.connector(connection).fetch_many(obj, ids, properties)
+                connector = rt.connector(connection)
+                take_read_room(
+                    rt,
+                    connection,
+                    why=f"fetching {obj} from it",
+                    places=connector.fetch_requests(len(set(ids))),
+                )
+                found = connector.fetch_many(obj, ids, properties)
             except AuthError as exc:
                 rt.ledger.pause(
                     connection, reason="auth", by=HUB_ITSELF, now=time.time(), detail=str(exc)
@@ -98,7 +106,7 @@ def event_bodies(
                 rt.ledger.read_succeeded(connection, time.time())
         for index, record_id, body in members:
             record = found[record_id]
-            if isinstance(record, FetchPaused):  # says where already
+            if isinstance(record, Deferred):  # says where already
                 out[index] = record
                 continue
             if isinstance(record, HubError):

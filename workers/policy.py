@@ -6,6 +6,9 @@ TransientError          -> retry at now + backoff (exponential, jittered, capped
                            (retries_exhausted). Paused time does not count toward the age.
 RateLimited (429)       -> deferred: connection-wide cooldown until Retry-After; the
                            attempt is not counted
+Deferred                -> deferred for its recheck time, not the target's fault (a fetch:
+                           connection paused, no room in the rate limit for a read): the
+                           attempt is not counted, no cooldown, the circuit unmoved
 DataError               -> dead at once with its category, never retried
 AuthError               -> held; the connection pauses (reason auth) and on-call is alerted
 a bug in our own code   -> retried like a transient failure, loudly, up to BUG_ATTEMPTS
@@ -20,7 +23,7 @@ from core.config.model import RetryPolicy
 from core.errors import (
     AuthError,
     DataError,
-    FetchPaused,
+    Deferred,
     HubError,
     RateLimited,
     TransientError,
@@ -79,7 +82,7 @@ def decide(
         return Decision(
             AttemptOutcome.DEFERRED, due=now + wait, cooldown_until=now + wait, error=message
         )
-    if isinstance(error, FetchPaused):  # not this connection's fault: no cooldown of its own
+    if isinstance(error, Deferred):  # not this connection's fault: no cooldown of its own
         return Decision(AttemptOutcome.DEFERRED, due=now + error.recheck_seconds, error=message)
     if isinstance(error, DataError):
         return Decision(AttemptOutcome.DEAD, category=error.category, error=message)

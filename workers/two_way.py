@@ -18,6 +18,7 @@ from core.ledger.agreed import read_known, record_known
 from core.mapping import MappedRecord
 from core.mapping.record import FieldResult
 from core.two_way import Change, Known, Plan, Twin, first_look, settle, settled, slot
+from workers.read_room import take_read_room
 from workers.runtime import WorkerRuntime
 
 
@@ -115,6 +116,7 @@ def _twin(rt: WorkerRuntime, record: MappedRecord, stamp_field: str) -> Twin | N
             FieldResult(name, None, None, "target") for name in (*record.values(), stamp_field)
         ),
     )
+    take_read_room(rt, record.connection, why="two-way: the read of the target's record")
     found = rt.connector(record.connection).read(probe)
     if found is None:
         return None

@@ -3,33 +3,44 @@
 -- cooldown, the circuit (while open nothing goes; once due, this read is its one probe) and
 -- the rate limit, whose theoretical arrival time it shares with the deliveries, so reads and
 -- writes together stay within the connection's limit.
+-- With rate_only, only the rate limit: a read a delivery makes besides its write (a two-way
+-- pair's read of the target, a `fetch:`), whose claim obeyed the switches already.
 -- ARGV[1]: {conn, probe (who asks: the breaker's probe while half open), probe_ms (how long
 --           the probe may take), read (this listing's own id, its place in the rate
---           window), rate: the deliveries' rate parameters (core/ledger/rates.py) or absent}
+--           window), rate: the deliveries' rate parameters (core/ledger/rates.py) or absent,
+--           rate_only: true to skip the switches}
 -- Reply: {ClaimStatus.claimed} go (a rate token taken); {ClaimStatus.held} the connection is
 -- paused; {ClaimStatus.deferred, until_ms, Reason} cooldown, circuit open or another probe
 -- under way; {ClaimStatus.wait, ms} the rate limit: ask again after ms. Decoded by
 -- core/ledger/replies.py (permit) into a Permit.
 local conn = req.conn
-if paused(conn) then return {ClaimStatus.held} end
 
-local cooldown = tonumber(redis.call('GET', cooldown_key(conn)))
-if cooldown and cooldown > now then return {ClaimStatus.deferred, cooldown, Reason.cooldown} end
+-- the switches a claim obeys: nil when the read may go, else the reply
+local function switched()
+  if paused(conn) then return {ClaimStatus.held} end
+  local cooldown = tonumber(redis.call('GET', cooldown_key(conn)))
+  if cooldown and cooldown > now then return {ClaimStatus.deferred, cooldown, Reason.cooldown} end
+  local bkey = breaker_key(conn)
+  local bstate, open_until, probe, probe_until =
+    unpack(redis.call('HMGET', bkey, 'state', 'open_until', 'probe', 'probe_until'))
+  if bstate == CircuitState.open or bstate == CircuitState.half_open then
+    open_until = tonumber(open_until) or 0
+    probe_until = tonumber(probe_until) or 0
+    if bstate == CircuitState.open and now < open_until then
+      return {ClaimStatus.deferred, open_until, Reason.circuit_open}
+    end
+    if probe and probe ~= req.probe and now < probe_until then
+      return {ClaimStatus.deferred, probe_until, Reason.circuit_probe}
+    end
+    redis.call('HSET', bkey, 'state', CircuitState.half_open, 'probe', req.probe,
+               'probe_until', now + req.probe_ms)
+  end
+  return nil
+end
 
-local bkey = breaker_key(conn)
-local bstate, open_until, probe, probe_until =
-  unpack(redis.call('HMGET', bkey, 'state', 'open_until', 'probe', 'probe_until'))
-if bstate == CircuitState.open or bstate == CircuitState.half_open then
-  open_until = tonumber(open_until) or 0
-  probe_until = tonumber(probe_until) or 0
-  if bstate == CircuitState.open and now < open_until then
-    return {ClaimStatus.deferred, open_until, Reason.circuit_open}
-  end
-  if probe and probe ~= req.probe and now < probe_until then
-    return {ClaimStatus.deferred, probe_until, Reason.circuit_probe}
-  end
-  redis.call('HSET', bkey, 'state', CircuitState.half_open, 'probe', req.probe,
-             'probe_until', now + req.probe_ms)
+if not req.rate_only then
+  local answer = switched()
+  if answer then return answer end
 end
 
 if req.rate then

@@ -185,6 +185,21 @@ class PollStore:
             request["rate"] = rate_params(rate)
         return replies.permit(self._run("permit", now, **request))
 
+    def read_room(self, connection: str, *, who: str, now: float, rate: RateSpec) -> replies.Permit:
+        """A place in the connection's rate limit for a read a delivery makes besides its
+        write (its claim obeyed the pause, the cooldown and the circuit already, and took the
+        write's place): claimed, or wait."""
+        return replies.permit(
+            self._run(
+                "permit",
+                now,
+                conn=connection,
+                read=f"{who}|{uuid.uuid4().hex}",
+                rate=rate_params(rate),
+                rate_only=True,
+            )
+        )
+
     def read_outcome(
         self,
         connection: str,

@@ -310,3 +310,38 @@ def test_a_refused_fetch_credential_pauses_the_fetching_connection_and_its_reade
     result = evaluate_alerts(ledger, env.rt.config, sinks=["oncall"], now=time.time() + 20)
     assert result is not None
     assert [(s.kind, s.status) for s in result.notices] == [("connection_paused", "resolved")]
+
+
+def test_a_fetch_takes_its_place_in_the_fetching_connections_rate_limit(
+    write_config: WriteConfig, key_prefix: str
+) -> None:
+    """HubSpot's limit holds for the reads a delivery makes of it too: with room for one
+    request a minute, the first contact's fetch takes it; the next one waits for room, no
+    attempt used, no cooldown and no request made, and goes on once there is room."""
+    limited = CONFIG.replace(
+        "    auth: {type: bearer, token_env: HUBSPOT_TOKEN}\n",
+        "    auth: {type: bearer, token_env: HUBSPOT_TOKEN}\n"
+        "    rate_limit: {requests: 1, per_seconds: 60}\n",
+    )
+    config = write_config(limited.replace("WINDOW", "0"))
+    settings = make_settings(config, key_prefix, redis_url="redis://unused", **ENV)
+    env = Env(WorkerRuntime.build(settings, client=fakeredis.FakeRedis()))
+    first, second = (person(env, i, "Stark") for i in (8, 9))
+    [one] = env.webhook((first, "contact.creation"))
+    env.drain()
+    assert env.state(one)["state"] == "delivered" and env.fetches() == 1
+    [other] = env.webhook((second, "contact.creation"))
+    env.drain()
+    waiting = env.state(other)
+    assert waiting["state"] == "scheduled" and waiting["attempts"] == "0", waiting
+    assert env.fetches() == 1  # no request beyond the limit
+    ledger = env.rt.ledger
+    assert ledger.connection_state("hubspot")["cooldown_until_ms"] is None  # not HubSpot's 429
+    due = float(waiting["due_at"]) / 1000
+    assert 50 < due - time.time() <= 61  # when the one place in the window comes free
+    ledger.redis.delete(ledger.keys.rate_window("hubspot"))  # the minute has passed
+    ledger.sweep(now=due + 1, republish_after_seconds=60)
+    env.drain()
+    assert env.state(other)["state"] == "delivered" and env.fetches() == 2
+    assert len(env.salesforce.records("Contact")) == 2
+    env.rt.close()

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from core.config import RetryPolicy
-from core.errors import AuthError, DataError, RateLimited, TransientError
+from core.errors import AuthError, DataError, Deferred, RateLimited, TransientError
 from core.vocabulary import DeadCategory
 from workers.policy import (
     BUG_ATTEMPTS,
@@ -59,6 +59,14 @@ def test_a_429_is_deferred_with_a_connection_cooldown_from_retry_after() -> None
     assert decision.due == NOW + 42
     assert decision.cooldown_until == NOW + 42
     assert not decision.transient  # a 429 is not the target failing
+
+
+def test_a_deferral_waits_without_a_cooldown_or_the_circuit_however_old() -> None:
+    # no room in our own rate limit for a read: not the target's doing
+    waited = Deferred("no room now", recheck_seconds=12.5)
+    decision = decide_now(waited, attempts=1, age=RETRY.give_up_after_seconds * 2)
+    assert (decision.outcome, decision.due) == ("deferred", NOW + 12.5)
+    assert decision.cooldown_until is None and not decision.transient
 
 
 def test_a_429_without_retry_after_cools_down_for_the_default() -> None:

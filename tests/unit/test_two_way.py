@@ -21,7 +21,7 @@ from connectors.registry import CONNECTORS
 from connectors.salesforce import SalesforceConnector
 from core.config import load_config
 from core.config.two_way import Pair, pair_of
-from core.errors import ConfigError
+from core.errors import ConfigError, Deferred
 from core.ledger.agreed import linked_ids, read_known, record_known
 from core.mapping import map_event
 from core.two_way import Change, Known, Plan, Twin, first_look, settle, settled, slot
@@ -355,3 +355,31 @@ def test_the_audit_lists_a_pairs_mappings_as_two_way(env: Env) -> None:
         "hubspot-to-salesforce": "two_way",
         "salesforce-to-hubspot": "two_way",
     }
+
+
+def test_the_read_of_the_target_takes_its_place_in_the_targets_rate_limit(
+    write_config: WriteConfig, key_prefix: str
+) -> None:
+    """A change the pair cannot settle alone reads Salesforce's record first: that read takes
+    a place in Salesforce's rate limit, and with none left the delivery waits (Deferred: no
+    attempt used) instead of going over it."""
+    limited = RECIPE.replace(
+        "           refresh_token_env: SF_REFRESH_TOKEN}\n",
+        "           refresh_token_env: SF_REFRESH_TOKEN}\n"
+        "    rate_limit: {requests: 1, per_seconds: 60}\n",
+        1,
+    )
+    settings = make_settings(write_config(limited), key_prefix, redis_url="redis://unused", **ENV)
+    env = Env(WorkerRuntime.build(settings, client=fakeredis.FakeRedis()))
+    assert env.deliver("hubspot-to-salesforce", hubspot_listing("2026-12-04T10:00:00.100Z")) in (
+        "created", "updated",
+    )  # fmt: skip
+    ledger = env.rt.ledger
+    assert ledger.redis.zcard(ledger.keys.rate_window(SF)) == 1  # the read's place
+    queries = len([e for e in env.salesforce.log() if e["method"] == "GET"])
+    other = hubspot_listing("2026-12-04T10:00:01.000Z", email="grace@example.com")
+    with pytest.raises(Deferred, match="'salesforce''s rate limit has no room now") as waited:
+        env.deliver("hubspot-to-salesforce", other)
+    assert 50 < waited.value.recheck_seconds <= 60
+    assert len([e for e in env.salesforce.log() if e["method"] == "GET"]) == queries
+    env.rt.close()
