@@ -48,24 +48,13 @@ local function claim_one(id, token, lease_ms, rate, max_wait_ms)
     return {ClaimStatus.deferred, cooldown, Reason.cooldown}
   end
 
-  -- Circuit breaker: while open, deliveries wait; once due, exactly one probe goes through.
-  local bkey = breaker_key(conn)
-  local bstate, open_until, probe, probe_until =
-    unpack(redis.call('HMGET', bkey, 'state', 'open_until', 'probe', 'probe_until'))
-  if bstate == CircuitState.open or bstate == CircuitState.half_open then
-    open_until = tonumber(open_until) or 0
-    probe_until = tonumber(probe_until) or 0
-    if bstate == CircuitState.open and now < open_until then
-      schedule(id, conn, State.pending, open_until)
-      return {ClaimStatus.deferred, open_until, Reason.circuit_open}
-    end
-    if probe and probe ~= id and now < probe_until then
-      local due = math.min(probe_until, now + 1000)
-      schedule(id, conn, State.pending, due)
-      return {ClaimStatus.deferred, due, Reason.circuit_probe}
-    end
-    redis.call('HSET', bkey, 'state', CircuitState.half_open, 'probe', id,
-               'probe_until', now + lease_ms)
+  -- Circuit breaker: while open, deliveries wait; once due, exactly one probe goes through
+  -- (a delivery waiting for another's probe looks again within a second).
+  local until_ms, why = circuit_gate(conn, id, lease_ms)
+  if why then
+    local due = why == Reason.circuit_probe and math.min(until_ms, now + 1000) or until_ms
+    schedule(id, conn, State.pending, due)
+    return {ClaimStatus.deferred, due, why}
   end
 
   -- Rate limit shared by every worker and host (take_rate, common.lua).

@@ -322,6 +322,25 @@ local function take_rate(conn, rate, member, hold_until)
   return nil
 end
 
+-- The circuit breaker's gate (claim_one.lua, permit.lua): while open nothing goes; once due,
+-- exactly one probe (`who`, for `probe_ms`) goes through. Returns nothing to go, else until
+-- when (ms) and why (Reason) to wait.
+local function circuit_gate(conn, who, probe_ms)
+  local bkey = breaker_key(conn)
+  local bstate, open_until, probe, probe_until =
+    unpack(redis.call('HMGET', bkey, 'state', 'open_until', 'probe', 'probe_until'))
+  if bstate ~= CircuitState.open and bstate ~= CircuitState.half_open then return nil, nil end
+  open_until = tonumber(open_until) or 0
+  probe_until = tonumber(probe_until) or 0
+  if bstate == CircuitState.open and now < open_until then
+    return open_until, Reason.circuit_open
+  end
+  if probe and probe ~= who and now < probe_until then return probe_until, Reason.circuit_probe end
+  redis.call('HSET', bkey, 'state', CircuitState.half_open, 'probe', who,
+             'probe_until', now + probe_ms)
+  return nil, nil
+end
+
 local function hold(id, conn, from, seq)
   move(id, conn, from, State.held)
   redis.call('ZADD', held_key(conn), seq, id)

@@ -20,21 +20,8 @@ local function switched()
   if paused(conn) then return {ClaimStatus.held} end
   local cooldown = tonumber(redis.call('GET', cooldown_key(conn)))
   if cooldown and cooldown > now then return {ClaimStatus.deferred, cooldown, Reason.cooldown} end
-  local bkey = breaker_key(conn)
-  local bstate, open_until, probe, probe_until =
-    unpack(redis.call('HMGET', bkey, 'state', 'open_until', 'probe', 'probe_until'))
-  if bstate == CircuitState.open or bstate == CircuitState.half_open then
-    open_until = tonumber(open_until) or 0
-    probe_until = tonumber(probe_until) or 0
-    if bstate == CircuitState.open and now < open_until then
-      return {ClaimStatus.deferred, open_until, Reason.circuit_open}
-    end
-    if probe and probe ~= req.probe and now < probe_until then
-      return {ClaimStatus.deferred, probe_until, Reason.circuit_probe}
-    end
-    redis.call('HSET', bkey, 'state', CircuitState.half_open, 'probe', req.probe,
-               'probe_until', now + req.probe_ms)
-  end
+  local until_ms, why = circuit_gate(conn, req.probe, req.probe_ms)
+  if why then return {ClaimStatus.deferred, until_ms, why} end
   return nil
 end
 
