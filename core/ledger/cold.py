@@ -24,8 +24,6 @@ import redis
 from core.ledger import event_fields
 from core.ledger.bodies import BODY
 from core.ledger.deliveries import read_hashes
-from core.ledger.event_fields import complete as complete_event
-from core.ledger.event_fields import delivery_ids as deliveries_of
 from core.ledger.keys import LedgerKeys
 from core.ledger.search import search_terms, term_digest
 from core.ledger.translate import translate_redis_errors
@@ -135,11 +133,11 @@ class LedgerCold:
             for event_id, _ in scored:
                 pipe.hgetall(self.keys.event(text(event_id)))
             events = [
-                complete_event(text(event_id), decode(raw))
+                event_fields.complete(text(event_id), decode(raw))
                 for (event_id, _), raw in zip(scored, pipe.execute(), strict=True)
             ]
             delivery_ids = [
-                deliveries_of(ev["id"], ev["deliveries"]) if ev else [] for ev in events
+                event_fields.delivery_ids(ev["id"], ev["deliveries"]) if ev else [] for ev in events
             ]
             flat = [delivery_id for ids in delivery_ids for delivery_id in ids]
             hashes = iter(read_hashes(self.redis, self.keys, flat))

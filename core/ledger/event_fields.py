@@ -44,17 +44,21 @@ def delivery_ids(event_id: str, listed: str | None) -> list[str]:
     return [i for i in listed.split(",") if i]
 
 
-def complete(event_id: str, raw: Mapping[str, str]) -> dict[str, str]:
-    """An event's fields as read (decoded; all or some) with those not written put back; {}
-    stays {} (the event is gone)."""
+def complete(
+    event_id: str, raw: Mapping[str, str], asked: Sequence[str] | None = None
+) -> dict[str, str]:
+    """An event's fields as read (decoded: all of them, or those `asked`) with those not
+    written put back; {} stays {} (the event is gone)."""
     if not raw:
         return {}
-    return {
+    unwritten = {
         "id": event_id,
         "state": EventState.RECORDED.value,
         "deliveries": folded_id(event_id),
-        **raw,
     }
+    if asked is not None:  # a field not asked for says nothing by its absence
+        unwritten = {k: v for k, v in unwritten.items() if k in asked}
+    return {**unwritten, **raw}
 
 
 def read(
@@ -72,7 +76,9 @@ def read(
         replies: list[Any] = pipe.execute()
     return [
         complete(
-            event_id, decode({n: v for n, v in zip(asked, reply, strict=True) if v is not None})
+            event_id,
+            decode({n: v for n, v in zip(asked, reply, strict=True) if v is not None}),
+            fields,
         )
         for event_id, reply in zip(event_ids, replies, strict=True)
     ]

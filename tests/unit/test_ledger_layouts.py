@@ -290,6 +290,10 @@ def test_an_event_routed_to_two_mappings_lists_both_and_is_done_when_both_are(
         ledger.redis.hget(ledger.keys.event(new.event_id), "deliveries") == ",".join(ids).encode()
     )
     assert [d["id"] for d in ledger.event(new.event_id)["deliveries"]] == ids  # type: ignore[index]
+    [listed] = ledger.event_fields([new.event_id], ("deliveries",))
+    assert listed["deliveries"] == ",".join(ids)
+    # a field not asked for is not put back: its absence says nothing
+    assert "deliveries" not in ledger.event_fields([new.event_id], ("external_id",))[0]
     deliver(ledger, ids[0])
     assert ledger.terminal_batch(T0 + 3600, 10) == []  # its second is still on its way
     deliver(ledger, ids[1])
