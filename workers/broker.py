@@ -13,7 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import kombu
+import redis
 from celery.app.amqp import AMQP
+from kombu.transport import TRANSPORT_ALIASES
+from kombu.transport import redis as kombu_redis
 
 #: seconds between attempts to reach a lost broker
 RECONNECT_SECONDS = 1.0
@@ -44,3 +47,54 @@ class PromptReconnectAMQP(AMQP):
 
     Connection = PromptReconnect
     BrokerConnection = PromptReconnect
+
+
+class _CollectedConnectionIsLost:
+    """A Redis channel whose transport was collected says the broker connection is lost.
+
+    After a lost broker Celery's consumer collects the connection (its transport forgets the
+    connection parameters) and reconnects on a new one; a channel of the old one can still be
+    asked for a Redis client afterwards: to restore its unacknowledged messages as it closes,
+    or to acknowledge a task that finishes after the reconnect. kombu then raised
+    AttributeError, which Celery takes as unrecoverable: the worker exited and had to be
+    restarted (3 Redis restarts in 4 under tests/e2e/test_serve.py). As the connection error
+    it is, Celery logs it and goes on. What that channel could not do is not lost: its
+    unacknowledged messages stay in Redis's unacked index (redelivered after the visibility
+    timeout), and the ledger's sweep republishes any delivery whose message is gone well
+    before that."""
+
+    connection: Any
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection is None or self.connection.client is None:
+            raise redis.exceptions.ConnectionError(
+                "the broker connection this channel belonged to was lost and closed"
+            )
+        return super()._connparams(asynchronous)  # type: ignore[misc]
+
+
+class RedisChannel(_CollectedConnectionIsLost, kombu_redis.Channel):
+    pass
+
+
+class SentinelChannel(_CollectedConnectionIsLost, kombu_redis.SentinelChannel):
+    pass
+
+
+class RedisTransport(kombu_redis.Transport):
+    """kombu's Redis transport with RedisChannel (Celery's `broker_transport`,
+    `crmhub-redis`)."""
+
+    Channel = RedisChannel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Sentinel transport with SentinelChannel."""
+
+    Channel = SentinelChannel
+
+
+#: the names Celery's `broker_transport` gives them (workers/celery_app.py), and the scheme
+#: the worker's log shows their URLs with
+TRANSPORT_ALIASES["crmhub-redis"] = f"{__name__}:RedisTransport"
+TRANSPORT_ALIASES["crmhub-sentinel"] = f"{__name__}:SentinelTransport"
