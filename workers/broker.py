@@ -98,3 +98,11 @@ class SentinelTransport(kombu_redis.SentinelTransport):
 #: the worker's log shows their URLs with
 TRANSPORT_ALIASES["crmhub-redis"] = f"{__name__}:RedisTransport"
 TRANSPORT_ALIASES["crmhub-sentinel"] = f"{__name__}:SentinelTransport"
+
+
+def transport_for(broker_url: str) -> str | None:
+    """crmhub's transport for a broker URL (Celery's `broker_transport`), None where kombu's
+    own is kept: not Redis, or `rediss://`, whose TLS defaults kombu keys on that scheme's
+    name, or a URL kombu reads a transport from itself (`redis+socket://`)."""
+    scheme = broker_url.split("://", 1)[0]
+    return {"redis": "crmhub-redis", "sentinel": "crmhub-sentinel"}.get(scheme)

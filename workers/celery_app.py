@@ -24,7 +24,7 @@ from core.logs import JsonFormatter, use_json_logs
 from core.observability import init_sentry
 from core.redis_client import kombu_broker, resolve_redis_url
 from core.settings import Settings
-from workers import broker  # noqa: F401  (registers the crmhub-redis transports by name)
+from workers import broker
 
 #: seconds before Redis redelivers an unacknowledged message; far above any task's run time
 VISIBILITY_TIMEOUT = 3600
@@ -104,8 +104,8 @@ def make_celery(settings: Settings) -> Celery:
     )
     if settings.broker_is_amqp:
         app.conf.update(amqp_settings(settings))
-    else:  # kombu's Redis transport, with a lost connection's channels saying so
-        app.conf.broker_transport = "crmhub-sentinel" if sentinel_options else "crmhub-redis"
+    # kombu's Redis transport, with a lost connection's channels saying so
+    app.conf.broker_transport = broker.transport_for(broker_url)
     app.conf.crmhub_settings = settings
     if settings.log_format == "json":
         _quiet_banners(app)

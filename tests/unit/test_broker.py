@@ -11,7 +11,7 @@ from typing import Any
 import kombu
 import pytest
 
-from workers.broker import PromptReconnect
+from workers.broker import PromptReconnect, transport_for
 
 
 def collected_with_a_message_unacked(url: str, prefix: str, transport: str | None) -> Any:
@@ -70,3 +70,18 @@ def test_the_celery_app_uses_it_for_a_redis_broker_and_names_it_in_its_urls(
     with app.connection_for_write() as conn:
         assert conn.transport.Channel.__module__ == "workers.broker"
         assert conn.as_uri().startswith("crmhub-redis://")
+
+
+@pytest.mark.parametrize(
+    ("url", "transport"),
+    [
+        ("redis://127.0.0.1:6379/0", "crmhub-redis"),
+        ("sentinel://127.0.0.1:26379/0;sentinel://127.0.0.1:26380/0", "crmhub-sentinel"),
+        ("rediss://cache.example.com:6380/0", None),  # kombu's TLS defaults go by the scheme
+        ("amqp://guest:guest@127.0.0.1:5672//", None),
+    ],
+)
+def test_the_transport_is_ours_for_redis_and_sentinel_urls_only(
+    url: str, transport: str | None
+) -> None:
+    assert transport_for(url) == transport
