@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs
@@ -102,23 +102,62 @@ def query_int(query: dict[str, list[str]], name: str, default: int | None) -> in
     return value
 
 
+def control_records(
+    request: Request,
+    body: Any,
+    param: str,
+    tables: Mapping[str, Mapping[Any, Any]],
+    lock: Any,
+    add: Callable[..., Any],
+    edit: Callable[..., None],
+    *,
+    errors: tuple[type[Exception], ...] = (KeyError, ValueError),
+    id_key: str = "id",
+) -> Response:
+    """`/_control/records`: a POST saves records (save_records); a GET lists every record,
+    or those of the table `?{param}=` names, each with `_{param}`: its table."""
+    if request.method == "POST":
+        return save_records(body, param, add, edit, errors, id_key)
+    wanted = request.param(param)
+    with lock:
+        chosen = {wanted: tables.get(wanted, {})} if wanted else tables
+        rows = [dict(r, **{f"_{param}": n}) for n, t in chosen.items() for r in t.values()]
+    return Response(200, {"records": rows})
+
+
+def control_limits(state: Any, body: Any, settable: Sequence[str], used: str) -> Response:
+    """`/_control/limits`: set (from a POST's body) the fake's limits among `settable` (its
+    config's) and what it counts as `used` so far; answered with all of them."""
+    with state.lock:
+        if isinstance(body, dict):
+            for key in settable:
+                if key in body:
+                    setattr(state.config, key, int(body[key]))
+            if used in body:
+                setattr(state, used, int(body[used]))
+        shown = {key: getattr(state.config, key) for key in settable}
+        return Response(200, {**shown, used: getattr(state, used)})
+
+
 def save_records(
     body: Any,
     param: str,
     add: Callable[..., Any],
     edit: Callable[..., None],
     errors: tuple[type[Exception], ...] = (KeyError, ValueError),
+    id_key: str = "id",
 ) -> Response:
     """`POST /_control/records`: one record (made as a user makes it: `{param: object,
-    ...values}` answered `{"id"}`), or a list of them made, or edited (those with an `id`),
-    one after another, answered `{"ids"}`: many within one second's stamp. `errors`: what
-    `add` and `edit` raise for the test's own mistake (an unknown field, object or id)."""
+    ...values}` answered `{"id"}`), or a list of them made, or edited (those with an
+    `id_key`), one after another, answered `{"ids"}`: many within one second's stamp.
+    `errors`: what `add` and `edit` raise for the test's own mistake (an unknown field, object
+    or id)."""
     items = body if isinstance(body, list) else [body or {}]
     ids = []
     for item in items:
         values = dict(item)
         target = str(values.pop(param, ""))
-        record_id = values.pop("id", None)
+        record_id = values.pop(id_key, None)
         try:
             if record_id is None:
                 ids.append(add(target, **values))

@@ -8,7 +8,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from connectors.fakes.app import FakeApp, Json, Request, Response, control_json, save_records
+from connectors.fakes.app import (
+    FakeApp,
+    Json,
+    Request,
+    Response,
+    control_json,
+    control_records,
+)
 from connectors.fakes.dynamics.api import Api
 from connectors.fakes.dynamics.schema import METADATA_FILE, Metadata, check_write
 from connectors.fakes.dynamics.state import Config, State
@@ -101,20 +108,10 @@ class FakeDynamics(FakeApp):
                 state.secret_valid = True
             return Response(200, {"client_id": state.config.client_id, "secret": "installed"})
         if route == "records":
-            if request.method == "POST":
-                return save_records(
-                    body, "entity_set", self.add_record, self.edit_record, (Exception,)
-                )  # a DvError or an unknown set: the test's mistake
-            wanted = request.param("entity_set")
-            with state.lock:
-                tables = {wanted: state.rows.get(wanted, {})} if wanted else state.rows
-                return Response(
-                    200,
-                    {
-                        "records": [
-                            dict(r, _entity_set=s) for s, t in tables.items() for r in t.values()
-                        ]
-                    },
-                )
+            # (errors: a DvError or an unknown set, the test's mistake)
+            return control_records(
+                request, body, "entity_set", state.rows, state.lock, self.add_record,
+                self.edit_record, errors=(Exception,),
+            )  # fmt: skip
         # route == "violations"
         return Response(200, {"violations": self.violations(), "count": len(state.violations)})

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from connectors.fakes.app import FakeApp, Json, Request, Response, control_json, save_records
+from connectors.fakes.app import (
+    FakeApp,
+    Json,
+    Request,
+    Response,
+    control_json,
+    control_limits,
+    control_records,
+)
 from connectors.fakes.pipedrive.api import Api
 from connectors.fakes.pipedrive.config import Config
 from connectors.fakes.pipedrive.records import Refused
@@ -88,35 +96,13 @@ class FakePipedrive(FakeApp):
                     state.refresh_tokens = {token}
             return Response(200, {key: token})
         if route == "limits":
-            with state.lock:
-                if isinstance(body, dict):
-                    for key in ("daily_tokens", "burst_limit", "token_seconds"):
-                        if key in body:
-                            setattr(state.config, key, int(body[key]))
-                    if "tokens_used" in body:
-                        state.tokens_used = int(body["tokens_used"])
-                return Response(
-                    200,
-                    {
-                        "daily_tokens": state.config.daily_tokens,
-                        "tokens_used": state.tokens_used,
-                        "burst_limit": state.config.burst_limit,
-                        "token_seconds": state.config.token_seconds,
-                    },
-                )
+            return control_limits(
+                state, body, ("daily_tokens", "burst_limit", "token_seconds"), "tokens_used"
+            )
         if route == "records":
-            if request.method == "POST":
-                return save_records(body, "object", self.add_record, self.edit_record)
-            wanted = request.param("object")
-            with state.lock:
-                tables = {wanted: state.records.get(wanted, {})} if wanted else state.records
-                return Response(
-                    200,
-                    {
-                        "records": [
-                            dict(r, _object=o) for o, t in tables.items() for r in t.values()
-                        ]
-                    },
-                )
+            return control_records(
+                request, body, "object", state.records, state.lock, self.add_record,
+                self.edit_record,
+            )  # fmt: skip
         # route == "violations"
         return Response(200, {"violations": self.violations(), "count": len(state.violations)})

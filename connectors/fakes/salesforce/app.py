@@ -8,7 +8,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
 
-from connectors.fakes.app import FakeApp, Json, Request, Response, control_json
+from connectors.fakes.app import (
+    FakeApp,
+    Json,
+    Request,
+    Response,
+    control_json,
+    control_limits,
+    control_records,
+)
 from connectors.fakes.salesforce.api import Api
 from connectors.fakes.salesforce.config import Config
 from connectors.fakes.salesforce.describe import SCHEMA_FILE, Schemas, check_write
@@ -96,50 +104,13 @@ class FakeSalesforce(FakeApp):
                 state.refresh_tokens = {str(token)}
             return Response(200, {"refresh_token": token})
         if route == "limits":
-            with state.lock:
-                if isinstance(body, dict):
-                    for key in ("daily_limit", "session_seconds"):
-                        if key in body:
-                            setattr(state.config, key, int(body[key]))
-                    if "api_used" in body:
-                        state.api_used = int(body["api_used"])
-                return Response(
-                    200,
-                    {
-                        "daily_limit": state.config.daily_limit,
-                        "api_used": state.api_used,
-                        "session_seconds": state.config.session_seconds,
-                    },
-                )
+            return control_limits(state, body, ("daily_limit", "session_seconds"), "api_used")
         if route == "records":
-            if request.method == "POST":
-                # one {object, [Id], field: value...} (a rep's create, or edit with Id), or a
-                # list of them (a test changing many records while a poll lists them)
-                many = isinstance(body, list)
-                ids = []
-                for item in body if isinstance(body, list) else [body or {}]:
-                    values = dict(item)
-                    obj = str(values.pop("object", ""))
-                    try:
-                        if "Id" in values:
-                            record_id = str(values.pop("Id"))
-                            self.edit_record(obj, record_id, **values)
-                        else:
-                            record_id = self.add_record(obj, **values)
-                    except (ValueError, KeyError) as exc:
-                        return Response(400, {"error": "validation", "message": str(exc)})
-                    ids.append(record_id)
-                return Response(201, {"ids": ids} if many else {"id": ids[0]})
-            wanted = request.param("object")
-            with state.lock:
-                tables = {wanted: state.records.get(wanted, {})} if wanted else state.records
-                return Response(
-                    200,
-                    {
-                        "records": [
-                            dict(r, _object=o) for o, t in tables.items() for r in t.values()
-                        ]
-                    },
-                )
+            # one {object, [Id], field: value...} (a rep's create, or edit with Id), or a list
+            # of them (a test changing many records while a poll lists them)
+            return control_records(
+                request, body, "object", state.records, state.lock, self.add_record,
+                self.edit_record, errors=(ValueError, KeyError), id_key="Id",
+            )  # fmt: skip
         # route == "violations"
         return Response(200, {"violations": self.violations(), "count": len(state.violations)})

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from connectors.fakes.app import FakeApp, Json, Request, Response, control_json, save_records
+from connectors.fakes.app import (
+    FakeApp,
+    Json,
+    Request,
+    Response,
+    control_json,
+    control_limits,
+    control_records,
+)
 from connectors.fakes.zoho.api import Api
 from connectors.fakes.zoho.config import Config
 from connectors.fakes.zoho.layout import MODULES, check_values
@@ -86,35 +94,13 @@ class FakeZoho(FakeApp):
                 state.refresh_tokens = {str(token)}
             return Response(200, {"refresh_token": token})
         if route == "limits":
-            with state.lock:
-                if isinstance(body, dict):
-                    for key in ("credits", "token_seconds", "tokens_per_ten_minutes"):
-                        if key in body:
-                            setattr(state.config, key, int(body[key]))
-                    if "credits_used" in body:
-                        state.credits_used = int(body["credits_used"])
-                return Response(
-                    200,
-                    {
-                        "credits": state.config.credits,
-                        "credits_used": state.credits_used,
-                        "token_seconds": state.config.token_seconds,
-                        "tokens_per_ten_minutes": state.config.tokens_per_ten_minutes,
-                    },
-                )
+            return control_limits(
+                state, body, ("credits", "token_seconds", "tokens_per_ten_minutes"), "credits_used"
+            )
         if route == "records":
-            if request.method == "POST":
-                return save_records(body, "module", self.add_record, self.edit_record)
-            wanted = request.param("module")
-            with state.lock:
-                tables = {wanted: state.records.get(wanted, {})} if wanted else state.records
-                return Response(
-                    200,
-                    {
-                        "records": [
-                            dict(r, _module=m) for m, t in tables.items() for r in t.values()
-                        ]
-                    },
-                )
+            return control_records(
+                request, body, "module", state.records, state.lock, self.add_record,
+                self.edit_record,
+            )  # fmt: skip
         # route == "violations"
         return Response(200, {"violations": self.violations(), "count": len(state.violations)})
