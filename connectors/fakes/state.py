@@ -43,10 +43,30 @@ class StateBase(ABC, Generic[F]):
     def parse_fault(self, spec: Any, fault_id: int) -> F:
         """Each fake defines this."""
 
+    def immediate_faults(self) -> dict[str, Callable[[], Json]]:
+        """The fault modes that act at once instead of hitting requests (tokens expired, a
+        credential revoked): mode -> the act, answering what it did. None by default."""
+        return {}
+
     def install_faults(self, parsed: list[F]) -> tuple[list[F], Json]:
         """(the faults to keep, extra keys of the answer) for newly parsed faults, under the
-        lock. By default every fault is kept."""
-        return parsed, {}
+        lock: an immediate mode acts now and is not kept."""
+        acts = self.immediate_faults()
+        kept: list[F] = []
+        applied: list[Json] = []
+        for fault in parsed:
+            act = acts.get(fault.mode)
+            if act is None:
+                kept.append(fault)
+            else:
+                applied.append({"mode": fault.mode, **act()})
+        return kept, ({"applied": applied} if acts else {})
+
+    def emptied(self, store: str) -> int:
+        """Empty a credential store (a dict or set attribute); how many it held."""
+        held = getattr(self, store)
+        setattr(self, store, type(held)())
+        return len(held)
 
     # --- faults -------------------------------------------------------------------------------
 

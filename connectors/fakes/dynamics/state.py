@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -135,18 +136,15 @@ class State(StateBase[Fault]):
     def parse_fault(self, spec: Any, fault_id: int) -> Fault:
         return parse_fault(spec, fault_id)
 
-    def install_faults(self, parsed: list[Fault]) -> tuple[list[Fault], Json]:
-        kept, applied = [], []
-        for fault in parsed:
-            if fault.mode == "expire_tokens":
-                applied.append({"mode": fault.mode, "expired": len(self.tokens)})
-                self.tokens = {}
-            elif fault.mode == "revoke_credentials":
-                applied.append({"mode": fault.mode, "revoked": 1})
-                self.secret_valid = False
-            else:
-                kept.append(fault)
-        return kept, {"applied": applied}
+    def immediate_faults(self) -> dict[str, Callable[[], Json]]:
+        def revoke_secret() -> Json:
+            self.secret_valid = False
+            return {"revoked": 1}
+
+        return {
+            "expire_tokens": lambda: {"expired": self.emptied("tokens")},
+            "revoke_credentials": revoke_secret,
+        }
 
     # --- tokens -------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,19 +81,11 @@ class State(Tokens, RateLimits, Records):
             lambda fault: fault.mode in modes and fault.matches(method, endpoint, obj)
         )
 
-    def install_faults(self, parsed: list[Fault]) -> tuple[list[Fault], Json]:
-        """Apply the immediate modes now; keep the others."""
-        added: list[Fault] = []
-        applied: list[Json] = []
-        for fault in parsed:
-            if fault.mode == "expire_tokens":
-                applied.append({"mode": fault.mode, "expired": self.expire_access_tokens()})
-            elif fault.mode == "revoke_refresh_token":
-                applied.append({"mode": fault.mode, "revoked": len(self.refresh_tokens)})
-                self.refresh_tokens = set()
-            else:
-                added.append(fault)
-        return added, {"applied": applied}
+    def immediate_faults(self) -> dict[str, Callable[[], Json]]:
+        return {
+            "expire_tokens": lambda: {"expired": self.expire_access_tokens()},
+            "revoke_refresh_token": lambda: {"revoked": self.emptied("refresh_tokens")},
+        }
 
     # --- logging ------------------------------------------------------------------------------
 

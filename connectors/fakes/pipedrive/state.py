@@ -9,6 +9,7 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 from connectors.fakes.app import Json, Request, Response
@@ -58,21 +59,12 @@ class State(StateBase[Fault]):
     def parse_fault(self, spec: Any, fault_id: int) -> Fault:
         return parse_fault(spec, fault_id)
 
-    def install_faults(self, parsed: list[Fault]) -> tuple[list[Fault], Json]:
-        kept, applied = [], []
-        for fault in parsed:
-            if fault.mode == "expire_tokens":
-                applied.append({"mode": fault.mode, "expired": len(self.access_tokens)})
-                self.access_tokens = {}
-            elif fault.mode == "revoke_api_token":
-                applied.append({"mode": fault.mode, "revoked": len(self.api_tokens)})
-                self.api_tokens = set()
-            elif fault.mode == "revoke_refresh_token":
-                applied.append({"mode": fault.mode, "revoked": len(self.refresh_tokens)})
-                self.refresh_tokens = set()
-            else:
-                kept.append(fault)
-        return kept, {"applied": applied}
+    def immediate_faults(self) -> dict[str, Callable[[], Json]]:
+        return {
+            "expire_tokens": lambda: {"expired": self.emptied("access_tokens")},
+            "revoke_api_token": lambda: {"revoked": self.emptied("api_tokens")},
+            "revoke_refresh_token": lambda: {"revoked": self.emptied("refresh_tokens")},
+        }
 
     # --- credentials --------------------------------------------------------------------------
 

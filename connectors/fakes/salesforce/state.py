@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from connectors.fakes.app import Json, Request, Response
@@ -67,18 +68,11 @@ class State(StateBase[Fault]):
     def parse_fault(self, spec: Any, fault_id: int) -> Fault:
         return parse_fault(spec, fault_id)
 
-    def install_faults(self, parsed: list[Fault]) -> tuple[list[Fault], Json]:
-        kept, applied = [], []
-        for fault in parsed:
-            if fault.mode == "expire_sessions":
-                applied.append({"mode": fault.mode, "expired": len(self.sessions)})
-                self.sessions = {}
-            elif fault.mode == "revoke_refresh_token":
-                applied.append({"mode": fault.mode, "revoked": len(self.refresh_tokens)})
-                self.refresh_tokens = set()
-            else:
-                kept.append(fault)
-        return kept, {"applied": applied}
+    def immediate_faults(self) -> dict[str, Callable[[], Json]]:
+        return {
+            "expire_sessions": lambda: {"expired": self.emptied("sessions")},
+            "revoke_refresh_token": lambda: {"revoked": self.emptied("refresh_tokens")},
+        }
 
     # --- sessions -----------------------------------------------------------------------------
 

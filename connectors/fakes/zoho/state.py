@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 from connectors.fakes.app import Json, Request, Response
@@ -63,18 +64,11 @@ class State(StateBase[Fault]):
     def parse_fault(self, spec: Any, fault_id: int) -> Fault:
         return parse_fault(spec, fault_id)
 
-    def install_faults(self, parsed: list[Fault]) -> tuple[list[Fault], Json]:
-        kept, applied = [], []
-        for fault in parsed:
-            if fault.mode == "expire_tokens":
-                applied.append({"mode": fault.mode, "expired": len(self.tokens)})
-                self.tokens = {}
-            elif fault.mode == "revoke_refresh_token":
-                applied.append({"mode": fault.mode, "revoked": len(self.refresh_tokens)})
-                self.refresh_tokens = set()
-            else:
-                kept.append(fault)
-        return kept, {"applied": applied}
+    def immediate_faults(self) -> dict[str, Callable[[], Json]]:
+        return {
+            "expire_tokens": lambda: {"expired": self.emptied("tokens")},
+            "revoke_refresh_token": lambda: {"revoked": self.emptied("refresh_tokens")},
+        }
 
     # --- tokens -------------------------------------------------------------------------------
 
