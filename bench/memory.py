@@ -42,7 +42,7 @@ from core.embedded_redis import EmbeddedRedis
 from core.ids import new_event_id
 from core.ledger import Ledger, NewDelivery, NewEvent, open_ledger
 from core.ledger.deliveries import folded_id
-from core.ledger.keys import dedupe_digest, record_digest
+from core.ledger.keys import LedgerKeys, dedupe_digest, record_digest
 from core.settings import Settings
 from core.vocabulary import AttemptOutcome
 
@@ -246,6 +246,40 @@ def measure(n: int, tmp: Path, binary: str | None = None) -> dict[str, Any]:
         server.stop()
 
 
+def measure_dedupe_keys(n: int, tmp: Path, binary: str | None = None) -> dict[str, Any]:
+    """N dedupe keys alone in a Redis of their own, as accept.lua writes them (named by the
+    digest of source and sender's id, valued by the first event id's 12 bytes, expiring after
+    the dedupe window): used_memory per key as they are added and as they are deleted, the key
+    tables' slots included (at 1,000,000 keys they are 2^20 slots, per table)."""
+    server = EmbeddedRedis(tmp / "redis-dedupe", binary)
+    url = server.start()
+    try:
+        client = redis.Redis.from_url(url)
+        keys = LedgerKeys("crmhub")
+        ttl = Settings.from_env({}).dedupe_ttl_seconds
+        now = time.time()
+        names = [keys.dedupe(dedupe_digest("stripe", f"evt_1Q{i:022d}")) for i in range(n)]
+        before = used(client)
+        for start in range(0, n, 10_000):
+            pipe = client.pipeline(transaction=False)
+            for name in names[start : start + 10_000]:
+                pipe.set(name, bytes.fromhex(new_event_id(now)[4:]), ex=ttl)
+            pipe.execute()
+        added = (used(client) - before) / n
+        full = used(client)
+        for start in range(0, n, 10_000):
+            client.delete(*names[start : start + 10_000])
+        return {
+            "dedupe_keys": n,
+            "redis_version": client.info("server")["redis_version"],
+            "added_per_key": round(added),
+            "freed_per_key": round((full - used(client)) / n),
+            "target_dedupe_bytes": TARGET_DEDUPE,
+        }
+    finally:
+        server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
@@ -254,8 +288,27 @@ def main() -> int:
         help="the redis-server binary to measure (default: the embedded one, as `crmhub serve` "
         "runs it; e.g. /usr/bin/redis-server for a system Redis 7), started with the same flags",
     )
+    parser.add_argument(
+        "--dedupe-keys",
+        type=int,
+        default=0,
+        help="instead: this many dedupe keys alone (e.g. 1000000: a busy window), their cost "
+        "per key at that scale, the key tables included",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.dedupe_keys:
+        with tempfile.TemporaryDirectory(prefix="crmhub-memory-") as tmp:
+            at_scale = measure_dedupe_keys(args.dedupe_keys, Path(tmp), args.redis_server)
+        if args.json:
+            print(json.dumps(at_scale, indent=2))
+        else:
+            print(
+                f"Redis {at_scale['redis_version']}, {at_scale['dedupe_keys']} dedupe keys: "
+                f"{at_scale['added_per_key']} bytes per key added, {at_scale['freed_per_key']} "
+                f"freed per key deleted, key tables included (target {TARGET_DEDUPE})"
+            )
+        return 0
     with tempfile.TemporaryDirectory(prefix="crmhub-memory-") as tmp:
         figures = measure(args.events, Path(tmp), args.redis_server)
     if args.json:
