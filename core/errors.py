@@ -11,8 +11,10 @@ the packages to hold that), so "one of ours, with a message meant for a person" 
     │   │   └── RateLimited             429: a connection-wide cooldown, no attempt used
     │   ├── DataError                   never retried: dead-lettered with a category
     │   ├── AuthError                   credentials refused after a refresh: pause
-    │   └── FetchPaused                 the connection a `fetch:` reads is paused: wait
-    │                                   (no attempt used) and look again
+    │   └── Deferred                    not the target's doing: wait (no attempt used, no
+    │       │                           cooldown) and look again; no room in the rate limit
+    │       │                           for a read (workers/read_room.py)
+    │       └── FetchPaused             the connection a `fetch:` reads is paused
     ├── LedgerUnavailable               Redis cannot be reached: 503, the lease runs out
     │   └── ReplicasUnconfirmed         CRMHUB_REDIS_WAIT_REPLICAS did not confirm an accept
     │                                   in time: 503 (the sender retries)
