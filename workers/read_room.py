@@ -44,7 +44,7 @@ def take_read_room(
         wait = permit.wait_ms / 1000
         if waited + wait > MAX_WAIT_SECONDS:
             raise Deferred(
-                f"{connection!r}'s rate limit has no room now for {why}; "
+                f"the rate limit of connection {connection!r} has no room now for {why}; "
                 f"looking again in {wait:.1f} s (no attempt used)",
                 recheck_seconds=wait,
             )

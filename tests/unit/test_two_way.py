@@ -378,7 +378,9 @@ def test_the_read_of_the_target_takes_its_place_in_the_targets_rate_limit(
     assert ledger.redis.zcard(ledger.keys.rate_window(SF)) == 1  # the read's place
     queries = len([e for e in env.salesforce.log() if e["method"] == "GET"])
     other = hubspot_listing("2026-12-04T10:00:01.000Z", email="grace@example.com")
-    with pytest.raises(Deferred, match="'salesforce''s rate limit has no room now") as waited:
+    with pytest.raises(
+        Deferred, match="the rate limit of connection 'salesforce' has no room now"
+    ) as waited:
         env.deliver("hubspot-to-salesforce", other)
     assert 50 < waited.value.recheck_seconds <= 60
     assert len([e for e in env.salesforce.log() if e["method"] == "GET"]) == queries
