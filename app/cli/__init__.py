@@ -14,6 +14,7 @@ from app.cli.events_cmd import events_group
 from app.cli.fake_cmd import fake
 from app.cli.mappings_cmd import mappings_group
 from app.cli.ops_cmd import pause, resume, status
+from app.cli.pairs_cmd import pairs_group
 from app.cli.reload_cmd import reload_cmd
 from app.cli.send_test import send_test
 from app.cli.serve import serve
@@ -45,3 +46,4 @@ main.add_command(alerts_group)
 main.add_command(health)
 main.add_command(audit)
 main.add_command(backfill_cmd)
+main.add_command(pairs_group)

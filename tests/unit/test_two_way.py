@@ -385,3 +385,43 @@ def test_the_read_of_the_target_takes_its_place_in_the_targets_rate_limit(
     assert 50 < waited.value.recheck_seconds <= 60
     assert len([e for e in env.salesforce.log() if e["method"] == "GET"]) == queries
     env.rt.close()
+
+
+def test_crmhub_pairs_show_says_what_a_pair_knows_of_a_record(env: Env) -> None:
+    """An operator asks why a change did or did not sync: the twins' ids, and per field what
+    each side holds, when it changed, where, and when the hub wrote it."""
+    import json
+
+    from click.testing import CliRunner
+
+    from app.cli import main
+    from app.cli.common import EXIT_NOT_FOUND, CliContext
+
+    env.deliver("hubspot-to-salesforce", hubspot_listing("2026-12-04T10:00:00.100Z"))
+    (row,) = env.salesforce.records("Contact")
+
+    def run(*args: str) -> Any:
+        obj = CliContext(_settings=env.rt.settings, _ledger=env.rt.ledger)
+        return CliRunner().invoke(main, ["pairs", "show", *args], obj=obj)
+
+    shown = run("marketing-contacts", " Ada@Example.COM ", "--json")  # as the pair keys it
+    assert shown.exit_code == 0, shown.output
+    out = json.loads(shown.output)
+    assert out["record"] == "ada@example.com" and out["known"] is True
+    assert out["ids"] == {HS: "51", SF: row["Id"]}
+    fields = {(f["side"], f["field"]): f for f in out["fields"]}
+    first = fields[(SF, "FirstName")]
+    assert (first["value"], first["settled_by"]) == ("Ada", HS)
+    assert first["stamp"] == "2026-12-04T10:00:00.100Z" and first["hub_wrote_at"]
+    assert 0 < out["forgotten_in_seconds"] <= 90 * 86400
+    text = run("marketing-contacts", "ada@example.com").output
+    assert f"salesforce id: {row['Id']}" in text and "salesforce.FirstName = 'Ada'" in text
+
+    unknown = run("marketing-contacts", "nobody@example.com")
+    assert unknown.exit_code == EXIT_NOT_FOUND and "knows nothing of nobody@example.com" in (
+        unknown.output
+    )
+    wrong = run("contacts", "ada@example.com")
+    assert wrong.exit_code == EXIT_NOT_FOUND
+    assert "no two-way pair named 'contacts'" in wrong.output
+    assert "(pairs: marketing-contacts)" in wrong.output
