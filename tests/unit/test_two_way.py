@@ -1,18 +1,23 @@
 """Two-way sync: the pair's configuration and its errors (core/config/two_way.py), the decision
 (core/two_way.py: echo, stale listings, conflicts by newest stamp or by side, per field, and
-field-level direction), what a pair knows (core/ledger/agreed.py) and the delivery step
-(workers/two_way.py) against the in-process fake HubSpot and fake Salesforce."""
+field-level direction), what a pair knows (core/ledger/agreed.py, `crmhub pairs show`) and
+the delivery step (workers/two_way.py) against the in-process fake HubSpot and fake
+Salesforce."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import fakeredis
 import pytest
+from click.testing import CliRunner
 from conftest import make_settings
 
+from app.cli import main
+from app.cli.common import EXIT_NOT_FOUND, CliContext
 from connectors.fakes.hubspot import FakeHubSpot
 from connectors.fakes.salesforce import FakeSalesforce
 from connectors.fakes.transport import FakeTransport
@@ -390,13 +395,6 @@ def test_the_read_of_the_target_takes_its_place_in_the_targets_rate_limit(
 def test_crmhub_pairs_show_says_what_a_pair_knows_of_a_record(env: Env) -> None:
     """An operator asks why a change did or did not sync: the twins' ids, and per field what
     each side holds, when it changed, where, and when the hub wrote it."""
-    import json
-
-    from click.testing import CliRunner
-
-    from app.cli import main
-    from app.cli.common import EXIT_NOT_FOUND, CliContext
-
     env.deliver("hubspot-to-salesforce", hubspot_listing("2026-12-04T10:00:00.100Z"))
     (row,) = env.salesforce.records("Contact")
 
