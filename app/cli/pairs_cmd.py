@@ -26,8 +26,8 @@ from app.cli.common import (
 )
 from core.config.model import Config
 from core.config.two_way import pair_mappings, pair_of
-from core.ledger import Ledger, translate_redis_errors
-from core.ledger.agreed import linked_ids, read_known
+from core.ledger import Ledger
+from core.ledger.agreed import forgotten_in, linked_ids, read_known
 from core.ledger.views import iso_from_ms
 from core.mapping.normalize import normalize_match
 
@@ -70,15 +70,13 @@ def pair_record(ledger: Ledger, config: Config, pair: str, record: str) -> dict[
                 "hub_wrote_at": iso_from_ms(wrote) if wrote is not None else None,
             }
         )
-    with translate_redis_errors():
-        ttl = int(ledger.redis.ttl(ledger.keys.agreed(pair, key)))
     return {
         "pair": pair,
         "record": key,
         "known": bool(fields or ids),
         "ids": ids,
         "fields": fields,
-        "forgotten_in_seconds": ttl if ttl >= 0 else None,
+        "forgotten_in_seconds": forgotten_in(ledger, pair, key),
     }
 
 

@@ -72,3 +72,11 @@ def linked_ids(ledger: Ledger, pair: str, record: str) -> dict[str, str]:
     with translate_redis_errors():
         raw = ledger.redis.hgetall(ledger.keys.agreed(pair, record))
     return {text(k).partition(":")[2]: text(v) for k, v in raw.items() if text(k).startswith("id:")}
+
+
+def forgotten_in(ledger: Ledger, pair: str, record: str) -> int | None:
+    """Seconds until the pair forgets the record (its keep_days from its last change); None
+    when it knows nothing of it."""
+    with translate_redis_errors():
+        ttl = int(ledger.redis.ttl(ledger.keys.agreed(pair, record)))
+    return ttl if ttl >= 0 else None
