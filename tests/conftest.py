@@ -93,6 +93,16 @@ def real_redis(real_redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
         client.close()
 
 
+@pytest.fixture(params=["fakeredis", "redis"])
+def either_redis(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """The test once on fakeredis, once on a real Redis (real_redis: it deletes exactly this
+    test's key_prefix afterwards, so the test keeps its keys under that prefix)."""
+    if request.param == "fakeredis":
+        yield fakeredis.FakeRedis()
+    else:
+        yield request.getfixturevalue("real_redis")
+
+
 @pytest.fixture
 def write_config(tmp_path: Path) -> Callable[..., Path]:
     """Write a YAML config (dedented) into the test's directory and return its path."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import kombu
 import pytest
+import redis
 
 from workers.broker import PromptReconnect, transport_for
 
@@ -38,7 +39,10 @@ def collected_with_a_message_unacked(url: str, prefix: str, transport: str | Non
 
 
 def test_a_task_acknowledged_after_the_broker_was_lost_is_a_connection_error(
-    real_redis_url: str, key_prefix: str, caplog: pytest.LogCaptureFixture
+    real_redis_url: str,
+    key_prefix: str,
+    real_redis: redis.Redis,  # deletes the broker's keys under key_prefix afterwards
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     conn, message = collected_with_a_message_unacked(real_redis_url, key_prefix, "crmhub-redis")
     with caplog.at_level(logging.CRITICAL):
@@ -49,7 +53,7 @@ def test_a_task_acknowledged_after_the_broker_was_lost_is_a_connection_error(
 
 
 def test_kombus_own_channel_raised_attribute_error_there(
-    real_redis_url: str, key_prefix: str
+    real_redis_url: str, key_prefix: str, real_redis: redis.Redis
 ) -> None:
     """Why the transport is ours: kombu's Redis channel, in the same state."""
     conn, message = collected_with_a_message_unacked(real_redis_url, key_prefix, None)

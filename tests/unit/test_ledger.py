@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import fakeredis
 import pytest
 import redis
 from conftest import text
@@ -36,13 +35,9 @@ NON_TERMINAL = {"pending", "in_flight", "scheduled", "held"}
 TERMINAL = {"delivered", "dead", "superseded", "discarded"}
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
-def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    if request.param == "fakeredis":
-        yield fakeredis.FakeRedis()
-    else:
-        # the conftest fixture: real Redis, deletes exactly this test's prefix afterwards
-        yield request.getfixturevalue("real_redis")
+@pytest.fixture
+def client(either_redis: redis.Redis) -> redis.Redis:
+    return either_redis
 
 
 @dataclass

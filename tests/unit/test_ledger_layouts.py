@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterator
 
-import fakeredis
 import pytest
 import redis
 from conftest import text
@@ -30,17 +28,14 @@ RK = "crm:contacts:email=ada@example.com"
 BODY = json.dumps({"id": "evt_sender_1", "email": "ada@example.com", "note": "x" * 200})
 
 
-@pytest.fixture(params=["fakeredis", "redis"])
-def client(request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
-    if request.param == "fakeredis":
-        yield fakeredis.FakeRedis()
-    else:
-        yield request.getfixturevalue("real_redis")
+@pytest.fixture
+def client(either_redis: redis.Redis) -> redis.Redis:
+    return either_redis
 
 
 @pytest.fixture
-def ledger(client: redis.Redis) -> Ledger:
-    prefix = f"layouts{id(client)}"
+def ledger(client: redis.Redis, key_prefix: str) -> Ledger:
+    prefix = key_prefix  # what real_redis deletes afterwards
     return Ledger(client, prefix=prefix, queue=HintQueue(f"{prefix}.q", f"{prefix}:q:"))
 
 
