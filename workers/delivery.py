@@ -20,13 +20,11 @@ from core.vocabulary import HUB_ITSELF, AttemptOutcome, ClaimStatus, DeadCategor
 from workers.drain import Budget, goes_on, objects_of
 from workers.enrich import event_bodies, forget_refused_links, link_related
 from workers.policy import Decision, decide, describe
+from workers.read_room import MAX_RATE_WAIT_SECONDS
 from workers.runtime import WorkerRuntime
 from workers.two_way import Step, after_write, before_write
 
 log = logging.getLogger("crmhub.worker")
-
-#: the longest a worker waits in place for the rate limiter before rescheduling instead
-MAX_RATE_WAIT_SECONDS = 1.0
 
 
 @dataclass

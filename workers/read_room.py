@@ -8,15 +8,14 @@ reads and writes together stay within `connections.<c>.rate_limit`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from core.errors import Deferred
 from core.vocabulary import ClaimStatus
 from workers.runtime import WorkerRuntime
 
-#: how long a delivery waits in its attempt for room to read; beyond that it is deferred
-#: (no attempt used) and looks again when there is room
-MAX_WAIT_SECONDS = 1.0
+#: the longest a worker waits in place for the rate limiter, for a claim (workers/delivery.py)
+#: or a read; beyond that the delivery is rescheduled or deferred (no attempt used)
+MAX_RATE_WAIT_SECONDS = 1.0
 
 
 def take_read_room(
@@ -25,11 +24,9 @@ def take_read_room(
     *,
     why: str,
     places: int = 1,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Return once the connection's rate limit has given `places` requests room (at once
-    when it has no limit); raise Deferred when that is further off than MAX_WAIT_SECONDS
+    when it has no limit); raise Deferred when that is further off than MAX_RATE_WAIT_SECONDS
     (places taken by then are spent: the limit errs toward fewer requests, never more)."""
     rate = rt.rate_limits.get(connection)
     if rate is None:
@@ -37,16 +34,16 @@ def take_read_room(
     waited = 0.0
     taken = 0
     while taken < places:
-        permit = rt.ledger.polls.read_room(connection, who=why, now=clock(), rate=rate)
+        permit = rt.ledger.polls.read_room(connection, who=why, now=time.time(), rate=rate)
         if permit.status != ClaimStatus.WAIT:
             taken += 1
             continue
         wait = permit.wait_ms / 1000
-        if waited + wait > MAX_WAIT_SECONDS:
+        if waited + wait > MAX_RATE_WAIT_SECONDS:
             raise Deferred(
                 f"the rate limit of connection {connection!r} has no room now for {why}; "
                 f"looking again in {wait:.1f} s (no attempt used)",
                 recheck_seconds=wait,
             )
-        sleep(wait)
+        time.sleep(wait)
         waited += wait

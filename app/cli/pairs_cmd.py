@@ -27,7 +27,7 @@ from app.cli.common import (
 from core.config.model import Config
 from core.config.two_way import pair_mappings, pair_of
 from core.ledger import Ledger
-from core.ledger.agreed import forgotten_in, linked_ids, read_known
+from core.ledger.agreed import record_known_view
 from core.ledger.views import iso_from_ms
 from core.mapping.normalize import normalize_match
 
@@ -53,8 +53,7 @@ def _match_value(config: Config, pair: str, record: str) -> str:
 def pair_record(ledger: Ledger, config: Config, pair: str, record: str) -> dict[str, Any]:
     """What the pair knows of the record, as `--json` prints it (`known` false when nothing)."""
     key = _match_value(config, pair, record)
-    known = read_known(ledger, pair, key)
-    ids = linked_ids(ledger, pair, key)
+    known, ids, forgotten_in = record_known_view(ledger, pair, key)
     fields = []
     for slot in sorted(set(known.values) | set(known.written)):
         side, _, name = slot.partition(":")
@@ -76,7 +75,7 @@ def pair_record(ledger: Ledger, config: Config, pair: str, record: str) -> dict[
         "known": bool(fields or ids),
         "ids": ids,
         "fields": fields,
-        "forgotten_in_seconds": forgotten_in(ledger, pair, key),
+        "forgotten_in_seconds": forgotten_in,
     }
 
 
@@ -100,16 +99,19 @@ def show(ctx: CliContext, pair: str, record: str, as_json: bool) -> None:
     out = pair_record(ctx.ledger, config, pair, record)
     if as_json:
         emit_json(out)
+    elif out["known"]:
+        _print(out)
+    else:
+        click.echo(
+            f"pair {pair} knows nothing of {out['record']}: never synced, or quiet for "
+            "longer than its keep_days (its next change is compared with the twin as it is)"
+        )
     if not out["known"]:
-        if not as_json:
-            click.echo(
-                f"pair {pair} knows nothing of {out['record']}: never synced, or quiet for "
-                "longer than its keep_days (its next change is compared with the twin as it is)"
-            )
         raise SystemExit(EXIT_NOT_FOUND)
-    if as_json:
-        return
-    click.echo(f"pair {pair}, record {out['record']}")
+
+
+def _print(out: dict[str, Any]) -> None:
+    click.echo(f"pair {out['pair']}, record {out['record']}")
     for side, ident in sorted(out["ids"].items()):
         click.echo(f"  {side} id: {ident}")
     for f in out["fields"]:

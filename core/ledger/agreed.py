@@ -14,6 +14,7 @@ change, and a read that lags a concurrent write is caught by the twin's read bef
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from core.ledger.store import Ledger
 from core.ledger.translate import translate_redis_errors
@@ -21,9 +22,15 @@ from core.ledger.views import text
 from core.two_way import Known
 
 
-def read_known(ledger: Ledger, pair: str, record: str) -> Known:
-    with translate_redis_errors():
-        raw = ledger.redis.hgetall(ledger.keys.agreed(pair, record))
+class RecordKnown(NamedTuple):
+    """What a pair knows of a record, as an operator is shown it (`crmhub pairs show`)."""
+
+    known: Known
+    ids: dict[str, str]  # the twins' ids by side
+    forgotten_in: int | None  # seconds until keep_days end it; None when nothing is known
+
+
+def _known(raw: Mapping[Any, Any]) -> Known:
     values: dict[str, str] = {}
     stamps: dict[str, int] = {}
     origins: dict[str, str] = {}
@@ -39,6 +46,11 @@ def read_known(ledger: Ledger, pair: str, record: str) -> Known:
         elif kind == "w":
             written[where] = int(text(value))
     return Known(values, stamps, origins, written)
+
+
+def read_known(ledger: Ledger, pair: str, record: str) -> Known:
+    with translate_redis_errors():
+        return _known(ledger.redis.hgetall(ledger.keys.agreed(pair, record)))
 
 
 def record_known(
@@ -67,16 +79,14 @@ def record_known(
         pipe.execute()
 
 
-def linked_ids(ledger: Ledger, pair: str, record: str) -> dict[str, str]:
-    """The twins' ids by side (what an operator asks: which record is this one's twin?)."""
+def record_known_view(ledger: Ledger, pair: str, record: str) -> RecordKnown:
+    """What the pair knows of the record, the twins' ids (which record is this one's twin?)
+    and when it will be forgotten, in one round trip."""
+    key = ledger.keys.agreed(pair, record)
     with translate_redis_errors():
-        raw = ledger.redis.hgetall(ledger.keys.agreed(pair, record))
-    return {text(k).partition(":")[2]: text(v) for k, v in raw.items() if text(k).startswith("id:")}
-
-
-def forgotten_in(ledger: Ledger, pair: str, record: str) -> int | None:
-    """Seconds until the pair forgets the record (its keep_days from its last change); None
-    when it knows nothing of it."""
-    with translate_redis_errors():
-        ttl = int(ledger.redis.ttl(ledger.keys.agreed(pair, record)))
-    return ttl if ttl >= 0 else None
+        pipe = ledger.redis.pipeline(transaction=False)
+        pipe.hgetall(key)
+        pipe.ttl(key)
+        raw, ttl = pipe.execute()
+    ids = {text(k).partition(":")[2]: text(v) for k, v in raw.items() if text(k).startswith("id:")}
+    return RecordKnown(_known(raw), ids, int(ttl) if int(ttl) >= 0 else None)

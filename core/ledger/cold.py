@@ -137,7 +137,7 @@ class LedgerCold:
                 for (event_id, _), raw in zip(scored, pipe.execute(), strict=True)
             ]
             delivery_ids = [
-                event_fields.delivery_ids(ev["id"], ev["deliveries"]) if ev else [] for ev in events
+                event_fields.delivery_ids(ev["deliveries"]) if ev else [] for ev in events
             ]
             flat = [delivery_id for ids in delivery_ids for delivery_id in ids]
             hashes = iter(read_hashes(self.redis, self.keys, flat))

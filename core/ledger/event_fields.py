@@ -6,7 +6,7 @@ those two write it); its `deliveries` (ids, comma-separated) are not written whe
 delivery is the one folded into its hash (core/ledger/deliveries.py folded_id): the common
 case, a webhook routed to one mapping. Together ~110-140 B less per held event, the step into
 the next smaller allocation. An event recorded before this layout has all three written, and
-reads the same. common.lua's event_deliveries is the scripts' side of `delivery_ids`.
+reads the same. common.lua's event_deliveries is the scripts' side of `complete`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from core.ledger.bodies import BODY, HEADERS, PACKED
 from core.ledger.deliveries import folded_id
 from core.ledger.keys import LedgerKeys
 from core.ledger.translate import translate_redis_errors
-from core.ledger.views import decode, text
+from core.ledger.views import decode
 from core.vocabulary import EventState
 
 #: written for every event: whether any is there tells whether the event is
@@ -37,10 +37,8 @@ def written(event_id: str, state: EventState, delivery_ids: Sequence[str]) -> li
     return out
 
 
-def delivery_ids(event_id: str, listed: str | None) -> list[str]:
-    """An event's deliveries' ids from its `deliveries` field as read (None: not written)."""
-    if listed is None:
-        return [folded_id(event_id)]
+def delivery_ids(listed: str) -> list[str]:
+    """An event's deliveries' ids from its `deliveries` field as `complete` gives it back."""
     return [i for i in listed.split(",") if i]
 
 
@@ -88,12 +86,8 @@ def read_delivery_ids(
     client: redis.Redis, keys: LedgerKeys, event_ids: Sequence[str]
 ) -> list[list[str]]:
     """Several events' deliveries' ids in one round trip ([] for an event that is gone)."""
-    with translate_redis_errors():
-        pipe = client.pipeline(transaction=False)
-        for event_id in event_ids:
-            pipe.hmget(keys.event(event_id), [ALWAYS, "deliveries"])
-        replies: list[Any] = pipe.execute()
+    rows = read(client, keys, event_ids, ("deliveries",))
     return [
-        delivery_ids(event_id, None if listed is None else text(listed)) if there else []
-        for event_id, (there, listed) in zip(event_ids, replies, strict=True)
+        delivery_ids(row["deliveries"]) if row else []
+        for event_id, row in zip(event_ids, rows, strict=True)
     ]

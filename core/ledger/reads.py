@@ -92,7 +92,7 @@ class LedgerReads:
         raw = self.raw_event(event_id)
         if not raw:
             return None
-        ids = event_fields.delivery_ids(event_id, raw["deliveries"])
+        ids = event_fields.delivery_ids(raw["deliveries"])
         return event_view(raw, [d for d in (self.delivery(i) for i in ids) if d is not None])
 
     def delivery(self, delivery_id: str, *, history: bool = False) -> dict[str, Any] | None:

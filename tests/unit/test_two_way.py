@@ -27,7 +27,7 @@ from connectors.salesforce import SalesforceConnector
 from core.config import load_config
 from core.config.two_way import Pair, pair_of
 from core.errors import ConfigError, Deferred
-from core.ledger.agreed import linked_ids, read_known, record_known
+from core.ledger.agreed import read_known, record_known, record_known_view
 from core.mapping import map_event
 from core.two_way import Change, Known, Plan, Twin, first_look, settle, settled, slot
 from workers.runtime import WorkerRuntime
@@ -317,7 +317,7 @@ def test_the_ledger_keeps_what_a_pair_knows_and_the_link(env: Env) -> None:
     k = read_known(ledger, "p", "ada@example.com")
     assert k.values == {"salesforce:FirstName": "Ada"} and k.stamps["salesforce:FirstName"] == 1000
     assert k.origins["salesforce:FirstName"] == HS and k.written["salesforce:FirstName"] == 1200
-    assert linked_ids(ledger, "p", "ada@example.com") == {HS: "51", SF: "003x"}
+    assert record_known_view(ledger, "p", "ada@example.com").ids == {HS: "51", SF: "003x"}
     assert 0 < env.rt.ledger.redis.ttl(f"{ledger.keys.prefix}:agreed:p:ada@example.com") <= 3600
 
 
